@@ -1,0 +1,76 @@
+//! Entry decoding, including the filter state as Envoy sends it (`Any` wrapping `BytesValue`).
+
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+use envoy_types::pb::envoy::data::accesslog::v3::{HttpRequestProperties, HttpResponseProperties};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::*;
+
+pub(crate) fn entry(request_id: &str, usage_json: Option<&str>) -> HttpAccessLogEntry {
+    let mut common = AccessLogCommon {
+        start_time: Some(Timestamp { seconds: 1_700_000_000, nanos: 250_000_000 }),
+        duration: Some(Duration { seconds: 1, nanos: 5_000_000 }),
+        upstream_cluster: "model_0_a".into(),
+        upstream_remote_address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "127.0.0.1".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(7001)),
+                ..Default::default()
+            })),
+        }),
+        response_flags: Some(ResponseFlags { upstream_connection_failure: true, ..Default::default() }),
+        ..Default::default()
+    };
+    if let Some(json) = usage_json {
+        let bytes = BytesValue { value: json.as_bytes().to_vec() }.encode_to_vec();
+        let any = Any { type_url: "type.googleapis.com/google.protobuf.BytesValue".into(), value: bytes };
+        common.filter_state_objects.insert(USAGE_STATE_KEY.into(), any);
+    }
+    HttpAccessLogEntry {
+        common_properties: Some(common),
+        request: Some(HttpRequestProperties {
+            request_id: request_id.into(),
+            request_method: RequestMethod::Post as i32,
+            path: "/v1/chat/completions?token=sk-live-secret&x=1".into(),
+            ..Default::default()
+        }),
+        response: Some(HttpResponseProperties {
+            response_code: Some(UInt32Value { value: 200 }),
+            response_body_bytes: 1234,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn envoy_facts_and_the_usage_record_make_one_row() {
+    let usage = r#"{"app_id":3,"key_id":4,"model":"m","cluster":"model_0_a","stream":true,"status":200,"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,"usage_source":"reported","ttft_ms":12,"duration_ms":30,"client_disconnected":false,"gateway_error":null,"upstream_error":null}"#;
+    let row = to_row(&entry("req-1", Some(usage)));
+    assert_eq!(row.request_id, "req-1");
+    assert_eq!(row.started_at_ms, 1_700_000_000_250);
+    assert_eq!(row.duration_ms, Some(1005));
+    assert_eq!(row.method.as_deref(), Some("POST"));
+    assert_eq!(row.path.as_deref(), Some("/v1/chat/completions?x=1"), "the token never reaches the log");
+    assert_eq!(row.status, Some(200));
+    assert_eq!(row.upstream_host.as_deref(), Some("127.0.0.1:7001"));
+    assert_eq!(row.response_flags.as_deref(), Some("UF"));
+    assert_eq!(row.bytes_sent, Some(1234));
+    assert_eq!((row.app_id, row.key_id), (Some(3), Some(4)));
+    assert_eq!((row.prompt_tokens, row.completion_tokens, row.total_tokens), (Some(5), Some(6), Some(11)));
+    assert_eq!(row.usage_source.as_deref(), Some("reported"));
+    assert_eq!(row.stream, Some(true));
+    assert_eq!(row.ttft_ms, Some(12));
+}
+
+#[test]
+fn entries_without_usage_or_with_garbage_still_make_rows() {
+    let row = to_row(&entry("req-2", None));
+    assert_eq!(row.status, Some(200));
+    assert_eq!(row.app_id, None);
+    let row = to_row(&entry("req-3", Some("not json")));
+    assert_eq!(row.request_id, "req-3");
+    assert_eq!(row.model, None);
+    let row = to_row(&HttpAccessLogEntry::default());
+    assert!(row.request_id.starts_with("envoy-"));
+}

@@ -1,0 +1,66 @@
+//! Secrets: API keys, admin and feed tokens, their hashes, and comparing them in constant time.
+
+use sha2::{Digest, Sha256};
+
+/// Prefix of every API key (the replaced system's format: `sk-live-` + a UUID-shaped value).
+pub const API_KEY_PREFIX: &str = "sk-live-";
+
+/// `n` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS RNG failing means the machine cannot make secrets at all; there is no fallback.
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("the OS random source failed: {e}"));
+    bytes
+}
+
+/// A new API key: `sk-live-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, 128 random bits.
+pub fn new_api_key() -> String {
+    let h = hex::encode(random_bytes::<16>());
+    format!("{API_KEY_PREFIX}{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// A new opaque token (admin token, feed secret): 256 random bits, hex.
+pub fn new_token() -> String {
+    hex::encode(random_bytes::<32>())
+}
+
+/// Hex SHA-256 of a secret, as stored and as the filter looks keys up.
+pub fn hash(secret: impl AsRef<[u8]>) -> String {
+    hex::encode(Sha256::digest(secret.as_ref()))
+}
+
+/// The part of a key shown in listings: `sk-live-` and four more characters.
+pub fn display_prefix(api_key: &str) -> String {
+    api_key.chars().take(API_KEY_PREFIX.len() + 4).collect()
+}
+
+/// Compares two strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_have_the_replaced_systems_shape() {
+        let key = new_api_key();
+        let rest = key.strip_prefix("sk-live-").unwrap();
+        let groups: Vec<usize> = rest.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert!(rest.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert_ne!(new_api_key(), key);
+        assert_eq!(display_prefix(&key).len(), 12);
+    }
+
+    #[test]
+    fn hashes_and_compares() {
+        assert_eq!(hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "abcd"));
+        assert_eq!(new_token().len(), 64);
+    }
+}

@@ -1,0 +1,11 @@
+//! What the control plane keeps in SQLite, one module per concept. Queries live here; the HTTP
+//! and gRPC layers only translate.
+
+pub mod apps;
+pub mod logs;
+pub mod settings;
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

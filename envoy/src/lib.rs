@@ -1,0 +1,138 @@
+//! Renders the reference Envoy configuration (`envoy/gateway.yaml.tmpl`) for a set of models,
+//! ports and paths. `cargo xtask up` and the end-to-end tests both use it, so what the tests run
+//! is what users run. The filter's plugin configuration is built from the filter crate's own
+//! [`PluginConfig`] type, so the two cannot drift apart.
+
+mod upstream;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use vllm_gateway_filter::config::{ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER};
+
+pub use upstream::{ModelUpstream, Upstream, UpstreamError};
+
+/// The template, as shipped.
+pub const TEMPLATE: &str = include_str!("../gateway.yaml.tmpl");
+
+/// Why a configuration could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A `--model NAME=URL` that cannot be used.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The same model name twice.
+    #[error("model `{0}` is configured twice")]
+    DuplicateModel(String),
+    /// No model at all.
+    #[error("at least one model is required")]
+    NoModels,
+    /// The plugin configuration is invalid.
+    #[error(transparent)]
+    Plugin(#[from] vllm_gateway_filter::config::ConfigError),
+    /// A placeholder the template has that nothing filled.
+    #[error("template placeholder left unfilled: {0}")]
+    Unfilled(String),
+}
+
+/// Everything the rendered configuration depends on.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    /// Where the gateway listens.
+    pub listen: SocketAddr,
+    /// Envoy's admin port (always on 127.0.0.1; 0 picks a free one).
+    pub admin_port: u16,
+    /// The control plane's HTTP API.
+    pub control_plane_http: SocketAddr,
+    /// The control plane's access-log gRPC sink.
+    pub control_plane_als: SocketAddr,
+    /// The built filter.
+    pub wasm_path: PathBuf,
+    /// Model → vLLM base URL.
+    pub models: Vec<ModelUpstream>,
+    /// The shared secret of the state feed.
+    pub state_token: String,
+    /// How often the filter pulls the key state.
+    pub state_refresh_ms: u64,
+}
+
+/// The cluster name of the `index`-th model: only `[a-z0-9_]`, unique by its index.
+pub fn cluster_name(index: usize, model: &str) -> String {
+    let clean: String = model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(40)
+        .collect();
+    format!("model_{index}_{clean}")
+}
+
+/// The filter's plugin configuration for a spec.
+pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
+    if spec.models.is_empty() {
+        return Err(RenderError::NoModels);
+    }
+    let mut models = BTreeMap::new();
+    for (i, m) in spec.models.iter().enumerate() {
+        let route = ModelRoute { cluster: cluster_name(i, &m.name) };
+        if models.insert(m.name.clone(), route).is_some() {
+            return Err(RenderError::DuplicateModel(m.name.clone()));
+        }
+    }
+    let config = PluginConfig {
+        models,
+        state: StateFeed {
+            cluster: "control_plane".to_owned(),
+            authority: "control-plane".to_owned(),
+            path: "/internal/state".to_owned(),
+            token: spec.state_token.clone(),
+            refresh_ms: spec.state_refresh_ms,
+            timeout_ms: 2000,
+        },
+        max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
+        cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// Renders the Envoy configuration for a spec.
+pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
+    let plugin = plugin_config(spec)?;
+    let plugin_json = serde_json::to_string(&plugin).unwrap_or_default();
+    let clusters: Vec<String> = spec
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| upstream::cluster_yaml(&cluster_name(i, &m.name), &m.upstream))
+        .collect();
+    let values = [
+        ("ADMIN_PORT", spec.admin_port.to_string()),
+        ("LISTEN_ADDRESS", spec.listen.ip().to_string()),
+        ("GATEWAY_PORT", spec.listen.port().to_string()),
+        ("BUFFER_LIMIT_BYTES", (plugin.max_request_body_bytes + 1024 * 1024).to_string()),
+        ("CLUSTER_HEADER", plugin.cluster_header.clone()),
+        ("PLUGIN_CONFIG", plugin_json.replace('\'', "''")),
+        ("WASM_PATH", yaml_double_quoted(&spec.wasm_path.to_string_lossy())),
+        ("CONTROL_PLANE_HTTP_HOST", spec.control_plane_http.ip().to_string()),
+        ("CONTROL_PLANE_HTTP_PORT", spec.control_plane_http.port().to_string()),
+        ("CONTROL_PLANE_ALS_HOST", spec.control_plane_als.ip().to_string()),
+        ("CONTROL_PLANE_ALS_PORT", spec.control_plane_als.port().to_string()),
+        ("MODEL_CLUSTERS", clusters.join("")),
+    ];
+    let mut out = TEMPLATE.to_owned();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{{{key}}}}}"), &value);
+    }
+    match out.lines().find(|l| l.contains("{{")) {
+        Some(line) => Err(RenderError::Unfilled(line.trim().to_owned())),
+        None => Ok(out),
+    }
+}
+
+fn yaml_double_quoted(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! Rendering checks; the rendered file is also validated by the real Envoy in the e2e tests.
+
+use super::*;
+
+fn spec(models: &[&str]) -> GatewaySpec {
+    GatewaySpec {
+        listen: "127.0.0.1:5000".parse().unwrap(),
+        admin_port: 9901,
+        control_plane_http: "127.0.0.1:8081".parse().unwrap(),
+        control_plane_als: "127.0.0.1:8082".parse().unwrap(),
+        wasm_path: "/tmp/it's \"here\".wasm".into(),
+        models: models.iter().map(|m| m.parse().unwrap()).collect(),
+        state_token: "0123456789abcdef0123".into(),
+        state_refresh_ms: 1000,
+    }
+}
+
+#[test]
+fn parses_model_urls() {
+    let m: ModelUpstream = "Qwen3-32B=http://10.0.0.5:8000/".parse().unwrap();
+    assert_eq!(m.name, "Qwen3-32B");
+    assert_eq!(m.upstream, Upstream { tls: false, host: "10.0.0.5".into(), port: 8000 });
+    let m: ModelUpstream = "a=https://vllm.internal".parse().unwrap();
+    assert_eq!((m.upstream.tls, m.upstream.port), (true, 443));
+    let m: ModelUpstream = "a=http://[::1]:9".parse().unwrap();
+    assert_eq!(m.upstream.host, "::1");
+    for bad in ["noequals", "=http://x:1", "a=ftp://x", "a=http://x:1/v1", "a=http://x:port", "a=http://", "a=http://x y:1"] {
+        assert!(bad.parse::<ModelUpstream>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn renders_every_placeholder() {
+    let yaml = render(&spec(&["model-a=http://127.0.0.1:7001", "Model/B=http://localhost:7002"])).unwrap();
+    assert!(yaml.contains("port_value: 5000"));
+    assert!(yaml.contains("name: model_0_model_a"));
+    assert!(yaml.contains("name: model_1_model_b"));
+    assert!(yaml.contains("type: STRICT_DNS"), "host names resolve through DNS");
+    assert!(yaml.contains(r#"filename: "/tmp/it's \"here\".wasm""#));
+    assert!(yaml.contains(r#""Model/B":{"cluster":"model_1_model_b"}"#));
+    assert!(!yaml.contains("{{"));
+}
+
+#[test]
+fn plugin_config_round_trips_through_the_filter_parser() {
+    let yaml = render(&spec(&["m=http://127.0.0.1:1"])).unwrap();
+    let line = yaml.lines().find(|l| l.trim_start().starts_with("value: '")).unwrap();
+    let json = line.trim_start().trim_start_matches("value: '").trim_end_matches('\'').replace("''", "'");
+    let parsed = PluginConfig::parse(json.as_bytes()).unwrap();
+    assert_eq!(parsed, plugin_config(&spec(&["m=http://127.0.0.1:1"])).unwrap());
+}
+
+#[test]
+fn refuses_duplicate_or_missing_models() {
+    assert!(matches!(render(&spec(&[])), Err(RenderError::NoModels)));
+    let dup = render(&spec(&["m=http://127.0.0.1:1", "m=http://127.0.0.1:2"]));
+    assert!(matches!(dup, Err(RenderError::DuplicateModel(_))));
+}

@@ -1,0 +1,218 @@
+//! The plugin configuration: parsed once in `on_configure` into a validated [`PluginConfig`].
+//!
+//! An invalid configuration makes `on_configure` return false, so Envoy refuses the filter, and the
+//! error names the field that is wrong (`models.qwen.cluster: must not be empty`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default cap on a buffered request body (8 MiB).
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Default header the route table reads the upstream cluster from.
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-gateway-cluster";
+
+/// Why a plugin configuration was refused; the message starts with the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid plugin configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Model name (as clients send it in `model`) → where requests for it go.
+    pub models: BTreeMap<String, ModelRoute>,
+    /// Where the key state comes from.
+    pub state: StateFeed,
+    /// Request bodies larger than this are refused with 413.
+    #[serde(default = "default_max_body")]
+    pub max_request_body_bytes: usize,
+    /// The header the route table reads the cluster from; always overwritten by the filter.
+    #[serde(default = "default_cluster_header")]
+    pub cluster_header: String,
+}
+
+/// Where one model's requests are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRoute {
+    /// The Envoy cluster serving this model.
+    pub cluster: String,
+}
+
+/// The control plane's state feed, pulled by every worker on a tick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFeed {
+    /// Envoy cluster of the control plane's HTTP API.
+    pub cluster: String,
+    /// `:authority` sent with the pull.
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// Path of the state endpoint.
+    #[serde(default = "default_state_path")]
+    pub path: String,
+    /// Shared secret sent as a bearer token.
+    pub token: String,
+    /// How often the state is pulled once it has arrived, in milliseconds.
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+    /// Timeout of one pull, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_max_body() -> usize {
+    DEFAULT_MAX_REQUEST_BODY_BYTES
+}
+fn default_cluster_header() -> String {
+    DEFAULT_CLUSTER_HEADER.to_owned()
+}
+fn default_authority() -> String {
+    "control-plane".to_owned()
+}
+fn default_state_path() -> String {
+    "/internal/state".to_owned()
+}
+fn default_refresh_ms() -> u64 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+impl PluginConfig {
+    /// Parses and validates the configuration bytes Envoy hands to `on_configure`.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let config: PluginConfig =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError(format!("not valid: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field; the error names the first one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field: &str, why: &str| Err(ConfigError(format!("{field}: {why}")));
+        if self.models.is_empty() {
+            return fail("models", "at least one model is required");
+        }
+        for (name, route) in &self.models {
+            if name.trim().is_empty() {
+                return fail("models", "a model name must not be empty");
+            }
+            if route.cluster.trim().is_empty() {
+                return fail(&format!("models.{name}.cluster"), "must not be empty");
+            }
+        }
+        if self.max_request_body_bytes == 0 {
+            return fail("max_request_body_bytes", "must be greater than 0");
+        }
+        if !is_header_name(&self.cluster_header) {
+            return fail("cluster_header", "must be a lowercase HTTP header name");
+        }
+        self.state.validate()
+    }
+
+    /// The route of a model, if it is configured.
+    pub fn route(&self, model: &str) -> Option<&ModelRoute> {
+        self.models.get(model)
+    }
+}
+
+impl StateFeed {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field: &str, why: &str| Err(ConfigError(format!("state.{field}: {why}")));
+        if self.cluster.trim().is_empty() {
+            return fail("cluster", "must not be empty");
+        }
+        if !self.path.starts_with('/') {
+            return fail("path", "must start with '/'");
+        }
+        if self.token.len() < 16 {
+            return fail("token", "must be at least 16 characters");
+        }
+        if !(100..=3_600_000).contains(&self.refresh_ms) {
+            return fail("refresh_ms", "must be between 100 and 3600000");
+        }
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return fail("timeout_ms", "must be between 100 and 60000");
+        }
+        Ok(())
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!({
+            "models": {"qwen": {"cluster": "model_qwen"}},
+            "state": {"cluster": "control_plane", "token": "0123456789abcdef0123"}
+        })
+    }
+
+    fn error_of(value: serde_json::Value) -> String {
+        match PluginConfig::parse(value.to_string().as_bytes()) {
+            Ok(_) => String::from("accepted"),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let config = PluginConfig::parse(valid().to_string().as_bytes()).unwrap();
+        assert_eq!(config.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
+        assert_eq!(config.cluster_header, "x-gateway-cluster");
+        assert_eq!(config.state.path, "/internal/state");
+        assert_eq!(config.route("qwen").unwrap().cluster, "model_qwen");
+        assert!(config.route("other").is_none());
+    }
+
+    #[test]
+    fn names_the_wrong_field() {
+        let mut v = valid();
+        v["models"]["qwen"]["cluster"] = "".into();
+        assert_eq!(error_of(v), "models.qwen.cluster: must not be empty");
+
+        let mut v = valid();
+        v["models"] = serde_json::json!({});
+        assert_eq!(error_of(v), "models: at least one model is required");
+
+        let mut v = valid();
+        v["state"]["refresh_ms"] = 5.into();
+        assert!(error_of(v).starts_with("state.refresh_ms:"));
+
+        let mut v = valid();
+        v["state"]["token"] = "short".into();
+        assert!(error_of(v).starts_with("state.token:"));
+
+        let mut v = valid();
+        v["cluster_header"] = "X-Bad Header".into();
+        assert!(error_of(v).starts_with("cluster_header:"));
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_garbage() {
+        let mut v = valid();
+        v["modles"] = serde_json::json!({});
+        assert!(error_of(v).contains("unknown field `modles`"));
+        assert!(PluginConfig::parse(b"not json").is_err());
+        assert!(PluginConfig::parse(b"").is_err());
+    }
+}

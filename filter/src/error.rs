@@ -1,0 +1,166 @@
+//! What the gateway refuses, as OpenAI-shaped error replies:
+//! `{"error":{"message":…,"type":…,"param":…,"code":…}}` with the matching HTTP status.
+
+use serde::Serialize;
+
+/// A request the gateway answers itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// No `Authorization: Bearer` header and no `?token=`.
+    MissingCredential,
+    /// A credential that is not a known key (or is malformed).
+    InvalidCredential,
+    /// The key's app has expired.
+    ExpiredCredential,
+    /// The key's app is disabled.
+    AppDisabled,
+    /// No key state has arrived from the control plane yet.
+    NotReady,
+    /// The body is not a JSON object.
+    BadJson(String),
+    /// The body has no string `model`.
+    MissingModel,
+    /// `model` names no configured model.
+    UnknownModel(String),
+    /// The body is over the configured limit.
+    BodyTooLarge(usize),
+    /// A `/v1/*` path the gateway does not serve.
+    UnknownPath(String),
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl GatewayError {
+    /// The HTTP status of the reply.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingCredential | Self::InvalidCredential | Self::ExpiredCredential => 401,
+            Self::AppDisabled => 403,
+            Self::NotReady => 503,
+            Self::BadJson(_) | Self::MissingModel => 400,
+            Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
+            Self::BodyTooLarge(_) => 413,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingCredential | Self::InvalidCredential | Self::ExpiredCredential => {
+                "authentication_error"
+            }
+            Self::AppDisabled => "permission_error",
+            Self::NotReady => "service_unavailable",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The machine-readable `code`, also used as the reason in logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingCredential => "missing_api_key",
+            Self::InvalidCredential => "invalid_api_key",
+            Self::ExpiredCredential => "expired_api_key",
+            Self::AppDisabled => "app_disabled",
+            Self::NotReady => "gateway_not_ready",
+            Self::BadJson(_) => "invalid_json",
+            Self::MissingModel => "missing_model",
+            Self::UnknownModel(_) => "model_not_found",
+            Self::BodyTooLarge(_) => "request_too_large",
+            Self::UnknownPath(_) => "unknown_url",
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingModel | Self::UnknownModel(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    /// The human-readable `message`.
+    pub fn message(&self) -> String {
+        match self {
+            Self::MissingCredential => "Missing credential: send `Authorization: Bearer <key>` \
+                                        or `?token=<token>`."
+                .to_owned(),
+            Self::InvalidCredential => "Invalid API key or token.".to_owned(),
+            Self::ExpiredCredential => "This API key has expired.".to_owned(),
+            Self::AppDisabled => "The app this API key belongs to is disabled.".to_owned(),
+            Self::NotReady => "gateway not ready".to_owned(),
+            Self::BadJson(why) => format!("The request body is not valid JSON: {why}"),
+            Self::MissingModel => "The request body must have a string `model`.".to_owned(),
+            Self::UnknownModel(model) => format!("The model `{model}` does not exist."),
+            Self::BodyTooLarge(limit) => {
+                format!("The request body is larger than the gateway's limit of {limit} bytes.")
+            }
+            Self::UnknownPath(path) => format!("Unknown request URL: {path}."),
+        }
+    }
+
+    /// The JSON reply body.
+    pub fn body(&self) -> Vec<u8> {
+        let envelope = Envelope {
+            error: Body {
+                message: self.message(),
+                kind: self.kind(),
+                param: self.param(),
+                code: self.code(),
+            },
+        };
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_openai_shaped() {
+        let all = [
+            GatewayError::MissingCredential,
+            GatewayError::InvalidCredential,
+            GatewayError::ExpiredCredential,
+            GatewayError::AppDisabled,
+            GatewayError::NotReady,
+            GatewayError::BadJson("eof".into()),
+            GatewayError::MissingModel,
+            GatewayError::UnknownModel("gpt-\"x\"".into()),
+            GatewayError::BodyTooLarge(10),
+            GatewayError::UnknownPath("/v1/nope".into()),
+        ];
+        for e in all {
+            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+            let obj = v["error"].as_object().unwrap();
+            assert_eq!(obj.len(), 4, "{v}");
+            assert!(obj["message"].is_string());
+            assert_eq!(obj["type"], e.kind());
+            assert_eq!(obj["code"], e.code());
+            assert!(obj.contains_key("param"));
+            assert!((400..600).contains(&e.status()));
+        }
+    }
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        assert_eq!(GatewayError::MissingCredential.status(), 401);
+        assert_eq!(GatewayError::AppDisabled.status(), 403);
+        assert_eq!(GatewayError::UnknownModel("m".into()).status(), 404);
+        assert_eq!(GatewayError::BodyTooLarge(1).status(), 413);
+        assert_eq!(GatewayError::NotReady.status(), 503);
+        assert_eq!(GatewayError::NotReady.message(), "gateway not ready");
+    }
+}

@@ -1,0 +1,230 @@
+//! One request/response exchange through the gateway, as a pure state machine.
+//!
+//! The wasm glue calls one method per Envoy callback and does what the returned [`Step`] says;
+//! header edits go through the [`Host`] trait, so all of this runs (and is tested) natively.
+
+use std::rc::Rc;
+
+use crate::config::PluginConfig;
+use crate::credential::{self, path_only, strip_token_param};
+use crate::error::GatewayError;
+use crate::keys::KeyState;
+use crate::record::UsageRecord;
+use crate::request_body;
+use crate::usage::{Accounting, BodyAccounting, StreamAccounting};
+
+/// Largest non-streamed response body kept whole for counting (1 MiB); past it, only the tail.
+const BODY_KEEP_BYTES: usize = 1024 * 1024;
+
+/// The host's side of request editing.
+pub trait Host {
+    /// Sets (`Some`) or removes (`None`) a request header, replacing any value the client sent.
+    fn set_request_header(&mut self, name: &str, value: Option<&str>);
+    /// Makes Envoy pick the route again after a header the route depends on changed.
+    fn clear_route_cache(&mut self);
+}
+
+/// What the glue should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Let the request go on.
+    Continue,
+    /// Buffer the whole request body, then call [`Exchange::on_request_body`].
+    ReadBody,
+    /// Answer with this error instead of forwarding.
+    Refuse(GatewayError),
+    /// Answer with this JSON body and status 200.
+    Answer(Vec<u8>),
+}
+
+/// The request line and the headers the gateway looks at.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    /// `:method`.
+    pub method: String,
+    /// `:path`, with its query.
+    pub path: String,
+    /// `authorization`.
+    pub authorization: Option<String>,
+}
+
+#[derive(Debug)]
+enum Counting {
+    Stream(StreamAccounting),
+    Body(BodyAccounting),
+}
+
+/// The state of one exchange.
+pub struct Exchange {
+    config: Rc<PluginConfig>,
+    /// Whether this is a `/v1/*` request the gateway accounts for.
+    tracked: bool,
+    record: UsageRecord,
+    started_ms: u64,
+    counting: Option<Counting>,
+    finished: bool,
+}
+
+impl Exchange {
+    /// A new exchange starting at `now_ms`.
+    pub fn new(config: Rc<PluginConfig>, now_ms: u64) -> Self {
+        Self {
+            config,
+            tracked: false,
+            record: UsageRecord::default(),
+            started_ms: now_ms,
+            counting: None,
+            finished: false,
+        }
+    }
+
+    /// Whether the gateway accounts for this exchange (it is a `/v1/*` request).
+    pub fn is_tracked(&self) -> bool {
+        self.tracked
+    }
+
+    /// Request headers: authenticate, strip the credential, decide whether the body is needed.
+    pub fn on_request_headers(
+        &mut self,
+        host: &mut dyn Host,
+        head: &RequestHead,
+        keys: Option<&KeyState>,
+        now_secs: i64,
+    ) -> Step {
+        // A cluster header from the client never routes anything.
+        host.set_request_header(&self.config.cluster_header, None);
+        let path = path_only(&head.path);
+        if !path.starts_with("/v1/") {
+            return Step::Continue;
+        }
+        self.tracked = true;
+        if let Err(e) = self.authenticate(head, keys, now_secs) {
+            return self.refuse(e);
+        }
+        host.set_request_header("authorization", None);
+        if let Some(clean) = strip_token_param(&head.path) {
+            host.set_request_header(":path", Some(&clean));
+        }
+        match (head.method.as_str(), path) {
+            ("GET", "/v1/models") => {
+                self.record.status = 200;
+                Step::Answer(self.models_list())
+            }
+            ("POST", _) => Step::ReadBody,
+            _ => self.refuse(GatewayError::UnknownPath(path.to_owned())),
+        }
+    }
+
+    fn authenticate(
+        &mut self,
+        head: &RequestHead,
+        keys: Option<&KeyState>,
+        now_secs: i64,
+    ) -> Result<(), GatewayError> {
+        let credential = credential::find(head.authorization.as_deref(), &head.path)
+            .ok_or(GatewayError::MissingCredential)?;
+        let keys = keys.ok_or(GatewayError::NotReady)?;
+        let key = keys.authorize(credential.token(), now_secs)?;
+        self.record.app_id = Some(key.app_id);
+        self.record.key_id = Some(key.key_id);
+        Ok(())
+    }
+
+    /// Whether a body of `size` bytes so far is still within the limit.
+    pub fn check_body_size(&mut self, size: usize) -> Result<(), GatewayError> {
+        let limit = self.config.max_request_body_bytes;
+        if size > limit {
+            self.record.gateway_error = Some(GatewayError::BodyTooLarge(limit).code().to_owned());
+            return Err(GatewayError::BodyTooLarge(limit));
+        }
+        Ok(())
+    }
+
+    /// The whole request body: route by its `model`.
+    pub fn on_request_body(&mut self, host: &mut dyn Host, body: &[u8]) -> Step {
+        if let Err(e) = self.check_body_size(body.len()) {
+            return Step::Refuse(e);
+        }
+        let facts = match request_body::read(body) {
+            Ok(facts) => facts,
+            Err(e) => return self.refuse(e),
+        };
+        self.record.model = Some(facts.model.clone());
+        self.record.stream = facts.stream;
+        let Some(route) = self.config.route(&facts.model) else {
+            return self.refuse(GatewayError::UnknownModel(facts.model));
+        };
+        let cluster = route.cluster.clone();
+        host.set_request_header(&self.config.cluster_header, Some(&cluster));
+        host.clear_route_cache();
+        self.record.cluster = Some(cluster);
+        Step::Continue
+    }
+
+    /// Response headers from the upstream (or a local reply).
+    pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>) {
+        self.record.status = status;
+        let is_sse = content_type.is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        self.counting = Some(if is_sse {
+            Counting::Stream(StreamAccounting::default())
+        } else {
+            Counting::Body(BodyAccounting::new(BODY_KEEP_BYTES))
+        });
+    }
+
+    /// A piece of the response body, passed on unchanged by the glue.
+    pub fn on_response_body(&mut self, chunk: &[u8], now_ms: u64) {
+        if !self.tracked || self.finished {
+            return;
+        }
+        if self.record.ttft_ms.is_none() && !chunk.is_empty() {
+            self.record.ttft_ms = Some(now_ms.saturating_sub(self.started_ms));
+        }
+        match &mut self.counting {
+            Some(Counting::Stream(acc)) => acc.feed(chunk),
+            Some(Counting::Body(acc)) => acc.feed(chunk),
+            None => {}
+        }
+    }
+
+    /// Ends the exchange and returns its record, once; `None` for untracked or already-finished
+    /// exchanges. `complete` is false when the response did not reach its end.
+    pub fn finish(&mut self, now_ms: u64, complete: bool) -> Option<UsageRecord> {
+        if !self.tracked || self.finished {
+            return None;
+        }
+        self.finished = true;
+        let accounting = match self.counting.take() {
+            Some(Counting::Stream(mut acc)) => acc.finish(),
+            Some(Counting::Body(mut acc)) if complete => acc.finish(),
+            _ => Accounting::default(),
+        };
+        self.record.usage = accounting.usage;
+        self.record.usage_source = accounting.source;
+        self.record.upstream_error = accounting.error.map(|e| e.kind);
+        self.record.client_disconnected = !complete;
+        self.record.duration_ms = Some(now_ms.saturating_sub(self.started_ms));
+        Some(self.record.clone())
+    }
+
+    fn refuse(&mut self, error: GatewayError) -> Step {
+        self.record.gateway_error = Some(error.code().to_owned());
+        self.record.status = error.status();
+        Step::Refuse(error)
+    }
+
+    fn models_list(&self) -> Vec<u8> {
+        let data: Vec<serde_json::Value> = self
+            .config
+            .models
+            .keys()
+            .map(|id| {
+                serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "vllm-gateway"})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

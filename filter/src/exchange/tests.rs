@@ -1,0 +1,182 @@
+//! The exchange state machine driven through a recording fake host.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::config::{ModelRoute, StateFeed};
+use crate::keys::hash_key;
+use crate::usage::UsageSource;
+
+#[derive(Default)]
+struct FakeHost {
+    headers: BTreeMap<String, Option<String>>,
+    route_cache_cleared: u32,
+}
+
+impl Host for FakeHost {
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        self.headers.insert(name.to_owned(), value.map(str::to_owned));
+    }
+    fn clear_route_cache(&mut self) {
+        self.route_cache_cleared += 1;
+    }
+}
+
+fn config() -> Rc<PluginConfig> {
+    let mut models = BTreeMap::new();
+    models.insert("model-a".to_owned(), ModelRoute { cluster: "cluster_a".into() });
+    models.insert("model-b".to_owned(), ModelRoute { cluster: "cluster_b".into() });
+    Rc::new(PluginConfig {
+        models,
+        state: StateFeed {
+            cluster: "cp".into(),
+            authority: "cp".into(),
+            path: "/internal/state".into(),
+            token: "0123456789abcdef".into(),
+            refresh_ms: 1000,
+            timeout_ms: 1000,
+        },
+        max_request_body_bytes: 64,
+        cluster_header: "x-gateway-cluster".into(),
+    })
+}
+
+fn keys() -> KeyState {
+    let doc = serde_json::json!({"keys": [
+        {"hash": hash_key("sk-live-good"), "appId": 7, "keyId": 70, "status": "enabled", "expiresAt": null},
+        {"hash": hash_key("sk-live-off"), "appId": 8, "keyId": 80, "status": "disabled", "expiresAt": null}
+    ]});
+    KeyState::parse(doc.to_string().as_bytes()).unwrap()
+}
+
+fn head(method: &str, path: &str, auth: Option<&str>) -> RequestHead {
+    RequestHead { method: method.into(), path: path.into(), authorization: auth.map(Into::into) }
+}
+
+fn start(host: &mut FakeHost, h: &RequestHead) -> (Exchange, Step) {
+    let mut ex = Exchange::new(config(), 1_000);
+    let step = ex.on_request_headers(host, h, Some(&keys()), 0);
+    (ex, step)
+}
+
+#[test]
+fn a_good_key_is_stripped_and_the_body_routes_by_model() {
+    let mut host = FakeHost::default();
+    let (mut ex, step) = start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-good")));
+    assert_eq!(step, Step::ReadBody);
+    assert_eq!(host.headers["authorization"], None);
+    let step = ex.on_request_body(&mut host, br#"{"model":"model-b","stream":true}"#);
+    assert_eq!(step, Step::Continue);
+    assert_eq!(host.headers["x-gateway-cluster"].as_deref(), Some("cluster_b"));
+    assert_eq!(host.route_cache_cleared, 1);
+
+    ex.on_response_headers(200, Some("text/event-stream; charset=utf-8"));
+    ex.on_response_body(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,", 1_005);
+    ex.on_response_body(b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n", 1_009);
+    let record = ex.finish(1_010, true).unwrap();
+    assert_eq!(record.app_id, Some(7));
+    assert_eq!(record.key_id, Some(70));
+    assert_eq!(record.model.as_deref(), Some("model-b"));
+    assert_eq!(record.cluster.as_deref(), Some("cluster_b"));
+    assert!(record.stream);
+    assert_eq!(record.status, 200);
+    assert_eq!((record.usage.prompt_tokens, record.usage.completion_tokens), (4, 1));
+    assert_eq!(record.usage_source, UsageSource::Reported);
+    assert_eq!(record.ttft_ms, Some(5));
+    assert_eq!(record.duration_ms, Some(10));
+    assert!(ex.finish(1_011, true).is_none(), "a record is given once");
+}
+
+#[test]
+fn a_spoofed_cluster_header_is_always_removed() {
+    let mut host = FakeHost::default();
+    let (_, step) = start(&mut host, &head("POST", "/api/apps", None));
+    assert_eq!(step, Step::Continue);
+    assert_eq!(host.headers["x-gateway-cluster"], None);
+    let mut host = FakeHost::default();
+    let (_, step) = start(&mut host, &head("POST", "/v1/chat/completions", None));
+    assert_eq!(step, Step::Refuse(GatewayError::MissingCredential));
+    assert_eq!(host.headers["x-gateway-cluster"], None);
+}
+
+#[test]
+fn credentials_are_checked() {
+    let cases = [
+        (None, "/v1/completions", GatewayError::MissingCredential),
+        (Some("Bearer sk-live-bad"), "/v1/completions", GatewayError::InvalidCredential),
+        (Some("Bearer sk-live-off"), "/v1/completions", GatewayError::AppDisabled),
+        (None, "/v1/completions?token=sk-live-nope", GatewayError::InvalidCredential),
+    ];
+    for (auth, path, expected) in cases {
+        let mut host = FakeHost::default();
+        let (mut ex, step) = start(&mut host, &head("POST", path, auth));
+        assert_eq!(step, Step::Refuse(expected.clone()));
+        let record = ex.finish(1_001, true).unwrap();
+        assert_eq!(record.status, expected.status());
+        assert_eq!(record.gateway_error.as_deref(), Some(expected.code()));
+        assert_eq!(record.app_id, None);
+    }
+}
+
+#[test]
+fn before_any_state_keys_get_not_ready() {
+    let mut host = FakeHost::default();
+    let mut ex = Exchange::new(config(), 0);
+    let step = ex.on_request_headers(&mut host, &head("POST", "/v1/x", Some("Bearer sk-live-good")), None, 0);
+    assert_eq!(step, Step::Refuse(GatewayError::NotReady));
+}
+
+#[test]
+fn a_query_token_is_removed_from_the_path() {
+    let mut host = FakeHost::default();
+    let (_, step) = start(&mut host, &head("POST", "/v1/chat/completions?token=sk-live-good&x=1", None));
+    assert_eq!(step, Step::ReadBody);
+    assert_eq!(host.headers[":path"].as_deref(), Some("/v1/chat/completions?x=1"));
+}
+
+#[test]
+fn bodies_that_cannot_route_are_refused() {
+    let cases: [(&[u8], GatewayError); 3] = [
+        (b"{nope", GatewayError::BadJson(String::new())),
+        (br#"{"messages":[]}"#, GatewayError::MissingModel),
+        (br#"{"model":"gpt-9"}"#, GatewayError::UnknownModel("gpt-9".into())),
+    ];
+    for (body, expected) in cases {
+        let mut host = FakeHost::default();
+        let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+        match ex.on_request_body(&mut host, body) {
+            Step::Refuse(e) => assert_eq!(e.status(), expected.status()),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(host.headers["x-gateway-cluster"], None, "never routed");
+    }
+    let mut host = FakeHost::default();
+    let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    assert_eq!(ex.check_body_size(65), Err(GatewayError::BodyTooLarge(64)));
+}
+
+#[test]
+fn models_are_listed_by_the_gateway() {
+    let mut host = FakeHost::default();
+    let (_, step) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-good")));
+    let Step::Answer(body) = step else { panic!("expected an answer") };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["object"], "list");
+    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["model-a", "model-b"]);
+    let mut host = FakeHost::default();
+    let (_, step) = start(&mut host, &head("GET", "/v1/files", Some("Bearer sk-live-good")));
+    assert_eq!(step, Step::Refuse(GatewayError::UnknownPath("/v1/files".into())));
+}
+
+#[test]
+fn a_cut_off_non_streamed_body_counts_nothing_but_is_recorded() {
+    let mut host = FakeHost::default();
+    let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
+    ex.on_response_headers(200, Some("application/json"));
+    ex.on_response_body(b"{\"usage\":{\"prompt_tokens\":1", 1_002);
+    let record = ex.finish(1_003, false).unwrap();
+    assert!(record.client_disconnected);
+    assert_eq!(record.usage_source, UsageSource::None);
+}
