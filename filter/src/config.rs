@@ -38,6 +38,22 @@ pub struct PluginConfig {
     /// The header the route table reads the cluster from; always overwritten by the filter.
     #[serde(default = "default_cluster_header")]
     pub cluster_header: String,
+    /// What the filter asks upstreams for in streamed requests so it can count tokens.
+    #[serde(default)]
+    pub usage_injection: UsageInjection,
+}
+
+/// What a streamed request is made to ask the upstream for; the caller never sees the difference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageInjection {
+    /// `include_usage` and `continuous_usage_stats` (vLLM): even a cut-off stream is counted.
+    #[default]
+    Continuous,
+    /// `include_usage` only, for upstreams that refuse vLLM's `continuous_usage_stats`.
+    Final,
+    /// Nothing: streams without reported usage are estimated.
+    Off,
 }
 
 /// Where one model's requests are sent.

@@ -5,9 +5,10 @@
 
 use std::rc::Rc;
 
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, UsageInjection};
 use crate::credential::{self, path_only, strip_token_param};
 use crate::error::GatewayError;
+use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
 use crate::keys::KeyState;
 use crate::record::UsageRecord;
 use crate::request_body;
@@ -22,6 +23,8 @@ pub trait Host {
     fn set_request_header(&mut self, name: &str, value: Option<&str>);
     /// Makes Envoy pick the route again after a header the route depends on changed.
     fn clear_route_cache(&mut self);
+    /// Replaces the (buffered) request body.
+    fn set_request_body(&mut self, body: &[u8]);
 }
 
 /// What the glue should do next.
@@ -62,6 +65,9 @@ pub struct Exchange {
     record: UsageRecord,
     started_ms: u64,
     counting: Option<Counting>,
+    /// What the caller asked for, when usage was injected into its request.
+    injected: Option<UsageAsk>,
+    rewriter: Option<StreamRewriter>,
     finished: bool,
 }
 
@@ -74,6 +80,8 @@ impl Exchange {
             record: UsageRecord::default(),
             started_ms: now_ms,
             counting: None,
+            injected: None,
+            rewriter: None,
             finished: false,
         }
     }
@@ -145,8 +153,8 @@ impl Exchange {
         if let Err(e) = self.check_body_size(body.len()) {
             return Step::Refuse(e);
         }
-        let facts = match request_body::read(body) {
-            Ok(facts) => facts,
+        let (facts, object) = match request_body::read_object(body) {
+            Ok(read) => read,
             Err(e) => return self.refuse(e),
         };
         self.record.model = Some(facts.model.clone());
@@ -158,24 +166,47 @@ impl Exchange {
         host.set_request_header(&self.config.cluster_header, Some(&cluster));
         host.clear_route_cache();
         self.record.cluster = Some(cluster);
+        if facts.stream {
+            self.inject_usage(host, object);
+        }
         Step::Continue
     }
 
-    /// Response headers from the upstream (or a local reply).
-    pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>) {
+    /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]).
+    fn inject_usage(&mut self, host: &mut dyn Host, object: serde_json::Map<String, serde_json::Value>) {
+        let continuous = match self.config.usage_injection {
+            UsageInjection::Off => return,
+            UsageInjection::Continuous => true,
+            UsageInjection::Final => false,
+        };
+        self.injected = Some(UsageAsk::of(&object));
+        let body = inject_usage(object, continuous);
+        host.set_request_body(&body);
+        host.set_request_header("content-length", Some(&body.len().to_string()));
+    }
+
+    /// Response headers from the upstream (or a local reply). Returns true when the body will be
+    /// rewritten for the caller (the glue then drops `content-length`).
+    pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>) -> bool {
         self.record.status = status;
         let is_sse = content_type.is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        self.rewriter = match self.injected {
+            Some(ask) if is_sse && ask.needs_rewrite() && !self.finished => Some(StreamRewriter::new(ask)),
+            _ => None,
+        };
         self.counting = Some(if is_sse {
             Counting::Stream(StreamAccounting::default())
         } else {
             Counting::Body(BodyAccounting::new(BODY_KEEP_BYTES))
         });
+        self.rewriter.is_some()
     }
 
-    /// A piece of the response body, passed on unchanged by the glue.
-    pub fn on_response_body(&mut self, chunk: &[u8], now_ms: u64) {
+    /// A piece of the response body. Returns the bytes to send instead of `chunk` when the
+    /// stream is rewritten for the caller; `None` means pass `chunk` on unchanged.
+    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: u64) -> Option<Vec<u8>> {
         if !self.tracked || self.finished {
-            return;
+            return None;
         }
         if self.record.ttft_ms.is_none() && !chunk.is_empty() {
             self.record.ttft_ms = Some(now_ms.saturating_sub(self.started_ms));
@@ -185,6 +216,12 @@ impl Exchange {
             Some(Counting::Body(acc)) => acc.feed(chunk),
             None => {}
         }
+        let rewriter = self.rewriter.as_mut()?;
+        let mut out = rewriter.feed(chunk);
+        if end_of_stream {
+            out.extend(rewriter.finish());
+        }
+        Some(out)
     }
 
     /// Ends the exchange and returns its record, once; `None` for untracked or already-finished

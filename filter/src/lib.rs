@@ -21,6 +21,7 @@ pub mod config;
 pub mod credential;
 pub mod error;
 pub mod exchange;
+pub mod inject;
 pub mod keys;
 pub mod record;
 pub mod request_body;

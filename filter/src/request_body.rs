@@ -1,7 +1,6 @@
 //! Reading what routing needs from a request body: the `model`, and whether the reply streams.
 
-use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
@@ -16,24 +15,33 @@ pub struct RequestFacts {
     pub include_usage: bool,
 }
 
-#[derive(Deserialize)]
 struct Head {
-    #[serde(default)]
     model: Option<Value>,
-    #[serde(default)]
     stream: Option<Value>,
-    #[serde(default)]
     stream_options: Option<Value>,
 }
 
 /// Reads the routing facts of a JSON request body.
 pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
-    let head: Head = match serde_json::from_slice::<Value>(body) {
-        Ok(value @ Value::Object(_)) => serde_json::from_value(value)
-            .map_err(|e| GatewayError::BadJson(e.to_string()))?,
+    read_object(body).map(|(facts, _)| facts)
+}
+
+/// Reads the routing facts and returns the parsed body too (for usage injection).
+pub fn read_object(body: &[u8]) -> Result<(RequestFacts, Map<String, Value>), GatewayError> {
+    let object = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => object,
         Ok(_) => return Err(GatewayError::BadJson("expected a JSON object".to_owned())),
         Err(e) => return Err(GatewayError::BadJson(e.to_string())),
     };
+    let head = Head {
+        model: object.get("model").cloned(),
+        stream: object.get("stream").cloned(),
+        stream_options: object.get("stream_options").cloned(),
+    };
+    Ok((facts(head)?, object))
+}
+
+fn facts(head: Head) -> Result<RequestFacts, GatewayError> {
     let model = match head.model {
         Some(Value::String(m)) if !m.is_empty() => m,
         _ => return Err(GatewayError::MissingModel),

@@ -11,6 +11,7 @@ use crate::usage::UsageSource;
 struct FakeHost {
     headers: BTreeMap<String, Option<String>>,
     route_cache_cleared: u32,
+    body: Option<Vec<u8>>,
 }
 
 impl Host for FakeHost {
@@ -19,6 +20,9 @@ impl Host for FakeHost {
     }
     fn clear_route_cache(&mut self) {
         self.route_cache_cleared += 1;
+    }
+    fn set_request_body(&mut self, body: &[u8]) {
+        self.body = Some(body.to_vec());
     }
 }
 
@@ -38,6 +42,7 @@ fn config() -> Rc<PluginConfig> {
         },
         max_request_body_bytes: 64,
         cluster_header: "x-gateway-cluster".into(),
+        usage_injection: Default::default(),
     })
 }
 
@@ -70,9 +75,15 @@ fn a_good_key_is_stripped_and_the_body_routes_by_model() {
     assert_eq!(host.headers["x-gateway-cluster"].as_deref(), Some("cluster_b"));
     assert_eq!(host.route_cache_cleared, 1);
 
-    ex.on_response_headers(200, Some("text/event-stream; charset=utf-8"));
-    ex.on_response_body(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,", 1_005);
-    ex.on_response_body(b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n", 1_009);
+    let injected: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
+    assert_eq!(injected["stream_options"]["include_usage"], true);
+    assert_eq!(host.headers["content-length"].as_deref(), Some(&*host.body.as_ref().unwrap().len().to_string()));
+
+    assert!(ex.on_response_headers(200, Some("text/event-stream; charset=utf-8")), "rewritten for the caller");
+    let first = ex.on_response_body(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":{\"prompt_tokens\":4,\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,", false, 1_005);
+    assert_eq!(first.unwrap(), b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec());
+    let rest = ex.on_response_body(b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n", true, 1_009);
+    assert_eq!(rest.unwrap(), b"data: [DONE]\n\n".to_vec(), "the caller did not ask for usage");
     let record = ex.finish(1_010, true).unwrap();
     assert_eq!(record.app_id, Some(7));
     assert_eq!(record.key_id, Some(70));
@@ -174,8 +185,8 @@ fn a_cut_off_non_streamed_body_counts_nothing_but_is_recorded() {
     let mut host = FakeHost::default();
     let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
     ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
-    ex.on_response_headers(200, Some("application/json"));
-    ex.on_response_body(b"{\"usage\":{\"prompt_tokens\":1", 1_002);
+    assert!(!ex.on_response_headers(200, Some("application/json")));
+    assert_eq!(ex.on_response_body(b"{\"usage\":{\"prompt_tokens\":1", false, 1_002), None);
     let record = ex.finish(1_003, false).unwrap();
     assert!(record.client_disconnected);
     assert_eq!(record.usage_source, UsageSource::None);

@@ -21,6 +21,10 @@ impl Host for HostCalls {
         }
     }
 
+    fn set_request_body(&mut self, body: &[u8]) {
+        replace_buffer(BufferType::HttpRequestBody, usize::MAX, body);
+    }
+
     fn clear_route_cache(&mut self) {
         if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
             log::warn!("clear_route_cache failed: {status:?}");
@@ -54,6 +58,13 @@ pub fn buffer(kind: BufferType, len: usize) -> Vec<u8> {
     match hostcalls::get_buffer(kind, 0, len) {
         Ok(Some(bytes)) => bytes,
         _ => Vec::new(),
+    }
+}
+
+/// Replaces the first `len` bytes of a body buffer (all of it, when `len` covers it).
+pub fn replace_buffer(kind: BufferType, len: usize, bytes: &[u8]) {
+    if let Err(e) = hostcalls::set_buffer(kind, 0, len, bytes) {
+        log::warn!("replacing a body buffer failed: {e:?}");
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
@@ -100,7 +101,10 @@ impl HttpContext for GatewayHttp {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let content_type = host::header(MapType::HttpResponseHeaders, "content-type");
-        self.exchange.on_response_headers(status, content_type.as_deref());
+        if self.exchange.on_response_headers(status, content_type.as_deref()) {
+            // The caller gets the stream without the injected usage: its length changes.
+            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+        }
         if end_of_stream {
             self.record(true);
         }
@@ -110,7 +114,9 @@ impl HttpContext for GatewayHttp {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_tracked() {
             let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
-            self.exchange.on_response_body(&chunk, host::now_ms());
+            if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, host::now_ms()) {
+                host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
+            }
         }
         if end_of_stream {
             self.record(true);

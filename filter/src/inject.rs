@@ -1,0 +1,272 @@
+//! Usage injection, invisible to the caller.
+//!
+//! For a streamed request the gateway asks vLLM for usage (`stream_options.include_usage`, and
+//! `continuous_usage_stats` so that a stream cut off half-way can still be counted). The caller
+//! then gets back exactly what it would have got without the injection: [`StreamRewriter`] drops
+//! the usage-only chunk if the caller did not ask for usage, and removes the running `usage`
+//! member of every other chunk if it did not ask for continuous usage. Everything else passes
+//! byte for byte; an event is held only until its closing blank line has arrived.
+
+use serde_json::{Map, Value};
+
+/// What the caller itself asked for in `stream_options`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageAsk {
+    /// `include_usage: true`.
+    pub include_usage: bool,
+    /// `continuous_usage_stats: true` (only meaningful with `include_usage`).
+    pub continuous: bool,
+}
+
+impl UsageAsk {
+    /// Reads `stream_options` of a request body.
+    pub fn of(body: &Map<String, Value>) -> Self {
+        let option = |name: &str| {
+            body.get("stream_options")
+                .and_then(|o| o.get(name))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        let include_usage = option("include_usage");
+        Self { include_usage, continuous: include_usage && option("continuous_usage_stats") }
+    }
+
+    /// Whether the stream the caller gets differs from what the injected request returns.
+    pub fn needs_rewrite(self) -> bool {
+        !(self.include_usage && self.continuous)
+    }
+}
+
+/// Adds `include_usage` (and `continuous_usage_stats` when `continuous`) to a streamed
+/// request's `stream_options`, keeping the caller's other options; returns the new body.
+pub fn inject_usage(mut body: Map<String, Value>, continuous: bool) -> Vec<u8> {
+    let options = body
+        .entry("stream_options")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !options.is_object() {
+        *options = Value::Object(Map::new());
+    }
+    if let Value::Object(options) = options {
+        options.insert("include_usage".to_owned(), Value::Bool(true));
+        if continuous {
+            options.insert("continuous_usage_stats".to_owned(), Value::Bool(true));
+        }
+    }
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// Events longer than this are passed on unchanged rather than held (1 MiB).
+const MAX_HELD_BYTES: usize = 1024 * 1024;
+
+/// Rewrites a streamed response for the caller; see the module docs.
+#[derive(Debug)]
+pub struct StreamRewriter {
+    ask: UsageAsk,
+    held: Vec<u8>,
+}
+
+impl StreamRewriter {
+    /// A rewriter for a caller that asked for `ask`.
+    pub fn new(ask: UsageAsk) -> Self {
+        Self { ask, held: Vec::new() }
+    }
+
+    /// Takes the next piece of the upstream's stream; returns the bytes to send on now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.held.len());
+        let mut start = 0;
+        while let Some(end) = event_end(self.held.get(start..).unwrap_or_default()) {
+            let event = self.held.get(start..start + end).unwrap_or_default();
+            rewrite_event(event, self.ask, &mut out);
+            start += end;
+        }
+        self.held.drain(..start);
+        if self.held.len() > MAX_HELD_BYTES {
+            out.append(&mut self.held);
+        }
+        out
+    }
+
+    /// The end of the stream: whatever is held goes on as it is.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// Length of the first complete event (through its blank line), if one is there.
+fn event_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut line_start = true;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'\n' || b == b'\r' {
+            let len = if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            if b == b'\r' && bytes.get(i + 1).is_none() {
+                return None; // maybe the first half of a CRLF
+            }
+            if line_start {
+                return Some(i + len);
+            }
+            line_start = true;
+            i += len;
+        } else {
+            line_start = false;
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Appends the event as the caller should see it (or nothing, if it is to be dropped).
+fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
+    let Some((prefix_len, json_len)) = single_data_line(event) else {
+        out.extend_from_slice(event);
+        return;
+    };
+    let json = event.get(prefix_len..prefix_len + json_len).unwrap_or_default();
+    let Some(usage) = member_span(json, "usage") else {
+        out.extend_from_slice(event);
+        return;
+    };
+    let usage_only = is_usage_only(json);
+    if usage_only && !ask.include_usage {
+        return;
+    }
+    if usage_only || ask.continuous {
+        out.extend_from_slice(event);
+        return;
+    }
+    out.extend_from_slice(event.get(..prefix_len + usage.0).unwrap_or_default());
+    out.extend_from_slice(event.get(prefix_len + usage.1..).unwrap_or_default());
+}
+
+/// For an event made of one `data:` line: where its JSON starts and how long it is.
+fn single_data_line(event: &[u8]) -> Option<(usize, usize)> {
+    let prefix = if event.starts_with(b"data: ") { 6 } else if event.starts_with(b"data:") { 5 } else { return None };
+    let line_end = event.iter().position(|&b| b == b'\n' || b == b'\r')?;
+    let rest = event.get(line_end..)?;
+    let is_blank_terminated = matches!(rest, b"\n\n" | b"\r\n\r\n" | b"\r\r");
+    (is_blank_terminated && line_end >= prefix).then_some((prefix, line_end - prefix))
+}
+
+/// A usage-only chunk: `"choices": []` with a non-null `usage`.
+fn is_usage_only(json: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
+        usage: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(json)
+        .is_ok_and(|p| p.usage.is_some() && p.choices.is_some_and(|c| c.is_empty()))
+}
+
+/// The byte span of a top-level member `"name": value` of a JSON object, with the one comma that
+/// separates it from its neighbour, so that cutting the span leaves valid JSON.
+fn member_span(json: &[u8], name: &str) -> Option<(usize, usize)> {
+    let members = top_level_members(json)?;
+    let index = members.iter().position(|m| m.key == name.as_bytes())?;
+    let this = members.get(index)?;
+    match (index.checked_sub(1).and_then(|i| members.get(i)), members.get(index + 1)) {
+        (_, Some(next)) => Some((this.start, next.start)),
+        (Some(prev), None) => Some((prev.end, this.end)),
+        (None, None) => Some((this.start, this.end)),
+    }
+}
+
+struct Member<'a> {
+    key: &'a [u8],
+    /// Where the key's opening quote is.
+    start: usize,
+    /// Just past the value.
+    end: usize,
+}
+
+/// The members of a JSON object, found with a small scanner (strings and nesting only).
+fn top_level_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut members = Vec::new();
+    loop {
+        i = skip_ws(json, i);
+        match json.get(i)? {
+            b'}' => return Some(members),
+            b',' => i = skip_ws(json, i + 1),
+            _ => {}
+        }
+        let start = i;
+        let key_end = string_end(json, i)?;
+        let key = json.get(start + 1..key_end - 1)?;
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let end = value_end(json, skip_ws(json, i + 1))?;
+        members.push(Member { key, start, end });
+        i = end;
+    }
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// Just past the string starting at `i` (which must be a quote).
+fn string_end(json: &[u8], i: usize) -> Option<usize> {
+    if json.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    loop {
+        match json.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// Just past the value starting at `i`.
+fn value_end(json: &[u8], i: usize) -> Option<usize> {
+    match json.get(i)? {
+        b'"' => string_end(json, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match json.get(j)? {
+                    b'"' => {
+                        j = string_end(json, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while json.get(j).is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace()) {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! Injection and the caller's view of the stream, over the recorded vLLM stream split at every
+//! byte boundary.
+
+use super::*;
+
+const VLLM_STREAM: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/vllm-chat-stream-include-usage.sse"));
+
+fn rewrite_in(chunks: &[&[u8]], ask: UsageAsk) -> Vec<u8> {
+    let mut rewriter = StreamRewriter::new(ask);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend(rewriter.feed(chunk));
+    }
+    out.extend(rewriter.finish());
+    out
+}
+
+fn events(stream: &[u8]) -> Vec<String> {
+    String::from_utf8(stream.to_vec()).unwrap().split("\n\n").map(str::to_owned).collect()
+}
+
+/// The recording as vLLM sends it with continuous usage: a running usage on every chunk.
+fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
+    let mut n = 0;
+    let mut out = String::new();
+    for event in events(stream) {
+        match event.strip_prefix("data: ").filter(|e| !e.contains("\"usage\"") && e.starts_with('{')) {
+            Some(json) => {
+                n += 1;
+                let json = json.trim_end_matches('}');
+                out.push_str(&format!("data: {json},\"usage\":{{\"prompt_tokens\":46,\"total_tokens\":{},\"completion_tokens\":{n}}}}}", 46 + n));
+            }
+            None => out.push_str(&event),
+        }
+        out.push_str("\n\n");
+    }
+    out.truncate(out.len() - 2);
+    out.into_bytes()
+}
+
+#[test]
+fn injection_adds_usage_options_and_keeps_the_rest() {
+    let body: Map<String, Value> = serde_json::from_str(r#"{"model":"m","stream":true,"stream_options":{"x":1},"temperature":0.7}"#).unwrap();
+    let out: Value = serde_json::from_slice(&inject_usage(body, true)).unwrap();
+    assert_eq!(out["stream_options"], serde_json::json!({"x":1,"include_usage":true,"continuous_usage_stats":true}));
+    assert_eq!(out["temperature"], 0.7);
+    let body: Map<String, Value> = serde_json::from_str(r#"{"model":"m","stream":true,"stream_options":null}"#).unwrap();
+    let out: Value = serde_json::from_slice(&inject_usage(body, false)).unwrap();
+    assert_eq!(out["stream_options"], serde_json::json!({"include_usage": true}));
+}
+
+#[test]
+fn what_the_caller_asked_is_read() {
+    let ask = |s: &str| UsageAsk::of(&serde_json::from_str(s).unwrap());
+    assert_eq!(ask(r#"{}"#), UsageAsk::default());
+    assert_eq!(ask(r#"{"stream_options":{"include_usage":true}}"#), UsageAsk { include_usage: true, continuous: false });
+    assert_eq!(ask(r#"{"stream_options":{"continuous_usage_stats":true}}"#), UsageAsk::default(), "alone it does nothing");
+    assert!(!ask(r#"{"stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#).needs_rewrite());
+}
+
+#[test]
+fn a_caller_that_asked_nothing_gets_no_usage_at_any_split() {
+    let upstream = with_continuous_usage(VLLM_STREAM);
+    let expected: Vec<u8> = events(VLLM_STREAM)
+        .into_iter()
+        .filter(|e| !e.contains("\"usage\""))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+        .into_bytes();
+    assert!(!String::from_utf8_lossy(&expected).contains("usage"));
+    for cut in 0..=upstream.len() {
+        let (a, b) = upstream.split_at(cut);
+        assert_eq!(rewrite_in(&[a, b], UsageAsk::default()), expected, "split at {cut}");
+    }
+    let bytes: Vec<&[u8]> = upstream.chunks(1).collect();
+    assert_eq!(rewrite_in(&bytes, UsageAsk::default()), expected);
+}
+
+#[test]
+fn a_caller_that_asked_for_usage_gets_exactly_vllms_stream() {
+    let upstream = with_continuous_usage(VLLM_STREAM);
+    let ask = UsageAsk { include_usage: true, continuous: false };
+    for cut in 0..=upstream.len() {
+        let (a, b) = upstream.split_at(cut);
+        assert_eq!(rewrite_in(&[a, b], ask), VLLM_STREAM, "split at {cut}");
+    }
+}
+
+#[test]
+fn member_spans_cut_cleanly() {
+    let cut = |json: &str| {
+        let (a, b) = member_span(json.as_bytes(), "usage").unwrap();
+        format!("{}{}", &json[..a], &json[b..])
+    };
+    assert_eq!(cut(r#"{"a":1,"usage":{"x":[1,"}"]},"b":"u\"sage"}"#), r#"{"a":1,"b":"u\"sage"}"#);
+    assert_eq!(cut(r#"{"a":1, "usage" : null}"#), r#"{"a":1}"#);
+    assert_eq!(cut(r#"{"usage":{},"b":2}"#), r#"{"b":2}"#);
+    assert_eq!(cut(r#"{"usage":3}"#), r#"{}"#);
+    assert!(member_span(br#"{"a":{"usage":1}}"#, "usage").is_none(), "only top-level members");
+    assert!(member_span(b"[1]", "usage").is_none());
+    assert!(member_span(br#"{"usage":"#, "usage").is_none());
+}
+
+#[test]
+fn odd_events_pass_unchanged() {
+    let stream = b": keep-alive\n\nevent: x\ndata: {\"usage\":1}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n";
+    assert_eq!(rewrite_in(&[stream], UsageAsk::default()), stream.to_vec());
+    let crlf = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":1}}\r\n\r\ndata: [DONE]\r\n\r\n";
+    assert_eq!(rewrite_in(&[crlf], UsageAsk::default()), b"data: [DONE]\r\n\r\n".to_vec());
+    let unterminated = b"data: {\"choices\":[],\"usage\":{}}";
+    assert_eq!(rewrite_in(&[unterminated], UsageAsk::default()), unterminated.to_vec());
+}
