@@ -55,7 +55,12 @@ pub struct GatewaySpec {
     pub state_token: String,
     /// How often the filter pulls the key state.
     pub state_refresh_ms: u64,
+    /// Browser origins allowed by CORS (exact matches).
+    pub cors_origins: Vec<String>,
 }
+
+/// The CORS allow-list of the replaced system, the default.
+pub const DEFAULT_CORS_ORIGINS: [&str; 2] = ["http://localhost:5173", "http://127.0.0.1:5173"];
 
 /// The cluster name of the `index`-th model: only `[a-z0-9_]`, unique by its index.
 pub fn cluster_name(index: usize, model: &str) -> String {
@@ -91,6 +96,7 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
         },
         max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
         cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),
+        usage_injection: Default::default(),
     };
     config.validate()?;
     Ok(config)
@@ -119,6 +125,7 @@ pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
         ("CONTROL_PLANE_ALS_HOST", spec.control_plane_als.ip().to_string()),
         ("CONTROL_PLANE_ALS_PORT", spec.control_plane_als.port().to_string()),
         ("MODEL_CLUSTERS", clusters.join("")),
+        ("CORS_ORIGINS", cors_origins_yaml(&spec.cors_origins)),
     ];
     let mut out = TEMPLATE.to_owned();
     for (key, value) in values {
@@ -128,6 +135,18 @@ pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
         Some(line) => Err(RenderError::Unfilled(line.trim().to_owned())),
         None => Ok(out),
     }
+}
+
+fn cors_origins_yaml(origins: &[String]) -> String {
+    if origins.is_empty() {
+        // Nothing allowed: a match no origin can have.
+        return "                  - exact: \"\"".to_owned();
+    }
+    origins
+        .iter()
+        .map(|o| format!("                  - exact: \"{}\"", yaml_double_quoted(o)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn yaml_double_quoted(s: &str) -> String {

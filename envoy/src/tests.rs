@@ -12,6 +12,7 @@ fn spec(models: &[&str]) -> GatewaySpec {
         models: models.iter().map(|m| m.parse().unwrap()).collect(),
         state_token: "0123456789abcdef0123".into(),
         state_refresh_ms: 1000,
+        cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
     }
 }
 
@@ -39,6 +40,7 @@ fn renders_every_placeholder() {
     assert!(yaml.contains(r#"filename: "/tmp/it's \"here\".wasm""#));
     assert!(yaml.contains(r#""Model/B":{"cluster":"model_1_model_b"}"#));
     assert!(!yaml.contains("{{"));
+    assert!(yaml.contains(r#"- exact: "http://localhost:5173""#));
 }
 
 #[test]
