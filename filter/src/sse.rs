@@ -80,6 +80,9 @@ impl SseParser {
     }
 
     /// The `data` of the next complete event, if one has arrived.
+    // The project's feed/next/finish parser convention: `None` means "feed me more", not "done",
+    // so this is deliberately not an `Iterator`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Vec<u8>> {
         let mut consumed = 0;
         let mut event = None;
