@@ -1,0 +1,13 @@
+//! Runs the whole vllm-gateway stack on this machine: the real Envoy binary with the built wasm
+//! filter, the control-plane binary on its own SQLite file, and vLLM-compatible mock upstreams
+//! (or real vLLM URLs). The end-to-end tests and `cargo xtask up` both start it through
+//! [`Stack::start`], so what the tests prove is what users run.
+//!
+//! Every process is owned by a guard that kills it on drop; its output is kept and printed only
+//! when a test fails (or echoed live, for `cargo xtask up`).
+
+pub mod paths;
+pub mod process;
+pub mod stack;
+
+pub use stack::{CreatedApp, Stack, StackOptions, Upstreams};

@@ -1,0 +1,104 @@
+//! Child processes owned by guards: killed on drop, their output kept, and printed when the
+//! owner is dropped during a panic (a failing test) or echoed live when asked.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// A running child process; see the module docs.
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl ChildGuard {
+    /// Starts `command` (stdin closed, output captured); `echo` also prints its lines live.
+    pub fn spawn(name: &str, mut command: Command, echo: bool) -> Result<Self> {
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::unbounded_channel();
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, name.to_owned(), output.clone(), Some(tx), echo));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, name.to_owned(), output.clone(), None, echo));
+        }
+        Ok(Self { name: name.to_owned(), child, output, lines })
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns the rest of the line.
+    pub async fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .map_err(|_| anyhow!("{} printed no `{prefix}` line within {timeout:?}\n{}", self.name, self.output_text()))?
+                .ok_or_else(|| anyhow!("{} exited before printing `{prefix}`\n{}", self.name, self.output_text()))?;
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
+        }
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything it printed so far.
+    pub fn output_text(&self) -> String {
+        self.output.lock().map(|o| o.join("\n")).unwrap_or_default()
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits up to `grace`, then kills it.
+    pub async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if std::thread::panicking() {
+            eprintln!("----- output of {} -----\n{}\n----- end of {} -----", self.name, self.output_text(), self.name);
+        }
+    }
+}
+
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    name: String,
+    output: Arc<Mutex<Vec<String>>>,
+    lines_tx: Option<mpsc::UnboundedSender<String>>,
+    echo: bool,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if echo {
+            eprintln!("[{name}] {line}");
+        }
+        if let Ok(mut out) = output.lock() {
+            // Bounded: a long-running stack keeps the latest lines only.
+            if out.len() >= 20_000 {
+                out.drain(..10_000);
+            }
+            out.push(line.clone());
+        }
+        if let Some(tx) = &lines_tx {
+            let _ = tx.send(line);
+        }
+    }
+}

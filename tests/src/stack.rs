@@ -1,0 +1,375 @@
+//! The whole stack: control plane, upstreams (mock or real), Envoy with the filter.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use gateway_envoy::{GatewaySpec, ModelUpstream};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::process::Command;
+
+use crate::paths;
+use crate::process::ChildGuard;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where model requests go.
+#[derive(Debug, Clone)]
+pub enum Upstreams {
+    /// One in-process mock vLLM per model, each on its own ephemeral port.
+    Mock {
+        /// Model names.
+        models: Vec<String>,
+        /// Delay between streamed tokens.
+        token_delay: Duration,
+    },
+    /// Real vLLM servers.
+    Real(Vec<ModelUpstream>),
+}
+
+/// How to start a stack. [`StackOptions::for_tests`] uses ephemeral ports and a temp database.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Gateway listener (port 0: any free port).
+    pub gateway: SocketAddr,
+    /// Envoy admin port on 127.0.0.1 (0: any).
+    pub envoy_admin_port: u16,
+    /// Control-plane HTTP API.
+    pub control_plane_http: SocketAddr,
+    /// Control-plane access-log sink.
+    pub control_plane_als: SocketAddr,
+    /// SQLite URL; `None` for a fresh file in the stack's temp folder.
+    pub db: Option<String>,
+    /// The admin token.
+    pub admin_token: String,
+    /// Model upstreams.
+    pub upstreams: Upstreams,
+    /// How often the filter pulls key state.
+    pub state_refresh_ms: u64,
+    /// Print every process's output live.
+    pub echo: bool,
+}
+
+impl StackOptions {
+    /// Ephemeral loopback ports, a temp database, two mock models (`model-a`, `model-b`).
+    pub fn for_tests() -> Self {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        Self {
+            gateway: any,
+            envoy_admin_port: 0,
+            control_plane_http: any,
+            control_plane_als: any,
+            db: None,
+            admin_token: format!("test-admin-{}", random_hex()),
+            upstreams: Upstreams::Mock {
+                models: vec!["model-a".into(), "model-b".into()],
+                token_delay: Duration::ZERO,
+            },
+            state_refresh_ms: 200,
+            echo: false,
+        }
+    }
+}
+
+/// One in-process mock upstream.
+pub struct MockUpstream {
+    /// The model it serves.
+    pub model: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state: what it has seen.
+    pub state: mock_vllm::MockState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A created app with its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApp {
+    /// App id.
+    pub id: i64,
+    /// The plaintext key (shown once).
+    pub api_key: String,
+}
+
+/// A running stack; everything stops when it is dropped.
+pub struct Stack {
+    /// Base URL of the gateway, e.g. `http://127.0.0.1:5000`.
+    pub gateway_url: String,
+    /// Envoy's admin address.
+    pub envoy_admin: SocketAddr,
+    /// Control-plane HTTP address.
+    pub control_plane: SocketAddr,
+    /// The admin token.
+    pub admin_token: String,
+    /// Every model and the base URL of the server serving it.
+    pub models: Vec<(String, String)>,
+    /// The mock upstreams (empty with real upstreams).
+    pub mocks: Vec<MockUpstream>,
+    http: reqwest::Client,
+    envoy: ChildGuard,
+    control_plane_process: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything and waits until the gateway answers.
+    pub async fn start(options: StackOptions) -> Result<Stack> {
+        let dir = tempfile::Builder::new().prefix("vllm-gateway-").tempdir()?;
+        let state_token = random_hex();
+        let db = options.db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display()));
+        let (mut control_plane_process, cp_http, cp_als) =
+            start_control_plane(&options, &db, &state_token).await?;
+        let (mocks, models) = start_upstreams(&options.upstreams).await?;
+        let model_urls = models
+            .iter()
+            .map(|m| {
+                let scheme = if m.upstream.tls { "https" } else { "http" };
+                (m.name.clone(), format!("{scheme}://{}:{}", m.upstream.host, m.upstream.port))
+            })
+            .collect();
+        let spec = GatewaySpec {
+            listen: options.gateway,
+            admin_port: options.envoy_admin_port,
+            control_plane_http: cp_http,
+            control_plane_als: cp_als,
+            wasm_path: paths::filter_wasm()?,
+            models,
+            state_token,
+            state_refresh_ms: options.state_refresh_ms,
+            cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+        };
+        let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.echo).await?;
+        if control_plane_process.has_exited() {
+            bail!("the control plane exited\n{}", control_plane_process.output_text());
+        }
+        Ok(Stack {
+            gateway_url: format!("http://{gateway}"),
+            envoy_admin,
+            control_plane: cp_http,
+            admin_token: options.admin_token,
+            models: model_urls,
+            mocks,
+            http: reqwest::Client::new(),
+            envoy,
+            control_plane_process,
+            _dir: dir,
+        })
+    }
+
+    /// A plain HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The mock serving `model`.
+    pub fn mock(&self, model: &str) -> &MockUpstream {
+        self.mocks.iter().find(|m| m.model == model).unwrap_or_else(|| panic!("no mock for {model}"))
+    }
+
+    /// Creates an app through the gateway's `/api/apps` (admin token) and returns its key.
+    pub async fn create_app(&self, org_name: &str) -> Result<CreatedApp> {
+        let resp = self
+            .http
+            .post(format!("{}/api/apps", self.gateway_url))
+            .bearer_auth(&self.admin_token)
+            .json(&serde_json::json!({"orgName": org_name, "remark": "created by the stack"}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if status.as_u16() != 201 {
+            bail!("creating an app answered {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Waits until the filter knows `api_key` (the state feed is pulled on a tick).
+    pub async fn wait_for_key(&self, api_key: &str) -> Result<()> {
+        let url = format!("{}/v1/models", self.gateway_url);
+        let mut last = String::new();
+        for _ in 0..200 {
+            let resp = self.http.get(&url).bearer_auth(api_key).send().await?;
+            if resp.status().is_success() {
+                return Ok(());
+            }
+            last = format!("{} {}", resp.status(), resp.text().await.unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(anyhow!("the gateway never accepted the new key; last answer: {last}\n{}", self.envoy.output_text()))
+    }
+
+    /// `GET /api/logs` rows (newest first).
+    pub async fn logs(&self) -> Result<Vec<Value>> {
+        let page: Value = self
+            .http
+            .get(format!("{}/api/logs?size=500", self.gateway_url))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(page["records"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits for a log row matching `pred` (the access log is flushed on a short interval).
+    pub async fn wait_for_log(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        for _ in 0..100 {
+            if let Some(row) = self.logs().await?.into_iter().find(|r| pred(r)) {
+                return Ok(row);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(anyhow!("no access-log row for {what}; rows: {:#?}", self.logs().await?))
+    }
+
+    /// Everything Envoy printed (its access-log lines included).
+    pub fn envoy_output(&self) -> String {
+        self.envoy.output_text()
+    }
+
+    /// Stops Envoy, then the control plane (which flushes its queue), then the mocks.
+    pub async fn stop(mut self) {
+        self.envoy.stop(Duration::from_secs(5)).await;
+        self.control_plane_process.stop(Duration::from_secs(10)).await;
+        for mock in &mut self.mocks {
+            if let Some(stop) = mock.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    /// Stops only the control plane (the gateway keeps serving from its last state).
+    pub async fn stop_control_plane(&mut self) {
+        self.control_plane_process.stop(Duration::from_secs(10)).await;
+    }
+}
+
+async fn start_control_plane(options: &StackOptions, db: &str, state_token: &str) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+    let mut command = Command::new(paths::control_plane_bin()?);
+    command
+        .arg("--http-addr")
+        .arg(options.control_plane_http.to_string())
+        .arg("--als-addr")
+        .arg(options.control_plane_als.to_string())
+        .arg("--db")
+        .arg(db)
+        .env("GATEWAY_ADMIN_TOKEN", &options.admin_token)
+        .env("GATEWAY_STATE_TOKEN", state_token)
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()));
+    let mut guard = ChildGuard::spawn("control-plane", command, options.echo)?;
+    let line = guard.wait_for_line("control-plane listening ", START_TIMEOUT).await?;
+    let addr = |key: &str| -> Result<SocketAddr> {
+        let value = line
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix(key))
+            .ok_or_else(|| anyhow!("no {key} in `{line}`"))?;
+        value.parse().with_context(|| format!("bad address in `{line}`"))
+    };
+    let (http, als) = (addr("http=")?, addr("als=")?);
+    Ok((guard, http, als))
+}
+
+async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUpstream>, Vec<ModelUpstream>)> {
+    let (models, token_delay) = match upstreams {
+        Upstreams::Real(models) => return Ok((Vec::new(), models.clone())),
+        Upstreams::Mock { models, token_delay } => (models, *token_delay),
+    };
+    let mut mocks = Vec::new();
+    let mut routes = Vec::new();
+    for model in models {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = mock_vllm::MockState::new(mock_vllm::MockConfig {
+            models: vec![model.clone()],
+            token_delay,
+            ..mock_vllm::MockConfig::default()
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(mock_vllm::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        routes.push(format!("{model}=http://{addr}").parse()?);
+        mocks.push(MockUpstream { model: model.clone(), addr, state, stop: Some(stop) });
+    }
+    Ok((mocks, routes))
+}
+
+async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+    let config = dir.join("envoy.yaml");
+    std::fs::write(&config, gateway_envoy::render(spec)?)?;
+    let admin_path = dir.join("envoy-admin-address");
+    let mut command = Command::new(paths::envoy_bin()?);
+    command
+        .arg("-c")
+        .arg(&config)
+        .arg("--admin-address-path")
+        .arg(&admin_path)
+        .arg("--disable-hot-restart")
+        .arg("--concurrency")
+        .arg("2")
+        .arg("--log-level")
+        .arg("warn")
+        .arg("--component-log-level")
+        .arg("wasm:info");
+    let mut envoy = ChildGuard::spawn("envoy", command, echo)?;
+    let admin = wait_for_admin(&mut envoy, &admin_path).await?;
+    let gateway = wait_for_listener(&mut envoy, admin, spec.listen).await?;
+    Ok((envoy, admin, gateway))
+}
+
+async fn wait_for_admin(envoy: &mut ChildGuard, admin_path: &std::path::Path) -> Result<SocketAddr> {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let client = reqwest::Client::new();
+    loop {
+        if envoy.has_exited() {
+            bail!("Envoy exited during start-up\n{}", envoy.output_text());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("Envoy did not become ready within {START_TIMEOUT:?}\n{}", envoy.output_text());
+        }
+        if let Ok(text) = std::fs::read_to_string(admin_path) {
+            if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                let ready = client.get(format!("http://{addr}/ready")).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    return Ok(addr);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The gateway listener's real address (it may have been bound to port 0).
+async fn wait_for_listener(envoy: &mut ChildGuard, admin: SocketAddr, asked: SocketAddr) -> Result<SocketAddr> {
+    if asked.port() != 0 {
+        return Ok(asked);
+    }
+    let listeners: Value = reqwest::get(format!("http://{admin}/listeners?format=json")).await?.json().await?;
+    let address = listeners["listener_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["name"] == "gateway")
+        .map(|l| &l["local_address"]["socket_address"]);
+    let port = address.and_then(|a| a["port_value"].as_u64()).and_then(|p| u16::try_from(p).ok());
+    match port {
+        Some(port) => Ok(SocketAddr::new(asked.ip(), port)),
+        None => bail!("Envoy reported no gateway listener: {listeners}\n{}", envoy.output_text()),
+    }
+}
+
+/// 128 random bits from the OS, hex: tokens for the stack (`/dev/urandom`; Linux/macOS only).
+fn random_hex() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if let Err(e) = read {
+        panic!("reading /dev/urandom failed: {e}");
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,99 @@
+//! Credentials and model routing through the real Envoy, filter and control plane.
+
+mod common;
+
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn requests_without_a_valid_key_get_openai_shaped_401s() {
+    let (stack, _app) = common::stack_with_app().await;
+    let url = format!("{}/v1/chat/completions", stack.gateway_url);
+    let body = json!({"model": "model-a", "messages": [{"role": "user", "content": "hi"}]});
+    let cases = [
+        (None, "missing_api_key"),
+        (Some("Bearer sk-live-00000000-0000-0000-0000-000000000000"), "invalid_api_key"),
+        (Some("Basic c2stbGl2ZQ=="), "missing_api_key"),
+    ];
+    for (auth, code) in cases {
+        let mut req = stack.http().post(&url).json(&body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert!(v["error"]["message"].is_string());
+    }
+    for mock in &stack.mocks {
+        assert!(mock.state.seen().is_empty(), "nothing reached an upstream");
+    }
+    let row = stack.wait_for_log("a refused request", |r| r["gatewayError"] == "invalid_api_key").await.unwrap();
+    assert_eq!(row["status"], 401);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn each_model_reaches_its_own_upstream_and_never_sees_the_key() {
+    let (stack, app) = common::stack_with_app().await;
+    let url = format!("{}/v1/chat/completions", stack.gateway_url);
+    for (model, spoofed) in [("model-a", "model_1_model_b"), ("model-b", "model_0_model_a")] {
+        let resp = stack
+            .http()
+            .post(&url)
+            .bearer_auth(&app.api_key)
+            .header("x-gateway-cluster", spoofed)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "route me"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["model"], model);
+    }
+    for mock in &stack.mocks {
+        let seen = mock.state.seen();
+        assert_eq!(seen.len(), 1, "{} saw {} requests", mock.model, seen.len());
+        let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+        assert_eq!(body["model"], mock.model.as_str(), "a spoofed cluster header never routes");
+        assert!(seen[0].headers.iter().all(|(name, value)| name != "authorization" && !value.contains(&app.api_key)));
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_query_token_works_and_is_stripped() {
+    let (stack, app) = common::stack_with_app().await;
+    let url = format!("{}/v1/completions?token={}", stack.gateway_url, app.api_key);
+    let resp = stack.http().post(&url).json(&json!({"model": "model-b", "prompt": "你好", "max_tokens": 3})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = stack.mock("model-b").state.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/completions");
+    let row = stack.wait_for_log("the completion", |r| r["model"] == "model-b").await.unwrap();
+    assert!(!row["path"].as_str().unwrap().contains("token"), "{row}");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn unroutable_bodies_are_refused_before_any_upstream() {
+    let (stack, app) = common::stack_with_app().await;
+    let url = format!("{}/v1/chat/completions", stack.gateway_url);
+    let cases: [(&str, u16, &str); 3] = [
+        (r#"{"model":"gpt-unknown","messages":[]}"#, 404, "model_not_found"),
+        (r#"{"messages":[]}"#, 400, "missing_model"),
+        (r#"{"model": "model-a", "#, 400, "invalid_json"),
+    ];
+    for (body, status, code) in cases {
+        let resp = stack.http().post(&url).bearer_auth(&app.api_key).header("content-type", "application/json").body(body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code);
+    }
+    for mock in &stack.mocks {
+        assert!(mock.state.seen().is_empty());
+    }
+    stack.stop().await;
+}

@@ -1,0 +1,76 @@
+//! What a browser and an outage see: CORS from the allow-list, 502 `upstream error` when a
+//! model's server is down, and keys that keep working while the control plane is away.
+
+mod common;
+
+use gateway_e2e::{Stack, StackOptions, Upstreams};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_the_allow_list_only() {
+    let (stack, _app) = common::stack_with_app().await;
+    let url = format!("{}/v1/chat/completions", stack.gateway_url);
+    let preflight = |origin: &'static str| {
+        stack
+            .http()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    for origin in ["http://localhost:5173", "http://127.0.0.1:5173"] {
+        let resp = preflight(origin).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["access-control-allow-origin"], origin);
+        assert!(resp.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    }
+    let resp = preflight("http://evil.example").await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_whose_server_is_down_gets_502_upstream_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut options = StackOptions::for_tests();
+    options.upstreams = Upstreams::Real(vec![format!("down-model=http://127.0.0.1:{port}").parse().unwrap()]);
+    let stack = Stack::start(options).await.unwrap();
+    let app = stack.create_app("o").await.unwrap();
+    stack.wait_for_key(&app.api_key).await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/chat/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"model": "down-model", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "upstream error");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn keys_keep_working_while_the_control_plane_is_down() {
+    let (mut stack, app) = common::stack_with_app().await;
+    stack.stop_control_plane().await;
+    // Several pulls fail in this time; the last state keeps serving.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"model": "model-a", "prompt": "still here?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = stack.http().post(format!("{}/v1/completions", stack.gateway_url)).bearer_auth("sk-live-unknown").json(&json!({"model": "model-a"})).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    stack.stop().await;
+}

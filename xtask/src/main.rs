@@ -1,0 +1,45 @@
+//! `cargo xtask`: the project's own commands (the rust-analyzer convention). Each task is a
+//! module; everything a fresh machine needs is installed by [`setup`].
+//!
+//! - `cargo xtask up`    — set up, build and run the gateway locally (see `up`).
+//! - `cargo xtask test`  — set up, build and run every test.
+//! - `cargo xtask build` — set up and build the filter and the binaries.
+//! - `cargo xtask setup` — install the wasm target and Envoy only.
+
+mod build;
+mod setup;
+mod test;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "vllm-gateway's project commands")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what is missing: the wasm32-wasip1 target and an Envoy binary.
+    Setup,
+    /// Set up, then build the filter (wasm) and the control plane.
+    Build,
+    /// Set up, build, and run every test (unit and end-to-end).
+    Test(test::TestArgs),
+    /// Set up, build, and run the gateway: control plane, mock vLLM (unless --model), Envoy.
+    Up(up::UpArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run().map(|_| ()),
+        Task::Build => {
+            setup::run()?;
+            build::run()
+        }
+        Task::Test(args) => test::run(&args),
+        Task::Up(args) => up::run(args),
+    }
+}

@@ -1,0 +1,25 @@
+//! Runs every test: the filter's no-panic lints on its wasm build, then `cargo test` over the
+//! whole workspace, whose end-to-end tests start the real Envoy installed by set-up.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::build::{cargo, run_checked};
+
+/// `cargo xtask test` options.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+/// Sets up, builds, lints the filter and runs all tests.
+pub fn run(args: &TestArgs) -> Result<()> {
+    let envoy = crate::setup::run()?;
+    crate::build::run()?;
+    run_checked(cargo().args([
+        "clippy", "--package", "vllm-gateway-filter", "--target", "wasm32-wasip1", "--profile", "wasm", "--", "-D", "warnings",
+    ]))?;
+    run_checked(cargo().args(["test", "--workspace"]).args(&args.cargo_args).env("ENVOY_BIN", envoy))
+}
