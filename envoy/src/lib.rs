@@ -79,7 +79,7 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
     }
     let mut models = BTreeMap::new();
     for (i, m) in spec.models.iter().enumerate() {
-        let route = ModelRoute { cluster: cluster_name(i, &m.name) };
+        let route = ModelRoute { cluster: cluster_name(i, &m.name), api_key: None };
         if models.insert(m.name.clone(), route).is_some() {
             return Err(RenderError::DuplicateModel(m.name.clone()));
         }
@@ -97,6 +97,7 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
         max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
         cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),
         usage_injection: Default::default(),
+        default_model: None,
     };
     config.validate()?;
     Ok(config)

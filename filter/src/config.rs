@@ -41,6 +41,10 @@ pub struct PluginConfig {
     /// What the filter asks upstreams for in streamed requests so it can count tokens.
     #[serde(default)]
     pub usage_injection: UsageInjection,
+    /// Where `/v1/*` requests without a `model` (other than `GET /v1/models`) go; without it
+    /// they get 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
 }
 
 /// What a streamed request is made to ask the upstream for; the caller never sees the difference.
@@ -62,6 +66,10 @@ pub enum UsageInjection {
 pub struct ModelRoute {
     /// The Envoy cluster serving this model.
     pub cluster: String,
+    /// Sent upstream as `Authorization: Bearer …` (vLLM's `--api-key`); the caller's own
+    /// credential is never forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 /// The control plane's state feed, pulled by every worker on a tick.
@@ -126,6 +134,14 @@ impl PluginConfig {
             }
             if route.cluster.trim().is_empty() {
                 return fail(&format!("models.{name}.cluster"), "must not be empty");
+            }
+            if route.api_key.as_deref().is_some_and(|k| k.is_empty() || k.contains(['\r', '\n'])) {
+                return fail(&format!("models.{name}.api_key"), "must be a non-empty single line");
+            }
+        }
+        if let Some(model) = &self.default_model {
+            if !self.models.contains_key(model) {
+                return fail("default_model", "must be one of the configured models");
             }
         }
         if self.max_request_body_bytes == 0 {
@@ -217,6 +233,14 @@ mod tests {
         let mut v = valid();
         v["state"]["token"] = "short".into();
         assert!(error_of(v).starts_with("state.token:"));
+
+        let mut v = valid();
+        v["default_model"] = "nope".into();
+        assert_eq!(error_of(v), "default_model: must be one of the configured models");
+
+        let mut v = valid();
+        v["models"]["qwen"]["api_key"] = "a\nb".into();
+        assert!(error_of(v).starts_with("models.qwen.api_key:"));
 
         let mut v = valid();
         v["cluster_header"] = "X-Bad Header".into();

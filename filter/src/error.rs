@@ -12,6 +12,12 @@ pub enum GatewayError {
     InvalidCredential,
     /// The key's app has expired.
     ExpiredCredential,
+    /// The JWT has expired.
+    ExpiredToken,
+    /// The JWT was issued before the user's tokens were revoked.
+    RevokedToken,
+    /// The JWT's user is disabled (or no longer exists).
+    UserDisabled,
     /// The key's app is disabled.
     AppDisabled,
     /// No key state has arrived from the control plane yet.
@@ -22,6 +28,8 @@ pub enum GatewayError {
     MissingModel,
     /// `model` names no configured model.
     UnknownModel(String),
+    /// The caller's app may not use this model.
+    ModelNotAllowed(String),
     /// The body is over the configured limit.
     BodyTooLarge(usize),
     /// A `/v1/*` path the gateway does not serve.
@@ -46,8 +54,12 @@ impl GatewayError {
     /// The HTTP status of the reply.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingCredential | Self::InvalidCredential | Self::ExpiredCredential => 401,
-            Self::AppDisabled => 403,
+            Self::MissingCredential
+            | Self::InvalidCredential
+            | Self::ExpiredCredential
+            | Self::ExpiredToken
+            | Self::RevokedToken => 401,
+            Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => 403,
             Self::NotReady => 503,
             Self::BadJson(_) | Self::MissingModel => 400,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
@@ -58,10 +70,12 @@ impl GatewayError {
     /// The OpenAI error `type`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::MissingCredential | Self::InvalidCredential | Self::ExpiredCredential => {
-                "authentication_error"
-            }
-            Self::AppDisabled => "permission_error",
+            Self::MissingCredential
+            | Self::InvalidCredential
+            | Self::ExpiredCredential
+            | Self::ExpiredToken
+            | Self::RevokedToken => "authentication_error",
+            Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => "permission_error",
             Self::NotReady => "service_unavailable",
             _ => "invalid_request_error",
         }
@@ -73,11 +87,15 @@ impl GatewayError {
             Self::MissingCredential => "missing_api_key",
             Self::InvalidCredential => "invalid_api_key",
             Self::ExpiredCredential => "expired_api_key",
+            Self::ExpiredToken => "expired_token",
+            Self::RevokedToken => "revoked_token",
+            Self::UserDisabled => "user_disabled",
             Self::AppDisabled => "app_disabled",
             Self::NotReady => "gateway_not_ready",
             Self::BadJson(_) => "invalid_json",
             Self::MissingModel => "missing_model",
             Self::UnknownModel(_) => "model_not_found",
+            Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::BodyTooLarge(_) => "request_too_large",
             Self::UnknownPath(_) => "unknown_url",
         }
@@ -85,7 +103,7 @@ impl GatewayError {
 
     fn param(&self) -> Option<&'static str> {
         match self {
-            Self::MissingModel | Self::UnknownModel(_) => Some("model"),
+            Self::MissingModel | Self::UnknownModel(_) | Self::ModelNotAllowed(_) => Some("model"),
             _ => None,
         }
     }
@@ -98,11 +116,15 @@ impl GatewayError {
                 .to_owned(),
             Self::InvalidCredential => "Invalid API key or token.".to_owned(),
             Self::ExpiredCredential => "This API key has expired.".to_owned(),
+            Self::ExpiredToken => "The token has expired: log in again.".to_owned(),
+            Self::RevokedToken => "The token has been revoked: log in again.".to_owned(),
+            Self::UserDisabled => "The user this token belongs to is disabled.".to_owned(),
             Self::AppDisabled => "The app this API key belongs to is disabled.".to_owned(),
             Self::NotReady => "gateway not ready".to_owned(),
             Self::BadJson(why) => format!("The request body is not valid JSON: {why}"),
             Self::MissingModel => "The request body must have a string `model`.".to_owned(),
             Self::UnknownModel(model) => format!("The model `{model}` does not exist."),
+            Self::ModelNotAllowed(model) => format!("This API key may not use the model `{model}`."),
             Self::BodyTooLarge(limit) => {
                 format!("The request body is larger than the gateway's limit of {limit} bytes.")
             }
@@ -134,11 +156,15 @@ mod tests {
             GatewayError::MissingCredential,
             GatewayError::InvalidCredential,
             GatewayError::ExpiredCredential,
+            GatewayError::ExpiredToken,
+            GatewayError::RevokedToken,
+            GatewayError::UserDisabled,
             GatewayError::AppDisabled,
             GatewayError::NotReady,
             GatewayError::BadJson("eof".into()),
             GatewayError::MissingModel,
             GatewayError::UnknownModel("gpt-\"x\"".into()),
+            GatewayError::ModelNotAllowed("m".into()),
             GatewayError::BodyTooLarge(10),
             GatewayError::UnknownPath("/v1/nope".into()),
         ];

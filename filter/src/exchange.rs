@@ -68,6 +68,8 @@ pub struct Exchange {
     /// What the caller asked for, when usage was injected into its request.
     injected: Option<UsageAsk>,
     rewriter: Option<StreamRewriter>,
+    /// The models the caller's app may use (empty: all).
+    allowed_models: Vec<String>,
     finished: bool,
 }
 
@@ -82,6 +84,7 @@ impl Exchange {
             counting: None,
             injected: None,
             rewriter: None,
+            allowed_models: Vec::new(),
             finished: false,
         }
     }
@@ -119,7 +122,13 @@ impl Exchange {
                 Step::Answer(self.models_list())
             }
             ("POST", _) => Step::ReadBody,
-            _ => self.refuse(GatewayError::UnknownPath(path.to_owned())),
+            _ => match self.config.default_model.clone() {
+                Some(model) => {
+                    self.record.model = Some(model.clone());
+                    self.route_to(host, &model)
+                }
+                None => self.refuse(GatewayError::UnknownPath(path.to_owned())),
+            },
         }
     }
 
@@ -132,10 +141,39 @@ impl Exchange {
         let credential = credential::find(head.authorization.as_deref(), &head.path)
             .ok_or(GatewayError::MissingCredential)?;
         let keys = keys.ok_or(GatewayError::NotReady)?;
-        let key = keys.authorize(credential.token(), now_secs)?;
+        let token = credential.token();
+        if KeyState::is_jwt(token) {
+            self.record.user_id = Some(keys.authorize_jwt(token, now_secs)?);
+            return Ok(());
+        }
+        let key = keys.authorize(token, now_secs)?;
         self.record.app_id = Some(key.app_id);
         self.record.key_id = Some(key.key_id);
+        self.allowed_models = key.models.clone();
         Ok(())
+    }
+
+    fn allows(&self, model: &str) -> bool {
+        self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == model)
+    }
+
+    /// Points the request at `model`'s cluster (replacing any client value) and sets the
+    /// upstream's own key, if the model has one.
+    fn route_to(&mut self, host: &mut dyn Host, model: &str) -> Step {
+        let Some(route) = self.config.route(model) else {
+            return self.refuse(GatewayError::UnknownModel(model.to_owned()));
+        };
+        if !self.allows(model) {
+            return self.refuse(GatewayError::ModelNotAllowed(model.to_owned()));
+        }
+        let (cluster, api_key) = (route.cluster.clone(), route.api_key.clone());
+        host.set_request_header(&self.config.cluster_header, Some(&cluster));
+        if let Some(key) = api_key {
+            host.set_request_header("authorization", Some(&format!("Bearer {key}")));
+        }
+        host.clear_route_cache();
+        self.record.cluster = Some(cluster);
+        Step::Continue
     }
 
     /// Whether a body of `size` bytes so far is still within the limit.
@@ -159,13 +197,10 @@ impl Exchange {
         };
         self.record.model = Some(facts.model.clone());
         self.record.stream = facts.stream;
-        let Some(route) = self.config.route(&facts.model) else {
-            return self.refuse(GatewayError::UnknownModel(facts.model));
-        };
-        let cluster = route.cluster.clone();
-        host.set_request_header(&self.config.cluster_header, Some(&cluster));
-        host.clear_route_cache();
-        self.record.cluster = Some(cluster);
+        let step = self.route_to(host, &facts.model);
+        if step != Step::Continue {
+            return step;
+        }
         if facts.stream {
             self.inject_usage(host, object);
         }
@@ -255,6 +290,7 @@ impl Exchange {
             .config
             .models
             .keys()
+            .filter(|id| self.allows(id))
             .map(|id| {
                 serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "vllm-gateway"})
             })

@@ -1,7 +1,8 @@
-//! The key state the control plane feeds to the filter, and looking a caller's key up in it.
+//! The key state the control plane feeds to the filter — API keys by hash, users' status and
+//! token versions, the JWT verification keys — and checking a caller's credential against it.
 //!
 //! The feed carries only SHA-256 hashes of API keys, never a key itself. A request's key is hashed
-//! and looked up locally: no call-out per request.
+//! and looked up locally, a JWT is verified locally: no call-out per request.
 
 use std::collections::HashMap;
 
@@ -9,12 +10,25 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::GatewayError;
+use crate::jwt::{self, JwtKeys, PublishedKey};
 
 /// The state as the control plane serves it (`GET /internal/state`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Feed {
     keys: Vec<FeedKey>,
+    #[serde(default)]
+    users: Vec<FeedUser>,
+    #[serde(default)]
+    jwt_keys: Vec<PublishedKey>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FeedUser {
+    id: i64,
+    status: AppStatus,
+    token_version: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +39,8 @@ struct FeedKey {
     key_id: i64,
     status: AppStatus,
     expires_at: Option<i64>,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 /// Whether an app may be used.
@@ -48,12 +64,24 @@ pub struct AppKey {
     pub status: AppStatus,
     /// When the app expires, in Unix seconds.
     pub expires_at: Option<i64>,
+    /// The models the app may use; empty means all.
+    pub models: Vec<String>,
 }
 
-/// Every live key, by the hex SHA-256 of its plaintext.
+impl AppKey {
+    /// Whether the app may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model)
+    }
+}
+
+/// Every live key, by the hex SHA-256 of its plaintext; every user; the JWT keys.
 #[derive(Debug, Clone, Default)]
 pub struct KeyState {
     by_hash: HashMap<String, AppKey>,
+    /// User id → (status, current token version).
+    users: HashMap<i64, (AppStatus, i64)>,
+    jwt_keys: JwtKeys,
 }
 
 impl KeyState {
@@ -69,11 +97,34 @@ impl KeyState {
                     key_id: k.key_id,
                     status: k.status,
                     expires_at: k.expires_at,
+                    models: k.models,
                 };
                 (k.hash.to_ascii_lowercase(), key)
             })
             .collect();
-        Ok(Self { by_hash })
+        let users = feed.users.into_iter().map(|u| (u.id, (u.status, u.token_version))).collect();
+        Ok(Self { by_hash, users, jwt_keys: JwtKeys::new(feed.jwt_keys) })
+    }
+
+    /// Checks a JWT at `now` (Unix seconds): its user id, or why it is refused.
+    pub fn authorize_jwt(&self, token: &str, now: i64) -> Result<i64, GatewayError> {
+        let subject = self.jwt_keys.verify(token, now)?;
+        match self.users.get(&subject.user_id) {
+            None => Err(GatewayError::UserDisabled),
+            Some((AppStatus::Disabled, _)) => Err(GatewayError::UserDisabled),
+            Some((_, version)) if *version != subject.version => Err(GatewayError::RevokedToken),
+            Some(_) => Ok(subject.user_id),
+        }
+    }
+
+    /// Number of JWT verification keys known.
+    pub fn jwt_key_count(&self) -> usize {
+        self.jwt_keys.len()
+    }
+
+    /// Whether a token is to be checked as a JWT (else as an API key).
+    pub fn is_jwt(token: &str) -> bool {
+        jwt::looks_like_jwt(token)
     }
 
     /// Number of keys known.
@@ -122,7 +173,7 @@ mod tests {
         let doc = serde_json::json!({
             "version": "v1",
             "keys": [
-                {"hash": hash_key("sk-live-ok"), "appId": 1, "keyId": 10, "status": "enabled", "expiresAt": null},
+                {"hash": hash_key("sk-live-ok"), "appId": 1, "keyId": 10, "status": "enabled", "expiresAt": null, "models": ["a"], "limits": null},
                 {"hash": hash_key("sk-live-off"), "appId": 2, "keyId": 20, "status": "disabled", "expiresAt": null},
                 {"hash": hash_key("sk-live-old").to_uppercase(), "appId": 3, "keyId": 30, "status": "enabled", "expiresAt": 100}
             ]
@@ -143,6 +194,9 @@ mod tests {
         let s = state();
         assert_eq!(s.len(), 3);
         assert_eq!(s.authorize("sk-live-ok", 50).unwrap().app_id, 1);
+        assert!(s.authorize("sk-live-ok", 50).unwrap().allows("a"));
+        assert!(!s.authorize("sk-live-ok", 50).unwrap().allows("b"));
+        assert!(s.authorize("sk-live-old", 50).unwrap().allows("anything"), "no list: all models");
         assert_eq!(s.authorize("sk-live-off", 50), Err(GatewayError::AppDisabled));
         assert_eq!(s.authorize("sk-live-old", 99).unwrap().key_id, 30);
         assert_eq!(s.authorize("sk-live-old", 100), Err(GatewayError::ExpiredCredential));

@@ -15,6 +15,9 @@ pub struct UsageRecord {
     pub app_id: Option<i64>,
     /// The key that was used.
     pub key_id: Option<i64>,
+    /// The user whose JWT was used.
+    #[serde(default)]
+    pub user_id: Option<i64>,
     /// The requested model.
     pub model: Option<String>,
     /// The cluster the request was routed to.

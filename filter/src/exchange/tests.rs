@@ -28,8 +28,8 @@ impl Host for FakeHost {
 
 fn config() -> Rc<PluginConfig> {
     let mut models = BTreeMap::new();
-    models.insert("model-a".to_owned(), ModelRoute { cluster: "cluster_a".into() });
-    models.insert("model-b".to_owned(), ModelRoute { cluster: "cluster_b".into() });
+    models.insert("model-a".to_owned(), ModelRoute { cluster: "cluster_a".into(), api_key: None });
+    models.insert("model-b".to_owned(), ModelRoute { cluster: "cluster_b".into(), api_key: Some("upstream-secret".into()) });
     Rc::new(PluginConfig {
         models,
         state: StateFeed {
@@ -43,13 +43,15 @@ fn config() -> Rc<PluginConfig> {
         max_request_body_bytes: 64,
         cluster_header: "x-gateway-cluster".into(),
         usage_injection: Default::default(),
+        default_model: None,
     })
 }
 
 fn keys() -> KeyState {
     let doc = serde_json::json!({"keys": [
         {"hash": hash_key("sk-live-good"), "appId": 7, "keyId": 70, "status": "enabled", "expiresAt": null},
-        {"hash": hash_key("sk-live-off"), "appId": 8, "keyId": 80, "status": "disabled", "expiresAt": null}
+        {"hash": hash_key("sk-live-off"), "appId": 8, "keyId": 80, "status": "disabled", "expiresAt": null},
+        {"hash": hash_key("sk-live-only-a"), "appId": 9, "keyId": 90, "status": "enabled", "expiresAt": null, "models": ["model-a"]}
     ]});
     KeyState::parse(doc.to_string().as_bytes()).unwrap()
 }
@@ -73,6 +75,7 @@ fn a_good_key_is_stripped_and_the_body_routes_by_model() {
     let step = ex.on_request_body(&mut host, br#"{"model":"model-b","stream":true}"#);
     assert_eq!(step, Step::Continue);
     assert_eq!(host.headers["x-gateway-cluster"].as_deref(), Some("cluster_b"));
+    assert_eq!(host.headers["authorization"].as_deref(), Some("Bearer upstream-secret"), "the model's own key");
     assert_eq!(host.route_cache_cleared, 1);
 
     let injected: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
@@ -190,4 +193,32 @@ fn a_cut_off_non_streamed_body_counts_nothing_but_is_recorded() {
     let record = ex.finish(1_003, false).unwrap();
     assert!(record.client_disconnected);
     assert_eq!(record.usage_source, UsageSource::None);
+}
+
+#[test]
+fn an_app_uses_only_its_allowed_models() {
+    let mut host = FakeHost::default();
+    let (mut ex, _) = start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-only-a")));
+    let step = ex.on_request_body(&mut host, br#"{"model":"model-b"}"#);
+    assert_eq!(step, Step::Refuse(GatewayError::ModelNotAllowed("model-b".into())));
+    assert_eq!(host.headers["x-gateway-cluster"], None);
+    let (mut ex, _) = start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-only-a")));
+    assert_eq!(ex.on_request_body(&mut host, br#"{"model":"model-a"}"#), Step::Continue);
+    assert_eq!(host.headers["authorization"], None, "model-a has no upstream key: nothing is sent");
+
+    let (_, step) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-only-a")));
+    let Step::Answer(body) = step else { panic!("expected an answer") };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "only the allowed model is listed");
+}
+
+#[test]
+fn paths_without_a_model_go_to_the_default_model_when_there_is_one() {
+    let mut cfg = (*config()).clone();
+    cfg.default_model = Some("model-a".into());
+    let mut host = FakeHost::default();
+    let mut ex = Exchange::new(Rc::new(cfg), 0);
+    let step = ex.on_request_headers(&mut host, &head("GET", "/v1/files", Some("Bearer sk-live-good")), Some(&keys()), 0);
+    assert_eq!(step, Step::Continue);
+    assert_eq!(host.headers["x-gateway-cluster"].as_deref(), Some("cluster_a"));
 }
