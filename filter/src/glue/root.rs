@@ -1,5 +1,10 @@
-//! The root context of one worker: holds the validated configuration, pulls the key state from
-//! the control plane on a tick (with `If-None-Match`), and creates an HTTP context per request.
+//! The root context of one worker: holds the validated configuration and the key state, and
+//! creates an HTTP context per request.
+//!
+//! The key state is pulled from the control plane (with `If-None-Match`) by one worker at a time
+//! and shared with every worker through Envoy's shared data: on each tick a worker adopts a
+//! newer shared state if there is one, and takes the pull lease (compare-and-swap) when it has
+//! run out. When the control plane is unreachable the last state keeps serving.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,8 +19,12 @@ use super::http::GatewayHttp;
 use crate::config::PluginConfig;
 use crate::keys::KeyState;
 
-/// Pull interval until the first state has arrived.
-const FIRST_PULL_PERIOD: Duration = Duration::from_millis(200);
+/// How often each worker looks at the shared state (cheap: one shared-data read).
+const TICK: Duration = Duration::from_millis(200);
+/// Shared-data key of the state: `<etag>\n<feed document>`.
+const STATE_KEY: &str = "vllm_gateway.state";
+/// Shared-data key of the pull lease: the Unix millisecond until which one worker owns the pull.
+const LEASE_KEY: &str = "vllm_gateway.pull_lease";
 
 /// The key state of this worker, shared with its HTTP contexts.
 pub type SharedKeys = Rc<RefCell<Option<Rc<KeyState>>>>;
@@ -25,37 +34,81 @@ pub type SharedKeys = Rc<RefCell<Option<Rc<KeyState>>>>;
 pub struct GatewayRoot {
     config: Option<Rc<PluginConfig>>,
     keys: SharedKeys,
-    etag: Option<String>,
+    /// The shared-data version this worker last adopted.
+    adopted_cas: Option<u32>,
     pull_in_flight: Option<u32>,
 }
 
 impl GatewayRoot {
-    fn pull_state(&mut self) {
-        let Some(config) = self.config.clone() else { return };
+    /// Adopts the shared state if another worker (or this one) stored a newer one.
+    fn adopt_shared_state(&mut self) {
+        let Ok((Some(value), cas)) = hostcalls::get_shared_data(STATE_KEY) else { return };
+        if cas.is_some() && cas == self.adopted_cas {
+            return;
+        }
+        let body = value.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
+        match KeyState::parse(body) {
+            Ok(state) => {
+                log::info!("key state adopted: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
+                *self.keys.borrow_mut() = Some(Rc::new(state));
+                self.adopted_cas = cas;
+            }
+            Err(e) => log::warn!("shared key state is malformed, keeping the previous one: {e}"),
+        }
+    }
+
+    /// The ETag of the shared state, for `If-None-Match`.
+    fn shared_etag() -> Option<String> {
+        let (value, _) = hostcalls::get_shared_data(STATE_KEY).ok()?;
+        let value = value?;
+        let etag = value.split(|&b| b == b'\n').next()?;
+        (!etag.is_empty()).then(|| String::from_utf8_lossy(etag).into_owned())
+    }
+
+    /// Takes the pull lease if it has run out; true when this worker should pull now.
+    fn take_lease(&self, config: &PluginConfig) -> bool {
+        let now = host::now_ms();
+        let (value, cas) = hostcalls::get_shared_data(LEASE_KEY).unwrap_or((None, None));
+        let until = value.and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok()).unwrap_or(0);
+        if until > now {
+            return false;
+        }
+        // Before the first state arrives, retry soon; afterwards, once per refresh period.
+        let hold = if self.keys.borrow().is_some() { config.state.refresh_ms } else { config.state.timeout_ms.min(500) };
+        let lease = (now + hold).to_string();
+        hostcalls::set_shared_data(LEASE_KEY, Some(lease.as_bytes()), cas).is_ok()
+    }
+
+    fn pull_state(&mut self, config: &PluginConfig) {
         if self.pull_in_flight.is_some() {
             return;
         }
         let feed = &config.state;
         let bearer = format!("Bearer {}", feed.token);
+        let etag = Self::shared_etag();
         let mut headers = vec![
             (":method", "GET"),
             (":path", feed.path.as_str()),
             (":authority", feed.authority.as_str()),
             ("authorization", bearer.as_str()),
         ];
-        if let Some(etag) = &self.etag {
+        if let (Some(etag), true) = (&etag, self.keys.borrow().is_some()) {
             headers.push(("if-none-match", etag.as_str()));
         }
         let timeout = Duration::from_millis(feed.timeout_ms);
         match hostcalls::dispatch_http_call(&feed.cluster, headers, None, vec![], timeout) {
             Ok(token) => self.pull_in_flight = Some(token),
-            Err(e) => log::warn!("pulling key state from cluster {} failed: {e:?}", feed.cluster),
+            Err(e) => {
+                log::warn!("pulling key state from cluster {} failed: {e:?}", feed.cluster);
+                // Give the lease back so that another worker pulls at its next tick.
+                let _ = hostcalls::set_shared_data(LEASE_KEY, Some(b"0"), None);
+            }
         }
     }
 
-    fn take_state(&mut self, body_size: usize) {
-        let status = host::header(MapType::HttpCallResponseHeaders, ":status");
-        match status.as_deref() {
+    /// Stores a pulled state in shared data for every worker, then adopts it here.
+    fn take_pulled_state(&mut self, body_size: usize) {
+        match host::header(MapType::HttpCallResponseHeaders, ":status").as_deref() {
             Some("200") => {}
             Some("304") => return,
             other => {
@@ -64,29 +117,19 @@ impl GatewayRoot {
             }
         }
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
-        match KeyState::parse(&body) {
-            Ok(state) => {
-                let first = self.keys.borrow().is_none();
-                log::info!("key state loaded: {} keys", state.len());
-                *self.keys.borrow_mut() = Some(Rc::new(state));
-                self.etag = host::header(MapType::HttpCallResponseHeaders, "etag");
-                if first {
-                    self.set_pull_period();
-                }
-            }
-            Err(e) => log::warn!("key state is malformed, keeping the previous one: {e}"),
+        if let Err(e) = KeyState::parse(&body) {
+            log::warn!("pulled key state is malformed, keeping the previous one: {e}");
+            return;
         }
-    }
-
-    fn set_pull_period(&self) {
-        let ready = self.keys.borrow().is_some();
-        let period = match (&self.config, ready) {
-            (Some(config), true) => Duration::from_millis(config.state.refresh_ms),
-            _ => FIRST_PULL_PERIOD,
-        };
-        if let Err(e) = hostcalls::set_tick_period(period) {
-            log::warn!("setting the tick period failed: {e:?}");
+        let etag = host::header(MapType::HttpCallResponseHeaders, "etag").unwrap_or_default();
+        let mut value = Vec::with_capacity(etag.len() + 1 + body.len());
+        value.extend_from_slice(etag.replace('\n', "").as_bytes());
+        value.push(b'\n');
+        value.extend_from_slice(&body);
+        if let Err(e) = hostcalls::set_shared_data(STATE_KEY, Some(&value), None) {
+            log::warn!("sharing the key state failed: {e:?}");
         }
+        self.adopt_shared_state();
     }
 }
 
@@ -94,7 +137,7 @@ impl Context for GatewayRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if self.pull_in_flight == Some(token) {
             self.pull_in_flight = None;
-            self.take_state(body_size);
+            self.take_pulled_state(body_size);
         }
     }
 }
@@ -106,8 +149,11 @@ impl RootContext for GatewayRoot {
             Ok(config) => {
                 log::info!("vllm-gateway configured with {} models", config.models.len());
                 self.config = Some(Rc::new(config));
-                self.set_pull_period();
-                self.pull_state();
+                // The first pull waits for the first tick: during configuration Envoy's clusters
+                // may not be ready, and a call dispatched then can be lost.
+                if let Err(e) = hostcalls::set_tick_period(TICK) {
+                    log::warn!("setting the tick period failed: {e:?}");
+                }
                 true
             }
             Err(e) => {
@@ -118,7 +164,11 @@ impl RootContext for GatewayRoot {
     }
 
     fn on_tick(&mut self) {
-        self.pull_state();
+        self.adopt_shared_state();
+        let Some(config) = self.config.clone() else { return };
+        if self.take_lease(&config) {
+            self.pull_state(&config);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
