@@ -24,6 +24,7 @@ pub mod exchange;
 pub mod inject;
 pub mod jwt;
 pub mod keys;
+pub mod metrics;
 pub mod record;
 pub mod request_body;
 pub mod sse;

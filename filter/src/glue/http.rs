@@ -15,6 +15,7 @@ use crate::exchange::{Exchange, RequestHead, Step};
 
 /// See the module docs.
 pub struct GatewayHttp {
+    config: Rc<PluginConfig>,
     exchange: Exchange,
     keys: SharedKeys,
     reading_body: bool,
@@ -22,7 +23,7 @@ pub struct GatewayHttp {
 
 impl GatewayHttp {
     pub fn new(config: Rc<PluginConfig>, keys: SharedKeys) -> Self {
-        Self { exchange: Exchange::new(config, host::now_ms()), keys, reading_body: false }
+        Self { exchange: Exchange::new(config.clone(), host::now_ms()), config, keys, reading_body: false }
     }
 
     /// Carries out a step of the exchange; returns what Envoy should do with the request.
@@ -55,6 +56,7 @@ impl GatewayHttp {
     fn record(&mut self, complete: bool) {
         if let Some(record) = self.exchange.finish(host::now_ms(), complete) {
             host::store_record(&record.to_bytes());
+            super::metrics::emit(&crate::metrics::observations(&record, &self.config));
         }
     }
 }

@@ -1,0 +1,148 @@
+//! What each finished request adds to the Prometheus metrics Envoy serves at `/stats/prometheus`.
+//!
+//! Envoy's wasm metrics have no labels of their own: a name carries them as
+//! `base;label=value;label=value`, and the `stats_tags` of the reference Envoy configuration turn
+//! them into Prometheus labels. Label values come only from configured model names and fixed
+//! reason codes (never raw client input), so the number of series stays bounded.
+
+use crate::config::PluginConfig;
+use crate::record::UsageRecord;
+
+/// How a metric is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// A distribution (buckets, sum, count).
+    Histogram,
+}
+
+/// One observation: a metric (name with its labels), its kind, and the value to add or record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// `base;label=value…`.
+    pub name: String,
+    /// Counter or histogram.
+    pub kind: MetricKind,
+    /// Added to a counter, recorded in a histogram.
+    pub value: u64,
+}
+
+/// Reasons counted as authentication or authorisation failures.
+const AUTH_REASONS: [&str; 9] = [
+    "missing_api_key",
+    "invalid_api_key",
+    "expired_api_key",
+    "expired_token",
+    "revoked_token",
+    "user_disabled",
+    "app_disabled",
+    "model_not_allowed",
+    "gateway_not_ready",
+];
+
+/// The observations of one finished request.
+pub fn observations(record: &UsageRecord, config: &PluginConfig) -> Vec<Observation> {
+    let model = match record.model.as_deref() {
+        Some(m) if config.models.contains_key(m) => label_value(m),
+        Some(_) => "unknown".to_owned(),
+        None => "none".to_owned(),
+    };
+    let counter = |name: String, value: u64| Observation { name, kind: MetricKind::Counter, value };
+    let histogram = |name: String, value: u64| Observation { name, kind: MetricKind::Histogram, value };
+    let mut out = vec![counter(
+        format!("vllm_gateway_requests_total;model={model};status_class={}", status_class(record.status)),
+        1,
+    )];
+    if let Some(reason) = record.gateway_error.as_deref().filter(|r| AUTH_REASONS.contains(r)) {
+        out.push(counter(format!("vllm_gateway_auth_failures_total;reason={reason}"), 1));
+    }
+    let usage = record.usage;
+    out.push(counter(format!("vllm_gateway_prompt_tokens_total;model={model}"), usage.prompt_tokens));
+    out.push(counter(format!("vllm_gateway_completion_tokens_total;model={model}"), usage.completion_tokens));
+    if let (Some(ttft), true) = (record.ttft_ms, record.cluster.is_some()) {
+        out.push(histogram(format!("vllm_gateway_time_to_first_token_ms;model={model}"), ttft));
+        if let (Some(total), true) = (record.duration_ms, usage.completion_tokens > 1) {
+            let per_token = total.saturating_sub(ttft) / (usage.completion_tokens - 1);
+            out.push(histogram(format!("vllm_gateway_time_per_output_token_ms;model={model}"), per_token));
+        }
+    }
+    // Envoy refuses to add zero to a counter.
+    out.retain(|o| o.kind == MetricKind::Histogram || o.value > 0);
+    out
+}
+
+fn status_class(status: u16) -> String {
+    match status {
+        100..=599 => format!("{}xx", status / 100),
+        _ => "none".to_owned(),
+    }
+}
+
+/// A label value without the characters that separate labels in a metric name.
+fn label_value(value: &str) -> String {
+    value.chars().map(|c| if c == ';' || c == '=' { '_' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{ModelRoute, StateFeed};
+    use crate::usage::Usage;
+
+    fn config() -> PluginConfig {
+        let mut models = BTreeMap::new();
+        models.insert("org/m;x=1".to_owned(), ModelRoute { cluster: "c".into(), api_key: None });
+        PluginConfig {
+            models,
+            state: StateFeed {
+                cluster: "cp".into(),
+                authority: "cp".into(),
+                path: "/s".into(),
+                token: "0123456789abcdef".into(),
+                refresh_ms: 1000,
+                timeout_ms: 1000,
+            },
+            max_request_body_bytes: 1,
+            cluster_header: "x".into(),
+            usage_injection: Default::default(),
+            default_model: None,
+        }
+    }
+
+    #[test]
+    fn a_served_request_counts_requests_tokens_and_latencies() {
+        let record = UsageRecord {
+            model: Some("org/m;x=1".into()),
+            cluster: Some("c".into()),
+            status: 200,
+            usage: Usage { prompt_tokens: 5, completion_tokens: 11, total_tokens: 16 },
+            ttft_ms: Some(40),
+            duration_ms: Some(240),
+            ..Default::default()
+        };
+        let names: Vec<(String, u64)> = observations(&record, &config()).into_iter().map(|o| (o.name, o.value)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("vllm_gateway_requests_total;model=org/m_x_1;status_class=2xx".to_owned(), 1),
+                ("vllm_gateway_prompt_tokens_total;model=org/m_x_1".to_owned(), 5),
+                ("vllm_gateway_completion_tokens_total;model=org/m_x_1".to_owned(), 11),
+                ("vllm_gateway_time_to_first_token_ms;model=org/m_x_1".to_owned(), 40),
+                ("vllm_gateway_time_per_output_token_ms;model=org/m_x_1".to_owned(), 20),
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_count_their_reason_and_unknown_models_stay_unlabelled() {
+        let record = UsageRecord { status: 401, gateway_error: Some("invalid_api_key".into()), ..Default::default() };
+        let names: Vec<String> = observations(&record, &config()).into_iter().map(|o| o.name).collect();
+        assert_eq!(names, ["vllm_gateway_requests_total;model=none;status_class=4xx", "vllm_gateway_auth_failures_total;reason=invalid_api_key"]);
+        let record = UsageRecord { status: 404, model: Some("made-up-by-a-client".into()), gateway_error: Some("model_not_found".into()), ..Default::default() };
+        let names: Vec<String> = observations(&record, &config()).into_iter().map(|o| o.name).collect();
+        assert_eq!(names, ["vllm_gateway_requests_total;model=unknown;status_class=4xx"]);
+    }
+}
