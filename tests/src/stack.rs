@@ -25,6 +25,8 @@ pub enum Upstreams {
         models: Vec<String>,
         /// Delay between streamed tokens.
         token_delay: Duration,
+        /// Re-cut streamed bodies at pseudo-random byte positions from this seed.
+        split_seed: Option<u64>,
     },
     /// Real vLLM servers.
     Real(Vec<ModelUpstream>),
@@ -67,6 +69,7 @@ impl StackOptions {
             upstreams: Upstreams::Mock {
                 models: vec!["model-a".into(), "model-b".into()],
                 token_delay: Duration::ZERO,
+                split_seed: None,
             },
             state_refresh_ms: 200,
             echo: false,
@@ -187,6 +190,66 @@ impl Stack {
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// An admin API call through the gateway: `method` on `path` with an optional JSON body;
+    /// returns the status and the JSON reply.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.gateway_url)).bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// Creates a user through the admin API; returns its id.
+    pub async fn create_user(&self, email: &str, password: &str) -> Result<i64> {
+        let body = serde_json::json!({"email": email, "password": password});
+        let (status, user) = self.admin(reqwest::Method::POST, "/api/users", Some(body)).await?;
+        if status != 201 {
+            bail!("creating a user answered {status}: {user}");
+        }
+        user["id"].as_i64().ok_or_else(|| anyhow!("no id in {user}"))
+    }
+
+    /// Logs in through the gateway's `/user/user_login`; returns the reply's `data`.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}/user/user_login", self.gateway_url))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let reply: Value = resp.json().await?;
+        if !status.is_success() || reply["success"] != true {
+            bail!("login answered {status}: {reply}");
+        }
+        Ok(reply["data"].clone())
+    }
+
+    /// Waits until the filter accepts `token` (a key or a JWT) on `GET /v1/models`.
+    pub async fn wait_for_token(&self, token: &str) -> Result<()> {
+        self.wait_for_key(token).await
+    }
+
+    /// Waits until the gateway answers `GET /v1/models` with `token` by `status`.
+    pub async fn wait_for_status(&self, token: &str, status: u16) -> Result<Value> {
+        let url = format!("{}/v1/models", self.gateway_url);
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let resp = self.http.get(&url).bearer_auth(token).send().await?;
+            let got = resp.status().as_u16();
+            last = resp.json().await.unwrap_or(Value::Null);
+            if got == status {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(anyhow!("the gateway never answered {status}; last reply: {last}"))
+    }
+
     /// Waits until the filter knows `api_key` (the state feed is pulled on a tick).
     pub async fn wait_for_key(&self, api_key: &str) -> Result<()> {
         let url = format!("{}/v1/models", self.gateway_url);
@@ -275,9 +338,9 @@ async fn start_control_plane(options: &StackOptions, db: &str, state_token: &str
 }
 
 async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUpstream>, Vec<ModelUpstream>)> {
-    let (models, token_delay) = match upstreams {
+    let (models, token_delay, split_seed) = match upstreams {
         Upstreams::Real(models) => return Ok((Vec::new(), models.clone())),
-        Upstreams::Mock { models, token_delay } => (models, *token_delay),
+        Upstreams::Mock { models, token_delay, split_seed } => (models, *token_delay, *split_seed),
     };
     let mut mocks = Vec::new();
     let mut routes = Vec::new();
@@ -287,6 +350,7 @@ async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUpstream>, Ve
         let state = mock_vllm::MockState::new(mock_vllm::MockConfig {
             models: vec![model.clone()],
             token_delay,
+            split_seed,
             ..mock_vllm::MockConfig::default()
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -302,6 +366,11 @@ async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUpstream>, Ve
 async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let config = dir.join("envoy.yaml");
     std::fs::write(&config, gateway_envoy::render(spec)?)?;
+    start_envoy_with(&config, dir, spec.listen, echo).await
+}
+
+/// Starts Envoy on an already rendered configuration file.
+pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: SocketAddr, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let admin_path = dir.join("envoy-admin-address");
     let mut command = Command::new(paths::envoy_bin()?);
     command
@@ -318,7 +387,7 @@ async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, echo: bool) -> Result<(Ch
         .arg("wasm:info");
     let mut envoy = ChildGuard::spawn("envoy", command, echo)?;
     let admin = wait_for_admin(&mut envoy, &admin_path).await?;
-    let gateway = wait_for_listener(&mut envoy, admin, spec.listen).await?;
+    let gateway = wait_for_listener(&mut envoy, admin, listen).await?;
     Ok((envoy, admin, gateway))
 }
 

@@ -79,7 +79,7 @@ async fn keys_keep_working_while_the_control_plane_is_down() {
 async fn a_client_that_goes_away_mid_stream_is_logged_with_what_was_generated() {
     use futures::StreamExt;
     let mut options = StackOptions::for_tests();
-    options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: std::time::Duration::from_millis(50) };
+    options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: std::time::Duration::from_millis(50), split_seed: None };
     let stack = Stack::start(options).await.unwrap();
     let app = stack.create_app("o").await.unwrap();
     stack.wait_for_key(&app.api_key).await.unwrap();

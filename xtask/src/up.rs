@@ -85,6 +85,7 @@ fn upstreams(args: &UpArgs) -> Result<Upstreams> {
         return Ok(Upstreams::Mock {
             models: MOCK_MODELS.iter().map(|m| m.to_string()).collect(),
             token_delay: Duration::from_millis(args.mock_token_delay_ms),
+            split_seed: None,
         });
     }
     let models = given

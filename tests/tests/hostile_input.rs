@@ -1,0 +1,111 @@
+//! Ugly input through the real Envoy: streams re-cut at random byte positions, huge bodies,
+//! upstream errors, bytes that are not UTF-8, and a plugin configuration Envoy must refuse.
+
+mod common;
+
+use gateway_e2e::{paths, Stack, StackOptions, Upstreams};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn streams_cut_at_random_bytes_are_passed_intact_and_counted_exactly() {
+    let mut options = StackOptions::for_tests();
+    options.upstreams = Upstreams::Mock { models: vec!["split".into()], token_delay: std::time::Duration::ZERO, split_seed: Some(7) };
+    let stack = Stack::start(options).await.unwrap();
+    let app = stack.create_app("o").await.unwrap();
+    stack.wait_for_key(&app.api_key).await.unwrap();
+    for (i, max_tokens) in [5u64, 17, 40].into_iter().enumerate() {
+        let body = json!({"model": "split", "stream": true, "max_tokens": max_tokens,
+                          "messages": [{"role": "user", "content": format!("多字节 {i}")}]});
+        let via = stack.http().post(format!("{}/v1/chat/completions", stack.gateway_url))
+            .bearer_auth(&app.api_key).json(&body).send().await.unwrap().text().await.unwrap();
+        assert!(!via.contains("usage"), "no usage for a caller that did not ask");
+        let text: String = via
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(text, mock_vllm::completion_text(max_tokens as usize));
+        let row = stack.wait_for_log("the split stream", |r| r["completionTokens"] == max_tokens).await.unwrap();
+        assert_eq!(row["usageSource"], "reported");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_an_openai_shaped_413() {
+    let (stack, app) = common::stack_with_app().await;
+    let huge = "x".repeat(9 * 1024 * 1024);
+    let body = json!({"model": "model-a", "prompt": huge}).to_string();
+    let resp = stack.http().post(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key).header("content-type", "application/json").body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large");
+    assert!(stack.mock("model-a").state.seen().is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_errors_pass_unchanged_and_are_logged_with_their_type() {
+    let (stack, app) = common::stack_with_app().await;
+    let long_prompt = "word ".repeat(5000);
+    let body = json!({"model": "model-a", "prompt": long_prompt});
+    let resp = stack.http().post(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let via: Value = resp.json().await.unwrap();
+    let direct: Value = stack.http().post(format!("http://{}/v1/completions", stack.mock("model-a").addr))
+        .json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(via, direct, "vLLM's error reaches the caller as vLLM sent it");
+    let row = stack.wait_for_log("the refused completion", |r| r["status"] == 400).await.unwrap();
+    assert_eq!(row["upstreamError"], "BadRequestError");
+    assert_eq!(row["usageSource"], "none");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_get_a_401_and_the_filter_keeps_serving() {
+    let (stack, app) = common::stack_with_app().await;
+    let url = format!("{}/v1/models", stack.gateway_url);
+    let bad = reqwest::header::HeaderValue::from_bytes(b"Bearer sk-live-\xff\xfe").unwrap();
+    let resp = stack.http().get(&url).header("authorization", bad).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = stack.http().get(&url).bearer_auth(&app.api_key).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the VM did not trap");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
+    let spec = gateway_envoy::GatewaySpec {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_port: 0,
+        control_plane_http: "127.0.0.1:1".parse().unwrap(),
+        control_plane_als: "127.0.0.1:2".parse().unwrap(),
+        wasm_path: paths::filter_wasm().unwrap(),
+        models: vec!["m=http://127.0.0.1:3".parse().unwrap()],
+        state_token: "0123456789abcdef0123".into(),
+        state_refresh_ms: 1000,
+        cors_origins: vec![],
+    };
+    let good = gateway_envoy::render(&spec).unwrap();
+    let bad = good.replace("\"refresh_ms\":1000", "\"refresh_ms\":5");
+    assert_ne!(good, bad);
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |yaml: &str, name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        std::process::Command::new(paths::envoy_bin().unwrap())
+            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = validate(&good, "good.yaml");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let refused = validate(&bad, "bad.yaml");
+    let log = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    assert!(!refused.status.success(), "Envoy accepted it:\n{log}");
+    assert!(log.contains("state.refresh_ms"), "the log names the field:\n{log}");
+}
