@@ -31,6 +31,9 @@ pub enum RenderError {
     /// The plugin configuration is invalid.
     #[error(transparent)]
     Plugin(#[from] vllm_gateway_filter::config::ConfigError),
+    /// An upstream key for a model that is not configured.
+    #[error("an upstream API key is given for `{0}`, which is not a configured model")]
+    UnknownKeyModel(String),
     /// A placeholder the template has that nothing filled.
     #[error("template placeholder left unfilled: {0}")]
     Unfilled(String),
@@ -57,6 +60,10 @@ pub struct GatewaySpec {
     pub state_refresh_ms: u64,
     /// Browser origins allowed by CORS (exact matches).
     pub cors_origins: Vec<String>,
+    /// Where `/v1/*` requests without a `model` go (must be one of `models`).
+    pub default_model: Option<String>,
+    /// Model → the key its vLLM server wants (`--api-key`), sent instead of the caller's.
+    pub upstream_keys: BTreeMap<String, String>,
 }
 
 /// The CORS allow-list of the replaced system, the default.
@@ -79,7 +86,8 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
     }
     let mut models = BTreeMap::new();
     for (i, m) in spec.models.iter().enumerate() {
-        let route = ModelRoute { cluster: cluster_name(i, &m.name), api_key: None };
+        let api_key = spec.upstream_keys.get(&m.name).cloned();
+        let route = ModelRoute { cluster: cluster_name(i, &m.name), api_key };
         if models.insert(m.name.clone(), route).is_some() {
             return Err(RenderError::DuplicateModel(m.name.clone()));
         }
@@ -97,8 +105,11 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
         max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
         cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),
         usage_injection: Default::default(),
-        default_model: None,
+        default_model: spec.default_model.clone(),
     };
+    if let Some(model) = spec.upstream_keys.keys().find(|m| !config.models.contains_key(*m)) {
+        return Err(RenderError::UnknownKeyModel(model.clone()));
+    }
     config.validate()?;
     Ok(config)
 }
@@ -118,6 +129,7 @@ pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
         ("LISTEN_ADDRESS", spec.listen.ip().to_string()),
         ("GATEWAY_PORT", spec.listen.port().to_string()),
         ("BUFFER_LIMIT_BYTES", (plugin.max_request_body_bytes + 1024 * 1024).to_string()),
+        ("MAX_BODY_BYTES", plugin.max_request_body_bytes.to_string()),
         ("CLUSTER_HEADER", plugin.cluster_header.clone()),
         ("PLUGIN_CONFIG", plugin_json.replace('\'', "''")),
         ("WASM_PATH", yaml_double_quoted(&spec.wasm_path.to_string_lossy())),

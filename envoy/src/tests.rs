@@ -1,5 +1,7 @@
 //! Rendering checks; the rendered file is also validated by the real Envoy in the e2e tests.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn spec(models: &[&str]) -> GatewaySpec {
@@ -13,6 +15,8 @@ fn spec(models: &[&str]) -> GatewaySpec {
         state_token: "0123456789abcdef0123".into(),
         state_refresh_ms: 1000,
         cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+        default_model: None,
+        upstream_keys: BTreeMap::new(),
     }
 }
 
@@ -57,4 +61,20 @@ fn refuses_duplicate_or_missing_models() {
     assert!(matches!(render(&spec(&[])), Err(RenderError::NoModels)));
     let dup = render(&spec(&["m=http://127.0.0.1:1", "m=http://127.0.0.1:2"]));
     assert!(matches!(dup, Err(RenderError::DuplicateModel(_))));
+}
+
+#[test]
+fn upstream_keys_and_the_default_model_reach_the_plugin_config() {
+    let mut s = spec(&["a=http://127.0.0.1:1", "b=http://127.0.0.1:2"]);
+    s.upstream_keys.insert("b".into(), "vllm-key".into());
+    s.default_model = Some("a".into());
+    let config = plugin_config(&s).unwrap();
+    assert_eq!(config.models["b"].api_key.as_deref(), Some("vllm-key"));
+    assert_eq!(config.models["a"].api_key, None);
+    assert_eq!(config.default_model.as_deref(), Some("a"));
+    s.upstream_keys.insert("c".into(), "k".into());
+    assert!(matches!(plugin_config(&s), Err(RenderError::UnknownKeyModel(_))));
+    s.upstream_keys.remove("c");
+    s.default_model = Some("zzz".into());
+    assert!(matches!(plugin_config(&s), Err(RenderError::Plugin(_))));
 }

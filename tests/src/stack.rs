@@ -53,6 +53,10 @@ pub struct StackOptions {
     pub state_refresh_ms: u64,
     /// Print every process's output live.
     pub echo: bool,
+    /// Where `/v1/*` requests without a `model` go.
+    pub default_model: Option<String>,
+    /// Model → the key its upstream wants.
+    pub upstream_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl StackOptions {
@@ -73,6 +77,8 @@ impl StackOptions {
             },
             state_refresh_ms: 200,
             echo: false,
+            default_model: None,
+            upstream_keys: Default::default(),
         }
     }
 }
@@ -144,6 +150,8 @@ impl Stack {
             state_token,
             state_refresh_ms: options.state_refresh_ms,
             cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+            default_model: options.default_model.clone(),
+            upstream_keys: options.upstream_keys.clone(),
         };
         let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.echo).await?;
         if control_plane_process.has_exited() {

@@ -97,3 +97,31 @@ async fn unroutable_bodies_are_refused_before_any_upstream() {
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn upstreams_get_their_own_key_and_modelless_paths_the_default_model() {
+    let mut options = gateway_e2e::StackOptions::for_tests();
+    options.upstream_keys.insert("model-b".into(), "vllm-server-key".into());
+    options.default_model = Some("model-b".into());
+    let stack = gateway_e2e::Stack::start(options).await.unwrap();
+    let app = stack.create_app("o").await.unwrap();
+    stack.wait_for_key(&app.api_key).await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/chat/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"model": "model-b", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = stack.http().get(format!("{}/v1/models/model-b", stack.gateway_url)).bearer_auth(&app.api_key).send().await.unwrap();
+    assert_eq!(resp.status(), 404, "the mock has no such route; what matters is who answered");
+    let seen = stack.mock("model-b").state.seen();
+    assert_eq!(seen.len(), 2, "both reached model-b's server");
+    for request in &seen {
+        assert_eq!(request.header("authorization"), Some("Bearer vllm-server-key"));
+    }
+    assert_eq!(seen[1].path, "/v1/models/model-b");
+    stack.stop().await;
+}

@@ -88,6 +88,8 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
         state_token: "0123456789abcdef0123".into(),
         state_refresh_ms: 1000,
         cors_origins: vec![],
+        default_model: None,
+        upstream_keys: Default::default(),
     };
     let good = gateway_envoy::render(&spec).unwrap();
     let bad = good.replace("\"refresh_ms\":1000", "\"refresh_ms\":5");

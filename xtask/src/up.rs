@@ -37,6 +37,13 @@ pub struct UpArgs {
     /// SQLite database.
     #[arg(long, env = "GATEWAY_DB", default_value = "sqlite://.data/gateway.db")]
     db: String,
+    /// Where `/v1/*` requests without a `model` go (one of the models).
+    #[arg(long, env = "GATEWAY_DEFAULT_MODEL")]
+    default_model: Option<String>,
+    /// The API key a model's vLLM server wants (`vllm serve --api-key`), `NAME=KEY`
+    /// (repeatable; or GATEWAY_MODEL_API_KEYS="A=key,B=key"). Callers' own keys never reach it.
+    #[arg(long = "model-api-key", value_name = "NAME=KEY")]
+    model_api_keys: Vec<String>,
     /// Delay between the mock's streamed tokens, in milliseconds.
     #[arg(long, default_value_t = 40)]
     mock_token_delay_ms: u64,
@@ -63,6 +70,8 @@ async fn serve(args: UpArgs) -> Result<()> {
         upstreams,
         state_refresh_ms: 1000,
         echo: true,
+        default_model: args.default_model.clone(),
+        upstream_keys: upstream_keys(&args)?,
     };
     let stack = Stack::start(options).await?;
     let app = stack.create_app("demo").await.context("creating the demo app")?;
@@ -94,6 +103,22 @@ fn upstreams(args: &UpArgs) -> Result<Upstreams> {
         .collect::<Result<Vec<_>, _>>()
         .context("--model / GATEWAY_MODELS")?;
     Ok(Upstreams::Real(models))
+}
+
+fn upstream_keys(args: &UpArgs) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut given = args.model_api_keys.clone();
+    if given.is_empty() {
+        if let Ok(env) = std::env::var("GATEWAY_MODEL_API_KEYS") {
+            given = env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
+    }
+    given
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, key)) if !name.trim().is_empty() && !key.is_empty() => Ok((name.trim().to_owned(), key.to_owned())),
+            _ => bail!("--model-api-key / GATEWAY_MODEL_API_KEYS: expected NAME=KEY, got `{pair}`"),
+        })
+        .collect()
 }
 
 /// `GATEWAY_ADMIN_TOKEN`, else the token this runner generated before (kept, owner-only, in
