@@ -7,7 +7,11 @@
 pub mod als;
 pub mod api;
 pub mod db;
+pub mod jwt;
 pub mod log_writer;
+pub mod metrics;
+pub mod password;
+pub mod retention;
 pub mod secrets;
 pub mod store;
 
@@ -17,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use db::Db;
+pub use retention::Retention;
 
 /// Why the control plane stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -29,18 +34,18 @@ pub enum ServeError {
     Als(#[from] tonic::transport::Error),
 }
 
-/// Serves the HTTP API and the access-log sink until `shutdown` completes, then drains: the
-/// servers stop accepting, and every queued access-log row is written before this returns.
+/// Serves the HTTP API and the access-log sink, and prunes the access log as `retention` says,
+/// until `shutdown` completes; then drains: the servers stop accepting, and every queued
+/// access-log row is written before this returns.
 pub async fn serve(
-    db: Db,
-    state_token: String,
-    admin_token_hash: String,
+    state: api::AppState,
+    retention: Retention,
     http: TcpListener,
     als: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (writer, writer_task) = log_writer::spawn(db.clone());
-    let state = api::AppState::new(db, state_token, admin_token_hash);
+    let (writer, writer_task) = log_writer::spawn(state.db().clone(), state.metrics().clone());
+    let pruner = retention::spawn(state.db().clone(), retention, state.metrics().clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -57,6 +62,7 @@ pub async fn serve(
     let (http_result, als_result) = tokio::join!(http_server, als_server);
     // Both servers are gone, so every sender is dropped: the writer drains and ends.
     let _ = writer_task.await;
+    pruner.abort();
     http_result?;
     als_result?;
     Ok(())

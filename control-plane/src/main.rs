@@ -26,6 +26,16 @@ struct Cli {
     /// one is generated on first start, stored, and printed once.
     #[arg(long, env = "GATEWAY_STATE_TOKEN", hide_env_values = true)]
     state_token: Option<String>,
+    /// How long a JWT issued by `/user/user_login` is valid, in seconds.
+    #[arg(long, env = "GATEWAY_JWT_LIFETIME_SECS", default_value_t = control_plane::api::DEFAULT_JWT_LIFETIME_SECS,
+          value_parser = clap::value_parser!(i64).range(60..=31_536_000))]
+    jwt_lifetime_secs: i64,
+    /// Access-log rows older than this many days are deleted (0 = keep every day).
+    #[arg(long, env = "GATEWAY_LOG_RETENTION_DAYS", default_value_t = 30)]
+    log_retention_days: u32,
+    /// At most this many access-log rows are kept, the oldest deleted first (0 = unlimited).
+    #[arg(long, env = "GATEWAY_LOG_RETENTION_ROWS", default_value_t = 10_000_000)]
+    log_retention_rows: u64,
 }
 
 #[tokio::main]
@@ -55,7 +65,15 @@ async fn main() -> anyhow::Result<()> {
     let als = TcpListener::bind(cli.als_addr).await.with_context(|| format!("binding {}", cli.als_addr))?;
     // One machine-readable line, for whoever started us with port 0.
     println!("control-plane listening http={} als={}", http.local_addr()?, als.local_addr()?);
-    control_plane::serve(db, state_token, admin.hash, http, als, shutdown_signal()).await?;
+    // The signing key exists before the filter's first pull, so the first login's token verifies.
+    control_plane::jwt::current_key(&db).await?;
+    let state = control_plane::api::AppState::new(db, state_token, admin.hash).with_jwt_lifetime(cli.jwt_lifetime_secs);
+    let retention = control_plane::Retention {
+        max_age_days: cli.log_retention_days,
+        max_rows: cli.log_retention_rows,
+        ..control_plane::Retention::default()
+    };
+    control_plane::serve(state, retention, http, als, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -77,4 +95,18 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_flags_default_to_30_days_and_10_million_rows() {
+        let cli = Cli::try_parse_from(["control-plane"]).unwrap();
+        assert_eq!((cli.log_retention_days, cli.log_retention_rows), (30, 10_000_000));
+        let cli = Cli::try_parse_from(["control-plane", "--log-retention-days", "0", "--log-retention-rows", "5"]).unwrap();
+        assert_eq!((cli.log_retention_days, cli.log_retention_rows), (0, 5));
+        assert!(Cli::try_parse_from(["control-plane", "--log-retention-days", "-1"]).is_err());
+    }
 }

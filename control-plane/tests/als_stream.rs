@@ -1,5 +1,6 @@
 //! The access-log sink over real gRPC: stream `StreamAccessLogsMessage`s the way Envoy does and
-//! read the rows back from SQLite, including a repeated entry that must not count twice.
+//! read the rows back from SQLite, including a repeated entry that must not count twice, and
+//! see the ingestion in `/metrics`.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use envoy_types::pb::google::protobuf::{Any, BytesValue, Timestamp};
 use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 fn entry(id: &str, n: i64) -> HttpAccessLogEntry {
@@ -42,10 +44,12 @@ async fn streamed_entries_become_rows_once_each() {
     let dir = tempfile::tempdir().unwrap();
     let db = control_plane::db::open(&dir.path().join("als.db").display().to_string()).await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
     let als = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let als_addr = als.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(control_plane::serve(db.clone(), "f".repeat(20), "h".into(), http, als, async {
+    let state = control_plane::api::AppState::new(db.clone(), "f".repeat(20), "h".into());
+    let server = tokio::spawn(control_plane::serve(state, control_plane::Retention::default(), http, als, async {
         let _ = stop_rx.await;
     }));
 
@@ -78,9 +82,38 @@ async fn streamed_entries_become_rows_once_each() {
     let tokens: i64 = sqlx::query_scalar("SELECT prompt_tokens FROM access_logs WHERE request_id = 'req-345'").fetch_one(&db).await.unwrap();
     assert_eq!(tokens, 345);
 
+    // Ingestion shows in the metrics: 1,100 entries received, 1,000 new rows, 100 repeats.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(http_addr, "/metrics").await;
+        if metrics.contains("gateway_access_log_rows_duplicate_total 100\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for line in [
+        "gateway_access_log_rows_received_total 1100",
+        "gateway_access_log_rows_written_total 1000",
+        "gateway_access_log_rows_duplicate_total 100",
+        "gateway_access_log_rows_lost_total 0",
+        "gateway_access_log_queue_depth 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(!metrics.contains("gateway_access_log_batch_write_seconds_count 0\n"), "batches were timed");
+
     // Shut down while the stream is still open, as it is with Envoy: the server must still stop.
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown hangs").unwrap().unwrap();
     drop(tx);
     let _ = call.await;
+}
+
+/// The body of a plain HTTP/1.0 GET.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }

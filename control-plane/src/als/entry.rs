@@ -50,6 +50,7 @@ fn apply_usage(row: &mut AccessLog, r: UsageRecord) {
     let tokens = |n: u64| i64::try_from(n).ok();
     row.app_id = r.app_id;
     row.key_id = r.key_id;
+    row.user_id = r.user_id;
     row.model = r.model;
     row.upstream_cluster = r.cluster.or(row.upstream_cluster.take());
     row.stream = Some(r.stream);

@@ -1,20 +1,29 @@
 //! The HTTP API: admin endpoints under `/api` (Bearer admin token), the filter's state feed,
-//! and health checks. [`app`] builds the router from the shared [`AppState`].
+//! and the operations endpoints (health, readiness, metrics). [`app`] builds the router from the
+//! shared [`AppState`]; [`openapi::ApiDoc`] documents every route of it.
 
+mod app_input;
 mod apps;
 mod auth;
 mod error;
+mod health;
+mod login;
 mod logs;
+pub mod openapi;
 mod page;
 mod state_feed;
+mod time_range;
+mod usage;
+mod users;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use axum::Router;
 
 pub use error::ApiError;
 
+use crate::metrics::Metrics;
 use crate::Db;
 
 /// What every handler shares.
@@ -23,20 +32,45 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     db: Db,
     state_token: String,
     admin_token_hash: String,
+    metrics: Arc<Metrics>,
+    jwt_lifetime_secs: i64,
 }
 
+/// How long a JWT from `/user/user_login` is valid by default (24 hours).
+pub const DEFAULT_JWT_LIFETIME_SECS: i64 = 24 * 3600;
+
 impl AppState {
-    /// State over a database and the two secrets.
+    /// State over a database and the two secrets, with fresh metrics.
     pub fn new(db: Db, state_token: String, admin_token_hash: String) -> Self {
-        Self { inner: Arc::new(Inner { db, state_token, admin_token_hash }) }
+        let metrics = Arc::new(Metrics::default());
+        let jwt_lifetime_secs = DEFAULT_JWT_LIFETIME_SECS;
+        Self { inner: Arc::new(Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs }) }
     }
 
-    fn db(&self) -> &Db {
+    /// The same state with another JWT lifetime.
+    pub fn with_jwt_lifetime(mut self, secs: i64) -> Self {
+        Arc::make_mut(&mut self.inner).jwt_lifetime_secs = secs;
+        self
+    }
+
+    /// How long issued JWTs are valid, in seconds.
+    pub fn jwt_lifetime_secs(&self) -> i64 {
+        self.inner.jwt_lifetime_secs
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The process's metrics (shared with the access-log writer and retention).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 }
 
@@ -44,14 +78,23 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let admin = Router::new()
         .route("/api/apps", get(apps::list).post(apps::create))
-        .route("/api/apps/{id}", get(apps::get_one))
+        .route("/api/apps/{id}", get(apps::get_one).put(apps::update).delete(apps::delete))
+        .route("/api/apps/{id}/status", patch(apps::set_status))
+        .route("/api/apps/{id}/key", post(apps::rotate_key))
         .route("/api/logs", get(logs::list))
+        .route("/api/usage", get(usage::summary))
+        .route("/api/openapi.json", get(openapi::document))
+        .merge(users::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
     Router::new()
         .merge(admin)
+        .merge(login::routes())
         .route("/internal/state", get(state_feed::get_state))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), health::count_requests))
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! Paging parameters (`page` from 1, `size` up to 500) and the paged reply shape.
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiError;
 
@@ -8,9 +9,14 @@ use super::ApiError;
 pub const MAX_SIZE: i64 = 500;
 
 /// `?page=&size=` as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1)]
     page: Option<i64>,
+    /// Rows per page, 1 to 500 (default 20).
+    #[param(minimum = 1, maximum = 500)]
     size: Option<i64>,
 }
 
@@ -27,10 +33,19 @@ impl PageQuery {
         }
         Ok((page, size))
     }
+
+    /// Validated `(page, size, offset)`.
+    pub fn resolve_offset(&self) -> Result<(i64, i64, i64), ApiError> {
+        let (page, size) = self.resolve()?;
+        let offset = (page - 1)
+            .checked_mul(size)
+            .ok_or_else(|| ApiError::invalid("page", "is too large"))?;
+        Ok((page, size, offset))
+    }
 }
 
 /// One page of results.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     /// The rows of this page.
     pub records: Vec<T>,

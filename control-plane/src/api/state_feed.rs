@@ -1,5 +1,6 @@
-//! `GET /internal/state`: the key state the filter pulls, behind the feed's shared secret, with
-//! an ETag so an unchanged state costs a 304 and no body.
+//! `GET /internal/state`: the state the filter pulls — live API keys (hashes only), users'
+//! status and token versions, and the JWT verification keys — behind the feed's shared secret,
+//! with an ETag so an unchanged state costs a 304 and no body.
 
 use axum::extract::{Request, State};
 use axum::http::header::{ETAG, IF_NONE_MATCH};
@@ -10,12 +11,16 @@ use serde::Serialize;
 use super::auth::bearer;
 use super::{ApiError, AppState};
 use crate::secrets;
+use crate::jwt::{self, PublishedKey};
 use crate::store::apps::{self, FeedKey};
+use crate::store::users::{self, FeedUser};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Feed {
     keys: Vec<FeedKey>,
+    users: Vec<FeedUser>,
+    jwt_keys: Vec<PublishedKey>,
 }
 
 /// The feed, or 304 when `If-None-Match` names the current version.
@@ -24,7 +29,15 @@ pub async fn get_state(State(state): State<AppState>, request: Request) -> Resul
     if !authorized {
         return Err(ApiError::Unauthorized);
     }
-    let feed = Feed { keys: apps::feed_keys(state.db()).await? };
+    // The signing key exists before the first login, so the filter can verify the first token.
+    if let Err(e) = jwt::current_key(state.db()).await {
+        tracing::error!(error = %e, "no usable JWT signing key");
+    }
+    let feed = Feed {
+        keys: apps::feed_keys(state.db()).await?,
+        users: users::feed_users(state.db()).await?,
+        jwt_keys: jwt::published_keys(state.db(), state.jwt_lifetime_secs()).await?,
+    };
     let body = serde_json::to_vec(&feed).unwrap_or_default();
     let etag = format!("\"{}\"", &secrets::hash(&body)[..32]);
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));

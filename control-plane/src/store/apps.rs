@@ -1,14 +1,57 @@
-//! Apps and their API keys.
+//! Apps and their API keys: creation with a first key, listing with filters, changes, status,
+//! deletion, key rotation, and the live keys the filter is fed.
 
-use serde::Serialize;
-use sqlx::FromRow;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, QueryBuilder, Row, Sqlite};
+use utoipa::ToSchema;
 
 use super::now_secs;
 use crate::secrets;
 use crate::Db;
 
+/// Whether an app's keys are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum AppStatus {
+    /// Requests are served.
+    Enabled,
+    /// Requests are refused with 403.
+    Disabled,
+}
+
+/// An app's rate limits; an absent one is unlimited. Stored and fed to the filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub requests_per_minute: Option<i64>,
+    /// Tokens (prompt + completion) per minute, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub tokens_per_minute: Option<i64>,
+}
+
+impl Limits {
+    /// `None` when nothing is limited, as the API and the feed show it.
+    pub fn or_none(self) -> Option<Self> {
+        (self != Self::default()).then_some(self)
+    }
+
+    fn from_row(row: &SqliteRow) -> Result<Option<Self>, sqlx::Error> {
+        let limits = Self {
+            requests_per_minute: row.try_get("requests_per_minute")?,
+            tokens_per_minute: row.try_get("tokens_per_minute")?,
+        };
+        Ok(limits.or_none())
+    }
+}
+
 /// An app as stored (never with a plaintext key).
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct App {
     /// Id.
@@ -17,20 +60,50 @@ pub struct App {
     pub org_name: String,
     /// Free text.
     pub remark: String,
-    /// `enabled` or `disabled`.
-    pub status: String,
-    /// When the app expires, as given (RFC 3339 with offset).
+    /// Whether its key is served.
+    pub status: AppStatus,
+    /// When the app expires, as given (RFC 3339 with offset); `null` for never.
     pub expire_time: Option<String>,
-    /// Display prefix of the live key.
+    /// Models the app may use; empty means every model.
+    pub models: Vec<String>,
+    /// Rate limits; `null` for none.
+    pub limits: Option<Limits>,
+    /// Display prefix of the live key (`sk-live-` and four more characters).
     pub key_prefix: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
-    /// Unix seconds.
+    /// Unix seconds; bumped by every change, key rotation included.
     pub updated_at: i64,
 }
 
+impl FromRow<'_, SqliteRow> for App {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            org_name: row.try_get("org_name")?,
+            remark: row.try_get("remark")?,
+            status: row.try_get("status")?,
+            expire_time: row.try_get("expire_time")?,
+            models: models_from_row(row)?,
+            limits: Limits::from_row(row)?,
+            key_prefix: row.try_get("key_prefix")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+fn models_from_row(row: &SqliteRow) -> Result<Vec<String>, sqlx::Error> {
+    let text: String = row.try_get("models")?;
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "models".into(), source: e.into() })
+}
+
+fn models_to_text(models: &[String]) -> String {
+    serde_json::to_string(models).unwrap_or_else(|_| "[]".to_owned())
+}
+
 /// A validated new app.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewApp {
     /// Organisation.
     pub org_name: String,
@@ -38,39 +111,77 @@ pub struct NewApp {
     pub remark: String,
     /// Expiry as given, and in Unix seconds.
     pub expire: Option<(String, i64)>,
+    /// Allowed models; empty for all.
+    pub models: Vec<String>,
+    /// Rate limits.
+    pub limits: Limits,
 }
 
-const SELECT_APP: &str = "SELECT a.id, a.org_name, a.remark, a.status, a.expire_time, \
+/// Validated changes to an app; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AppChanges {
+    /// New organisation.
+    pub org_name: Option<String>,
+    /// New remark.
+    pub remark: Option<String>,
+    /// New expiry (`Some(None)` removes it).
+    pub expire: Option<Option<(String, i64)>>,
+    /// New allowed models.
+    pub models: Option<Vec<String>>,
+    /// New limits (the default removes them).
+    pub limits: Option<Limits>,
+}
+
+/// Which apps a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    /// Part of the organisation name (case-insensitive for ASCII).
+    pub org_name: Option<String>,
+    /// Only apps with this status.
+    pub status: Option<AppStatus>,
+}
+
+const SELECT_APP: &str = "SELECT a.id, a.org_name, a.remark, a.status, a.expire_time, a.models, \
+     a.requests_per_minute, a.tokens_per_minute, \
      (SELECT k.prefix FROM api_keys k WHERE k.app_id = a.id AND k.retired_at IS NULL ORDER BY k.id DESC LIMIT 1) AS key_prefix, \
      a.created_at, a.updated_at FROM apps a";
 
 /// Creates an app and its first key; returns the app and the key's plaintext (shown once).
 pub async fn create(db: &Db, new: &NewApp) -> Result<(App, String), sqlx::Error> {
     let now = now_secs();
-    let key = secrets::new_api_key();
     let mut tx = db.begin().await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (org_name, remark, expire_time, expires_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO apps (org_name, remark, expire_time, expires_at, models, requests_per_minute, \
+         tokens_per_minute, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&new.org_name)
     .bind(&new.remark)
     .bind(new.expire.as_ref().map(|e| e.0.as_str()))
     .bind(new.expire.as_ref().map(|e| e.1))
+    .bind(models_to_text(&new.models))
+    .bind(new.limits.requests_per_minute)
+    .bind(new.limits.tokens_per_minute)
     .bind(now)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
+    let key = issue_key(&mut tx, id, now).await?;
+    tx.commit().await?;
+    let app = get(db, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    Ok((app, key))
+}
+
+/// Stores a new key for `app_id`; returns its plaintext.
+async fn issue_key(tx: &mut sqlx::SqliteConnection, app_id: i64, now: i64) -> Result<String, sqlx::Error> {
+    let key = secrets::new_api_key();
     sqlx::query("INSERT INTO api_keys (app_id, hash, prefix, created_at) VALUES (?, ?, ?, ?)")
-        .bind(id)
+        .bind(app_id)
         .bind(secrets::hash(&key))
         .bind(secrets::display_prefix(&key))
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-    let app = get(db, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-    Ok((app, key))
+    Ok(key)
 }
 
 /// One app.
@@ -78,19 +189,99 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<App>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT_APP} WHERE a.id = ?")).bind(id).fetch_optional(db).await
 }
 
-/// A page of apps, newest first, and the total count.
-pub async fn list(db: &Db, offset: i64, limit: i64) -> Result<(Vec<App>, i64), sqlx::Error> {
-    let records = sqlx::query_as(&format!("{SELECT_APP} ORDER BY a.id DESC LIMIT ? OFFSET ?"))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
-    let total = sqlx::query_scalar("SELECT COUNT(*) FROM apps").fetch_one(db).await?;
+/// A page of apps matching `filter`, newest first, and how many match in all.
+pub async fn list(db: &Db, filter: &AppFilter, offset: i64, limit: i64) -> Result<(Vec<App>, i64), sqlx::Error> {
+    let mut page = QueryBuilder::<Sqlite>::new(SELECT_APP);
+    push_filter(&mut page, filter);
+    page.push(" ORDER BY a.id DESC LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
+    let records = page.build_query_as().fetch_all(db).await?;
+    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM apps a");
+    push_filter(&mut count, filter);
+    let total = count.build_query_scalar().fetch_one(db).await?;
     Ok((records, total))
 }
 
+fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &AppFilter) {
+    query.push(" WHERE 1 = 1");
+    if let Some(part) = &filter.org_name {
+        let escaped = part.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        query.push(" AND a.org_name LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND a.status = ").push_bind(status);
+    }
+}
+
+/// Applies `changes`; `None` when the app does not exist.
+pub async fn update(db: &Db, id: i64, changes: &AppChanges) -> Result<Option<App>, sqlx::Error> {
+    let mut query = QueryBuilder::<Sqlite>::new("UPDATE apps SET updated_at = ");
+    query.push_bind(now_secs());
+    if let Some(org_name) = &changes.org_name {
+        query.push(", org_name = ").push_bind(org_name);
+    }
+    if let Some(remark) = &changes.remark {
+        query.push(", remark = ").push_bind(remark);
+    }
+    if let Some(expire) = &changes.expire {
+        query.push(", expire_time = ").push_bind(expire.as_ref().map(|e| e.0.clone()));
+        query.push(", expires_at = ").push_bind(expire.as_ref().map(|e| e.1));
+    }
+    if let Some(models) = &changes.models {
+        query.push(", models = ").push_bind(models_to_text(models));
+    }
+    if let Some(limits) = &changes.limits {
+        query.push(", requests_per_minute = ").push_bind(limits.requests_per_minute);
+        query.push(", tokens_per_minute = ").push_bind(limits.tokens_per_minute);
+    }
+    query.push(" WHERE id = ").push_bind(id);
+    if query.build().execute(db).await?.rows_affected() == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// Enables or disables an app; `None` when it does not exist.
+pub async fn set_status(db: &Db, id: i64, status: AppStatus) -> Result<Option<App>, sqlx::Error> {
+    let done = sqlx::query("UPDATE apps SET status = ?, updated_at = ? WHERE id = ?")
+        .bind(status)
+        .bind(now_secs())
+        .bind(id)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// Deletes an app and its keys (they leave the state feed); false when it did not exist.
+pub async fn delete(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM apps WHERE id = ?").bind(id).execute(db).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Retires the app's live key(s) and issues a new one; returns the app and the new key's
+/// plaintext (shown once), or `None` when the app does not exist.
+pub async fn rotate_key(db: &Db, id: i64) -> Result<Option<(App, String)>, sqlx::Error> {
+    let now = now_secs();
+    let mut tx = db.begin().await?;
+    let touched = sqlx::query("UPDATE apps SET updated_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
+    if touched.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE api_keys SET retired_at = ? WHERE app_id = ? AND retired_at IS NULL")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let key = issue_key(&mut tx, id, now).await?;
+    tx.commit().await?;
+    let app = get(db, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Some((app, key)))
+}
+
 /// One live key as the filter needs it.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedKey {
     /// SHA-256 of the key.
@@ -100,15 +291,34 @@ pub struct FeedKey {
     /// The key's id.
     pub key_id: i64,
     /// The app's status.
-    pub status: String,
+    pub status: AppStatus,
     /// The app's expiry, Unix seconds.
     pub expires_at: Option<i64>,
+    /// Models the app may use; empty means every model.
+    pub models: Vec<String>,
+    /// The app's rate limits; `null` for none.
+    pub limits: Option<Limits>,
+}
+
+impl FromRow<'_, SqliteRow> for FeedKey {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            hash: row.try_get("hash")?,
+            app_id: row.try_get("app_id")?,
+            key_id: row.try_get("key_id")?,
+            status: row.try_get("status")?,
+            expires_at: row.try_get("expires_at")?,
+            models: models_from_row(row)?,
+            limits: Limits::from_row(row)?,
+        })
+    }
 }
 
 /// Every live (not retired) key, in a stable order.
 pub async fn feed_keys(db: &Db) -> Result<Vec<FeedKey>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at \
+        "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
+         a.requests_per_minute, a.tokens_per_minute \
          FROM api_keys k JOIN apps a ON a.id = k.app_id WHERE k.retired_at IS NULL ORDER BY k.id",
     )
     .fetch_all(db)

@@ -1,12 +1,13 @@
 //! Access-log rows: written in batches by the log writer, read page by page by the admin API.
 
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+use utoipa::ToSchema;
 
 use crate::Db;
 
 /// One request as logged.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessLog {
     /// Envoy's `x-request-id`; one row per id.
@@ -101,15 +102,62 @@ pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<u64, sqlx::Erro
     Ok(inserted)
 }
 
-/// A page of rows, newest first, and the total count.
-pub async fn page(db: &Db, offset: i64, limit: i64) -> Result<(Vec<AccessLog>, i64), sqlx::Error> {
-    let records = sqlx::query_as(
-        "SELECT * FROM access_logs ORDER BY started_at_ms DESC, request_id DESC LIMIT ? OFFSET ?",
-    )
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await?;
-    let total = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(db).await?;
+/// Which rows a listing shows; times are Unix milliseconds, `from` inclusive, `to` exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    /// Only this app's requests.
+    pub app_id: Option<i64>,
+    /// Only this user's requests.
+    pub user_id: Option<i64>,
+    /// Only requests for this model.
+    pub model: Option<String>,
+    /// Only requests answered with this HTTP status.
+    pub status: Option<i64>,
+    /// Only streamed (or only non-streamed) requests.
+    pub stream: Option<bool>,
+    /// Started at or after.
+    pub from_ms: Option<i64>,
+    /// Started before.
+    pub to_ms: Option<i64>,
+}
+
+impl LogFilter {
+    fn push_where(&self, query: &mut QueryBuilder<'_, Sqlite>) {
+        query.push(" WHERE 1 = 1");
+        if let Some(v) = self.app_id {
+            query.push(" AND app_id = ").push_bind(v);
+        }
+        if let Some(v) = self.user_id {
+            query.push(" AND user_id = ").push_bind(v);
+        }
+        if let Some(v) = &self.model {
+            query.push(" AND model = ").push_bind(v.clone());
+        }
+        if let Some(v) = self.status {
+            query.push(" AND status = ").push_bind(v);
+        }
+        if let Some(v) = self.stream {
+            query.push(" AND stream = ").push_bind(v);
+        }
+        if let Some(v) = self.from_ms {
+            query.push(" AND started_at_ms >= ").push_bind(v);
+        }
+        if let Some(v) = self.to_ms {
+            query.push(" AND started_at_ms < ").push_bind(v);
+        }
+    }
+}
+
+/// A page of rows matching `filter`, newest first, and how many match in all.
+pub async fn page(db: &Db, filter: &LogFilter, offset: i64, limit: i64) -> Result<(Vec<AccessLog>, i64), sqlx::Error> {
+    let mut page = QueryBuilder::<Sqlite>::new("SELECT * FROM access_logs");
+    filter.push_where(&mut page);
+    // rowid ends every index entry, so the indexes give this order without a sort.
+    page.push(" ORDER BY started_at_ms DESC, rowid DESC LIMIT ").push_bind(limit);
+    page.push(" OFFSET ").push_bind(offset);
+    let records = page.build_query_as().fetch_all(db).await?;
+    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM access_logs");
+    filter.push_where(&mut count);
+    let total = count.build_query_scalar().fetch_one(db).await?;
     Ok((records, total))
 }

@@ -4,6 +4,8 @@
 pub mod apps;
 pub mod logs;
 pub mod settings;
+pub mod usage;
+pub mod users;
 
 /// Now, in Unix seconds.
 pub fn now_secs() -> i64 {

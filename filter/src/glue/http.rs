@@ -70,6 +70,10 @@ impl HttpContext for GatewayHttp {
             path: host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default(),
             authorization: host::header(MapType::HttpRequestHeaders, "authorization"),
         };
+        if self.keys.borrow().is_none() {
+            // This worker has not ticked since another one stored the first state.
+            super::root::adopt_shared_state(&self.keys, None);
+        }
         let keys = self.keys.borrow().clone();
         let now_secs = i64::try_from(host::now().as_secs()).unwrap_or(i64::MAX);
         let step = self.exchange.on_request_headers(&mut HostCalls, &head, keys.as_deref(), now_secs);

@@ -42,18 +42,8 @@ pub struct GatewayRoot {
 impl GatewayRoot {
     /// Adopts the shared state if another worker (or this one) stored a newer one.
     fn adopt_shared_state(&mut self) {
-        let Ok((Some(value), cas)) = hostcalls::get_shared_data(STATE_KEY) else { return };
-        if cas.is_some() && cas == self.adopted_cas {
-            return;
-        }
-        let body = value.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
-        match KeyState::parse(body) {
-            Ok(state) => {
-                log::info!("key state adopted: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
-                *self.keys.borrow_mut() = Some(Rc::new(state));
-                self.adopted_cas = cas;
-            }
-            Err(e) => log::warn!("shared key state is malformed, keeping the previous one: {e}"),
+        if let Some(cas) = adopt_shared_state(&self.keys, self.adopted_cas) {
+            self.adopted_cas = Some(cas);
         }
     }
 
@@ -130,6 +120,27 @@ impl GatewayRoot {
             log::warn!("sharing the key state failed: {e:?}");
         }
         self.adopt_shared_state();
+    }
+}
+
+/// Adopts the shared state into `keys` unless its version is `adopted`; returns the version
+/// adopted. HTTP contexts call it too, when their worker has no state yet.
+pub fn adopt_shared_state(keys: &SharedKeys, adopted: Option<u32>) -> Option<u32> {
+    let Ok((Some(value), cas)) = hostcalls::get_shared_data(STATE_KEY) else { return None };
+    if cas.is_some() && cas == adopted {
+        return None;
+    }
+    let body = value.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
+    match KeyState::parse(body) {
+        Ok(state) => {
+            log::info!("key state adopted: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
+            *keys.borrow_mut() = Some(Rc::new(state));
+            cas.or(Some(0))
+        }
+        Err(e) => {
+            log::warn!("shared key state is malformed, keeping the previous one: {e}");
+            None
+        }
     }
 }
 

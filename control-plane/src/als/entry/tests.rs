@@ -45,7 +45,7 @@ pub(crate) fn entry(request_id: &str, usage_json: Option<&str>) -> HttpAccessLog
 
 #[test]
 fn envoy_facts_and_the_usage_record_make_one_row() {
-    let usage = r#"{"app_id":3,"key_id":4,"model":"m","cluster":"model_0_a","stream":true,"status":200,"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,"usage_source":"reported","ttft_ms":12,"duration_ms":30,"client_disconnected":false,"gateway_error":null,"upstream_error":null}"#;
+    let usage = r#"{"app_id":3,"key_id":4,"user_id":9,"model":"m","cluster":"model_0_a","stream":true,"status":200,"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,"usage_source":"reported","ttft_ms":12,"duration_ms":30,"client_disconnected":false,"gateway_error":null,"upstream_error":null}"#;
     let row = to_row(&entry("req-1", Some(usage)));
     assert_eq!(row.request_id, "req-1");
     assert_eq!(row.started_at_ms, 1_700_000_000_250);
@@ -56,7 +56,7 @@ fn envoy_facts_and_the_usage_record_make_one_row() {
     assert_eq!(row.upstream_host.as_deref(), Some("127.0.0.1:7001"));
     assert_eq!(row.response_flags.as_deref(), Some("UF"));
     assert_eq!(row.bytes_sent, Some(1234));
-    assert_eq!((row.app_id, row.key_id), (Some(3), Some(4)));
+    assert_eq!((row.app_id, row.key_id, row.user_id), (Some(3), Some(4), Some(9)));
     assert_eq!((row.prompt_tokens, row.completion_tokens, row.total_tokens), (Some(5), Some(6), Some(11)));
     assert_eq!(row.usage_source.as_deref(), Some("reported"));
     assert_eq!(row.stream, Some(true));

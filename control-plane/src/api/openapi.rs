@@ -1,0 +1,72 @@
+//! The OpenAPI document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! attributes and served at `GET /api/openapi.json`. A test checks that every route of the
+//! router is in it, so the document cannot drift from what is served.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{app_input, apps, error, health, login, logs, usage, users};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vllm-gateway control plane",
+        description = "Admin API (apps and keys, access logs, usage), operations endpoints, and the \
+            filter's state feed. JSON fields are camelCase. Times in query strings (`from`, `to`) are \
+            RFC 3339 with an offset or `Z`, or Unix milliseconds. Every `/api/*` route needs \
+            `Authorization: Bearer <admin token>`."
+    ),
+    paths(
+        apps::create, apps::list, apps::get_one, apps::update, apps::set_status, apps::delete, apps::rotate_key,
+        logs::list, usage::summary, document,
+        health::healthz, health::readyz, health::metrics, state_feed,
+        users::create, users::list, users::set_status, users::revoke_tokens, users::rotate_signing_key,
+        login::login,
+    ),
+    components(schemas(error::ErrorBody, app_input::CreateApp, app_input::UpdateApp, app_input::StatusChange)),
+    modifiers(&Security),
+    security(("admin_token" = [])),
+    tags(
+        (name = "apps", description = "Apps and their API keys (`sk-live-…`, shown once)"),
+        (name = "logs", description = "Access logs and usage summaries"),
+        (name = "users", description = "Users who log in at /user/user_login and call with JWTs"),
+        (name = "operations", description = "Health, readiness and Prometheus metrics; no token"),
+        (name = "internal", description = "For the Envoy filter only"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = |what: &str| {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build())
+        };
+        components.add_security_scheme("admin_token", bearer("The admin token"));
+        components.add_security_scheme("feed_token", bearer("The state feed's shared secret"));
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// The key state the filter pulls: live key hashes with app id, status, expiry, models and
+/// limits. `If-None-Match` with the last `ETag` gets a 304 when nothing changed. (The handler
+/// is `state_feed::get_state`; this entry documents it.)
+#[utoipa::path(get, path = "/internal/state", tag = "internal", security(("feed_token" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "The last ETag")),
+    responses(
+        (status = 200, description = "`{\"keys\":[{\"hash\",\"appId\",\"keyId\",\"status\",\"expiresAt\",\"models\",\"limits\"}]}`",
+            content_type = "application/json"),
+        (status = 304, description = "Unchanged"),
+        (status = 401, body = error::ErrorBody)))]
+#[allow(dead_code)]
+fn state_feed() {}

@@ -1,0 +1,160 @@
+//! The control plane's own Prometheus metrics, kept in atomics and rendered by hand in the text
+//! exposition format (`GET /metrics`): access-log ingestion (rows received, written, ignored as
+//! repeats, lost; batch write latency; queue depth), retention, and API requests by route.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the batch-latency histogram's buckets.
+const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Every metric of the process. Shared as an `Arc` by the API, the sink and the writer.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Access-log rows handed over by the gRPC sink.
+    pub rows_received: AtomicU64,
+    /// Rows written as new.
+    pub rows_written: AtomicU64,
+    /// Rows ignored because their request id was already stored.
+    pub rows_duplicate: AtomicU64,
+    /// Rows given up after every retry failed.
+    pub rows_lost: AtomicU64,
+    /// Rows queued for the writer (or waiting to be), not written yet.
+    pub queue_depth: AtomicI64,
+    /// Rows deleted by retention.
+    pub rows_pruned: AtomicU64,
+    batch_latency: Histogram,
+    requests: Mutex<BTreeMap<RequestLabels, u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    class: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Records how long one batch write took.
+    pub fn observe_batch(&self, took: Duration) {
+        let h = &self.batch_latency;
+        let secs = took.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| secs <= *bound) {
+            h.buckets[i].fetch_add(1, Relaxed);
+        }
+        h.count.fetch_add(1, Relaxed);
+        h.sum_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Counts one API request: `route` is the matched route template (`/api/apps/{id}`).
+    pub fn count_request(&self, method: &str, route: &str, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), class };
+        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *requests.entry(labels).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters = [
+            ("gateway_access_log_rows_received_total", "Access-log rows received from Envoy.", &self.rows_received),
+            ("gateway_access_log_rows_written_total", "Access-log rows written as new rows.", &self.rows_written),
+            ("gateway_access_log_rows_duplicate_total", "Access-log rows ignored as repeats of a stored request id.", &self.rows_duplicate),
+            ("gateway_access_log_rows_lost_total", "Access-log rows given up after every write retry failed.", &self.rows_lost),
+            ("gateway_access_log_rows_pruned_total", "Access-log rows deleted by retention.", &self.rows_pruned),
+        ];
+        for (name, help, value) in counters {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+        }
+        let name = "gateway_access_log_queue_depth";
+        header(&mut out, name, "Access-log rows waiting for the writer.", "gauge");
+        let _ = writeln!(out, "{name} {}", self.queue_depth.load(Relaxed).max(0));
+        self.render_latency(&mut out);
+        self.render_requests(&mut out);
+        out
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "gateway_access_log_batch_write_seconds";
+        header(out, name, "Time to write one access-log batch (one transaction).", "histogram");
+        let h = &self.batch_latency;
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
+            cumulative += bucket.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = h.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", h.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let name = "gateway_api_requests_total";
+        header(out, name, "HTTP API requests by method, route and status class.", "counter");
+        let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (l, n) in requests.iter() {
+            let (method, route) = (escape(&l.method), escape(&l.route));
+            let _ = writeln!(out, "{name}{{method=\"{method}\",route=\"{route}\",status=\"{}\"}} {n}", l.class);
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_requests() {
+        let m = Metrics::default();
+        m.rows_received.fetch_add(3, Relaxed);
+        m.queue_depth.fetch_add(2, Relaxed);
+        m.observe_batch(Duration::from_millis(3));
+        m.observe_batch(Duration::from_secs(60));
+        m.count_request("GET", "/api/apps/{id}", 404);
+        m.count_request("GET", "/api/apps/{id}", 404);
+        m.count_request("POST", "/api/\"x\"", 201);
+        let text = m.render();
+        for line in [
+            "gateway_access_log_rows_received_total 3",
+            "gateway_access_log_queue_depth 2",
+            "gateway_access_log_batch_write_seconds_bucket{le=\"0.0025\"} 0",
+            "gateway_access_log_batch_write_seconds_bucket{le=\"0.005\"} 1",
+            "gateway_access_log_batch_write_seconds_bucket{le=\"5\"} 1",
+            "gateway_access_log_batch_write_seconds_bucket{le=\"+Inf\"} 2",
+            "gateway_access_log_batch_write_seconds_count 2",
+            "gateway_api_requests_total{method=\"GET\",route=\"/api/apps/{id}\",status=\"4xx\"} 2",
+            "gateway_api_requests_total{method=\"POST\",route=\"/api/\\\"x\\\"\",status=\"2xx\"} 1",
+            "# TYPE gateway_access_log_batch_write_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}

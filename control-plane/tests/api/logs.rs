@@ -1,0 +1,101 @@
+//! `GET /api/logs`: newest first, paged, and each filter alone and combined.
+
+use axum::http::StatusCode;
+use control_plane::store::logs::{insert_batch, AccessLog};
+use serde_json::Value;
+
+use super::*;
+
+/// 2026-01-31T00:00:00Z.
+pub const T0: i64 = 1_769_817_600_000;
+
+fn row(id: &str, at: i64, app: i64, user: Option<i64>, model: &str, status: i64, stream: bool) -> AccessLog {
+    AccessLog {
+        request_id: id.into(),
+        started_at_ms: at,
+        app_id: Some(app),
+        user_id: user,
+        model: Some(model.into()),
+        status: Some(status),
+        stream: Some(stream),
+        ..AccessLog::default()
+    }
+}
+
+async fn seeded() -> (AppState, tempfile::TempDir) {
+    let (state, dir) = state().await;
+    let rows = [
+        row("a", T0, 1, None, "m1", 200, false),
+        row("b", T0 + 1000, 1, None, "m2", 200, true),
+        row("c", T0 + 2000, 2, Some(7), "m1", 429, true),
+        row("d", T0 + 3000, 2, Some(7), "m1", 200, false),
+        row("e", T0 + 3000, 3, Some(8), "m2", 502, true),
+    ];
+    insert_batch(state.db(), &rows).await.unwrap();
+    (state, dir)
+}
+
+async fn ids(state: &AppState, query: &str) -> Vec<String> {
+    let reply = admin(state, "GET", &format!("/api/logs?{query}"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.text);
+    let records = reply.json["records"].as_array().unwrap();
+    records.iter().map(|r| r["requestId"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn lists_newest_first_with_paging() {
+    let (state, _dir) = seeded().await;
+    assert_eq!(ids(&state, "").await, ["e", "d", "c", "b", "a"], "ties keep the later insert first");
+    let reply = admin(&state, "GET", "/api/logs?page=2&size=2", None).await;
+    assert_eq!(reply.json["total"], 5);
+    assert_eq!(reply.json["records"][0]["requestId"], "c");
+    let first = &admin(&state, "GET", "/api/logs?size=1", None).await.json["records"][0];
+    assert_eq!(first["appId"], 3);
+    assert_eq!(first["stream"], true);
+    assert_eq!(first["startedAtMs"], T0 + 3000);
+}
+
+#[tokio::test]
+async fn filters_by_app_user_model_status_and_stream() {
+    let (state, _dir) = seeded().await;
+    assert_eq!(ids(&state, "appId=2").await, ["d", "c"]);
+    assert_eq!(ids(&state, "userId=7").await, ["d", "c"]);
+    assert_eq!(ids(&state, "model=m2").await, ["e", "b"]);
+    assert_eq!(ids(&state, "status=200").await, ["d", "b", "a"]);
+    assert_eq!(ids(&state, "stream=true").await, ["e", "c", "b"]);
+    assert_eq!(ids(&state, "stream=false&model=m1").await, ["d", "a"]);
+    assert_eq!(ids(&state, "appId=2&status=429&userId=7&model=m1&stream=true").await, ["c"]);
+    assert!(ids(&state, "appId=9").await.is_empty());
+    let reply = admin(&state, "GET", "/api/logs?appId=1", None).await;
+    assert_eq!(reply.json["total"], 2, "the total counts the filtered rows");
+}
+
+#[tokio::test]
+async fn filters_by_time_range_in_rfc3339_or_milliseconds() {
+    let (state, _dir) = seeded().await;
+    let (from, to) = (T0 + 1000, T0 + 3000);
+    assert_eq!(ids(&state, &format!("from={from}&to={to}")).await, ["c", "b"], "from inclusive, to exclusive");
+    assert_eq!(ids(&state, "from=2026-01-31T00:00:02Z").await, ["e", "d", "c"]);
+    assert_eq!(ids(&state, "to=2026-01-31T08:00:01%2B08:00").await, ["a"], "any offset");
+    assert_eq!(ids(&state, "from=2026-01-31T00:00:01.500Z&to=2026-01-31T00:00:02.001Z").await, ["c"]);
+}
+
+#[tokio::test]
+async fn bad_filters_name_the_parameter() {
+    let (state, _dir) = seeded().await;
+    for (query, field) in [
+        ("appId=one", "appId"),
+        ("userId=1.5", "userId"),
+        ("status=ok", "status"),
+        ("stream=maybe", "stream"),
+        ("from=yesterday", "from"),
+        ("to=31/01/2026", "to"),
+        (&format!("from={T0}&to={T0}") as &str, "to"),
+        ("size=0", "size"),
+        ("page=-1", "page"),
+    ] {
+        let reply = admin(&state, "GET", &format!("/api/logs?{query}"), None).await;
+        assert_invalid(&reply, field);
+        assert_eq!(reply.json["records"], Value::Null);
+    }
+}
