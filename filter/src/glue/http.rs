@@ -13,6 +13,19 @@ use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::{Exchange, RequestHead, Step};
 
+/// Refusals that a newer key state could turn into an acceptance.
+fn may_be_stale(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::NotReady
+            | GatewayError::InvalidCredential
+            | GatewayError::AppDisabled
+            | GatewayError::UserDisabled
+            | GatewayError::RevokedToken
+            | GatewayError::ModelNotAllowed(_)
+    )
+}
+
 /// See the module docs.
 pub struct GatewayHttp {
     config: Rc<PluginConfig>,
@@ -24,6 +37,12 @@ pub struct GatewayHttp {
 impl GatewayHttp {
     pub fn new(config: Rc<PluginConfig>, keys: SharedKeys) -> Self {
         Self { exchange: Exchange::new(config.clone(), host::now_ms()), config, keys, reading_body: false }
+    }
+
+    fn authenticate(&mut self, head: &RequestHead) -> Step {
+        let keys = self.keys.borrow().keys.clone();
+        let now_secs = i64::try_from(host::now().as_secs()).unwrap_or(i64::MAX);
+        self.exchange.on_request_headers(&mut HostCalls, head, keys.as_deref(), now_secs)
     }
 
     /// Carries out a step of the exchange; returns what Envoy should do with the request.
@@ -70,13 +89,12 @@ impl HttpContext for GatewayHttp {
             path: host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default(),
             authorization: host::header(MapType::HttpRequestHeaders, "authorization"),
         };
-        if self.keys.borrow().is_none() {
-            // This worker has not ticked since another one stored the first state.
-            super::root::adopt_shared_state(&self.keys, None);
+        let mut step = self.authenticate(&head);
+        if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && super::root::adopt_shared_state(&self.keys) {
+            // Another worker has a newer state (a key created or a user re-enabled a moment ago).
+            self.exchange = Exchange::new(self.config.clone(), host::now_ms());
+            step = self.authenticate(&head);
         }
-        let keys = self.keys.borrow().clone();
-        let now_secs = i64::try_from(host::now().as_secs()).unwrap_or(i64::MAX);
-        let step = self.exchange.on_request_headers(&mut HostCalls, &head, keys.as_deref(), now_secs);
         if step == Step::ReadBody && end_of_stream {
             // A POST without a body: route what there is (an empty body is refused as bad JSON).
             let step = self.exchange.on_request_body(&mut HostCalls, &[]);

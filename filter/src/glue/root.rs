@@ -4,7 +4,9 @@
 //! The key state is pulled from the control plane (with `If-None-Match`) by one worker at a time
 //! and shared with every worker through Envoy's shared data: on each tick a worker adopts a
 //! newer shared state if there is one, and takes the pull lease (compare-and-swap) when it has
-//! run out. When the control plane is unreachable the last state keeps serving.
+//! run out. A request whose credential is refused also looks for a newer state first (one small
+//! shared-data read of the version), so a new key works on every worker as soon as one worker has
+//! it. When the control plane is unreachable the last state keeps serving.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,36 +25,36 @@ use crate::keys::KeyState;
 const TICK: Duration = Duration::from_millis(200);
 /// Shared-data key of the state: `<etag>\n<feed document>`.
 const STATE_KEY: &str = "vllm_gateway.state";
+/// Shared-data key of the state's version (its ETag), small and cheap to read.
+const VERSION_KEY: &str = "vllm_gateway.state_version";
 /// Shared-data key of the pull lease: the Unix millisecond until which one worker owns the pull.
 const LEASE_KEY: &str = "vllm_gateway.pull_lease";
 
-/// The key state of this worker, shared with its HTTP contexts.
-pub type SharedKeys = Rc<RefCell<Option<Rc<KeyState>>>>;
+/// The key state this worker uses, and the version it was adopted at.
+#[derive(Default)]
+pub struct WorkerState {
+    /// The state; `None` until the first one arrives.
+    pub keys: Option<Rc<KeyState>>,
+    version: Option<Vec<u8>>,
+}
+
+/// The worker's state, shared with its HTTP contexts.
+pub type SharedKeys = Rc<RefCell<WorkerState>>;
 
 /// See the module docs.
 #[derive(Default)]
 pub struct GatewayRoot {
     config: Option<Rc<PluginConfig>>,
     keys: SharedKeys,
-    /// The shared-data version this worker last adopted.
-    adopted_cas: Option<u32>,
     pull_in_flight: Option<u32>,
 }
 
 impl GatewayRoot {
-    /// Adopts the shared state if another worker (or this one) stored a newer one.
-    fn adopt_shared_state(&mut self) {
-        if let Some(cas) = adopt_shared_state(&self.keys, self.adopted_cas) {
-            self.adopted_cas = Some(cas);
-        }
-    }
-
     /// The ETag of the shared state, for `If-None-Match`.
     fn shared_etag() -> Option<String> {
-        let (value, _) = hostcalls::get_shared_data(STATE_KEY).ok()?;
-        let value = value?;
-        let etag = value.split(|&b| b == b'\n').next()?;
-        (!etag.is_empty()).then(|| String::from_utf8_lossy(etag).into_owned())
+        let (version, _) = hostcalls::get_shared_data(VERSION_KEY).ok()?;
+        let version = version?;
+        (!version.is_empty()).then(|| String::from_utf8_lossy(&version).into_owned())
     }
 
     /// Takes the pull lease if it has run out; true when this worker should pull now.
@@ -64,7 +66,7 @@ impl GatewayRoot {
             return false;
         }
         // Before the first state arrives, retry soon; afterwards, once per refresh period.
-        let hold = if self.keys.borrow().is_some() { config.state.refresh_ms } else { config.state.timeout_ms.min(500) };
+        let hold = if self.keys.borrow().keys.is_some() { config.state.refresh_ms } else { config.state.timeout_ms.min(500) };
         let lease = (now + hold).to_string();
         hostcalls::set_shared_data(LEASE_KEY, Some(lease.as_bytes()), cas).is_ok()
     }
@@ -82,7 +84,7 @@ impl GatewayRoot {
             (":authority", feed.authority.as_str()),
             ("authorization", bearer.as_str()),
         ];
-        if let (Some(etag), true) = (&etag, self.keys.borrow().is_some()) {
+        if let (Some(etag), true) = (&etag, self.keys.borrow().keys.is_some()) {
             headers.push(("if-none-match", etag.as_str()));
         }
         let timeout = Duration::from_millis(feed.timeout_ms);
@@ -116,30 +118,37 @@ impl GatewayRoot {
         value.extend_from_slice(etag.replace('\n', "").as_bytes());
         value.push(b'\n');
         value.extend_from_slice(&body);
-        if let Err(e) = hostcalls::set_shared_data(STATE_KEY, Some(&value), None) {
+        let shared = hostcalls::set_shared_data(STATE_KEY, Some(&value), None)
+            .and_then(|()| hostcalls::set_shared_data(VERSION_KEY, Some(etag.as_bytes()), None));
+        if let Err(e) = shared {
             log::warn!("sharing the key state failed: {e:?}");
         }
-        self.adopt_shared_state();
+        adopt_shared_state(&self.keys);
     }
 }
 
-/// Adopts the shared state into `keys` unless its version is `adopted`; returns the version
-/// adopted. HTTP contexts call it too, when their worker has no state yet.
-pub fn adopt_shared_state(keys: &SharedKeys, adopted: Option<u32>) -> Option<u32> {
-    let Ok((Some(value), cas)) = hostcalls::get_shared_data(STATE_KEY) else { return None };
-    if cas.is_some() && cas == adopted {
-        return None;
+/// Adopts the shared state into `worker` if its version differs from the one adopted; returns
+/// whether it did. Costs one small read when nothing changed.
+pub fn adopt_shared_state(worker: &SharedKeys) -> bool {
+    let version = match hostcalls::get_shared_data(VERSION_KEY) {
+        Ok((Some(version), _)) => version,
+        _ => return false,
+    };
+    if worker.borrow().version.as_deref() == Some(version.as_slice()) {
+        return false;
     }
-    let body = value.splitn(2, |&b| b == b'\n').nth(1).unwrap_or_default();
-    match KeyState::parse(body) {
+    let Ok((Some(value), _)) = hostcalls::get_shared_data(STATE_KEY) else { return false };
+    let mut parts = value.splitn(2, |&b| b == b'\n');
+    let etag = parts.next().unwrap_or_default().to_vec();
+    match KeyState::parse(parts.next().unwrap_or_default()) {
         Ok(state) => {
             log::info!("key state adopted: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
-            *keys.borrow_mut() = Some(Rc::new(state));
-            cas.or(Some(0))
+            *worker.borrow_mut() = WorkerState { keys: Some(Rc::new(state)), version: Some(etag) };
+            true
         }
         Err(e) => {
             log::warn!("shared key state is malformed, keeping the previous one: {e}");
-            None
+            false
         }
     }
 }
@@ -175,7 +184,7 @@ impl RootContext for GatewayRoot {
     }
 
     fn on_tick(&mut self) {
-        self.adopt_shared_state();
+        adopt_shared_state(&self.keys);
         let Some(config) = self.config.clone() else { return };
         if self.take_lease(&config) {
             self.pull_state(&config);
