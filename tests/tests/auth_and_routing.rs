@@ -125,3 +125,43 @@ async fn upstreams_get_their_own_key_and_modelless_paths_the_default_model() {
     assert_eq!(seen[1].path, "/v1/models/model-b");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn app_changes_reach_the_gateway_within_the_propagation_window() {
+    use reqwest::Method;
+    let stack = gateway_e2e::Stack::start(gateway_e2e::StackOptions::for_tests()).await.unwrap();
+    let (status, created) = stack
+        .admin(Method::POST, "/api/apps", Some(json!({"orgName": "o", "models": ["model-a"]})))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let (id, key) = (created["id"].as_i64().unwrap(), created["apiKey"].as_str().unwrap().to_owned());
+    stack.wait_for_key(&key).await.unwrap();
+    let chat = |model: &'static str| {
+        stack
+            .http()
+            .post(format!("{}/v1/chat/completions", stack.gateway_url))
+            .bearer_auth(&key)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    assert_eq!(chat("model-a").await.unwrap().status(), 200);
+    let refused: Value = chat("model-b").await.unwrap().json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "model_not_allowed");
+
+    stack.admin(Method::PATCH, &format!("/api/apps/{id}/status"), Some(json!({"status": "disabled"}))).await.unwrap();
+    let refused = stack.wait_for_status(&key, 403).await.unwrap();
+    assert_eq!(refused["error"]["code"], "app_disabled");
+    stack.admin(Method::PATCH, &format!("/api/apps/{id}/status"), Some(json!({"status": "enabled"}))).await.unwrap();
+    stack.wait_for_status(&key, 200).await.unwrap();
+
+    let (status, rotated) = stack.admin(Method::POST, &format!("/api/apps/{id}/key"), None).await.unwrap();
+    assert_eq!(status, 201);
+    let new_key = rotated["apiKey"].as_str().unwrap().to_owned();
+    stack.wait_for_status(&key, 401).await.unwrap();
+    stack.wait_for_status(&new_key, 200).await.unwrap();
+
+    stack.admin(Method::DELETE, &format!("/api/apps/{id}"), None).await.unwrap();
+    stack.wait_for_status(&new_key, 401).await.unwrap();
+    stack.stop().await;
+}

@@ -6,6 +6,7 @@ mod logs;
 mod openapi;
 mod operations;
 mod usage;
+mod users;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
