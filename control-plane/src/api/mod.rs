@@ -39,6 +39,7 @@ struct Inner {
     admin_token_hash: String,
     metrics: Arc<Metrics>,
     jwt_lifetime_secs: i64,
+    feed_cache: state_feed::FeedCache,
 }
 
 /// How long a JWT from `/user/user_login` is valid by default (24 hours).
@@ -49,7 +50,8 @@ impl AppState {
     pub fn new(db: Db, state_token: String, admin_token_hash: String) -> Self {
         let metrics = Arc::new(Metrics::default());
         let jwt_lifetime_secs = DEFAULT_JWT_LIFETIME_SECS;
-        Self { inner: Arc::new(Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs }) }
+        let feed_cache = state_feed::FeedCache::default();
+        Self { inner: Arc::new(Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs, feed_cache }) }
     }
 
     /// The same state with another JWT lifetime.
