@@ -103,9 +103,7 @@ async fn upstreams_get_their_own_key_and_modelless_paths_the_default_model() {
     let mut options = gateway_e2e::StackOptions::for_tests();
     options.upstream_keys.insert("model-b".into(), "vllm-server-key".into());
     options.default_model = Some("model-b".into());
-    let stack = gateway_e2e::Stack::start(options).await.unwrap();
-    let app = stack.create_app("o").await.unwrap();
-    stack.wait_for_key(&app.api_key).await.unwrap();
+    let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
         .http()
         .post(format!("{}/v1/chat/completions", stack.gateway_url))

@@ -3,16 +3,14 @@
 
 mod common;
 
-use gateway_e2e::{paths, Stack, StackOptions, Upstreams};
+use gateway_e2e::{paths, StackOptions, Upstreams};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn streams_cut_at_random_bytes_are_passed_intact_and_counted_exactly() {
     let mut options = StackOptions::for_tests();
     options.upstreams = Upstreams::Mock { models: vec!["split".into()], token_delay: std::time::Duration::ZERO, split_seed: Some(7) };
-    let stack = Stack::start(options).await.unwrap();
-    let app = stack.create_app("o").await.unwrap();
-    stack.wait_for_key(&app.api_key).await.unwrap();
+    let (stack, app) = common::stack_with_app_using(options).await;
     for (i, max_tokens) in [5u64, 17, 40].into_iter().enumerate() {
         let body = json!({"model": "split", "stream": true, "max_tokens": max_tokens,
                           "messages": [{"role": "user", "content": format!("多字节 {i}")}]});

@@ -3,7 +3,7 @@
 
 mod common;
 
-use gateway_e2e::{Stack, StackOptions, Upstreams};
+use gateway_e2e::{StackOptions, Upstreams};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -37,9 +37,7 @@ async fn a_model_whose_server_is_down_gets_502_upstream_error() {
     drop(closed);
     let mut options = StackOptions::for_tests();
     options.upstreams = Upstreams::Real(vec![format!("down-model=http://127.0.0.1:{port}").parse().unwrap()]);
-    let stack = Stack::start(options).await.unwrap();
-    let app = stack.create_app("o").await.unwrap();
-    stack.wait_for_key(&app.api_key).await.unwrap();
+    let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
         .http()
         .post(format!("{}/v1/chat/completions", stack.gateway_url))
@@ -80,9 +78,7 @@ async fn a_client_that_goes_away_mid_stream_is_logged_with_what_was_generated() 
     use futures::StreamExt;
     let mut options = StackOptions::for_tests();
     options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: std::time::Duration::from_millis(50), split_seed: None };
-    let stack = Stack::start(options).await.unwrap();
-    let app = stack.create_app("o").await.unwrap();
-    stack.wait_for_key(&app.api_key).await.unwrap();
+    let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
         .http()
         .post(format!("{}/v1/chat/completions", stack.gateway_url))

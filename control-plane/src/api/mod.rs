@@ -100,5 +100,3 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-#[cfg(test)]
-mod tests;

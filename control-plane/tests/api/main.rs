@@ -2,6 +2,7 @@
 //! against a real SQLite file, every endpoint with its error cases.
 
 mod apps;
+mod feed;
 mod logs;
 mod openapi;
 mod operations;

@@ -4,7 +4,12 @@ use gateway_e2e::{CreatedApp, Stack, StackOptions};
 
 /// A started stack and an app whose key the gateway already accepts.
 pub async fn stack_with_app() -> (Stack, CreatedApp) {
-    let stack = Stack::start(StackOptions::for_tests()).await.expect("the stack starts");
+    stack_with_app_using(StackOptions::for_tests()).await
+}
+
+/// The same, with other options.
+pub async fn stack_with_app_using(options: StackOptions) -> (Stack, CreatedApp) {
+    let stack = Stack::start(options).await.expect("the stack starts");
     let app = stack.create_app("e2e-org").await.expect("an app is created");
     stack.wait_for_key(&app.api_key).await.expect("the key reaches the filter");
     (stack, app)
