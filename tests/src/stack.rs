@@ -237,11 +237,6 @@ impl Stack {
         Ok(reply["data"].clone())
     }
 
-    /// Waits until the filter accepts `token` (a key or a JWT) on `GET /v1/models`.
-    pub async fn wait_for_token(&self, token: &str) -> Result<()> {
-        self.wait_for_key(token).await
-    }
-
     /// Waits until the gateway answers `GET /v1/models` with `token` by `status`.
     pub async fn wait_for_status(&self, token: &str, status: u16) -> Result<Value> {
         let url = format!("{}/v1/models", self.gateway_url);
@@ -258,7 +253,7 @@ impl Stack {
         Err(anyhow!("the gateway never answered {status}; last reply: {last}"))
     }
 
-    /// Waits until the filter knows `api_key` (the state feed is pulled on a tick).
+    /// Waits until the filter accepts `api_key` (an API key or a JWT) on `GET /v1/models`.
     pub async fn wait_for_key(&self, api_key: &str) -> Result<()> {
         let url = format!("{}/v1/models", self.gateway_url);
         let mut last = String::new();

@@ -163,3 +163,26 @@ async fn app_changes_reach_the_gateway_within_the_propagation_window() {
     stack.wait_for_status(&new_key, 401).await.unwrap();
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_expired_app_gets_401_expired_api_key() {
+    use reqwest::Method;
+    let stack = gateway_e2e::Stack::start(gateway_e2e::StackOptions::for_tests()).await.unwrap();
+    let (status, created) = stack
+        .admin(Method::POST, "/api/apps", Some(json!({"orgName": "o", "expireTime": "2001-01-01T00:00:00.000+08:00"})))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let key = created["apiKey"].as_str().unwrap();
+    // 401 invalid_api_key until the key reaches the filter, then 401 expired_api_key.
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = stack.wait_for_status(key, 401).await.unwrap();
+        if last["error"]["code"] == "expired_api_key" {
+            stack.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never refused as expired: {last}");
+}

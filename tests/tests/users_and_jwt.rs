@@ -29,7 +29,7 @@ async fn a_user_logs_in_calls_with_the_jwt_and_is_revoked() {
     assert_eq!(data["user_id"], user_id);
     assert_eq!(data["version"], 1);
     let token = data["token"].as_str().unwrap().to_owned();
-    stack.wait_for_token(&token).await.unwrap();
+    stack.wait_for_key(&token).await.unwrap();
 
     let (status, reply) = chat(&stack, "", Some(&token)).await;
     assert_eq!(status, 200, "{reply}");
@@ -48,7 +48,7 @@ async fn a_user_logs_in_calls_with_the_jwt_and_is_revoked() {
     let fresh = stack.login(EMAIL, PASSWORD).await.unwrap();
     assert_eq!(fresh["version"], 2);
     let fresh = fresh["token"].as_str().unwrap().to_owned();
-    stack.wait_for_token(&fresh).await.unwrap();
+    stack.wait_for_key(&fresh).await.unwrap();
     stack.admin(Method::PATCH, &format!("/api/users/{user_id}/status"), Some(json!({"status": "disabled"}))).await.unwrap();
     let refused = stack.wait_for_status(&fresh, 403).await.unwrap();
     assert_eq!(refused["error"]["code"], "user_disabled");
@@ -77,7 +77,7 @@ async fn forged_tokens_never_pass() {
     let stack = Stack::start(StackOptions::for_tests()).await.unwrap();
     stack.create_user(EMAIL, PASSWORD).await.unwrap();
     let token = stack.login(EMAIL, PASSWORD).await.unwrap()["token"].as_str().unwrap().to_owned();
-    stack.wait_for_token(&token).await.unwrap();
+    stack.wait_for_key(&token).await.unwrap();
     let parts: Vec<&str> = token.split('.').collect();
     let b64 = |s: &str| base64url(s.as_bytes());
     let header: Value = serde_json::from_slice(&base64url_decode(parts[0])).unwrap();
