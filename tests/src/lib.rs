@@ -6,8 +6,10 @@
 //! Every process is owned by a guard that kills it on drop; its output is kept and printed only
 //! when a test fails (or echoed live, for `cargo xtask up`).
 
+mod launch;
 pub mod paths;
 pub mod process;
 pub mod stack;
 
+pub use launch::start_envoy_with;
 pub use stack::{CreatedApp, Stack, StackOptions, Upstreams};

@@ -1,20 +1,16 @@
 //! The whole stack: control plane, upstreams (mock or real), Envoy with the filter.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use gateway_envoy::{GatewaySpec, ModelUpstream};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::process::Command;
 
+use crate::launch::{start_control_plane, start_envoy, start_upstreams};
 use crate::paths;
 use crate::process::ChildGuard;
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where model requests go.
 #[derive(Debug, Clone)]
@@ -91,7 +87,7 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     /// Its state: what it has seen.
     pub state: mock_vllm::MockState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// A created app with its key.
@@ -312,126 +308,6 @@ impl Stack {
     /// Stops only the control plane (the gateway keeps serving from its last state).
     pub async fn stop_control_plane(&mut self) {
         self.control_plane_process.stop(Duration::from_secs(10)).await;
-    }
-}
-
-async fn start_control_plane(options: &StackOptions, db: &str, state_token: &str) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
-    let mut command = Command::new(paths::control_plane_bin()?);
-    command
-        .arg("--http-addr")
-        .arg(options.control_plane_http.to_string())
-        .arg("--als-addr")
-        .arg(options.control_plane_als.to_string())
-        .arg("--db")
-        .arg(db)
-        .env("GATEWAY_ADMIN_TOKEN", &options.admin_token)
-        .env("GATEWAY_STATE_TOKEN", state_token)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()));
-    let mut guard = ChildGuard::spawn("control-plane", command, options.echo)?;
-    let line = guard.wait_for_line("control-plane listening ", START_TIMEOUT).await?;
-    let addr = |key: &str| -> Result<SocketAddr> {
-        let value = line
-            .split_whitespace()
-            .find_map(|part| part.strip_prefix(key))
-            .ok_or_else(|| anyhow!("no {key} in `{line}`"))?;
-        value.parse().with_context(|| format!("bad address in `{line}`"))
-    };
-    let (http, als) = (addr("http=")?, addr("als=")?);
-    Ok((guard, http, als))
-}
-
-async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUpstream>, Vec<ModelUpstream>)> {
-    let (models, token_delay, split_seed) = match upstreams {
-        Upstreams::Real(models) => return Ok((Vec::new(), models.clone())),
-        Upstreams::Mock { models, token_delay, split_seed } => (models, *token_delay, *split_seed),
-    };
-    let mut mocks = Vec::new();
-    let mut routes = Vec::new();
-    for model in models {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let state = mock_vllm::MockState::new(mock_vllm::MockConfig {
-            models: vec![model.clone()],
-            token_delay,
-            split_seed,
-            ..mock_vllm::MockConfig::default()
-        });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(mock_vllm::serve(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
-        routes.push(format!("{model}=http://{addr}").parse()?);
-        mocks.push(MockUpstream { model: model.clone(), addr, state, stop: Some(stop) });
-    }
-    Ok((mocks, routes))
-}
-
-async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
-    let config = dir.join("envoy.yaml");
-    std::fs::write(&config, gateway_envoy::render(spec)?)?;
-    start_envoy_with(&config, dir, spec.listen, echo).await
-}
-
-/// Starts Envoy on an already rendered configuration file.
-pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: SocketAddr, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
-    let admin_path = dir.join("envoy-admin-address");
-    let mut command = Command::new(paths::envoy_bin()?);
-    command
-        .arg("-c")
-        .arg(&config)
-        .arg("--admin-address-path")
-        .arg(&admin_path)
-        .arg("--disable-hot-restart")
-        .arg("--concurrency")
-        .arg("2")
-        .arg("--log-level")
-        .arg("warn")
-        .arg("--component-log-level")
-        .arg("wasm:info");
-    let mut envoy = ChildGuard::spawn("envoy", command, echo)?;
-    let admin = wait_for_admin(&mut envoy, &admin_path).await?;
-    let gateway = wait_for_listener(&mut envoy, admin, listen).await?;
-    Ok((envoy, admin, gateway))
-}
-
-async fn wait_for_admin(envoy: &mut ChildGuard, admin_path: &std::path::Path) -> Result<SocketAddr> {
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    let client = reqwest::Client::new();
-    loop {
-        if envoy.has_exited() {
-            bail!("Envoy exited during start-up\n{}", envoy.output_text());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("Envoy did not become ready within {START_TIMEOUT:?}\n{}", envoy.output_text());
-        }
-        if let Ok(text) = std::fs::read_to_string(admin_path) {
-            if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                let ready = client.get(format!("http://{addr}/ready")).send().await;
-                if ready.is_ok_and(|r| r.status().is_success()) {
-                    return Ok(addr);
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The gateway listener's real address (it may have been bound to port 0).
-async fn wait_for_listener(envoy: &mut ChildGuard, admin: SocketAddr, asked: SocketAddr) -> Result<SocketAddr> {
-    if asked.port() != 0 {
-        return Ok(asked);
-    }
-    let listeners: Value = reqwest::get(format!("http://{admin}/listeners?format=json")).await?.json().await?;
-    let address = listeners["listener_statuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["name"] == "gateway")
-        .map(|l| &l["local_address"]["socket_address"]);
-    let port = address.and_then(|a| a["port_value"].as_u64()).and_then(|p| u16::try_from(p).ok());
-    match port {
-        Some(port) => Ok(SocketAddr::new(asked.ip(), port)),
-        None => bail!("Envoy reported no gateway listener: {listeners}\n{}", envoy.output_text()),
     }
 }
 
