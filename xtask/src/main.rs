@@ -5,7 +5,9 @@
 //! - `cargo xtask test`  — set up, build and run every test.
 //! - `cargo xtask build` — set up and build the filter and the binaries.
 //! - `cargo xtask setup` — install the wasm target and Envoy only.
+//! - `cargo xtask bench` — measure the gateway's cost side by side (`bench`).
 
+mod bench;
 mod build;
 mod setup;
 mod test;
@@ -31,6 +33,8 @@ enum Task {
     Test(test::TestArgs),
     /// Set up, build, and run the gateway: control plane, mock vLLM (unless --model), Envoy.
     Up(up::UpArgs),
+    /// Measure the gateway's cost side by side (target/bench/report.json).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test(args) => test::run(&args),
         Task::Up(args) => up::run(args),
+        Task::Bench(args) => bench::run(&args),
     }
 }

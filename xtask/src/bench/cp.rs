@@ -1,0 +1,199 @@
+//! The control plane under load: its access-log sink fed by a gRPC client replaying realistic
+//! entries (`envoy-types`), and `GET /api/logs` with a million rows seeded straight into SQLite.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use envoy_types::pb::envoy::config::core::v3::RequestMethod;
+use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties};
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{HttpAccessLogEntries, LogEntries};
+use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use envoy_types::pb::google::protobuf::{Any, BytesValue, Timestamp, UInt32Value};
+use gateway_e2e::process::ChildGuard;
+use prost::Message;
+use serde_json::json;
+
+use super::report::Report;
+use super::wrk::{self, Load};
+use super::Settings;
+
+/// A control-plane process on its own database.
+pub struct ControlPlane {
+    /// HTTP API.
+    pub http: SocketAddr,
+    /// ALS gRPC sink.
+    pub als: SocketAddr,
+    /// The state feed's secret.
+    pub state_token: String,
+    admin_token: String,
+    db_url: String,
+    _process: ChildGuard,
+}
+
+impl ControlPlane {
+    /// Starts `binary` on a fresh SQLite file in `dir`.
+    pub async fn start(binary: &Path, dir: &Path) -> Result<ControlPlane> {
+        let db_url = format!("sqlite://{}", dir.join("bench.db").display());
+        // Throw-away secrets for a loopback-only run (the control plane wants 16+ characters).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let admin_token = format!("bench-admin-token-{}-{nanos:08x}", std::process::id());
+        let state_token = format!("bench-state-token-{}-{nanos:08x}", std::process::id());
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["--http-addr", "127.0.0.1:0", "--als-addr", "127.0.0.1:0", "--db", &db_url])
+            .env("GATEWAY_ADMIN_TOKEN", &admin_token)
+            .env("GATEWAY_STATE_TOKEN", &state_token)
+            .env("RUST_LOG", "warn,control_plane=info");
+        let mut process = ChildGuard::spawn("control-plane", command, false)?;
+        let line = process.wait_for_line("control-plane listening ", Duration::from_secs(60)).await?;
+        let addr = |key: &str| -> Result<SocketAddr> {
+            let value = line.split_whitespace().find_map(|p| p.strip_prefix(key)).ok_or_else(|| anyhow!("no {key} in `{line}`"))?;
+            Ok(value.parse()?)
+        };
+        Ok(ControlPlane { http: addr("http=")?, als: addr("als=")?, state_token, admin_token, db_url, _process: process })
+    }
+
+    /// Creates an app and returns its API key.
+    pub async fn create_app_key(&self) -> Result<String> {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/api/apps", self.http))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({"orgName": "bench", "remark": "cargo xtask bench"}))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await?;
+        if status.as_u16() != 201 {
+            bail!("creating the bench app answered {status}: {body}");
+        }
+        body["apiKey"].as_str().map(str::to_owned).context("no apiKey in the reply")
+    }
+
+    async fn db(&self) -> Result<sqlx::SqlitePool> {
+        Ok(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&self.db_url).await?)
+    }
+}
+
+fn entry(id: &str, now_ms: i64, n: i64) -> HttpAccessLogEntry {
+    let usage = format!(
+        r#"{{"app_id":{},"key_id":{},"user_id":null,"model":"bench-model","cluster":"model_0_bench_model","stream":{},"status":200,"prompt_tokens":{n},"completion_tokens":256,"total_tokens":{},"usage_source":"reported","ttft_ms":12,"duration_ms":830,"client_disconnected":false,"gateway_error":null,"upstream_error":null}}"#,
+        1 + n % 20,
+        1 + n % 20,
+        n % 2 == 0,
+        n + 256
+    );
+    let mut common = AccessLogCommon {
+        start_time: Some(Timestamp { seconds: now_ms / 1000, nanos: i32::try_from((now_ms % 1000) * 1_000_000).unwrap_or(0) }),
+        upstream_cluster: "model_0_bench_model".into(),
+        ..Default::default()
+    };
+    let value = BytesValue { value: usage.into_bytes() }.encode_to_vec();
+    common.filter_state_objects.insert("wasm.gw_usage".into(), Any { type_url: "type.googleapis.com/google.protobuf.BytesValue".into(), value });
+    HttpAccessLogEntry {
+        common_properties: Some(common),
+        request: Some(HttpRequestProperties {
+            request_id: id.into(),
+            request_method: RequestMethod::Post as i32,
+            path: "/v1/chat/completions".into(),
+            ..Default::default()
+        }),
+        response: Some(HttpResponseProperties { response_code: Some(UInt32Value { value: 200 }), response_body_bytes: 4096, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// (d) ALS ingest: `rows` entries in batches of 100 over one stream, as Envoy sends them; the
+/// clock stops when the last row is in SQLite.
+pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Result<()> {
+    let db = cp.db().await?;
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await?;
+    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis())?;
+    let batches: Vec<StreamAccessLogsMessage> = (0..rows.div_ceil(100))
+        .map(|b| StreamAccessLogsMessage {
+            identifier: None,
+            log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
+                log_entry: (0..100).filter(|i| b * 100 + i < rows).map(|i| entry(&format!("als-{}", b * 100 + i), now_ms, i64::from(b * 100 + i))).collect(),
+            })),
+        })
+        .collect();
+    let mut client = AccessLogServiceClient::connect(format!("http://{}", cp.als)).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let started = Instant::now();
+    let call = tokio::spawn(async move { client.stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    for batch in batches {
+        tx.send(batch).await.map_err(|_| anyhow!("the ALS stream closed early"))?;
+    }
+    let target = before + i64::from(rows);
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await?;
+        if count >= target {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {} of {rows} ALS rows arrived within 120 s", count - before);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(tx);
+    call.abort();
+    report.set("als_rows_per_s", f64::from(rows) / seconds, "rows/s", format!("{rows} entries, batches of 100, one gRPC stream, until all are in SQLite"));
+    report.detail("als", json!({"rows": rows, "seconds": seconds}));
+    Ok(())
+}
+
+/// Seeds `rows` access-log rows in one transaction (one `INSERT … SELECT` over a recursive CTE).
+async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
+    let db = cp.db().await?;
+    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis())?;
+    let started = Instant::now();
+    sqlx::query(
+        "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
+         INSERT INTO access_logs (request_id, started_at_ms, method, path, status, duration_ms, upstream_cluster,
+             upstream_host, bytes_sent, app_id, key_id, model, stream, prompt_tokens, completion_tokens,
+             total_tokens, usage_source, ttft_ms, client_disconnected)
+         SELECT 'seed-' || n, ?2 - n * 7, 'POST', '/v1/chat/completions', CASE WHEN n % 50 = 0 THEN 429 ELSE 200 END,
+             40 + n % 900, 'model_' || (n % 4), '127.0.0.1:8000', 2048 + n % 4096, 1 + n % 50, 1 + n % 50,
+             'model-' || (n % 4), n % 2, 10 + n % 300, 1 + n % 512, 11 + n % 300 + n % 512, 'reported', n % 90, 0
+         FROM seq",
+    )
+    .bind(i64::from(rows))
+    .bind(now_ms - 60_000)
+    .execute(&db)
+    .await
+    .context("seeding access_logs")?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// (d) `GET /api/logs` first pages (unfiltered and by app) with `rows` rows, wrk at concurrency 1.
+pub async fn logs_query(cp: &ControlPlane, s: &Settings, rows: u32, report: &mut Report) -> Result<()> {
+    let seed_seconds = seed_logs(cp, rows).await?;
+    let mut details = serde_json::Map::new();
+    details.insert("rows".into(), json!(rows));
+    details.insert("seed_seconds".into(), json!(seed_seconds));
+    let queries = [("first_page", "/api/logs?page=1&size=20"), ("by_app", "/api/logs?page=1&size=20&appId=7")];
+    let mut worst_p99 = 0f64;
+    for (name, path) in queries {
+        let load = Load { url: format!("http://{}{path}", cp.http), method: "GET", body: None, bearer: Some(cp.admin_token.clone()) };
+        let run = wrk::run(&s.wrk, &s.dir, &load, 1, s.run_time)?;
+        worst_p99 = worst_p99.max(run.p99_ms);
+        details.insert(name.into(), run.json());
+    }
+    let note = if rows == 1_000_000 { "worst p99 of the first page, unfiltered and by app, 1,000,000 rows".to_string() } else { format!("worst p99 of two queries, only {rows} rows (quick run)") };
+    report.set("logs_query_p99_ms_1m", worst_p99, "ms", note);
+    report.detail("logs_query", serde_json::Value::Object(details));
+    Ok(())
+}
+
+/// The control-plane binary the bench runs: release for a full run, as built for a quick one.
+pub fn binary(release: bool) -> Result<PathBuf> {
+    if release {
+        let path = gateway_e2e::paths::target_dir().join("release").join("control-plane");
+        return if path.is_file() { Ok(path) } else { bail!("no release control plane at {}", path.display()) };
+    }
+    gateway_e2e::paths::control_plane_bin()
+}

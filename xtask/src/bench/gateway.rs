@@ -1,0 +1,271 @@
+//! The side-by-side arms: one control plane, one mock vLLM, and two Envoys from the same binary
+//! on the same rendered configuration, one with the wasm filter and one without it (the filter
+//! removed and `/v1/` routed straight to the model's cluster). Each scenario alternates the arms
+//! (ABBA) so that machine noise hits both.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use gateway_e2e::process::ChildGuard;
+use serde_json::{json, Value};
+
+use super::cp::ControlPlane;
+use super::report::Report;
+use super::wrk::{self, Load, Run};
+use super::Settings;
+
+const MODEL: &str = "bench-model";
+
+/// The running arms.
+pub struct Arms {
+    filtered: String,
+    plain: String,
+    mock: String,
+    api_key: String,
+    _envoys: (ChildGuard, ChildGuard),
+    _mock_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Arms {
+    /// Starts the mock and both Envoys next to `cp`, and waits until the filter accepts a key.
+    pub async fn start(cp: &ControlPlane, dir: &Path) -> Result<Arms> {
+        let (mock, mock_stop) = start_mock().await?;
+        let spec = gateway_envoy::GatewaySpec {
+            listen: ([127, 0, 0, 1], 0).into(),
+            admin_port: 0,
+            control_plane_http: cp.http,
+            control_plane_als: cp.als,
+            wasm_path: gateway_e2e::paths::filter_wasm()?,
+            models: vec![format!("{MODEL}=http://{mock}").parse()?],
+            state_token: cp.state_token.clone(),
+            state_refresh_ms: 1000,
+            cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+            default_model: None,
+            upstream_keys: Default::default(),
+        };
+        let with_filter = gateway_envoy::render(&spec)?;
+        let cluster = gateway_envoy::cluster_name(0, MODEL);
+        let without_filter = strip_filter(&with_filter, &cluster)?;
+        let (filtered_envoy, filtered) = start_envoy(dir, "with-filter", &with_filter).await?;
+        let (plain_envoy, plain) = start_envoy(dir, "without-filter", &without_filter).await?;
+        let api_key = cp.create_app_key().await?;
+        let filtered = format!("http://{filtered}");
+        wait_for_key(&filtered, &api_key).await?;
+        Ok(Arms {
+            filtered,
+            plain: format!("http://{plain}"),
+            mock: format!("http://{mock}"),
+            api_key,
+            _envoys: (filtered_envoy, plain_envoy),
+            _mock_stop: mock_stop,
+        })
+    }
+
+    fn load(&self, base: &str, body: &str) -> Load {
+        // The plain arm gets the same header: same bytes on the wire, nobody reads it.
+        Load { url: format!("{base}/v1/chat/completions"), method: "POST", body: Some(body.into()), bearer: Some(self.api_key.clone()) }
+    }
+}
+
+/// The same configuration without the wasm filter: the filter's block is cut out and the `/v1/`
+/// route goes to `cluster` instead of the cluster header the filter would have set.
+pub fn strip_filter(config: &str, cluster: &str) -> Result<String> {
+    let start = config.find("          - name: envoy.filters.http.wasm").context("no wasm filter in the rendered config")?;
+    let end = config[start..].find("          - name: envoy.filters.http.router").context("no router after the wasm filter")? + start;
+    let mut out = format!("{}{}", &config[..start], &config[end..]);
+    let header_route = out.find("cluster_header:").context("no cluster_header route in the rendered config")?;
+    let line_end = out[header_route..].find('\n').context("unterminated route line")? + header_route;
+    out.replace_range(header_route..line_end, &format!("cluster: {cluster}"));
+    Ok(out)
+}
+
+async fn start_mock() -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    // TCP_NODELAY on the listener is inherited by accepted sockets (Linux): without it, Nagle on
+    // the mock's small SSE writes meets Envoy's delayed ACKs and stalls streams by ~40 ms, in
+    // whichever arm it happens to hit, which would measure the kernel rather than the filter.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_nodelay(true)?;
+    socket.bind(([127, 0, 0, 1], 0).into())?;
+    let listener = socket.listen(1024)?;
+    let addr = listener.local_addr()?;
+    let state = mock_vllm::MockState::new(mock_vllm::MockConfig { models: vec![MODEL.into()], ..Default::default() });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(mock_vllm::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Ok((addr, stop))
+}
+
+async fn start_envoy(dir: &Path, name: &str, config: &str) -> Result<(ChildGuard, SocketAddr)> {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub)?;
+    let path = sub.join("envoy.yaml");
+    std::fs::write(&path, config)?;
+    let (guard, _admin, listener) = gateway_e2e::start_envoy_with(&path, sub, ([127, 0, 0, 1], 0).into(), false).await?;
+    Ok((guard, listener))
+}
+
+async fn wait_for_key(base: &str, key: &str) -> Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        let resp = client.get(format!("{base}/v1/models")).bearer_auth(key).send().await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the filter never accepted the bench key")
+}
+
+fn chat_body(stream: bool, max_tokens: u32) -> String {
+    json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say something about gateways."}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    })
+    .to_string()
+}
+
+/// Both arms' runs for one load shape, alternated ABBA over `settings.rounds`.
+fn alternate(arms: &Arms, s: &Settings, body: &str, connections: u32) -> Result<(Vec<Run>, Vec<Run>)> {
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..s.rounds {
+        let filtered_first = round % 2 == 0;
+        for filtered in [filtered_first, !filtered_first] {
+            let base = if filtered { &arms.filtered } else { &arms.plain };
+            let run = wrk::run(&s.wrk, &s.dir, &arms.load(base, body), connections, s.run_time)?;
+            if filtered { with.push(run) } else { without.push(run) }
+        }
+    }
+    Ok((with, without))
+}
+
+fn total_rps(runs: &[Run]) -> f64 {
+    runs.iter().map(|r| r.requests).sum::<f64>() / runs.iter().map(|r| r.seconds).sum::<f64>()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn summary(with: &[Run], without: &[Run]) -> Value {
+    json!({
+        "with_filter": {"rps": total_rps(with), "p50_ms": median(with.iter().map(|r| r.p50_ms).collect()), "p99_ms": median(with.iter().map(|r| r.p99_ms).collect()), "runs": with.iter().map(Run::json).collect::<Vec<_>>()},
+        "without_filter": {"rps": total_rps(without), "p50_ms": median(without.iter().map(|r| r.p50_ms).collect()), "p99_ms": median(without.iter().map(|r| r.p99_ms).collect()), "runs": without.iter().map(Run::json).collect::<Vec<_>>()},
+    })
+}
+
+/// (a) Non-streamed chat completions at concurrency 1 and 32.
+pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
+    let body = chat_body(false, 16);
+    let mut details = serde_json::Map::new();
+    for connections in [1u32, 32] {
+        let (with, without) = alternate(arms, s, &body, connections)?;
+        let added_p50 = median(with.iter().map(|r| r.p50_ms).collect()) - median(without.iter().map(|r| r.p50_ms).collect());
+        let added_p99 = median(with.iter().map(|r| r.p99_ms).collect()) - median(without.iter().map(|r| r.p99_ms).collect());
+        let ratio = total_rps(&with) / total_rps(&without);
+        let mut d = summary(&with, &without);
+        d["throughput_ratio"] = json!(ratio);
+        d["added_p50_ms"] = json!(added_p50);
+        d["added_p99_ms"] = json!(added_p99);
+        details.insert(format!("concurrency_{connections}"), d);
+        if connections == 1 {
+            report.set("added_p50_ms", added_p50, "ms", "non-streamed, concurrency 1, median of rounds");
+            report.set("added_p99_ms", added_p99, "ms", "non-streamed, concurrency 1, median of rounds");
+            report.set("throughput_ratio_c1", ratio, "ratio", "non-streamed, concurrency 1");
+        } else {
+            report.set("throughput_ratio", ratio, "ratio", "non-streamed, concurrency 32, with/without filter");
+            report.set("added_p50_ms_c32", added_p50, "ms", "non-streamed, concurrency 32");
+            report.set("added_p99_ms_c32", added_p99, "ms", "non-streamed, concurrency 32");
+        }
+    }
+    report.detail("non_streamed", Value::Object(details));
+    Ok(())
+}
+
+/// (b) Streamed chat completions of 256 tokens: total time and throughput under load (wrk), and
+/// time to first byte one request at a time (curl's `time_starttransfer`).
+pub fn streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
+    let body = chat_body(true, 256);
+    let (with, without) = alternate(arms, s, &body, 8)?;
+    let ratio = total_rps(&with) / total_rps(&without);
+    report.set("stream_throughput_ratio", ratio, "ratio", "256-token streams, concurrency 8, with/without filter");
+    let total_added = median(with.iter().map(|r| r.p50_ms).collect()) - median(without.iter().map(|r| r.p50_ms).collect());
+    report.set("stream_total_added_p50_ms", total_added, "ms", "256-token stream, whole-response time, concurrency 8");
+    let (ttft_with, ttft_without) = ttft(arms, &body, s.ttft_samples)?;
+    let ttft_added = median(ttft_with.clone()) - median(ttft_without.clone());
+    report.set("ttft_added_ms", ttft_added, "ms", "first response byte (curl time_starttransfer), median, one at a time");
+    let mut d = summary(&with, &without);
+    d["ttft_ms_with_filter_p50"] = json!(median(ttft_with));
+    d["ttft_ms_without_filter_p50"] = json!(median(ttft_without));
+    report.detail("streamed_256", d);
+    Ok(())
+}
+
+/// Times to first byte with and without the filter, alternating, measured by curl.
+fn ttft(arms: &Arms, body: &str, samples: u32) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..samples * 2 {
+        let filtered = i % 2 == 0;
+        let base = if filtered { &arms.filtered } else { &arms.plain };
+        let output = Command::new("curl")
+            .args(["-sS", "-N", "-o", "/dev/null", "-w", "%{http_code} %{time_starttransfer}", "-H", "Content-Type: application/json"])
+            .args(["-H", &format!("Authorization: Bearer {}", arms.api_key), "--data-binary", body])
+            .arg(format!("{base}/v1/chat/completions"))
+            .output()
+            .context("running curl (is it installed?)")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut parts = text.split_whitespace();
+        if parts.next() != Some("200") {
+            bail!("a streamed request answered `{text}`: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let seconds: f64 = parts.next().context("no time from curl")?.parse()?;
+        if filtered { with.push(seconds * 1e3) } else { without.push(seconds * 1e3) }
+    }
+    Ok((with, without))
+}
+
+/// The mock's own capacity under the same non-streamed load at concurrency 32 (no Envoy).
+pub fn mock_capacity(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
+    let run = wrk::run(&s.wrk, &s.dir, &arms.load(&arms.mock, &chat_body(false, 16)), 32, s.run_time)?;
+    report.set("mock_rps_c32", run.rps(), "req/s", "the mock alone, non-streamed, concurrency 32 (must exceed the arms)");
+    report.detail("mock_alone", run.json());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_config_has_no_filter_and_a_fixed_cluster() {
+        let spec = gateway_envoy::GatewaySpec {
+            listen: ([127, 0, 0, 1], 0).into(),
+            admin_port: 0,
+            control_plane_http: ([127, 0, 0, 1], 1).into(),
+            control_plane_als: ([127, 0, 0, 1], 2).into(),
+            wasm_path: "/x.wasm".into(),
+            models: vec!["m=http://127.0.0.1:3".parse().unwrap()],
+            state_token: "t".repeat(32),
+            state_refresh_ms: 1000,
+            cors_origins: vec![],
+            default_model: None,
+            upstream_keys: Default::default(),
+        };
+        let config = gateway_envoy::render(&spec).unwrap();
+        let plain = strip_filter(&config, "the_cluster").unwrap();
+        assert!(!plain.contains("envoy.filters.http.wasm"));
+        assert!(!plain.contains("cluster_header"));
+        assert!(plain.contains("cluster: the_cluster"));
+        assert!(plain.contains("envoy.filters.http.router") && plain.contains("envoy.filters.http.cors"));
+    }
+}

@@ -1,0 +1,164 @@
+//! `cargo xtask bench [--quick]`: what the gateway costs the requests that pass through it,
+//! measured side by side in one run on this machine (see the README's "Performance" section).
+//!
+//! - [`gateway`]: Envoy with the filter vs the same Envoy configuration without it, same mock,
+//!   same load (`wrk`), arms alternated; plus the mock's own capacity.
+//! - [`sse`], [`sse_wasm`]: the filter's SSE parser and usage extraction alone, native and as
+//!   wasm under Node.
+//! - [`cp`]: the control plane's access-log sink and `GET /api/logs` over a million rows.
+//! - [`report`]: the table and `target/bench/report.json`.
+//!
+//! A full run builds the wasm filter, the control plane and this xtask in release and re-runs
+//! itself from the release build, so that the native parser is measured optimised. `--quick`
+//! runs every scenario briefly with what is already built (the shape test uses it).
+
+mod cp;
+mod gateway;
+mod report;
+mod sse;
+mod sse_wasm;
+mod wrk;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::build::{cargo, run_checked};
+
+/// `cargo xtask bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Every scenario briefly (about a minute); figures are only indicative.
+    #[arg(long)]
+    pub quick: bool,
+    /// Internal: already re-run from the release build.
+    #[arg(long, hide = true)]
+    pub in_release: bool,
+}
+
+/// How long and how much each scenario runs.
+pub struct Settings {
+    /// The wrk binary.
+    pub wrk: PathBuf,
+    /// Scratch folder (configs, scripts, database).
+    pub dir: PathBuf,
+    /// ABBA rounds per comparison.
+    pub rounds: u32,
+    /// Length of each wrk run.
+    pub run_time: Duration,
+    /// Time-to-first-byte samples per arm.
+    pub ttft_samples: u32,
+    /// ALS entries replayed.
+    pub als_rows: u32,
+    /// Rows seeded for the log query.
+    pub log_rows: u32,
+    /// Time spent in the native parser.
+    pub sse_budget: Duration,
+    /// Use the release control plane.
+    pub release: bool,
+}
+
+impl Settings {
+    fn new(quick: bool, wrk: PathBuf, dir: PathBuf) -> Self {
+        if quick {
+            Settings { wrk, dir, rounds: 1, run_time: Duration::from_secs(1), ttft_samples: 5, als_rows: 5_000, log_rows: 20_000, sse_budget: Duration::from_millis(200), release: false }
+        } else {
+            Settings { wrk, dir, rounds: 4, run_time: Duration::from_secs(5), ttft_samples: 100, als_rows: 100_000, log_rows: 1_000_000, sse_budget: Duration::from_secs(3), release: true }
+        }
+    }
+}
+
+/// Where the report goes.
+pub fn report_path() -> PathBuf {
+    gateway_e2e::paths::target_dir().join("bench").join("report.json")
+}
+
+/// The command: set up and build, then measure (from the release build for a full run).
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if !args.in_release {
+        crate::setup::run()?;
+        crate::build::run()?;
+        if !args.quick {
+            run_checked(cargo().args(["build", "--release", "--package", "control-plane", "--package", "xtask"]))?;
+            let me = gateway_e2e::paths::target_dir().join("release").join("xtask");
+            return run_checked(std::process::Command::new(me).args(["bench", "--in-release"]));
+        }
+    }
+    let report = measure(args.quick, &report_path())?;
+    println!("{}", serde_json::to_string_pretty(&report["metrics"]).unwrap_or_default());
+    eprintln!("xtask bench: report written to {}", report_path().display());
+    Ok(())
+}
+
+/// Runs every scenario, prints the table, writes the report to `out` and returns it.
+pub fn measure(quick: bool, out: &std::path::Path) -> Result<serde_json::Value> {
+    let wrk = wrk::ensure()?;
+    let scratch = tempfile::Builder::new().prefix("vllm-gateway-bench-").tempdir()?;
+    let settings = Settings::new(quick, wrk, scratch.path().to_path_buf());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut report = report::Report::default();
+    runtime.block_on(scenarios(&settings, &mut report))?;
+    let json = report.to_json(quick);
+    eprintln!("\n{}", report.table());
+    report::write(out, &json)?;
+    Ok(json)
+}
+
+async fn scenarios(s: &Settings, report: &mut report::Report) -> Result<()> {
+    let wasm = gateway_e2e::paths::filter_wasm()?;
+    report.set("wasm_bytes", std::fs::metadata(&wasm)?.len() as f64, "bytes", "the filter, profile wasm (LTO, stripped)");
+    sse::native(s.sse_budget, report)?;
+    if let Err(e) = sse_wasm::measure(&sse::stream_files()?, s.sse_budget, report) {
+        eprintln!("xtask bench: the wasm parser was not measured: {e:#}");
+        report.not_measured("sse_mb_per_s_wasm", "MB/s", format!("{e:#}"));
+    }
+    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir).await.context("starting the control plane")?;
+    cp::als_ingest(&cp, s.als_rows, report).await?;
+    {
+        let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the two Envoys")?;
+        gateway::mock_capacity(&arms, s, report)?;
+        gateway::non_streamed(&arms, s, report)?;
+        gateway::streamed(&arms, s, report)?;
+    }
+    cp::logs_query(&cp, s, s.log_rows, report).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The quick bench end to end (needs Envoy, the built filter and control plane, as the
+    //! end-to-end tests do). Checks the report's shape, never its timings.
+
+    use super::report::{target_of, REQUIRED_KEYS};
+
+    #[test]
+    fn the_quick_bench_writes_a_complete_report() {
+        // Beside the real report, which a test run must not replace.
+        let out = super::report_path().with_file_name("report-quick-test.json");
+        let report = super::measure(true, &out).expect("the quick bench runs");
+        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        // Floats may differ in the last digit after a JSON round trip: compare the shape.
+        let keys = |v: &serde_json::Value| v["metrics"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(keys(&written), keys(&report));
+        assert_eq!(written["quick"], report["quick"]);
+        assert_eq!(report["quick"], true);
+        let metrics = &report["metrics"];
+        for key in REQUIRED_KEYS {
+            let m = &metrics[key];
+            assert!(m.is_object(), "{key} missing from {metrics}");
+            match m["value"].as_f64() {
+                Some(v) => assert!(v.is_finite(), "{key} is not finite"),
+                None => assert!(m["value"].is_null() && m["note"].as_str().unwrap_or("").starts_with("not measured"), "{key}: {m}"),
+            }
+            if target_of(key).is_some() {
+                assert!(m["target"]["value"].is_number(), "{key} has no target: {m}");
+                assert!(m["met"].is_boolean() || m["value"].is_null(), "{key}: met must be known when measured: {m}");
+            }
+        }
+        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32"] {
+            assert!(metrics[key]["value"].is_number(), "{key} was not measured: {}", metrics[key]);
+        }
+    }
+}
