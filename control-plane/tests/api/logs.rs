@@ -99,3 +99,15 @@ async fn bad_filters_name_the_parameter() {
         assert_eq!(reply.json["records"], Value::Null);
     }
 }
+
+#[tokio::test]
+async fn the_unfiltered_total_follows_inserts_repeats_and_deletes() {
+    let (state, _dir) = seeded().await;
+    // A repeated request id is ignored and not counted.
+    insert_batch(state.db(), &[row("a", T0, 1, None, "m1", 200, false), row("f", T0 + 4000, 1, None, "m1", 200, false)])
+        .await
+        .unwrap();
+    assert_eq!(admin(&state, "GET", "/api/logs", None).await.json["total"], 6);
+    sqlx::query("DELETE FROM access_logs WHERE request_id IN ('a', 'b')").execute(state.db()).await.unwrap();
+    assert_eq!(admin(&state, "GET", "/api/logs", None).await.json["total"], 4);
+}
