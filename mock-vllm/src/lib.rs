@@ -63,11 +63,18 @@ pub fn app(state: MockState) -> Router {
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Like vLLM's server (uvicorn), it sets `TCP_NODELAY`, so small stream chunks are not held back.
 pub async fn serve(
     listener: TcpListener,
     state: MockState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "setting TCP_NODELAY failed");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
