@@ -3,6 +3,7 @@
 //! is what users run. The filter's plugin configuration is built from the filter crate's own
 //! [`PluginConfig`] type, so the two cannot drift apart.
 
+mod endpoint;
 mod upstream;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 use vllm_gateway_filter::config::{ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER};
 
+pub use endpoint::{Endpoint, EndpointError};
 pub use upstream::{ModelUpstream, Upstream, UpstreamError};
 
 /// The template, as shipped.
@@ -116,6 +118,12 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
 
 /// Renders the Envoy configuration for a spec.
 pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
+    render_with_control_plane(spec, &spec.control_plane_http.into(), &spec.control_plane_als.into())
+}
+
+/// Renders the Envoy configuration for a spec whose control plane is reached by host name (such
+/// as `control-plane:8081` in docker-compose); `spec.control_plane_http`/`_als` are ignored.
+pub fn render_with_control_plane(spec: &GatewaySpec, http: &Endpoint, als: &Endpoint) -> Result<String, RenderError> {
     let plugin = plugin_config(spec)?;
     let plugin_json = serde_json::to_string(&plugin).unwrap_or_default();
     let clusters: Vec<String> = spec
@@ -133,10 +141,12 @@ pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
         ("CLUSTER_HEADER", plugin.cluster_header.clone()),
         ("PLUGIN_CONFIG", plugin_json.replace('\'', "''")),
         ("WASM_PATH", yaml_double_quoted(&spec.wasm_path.to_string_lossy())),
-        ("CONTROL_PLANE_HTTP_HOST", spec.control_plane_http.ip().to_string()),
-        ("CONTROL_PLANE_HTTP_PORT", spec.control_plane_http.port().to_string()),
-        ("CONTROL_PLANE_ALS_HOST", spec.control_plane_als.ip().to_string()),
-        ("CONTROL_PLANE_ALS_PORT", spec.control_plane_als.port().to_string()),
+        ("CONTROL_PLANE_HTTP_HOST", http.host.clone()),
+        ("CONTROL_PLANE_HTTP_PORT", http.port.to_string()),
+        ("CONTROL_PLANE_HTTP_TYPE", http.cluster_type().to_owned()),
+        ("CONTROL_PLANE_ALS_HOST", als.host.clone()),
+        ("CONTROL_PLANE_ALS_PORT", als.port.to_string()),
+        ("CONTROL_PLANE_ALS_TYPE", als.cluster_type().to_owned()),
         ("MODEL_CLUSTERS", clusters.join("")),
         ("CORS_ORIGINS", cors_origins_yaml(&spec.cors_origins)),
     ];

@@ -78,3 +78,20 @@ fn upstream_keys_and_the_default_model_reach_the_plugin_config() {
     s.default_model = Some("zzz".into());
     assert!(matches!(plugin_config(&s), Err(RenderError::Plugin(_))));
 }
+
+#[test]
+fn control_plane_by_host_name_resolves_through_dns() {
+    let http: Endpoint = "control-plane:8081".parse().unwrap();
+    let als: Endpoint = "10.1.2.3:8082".parse().unwrap();
+    assert_eq!((http.host.as_str(), http.port, http.cluster_type()), ("control-plane", 8081, "STRICT_DNS"));
+    assert_eq!(als.cluster_type(), "STATIC");
+    let yaml = render_with_control_plane(&spec(&["m=http://127.0.0.1:1"]), &http, &als).unwrap();
+    assert!(yaml.contains("- name: control_plane\n    type: STRICT_DNS"), "{yaml}");
+    assert!(yaml.contains("socket_address: { address: control-plane, port_value: 8081 }"));
+    assert!(yaml.contains("- name: gateway_als\n    type: STATIC"));
+    for bad in ["control-plane", "x:port", ":1", "a b:1", "-x:1"] {
+        assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+    }
+    let by_ip = render(&spec(&["m=http://127.0.0.1:1"])).unwrap();
+    assert!(by_ip.contains("- name: control_plane\n    type: STATIC"));
+}

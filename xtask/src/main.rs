@@ -9,6 +9,7 @@
 
 mod bench;
 mod build;
+mod oci;
 mod setup;
 mod test;
 mod up;
@@ -35,6 +36,8 @@ enum Task {
     Up(up::UpArgs),
     /// Measure the gateway's cost side by side (target/bench/report.json).
     Bench(bench::BenchArgs),
+    /// Package the filter as an OCI image (Istio Wasm format) in target/oci/, without Docker.
+    Oci(oci::OciArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => test::run(&args),
         Task::Up(args) => up::run(args),
         Task::Bench(args) => bench::run(&args),
+        Task::Oci(args) => oci::run(&args),
     }
 }

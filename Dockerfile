@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# The control plane and the vLLM-compatible mock, for docker-compose.yml. The wasm filter is
+# built on the host (`cargo xtask build`) and mounted into the official Envoy image.
+#
+#   docker build --target control-plane -t vllm-gateway/control-plane .
+#   docker build --target mock-vllm     -t vllm-gateway/mock-vllm .
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p control-plane -p mock-vllm \
+ && mkdir -p /out \
+ && cp target/release/control-plane target/release/mock-vllm /out/
+
+# Small runtime: Debian slim (glibc, bash for the health checks), no compiler, non-root user.
+FROM debian:bookworm-slim AS runtime
+RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin gateway \
+ && mkdir -p /data && chown gateway:gateway /data
+USER 10001:10001
+WORKDIR /data
+
+FROM runtime AS control-plane
+COPY --from=build /out/control-plane /usr/local/bin/control-plane
+ENV GATEWAY_HTTP_ADDR=0.0.0.0:8081 \
+    GATEWAY_ALS_ADDR=0.0.0.0:8082 \
+    GATEWAY_DB=sqlite:///data/gateway.db
+EXPOSE 8081 8082
+ENTRYPOINT ["/usr/local/bin/control-plane"]
+
+FROM runtime AS mock-vllm
+COPY --from=build /out/mock-vllm /usr/local/bin/mock-vllm
+EXPOSE 8000
+ENTRYPOINT ["/usr/local/bin/mock-vllm"]

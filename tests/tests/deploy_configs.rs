@@ -1,0 +1,424 @@
+//! Every deployment config the project ships is checked here, without Docker or Kubernetes:
+//! `docker-compose.yml` against the Envoy config it mounts (files, hostnames, ports, tokens), that
+//! Envoy config and the existing-Envoy example with `envoy --mode validate` (real binary, real
+//! filter: an invalid plugin configuration fails validation), the guides against the files they
+//! quote, and the Istio manifests' plugin configuration with the filter's own parser.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use gateway_e2e::paths;
+use gateway_envoy::{Endpoint, GatewaySpec, DEFAULT_CORS_ORIGINS};
+use serde::Deserialize;
+use serde_yaml::Value;
+use vllm_gateway_filter::config::PluginConfig;
+
+const COMPOSE_ENVOY: &str = "envoy/compose/envoy.yaml";
+const EXISTING_ENVOY: &str = "envoy/examples/existing-envoy.yaml";
+const GENERATED_HEADER: &str = "# GENERATED from envoy/gateway.yaml.tmpl for docker-compose.yml by tests/tests/deploy_configs.rs;\n# do not edit: change the test's compose_spec() and run it with UPDATE_DEPLOY_CONFIGS=1.\n";
+
+fn root() -> PathBuf {
+    paths::workspace_root()
+}
+
+fn read(rel: &str) -> Result<String> {
+    std::fs::read_to_string(root().join(rel)).with_context(|| format!("reading {rel}"))
+}
+
+fn yaml(rel: &str) -> Result<Value> {
+    serde_yaml::from_str(&read(rel)?).with_context(|| format!("parsing {rel}"))
+}
+
+fn yaml_docs(rel: &str) -> Result<Vec<Value>> {
+    let text = read(rel)?;
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).with_context(|| format!("parsing {rel}")))
+        .collect()
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> Result<&'a str> {
+    v.as_str().ok_or_else(|| anyhow!("{what} is not a string: {v:?}"))
+}
+
+/// The Envoy config docker-compose.yml runs: the template rendered for the compose services.
+fn compose_spec() -> GatewaySpec {
+    GatewaySpec {
+        listen: "0.0.0.0:5000".parse().expect("address"),
+        admin_port: 9901,
+        // Replaced by host names in `render_compose`.
+        control_plane_http: "127.0.0.1:8081".parse().expect("address"),
+        control_plane_als: "127.0.0.1:8082".parse().expect("address"),
+        wasm_path: "/etc/envoy/vllm_gateway_filter.wasm".into(),
+        models: ["mock-qwen3-32b=http://mock-vllm:8000", "mock-llama-3.3-70b=http://mock-vllm:8000"]
+            .iter()
+            .map(|m| m.parse().expect("model"))
+            .collect(),
+        state_token: "compose-demo-state-token-change-me".into(),
+        state_refresh_ms: 1000,
+        cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+        default_model: None,
+        upstream_keys: BTreeMap::new(),
+    }
+}
+
+fn render_compose() -> Result<String> {
+    let http: Endpoint = "control-plane:8081".parse()?;
+    let als: Endpoint = "control-plane:8082".parse()?;
+    Ok(format!("{GENERATED_HEADER}{}", gateway_envoy::render_with_control_plane(&compose_spec(), &http, &als)?))
+}
+
+/// Runs `envoy --mode validate` on `config` with every `filename:` of a `.wasm` replaced by the
+/// built filter; the error carries Envoy's output.
+fn envoy_validate(config: &str, name: &str) -> Result<()> {
+    let wasm = paths::filter_wasm()?;
+    let local = serde_yaml::to_string(&wasm.to_string_lossy().into_owned())?;
+    let mut replaced = 0;
+    let text: Vec<String> = config
+        .lines()
+        .map(|line| match line.find("filename: \"") {
+            Some(at) if line.contains(".wasm\"") => {
+                replaced += 1;
+                let end = line[at..].find(" }").map(|e| at + e).unwrap_or(line.len());
+                format!("{}filename: {}{}", &line[..at], local.trim(), &line[end..])
+            }
+            _ => line.to_owned(),
+        })
+        .collect();
+    if replaced == 0 {
+        bail!("{name}: no wasm filename to replace");
+    }
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(name);
+    std::fs::write(&path, text.join("\n"))?;
+    let out = std::process::Command::new(paths::envoy_bin()?)
+        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warn", "-c"])
+        .arg(&path)
+        .output()?;
+    if !out.status.success() {
+        bail!("Envoy refused {name}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn listener_filters(envoy: &Value) -> Result<&Vec<Value>> {
+    envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        .as_sequence()
+        .ok_or_else(|| anyhow!("no http_filters in the first listener"))
+}
+
+fn wasm_filter(envoy: &Value) -> Result<&Value> {
+    listener_filters(envoy)?
+        .iter()
+        .find(|f| f["name"].as_str() == Some("envoy.filters.http.wasm"))
+        .map(|f| &f["typed_config"]["config"])
+        .ok_or_else(|| anyhow!("no wasm filter"))
+}
+
+fn plugin_config_of(envoy: &Value) -> Result<PluginConfig> {
+    let json = str_of(&wasm_filter(envoy)?["configuration"]["value"], "the plugin configuration")?;
+    PluginConfig::parse(json.as_bytes()).map_err(|e| anyhow!("{e}"))
+}
+
+/// Cluster name → (address, port) of its first endpoint.
+fn clusters(envoy: &Value) -> Result<BTreeMap<String, (String, u64)>> {
+    let list = envoy["static_resources"]["clusters"].as_sequence().ok_or_else(|| anyhow!("no clusters"))?;
+    list.iter()
+        .map(|c| {
+            let sa = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+            let port = sa["port_value"].as_u64().ok_or_else(|| anyhow!("cluster without a port: {c:?}"))?;
+            Ok((str_of(&c["name"], "cluster name")?.to_owned(), (str_of(&sa["address"], "address")?.to_owned(), port)))
+        })
+        .collect()
+}
+
+fn port_of(addr: &str) -> Result<u64> {
+    Ok(addr.rsplit_once(':').ok_or_else(|| anyhow!("no port in {addr}"))?.1.parse()?)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// The value after `flag` in a command line, for each occurrence.
+fn flag_values(command: &[String], flag: &str) -> Vec<String> {
+    command.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
+}
+
+/// (source, target, read-only) of each `src:dst[:ro]` volume of a service.
+fn mounts(service: &Value) -> Vec<(String, String, bool)> {
+    strings(&service["volumes"])
+        .iter()
+        .map(|v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            (parts[0].to_owned(), parts.get(1).copied().unwrap_or("").to_owned(), parts.get(2) == Some(&"ro"))
+        })
+        .collect()
+}
+
+#[test]
+fn compose_envoy_config_is_rendered_from_the_template() -> Result<()> {
+    let rendered = render_compose()?;
+    if std::env::var_os("UPDATE_DEPLOY_CONFIGS").is_some() {
+        std::fs::write(root().join(COMPOSE_ENVOY), &rendered)?;
+    }
+    assert!(read(COMPOSE_ENVOY)? == rendered, "{COMPOSE_ENVOY} is stale: run this test with UPDATE_DEPLOY_CONFIGS=1");
+    Ok(())
+}
+
+#[test]
+fn compose_envoy_config_passes_envoy_validate() -> Result<()> {
+    envoy_validate(&read(COMPOSE_ENVOY)?, "compose-envoy.yaml")
+}
+
+#[test]
+fn compose_file_mounts_existing_files_read_only() -> Result<()> {
+    let compose = yaml("docker-compose.yml")?;
+    let services = compose["services"].as_mapping().ok_or_else(|| anyhow!("no services"))?;
+    let named: BTreeSet<String> =
+        compose["volumes"].as_mapping().map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    for (name, service) in services {
+        let name = str_of(name, "service name")?;
+        assert!(service["healthcheck"]["test"].is_sequence(), "service {name} has no health check");
+        for (source, target, ro) in mounts(service) {
+            if source.starts_with("./") {
+                assert!(root().join(&source).is_file(), "{name} mounts {source}, which does not exist");
+                assert!(ro, "{name} mounts {source} writable");
+            } else {
+                assert!(named.contains(&source), "{name} mounts volume {source}, not declared under volumes:");
+            }
+            assert!(target.starts_with('/'), "{name}: mount target {target}");
+        }
+    }
+    let envoy = &compose["services"]["envoy"];
+    assert_eq!(envoy["image"].as_str(), Some("envoyproxy/envoy:v1.40.0"));
+    let wasm_rel = paths::filter_wasm()?.strip_prefix(root())?.to_string_lossy().into_owned();
+    assert!(mounts(envoy).iter().any(|(s, _, _)| s == &format!("./{wasm_rel}")), "the built filter ({wasm_rel}) is not mounted");
+    Ok(())
+}
+
+#[test]
+fn compose_envoy_image_is_the_version_the_tests_use() -> Result<()> {
+    let out = std::process::Command::new(paths::envoy_bin()?).arg("--version").output()?;
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    let image = yaml("docker-compose.yml")?["services"]["envoy"]["image"].as_str().unwrap_or_default().to_owned();
+    let tag = image.rsplit_once(":v").map(|(_, t)| t.to_owned()).unwrap_or_default();
+    let minor = tag.rsplit_once('.').map(|(m, _)| m.to_owned()).unwrap_or_default();
+    assert!(!minor.is_empty() && version.contains(&format!("/{minor}.")), "image {image}, tests use {version}");
+    Ok(())
+}
+
+#[test]
+fn compose_ports_and_hostnames_agree_with_the_envoy_config() -> Result<()> {
+    let compose = yaml("docker-compose.yml")?;
+    let svc = |n: &str| compose["services"][n].clone();
+    let (envoy_svc, cp, mock) = (svc("envoy"), svc("control-plane"), svc("mock-vllm"));
+    // The config Envoy is started with is the file mounted there.
+    let command = strings(&envoy_svc["command"]);
+    let config_path = flag_values(&command, "-c").pop().ok_or_else(|| anyhow!("envoy has no -c"))?;
+    let config_src = mounts(&envoy_svc).into_iter().find(|(_, t, _)| *t == config_path).map(|(s, _, _)| s);
+    assert_eq!(config_src.as_deref(), Some(&*format!("./{COMPOSE_ENVOY}")));
+    let config = yaml(COMPOSE_ENVOY)?;
+    // Wasm: the filename in the config is where the built filter is mounted.
+    let wasm_in_config = str_of(&wasm_filter(&config)?["vm_config"]["code"]["local"]["filename"], "wasm filename")?;
+    assert!(mounts(&envoy_svc).iter().any(|(s, t, _)| t == wasm_in_config && s.ends_with(".wasm")), "{wasm_in_config} is not mounted");
+    // Gateway port: published 5000 → the listener's port, on all interfaces inside the container.
+    let listener = &config["static_resources"]["listeners"][0]["address"]["socket_address"];
+    let published = strings(&envoy_svc["ports"]);
+    let container_port: u64 = published.first().and_then(|p| p.rsplit(':').next()).unwrap_or_default().parse()?;
+    assert!(published.iter().any(|p| p.ends_with(":5000:5000") || p == "5000:5000"), "gateway not on 5000: {published:?}");
+    assert_eq!((listener["address"].as_str(), listener["port_value"].as_u64()), (Some("0.0.0.0"), Some(container_port)));
+    // Control plane: cluster hosts are the service name, ports are the ones it listens on.
+    let clusters = clusters(&config)?;
+    let env = |k: &str| cp["environment"][k].as_str().map(str::to_owned).ok_or_else(|| anyhow!("control-plane has no {k}"));
+    assert_eq!(clusters["control_plane"], ("control-plane".to_owned(), port_of(&env("GATEWAY_HTTP_ADDR")?)?));
+    assert_eq!(clusters["gateway_als"], ("control-plane".to_owned(), port_of(&env("GATEWAY_ALS_ADDR")?)?));
+    // The SQLite file is on the named volume.
+    let db = env("GATEWAY_DB")?;
+    assert!(mounts(&cp).iter().any(|(s, t, _)| !s.starts_with('.') && db.starts_with(&format!("sqlite://{t}/"))), "{db} is not on a volume");
+    // The filter's state token is the control plane's.
+    let plugin = plugin_config_of(&config)?;
+    assert_eq!(plugin.state.token, env("GATEWAY_STATE_TOKEN")?);
+    assert_eq!(plugin.state.cluster, "control_plane");
+    // Every model the filter routes is served by the mock, at the mock's address.
+    let mock_cmd = strings(&mock["command"]);
+    let mock_port = port_of(&flag_values(&mock_cmd, "--listen").pop().ok_or_else(|| anyhow!("mock has no --listen"))?)?;
+    let served: BTreeSet<String> = flag_values(&mock_cmd, "--model").into_iter().collect();
+    let routed: BTreeSet<String> = plugin.models.keys().cloned().collect();
+    assert_eq!(routed, served);
+    assert_eq!(served.len(), 2);
+    for route in plugin.models.values() {
+        assert_eq!(clusters.get(&route.cluster), Some(&("mock-vllm".to_owned(), mock_port)), "{}", route.cluster);
+    }
+    // Envoy waits for what it depends on.
+    for dep in ["control-plane", "mock-vllm"] {
+        assert_eq!(envoy_svc["depends_on"][dep]["condition"].as_str(), Some("service_healthy"), "{dep}");
+    }
+    Ok(())
+}
+
+#[test]
+fn existing_envoy_example_passes_envoy_validate() -> Result<()> {
+    envoy_validate(&read(EXISTING_ENVOY)?, "existing-envoy.yaml")
+}
+
+#[test]
+fn envoy_validate_refuses_an_invalid_plugin_configuration() -> Result<()> {
+    let bad = read(EXISTING_ENVOY)?.replace("\"cluster\": \"control_plane\"", "\"cluster\": \"\"");
+    let err = envoy_validate(&bad, "bad.yaml").err().ok_or_else(|| anyhow!("Envoy accepted an empty state.cluster"))?;
+    assert!(err.to_string().contains("invalid plugin configuration: state.cluster"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn existing_envoy_example_is_consistent() -> Result<()> {
+    let config = yaml(EXISTING_ENVOY)?;
+    let plugin = plugin_config_of(&config)?;
+    let clusters = clusters(&config)?;
+    for route in plugin.models.values() {
+        assert!(clusters.contains_key(&route.cluster), "model cluster {} is not defined", route.cluster);
+    }
+    assert!(clusters.contains_key(&plugin.state.cluster));
+    assert!(clusters.contains_key("gateway_als"));
+    let wasm = wasm_filter(&config)?;
+    assert_eq!(wasm["allow_on_headers_stop_iteration"].as_bool(), Some(true));
+    assert_eq!(wasm["root_id"].as_str(), Some("vllm_gateway"));
+    let text = read(EXISTING_ENVOY)?;
+    assert!(text.contains(&format!("cluster_header: {}", plugin.cluster_header)));
+    assert!(text.contains("filter_state_objects_to_log: [\"wasm.gw_usage\"]"));
+    // The wasm filter comes before the router.
+    let names: Vec<&str> = listener_filters(&config)?.iter().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(names.last(), Some(&"envoy.filters.http.router"));
+    Ok(())
+}
+
+/// The fenced ```yaml blocks of a Markdown file.
+fn yaml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l.starts_with("```yaml") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap_or_default().join("\n")),
+            (Some(lines), _) => lines.push(line),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn existing_envoy_guide_quotes_the_validated_example() -> Result<()> {
+    let guide = read("docs/existing-envoy.md")?;
+    let example = read(EXISTING_ENVOY)?;
+    let blocks = yaml_blocks(&guide);
+    assert!(blocks.len() >= 5, "the guide shows {} blocks", blocks.len());
+    for block in &blocks {
+        assert!(example.contains(block.as_str()), "this block of the guide is not in {EXISTING_ENVOY}:\n{block}");
+    }
+    for part in ["stats_config", "buffer_limit", "access_log", "routes", "http_filter", "clusters"] {
+        let begin = format!("# --- vllm-gateway: begin {part} ---");
+        assert!(example.contains(&begin), "{begin}");
+        assert!(blocks.iter().any(|b| b.contains(&begin)), "the guide does not show the {part} block");
+    }
+    Ok(())
+}
+
+/// Every field path of a fully populated plugin configuration (`state.refresh_ms`, …).
+fn field_paths(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            let path = if prefix == "models." { "models.<name>".to_owned() } else { format!("{prefix}{k}") };
+            out.insert(path.clone());
+            field_paths(v, &format!("{path}."), out);
+        }
+    }
+}
+
+#[test]
+fn plugin_config_reference_documents_every_field() -> Result<()> {
+    let full = serde_json::json!({
+        "models": {"m": {"cluster": "c", "api_key": "k"}},
+        "state": {"cluster": "control_plane", "token": "0123456789abcdef", "authority": "a", "path": "/p", "refresh_ms": 1000, "timeout_ms": 2000},
+        "max_request_body_bytes": 1, "cluster_header": "x-h", "usage_injection": "final", "default_model": "m"
+    });
+    let parsed = PluginConfig::parse(full.to_string().as_bytes()).map_err(|e| anyhow!("{e}"))?;
+    let mut fields = BTreeSet::new();
+    field_paths(&serde_json::to_value(&parsed)?, "", &mut fields);
+    let reference = read("docs/plugin-config.md")?;
+    for field in &fields {
+        assert!(reference.contains(&format!("`{field}`")), "docs/plugin-config.md does not document `{field}`");
+    }
+    assert!(fields.contains("models.<name>.api_key") && fields.contains("state.timeout_ms"), "{fields:?}");
+    for mode in ["continuous", "final", "off"] {
+        assert!(reference.contains(&format!("`{mode}`")), "usage_injection mode {mode}");
+    }
+    Ok(())
+}
+
+#[test]
+fn istio_wasm_plugin_config_parses_with_the_filter_parser() -> Result<()> {
+    let plugin = yaml("deploy/istio/wasmplugin.yaml")?;
+    assert_eq!(plugin["kind"].as_str(), Some("WasmPlugin"));
+    let spec = &plugin["spec"];
+    assert!(str_of(&spec["url"], "url")?.starts_with("oci://"));
+    assert_eq!(spec["phase"].as_str(), Some("AUTHN"));
+    assert_eq!(spec["pluginName"].as_str(), Some("vllm_gateway"));
+    let json = serde_json::to_string(&spec["pluginConfig"])?;
+    let config = PluginConfig::parse(json.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+    for route in config.models.values() {
+        assert!(route.cluster.starts_with("outbound|"), "{} is not an Istio cluster name", route.cluster);
+    }
+    // The route patch reads the header the plugin writes.
+    let route = yaml("deploy/istio/envoyfilter-route.yaml")?;
+    assert_eq!(route["kind"].as_str(), Some("EnvoyFilter"));
+    let value = &route["spec"]["configPatches"][0]["patch"]["value"];
+    assert_eq!(value["route"]["cluster_header"].as_str(), Some(config.cluster_header.as_str()));
+    assert_eq!(strings(&value["request_headers_to_remove"]), vec![config.cluster_header.clone()]);
+    Ok(())
+}
+
+#[test]
+fn istio_mesh_config_logs_the_usage_filter_state() -> Result<()> {
+    let docs = yaml_docs("deploy/istio/mesh-config.yaml")?;
+    let providers = &docs[0]["spec"]["meshConfig"]["extensionProviders"];
+    let als = &providers[0]["envoyHttpAls"];
+    assert_eq!(strings(&als["filterStateObjectsToLog"]), vec!["wasm.gw_usage".to_owned()]);
+    assert_eq!(als["port"].as_u64(), Some(8082));
+    let name = str_of(&providers[0]["name"], "provider name")?;
+    let telemetry = docs.iter().find(|d| d["kind"].as_str() == Some("Telemetry")).ok_or_else(|| anyhow!("no Telemetry"))?;
+    assert_eq!(telemetry["spec"]["accessLogging"][0]["providers"][0]["name"].as_str(), Some(name));
+    Ok(())
+}
+
+/// Every config and manifest shipped, listed in docs/configs.md with the test that checks it.
+const SHIPPED: [&str; 8] = [
+    "envoy/gateway.yaml.tmpl",
+    COMPOSE_ENVOY,
+    EXISTING_ENVOY,
+    "docker-compose.yml",
+    "Dockerfile",
+    "deploy/istio/wasmplugin.yaml",
+    "deploy/istio/mesh-config.yaml",
+    "deploy/istio/envoyfilter-route.yaml",
+];
+
+#[test]
+fn configs_index_lists_every_shipped_config_and_its_test() -> Result<()> {
+    let index = read("docs/configs.md")?;
+    for file in SHIPPED {
+        assert!(root().join(file).is_file(), "{file} is missing");
+        let row = index.lines().find(|l| l.contains(&format!("`{file}`"))).ok_or_else(|| anyhow!("docs/configs.md does not list {file}"))?;
+        assert!(row.contains("test"), "docs/configs.md names no test for {file}: {row}");
+    }
+    // Every `test_file::function` the index names exists.
+    let mut named = 0;
+    for name in index.split('`').filter(|s| s.contains("::") && !s.contains(' ')) {
+        let (file, func) = name.split_once("::").unwrap_or_default();
+        let source = read(&format!("tests/tests/{file}.rs"))?;
+        assert!(source.contains(&format!("fn {func}(")), "docs/configs.md names {name}, which does not exist");
+        named += 1;
+    }
+    assert!(named >= 10, "docs/configs.md names only {named} tests");
+    Ok(())
+}
