@@ -378,6 +378,36 @@ fn istio_wasm_plugin_config_parses_with_the_filter_parser() -> Result<()> {
     Ok(())
 }
 
+/// The EnvoyFilter install: its filter block, put in place of the compose config's wasm filter,
+/// passes `envoy --mode validate`, and its plugin config parses and sets what body routing needs.
+#[test]
+fn istio_envoyfilter_install_sets_stop_iteration_and_validates() -> Result<()> {
+    let patch = yaml("deploy/istio/envoyfilter-wasm.yaml")?;
+    assert_eq!(patch["kind"].as_str(), Some("EnvoyFilter"));
+    let change = &patch["spec"]["configPatches"][0];
+    assert_eq!(change["patch"]["operation"].as_str(), Some("INSERT_BEFORE"));
+    let filter = change["patch"]["value"].clone();
+    let config = &filter["typed_config"]["config"];
+    assert_eq!(config["allow_on_headers_stop_iteration"].as_bool(), Some(true), "body routing needs it");
+    let plugin = PluginConfig::parse(str_of(&config["configuration"]["value"], "plugin config")?.as_bytes())
+        .map_err(|e| anyhow!("{e}"))?;
+    let wasm_plugin = yaml("deploy/istio/wasmplugin.yaml")?;
+    let same = PluginConfig::parse(serde_json::to_string(&wasm_plugin["spec"]["pluginConfig"])?.as_bytes())
+        .map_err(|e| anyhow!("{e}"))?;
+    assert_eq!(plugin, same, "both Istio installs configure the filter the same way");
+
+    let mut bootstrap: Value = serde_yaml::from_str(&render_compose()?)?;
+    let filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        .as_sequence_mut()
+        .ok_or_else(|| anyhow!("no http_filters"))?;
+    let at = filters.iter().position(|f| f["name"].as_str() == Some("envoy.filters.http.wasm")).ok_or_else(|| anyhow!("no wasm filter"))?;
+    filters[at] = filter;
+    // envoy_validate swaps quoted `.wasm` file names for the built filter.
+    let text = serde_yaml::to_string(&bootstrap)?
+        .replace("filename: /var/local/wasm/vllm_gateway_filter.wasm", "filename: \"/var/local/wasm/vllm_gateway_filter.wasm\"");
+    envoy_validate(&text, "istio-envoyfilter.yaml")
+}
+
 #[test]
 fn istio_mesh_config_logs_the_usage_filter_state() -> Result<()> {
     let docs = yaml_docs("deploy/istio/mesh-config.yaml")?;
@@ -392,7 +422,7 @@ fn istio_mesh_config_logs_the_usage_filter_state() -> Result<()> {
 }
 
 /// Every config and manifest shipped, listed in docs/configs.md with the test that checks it.
-const SHIPPED: [&str; 8] = [
+const SHIPPED: [&str; 9] = [
     "envoy/gateway.yaml.tmpl",
     COMPOSE_ENVOY,
     EXISTING_ENVOY,
@@ -401,6 +431,7 @@ const SHIPPED: [&str; 8] = [
     "deploy/istio/wasmplugin.yaml",
     "deploy/istio/mesh-config.yaml",
     "deploy/istio/envoyfilter-route.yaml",
+    "deploy/istio/envoyfilter-wasm.yaml",
 ];
 
 #[test]
