@@ -154,7 +154,7 @@ impl Exchange {
     }
 
     fn allows(&self, model: &str) -> bool {
-        self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == model)
+        crate::keys::model_allowed(&self.allowed_models, model)
     }
 
     /// Points the request at `model`'s cluster (replacing any client value) and sets the

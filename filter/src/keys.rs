@@ -71,8 +71,13 @@ pub struct AppKey {
 impl AppKey {
     /// Whether the app may use `model`.
     pub fn allows(&self, model: &str) -> bool {
-        self.models.is_empty() || self.models.iter().any(|m| m == model)
+        model_allowed(&self.models, model)
     }
+}
+
+/// Whether an allow-list of models (empty: all) lets `model` through.
+pub fn model_allowed(models: &[String], model: &str) -> bool {
+    models.is_empty() || models.iter().any(|m| m == model)
 }
 
 /// Every live key, by the hex SHA-256 of its plaintext; every user; the JWT keys.

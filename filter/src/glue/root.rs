@@ -98,7 +98,7 @@ impl GatewayRoot {
         }
     }
 
-    /// Stores a pulled state in shared data for every worker, then adopts it here.
+    /// Stores a pulled state in shared data for every worker and installs it here.
     fn take_pulled_state(&mut self, body_size: usize) {
         match host::header(MapType::HttpCallResponseHeaders, ":status").as_deref() {
             Some("200") => {}
@@ -109,13 +109,16 @@ impl GatewayRoot {
             }
         }
         let body = host::buffer(BufferType::HttpCallResponseBody, body_size);
-        if let Err(e) = KeyState::parse(&body) {
-            log::warn!("pulled key state is malformed, keeping the previous one: {e}");
-            return;
-        }
-        let etag = host::header(MapType::HttpCallResponseHeaders, "etag").unwrap_or_default();
+        let state = match KeyState::parse(&body) {
+            Ok(state) => state,
+            Err(e) => {
+                log::warn!("pulled key state is malformed, keeping the previous one: {e}");
+                return;
+            }
+        };
+        let etag = host::header(MapType::HttpCallResponseHeaders, "etag").unwrap_or_default().replace('\n', "");
         let mut value = Vec::with_capacity(etag.len() + 1 + body.len());
-        value.extend_from_slice(etag.replace('\n', "").as_bytes());
+        value.extend_from_slice(etag.as_bytes());
         value.push(b'\n');
         value.extend_from_slice(&body);
         let shared = hostcalls::set_shared_data(STATE_KEY, Some(&value), None)
@@ -123,7 +126,9 @@ impl GatewayRoot {
         if let Err(e) = shared {
             log::warn!("sharing the key state failed: {e:?}");
         }
-        adopt_shared_state(&self.keys);
+        // Parsed once: this worker installs it at the version it shared, so its own tick skips it.
+        log::info!("key state pulled: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
+        *self.keys.borrow_mut() = WorkerState { keys: Some(Rc::new(state)), version: Some(etag.into_bytes()) };
     }
 }
 
