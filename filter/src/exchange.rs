@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
 use crate::keys::KeyState;
 use crate::record::UsageRecord;
-use crate::request_body;
+use crate::request_body::{self, RequestFacts};
 use crate::usage::{Accounting, BodyAccounting, StreamAccounting};
 
 /// Largest non-streamed response body kept whole for counting (1 MiB); past it, only the tail.
@@ -191,8 +191,8 @@ impl Exchange {
         if let Err(e) = self.check_body_size(body.len()) {
             return Step::Refuse(e);
         }
-        let (facts, object) = match request_body::read_object(body) {
-            Ok(read) => read,
+        let facts = match request_body::read(body) {
+            Ok(facts) => facts,
             Err(e) => return self.refuse(e),
         };
         self.record.model = Some(facts.model.clone());
@@ -202,20 +202,21 @@ impl Exchange {
             return step;
         }
         if facts.stream {
-            self.inject_usage(host, object);
+            self.inject_usage(host, body, &facts);
         }
         Step::Continue
     }
 
     /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]).
-    fn inject_usage(&mut self, host: &mut dyn Host, object: serde_json::Map<String, serde_json::Value>) {
+    fn inject_usage(&mut self, host: &mut dyn Host, body: &[u8], facts: &RequestFacts) {
         let continuous = match self.config.usage_injection {
             UsageInjection::Off => return,
             UsageInjection::Continuous => true,
             UsageInjection::Final => false,
         };
-        self.injected = Some(UsageAsk::of(&object));
-        let body = inject_usage(object, continuous);
+        // `body` was just read as a JSON object, so this always succeeds.
+        let Some(body) = inject_usage(body, continuous) else { return };
+        self.injected = Some(UsageAsk::of(facts));
         host.set_request_body(&body);
         host.set_request_header("content-length", Some(&body.len().to_string()));
     }
@@ -237,7 +238,13 @@ impl Exchange {
         self.rewriter.is_some()
     }
 
-    /// A piece of the response body. Returns the bytes to send instead of `chunk` when the
+    /// Whether the next response bytes are the first (the only ones whose time is recorded).
+    pub fn awaits_first_byte(&self) -> bool {
+        self.tracked && !self.finished && self.record.ttft_ms.is_none()
+    }
+
+    /// A piece of the response body. `now_ms` is read only while [`Self::awaits_first_byte`].
+    /// Returns the bytes to send instead of `chunk` when the
     /// stream is rewritten for the caller; `None` means pass `chunk` on unchanged.
     pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: u64) -> Option<Vec<u8>> {
         if !self.tracked || self.finished {

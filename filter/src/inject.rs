@@ -9,6 +9,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::request_body::RequestFacts;
+
 /// What the caller itself asked for in `stream_options`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageAsk {
@@ -19,16 +21,9 @@ pub struct UsageAsk {
 }
 
 impl UsageAsk {
-    /// Reads `stream_options` of a request body.
-    pub fn of(body: &Map<String, Value>) -> Self {
-        let option = |name: &str| {
-            body.get("stream_options")
-                .and_then(|o| o.get(name))
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-        };
-        let include_usage = option("include_usage");
-        Self { include_usage, continuous: include_usage && option("continuous_usage_stats") }
+    /// What a request body's `stream_options` asked for.
+    pub fn of(facts: &RequestFacts) -> Self {
+        Self { include_usage: facts.include_usage, continuous: facts.include_usage && facts.continuous_usage_stats }
     }
 
     /// Whether the stream the caller gets differs from what the injected request returns.
@@ -37,22 +32,43 @@ impl UsageAsk {
     }
 }
 
-/// Adds `include_usage` (and `continuous_usage_stats` when `continuous`) to a streamed
-/// request's `stream_options`, keeping the caller's other options; returns the new body.
-pub fn inject_usage(mut body: Map<String, Value>, continuous: bool) -> Vec<u8> {
-    let options = body
-        .entry("stream_options")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !options.is_object() {
-        *options = Value::Object(Map::new());
+/// Adds `include_usage` (and `continuous_usage_stats` when `continuous`) to a streamed request's
+/// `stream_options`, keeping the caller's other options; returns the new body, or `None` when
+/// `body` is not a JSON object.
+///
+/// Only `stream_options` is rewritten: the rest of the body is copied byte for byte (a long
+/// prompt is never parsed and re-serialised). Without `stream_options`, the member is put first.
+pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
+    let members = top_level_members(body)?;
+    let existing = members.iter().find(|m| m.key == b"stream_options");
+    let mut options = match existing.and_then(|m| serde_json::from_slice::<Value>(body.get(m.value_start..m.end)?).ok()) {
+        Some(Value::Object(options)) => options,
+        _ => Map::new(),
+    };
+    options.insert("include_usage".to_owned(), Value::Bool(true));
+    if continuous {
+        options.insert("continuous_usage_stats".to_owned(), Value::Bool(true));
     }
-    if let Value::Object(options) = options {
-        options.insert("include_usage".to_owned(), Value::Bool(true));
-        if continuous {
-            options.insert("continuous_usage_stats".to_owned(), Value::Bool(true));
+    let options = serde_json::to_vec(&Value::Object(options)).ok()?;
+    let mut out = Vec::with_capacity(body.len() + options.len() + 20);
+    match existing {
+        Some(m) => {
+            out.extend_from_slice(body.get(..m.value_start)?);
+            out.extend_from_slice(&options);
+            out.extend_from_slice(body.get(m.end..)?);
+        }
+        None => {
+            let open = skip_ws(body, 0) + 1;
+            out.extend_from_slice(body.get(..open)?);
+            out.extend_from_slice(b"\"stream_options\":");
+            out.extend_from_slice(&options);
+            if !members.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(body.get(open..)?);
         }
     }
-    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+    Some(out)
 }
 
 /// Events longer than this are passed on unchanged rather than held (1 MiB).
@@ -124,11 +140,15 @@ fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
         return;
     };
     let json = event.get(prefix_len..prefix_len + json_len).unwrap_or_default();
-    let Some(usage) = member_span(json, "usage") else {
+    let Some(members) = top_level_members(json) else {
         out.extend_from_slice(event);
         return;
     };
-    let usage_only = is_usage_only(json);
+    let Some(usage) = member_span(&members, "usage") else {
+        out.extend_from_slice(event);
+        return;
+    };
+    let usage_only = is_usage_only(json, &members);
     if usage_only && !ask.include_usage {
         return;
     }
@@ -150,22 +170,20 @@ fn single_data_line(event: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// A usage-only chunk: `"choices": []` with a non-null `usage`.
-fn is_usage_only(json: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        choices: Option<Vec<serde::de::IgnoredAny>>,
-        #[serde(default)]
-        usage: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_slice::<Probe>(json)
-        .is_ok_and(|p| p.usage.is_some() && p.choices.is_some_and(|c| c.is_empty()))
+fn is_usage_only(json: &[u8], members: &[Member<'_>]) -> bool {
+    let value = |name: &[u8]| {
+        let m = members.iter().find(|m| m.key == name)?;
+        json.get(m.value_start..m.end)
+    };
+    let empty_array = value(b"choices").is_some_and(|v| {
+        v.first() == Some(&b'[') && v.get(skip_ws(v, 1)) == Some(&b']')
+    });
+    empty_array && value(b"usage").is_some_and(|v| v != b"null")
 }
 
-/// The byte span of a top-level member `"name": value` of a JSON object, with the one comma that
-/// separates it from its neighbour, so that cutting the span leaves valid JSON.
-fn member_span(json: &[u8], name: &str) -> Option<(usize, usize)> {
-    let members = top_level_members(json)?;
+/// The byte span of the top-level member `name` with the one comma that separates it from its
+/// neighbour, so that cutting the span leaves valid JSON.
+fn member_span(members: &[Member<'_>], name: &str) -> Option<(usize, usize)> {
     let index = members.iter().position(|m| m.key == name.as_bytes())?;
     let this = members.get(index)?;
     match (index.checked_sub(1).and_then(|i| members.get(i)), members.get(index + 1)) {
@@ -179,6 +197,8 @@ struct Member<'a> {
     key: &'a [u8],
     /// Where the key's opening quote is.
     start: usize,
+    /// Where the value starts.
+    value_start: usize,
     /// Just past the value.
     end: usize,
 }
@@ -205,8 +225,9 @@ fn top_level_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
         if json.get(i) != Some(&b':') {
             return None;
         }
-        let end = value_end(json, skip_ws(json, i + 1))?;
-        members.push(Member { key, start, end });
+        let value_start = skip_ws(json, i + 1);
+        let end = value_end(json, value_start)?;
+        members.push(Member { key, start, value_start, end });
         i = end;
     }
 }

@@ -8,21 +8,29 @@ use crate::usage::{Usage, UsageSource};
 /// Name of the filter-state property (Envoy logs it as `wasm.gw_usage`).
 pub const PROPERTY: &str = "gw_usage";
 
-/// What one request did, as the access log receives it.
+/// What one request did, as the access log receives it. Absent facts (`null`, `false`) are left
+/// out of the JSON, which keeps what Envoy copies and logs per request short; a reader takes a
+/// missing member as its default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UsageRecord {
     /// The app whose key was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub app_id: Option<i64>,
     /// The key that was used.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<i64>,
     /// The user whose JWT was used.
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i64>,
     /// The requested model.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The cluster the request was routed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Whether the response was streamed.
+    #[serde(skip_serializing_if = "is_false")]
     pub stream: bool,
     /// HTTP status the client got.
     pub status: u16,
@@ -32,15 +40,24 @@ pub struct UsageRecord {
     /// Where the counts came from.
     pub usage_source: UsageSource,
     /// Milliseconds from the request to the first response byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<u64>,
     /// Milliseconds from the request to the end of the response.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     /// The client went away before the response ended.
+    #[serde(skip_serializing_if = "is_false")]
     pub client_disconnected: bool,
     /// Why the gateway refused the request (`invalid_api_key`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_error: Option<String>,
     /// The error type the upstream reported (`BadRequestError`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_error: Option<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl UsageRecord {
@@ -69,5 +86,16 @@ mod tests {
         assert_eq!(json["usage_source"], "reported");
         let back: UsageRecord = serde_json::from_value(json).unwrap();
         assert_eq!(back, record);
+    }
+
+    #[test]
+    fn absent_facts_are_left_out_and_read_back_as_defaults() {
+        let record = UsageRecord { status: 401, gateway_error: Some("invalid_api_key".into()), ..Default::default() };
+        let text = String::from_utf8(record.to_bytes()).unwrap();
+        assert_eq!(text, r#"{"status":401,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"usage_source":"none","gateway_error":"invalid_api_key"}"#);
+        assert_eq!(serde_json::from_str::<UsageRecord>(&text).unwrap(), record);
+        let full = r#"{"app_id":1,"key_id":2,"user_id":null,"model":"m","cluster":"c","stream":true,"status":200,"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"usage_source":"reported","ttft_ms":4,"duration_ms":5,"client_disconnected":false,"gateway_error":null,"upstream_error":null}"#;
+        let older: UsageRecord = serde_json::from_str(full).unwrap();
+        assert_eq!((older.app_id, older.stream, older.ttft_ms, older.client_disconnected), (Some(1), true, Some(4), false));
     }
 }

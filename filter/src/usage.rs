@@ -2,6 +2,8 @@
 //! ([`StreamAccounting`], fed chunk by chunk through the SSE parser) or a whole JSON body
 //! ([`BodyAccounting`]). Both keep bounded memory however long the response is.
 
+use std::borrow::Cow;
+
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
@@ -50,16 +52,18 @@ pub struct DocumentFacts {
     pub has_content: bool,
 }
 
+/// A stream chunk or a whole body, read without keeping its text: strings the accounting only
+/// tests for emptiness are never copied, and every other member is skipped.
 #[derive(Deserialize)]
-struct Document {
+struct Document<'a> {
     #[serde(default)]
     usage: Option<ReportedUsage>,
     #[serde(default)]
     error: Option<ErrorObject>,
-    #[serde(default)]
-    object: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
+    #[serde(default, borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
     #[serde(default)]
     choices: Option<Vec<Choice>>,
 }
@@ -85,17 +89,38 @@ struct Choice {
     #[serde(default)]
     delta: Option<Delta>,
     #[serde(default)]
-    text: Option<String>,
+    text: Option<Text>,
 }
 
 #[derive(Deserialize)]
 struct Delta {
     #[serde(default)]
-    content: Option<String>,
+    content: Option<Text>,
     #[serde(default)]
-    reasoning_content: Option<String>,
+    reasoning_content: Option<Text>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
+}
+
+/// A JSON string, of which only whether it is empty is kept.
+struct Text {
+    empty: bool,
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl serde::de::Visitor<'_> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text { empty: v.is_empty() })
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
 }
 
 impl From<ReportedUsage> for Usage {
@@ -112,9 +137,9 @@ impl From<ReportedUsage> for Usage {
 
 /// Reads one JSON document; `None` if it is not a JSON object.
 pub fn read_document(bytes: &[u8]) -> Option<DocumentFacts> {
-    let doc: Document = serde_json::from_slice(bytes).ok()?;
+    let doc: Document<'_> = serde_json::from_slice(bytes).ok()?;
     let flat_error = (doc.object.as_deref() == Some("error")).then(|| UpstreamError {
-        kind: doc.kind.clone().unwrap_or_else(|| "error".to_owned()),
+        kind: doc.kind.as_deref().unwrap_or("error").to_owned(),
     });
     let nested_error = doc.error.map(|e| UpstreamError {
         kind: e.kind.unwrap_or_else(|| "error".to_owned()),
@@ -129,7 +154,7 @@ pub fn read_document(bytes: &[u8]) -> Option<DocumentFacts> {
 
 impl Choice {
     fn has_content(&self) -> bool {
-        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        let non_empty = |s: &Option<Text>| s.as_ref().is_some_and(|s| !s.empty);
         non_empty(&self.text)
             || self.delta.as_ref().is_some_and(|d| {
                 non_empty(&d.content) || non_empty(&d.reasoning_content) || d.tool_calls.is_some()

@@ -29,6 +29,8 @@ fn may_be_stale(error: &GatewayError) -> bool {
 /// See the module docs.
 pub struct GatewayHttp {
     config: Rc<PluginConfig>,
+    /// When the request arrived (one clock read serves the exchange and the credential checks).
+    started_ms: u64,
     exchange: Exchange,
     keys: SharedKeys,
     reading_body: bool,
@@ -36,12 +38,13 @@ pub struct GatewayHttp {
 
 impl GatewayHttp {
     pub fn new(config: Rc<PluginConfig>, keys: SharedKeys) -> Self {
-        Self { exchange: Exchange::new(config.clone(), host::now_ms()), config, keys, reading_body: false }
+        let started_ms = host::now_ms();
+        Self { exchange: Exchange::new(config.clone(), started_ms), started_ms, config, keys, reading_body: false }
     }
 
     fn authenticate(&mut self, head: &RequestHead) -> Step {
         let keys = self.keys.borrow().keys.clone();
-        let now_secs = i64::try_from(host::now().as_secs()).unwrap_or(i64::MAX);
+        let now_secs = i64::try_from(self.started_ms / 1000).unwrap_or(i64::MAX);
         self.exchange.on_request_headers(&mut HostCalls, head, keys.as_deref(), now_secs)
     }
 
@@ -92,7 +95,7 @@ impl HttpContext for GatewayHttp {
         let mut step = self.authenticate(&head);
         if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && super::root::adopt_shared_state(&self.keys) {
             // Another worker has a newer state (a key created or a user re-enabled a moment ago).
-            self.exchange = Exchange::new(self.config.clone(), host::now_ms());
+            self.exchange = Exchange::new(self.config.clone(), self.started_ms);
             step = self.authenticate(&head);
         }
         if step == Step::ReadBody && end_of_stream {
@@ -138,7 +141,9 @@ impl HttpContext for GatewayHttp {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_tracked() {
             let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
-            if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, host::now_ms()) {
+            // The clock matters only for the first byte.
+            let now_ms = if self.exchange.awaits_first_byte() { host::now_ms() } else { 0 };
+            if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, now_ms) {
                 host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
             }
         }

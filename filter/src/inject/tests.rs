@@ -39,24 +39,42 @@ fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+fn inject(body: &str, continuous: bool) -> Value {
+    let out = inject_usage(body.as_bytes(), continuous).unwrap();
+    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+}
+
 #[test]
 fn injection_adds_usage_options_and_keeps_the_rest() {
-    let body: Map<String, Value> = serde_json::from_str(r#"{"model":"m","stream":true,"stream_options":{"x":1},"temperature":0.7}"#).unwrap();
-    let out: Value = serde_json::from_slice(&inject_usage(body, true)).unwrap();
+    let out = inject(r#"{"model":"m","stream":true,"stream_options":{"x":1},"temperature":0.7}"#, true);
     assert_eq!(out["stream_options"], serde_json::json!({"x":1,"include_usage":true,"continuous_usage_stats":true}));
     assert_eq!(out["temperature"], 0.7);
-    let body: Map<String, Value> = serde_json::from_str(r#"{"model":"m","stream":true,"stream_options":null}"#).unwrap();
-    let out: Value = serde_json::from_slice(&inject_usage(body, false)).unwrap();
+    let out = inject(r#"{"model":"m","stream":true,"stream_options":null}"#, false);
     assert_eq!(out["stream_options"], serde_json::json!({"include_usage": true}));
+    let out = inject(r#"{"stream_options" : "odd" , "model":"m"}"#, false);
+    assert_eq!(out, serde_json::json!({"model": "m", "stream_options": {"include_usage": true}}));
+}
+
+#[test]
+fn injection_copies_the_rest_of_the_body_byte_for_byte() {
+    let body = "\n { \"model\" : \"模型\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"a \\\"q\\\" {x} \\u00e9\"}],\"stream\":true }\n";
+    let out = String::from_utf8(inject_usage(body.as_bytes(), true).unwrap()).unwrap();
+    assert_eq!(out, body.replacen('{', "{\"stream_options\":{\"continuous_usage_stats\":true,\"include_usage\":true},", 1));
+    assert_eq!(String::from_utf8(inject_usage(b"{}", false).unwrap()).unwrap(), r#"{"stream_options":{"include_usage":true}}"#);
+    let with_options = r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":false},"z":0}"#;
+    let out = String::from_utf8(inject_usage(with_options.as_bytes(), false).unwrap()).unwrap();
+    assert_eq!(out, r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":true},"z":0}"#);
+    assert!(inject_usage(b"[1]", true).is_none());
+    assert!(inject_usage(b"{\"a\":", true).is_none());
 }
 
 #[test]
 fn what_the_caller_asked_is_read() {
-    let ask = |s: &str| UsageAsk::of(&serde_json::from_str(s).unwrap());
-    assert_eq!(ask(r#"{}"#), UsageAsk::default());
-    assert_eq!(ask(r#"{"stream_options":{"include_usage":true}}"#), UsageAsk { include_usage: true, continuous: false });
-    assert_eq!(ask(r#"{"stream_options":{"continuous_usage_stats":true}}"#), UsageAsk::default(), "alone it does nothing");
-    assert!(!ask(r#"{"stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#).needs_rewrite());
+    let ask = |s: &str| UsageAsk::of(&crate::request_body::read(s.as_bytes()).unwrap());
+    assert_eq!(ask(r#"{"model":"m"}"#), UsageAsk::default());
+    assert_eq!(ask(r#"{"model":"m","stream_options":{"include_usage":true}}"#), UsageAsk { include_usage: true, continuous: false });
+    assert_eq!(ask(r#"{"model":"m","stream_options":{"continuous_usage_stats":true}}"#), UsageAsk::default(), "alone it does nothing");
+    assert!(!ask(r#"{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#).needs_rewrite());
 }
 
 #[test]
@@ -89,17 +107,18 @@ fn a_caller_that_asked_for_usage_gets_exactly_vllms_stream() {
 
 #[test]
 fn member_spans_cut_cleanly() {
+    let span = |json: &[u8], name: &str| member_span(&top_level_members(json)?, name);
     let cut = |json: &str| {
-        let (a, b) = member_span(json.as_bytes(), "usage").unwrap();
+        let (a, b) = span(json.as_bytes(), "usage").unwrap();
         format!("{}{}", &json[..a], &json[b..])
     };
     assert_eq!(cut(r#"{"a":1,"usage":{"x":[1,"}"]},"b":"u\"sage"}"#), r#"{"a":1,"b":"u\"sage"}"#);
     assert_eq!(cut(r#"{"a":1, "usage" : null}"#), r#"{"a":1}"#);
     assert_eq!(cut(r#"{"usage":{},"b":2}"#), r#"{"b":2}"#);
     assert_eq!(cut(r#"{"usage":3}"#), r#"{}"#);
-    assert!(member_span(br#"{"a":{"usage":1}}"#, "usage").is_none(), "only top-level members");
-    assert!(member_span(b"[1]", "usage").is_none());
-    assert!(member_span(br#"{"usage":"#, "usage").is_none());
+    assert!(span(br#"{"a":{"usage":1}}"#, "usage").is_none(), "only top-level members");
+    assert!(span(b"[1]", "usage").is_none());
+    assert!(span(br#"{"usage":"#, "usage").is_none());
 }
 
 #[test]
