@@ -70,7 +70,7 @@ pub(crate) async fn handle(
         model,
     };
     Ok(match mode {
-        Some(mode) => sse::response(reply.events(&plan, mode), state.config()),
+        Some(mode) => sse::response(reply.events(&plan, mode), state.config().split_seed, state.token_delay()),
         None => Json(reply.completion(&plan)).into_response(),
     })
 }

@@ -3,6 +3,7 @@
 //! byte positions (`split_seed`), with an optional pause between frames (`token_delay`).
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
@@ -11,7 +12,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::config::MockConfig;
 use crate::generate::SplitMix64;
 
 /// The content type of vLLM's streams (as recorded).
@@ -33,13 +33,12 @@ pub(crate) fn event<T: Serialize>(value: &T) -> Bytes {
 }
 
 /// A 200 `text/event-stream` response sending `events` (which end with [`DONE`]) as the
-/// configuration says: framing from `split_seed`, pauses from `token_delay`.
-pub(crate) fn response(events: Vec<Bytes>, config: &MockConfig) -> Response {
-    let frames = match config.split_seed {
+/// configuration says: framing from `split_seed`, a pause of `delay` between frames.
+pub(crate) fn response(events: Vec<Bytes>, split_seed: Option<u64>, delay: Duration) -> Response {
+    let frames = match split_seed {
         Some(seed) => split(&events.concat(), seed),
         None => events,
     };
-    let delay = config.token_delay;
     let body = futures::stream::iter(frames)
         .enumerate()
         .then(move |(i, frame)| async move {

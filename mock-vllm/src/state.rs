@@ -1,6 +1,8 @@
 //! The shared state of a mock server: its configuration and the requests it has seen.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -41,6 +43,8 @@ pub struct MockState {
 #[derive(Debug)]
 struct Inner {
     config: MockConfig,
+    /// The pause between streamed frames now, in nanoseconds (starts as the configured one).
+    token_delay_ns: AtomicU64,
     started: u64,
     seen: Mutex<Vec<SeenRequest>>,
 }
@@ -49,6 +53,7 @@ impl MockState {
     /// A fresh state that has seen nothing.
     pub fn new(config: MockConfig) -> Self {
         let inner = Inner {
+            token_delay_ns: AtomicU64::new(u64::try_from(config.token_delay.as_nanos()).unwrap_or(u64::MAX)),
             config,
             started: unix_now(),
             seen: Mutex::new(Vec::new()),
@@ -61,6 +66,18 @@ impl MockState {
     /// The configuration it was started with.
     pub fn config(&self) -> &MockConfig {
         &self.inner.config
+    }
+
+    /// The pause between two frames of a streamed body now.
+    pub fn token_delay(&self) -> Duration {
+        Duration::from_nanos(self.inner.token_delay_ns.load(Ordering::Relaxed))
+    }
+
+    /// Changes the pause between streamed frames for the responses that start from now on (a
+    /// benchmark paces a running mock like a real server, then lets it go flat out again).
+    pub fn set_token_delay(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.token_delay_ns.store(nanos, Ordering::Relaxed);
     }
 
     /// Every request received so far, oldest first.

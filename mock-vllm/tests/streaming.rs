@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{chunk_kind, post, state, state_with, Reply, MODEL};
 use futures::StreamExt;
-use mock_vllm::MockConfig;
+use mock_vllm::{MockConfig, MockState};
 use serde_json::{json, Value};
 
 fn chat(max_tokens: Option<u32>, stream_options: Option<Value>) -> Value {
@@ -230,13 +230,8 @@ fn normalize(text: &str) -> String {
     text.replace(id, "ID").replace(&created, "\"created\":0")
 }
 
-#[tokio::test]
-async fn token_delay_sends_each_event_as_its_own_frame_over_tcp() {
-    let delay = Duration::from_millis(30);
-    let state = state_with(MockConfig {
-        token_delay: delay,
-        ..MockConfig::default()
-    });
+/// A 5-token stream over real TCP from `state`: its frames and how long it took.
+async fn five_token_frames(state: MockState) -> (Vec<bytes::Bytes>, Duration) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}/v1/chat/completions",
@@ -246,7 +241,6 @@ async fn token_delay_sends_each_event_as_its_own_frame_over_tcp() {
     let server = tokio::spawn(mock_vllm::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-
     let started = Instant::now();
     let response = reqwest::Client::new()
         .post(url)
@@ -260,6 +254,12 @@ async fn token_delay_sends_each_event_as_its_own_frame_over_tcp() {
     );
     let frames: Vec<bytes::Bytes> = response.bytes_stream().map(Result::unwrap).collect().await;
     let elapsed = started.elapsed();
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    (frames, elapsed)
+}
+
+fn assert_paced(frames: &[bytes::Bytes], elapsed: Duration, delay: Duration) {
     assert_eq!(
         frames.len(),
         1 + 5 + 1 + 1,
@@ -272,7 +272,27 @@ async fn token_delay_sends_each_event_as_its_own_frame_over_tcp() {
         elapsed >= delay * 7,
         "7 pauses between 8 frames, took {elapsed:?}"
     );
+}
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+#[tokio::test]
+async fn token_delay_sends_each_event_as_its_own_frame_over_tcp() {
+    let delay = Duration::from_millis(30);
+    let state = state_with(MockConfig {
+        token_delay: delay,
+        ..MockConfig::default()
+    });
+    let (frames, elapsed) = five_token_frames(state).await;
+    assert_paced(&frames, elapsed, delay);
+}
+
+#[tokio::test]
+async fn a_running_mock_can_be_paced_and_let_go_again() {
+    let state = state_with(MockConfig::default());
+    assert_eq!(state.token_delay(), Duration::ZERO);
+    let delay = Duration::from_millis(20);
+    state.set_token_delay(delay);
+    let (frames, elapsed) = five_token_frames(state.clone()).await;
+    assert_paced(&frames, elapsed, delay);
+    state.set_token_delay(Duration::ZERO);
+    assert_eq!(state.token_delay(), Duration::ZERO);
 }
