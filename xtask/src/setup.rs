@@ -27,7 +27,8 @@ pub fn wasm_test_runner() -> Result<PathBuf> {
     crate::wasm_bindgen::ensure_runner()
 }
 
-fn ensure_rust_target(target: &str) -> Result<()> {
+/// Installs a Rust target with rustup unless it is there.
+pub fn ensure_rust_target(target: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()

@@ -30,7 +30,7 @@ pub struct ControlPlane {
     pub state_token: String,
     admin_token: String,
     db_url: String,
-    _process: ChildGuard,
+    process: ChildGuard,
 }
 
 impl ControlPlane {
@@ -53,7 +53,7 @@ impl ControlPlane {
             let value = line.split_whitespace().find_map(|p| p.strip_prefix(key)).ok_or_else(|| anyhow!("no {key} in `{line}`"))?;
             Ok(value.parse()?)
         };
-        Ok(ControlPlane { http: addr("http=")?, als: addr("als=")?, state_token, admin_token, db_url, _process: process })
+        Ok(ControlPlane { http: addr("http=")?, als: addr("als=")?, state_token, admin_token, db_url, process })
     }
 
     /// Creates an app and returns its API key.
@@ -70,6 +70,11 @@ impl ControlPlane {
             bail!("creating the bench app answered {status}: {body}");
         }
         body["apiKey"].as_str().map(str::to_owned).context("no apiKey in the reply")
+    }
+
+    /// The control plane's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
     }
 
     async fn db(&self) -> Result<sqlx::SqlitePool> {

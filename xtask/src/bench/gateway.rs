@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +12,8 @@ use gateway_e2e::process::ChildGuard;
 use serde_json::{json, Value};
 
 use super::cp::ControlPlane;
+use super::cpu::{CpuPerRequest, Processes, Snapshot};
+use vllm_gateway_filter::config::DEFAULT_CLUSTER_HEADER;
 use super::report::Report;
 use super::wrk::{self, Load, Run};
 use super::Settings;
@@ -21,18 +22,25 @@ const MODEL: &str = "bench-model";
 
 /// The running arms.
 pub struct Arms {
-    filtered: String,
-    plain: String,
+    pub(super) filtered: String,
+    pub(super) plain: String,
+    /// Envoy with the minimal body-routing filter (see [`super::floor`]).
+    floor: String,
     mock: String,
-    api_key: String,
-    _envoys: (ChildGuard, ChildGuard),
+    pub(super) api_key: String,
+    /// The processes of the filtered and the plain arm.
+    processes: (Processes, Processes),
+    floor_process: Processes,
+    /// The mock's state (to pace its streams like a real server).
+    pub(super) mock_state: mock_vllm::MockState,
+    _envoys: (ChildGuard, ChildGuard, ChildGuard),
     _mock_stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Arms {
     /// Starts the mock and both Envoys next to `cp`, and waits until the filter accepts a key.
     pub async fn start(cp: &ControlPlane, dir: &Path) -> Result<Arms> {
-        let (mock, mock_stop) = start_mock().await?;
+        let (mock, mock_state, mock_stop) = start_mock().await?;
         let spec = gateway_envoy::GatewaySpec {
             listen: ([127, 0, 0, 1], 0).into(),
             admin_port: 0,
@@ -49,17 +57,28 @@ impl Arms {
         let with_filter = gateway_envoy::render(&spec)?;
         let cluster = gateway_envoy::cluster_name(0, MODEL);
         let without_filter = strip_filter(&with_filter, &cluster)?;
+        let floor_wasm = super::floor::build(DEFAULT_CLUSTER_HEADER, &cluster).context("building the floor filter")?;
+        let floor_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { wasm_path: floor_wasm, ..spec })?;
         let (filtered_envoy, filtered) = start_envoy(dir, "with-filter", &with_filter).await?;
         let (plain_envoy, plain) = start_envoy(dir, "without-filter", &without_filter).await?;
+        let (floor_envoy, floor) = start_envoy(dir, "floor-filter", &floor_filter).await?;
         let api_key = cp.create_app_key().await?;
         let filtered = format!("http://{filtered}");
         wait_for_key(&filtered, &api_key).await?;
+        let control_plane = cp.pid().context("the control plane has exited")?;
+        let pid = |envoy: &ChildGuard| envoy.pid().context("an Envoy has exited");
+        let processes = (Processes { envoy: pid(&filtered_envoy)?, control_plane }, Processes { envoy: pid(&plain_envoy)?, control_plane });
+        let floor_process = Processes { envoy: pid(&floor_envoy)?, control_plane };
         Ok(Arms {
             filtered,
             plain: format!("http://{plain}"),
+            floor: format!("http://{floor}"),
             mock: format!("http://{mock}"),
             api_key,
-            _envoys: (filtered_envoy, plain_envoy),
+            processes,
+            floor_process,
+            mock_state,
+            _envoys: (filtered_envoy, plain_envoy, floor_envoy),
             _mock_stop: mock_stop,
         })
     }
@@ -82,7 +101,7 @@ pub fn strip_filter(config: &str, cluster: &str) -> Result<String> {
     Ok(out)
 }
 
-async fn start_mock() -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+async fn start_mock() -> Result<(SocketAddr, mock_vllm::MockState, tokio::sync::oneshot::Sender<()>)> {
     // TCP_NODELAY on the listener is inherited by accepted sockets (Linux): without it, Nagle on
     // the mock's small SSE writes meets Envoy's delayed ACKs and stalls streams by ~40 ms, in
     // whichever arm it happens to hit, which would measure the kernel rather than the filter.
@@ -93,10 +112,10 @@ async fn start_mock() -> Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> 
     let addr = listener.local_addr()?;
     let state = mock_vllm::MockState::new(mock_vllm::MockConfig { models: vec![MODEL.into()], ..Default::default() });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(mock_vllm::serve(listener, state, async move {
+    tokio::spawn(mock_vllm::serve(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
-    Ok((addr, stop))
+    Ok((addr, state, stop))
 }
 
 async fn start_envoy(dir: &Path, name: &str, config: &str) -> Result<(ChildGuard, SocketAddr)> {
@@ -120,7 +139,7 @@ async fn wait_for_key(base: &str, key: &str) -> Result<()> {
     bail!("the filter never accepted the bench key")
 }
 
-fn chat_body(stream: bool, max_tokens: u32) -> String {
+pub(super) fn chat_body(stream: bool, max_tokens: u32) -> String {
     json!({
         "model": MODEL,
         "messages": [{"role": "user", "content": "Say something about gateways."}],
@@ -132,12 +151,19 @@ fn chat_body(stream: bool, max_tokens: u32) -> String {
 
 /// Both arms' runs for one load shape, alternated ABBA over `settings.rounds`.
 fn alternate(arms: &Arms, s: &Settings, body: &str, connections: u32) -> Result<(Vec<Run>, Vec<Run>)> {
+    alternate_with(arms, (&arms.filtered, arms.processes.0), s, body, connections)
+}
+
+/// Runs of the arm `filter` (URL and processes) and of the plain arm, alternated ABBA.
+fn alternate_with(arms: &Arms, filter: (&String, Processes), s: &Settings, body: &str, connections: u32) -> Result<(Vec<Run>, Vec<Run>)> {
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for round in 0..s.rounds {
         let filtered_first = round % 2 == 0;
         for filtered in [filtered_first, !filtered_first] {
-            let base = if filtered { &arms.filtered } else { &arms.plain };
-            let run = wrk::run(&s.wrk, &s.dir, &arms.load(base, body), connections, s.run_time)?;
+            let (base, processes) = if filtered { filter } else { (&arms.plain, arms.processes.1) };
+            let before = Snapshot::take(processes)?;
+            let mut run = wrk::run(&s.wrk, &s.dir, &arms.load(base, body), connections, s.run_time)?;
+            run.cpu = Some(before.per_request(&Snapshot::take(processes)?, run.requests));
             if filtered { with.push(run) } else { without.push(run) }
         }
     }
@@ -148,7 +174,7 @@ fn total_rps(runs: &[Run]) -> f64 {
     runs.iter().map(|r| r.requests).sum::<f64>() / runs.iter().map(|r| r.seconds).sum::<f64>()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -157,11 +183,28 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn summary(with: &[Run], without: &[Run]) -> Value {
+/// The request-weighted CPU per request of the runs, by process.
+fn cpu(runs: &[Run]) -> CpuPerRequest {
+    CpuPerRequest::mean(&runs.iter().filter_map(|r| Some((r.cpu?, r.requests))).collect::<Vec<_>>())
+}
+
+fn arm_summary(runs: &[Run]) -> Value {
     json!({
-        "with_filter": {"rps": total_rps(with), "p50_ms": median(with.iter().map(|r| r.p50_ms).collect()), "p99_ms": median(with.iter().map(|r| r.p99_ms).collect()), "runs": with.iter().map(Run::json).collect::<Vec<_>>()},
-        "without_filter": {"rps": total_rps(without), "p50_ms": median(without.iter().map(|r| r.p50_ms).collect()), "p99_ms": median(without.iter().map(|r| r.p99_ms).collect()), "runs": without.iter().map(Run::json).collect::<Vec<_>>()},
+        "rps": total_rps(runs),
+        "p50_ms": median(runs.iter().map(|r| r.p50_ms).collect()),
+        "p99_ms": median(runs.iter().map(|r| r.p99_ms).collect()),
+        "cpu_us_per_request": cpu(runs).json(),
+        "runs": runs.iter().map(Run::json).collect::<Vec<_>>(),
     })
+}
+
+fn summary(with: &[Run], without: &[Run]) -> Value {
+    json!({"with_filter": arm_summary(with), "without_filter": arm_summary(without)})
+}
+
+/// Envoy's CPU per request with the filter minus without it: what the filter itself costs.
+fn filter_cpu_us(with: &[Run], without: &[Run]) -> f64 {
+    cpu(with).envoy - cpu(without).envoy
 }
 
 /// (a) Non-streamed chat completions at concurrency 1 and 32.
@@ -184,11 +227,21 @@ pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()
             report.set("throughput_ratio_c1", ratio, "ratio", "non-streamed, concurrency 1");
         } else {
             report.set("throughput_ratio", ratio, "ratio", "non-streamed, concurrency 32, with/without filter");
+            report.set("filter_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, with minus without the filter (non-streamed, concurrency 32)");
             report.set("added_p50_ms_c32", added_p50, "ms", "non-streamed, concurrency 32");
             report.set("added_p99_ms_c32", added_p99, "ms", "non-streamed, concurrency 32");
         }
     }
     report.detail("non_streamed", Value::Object(details));
+    Ok(())
+}
+
+/// The floor: the minimal body-routing filter against the plain arm, non-streamed, concurrency 32.
+pub fn floor(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
+    let (with, without) = alternate_with(arms, (&arms.floor, arms.floor_process), s, &chat_body(false, 16), 32)?;
+    report.set("floor_throughput_ratio", total_rps(&with) / total_rps(&without), "ratio", "a minimal proxy-wasm filter (pause, read body, set cluster) vs none: V8's own price, non-streamed, concurrency 32");
+    report.set("floor_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, minimal filter minus none");
+    report.detail("floor", summary(&with, &without));
     Ok(())
 }
 
@@ -199,39 +252,22 @@ pub fn streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
     let (with, without) = alternate(arms, s, &body, 8)?;
     let ratio = total_rps(&with) / total_rps(&without);
     report.set("stream_throughput_ratio", ratio, "ratio", "256-token streams, concurrency 8, with/without filter");
+    report.set("filter_cpu_us_per_stream", filter_cpu_us(&with, &without), "us", "Envoy's CPU per 256-token stream, with minus without the filter");
     let total_added = median(with.iter().map(|r| r.p50_ms).collect()) - median(without.iter().map(|r| r.p50_ms).collect());
     report.set("stream_total_added_p50_ms", total_added, "ms", "256-token stream, whole-response time, concurrency 8");
-    let (ttft_with, ttft_without) = ttft(arms, &body, s.ttft_samples)?;
+    let (ttft_with, ttft_without) = super::ttft::first_byte_times(arms, &body, s.ttft_samples)?;
     let ttft_added = median(ttft_with.clone()) - median(ttft_without.clone());
-    report.set("ttft_added_ms", ttft_added, "ms", "first response byte (curl time_starttransfer), median, one at a time");
+    report.set(
+        "first_byte_added_ms_unpaced",
+        ttft_added,
+        "ms",
+        "first response byte (curl), unpaced mock: the whole 256-token stream arrives in Envoy's first read, so this includes the filter's work on all of it",
+    );
     let mut d = summary(&with, &without);
     d["ttft_ms_with_filter_p50"] = json!(median(ttft_with));
     d["ttft_ms_without_filter_p50"] = json!(median(ttft_without));
     report.detail("streamed_256", d);
     Ok(())
-}
-
-/// Times to first byte with and without the filter, alternating, measured by curl.
-fn ttft(arms: &Arms, body: &str, samples: u32) -> Result<(Vec<f64>, Vec<f64>)> {
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for i in 0..samples * 2 {
-        let filtered = i % 2 == 0;
-        let base = if filtered { &arms.filtered } else { &arms.plain };
-        let output = Command::new("curl")
-            .args(["-sS", "-N", "-o", "/dev/null", "-w", "%{http_code} %{time_starttransfer}", "-H", "Content-Type: application/json"])
-            .args(["-H", &format!("Authorization: Bearer {}", arms.api_key), "--data-binary", body])
-            .arg(format!("{base}/v1/chat/completions"))
-            .output()
-            .context("running curl (is it installed?)")?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut parts = text.split_whitespace();
-        if parts.next() != Some("200") {
-            bail!("a streamed request answered `{text}`: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        let seconds: f64 = parts.next().context("no time from curl")?.parse()?;
-        if filtered { with.push(seconds * 1e3) } else { without.push(seconds * 1e3) }
-    }
-    Ok((with, without))
 }
 
 /// The mock's own capacity under the same non-streamed load at concurrency 32 (no Envoy).

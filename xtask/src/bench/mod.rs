@@ -2,7 +2,10 @@
 //! measured side by side in one run on this machine (see the README's "Performance" section).
 //!
 //! - [`gateway`]: Envoy with the filter vs the same Envoy configuration without it, same mock,
-//!   same load (`wrk`), arms alternated; plus the mock's own capacity.
+//!   same load (`wrk`), arms alternated; plus the mock's own capacity, and time to first token
+//!   with the mock paced like a real server.
+//! - [`floor`]: a minimal body-routing proxy-wasm filter as a third arm: V8's own price.
+//! - [`cpu`]: CPU time per request of each process during a run.
 //! - [`sse`], [`sse_wasm`]: the filter's SSE parser and usage extraction alone, native and as
 //!   wasm under Node.
 //! - [`cp`]: the control plane's access-log sink and `GET /api/logs` over a million rows.
@@ -13,10 +16,13 @@
 //! runs every scenario briefly with what is already built (the shape test uses it).
 
 mod cp;
+mod cpu;
+mod floor;
 mod gateway;
 mod report;
 mod sse;
 mod sse_wasm;
+mod ttft;
 mod wrk;
 
 use std::path::PathBuf;
@@ -120,7 +126,9 @@ async fn scenarios(s: &Settings, report: &mut report::Report) -> Result<()> {
         let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the two Envoys")?;
         gateway::mock_capacity(&arms, s, report)?;
         gateway::non_streamed(&arms, s, report)?;
+        gateway::floor(&arms, s, report)?;
         gateway::streamed(&arms, s, report)?;
+        ttft::paced(&arms, s, report).await?;
     }
     cp::logs_query(&cp, s, s.log_rows, report).await?;
     Ok(())
@@ -157,7 +165,7 @@ mod tests {
                 assert!(m["met"].is_boolean() || m["value"].is_null(), "{key}: met must be known when measured: {m}");
             }
         }
-        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32"] {
+        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32", "first_byte_added_ms_unpaced", "filter_cpu_us_per_request", "filter_cpu_us_per_stream", "floor_throughput_ratio"] {
             assert!(metrics[key]["value"].is_number(), "{key} was not measured: {}", metrics[key]);
         }
     }

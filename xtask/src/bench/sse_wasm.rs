@@ -60,6 +60,7 @@ WebAssembly.instantiate(compiled, imports).then((instance) => {
 /// Builds the generated crate (release, `wasm32-unknown-unknown`) and runs it under Node.
 pub fn measure(streams: &[PathBuf], budget: Duration, report: &mut Report) -> Result<()> {
     let node = paths::find_on_path("node").context("node is not on PATH")?;
+    crate::setup::ensure_rust_target("wasm32-unknown-unknown")?;
     let wasm = build(streams)?;
     let dir = wasm.parent().context("no folder")?;
     let runner = dir.join("runner.cjs");
@@ -104,7 +105,7 @@ fn build(streams: &[PathBuf]) -> Result<PathBuf> {
     Ok(target.join("wasm32-unknown-unknown").join("release").join("sse_wasm_bench.wasm"))
 }
 
-fn write_if_changed(path: &Path, text: &str) -> Result<()> {
+pub(super) fn write_if_changed(path: &Path, text: &str) -> Result<()> {
     if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
         std::fs::write(path, text)?;
     }

@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use gateway_e2e::paths;
 use serde_json::{json, Value};
 
+use super::cpu::CpuPerRequest;
+
 /// One request shape.
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -35,6 +37,8 @@ pub struct Run {
     pub p99_ms: f64,
     /// Response bytes read (headers and bodies).
     pub bytes: f64,
+    /// CPU per request by process, when the caller measured it.
+    pub cpu: Option<CpuPerRequest>,
 }
 
 impl Run {
@@ -45,7 +49,11 @@ impl Run {
 
     /// As JSON for the report's details.
     pub fn json(&self) -> Value {
-        json!({"requests": self.requests, "seconds": self.seconds, "rps": self.rps(), "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "bytes_per_response": self.bytes / self.requests})
+        let mut v = json!({"requests": self.requests, "seconds": self.seconds, "rps": self.rps(), "p50_ms": self.p50_ms, "p99_ms": self.p99_ms, "bytes_per_response": self.bytes / self.requests});
+        if let Some(cpu) = self.cpu {
+            v["cpu_us_per_request"] = cpu.json();
+        }
+        v
     }
 }
 
@@ -119,7 +127,7 @@ fn parse(stdout: &str) -> Result<Run> {
     if num("requests") < 1.0 {
         bail!("no request completed: {line}");
     }
-    Ok(Run { requests: num("requests"), seconds: num("duration_us") / 1e6, p50_ms: num("p50_us") / 1e3, p99_ms: num("p99_us") / 1e3, bytes: num("bytes") })
+    Ok(Run { requests: num("requests"), seconds: num("duration_us") / 1e6, p50_ms: num("p50_us") / 1e3, p99_ms: num("p99_us") / 1e3, bytes: num("bytes"), cpu: None })
 }
 
 #[cfg(test)]

@@ -1,0 +1,126 @@
+//! Where the CPU goes during a load run: the CPU time each process of the run used (from
+//! `/proc/<pid>/stat`), per completed request. On a 2-core machine every arm is CPU-bound, so a
+//! throughput ratio is a ratio of whole-machine CPU per request; this splits it by process, so
+//! the report shows what the filter adds to Envoy itself and what it adds elsewhere.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+/// Linux reports process times in USER_HZ ticks, 100 per second on every architecture the
+/// project builds for (x86_64, aarch64).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The processes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Processes {
+    /// The Envoy under load.
+    pub envoy: u32,
+    /// The control plane (its access-log sink receives every request's entry).
+    pub control_plane: u32,
+}
+
+/// CPU used so far, per process.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    envoy: Duration,
+    control_plane: Duration,
+    /// This process: the in-process mock vLLM and the bench's own runtime.
+    mock: Duration,
+    /// Waited-for children of this process: the load generator runs that ended.
+    load_generator: Duration,
+}
+
+/// User plus system time of a process, and of its waited-for children, from its stat line.
+fn times(pid: &str) -> Result<(Duration, Duration)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name may hold spaces and parentheses: the fields start after the last `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    let tick = |i: usize| -> Result<f64> { Ok(fields.get(i).context("a short /proc stat line")?.parse::<f64>()?) };
+    // After the name: state is field 3 of proc(5), so utime (14) is index 11 here.
+    let own = tick(11)? + tick(12)?;
+    let children = tick(13)? + tick(14)?;
+    Ok((Duration::from_secs_f64(own / TICKS_PER_SECOND), Duration::from_secs_f64(children / TICKS_PER_SECOND)))
+}
+
+impl Snapshot {
+    /// The CPU used so far by each process of `p`.
+    pub fn take(p: Processes) -> Result<Snapshot> {
+        let (mock, load_generator) = times("self")?;
+        Ok(Snapshot { envoy: times(&p.envoy.to_string())?.0, control_plane: times(&p.control_plane.to_string())?.0, mock, load_generator })
+    }
+
+    /// Microseconds of CPU per request between `self` (before) and `after`, per process.
+    pub fn per_request(&self, after: &Snapshot, requests: f64) -> CpuPerRequest {
+        let us = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() * 1e6 / requests.max(1.0);
+        CpuPerRequest {
+            envoy: us(after.envoy, self.envoy),
+            control_plane: us(after.control_plane, self.control_plane),
+            mock: us(after.mock, self.mock),
+            load_generator: us(after.load_generator, self.load_generator),
+        }
+    }
+}
+
+/// Microseconds of CPU per completed request, by process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuPerRequest {
+    /// Envoy (with or without the filter).
+    pub envoy: f64,
+    /// The control plane.
+    pub control_plane: f64,
+    /// The mock vLLM (and the bench process around it).
+    pub mock: f64,
+    /// wrk.
+    pub load_generator: f64,
+}
+
+impl CpuPerRequest {
+    /// All processes together.
+    pub fn total(&self) -> f64 {
+        self.envoy + self.control_plane + self.mock + self.load_generator
+    }
+
+    /// The request-weighted mean of several runs' figures.
+    pub fn mean(runs: &[(CpuPerRequest, f64)]) -> CpuPerRequest {
+        let requests: f64 = runs.iter().map(|(_, n)| n).sum::<f64>().max(1.0);
+        let sum = |f: fn(&CpuPerRequest) -> f64| runs.iter().map(|(c, n)| f(c) * n).sum::<f64>() / requests;
+        CpuPerRequest { envoy: sum(|c| c.envoy), control_plane: sum(|c| c.control_plane), mock: sum(|c| c.mock), load_generator: sum(|c| c.load_generator) }
+    }
+
+    /// As JSON for the report's details.
+    pub fn json(&self) -> Value {
+        let round = |v: f64| (v * 10.0).round() / 10.0;
+        json!({"envoy": round(self.envoy), "control_plane": round(self.control_plane), "mock": round(self.mock), "load_generator": round(self.load_generator), "total": round(self.total())})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_readable_stat_line_and_uses_cpu() {
+        let before = times("self").unwrap();
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = times("self").unwrap();
+        assert!(after.0 > before.0, "60 ms of spinning shows as CPU time");
+    }
+
+    #[test]
+    fn per_request_figures_divide_by_requests_and_weigh_runs() {
+        let zero = Duration::ZERO;
+        let before = Snapshot { envoy: zero, control_plane: zero, mock: zero, load_generator: zero };
+        let after = Snapshot { envoy: Duration::from_millis(100), control_plane: Duration::from_millis(50), mock: zero, load_generator: Duration::from_millis(10) };
+        let c = before.per_request(&after, 1000.0);
+        assert_eq!((c.envoy, c.control_plane, c.load_generator), (100.0, 50.0, 10.0));
+        assert_eq!(c.total(), 160.0);
+        let m = CpuPerRequest::mean(&[(c, 1000.0), (CpuPerRequest::default(), 3000.0)]);
+        assert_eq!(m.envoy, 25.0);
+    }
+}
