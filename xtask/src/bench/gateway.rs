@@ -20,6 +20,10 @@ use super::Settings;
 
 const MODEL: &str = "bench-model";
 
+/// Pause after each run before its CPU is read, so that the control plane's share of the run
+/// is not counted in the next one.
+const SETTLE: Duration = Duration::from_millis(600);
+
 /// The running arms.
 pub struct Arms {
     pub(super) filtered: String,
@@ -163,6 +167,9 @@ fn alternate_with(arms: &Arms, filter: (&String, Processes), s: &Settings, body:
             let (base, processes) = if filtered { filter } else { (&arms.plain, arms.processes.1) };
             let before = Snapshot::take(processes)?;
             let mut run = wrk::run(&s.wrk, &s.dir, &arms.load(base, body), connections, s.run_time)?;
+            // Envoy flushes access-log entries every 0.2 s and the control plane writes them in
+            // batches: let the run's last rows land before reading its CPU.
+            std::thread::sleep(SETTLE);
             run.cpu = Some(before.per_request(&Snapshot::take(processes)?, run.requests));
             if filtered { with.push(run) } else { without.push(run) }
         }

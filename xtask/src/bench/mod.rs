@@ -18,6 +18,7 @@
 mod cp;
 mod cpu;
 mod floor;
+mod generated;
 mod gateway;
 mod report;
 mod sse;
