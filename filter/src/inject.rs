@@ -40,16 +40,14 @@ impl UsageAsk {
 /// prompt is never parsed and re-serialised). Without `stream_options`, the member is put first.
 pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
     let members = top_level_members(body)?;
-    let existing = members.iter().find(|m| m.key == b"stream_options");
-    let mut options = match existing.and_then(|m| serde_json::from_slice::<Value>(body.get(m.value_start..m.end)?).ok()) {
-        Some(Value::Object(options)) => options,
-        _ => Map::new(),
-    };
-    options.insert("include_usage".to_owned(), Value::Bool(true));
-    if continuous {
-        options.insert("continuous_usage_stats".to_owned(), Value::Bool(true));
+    if members.iter().any(|m| m.key.contains(&b'\\')) {
+        // A key spelled with escapes (`"stream\u005foptions"`) is still `stream_options` to the
+        // upstream: compare decoded keys, at the price of re-serialising this (odd) body.
+        return inject_usage_decoded(body, continuous);
     }
-    let options = serde_json::to_vec(&Value::Object(options)).ok()?;
+    let existing = members.iter().find(|m| m.key == b"stream_options");
+    let options = existing.and_then(|m| serde_json::from_slice::<Value>(body.get(m.value_start..m.end)?).ok());
+    let options = serde_json::to_vec(&with_usage_options(options, continuous)).ok()?;
     let mut out = Vec::with_capacity(body.len() + options.len() + 20);
     match existing {
         Some(m) => {
@@ -69,6 +67,27 @@ pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// `inject_usage` for a body whose keys must be decoded to be compared.
+fn inject_usage_decoded(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
+    let mut object: Map<String, Value> = serde_json::from_slice(body).ok()?;
+    let options = object.remove("stream_options");
+    object.insert("stream_options".to_owned(), with_usage_options(options, continuous));
+    serde_json::to_vec(&object).ok()
+}
+
+/// The caller's `stream_options` (kept when it is an object) with the usage flags set.
+fn with_usage_options(options: Option<Value>, continuous: bool) -> Value {
+    let mut options = match options {
+        Some(Value::Object(options)) => options,
+        _ => Map::new(),
+    };
+    options.insert("include_usage".to_owned(), Value::Bool(true));
+    if continuous {
+        options.insert("continuous_usage_stats".to_owned(), Value::Bool(true));
+    }
+    Value::Object(options)
 }
 
 /// Events longer than this are passed on unchanged rather than held (1 MiB).

@@ -65,6 +65,9 @@ fn injection_copies_the_rest_of_the_body_byte_for_byte() {
     let out = String::from_utf8(inject_usage(with_options.as_bytes(), false).unwrap()).unwrap();
     assert_eq!(out, r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":true},"z":0}"#);
     assert!(inject_usage(b"[1]", true).is_none());
+    let escaped = r#"{"model":"m","stream\u005foptions":{"include_usage":false,"x":1}}"#;
+    let out: Value = serde_json::from_slice(&inject_usage(escaped.as_bytes(), true).unwrap()).unwrap();
+    assert_eq!(out, serde_json::json!({"model": "m", "stream_options": {"x": 1, "include_usage": true, "continuous_usage_stats": true}}));
     assert!(inject_usage(b"{\"a\":", true).is_none());
 }
 
