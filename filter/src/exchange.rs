@@ -89,6 +89,11 @@ impl Exchange {
         }
     }
 
+    /// When the exchange started (Unix milliseconds).
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
     /// Whether the gateway accounts for this exchange (it is a `/v1/*` request).
     pub fn is_tracked(&self) -> bool {
         self.tracked

@@ -29,8 +29,6 @@ fn may_be_stale(error: &GatewayError) -> bool {
 /// See the module docs.
 pub struct GatewayHttp {
     config: Rc<PluginConfig>,
-    /// When the request arrived (one clock read serves the exchange and the credential checks).
-    started_ms: u64,
     exchange: Exchange,
     keys: SharedKeys,
     reading_body: bool,
@@ -38,13 +36,13 @@ pub struct GatewayHttp {
 
 impl GatewayHttp {
     pub fn new(config: Rc<PluginConfig>, keys: SharedKeys) -> Self {
-        let started_ms = host::now_ms();
-        Self { exchange: Exchange::new(config.clone(), started_ms), started_ms, config, keys, reading_body: false }
+        Self { exchange: Exchange::new(config.clone(), host::now_ms()), config, keys, reading_body: false }
     }
 
     fn authenticate(&mut self, head: &RequestHead) -> Step {
         let keys = self.keys.borrow().keys.clone();
-        let now_secs = i64::try_from(self.started_ms / 1000).unwrap_or(i64::MAX);
+        // One clock read (the exchange's start) serves the exchange and the credential checks.
+        let now_secs = i64::try_from(self.exchange.started_ms() / 1000).unwrap_or(i64::MAX);
         self.exchange.on_request_headers(&mut HostCalls, head, keys.as_deref(), now_secs)
     }
 
@@ -95,7 +93,7 @@ impl HttpContext for GatewayHttp {
         let mut step = self.authenticate(&head);
         if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && super::root::adopt_shared_state(&self.keys) {
             // Another worker has a newer state (a key created or a user re-enabled a moment ago).
-            self.exchange = Exchange::new(self.config.clone(), self.started_ms);
+            self.exchange = Exchange::new(self.config.clone(), self.exchange.started_ms());
             step = self.authenticate(&head);
         }
         if step == Step::ReadBody && end_of_stream {
