@@ -1,19 +1,29 @@
 //! `POST /v1/completions`: a `text_completion` reply, or a stream of `text_completion` chunks
-//! (one per token, then a finish chunk with empty text, optional usage-only chunk, `[DONE]`).
+//! (see [`crate::completions_stream`]), for one prompt or a batch, with `n` choices per prompt.
+//!
+//! As in vLLM (`entrypoints/openai/completion/serving.py`): every prompt of a batch is its own
+//! engine request; choice `index` = `prompt_index * n + output_index`; `usage` counts each
+//! prompt once and the tokens of every choice (`request_output_to_completion_response`).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::completions_stream;
 use crate::error::ApiError;
-use crate::generate::{
-    count, new_id, prompt_tokens_of_text, Null, Plan, Usage, SYSTEM_FINGERPRINT,
-};
-use crate::request::{parse, stream_mode, StreamOptions, UsageMode};
+use crate::fanout::{self, Choice};
+use crate::generate::{new_id, Null, Plan, Usage};
+use crate::lax;
+use crate::logprobs::{CompletionLogprobs, LogprobsRequest, PromptLogprobs, Wanted};
+use crate::prompt::Prompt;
+use crate::request::{choices, parse, stream_mode};
 use crate::sse;
 use crate::state::{unix_now, MockState};
+
+const WHAT: &str = "CompletionRequest";
 
 /// The part of a completion request the mock reads.
 #[derive(Debug, Deserialize)]
@@ -21,38 +31,17 @@ struct CompletionRequest {
     #[serde(default)]
     model: Option<String>,
     prompt: Prompt,
+    /// Raw: read as vLLM reads it (`request::stream_mode`).
     #[serde(default)]
-    stream: Option<bool>,
+    stream: Value,
     #[serde(default)]
-    stream_options: Option<StreamOptions>,
+    stream_options: Value,
     #[serde(default)]
     max_tokens: Option<i64>,
-}
-
-/// The prompt forms vLLM accepts.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Prompt {
-    Text(String),
-    Tokens(Vec<i64>),
-    Texts(Vec<String>),
-    TokenLists(Vec<Vec<i64>>),
-}
-
-impl Prompt {
-    /// Prompt tokens: words of a text, length of a token list (at least 1). The mock answers one
-    /// prompt per request; a batch of several is a 400.
-    fn tokens(&self) -> Result<u32, ApiError> {
-        match self {
-            Self::Text(text) => Ok(prompt_tokens_of_text(text)),
-            Self::Tokens(ids) => Ok(count(ids.len()).max(1)),
-            Self::Texts(texts) if texts.len() == 1 => Ok(prompt_tokens_of_text(&texts[0])),
-            Self::TokenLists(lists) if lists.len() == 1 => Ok(count(lists[0].len()).max(1)),
-            Self::Texts(_) | Self::TokenLists(_) => Err(ApiError::BadRequest(
-                "mock-vllm answers exactly one prompt per request".to_owned(),
-            )),
-        }
-    }
+    #[serde(default)]
+    n: Option<i64>,
+    #[serde(flatten)]
+    logprobs: LogprobsRequest,
 }
 
 /// The handler.
@@ -60,25 +49,48 @@ pub(crate) async fn handle(
     State(state): State<MockState>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: CompletionRequest = parse(&body, "CompletionRequest")?;
-    let mode = stream_mode(request.stream, request.stream_options)?;
+    let request: CompletionRequest = parse(&body, WHAT)?;
+    let mode = stream_mode(WHAT, &request.stream, &request.stream_options)?;
+    let n = choices(request.n)?;
+    let logprobs = request.logprobs.completion(lax::truthy(&request.stream))?;
     let model = state.resolve_model(request.model.as_deref())?;
-    let plan = Plan::new(request.prompt.tokens()?, request.max_tokens, state.config())?;
+    let plans = request
+        .prompt
+        .each()
+        .into_iter()
+        .map(|p| Plan::new(p.tokens(), request.max_tokens, state.config()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let choices = fanout::fan_out(&plans, n);
+    let meter = state.meter(&model);
+    meter.add_prompt(fanout::prefilled(&choices));
     let reply = Reply {
         id: new_id("cmpl-"),
         created: unix_now(),
         model,
+        plans,
+        choices,
+        logprobs,
     };
     Ok(match mode {
-        Some(mode) => sse::response(reply.events(&plan, mode), state.config().split_seed, state.token_delay()),
-        None => Json(reply.completion(&plan)).into_response(),
+        Some(mode) => sse::reply(&state, completions_stream::events(&reply, mode), meter),
+        None => {
+            let generated = fanout::totals(&reply.plans, &reply.choices).1;
+            state.pace_generation(generated).await;
+            meter.add_generation(u64::from(generated));
+            Json(reply.completion()).into_response()
+        }
     })
 }
 
-struct Reply {
-    id: String,
-    created: u64,
-    model: String,
+/// What every part of one reply shares.
+pub(crate) struct Reply {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    /// One per prompt of the batch.
+    pub plans: Vec<Plan>,
+    pub choices: Vec<Choice>,
+    pub logprobs: Wanted,
 }
 
 /// The non-streamed reply (`vllm-completions.json`).
@@ -88,7 +100,7 @@ struct Completion<'a> {
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: [Choice; 1],
+    choices: Vec<CompletionChoice>,
     service_tier: Null,
     system_fingerprint: Null,
     usage: Usage,
@@ -96,120 +108,44 @@ struct Completion<'a> {
 }
 
 #[derive(Serialize)]
-struct Choice {
+struct CompletionChoice {
     index: u32,
     text: String,
-    logprobs: Null,
+    logprobs: Option<CompletionLogprobs>,
     finish_reason: &'static str,
     stop_reason: Null,
     token_ids: Null,
-    prompt_logprobs: Null,
+    prompt_logprobs: Option<PromptLogprobs>,
     prompt_token_ids: Null,
-}
-
-/// One streamed chunk, as vLLM's completion stream sets its fields.
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<StreamChoice<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    system_fingerprint: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct StreamChoice<'a> {
-    index: u32,
-    text: &'a str,
-    logprobs: Null,
-    finish_reason: Option<&'static str>,
-    stop_reason: Null,
-    prompt_token_ids: Null,
-    token_ids: Null,
 }
 
 impl Reply {
-    fn completion(&self, plan: &Plan) -> Completion<'_> {
-        let choice = Choice {
-            index: 0,
-            text: plan.text(),
-            logprobs: Null,
-            finish_reason: plan.finish_reason,
-            stop_reason: Null,
-            token_ids: Null,
-            prompt_logprobs: Null,
-            prompt_token_ids: Null,
-        };
+    fn completion(&self) -> Completion<'_> {
+        let choices = self
+            .choices
+            .iter()
+            .map(|c| CompletionChoice {
+                index: c.index,
+                text: c.plan.text(),
+                logprobs: self.logprobs.completion(0, c.plan.pieces(), 0),
+                finish_reason: c.plan.finish_reason,
+                stop_reason: Null,
+                token_ids: Null,
+                prompt_logprobs: self.logprobs.prompt(c.plan.prompt_tokens),
+                prompt_token_ids: Null,
+            })
+            .collect();
+        let (prompt, completion) = fanout::totals(&self.plans, &self.choices);
         Completion {
             id: &self.id,
             object: "text_completion",
             created: self.created,
             model: &self.model,
-            choices: [choice],
+            choices,
             service_tier: Null,
             system_fingerprint: Null,
-            usage: Usage::reply(plan.prompt_tokens, plan.completion_tokens),
+            usage: Usage::reply(prompt, completion),
             kv_transfer_params: Null,
         }
-    }
-
-    /// Every event of the stream, `[DONE]` included.
-    fn events(&self, plan: &Plan, mode: UsageMode) -> Vec<Bytes> {
-        let running = |tokens| {
-            mode.continuous
-                .then(|| Usage::running(plan.prompt_tokens, tokens))
-        };
-        let mut events: Vec<Bytes> = plan
-            .pieces()
-            .enumerate()
-            .map(|(i, piece)| sse::event(&self.chunk(choice(piece, None), running(count(i + 1)))))
-            .collect();
-        let finish = choice("", Some(plan.finish_reason));
-        events.push(sse::event(
-            &self.chunk(finish, running(plan.completion_tokens)),
-        ));
-        if mode.include_usage {
-            events.push(sse::event(&Chunk {
-                choices: Vec::new(),
-                system_fingerprint: Some(SYSTEM_FINGERPRINT),
-                ..self.chunk(
-                    choice("", None),
-                    Some(Usage::final_chunk(
-                        plan.prompt_tokens,
-                        plan.completion_tokens,
-                    )),
-                )
-            }));
-        }
-        events.push(Bytes::from_static(sse::DONE));
-        events
-    }
-
-    fn chunk<'a>(&'a self, choice: StreamChoice<'a>, usage: Option<Usage>) -> Chunk<'a> {
-        Chunk {
-            id: &self.id,
-            object: "text_completion",
-            created: self.created,
-            model: &self.model,
-            choices: vec![choice],
-            usage,
-            system_fingerprint: None,
-        }
-    }
-}
-
-fn choice<'a>(text: &'a str, finish_reason: Option<&'static str>) -> StreamChoice<'a> {
-    StreamChoice {
-        index: 0,
-        text,
-        logprobs: Null,
-        finish_reason,
-        stop_reason: Null,
-        prompt_token_ids: Null,
-        token_ids: Null,
     }
 }

@@ -9,7 +9,8 @@ pub struct MockConfig {
     /// request without `model` gets the first one, as vLLM does.
     pub models: Vec<String>,
     /// Pause between two frames of a streamed body (0 = send them as fast as possible). The first
-    /// frame goes out at once.
+    /// frame goes out at once. A non-streamed reply waits this long per generated token before
+    /// it is sent, as a real server generates the whole reply first.
     pub token_delay: Duration,
     /// When set, a streamed body is re-cut into frames at pseudo-random byte positions drawn
     /// from this seed (also inside UTF-8 characters and lines) instead of one frame per event.

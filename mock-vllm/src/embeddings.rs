@@ -1,4 +1,7 @@
-//! `POST /v1/embeddings`: one deterministic vector per input (`vllm-embeddings.json`).
+//! `POST /v1/embeddings`: one deterministic vector per input (`vllm-embeddings.json`); a batch
+//! (`input` a list of texts or token lists) gets one item per input, in order, and `usage` sums
+//! the inputs' tokens (`entrypoints/openai/serving_embedding.py`). Each input is a pooling
+//! request whose prompt counts in `vllm:prompt_tokens_total`.
 //!
 //! The vector depends on the input alone: `dimensions` values (32 by default, as recorded), each
 //! a multiple of 1/1024 in [-0.5, 0.5), so they print short and exactly. `encoding_format`
@@ -10,9 +13,9 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::completions::Prompt;
 use crate::error::ApiError;
 use crate::generate::{count, new_id, prompt_tokens_of_text, SplitMix64, Usage};
+use crate::prompt::Prompt;
 use crate::request::parse;
 use crate::state::{unix_now, MockState};
 
@@ -75,15 +78,7 @@ pub(crate) async fn handle(
             "dimensions must be between 1 and {MAX_DIMENSIONS}, got {dimensions}."
         )));
     }
-    let base64 = match request.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "Unsupported encoding_format `{other}`."
-            )))
-        }
-    };
+    let base64 = is_base64(request.encoding_format.as_deref())?;
     let inputs = inputs(&request.input);
     let max_len = state.config().max_model_len;
     if let Some(long) = inputs.iter().find(|i| i.tokens > max_len) {
@@ -107,6 +102,7 @@ pub(crate) async fn handle(
         })
         .collect();
     let prompt_tokens = inputs.iter().map(|i| i.tokens).fold(0, u32::saturating_add);
+    state.meter(&model).add_prompt(u64::from(prompt_tokens));
     let usage = Usage::reply(prompt_tokens, 0);
     Ok(Json(Embeddings {
         id: new_id("embd-"),
@@ -117,6 +113,17 @@ pub(crate) async fn handle(
         usage,
     })
     .into_response())
+}
+
+/// Whether `encoding_format` asks for base64 (else floats).
+fn is_base64(encoding_format: Option<&str>) -> Result<bool, ApiError> {
+    match encoding_format {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Unsupported encoding_format `{other}`."
+        ))),
+    }
 }
 
 /// Every input of a request (embeddings take batches).

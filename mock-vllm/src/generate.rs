@@ -4,6 +4,8 @@
 //! gets `max_tokens` (or `max_completion_tokens`) tokens and finish reason `length`, or, without
 //! either, [`MockConfig::default_max_tokens`] tokens and `stop`.
 //!
+//! With `n > 1`, choice `i` is the same text cut `i` tokens shorter (see [`Plan::choice`]).
+//!
 //! Prompt tokens are a deterministic count, at least 1: for chat, one per message plus the
 //! whitespace-separated words of its text (string content, or the `text` of its content parts);
 //! for completions and embeddings, the words of the prompt (or the length of a token-id prompt).
@@ -83,6 +85,27 @@ impl Plan {
             completion_tokens,
             finish_reason,
         })
+    }
+
+    /// Choice `output_index` when `n` choices are sampled from this plan: choice 0 is the plan
+    /// itself, choice `i` ends `i` tokens earlier on a `stop` (at least 1 token), as independent
+    /// samples do; so a sum over the choices differs from `n` times one of them.
+    pub fn choice(&self, output_index: u32) -> Self {
+        let completion_tokens = self
+            .completion_tokens
+            .saturating_sub(output_index)
+            .max(1)
+            .min(self.completion_tokens);
+        let finish_reason = if completion_tokens == self.completion_tokens {
+            self.finish_reason
+        } else {
+            "stop"
+        };
+        Self {
+            completion_tokens,
+            finish_reason,
+            ..*self
+        }
     }
 
     /// The generated tokens, one piece each.
@@ -212,6 +235,24 @@ mod tests {
         assert!(Plan::new(100, None, &config).is_err());
         assert!(Plan::new(5, Some(96), &config).is_err());
         assert!(Plan::new(5, Some(0), &config).is_err());
+    }
+
+    #[test]
+    fn later_choices_stop_earlier() {
+        let plan = Plan::new(5, Some(4), &MockConfig::default()).unwrap();
+        assert_eq!(plan.choice(0), plan);
+        let second = plan.choice(1);
+        assert_eq!(
+            (second.completion_tokens, second.finish_reason),
+            (3, "stop")
+        );
+        assert_eq!(plan.choice(9).completion_tokens, 1);
+        let one = Plan::new(5, Some(1), &MockConfig::default()).unwrap();
+        assert_eq!(
+            one.choice(3).finish_reason,
+            "length",
+            "still the whole budget"
+        );
     }
 
     #[test]

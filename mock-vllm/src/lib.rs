@@ -2,9 +2,11 @@
 //! library) and for `cargo xtask up` (through the `mock-vllm` binary).
 //!
 //! It answers `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
-//! `GET /v1/models` and `GET /health` with replies shaped exactly like vLLM's (same keys in the
-//! same order, vLLM's extra fields, vLLM's error bodies; see `shared/fixtures/`), generates a
-//! deterministic multi-byte UTF-8 text, and records every request it receives.
+//! `POST /v1/responses`, `GET /v1/models`, `GET /health` and `GET /metrics` with replies shaped
+//! exactly like vLLM's (same keys in the same order, vLLM's extra fields, vLLM's error bodies;
+//! see `shared/fixtures/`), reads requests as vLLM does (lax booleans, `n`, batched prompts),
+//! generates a deterministic multi-byte UTF-8 text, counts tokens as vLLM's Prometheus counters
+//! do, and records every request it receives (headers included).
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -19,14 +21,24 @@
 //! ```
 
 mod chat;
+mod chat_stream;
 mod completions;
+mod completions_stream;
 mod config;
 mod embeddings;
 mod error;
+mod fanout;
 mod generate;
+mod gzip;
+mod lax;
+mod logprobs;
+mod metrics;
 mod models;
+mod prompt;
 mod record;
 mod request;
+mod responses;
+mod responses_stream;
 mod sse;
 mod state;
 
@@ -49,8 +61,10 @@ pub fn app(state: MockState) -> Router {
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/completions", post(completions::handle))
         .route("/v1/embeddings", post(embeddings::handle))
+        .route("/v1/responses", post(responses::handle))
         .route("/v1/models", get(models::handle))
         .route("/health", get(|| async {}))
+        .route("/metrics", get(metrics::handle))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // The recorder has already read the whole body (bounded by `record::MAX_BODY`).

@@ -1,4 +1,5 @@
-//! The recorder: a middleware that keeps a copy of every request before it is answered.
+//! The recorder: a middleware that keeps a copy of every API request before it is answered
+//! (`GET /metrics` scrapes are served but not kept).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -25,6 +26,10 @@ pub(crate) async fn record(
                 .into_response()
         }
     };
+    if parts.uri.path() == "/metrics" {
+        // Monitoring scrapes (the control plane's reconciliation) are not API requests.
+        return next.run(Request::from_parts(parts, Body::from(body))).await;
+    }
     let path = parts
         .uri
         .path_and_query()

@@ -1,10 +1,16 @@
-//! Request parsing shared by the endpoints: JSON with vLLM's 400s, `stream` and `stream_options`.
+//! Request parsing shared by the endpoints: JSON with vLLM's 400s, `stream` and `stream_options`
+//! read as vLLM reads them (see [`crate::lax`]), and the `n` of a sampling request.
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::error::Category;
+use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::lax;
+
+/// Most choices (`n`) one request may ask for; vLLM sets no limit, the mock keeps its memory.
+const MAX_N: i64 = 256;
 
 /// Parses a JSON body; bad JSON and a wrong or missing field are 400 `BadRequestError`s.
 /// `what` names the request type in the message, as pydantic does (`ChatCompletionRequest`).
@@ -18,12 +24,19 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, A
     })
 }
 
-/// `stream_options` of a request.
+/// A pydantic-style validation error on one field.
+pub(crate) fn invalid(what: &str, field: &str, message: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "1 validation error for {what}\n{field}\n  {message}"
+    ))
+}
+
+/// `stream_options` of a request; its booleans are lax too.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub(crate) struct StreamOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lax::bool_field")]
     include_usage: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lax::bool_field")]
     continuous_usage_stats: Option<bool>,
 }
 
@@ -36,69 +49,140 @@ pub(crate) struct UsageMode {
     pub continuous: bool,
 }
 
-/// `Some(mode)` for a streamed reply, `None` for a plain JSON one. `stream_options` on a
-/// request that is not streamed is a 400, as in vLLM.
+/// `stream` as a request sent it (any JSON value).
+pub(crate) fn stream_flag(what: &str, stream: &Value) -> Result<bool, ApiError> {
+    lax::optional_bool(stream)
+        .map(|s| s == Some(true))
+        .map_err(|message| invalid(what, "stream", message))
+}
+
+/// `Some(mode)` for a streamed reply, `None` for a plain JSON one, from the raw `stream` and
+/// `stream_options` values. As in vLLM: first the raw check (truthy `stream_options` with a
+/// falsy `stream` is a 400), then the lax reading of both; options on a request that is not
+/// streamed after all (`"stream": "false"`) are ignored.
 pub(crate) fn stream_mode(
-    stream: Option<bool>,
-    options: Option<StreamOptions>,
+    what: &str,
+    stream: &Value,
+    options: &Value,
 ) -> Result<Option<UsageMode>, ApiError> {
-    match (stream == Some(true), options) {
-        (false, Some(_)) => Err(ApiError::BadRequest(
+    if lax::truthy(options) && !lax::truthy(stream) {
+        return Err(ApiError::BadRequest(
             "Stream options can only be defined when `stream=True`.".to_owned(),
-        )),
-        (false, None) => Ok(None),
-        (true, options) => {
-            let options = options.unwrap_or_default();
-            let include_usage = options.include_usage == Some(true);
-            let continuous = include_usage && options.continuous_usage_stats == Some(true);
-            Ok(Some(UsageMode {
-                include_usage,
-                continuous,
-            }))
-        }
+        ));
+    }
+    let stream = stream_flag(what, stream)?;
+    if !matches!(options, Value::Null | Value::Object(_)) {
+        return Err(invalid(what, "stream_options", "Input should be an object"));
+    }
+    let options: Option<StreamOptions> = serde_json::from_value(options.clone())
+        .map_err(|err| invalid(what, "stream_options", &err.to_string()))?;
+    if !stream {
+        return Ok(None);
+    }
+    let options = options.unwrap_or_default();
+    let include_usage = options.include_usage == Some(true);
+    let continuous = include_usage && options.continuous_usage_stats == Some(true);
+    Ok(Some(UsageMode {
+        include_usage,
+        continuous,
+    }))
+}
+
+/// The number of choices, `n` (absent or `null`: 1); below 1 is vLLM's 400.
+pub(crate) fn choices(n: Option<i64>) -> Result<u32, ApiError> {
+    match n.unwrap_or(1) {
+        n if n < 1 => Err(ApiError::BadRequest(format!(
+            "n must be at least 1, got {n}."
+        ))),
+        n if n > MAX_N => Err(ApiError::BadRequest(format!(
+            "mock-vllm answers at most {MAX_N} choices, got n={n}."
+        ))),
+        n => Ok(u32::try_from(n).unwrap_or(1)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn options(json: &str) -> Option<StreamOptions> {
-        serde_json::from_str(json).unwrap()
+    fn mode(stream: Value, options: Value) -> Result<Option<UsageMode>, ApiError> {
+        stream_mode("R", &stream, &options)
     }
 
+    const NONE: UsageMode = UsageMode {
+        include_usage: false,
+        continuous: false,
+    };
+
     #[test]
-    fn stream_options_need_stream() {
-        assert!(stream_mode(None, options(r#"{"include_usage":true}"#)).is_err());
-        assert!(stream_mode(Some(false), options("{}")).is_err());
-        assert_eq!(stream_mode(Some(false), None).unwrap(), None);
-        assert_eq!(stream_mode(Some(false), options("null")).unwrap(), None);
+    fn stream_options_need_a_truthy_stream() {
+        assert!(mode(json!(null), json!({"include_usage": true})).is_err());
+        assert!(mode(json!(false), json!({"include_usage": false})).is_err());
+        assert!(mode(json!(0), json!({"include_usage": true})).is_err());
+        assert_eq!(mode(json!(false), json!(null)).unwrap(), None);
+        // vLLM's raw check: `{}` is falsy, so it passes and means nothing.
+        assert_eq!(mode(json!(false), json!({})).unwrap(), None);
+        // "false" is a truthy string: the raw check passes, then it reads as False.
+        assert_eq!(
+            mode(json!("false"), json!({"include_usage": true})).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn continuous_usage_alone_does_nothing() {
-        let mode = |json| stream_mode(Some(true), options(json)).unwrap().unwrap();
+        let streamed = |options| mode(json!(true), options).unwrap().unwrap();
+        assert_eq!(streamed(json!({"continuous_usage_stats": true})), NONE);
         assert_eq!(
-            mode(r#"{"continuous_usage_stats":true}"#),
-            UsageMode {
-                include_usage: false,
-                continuous: false
-            }
-        );
-        assert_eq!(
-            mode(r#"{"include_usage":true,"continuous_usage_stats":true}"#),
+            streamed(json!({"include_usage": true, "continuous_usage_stats": true})),
             UsageMode {
                 include_usage: true,
                 continuous: true
             }
         );
-        assert_eq!(
-            mode("null"),
-            UsageMode {
-                include_usage: false,
-                continuous: false
-            }
+        assert_eq!(streamed(json!(null)), NONE);
+    }
+
+    #[test]
+    fn lax_values_stream_and_ask_for_usage() {
+        for stream in [
+            json!("true"),
+            json!(1),
+            json!("yes"),
+            json!("on"),
+            json!("1"),
+            json!("T"),
+        ] {
+            let options = json!({"include_usage": "true", "continuous_usage_stats": 1});
+            let got = mode(stream.clone(), options).unwrap();
+            assert_eq!(
+                got,
+                Some(UsageMode {
+                    include_usage: true,
+                    continuous: true
+                }),
+                "{stream}"
+            );
+        }
+        assert!(mode(json!("maybe"), json!(null)).is_err());
+        assert!(mode(json!(true), json!({"include_usage": "sometimes"})).is_err());
+        assert!(
+            mode(json!(true), json!("include_usage")).is_err(),
+            "options of the wrong type"
         );
+        assert!(
+            mode(json!(true), json!([])).is_err(),
+            "options of the wrong type"
+        );
+    }
+
+    #[test]
+    fn n_is_at_least_one() {
+        assert_eq!(choices(None).unwrap(), 1);
+        assert_eq!(choices(Some(3)).unwrap(), 3);
+        assert!(choices(Some(0)).is_err());
+        assert!(choices(Some(MAX_N + 1)).is_err());
     }
 
     #[test]

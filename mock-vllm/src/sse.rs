@@ -1,6 +1,8 @@
 //! Server-sent events as vLLM writes them (`data: <json>\n\n`, LF only, `data: [DONE]\n\n`
-//! last) and how they are cut into body frames: one frame per event, or re-cut at pseudo-random
-//! byte positions (`split_seed`), with an optional pause between frames (`token_delay`).
+//! last; the Responses API writes `event: <type>\ndata: <json>\n\n` and no `[DONE]`) and how
+//! they are cut into body frames: one frame per event, or re-cut at pseudo-random byte positions
+//! (`split_seed`), with an optional pause between frames (`token_delay`). The tokens an event
+//! carries are counted as generated when its first byte is handed to the connection.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,6 +15,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::generate::SplitMix64;
+use crate::metrics::Meter;
+use crate::state::MockState;
 
 /// The content type of vLLM's streams (as recorded).
 pub(crate) const CONTENT_TYPE_SSE: &str = "text/event-stream; charset=utf-8";
@@ -23,6 +27,30 @@ pub(crate) const DONE: &[u8] = b"data: [DONE]\n\n";
 /// Largest frame of a split stream; most are far smaller (see [`split`]).
 const MAX_SPLIT_FRAME: u64 = 512;
 
+/// Bytes of a stream and the generated tokens they carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    pub bytes: Bytes,
+    pub tokens: u32,
+}
+
+impl Event {
+    /// An event that carries no generated token (role, finish, usage, lifecycle, `[DONE]`).
+    pub(crate) fn data(bytes: Bytes) -> Self {
+        Self { bytes, tokens: 0 }
+    }
+
+    /// An event that carries one generated token.
+    pub(crate) fn token(bytes: Bytes) -> Self {
+        Self { bytes, tokens: 1 }
+    }
+
+    /// `data: [DONE]`.
+    pub(crate) fn done() -> Self {
+        Self::data(Bytes::from_static(DONE))
+    }
+}
+
 /// One event: `data: <json>\n\n`, the JSON compact and non-ASCII written raw.
 pub(crate) fn event<T: Serialize>(value: &T) -> Bytes {
     let mut out = b"data: ".to_vec();
@@ -32,22 +60,79 @@ pub(crate) fn event<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(out)
 }
 
-/// A 200 `text/event-stream` response sending `events` (which end with [`DONE`]) as the
-/// configuration says: framing from `split_seed`, a pause of `delay` between frames.
-pub(crate) fn response(events: Vec<Bytes>, split_seed: Option<u64>, delay: Duration) -> Response {
+/// One named event, as vLLM's Responses API writes them (`_convert_stream_to_sse_events` in
+/// `entrypoints/openai/responses/api_router.py`): `event: <type>\ndata: <json>\n\n`.
+pub(crate) fn named_event<T: Serialize>(kind: &str, value: &T) -> Bytes {
+    let mut out = format!("event: {kind}\ndata: ").into_bytes();
+    serde_json::to_writer(&mut out, value).expect("serializable event");
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// [`response`] with the state's framing and pace, counting into `meter`.
+pub(crate) fn reply(state: &MockState, events: Vec<Event>, meter: Meter) -> Response {
+    response(
+        events,
+        state.config().split_seed,
+        state.token_delay(),
+        meter,
+    )
+}
+
+/// A 200 `text/event-stream` response sending `events` as the configuration says: framing from
+/// `split_seed`, a pause of `delay` between frames. Each frame's tokens are added to `meter`
+/// when the frame is produced, so a client that goes away stops the count where it left.
+pub(crate) fn response(
+    events: Vec<Event>,
+    split_seed: Option<u64>,
+    delay: Duration,
+    meter: Meter,
+) -> Response {
     let frames = match split_seed {
-        Some(seed) => split(&events.concat(), seed),
+        Some(seed) => split_events(&events, seed),
         None => events,
     };
     let body = futures::stream::iter(frames)
         .enumerate()
-        .then(move |(i, frame)| async move {
-            if i > 0 && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+        .then(move |(i, frame)| {
+            let meter = meter.clone();
+            async move {
+                if i > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                meter.add_generation(u64::from(frame.tokens));
+                Ok::<_, Infallible>(frame.bytes)
             }
-            Ok::<_, Infallible>(frame)
         });
     ([(CONTENT_TYPE, CONTENT_TYPE_SSE)], Body::from_stream(body)).into_response()
+}
+
+/// [`split`] for events: each event's tokens go with the frame that holds its first byte.
+fn split_events(events: &[Event], seed: u64) -> Vec<Event> {
+    let body: Vec<u8> = events
+        .iter()
+        .flat_map(|e| e.bytes.iter().copied())
+        .collect();
+    let mut starts = Vec::with_capacity(events.len());
+    let mut offset = 0;
+    for event in events {
+        starts.push((offset, event.tokens));
+        offset += event.bytes.len();
+    }
+    let mut frame_start = 0;
+    let mut next = starts.iter().peekable();
+    split(&body, seed)
+        .into_iter()
+        .map(|bytes| {
+            let end = frame_start + bytes.len();
+            let mut tokens = 0;
+            while let Some((_, t)) = next.next_if(|(start, _)| *start < end) {
+                tokens += t;
+            }
+            frame_start = end;
+            Event { bytes, tokens }
+        })
+        .collect()
 }
 
 /// Re-cuts `body` into frames at positions drawn from `seed`: mostly short frames (1–16
@@ -93,6 +178,44 @@ mod tests {
             assert_eq!(frames, split(body.as_bytes(), seed));
         }
         assert_ne!(split(body.as_bytes(), 1), split(body.as_bytes(), 2));
+    }
+
+    #[test]
+    fn split_events_keep_every_token() {
+        let events: Vec<Event> = (0..30)
+            .map(|i| {
+                let bytes = event(&serde_json::json!({"content": "你好 🚀", "i": i}));
+                if i % 3 == 0 {
+                    Event::data(bytes)
+                } else {
+                    Event::token(bytes)
+                }
+            })
+            .collect();
+        for seed in 0..16 {
+            let frames = split_events(&events, seed);
+            assert_eq!(frames.iter().map(|f| f.tokens).sum::<u32>(), 20);
+            let body: Vec<u8> = frames
+                .iter()
+                .flat_map(|f| f.bytes.iter().copied())
+                .collect();
+            assert_eq!(
+                body,
+                events
+                    .iter()
+                    .flat_map(|e| e.bytes.iter().copied())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn named_events_have_an_event_line() {
+        let e = named_event("response.created", &serde_json::json!({"a": "é"}));
+        assert_eq!(
+            &e[..],
+            "event: response.created\ndata: {\"a\":\"é\"}\n\n".as_bytes()
+        );
     }
 
     #[test]

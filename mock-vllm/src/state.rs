@@ -1,4 +1,5 @@
-//! The shared state of a mock server: its configuration and the requests it has seen.
+//! The shared state of a mock server: its configuration, the requests it has seen, and its
+//! token counters (what `GET /metrics` reports).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,6 +10,7 @@ use bytes::Bytes;
 
 use crate::config::MockConfig;
 use crate::error::ApiError;
+use crate::metrics::{Meter, TokenCounters};
 
 /// One request as the mock received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,16 @@ impl SeenRequest {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Every value of header `name` (any case), in arrival order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 /// A mock server's state; cheap to clone (all clones share it).
@@ -46,17 +58,34 @@ struct Inner {
     /// The pause between streamed frames now, in nanoseconds (starts as the configured one).
     token_delay_ns: AtomicU64,
     started: u64,
+    /// Unix time with fractions: the `_created` of the counters.
+    created_at: f64,
     seen: Mutex<Vec<SeenRequest>>,
+    /// One set of counters per configured model, in configuration order.
+    meters: Vec<(String, Meter)>,
 }
 
 impl MockState {
     /// A fresh state that has seen nothing.
     pub fn new(config: MockConfig) -> Self {
+        let mut meters: Vec<(String, Meter)> = Vec::new();
+        for model in &config.models {
+            if !meters.iter().any(|(m, _)| m == model) {
+                meters.push((model.clone(), Meter::default()));
+            }
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let inner = Inner {
-            token_delay_ns: AtomicU64::new(u64::try_from(config.token_delay.as_nanos()).unwrap_or(u64::MAX)),
+            token_delay_ns: AtomicU64::new(
+                u64::try_from(config.token_delay.as_nanos()).unwrap_or(u64::MAX),
+            ),
             config,
-            started: unix_now(),
+            started: now.as_secs(),
+            created_at: now.as_secs_f64(),
             seen: Mutex::new(Vec::new()),
+            meters,
         };
         Self {
             inner: Arc::new(inner),
@@ -71,6 +100,15 @@ impl MockState {
     /// The pause between two frames of a streamed body now.
     pub fn token_delay(&self) -> Duration {
         Duration::from_nanos(self.inner.token_delay_ns.load(Ordering::Relaxed))
+    }
+
+    /// Waits as long as generating `tokens` tokens takes at the current pace: a non-streamed
+    /// reply is sent once all of it is generated, as vLLM does.
+    pub(crate) async fn pace_generation(&self, tokens: u32) {
+        let delay = self.token_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay.saturating_mul(tokens)).await;
+        }
     }
 
     /// Changes the pause between streamed frames for the responses that start from now on (a
@@ -88,6 +126,47 @@ impl MockState {
     /// Forgets the requests received so far.
     pub fn clear_seen(&self) {
         self.seen_lock().clear();
+    }
+
+    /// `(prompt, generation)` tokens counted so far over all models: the sums of
+    /// `vllm:prompt_tokens_total` and `vllm:generation_tokens_total` on `GET /metrics`.
+    pub fn token_totals(&self) -> (u64, u64) {
+        self.inner
+            .meters
+            .iter()
+            .map(|(_, m)| m.totals())
+            .fold((0, 0), |(p, g), (mp, mg)| (p + mp, g + mg))
+    }
+
+    /// `(prompt, generation)` tokens counted so far for `model`; `None` if it is not served.
+    pub fn model_token_totals(&self, model: &str) -> Option<(u64, u64)> {
+        self.inner
+            .meters
+            .iter()
+            .find(|(m, _)| m == model)
+            .map(|(_, counters)| counters.totals())
+    }
+
+    /// The counters of a served model (one the request resolved with [`Self::resolve_model`]).
+    pub(crate) fn meter(&self, model: &str) -> Meter {
+        self.inner
+            .meters
+            .iter()
+            .find(|(m, _)| m == model)
+            .map_or_else(
+                || Arc::new(TokenCounters::default()),
+                |(_, m)| Arc::clone(m),
+            )
+    }
+
+    /// Every model's counters, in configuration order.
+    pub(crate) fn meters(&self) -> Vec<(String, Meter)> {
+        self.inner.meters.clone()
+    }
+
+    /// Unix time (seconds, with fractions) at which the counters were created.
+    pub(crate) fn created_at(&self) -> f64 {
+        self.inner.created_at
     }
 
     pub(crate) fn record(&self, request: SeenRequest) {

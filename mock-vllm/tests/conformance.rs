@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{chunk_kind, fixture, get, post, shape, state, MODEL};
+use common::{chunk_kind, fixture, get, keys_at, post, shape, shape_at, state, MODEL};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -125,6 +125,52 @@ async fn a_streamed_chat_with_usage_has_the_recorded_shape_chunk_by_chunk() {
         ids.iter().all(|id| *id == ids[0]),
         "one id for the whole stream"
     );
+}
+
+#[tokio::test]
+async fn every_choice_of_a_batch_and_every_input_has_the_recorded_shape() {
+    let recorded = fixture("vllm-completions.json");
+    let body = json!({"model": MODEL, "prompt": ["What is AWS ECS?", "And EKS?"], "n": 2, "max_tokens": 5});
+    let text = post(&state(), "/v1/completions", &body).await.text();
+    assert_eq!(keys_at(&text, &[]), keys_at(&recorded, &[]));
+    assert_eq!(shape_at(&text, &["usage"]), shape_at(&recorded, &["usage"]));
+    for i in ["0", "1", "2", "3"] {
+        assert_eq!(
+            shape_at(&text, &["choices", i]),
+            shape_at(&recorded, &["choices", "0"]),
+            "choice {i}"
+        );
+    }
+    let recorded = fixture("vllm-embeddings.json");
+    let body =
+        json!({"model": MODEL, "input": ["Follow the white rabbit.", "Another"], "dimensions": 32});
+    let text = post(&state(), "/v1/embeddings", &body).await.text();
+    for i in ["0", "1"] {
+        assert_eq!(
+            shape_at(&text, &["data", i]),
+            shape_at(&recorded, &["data", "0"]),
+            "item {i}"
+        );
+    }
+    assert_eq!(shape_at(&text, &["usage"]), shape_at(&recorded, &["usage"]));
+}
+
+#[tokio::test]
+async fn a_streamed_chat_with_several_choices_has_the_recorded_chunk_shapes() {
+    let recorded: Vec<String> = common::events(&fixture("vllm-chat-stream-include-usage.sse"));
+    let recorded_kind = |kind: &str| {
+        let payload = recorded
+            .iter()
+            .find(|p| *p != "[DONE]" && chunk_kind(&serde_json::from_str(p).unwrap()) == kind);
+        shape(payload.unwrap())
+    };
+    let body = json!({"model": MODEL, "stream": true, "n": 3, "max_tokens": 4, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "Count from 1 to 5, comma separated."}]});
+    let events = post(&state(), "/v1/chat/completions", &body).await.events();
+    for chunk in &events[..events.len() - 1] {
+        let kind = chunk_kind(&serde_json::from_str(chunk).unwrap());
+        assert_eq!(shape(chunk), recorded_kind(kind), "a {kind} chunk: {chunk}");
+    }
 }
 
 #[tokio::test]

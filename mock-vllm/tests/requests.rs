@@ -174,3 +174,27 @@ async fn embeddings_take_batches_and_base64() {
         json!({"prompt_tokens": 3, "total_tokens": 3, "completion_tokens": 0, "prompt_tokens_details": null})
     );
 }
+
+#[tokio::test]
+async fn the_headers_a_gateway_sends_are_recorded() {
+    let state = state();
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let request = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("Authorization", "Bearer vllm-key")
+        .header("accept-encoding", "gzip")
+        .header("accept-encoding", "br")
+        .body(Body::from(body))
+        .unwrap();
+    let reply = send(&state, request).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.headers.get("content-encoding").is_none(),
+        "vLLM does not compress replies"
+    );
+    let seen = state.seen().pop().unwrap();
+    assert_eq!(seen.header("authorization"), Some("Bearer vllm-key"));
+    assert_eq!(seen.header("Accept-Encoding"), Some("gzip"));
+    assert_eq!(seen.header_values("accept-encoding"), ["gzip", "br"]);
+    assert!(seen.header_values("x-missing").is_empty());
+}

@@ -296,3 +296,75 @@ async fn a_running_mock_can_be_paced_and_let_go_again() {
     state.set_token_delay(Duration::ZERO);
     assert_eq!(state.token_delay(), Duration::ZERO);
 }
+
+#[tokio::test]
+async fn stream_and_its_options_are_lax_booleans_as_in_vllm() {
+    for stream in [
+        json!("true"),
+        json!(1),
+        json!("yes"),
+        json!("on"),
+        json!("1"),
+        json!("True"),
+    ] {
+        for path in ["/v1/chat/completions", "/v1/completions"] {
+            let body = json!({"model": MODEL, "stream": stream, "max_tokens": 3, "prompt": "a b",
+                              "messages": [{"role": "user", "content": "hi"}],
+                              "stream_options": {"include_usage": "yes", "continuous_usage_stats": 1}});
+            let reply = post(&state(), path, &body).await;
+            assert_eq!(
+                reply.content_type(),
+                "text/event-stream; charset=utf-8",
+                "{path} {stream}"
+            );
+            let chunks = chunks(&reply);
+            assert!(
+                chunks.iter().all(|c| c["usage"].is_object()),
+                "continuous usage: {path} {stream}"
+            );
+            assert_eq!(chunks.last().unwrap()["choices"], json!([]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn stream_options_are_checked_on_the_raw_body_as_vllm_does() {
+    let body = |stream: Value, options: Value| {
+        json!({"model": MODEL, "stream": stream, "stream_options": options, "max_tokens": 2,
+               "messages": [{"role": "user", "content": "hi"}]})
+    };
+    // A truthy string passes vLLM's raw check, then reads as False: a plain JSON reply.
+    for stream in [json!("false"), json!("0"), json!("no")] {
+        let reply = post(
+            &state(),
+            "/v1/chat/completions",
+            &body(stream, json!({"include_usage": true})),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["object"], "chat.completion");
+    }
+    // `{}` is falsy: no 400 even without stream.
+    let reply = post(
+        &state(),
+        "/v1/chat/completions",
+        &body(json!(false), json!({})),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    for (stream, options) in [
+        (json!(0), json!({"include_usage": true})),
+        (json!(true), json!("yes")),
+        (json!("maybe"), json!(null)),
+        (json!(true), json!({"include_usage": "sometimes"})),
+    ] {
+        let reply = post(
+            &state(),
+            "/v1/completions",
+            &json!({"model": MODEL, "prompt": "x", "stream": stream, "stream_options": options}),
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{stream} {options}");
+        assert_eq!(reply.json()["error"]["type"], "BadRequestError");
+    }
+}

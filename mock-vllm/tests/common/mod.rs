@@ -90,6 +90,84 @@ pub fn events(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The named events of a Responses stream, parsed (see [`named_event_data`]).
+pub fn named_events(text: &str) -> Vec<Value> {
+    named_event_data(text)
+        .iter()
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+/// The `data` of each named event of a Responses stream: each exactly
+/// `event: <type>\ndata: <json>\n\n`, LF only, the JSON's `type` equal to the event name.
+pub fn named_event_data(text: &str) -> Vec<String> {
+    assert!(!text.contains('\r'), "LF only");
+    assert!(text.ends_with("\n\n"), "ends with a blank line");
+    text.strip_suffix("\n\n")
+        .unwrap()
+        .split("\n\n")
+        .map(|event| {
+            let (name, data) = event
+                .strip_prefix("event: ")
+                .and_then(|e| e.split_once("\ndata: "))
+                .unwrap_or_else(|| panic!("not a named event: {event:?}"));
+            assert!(!data.contains('\n'), "one data line: {event:?}");
+            let value: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(value["type"], name, "{event}");
+            data.to_owned()
+        })
+        .collect()
+}
+
+/// The shape of the value at `path` (object keys, or array indexes) in a JSON text.
+pub fn shape_at(json: &str, path: &[&str]) -> Shape {
+    let mut at = shape(json);
+    for step in path {
+        at = match at {
+            Shape::Object(entries) => entries.into_iter().find(|(k, _)| k == step).expect(step).1,
+            Shape::Array(items) => items.into_iter().nth(step.parse().unwrap()).expect(step),
+            other => panic!("{step}: not a container: {other:?}"),
+        };
+    }
+    at
+}
+
+/// The keys, in order, of the object at `path` in a JSON text.
+pub fn keys_at(json: &str, path: &[&str]) -> Vec<String> {
+    match shape_at(json, path) {
+        Shape::Object(entries) => entries.into_iter().map(|(k, _)| k).collect(),
+        other => panic!("not an object: {other:?}"),
+    }
+}
+
+/// The JSON chunks of a `data:` stream (without `[DONE]`, which must be last).
+pub fn chunks(reply: &Reply) -> Vec<Value> {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let mut events = reply.events();
+    assert_eq!(events.pop().as_deref(), Some("[DONE]"), "[DONE] last");
+    events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
+/// `POST path` with a JSON body and extra headers.
+pub async fn post_with(
+    state: &MockState,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(state, request.body(Body::from(body.to_string())).unwrap()).await
+}
+
 /// Sends `request` to a fresh router on `state`.
 pub async fn send(state: &MockState, request: Request<Body>) -> Reply {
     let response = mock_vllm::app(state.clone())
