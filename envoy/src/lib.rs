@@ -66,6 +66,8 @@ pub struct GatewaySpec {
     pub default_model: Option<String>,
     /// Model → the key its vLLM server wants (`--api-key`), sent instead of the caller's.
     pub upstream_keys: BTreeMap<String, String>,
+    /// Where Envoy writes the durable access log (JSON lines) that the control plane ingests.
+    pub access_log_file: PathBuf,
 }
 
 /// The CORS allow-list of the replaced system, the default.
@@ -107,6 +109,7 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
         max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
         cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),
         usage_injection: Default::default(),
+        endpoints: vllm_gateway_filter::config::default_endpoints(),
         default_model: spec.default_model.clone(),
     };
     if let Some(model) = spec.upstream_keys.keys().find(|m| !config.models.contains_key(*m)) {
@@ -141,6 +144,7 @@ pub fn render_with_control_plane(spec: &GatewaySpec, http: &Endpoint, als: &Endp
         ("CLUSTER_HEADER", plugin.cluster_header.clone()),
         ("PLUGIN_CONFIG", plugin_json.replace('\'', "''")),
         ("WASM_PATH", yaml_double_quoted(&spec.wasm_path.to_string_lossy())),
+        ("ACCESS_LOG_FILE", yaml_double_quoted(&spec.access_log_file.to_string_lossy())),
         ("CONTROL_PLANE_HTTP_HOST", http.host.clone()),
         ("CONTROL_PLANE_HTTP_PORT", http.port.to_string()),
         ("CONTROL_PLANE_HTTP_TYPE", http.cluster_type().to_owned()),

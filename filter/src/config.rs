@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Default header the route table reads the upstream cluster from.
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-gateway-cluster";
+/// The `/v1/*` paths forwarded by default: the ones the gateway can account for.
+pub const DEFAULT_ENDPOINTS: [&str; 4] =
+    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"];
 
 /// Why a plugin configuration was refused; the message starts with the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +44,18 @@ pub struct PluginConfig {
     /// What the filter asks upstreams for in streamed requests so it can count tokens.
     #[serde(default)]
     pub usage_injection: UsageInjection,
-    /// Where `/v1/*` requests without a `model` (other than `GET /v1/models`) go; without it
-    /// they get 404.
+    /// Where requests to a listed endpoint that are not a `POST` (so have no body to read a
+    /// `model` from) go; without it they get 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
+    /// The `/v1/*` paths forwarded upstream, compared exactly (case matters) with the request
+    /// path without its query string; default [`DEFAULT_ENDPOINTS`]. Every other `/v1/*` path —
+    /// vLLM's `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` included — is refused with
+    /// 404 `unknown_url` after the credential is checked, and never reaches an upstream.
+    /// `GET /v1/models` is always answered by the gateway itself. Each entry starts with `/v1/`
+    /// and is a normalised path (no `?`, `#`, `//`, `/./`, `/../`); no entry is listed twice.
+    #[serde(default = "default_endpoints")]
+    pub endpoints: Vec<String>,
 }
 
 /// What a streamed request is made to ask the upstream for; the caller never sees the difference.
@@ -92,6 +103,11 @@ pub struct StateFeed {
     /// Timeout of one pull, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+}
+
+/// [`DEFAULT_ENDPOINTS`] as the configuration holds them.
+pub fn default_endpoints() -> Vec<String> {
+    DEFAULT_ENDPOINTS.iter().map(|e| (*e).to_owned()).collect()
 }
 
 fn default_max_body() -> usize {
@@ -150,7 +166,26 @@ impl PluginConfig {
         if !is_header_name(&self.cluster_header) {
             return fail("cluster_header", "must be a lowercase HTTP header name");
         }
+        self.validate_endpoints()?;
         self.state.validate()
+    }
+
+    fn validate_endpoints(&self) -> Result<(), ConfigError> {
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let why = endpoint_problem(endpoint).or_else(|| {
+                let first = self.endpoints.iter().position(|e| e == endpoint)?;
+                (first < i).then(|| format!("duplicate of endpoints[{first}]"))
+            });
+            if let Some(why) = why {
+                return Err(ConfigError(format!("endpoints[{i}]: {why}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether requests to `path` (without its query string) are forwarded.
+    pub fn forwards(&self, path: &str) -> bool {
+        self.endpoints.iter().any(|e| e == path)
     }
 
     /// The route of a model, if it is configured.
@@ -179,6 +214,24 @@ impl StateFeed {
         }
         Ok(())
     }
+}
+
+/// What is wrong with one `endpoints` entry, if anything.
+fn endpoint_problem(endpoint: &str) -> Option<String> {
+    let why = if !endpoint.starts_with("/v1/") {
+        "must start with /v1/"
+    } else if endpoint.len() == "/v1/".len() {
+        "must name an endpoint after /v1/"
+    } else if endpoint.contains(['?', '#']) {
+        "must not contain '?' or '#' (it is compared without the query string)"
+    } else if endpoint.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        "must not contain whitespace or control characters"
+    } else if ["//", "/./", "/../"].iter().any(|s| endpoint.contains(s)) || endpoint.ends_with("/.") || endpoint.ends_with("/..") {
+        "must be a normalised path (no //, /./ or /../)"
+    } else {
+        return None;
+    };
+    Some(why.to_owned())
 }
 
 fn is_header_name(name: &str) -> bool {
@@ -214,6 +267,33 @@ mod tests {
         assert_eq!(config.state.path, "/internal/state");
         assert_eq!(config.route("qwen").unwrap().cluster, "model_qwen");
         assert!(config.route("other").is_none());
+        assert_eq!(config.endpoints, ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]);
+        assert!(config.forwards("/v1/responses") && !config.forwards("/v1/load_lora_adapter"));
+        assert!(!config.forwards("/v1/Chat/completions") && !config.forwards("/v1/chat/completions/"));
+    }
+
+    #[test]
+    fn endpoints_are_validated_and_named_by_index() {
+        let with = |endpoints: &[&str]| {
+            let mut v = valid();
+            v["endpoints"] = serde_json::json!(endpoints);
+            error_of(v)
+        };
+        assert_eq!(with(&["/v1/completions", "/v1/x", "/v2/chat"]), "endpoints[2]: must start with /v1/");
+        assert_eq!(with(&["v1/chat"]), "endpoints[0]: must start with /v1/");
+        assert_eq!(with(&["/v1/"]), "endpoints[0]: must name an endpoint after /v1/");
+        assert_eq!(with(&["/v1/chat?x=1"]), "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)");
+        assert_eq!(with(&["/v1/chat#x"]), "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)");
+        assert_eq!(with(&["/v1/a b"]), "endpoints[0]: must not contain whitespace or control characters");
+        for bad in ["/v1//chat", "/v1/./chat", "/v1/../admin", "/v1/a/..", "/v1/a/."] {
+            assert_eq!(with(&[bad]), "endpoints[0]: must be a normalised path (no //, /./ or /../)", "{bad}");
+        }
+        assert_eq!(with(&["/v1/a", "/v1/b", "/v1/a"]), "endpoints[2]: duplicate of endpoints[0]");
+        assert_eq!(with(&["/v1/audio/transcriptions", "/v1/rerank"]), "accepted");
+        assert_eq!(with(&[]), "accepted", "an empty list forwards nothing but /v1/models answers");
+        let mut v = valid();
+        v["endpoints"] = "/v1/chat/completions".into();
+        assert!(error_of(v).starts_with("not valid: invalid type"));
     }
 
     #[test]

@@ -34,6 +34,22 @@ pub enum GatewayError {
     BodyTooLarge(usize),
     /// A `/v1/*` path the gateway does not serve.
     UnknownPath(String),
+    /// A request member of the wrong type that would change how the reply is counted
+    /// (`stream`, `stream_options`): refused rather than guessed.
+    InvalidType {
+        /// The member, as OpenAI's `param`.
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A request member whose use the gateway could not account for (`background` responses,
+    /// answered before they are generated): refused rather than left uncounted.
+    Unsupported {
+        /// The member, as OpenAI's `param`.
+        param: &'static str,
+        /// Why it is refused.
+        message: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -61,7 +77,7 @@ impl GatewayError {
             | Self::RevokedToken => 401,
             Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => 403,
             Self::NotReady => 503,
-            Self::BadJson(_) | Self::MissingModel => 400,
+            Self::BadJson(_) | Self::MissingModel | Self::InvalidType { .. } | Self::Unsupported { .. } => 400,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge(_) => 413,
         }
@@ -98,12 +114,15 @@ impl GatewayError {
             Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::BodyTooLarge(_) => "request_too_large",
             Self::UnknownPath(_) => "unknown_url",
+            Self::InvalidType { .. } => "invalid_type",
+            Self::Unsupported { .. } => "unsupported_parameter",
         }
     }
 
     fn param(&self) -> Option<&'static str> {
         match self {
             Self::MissingModel | Self::UnknownModel(_) | Self::ModelNotAllowed(_) => Some("model"),
+            Self::InvalidType { param, .. } | Self::Unsupported { param, .. } => Some(*param),
             _ => None,
         }
     }
@@ -129,6 +148,7 @@ impl GatewayError {
                 format!("The request body is larger than the gateway's limit of {limit} bytes.")
             }
             Self::UnknownPath(path) => format!("Unknown request URL: {path}."),
+            Self::InvalidType { message, .. } | Self::Unsupported { message, .. } => message.clone(),
         }
     }
 
@@ -167,6 +187,7 @@ mod tests {
             GatewayError::ModelNotAllowed("m".into()),
             GatewayError::BodyTooLarge(10),
             GatewayError::UnknownPath("/v1/nope".into()),
+            GatewayError::InvalidType { param: "stream", message: "m".into() },
         ];
         for e in all {
             let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
@@ -188,5 +209,15 @@ mod tests {
         assert_eq!(GatewayError::BodyTooLarge(1).status(), 413);
         assert_eq!(GatewayError::NotReady.status(), 503);
         assert_eq!(GatewayError::NotReady.message(), "gateway not ready");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_param() {
+        let e = GatewayError::InvalidType { param: "stream", message: "`stream` must be a boolean or null.".into() };
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status(), 400);
+        assert_eq!(v, serde_json::json!({"error": {
+            "message": "`stream` must be a boolean or null.", "type": "invalid_request_error", "param": "stream", "code": "invalid_type"
+        }}));
     }
 }

@@ -2,6 +2,12 @@
 //!
 //! The wasm glue calls one method per Envoy callback and does what the returned [`Step`] says;
 //! header edits go through the [`Host`] trait, so all of this runs (and is tested) natively.
+//!
+//! A `/v1/*` request is tracked: its credential is checked, its `accept-encoding` removed (so the
+//! upstream answers uncompressed and the counter can read it; Envoy compresses towards the client
+//! itself), and it is forwarded only to the endpoints the configuration lists
+//! ([`PluginConfig::endpoints`]); `GET /v1/models` is answered here, any other path gets 404.
+//! Every other path passes untouched.
 
 use std::rc::Rc;
 
@@ -12,10 +18,7 @@ use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
 use crate::keys::KeyState;
 use crate::record::UsageRecord;
 use crate::request_body::{self, RequestFacts};
-use crate::usage::{Accounting, BodyAccounting, StreamAccounting};
-
-/// Largest non-streamed response body kept whole for counting (1 MiB); past it, only the tail.
-const BODY_KEEP_BYTES: usize = 1024 * 1024;
+use crate::usage::{Accounting, BodyAccounting, PromptLayout, StreamAccounting};
 
 /// The host's side of request editing.
 pub trait Host {
@@ -53,8 +56,31 @@ pub struct RequestHead {
 
 #[derive(Debug)]
 enum Counting {
-    Stream(StreamAccounting),
-    Body(BodyAccounting),
+    Stream(Box<StreamAccounting>),
+    Body(Box<BodyAccounting>),
+    /// A reply still compressed (`content-encoding`): its bytes are not text, nothing is read.
+    Opaque,
+}
+
+/// What kind of endpoint a request goes to, as far as counting is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `/v1/chat/completions`: every choice answers one prompt.
+    Chat,
+    /// `/v1/responses`: no `stream_options` (nothing is injected), usage in its own events.
+    Responses,
+    /// Anything else listed: completions-like (choice `index` answers prompt `index / n`).
+    Other,
+}
+
+impl Endpoint {
+    fn of(path: &str) -> Self {
+        match path {
+            "/v1/chat/completions" => Self::Chat,
+            "/v1/responses" => Self::Responses,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// The state of one exchange.
@@ -62,6 +88,9 @@ pub struct Exchange {
     config: Rc<PluginConfig>,
     /// Whether this is a `/v1/*` request the gateway accounts for.
     tracked: bool,
+    endpoint: Endpoint,
+    /// The request's `n` (choices per prompt).
+    n: u64,
     record: UsageRecord,
     started_ms: u64,
     counting: Option<Counting>,
@@ -79,6 +108,8 @@ impl Exchange {
         Self {
             config,
             tracked: false,
+            endpoint: Endpoint::Other,
+            n: 1,
             record: UsageRecord::default(),
             started_ms: now_ms,
             counting: None,
@@ -114,6 +145,9 @@ impl Exchange {
             return Step::Continue;
         }
         self.tracked = true;
+        self.endpoint = Endpoint::of(path);
+        // The upstream answers uncompressed, so what it says can be counted.
+        host.set_request_header("accept-encoding", None);
         if let Err(e) = self.authenticate(head, keys, now_secs) {
             return self.refuse(e);
         }
@@ -121,19 +155,22 @@ impl Exchange {
         if let Some(clean) = strip_token_param(&head.path) {
             host.set_request_header(":path", Some(&clean));
         }
-        match (head.method.as_str(), path) {
-            ("GET", "/v1/models") => {
-                self.record.status = 200;
-                Step::Answer(self.models_list())
+        if head.method == "GET" && path == "/v1/models" {
+            self.record.status = 200;
+            return Step::Answer(self.models_list());
+        }
+        if !self.config.forwards(path) {
+            return self.refuse(GatewayError::UnknownPath(path.to_owned()));
+        }
+        if head.method == "POST" {
+            return Step::ReadBody;
+        }
+        match self.config.default_model.clone() {
+            Some(model) => {
+                self.record.model = Some(model.clone());
+                self.route_to(host, &model)
             }
-            ("POST", _) => Step::ReadBody,
-            _ => match self.config.default_model.clone() {
-                Some(model) => {
-                    self.record.model = Some(model.clone());
-                    self.route_to(host, &model)
-                }
-                None => self.refuse(GatewayError::UnknownPath(path.to_owned())),
-            },
+            None => self.refuse(GatewayError::UnknownPath(path.to_owned())),
         }
     }
 
@@ -202,11 +239,13 @@ impl Exchange {
         };
         self.record.model = Some(facts.model.clone());
         self.record.stream = facts.stream;
+        self.n = facts.n;
         let step = self.route_to(host, &facts.model);
         if step != Step::Continue {
             return step;
         }
-        if facts.stream {
+        // The Responses API has no `stream_options`: its streams always end with the usage.
+        if facts.stream && self.endpoint != Endpoint::Responses {
             self.inject_usage(host, body, &facts);
         }
         Step::Continue
@@ -228,19 +267,38 @@ impl Exchange {
 
     /// Response headers from the upstream (or a local reply). Returns true when the body will be
     /// rewritten for the caller (the glue then drops `content-length`).
-    pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>) -> bool {
+    /// A reply with a `content-encoding` other than `identity` is not read (its bytes are not
+    /// text): it counts as unknown, and passes unchanged.
+    pub fn on_response_headers(
+        &mut self,
+        status: u16,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> bool {
         self.record.status = status;
         let is_sse = content_type.is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
+        let encoded =
+            content_encoding.is_some_and(|e| e.split(',').any(|e| !e.trim().eq_ignore_ascii_case("identity")));
         self.rewriter = match self.injected {
-            Some(ask) if is_sse && ask.needs_rewrite() && !self.finished => Some(StreamRewriter::new(ask)),
+            Some(ask) if is_sse && !encoded && ask.needs_rewrite() && !self.finished => {
+                Some(StreamRewriter::new(ask))
+            }
             _ => None,
         };
-        self.counting = Some(if is_sse {
-            Counting::Stream(StreamAccounting::default())
-        } else {
-            Counting::Body(BodyAccounting::new(BODY_KEEP_BYTES))
+        self.counting = Some(match (encoded, is_sse) {
+            (true, _) => Counting::Opaque,
+            (false, true) => Counting::Stream(Box::new(StreamAccounting::new(self.prompt_layout()))),
+            (false, false) => Counting::Body(Box::default()),
         });
         self.rewriter.is_some()
+    }
+
+    /// How the stream's choices map to prompts, for counting a stream cut off half-way.
+    fn prompt_layout(&self) -> PromptLayout {
+        match self.endpoint {
+            Endpoint::Chat => PromptLayout::Single,
+            Endpoint::Responses | Endpoint::Other => PromptLayout::Batched { n: self.n },
+        }
     }
 
     /// Whether the next response bytes are the first (the only ones whose time is recorded).
@@ -261,7 +319,7 @@ impl Exchange {
         match &mut self.counting {
             Some(Counting::Stream(acc)) => acc.feed(chunk),
             Some(Counting::Body(acc)) => acc.feed(chunk),
-            None => {}
+            Some(Counting::Opaque) | None => {}
         }
         let rewriter = self.rewriter.as_mut()?;
         let mut out = rewriter.feed(chunk);
@@ -272,7 +330,9 @@ impl Exchange {
     }
 
     /// Ends the exchange and returns its record, once; `None` for untracked or already-finished
-    /// exchanges. `complete` is false when the response did not reach its end.
+    /// exchanges. `complete` is false when the response did not reach its end (the client went
+    /// away, the upstream reset): what was read until then still counts — a stream's usage so
+    /// far, a body's `usage` if it had been read whole — and the record says so.
     pub fn finish(&mut self, now_ms: u64, complete: bool) -> Option<UsageRecord> {
         if !self.tracked || self.finished {
             return None;
@@ -280,8 +340,8 @@ impl Exchange {
         self.finished = true;
         let accounting = match self.counting.take() {
             Some(Counting::Stream(mut acc)) => acc.finish(),
-            Some(Counting::Body(mut acc)) if complete => acc.finish(),
-            _ => Accounting::default(),
+            Some(Counting::Body(mut acc)) => acc.finish(),
+            Some(Counting::Opaque) | None => Accounting::default(),
         };
         self.record.usage = accounting.usage;
         self.record.usage_source = accounting.source;

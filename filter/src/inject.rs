@@ -3,9 +3,11 @@
 //! For a streamed request the gateway asks vLLM for usage (`stream_options.include_usage`, and
 //! `continuous_usage_stats` so that a stream cut off half-way can still be counted). The caller
 //! then gets back exactly what it would have got without the injection: [`StreamRewriter`] drops
-//! the usage-only chunk if the caller did not ask for usage, and removes the running `usage`
-//! member of every other chunk if it did not ask for continuous usage. Everything else passes
-//! byte for byte; an event is held only until its closing blank line has arrived.
+//! the usage-only chunk if the caller did not ask for usage, and removes from every other chunk
+//! a running `usage` if it did not ask for continuous usage, or a `"usage": null` if it did not
+//! ask for usage at all. Everything else passes byte for byte (an upstream that writes
+//! `"usage": null` on every chunk of a caller that asked for usage keeps it); an event is held
+//! only until its closing blank line has arrived.
 
 use serde_json::{Map, Value};
 
@@ -14,9 +16,9 @@ use crate::request_body::RequestFacts;
 /// What the caller itself asked for in `stream_options`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageAsk {
-    /// `include_usage: true`.
+    /// Usage at the end of the stream (`stream_options` with `include_usage` true or absent).
     pub include_usage: bool,
-    /// `continuous_usage_stats: true` (only meaningful with `include_usage`).
+    /// A running usage on every chunk (`include_usage` and `continuous_usage_stats: true`).
     pub continuous: bool,
 }
 
@@ -153,6 +155,11 @@ fn event_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Appends the event as the caller should see it (or nothing, if it is to be dropped).
+///
+/// Only what the injection caused is removed: a usage-only chunk when the caller did not ask for
+/// `include_usage`; a content chunk's `"usage": null` when it did not ask for `include_usage`
+/// (an upstream such as OpenAI writes it on every chunk once usage is asked for); a running usage
+/// when it did not ask for continuous usage. Anything else passes byte for byte.
 fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
     let Some((prefix_len, json_len)) = single_data_line(event) else {
         out.extend_from_slice(event);
@@ -163,20 +170,26 @@ fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
         out.extend_from_slice(event);
         return;
     };
-    let Some(usage) = member_span(&members, "usage") else {
+    let Some(usage) = members.iter().find(|m| m.key == b"usage") else {
         out.extend_from_slice(event);
         return;
     };
     let usage_only = is_usage_only(json, &members);
-    if usage_only && !ask.include_usage {
-        return;
-    }
-    if usage_only || ask.continuous {
+    let is_null = json.get(usage.value_start..usage.end) == Some(b"null");
+    let caused_by_injection = if usage_only || is_null { !ask.include_usage } else { !ask.continuous };
+    if !caused_by_injection {
         out.extend_from_slice(event);
         return;
     }
-    out.extend_from_slice(event.get(..prefix_len + usage.0).unwrap_or_default());
-    out.extend_from_slice(event.get(prefix_len + usage.1..).unwrap_or_default());
+    if usage_only {
+        return;
+    }
+    let Some((start, end)) = member_span(&members, "usage") else {
+        out.extend_from_slice(event);
+        return;
+    };
+    out.extend_from_slice(event.get(..prefix_len + start).unwrap_or_default());
+    out.extend_from_slice(event.get(prefix_len + end..).unwrap_or_default());
 }
 
 /// For an event made of one `data:` line: where its JSON starts and how long it is.

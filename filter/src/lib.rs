@@ -22,6 +22,7 @@ pub mod credential;
 pub mod error;
 pub mod exchange;
 pub mod inject;
+pub mod json_scan;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;

@@ -109,6 +109,7 @@ mod tests {
             cluster_header: "x".into(),
             usage_injection: Default::default(),
             default_model: None,
+            endpoints: crate::config::default_endpoints(),
         }
     }
 

@@ -1,12 +1,20 @@
-//! Reading what routing needs from a request body: the `model`, whether the reply streams, and
-//! what the caller asked for in `stream_options`.
+//! Reading what routing and accounting need from a request body: the `model`, whether the reply
+//! streams, what the caller asked for in `stream_options`, and `n`.
 //!
 //! Only those members are read; every other member is skipped without being kept, so a long
 //! prompt costs one scan and no allocation. A body that names a member twice is refused: the
 //! gateway and the upstream must never disagree on which `model` a request is for.
+//!
+//! `stream` and `stream_options` decide how a reply is counted, and vLLM reads them leniently
+//! (pydantic's lax mode streams for `"stream": "true"` or `1`). So the gateway refuses what it
+//! would have to guess: a `stream` that is neither a JSON boolean nor `null`, a `stream_options`
+//! that is neither an object nor `null`, and `include_usage` / `continuous_usage_stats` that are
+//! neither booleans nor `null` (400, `invalid_type`). What is left is read exactly as vLLM reads
+//! it (`StreamOptions` in vLLM's `protocol.py`: `include_usage` defaults to true when
+//! `stream_options` is present; `should_include_usage` in its `api_utils.py`).
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
@@ -17,14 +25,19 @@ pub struct RequestFacts {
     pub model: String,
     /// `"stream": true`.
     pub stream: bool,
-    /// `"stream_options": {"include_usage": true}`.
+    /// Whether vLLM sends a usage-only chunk at the end: `stream_options` is an object whose
+    /// `include_usage` is true or absent (it defaults to true there).
     pub include_usage: bool,
-    /// `"stream_options": {"continuous_usage_stats": true}`.
+    /// Whether vLLM adds a running usage to every chunk: `include_usage` and
+    /// `continuous_usage_stats: true`.
     pub continuous_usage_stats: bool,
+    /// `n`, the choices per prompt: a positive integer, 1 when absent, `null` or anything else
+    /// (which the upstream judges).
+    pub n: u64,
 }
 
 /// The members routing looks at; values stay loosely typed so that a wrong type is reported as
-/// what it means (a missing model, no stream) rather than as a parse error.
+/// what it means rather than as a parse error.
 #[derive(Deserialize)]
 struct Head {
     #[serde(default)]
@@ -33,6 +46,10 @@ struct Head {
     stream: Option<Value>,
     #[serde(default)]
     stream_options: Option<Value>,
+    #[serde(default)]
+    n: Option<Value>,
+    #[serde(default)]
+    background: Option<Value>,
 }
 
 /// Reads the routing facts of a JSON request body.
@@ -46,32 +63,119 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
         Some(Value::String(m)) if !m.is_empty() => m,
         _ => return Err(GatewayError::MissingModel),
     };
-    let option = |name: &str| {
-        head.stream_options.as_ref().and_then(|o| o.get(name)).and_then(Value::as_bool).unwrap_or(false)
+    let stream = match head.stream {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(wrong_type("stream", "`stream` must be a boolean or null.")),
     };
-    Ok(RequestFacts {
-        model,
-        stream: head.stream == Some(Value::Bool(true)),
-        include_usage: option("include_usage"),
-        continuous_usage_stats: option("continuous_usage_stats"),
-    })
+    let (include_usage, continuous_usage_stats) = match head.stream_options {
+        None | Some(Value::Null) => (false, false),
+        Some(Value::Object(options)) => usage_options(&options)?,
+        Some(_) => return Err(wrong_type("stream_options", "`stream_options` must be an object or null.")),
+    };
+    if !matches!(head.background, None | Some(Value::Null) | Some(Value::Bool(false))) {
+        // The Responses API answers a background request at once and generates afterwards,
+        // out of the gateway's sight: its tokens could never be counted.
+        return Err(GatewayError::Unsupported {
+            param: "background",
+            message: "Background responses are not supported through the gateway: their usage \
+                      could not be counted. Send the request without `background`."
+                .to_owned(),
+        });
+    }
+    let n = head.n.as_ref().and_then(Value::as_u64).filter(|n| *n >= 1).unwrap_or(1);
+    Ok(RequestFacts { model, stream, include_usage, continuous_usage_stats, n })
+}
+
+/// `include_usage` and `continuous_usage_stats` as vLLM applies them.
+fn usage_options(options: &Map<String, Value>) -> Result<(bool, bool), GatewayError> {
+    let flag = |name: &str, default: bool| match options.get(name) {
+        None => Ok(default),
+        Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(wrong_type("stream_options", &format!("`stream_options.{name}` must be a boolean or null."))),
+    };
+    let include = flag("include_usage", true)?;
+    let continuous = flag("continuous_usage_stats", false)?;
+    Ok((include, include && continuous))
+}
+
+fn wrong_type(param: &'static str, message: &str) -> GatewayError {
+    GatewayError::InvalidType { param, message: message.to_owned() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn facts(body: &str) -> RequestFacts {
+        read(body.as_bytes()).unwrap()
+    }
+
     #[test]
     fn reads_model_and_stream_flags() {
-        let f = read(br#"{"model":"qwen","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
-        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false });
-        let f = read("{\"model\":\"模型\",\"prompt\":\"你好\"}".as_bytes()).unwrap();
+        let f = facts(r#"{"model":"qwen","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#);
+        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false, n: 1 });
+        let f = facts("{\"model\":\"模型\",\"prompt\":\"你好\"}");
         assert_eq!(f.model, "模型");
         assert!(!f.stream && !f.include_usage);
-        let f = read(br#" {"stream_options":{"continuous_usage_stats":true,"x":[1]},"model":"m\u00e9"}"#).unwrap();
+        let f = facts(r#" {"stream_options":{"include_usage":true,"continuous_usage_stats":true,"x":[1]},"model":"m\u00e9"}"#);
         assert_eq!((f.model.as_str(), f.continuous_usage_stats), ("mé", true));
-        assert!(!read(br#"{"model":"m","stream_options":null}"#).unwrap().include_usage);
-        assert!(!read(br#"{"model":"m","stream_options":"yes"}"#).unwrap().include_usage);
+        assert!(!facts(r#"{"model":"m","stream_options":null,"stream":null}"#).include_usage);
+        assert!(!facts(r#"{"model":"m","stream":null}"#).stream);
+    }
+
+    #[test]
+    fn background_responses_are_refused_and_false_is_fine() {
+        for background in ["true", "\"true\"", "1", "{}"] {
+            let e = read(format!(r#"{{"model":"m","input":"x","background":{background}}}"#).as_bytes()).unwrap_err();
+            assert!(matches!(&e, GatewayError::Unsupported { param: "background", .. }), "{background}: {e:?}");
+            assert_eq!((e.status(), e.code()), (400, "unsupported_parameter"));
+        }
+        for background in ["false", "null"] {
+            assert!(read(format!(r#"{{"model":"m","input":"x","background":{background}}}"#).as_bytes()).is_ok());
+        }
+    }
+
+    #[test]
+    fn stream_options_are_read_as_vllm_reads_them() {
+        let ask = |options: &str| {
+            let f = facts(&format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#));
+            (f.include_usage, f.continuous_usage_stats)
+        };
+        assert_eq!(ask("{}"), (true, false), "include_usage defaults to true");
+        assert_eq!(ask(r#"{"continuous_usage_stats":true}"#), (true, true));
+        assert_eq!(ask(r#"{"include_usage":null,"continuous_usage_stats":true}"#), (false, false), "null is false");
+        assert_eq!(ask(r#"{"include_usage":false,"continuous_usage_stats":true}"#), (false, false));
+        assert_eq!(ask(r#"{"include_usage":true,"continuous_usage_stats":null}"#), (true, false));
+        assert_eq!(ask("null"), (false, false));
+    }
+
+    #[test]
+    fn a_stream_that_is_not_a_boolean_is_refused() {
+        for stream in [r#""true""#, "1", "0", r#""false""#, "[]", "{}", "1.0"] {
+            let e = read(format!(r#"{{"model":"m","stream":{stream}}}"#).as_bytes()).unwrap_err();
+            assert!(matches!(&e, GatewayError::InvalidType { param: "stream", .. }), "{stream}: {e:?}");
+            assert_eq!((e.status(), e.code()), (400, "invalid_type"));
+        }
+    }
+
+    #[test]
+    fn stream_options_of_the_wrong_type_are_refused() {
+        for options in [r#""yes""#, "true", "[]", "1", r#"{"include_usage":"true"}"#, r#"{"include_usage":1}"#, r#"{"continuous_usage_stats":"yes"}"#] {
+            let e = read(format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#).as_bytes()).unwrap_err();
+            assert!(matches!(&e, GatewayError::InvalidType { param: "stream_options", .. }), "{options}: {e:?}");
+        }
+        let e = read(br#"{"model":"m","stream_options":{"include_usage":"1"}}"#).unwrap_err();
+        assert_eq!(e.message(), "`stream_options.include_usage` must be a boolean or null.");
+    }
+
+    #[test]
+    fn n_is_a_positive_integer_or_one() {
+        assert_eq!(facts(r#"{"model":"m","n":4}"#).n, 4);
+        for n in ["null", "0", "-2", "2.5", r#""3""#, "true"] {
+            assert_eq!(facts(&format!(r#"{{"model":"m","n":{n}}}"#)).n, 1, "{n}");
+        }
     }
 
     #[test]
@@ -85,12 +189,13 @@ mod tests {
         assert_eq!(read(br#"{"model":7}"#), Err(GatewayError::MissingModel));
         assert_eq!(read(br#"{"model":""}"#), Err(GatewayError::MissingModel));
         assert_eq!(read(br#"{"model":null}"#), Err(GatewayError::MissingModel));
-        assert!(!read(br#"{"model":"m","stream":"yes"}"#).unwrap().stream);
     }
 
     #[test]
     fn a_member_named_twice_is_refused() {
         let e = read(br#"{"model":"cheap","messages":[],"model":"expensive"}"#).unwrap_err();
         assert!(matches!(&e, GatewayError::BadJson(m) if m.contains("duplicate field `model`")), "{e:?}");
+        let e = read(br#"{"model":"m","stream":false,"stream":true}"#).unwrap_err();
+        assert!(matches!(&e, GatewayError::BadJson(m) if m.contains("duplicate field `stream`")), "{e:?}");
     }
 }

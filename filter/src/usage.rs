@@ -1,13 +1,33 @@
 //! Token accounting: what the upstream reported about usage and errors, from a streamed response
-//! ([`StreamAccounting`], fed chunk by chunk through the SSE parser) or a whole JSON body
-//! ([`BodyAccounting`]). Both keep bounded memory however long the response is.
+//! ([`StreamAccounting`], fed chunk by chunk) or a whole JSON body ([`BodyAccounting`]). Both read
+//! with the incremental [`crate::json_scan`] scanner and keep bounded memory however long the
+//! response is.
+//!
+//! What counts, per endpoint (the shapes are vLLM's, read from its server code):
+//! - `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, not streamed: the body's
+//!   top-level `usage` (`prompt_tokens`, `completion_tokens`, `total_tokens`; for batched prompts
+//!   or inputs vLLM sums them there).
+//! - `/v1/responses`, not streamed: the top-level `usage` with `input_tokens` / `output_tokens` /
+//!   `total_tokens`, read as prompt / completion / total.
+//! - streamed chat and completions: the usage-only chunk (`"choices": []`) when it comes; before
+//!   it (a stream cut off), the running usage of each choice (`continuous_usage_stats`), summed
+//!   over choices, with each prompt's tokens counted once (see [`PromptLayout`]).
+//! - streamed `/v1/responses`: `response.usage` of the `response.completed` (or
+//!   `response.incomplete` / `response.failed`) event.
+//! - nothing reported: completion tokens are estimated as the number of chunks (or `*.delta`
+//!   events) that carry generated content, and the source says `estimated`.
 
-use std::borrow::Cow;
-
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use crate::sse::SseParser;
+mod body;
+mod event;
+mod stream;
+
+pub use body::BodyAccounting;
+pub use stream::{PromptLayout, StreamAccounting, MAX_TRACKED_CHOICES};
+
+/// Values copied out of a reply are at most this large (64 KiB); a larger one is skipped.
+pub const CAPTURE_BYTES: usize = 64 * 1024;
 
 /// Token counts of one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +48,7 @@ pub enum UsageSource {
     Reported,
     /// None was reported; completion tokens are the number of content chunks seen.
     Estimated,
-    /// Nothing to count (an error reply, or a body without usage).
+    /// Nothing to count (an error reply, a body without usage, a compressed reply).
     #[default]
     None,
 }
@@ -39,127 +59,6 @@ pub struct UpstreamError {
     /// The error's `type`, e.g. `BadRequestError`.
     #[serde(rename = "type")]
     pub kind: String,
-}
-
-/// What one JSON document (a stream chunk or a whole body) says about usage.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DocumentFacts {
-    /// The `usage` object, if present and not null.
-    pub usage: Option<Usage>,
-    /// An error object, if the document is one.
-    pub error: Option<UpstreamError>,
-    /// Whether a choice carries generated content (one token per chunk when estimating).
-    pub has_content: bool,
-}
-
-/// A stream chunk or a whole body, read without keeping its text: strings the accounting only
-/// tests for emptiness are never copied, and every other member is skipped.
-#[derive(Deserialize)]
-struct Document<'a> {
-    #[serde(default)]
-    usage: Option<ReportedUsage>,
-    #[serde(default)]
-    error: Option<ErrorObject>,
-    #[serde(default, borrow)]
-    object: Option<Cow<'a, str>>,
-    #[serde(default, rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    choices: Option<Vec<Choice>>,
-}
-
-#[derive(Deserialize)]
-struct ReportedUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ErrorObject {
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    delta: Option<Delta>,
-    #[serde(default)]
-    text: Option<Text>,
-}
-
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<Text>,
-    #[serde(default)]
-    reasoning_content: Option<Text>,
-    #[serde(default)]
-    tool_calls: Option<IgnoredAny>,
-}
-
-/// A JSON string, of which only whether it is empty is kept.
-struct Text {
-    empty: bool,
-}
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl serde::de::Visitor<'_> for TextVisitor {
-            type Value = Text;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text { empty: v.is_empty() })
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-impl From<ReportedUsage> for Usage {
-    fn from(r: ReportedUsage) -> Self {
-        let prompt = r.prompt_tokens.unwrap_or(0);
-        let completion = r.completion_tokens.unwrap_or(0);
-        Usage {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: r.total_tokens.unwrap_or(prompt.saturating_add(completion)),
-        }
-    }
-}
-
-/// Reads one JSON document; `None` if it is not a JSON object.
-pub fn read_document(bytes: &[u8]) -> Option<DocumentFacts> {
-    let doc: Document<'_> = serde_json::from_slice(bytes).ok()?;
-    let flat_error = (doc.object.as_deref() == Some("error")).then(|| UpstreamError {
-        kind: doc.kind.as_deref().unwrap_or("error").to_owned(),
-    });
-    let nested_error = doc.error.map(|e| UpstreamError {
-        kind: e.kind.unwrap_or_else(|| "error".to_owned()),
-    });
-    let has_content = doc.choices.iter().flatten().any(Choice::has_content);
-    Some(DocumentFacts {
-        usage: doc.usage.map(Usage::from),
-        error: nested_error.or(flat_error),
-        has_content,
-    })
-}
-
-impl Choice {
-    fn has_content(&self) -> bool {
-        let non_empty = |s: &Option<Text>| s.as_ref().is_some_and(|s| !s.empty);
-        non_empty(&self.text)
-            || self.delta.as_ref().is_some_and(|d| {
-                non_empty(&d.content) || non_empty(&d.reasoning_content) || d.tool_calls.is_some()
-            })
-    }
 }
 
 /// The outcome of counting one response.
@@ -173,110 +72,59 @@ pub struct Accounting {
     pub error: Option<UpstreamError>,
 }
 
-/// Counts a streamed (SSE) response as it passes through.
-#[derive(Debug, Default)]
-pub struct StreamAccounting {
-    parser: SseParser,
-    reported: Option<Usage>,
-    content_chunks: u64,
-    error: Option<UpstreamError>,
-}
-
-impl StreamAccounting {
-    /// Reads the next piece of the stream.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.parser.feed(chunk);
-        while let Some(event) = self.parser.next() {
-            self.take_event(&event);
-        }
-    }
-
-    fn take_event(&mut self, data: &[u8]) {
-        if data == b"[DONE]" {
-            return;
-        }
-        let Some(facts) = read_document(data) else {
-            return;
-        };
-        if facts.usage.is_some() {
-            self.reported = facts.usage;
-        }
-        if facts.has_content {
-            self.content_chunks += 1;
-        }
-        if facts.error.is_some() {
-            self.error = facts.error;
-        }
-    }
-
-    /// The counts so far; call at the end of the stream (or when it was cut off).
-    pub fn finish(&mut self) -> Accounting {
-        if let Some(event) = self.parser.finish() {
-            self.take_event(&event);
-        }
-        let (usage, source) = match (self.reported, self.content_chunks) {
-            (Some(usage), _) => (usage, UsageSource::Reported),
-            (None, 0) => (Usage::default(), UsageSource::None),
-            (None, n) => (
-                Usage { prompt_tokens: 0, completion_tokens: n, total_tokens: n },
-                UsageSource::Estimated,
-            ),
-        };
-        Accounting { usage, source, error: self.error.clone() }
+impl Accounting {
+    /// Counts the upstream reported.
+    fn reported(usage: Usage, error: Option<UpstreamError>) -> Self {
+        Self { usage, source: UsageSource::Reported, error }
     }
 }
 
-/// Counts a whole (non-streamed) JSON body, which passes through untouched while a copy of at
-/// most `limit` bytes is kept; past that only the tail is kept, where `usage` sits.
-#[derive(Debug)]
-pub struct BodyAccounting {
-    kept: Vec<u8>,
-    limit: usize,
-    truncated: bool,
+/// A `usage` object in either naming: chat/completions/embeddings (`prompt_tokens`,
+/// `completion_tokens`) or the Responses API (`input_tokens`, `output_tokens`).
+#[derive(Deserialize)]
+struct ReportedUsage {
+    #[serde(default, alias = "input_tokens")]
+    prompt_tokens: Option<u64>,
+    #[serde(default, alias = "output_tokens")]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
 }
 
-/// Bytes of the body's tail kept once a body is over the limit.
-const TAIL_BYTES: usize = 64 * 1024;
-
-impl BodyAccounting {
-    /// Keeps at most `limit` bytes of the body (at least the tail window).
-    pub fn new(limit: usize) -> Self {
-        Self { kept: Vec::new(), limit: limit.max(TAIL_BYTES), truncated: false }
-    }
-
-    /// Reads the next piece of the body.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.kept.extend_from_slice(chunk);
-        if self.kept.len() > self.limit {
-            let cut = self.kept.len() - TAIL_BYTES;
-            self.kept.drain(..cut);
-            self.truncated = true;
-        }
-    }
-
-    /// The counts, once the body is complete.
-    pub fn finish(&mut self) -> Accounting {
-        let facts = if self.truncated {
-            usage_in_tail(&self.kept).map(|usage| DocumentFacts { usage: Some(usage), ..Default::default() })
-        } else {
-            read_document(&self.kept)
-        };
-        self.kept = Vec::new();
-        let facts = facts.unwrap_or_default();
-        match facts.usage {
-            Some(usage) => Accounting { usage, source: UsageSource::Reported, error: facts.error },
-            None => Accounting { error: facts.error, ..Default::default() },
-        }
-    }
+/// Reads a captured `usage` value; `None` for `null` or anything that is not a usage object.
+fn parse_usage(bytes: &[u8]) -> Option<Usage> {
+    let reported: Option<ReportedUsage> = serde_json::from_slice(bytes).ok()?;
+    let r = reported?;
+    let prompt = r.prompt_tokens.unwrap_or(0);
+    let completion = r.completion_tokens.unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: r.total_tokens.unwrap_or(prompt.saturating_add(completion)),
+    })
 }
 
-/// Finds the last `"usage":{…}` object in the tail of a large body.
-fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
-    const KEY: &[u8] = b"\"usage\":";
-    let at = tail.windows(KEY.len()).rposition(|w| w == KEY)?;
-    let rest = tail.get(at + KEY.len()..)?;
-    let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<ReportedUsage>();
-    stream.next()?.ok().map(Usage::from)
+/// An error object's `type` (or, for the Responses API's errors, its `code`).
+#[derive(Default, Deserialize)]
+struct ErrorObject {
+    #[serde(default, rename = "type")]
+    kind: Option<serde_json::Value>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+/// Reads a captured `error` value: its `type` (else its `code`, else `error`); `None` for
+/// `null`.
+fn parse_error(bytes: &[u8]) -> Option<UpstreamError> {
+    let object: Option<ErrorObject> = serde_json::from_slice(bytes).unwrap_or(Some(ErrorObject::default()));
+    let object = object?;
+    let text = |v: &Option<serde_json::Value>| v.as_ref().and_then(serde_json::Value::as_str).map(str::to_owned);
+    Some(UpstreamError { kind: text(&object.kind).or_else(|| text(&object.code)).unwrap_or_else(|| "error".to_owned()) })
+}
+
+/// Reads a captured JSON string (`None` when it is not one).
+fn parse_str(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice(bytes).ok()
 }
 
 #[cfg(test)]

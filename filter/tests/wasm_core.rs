@@ -1,8 +1,9 @@
 //! The filter's pure core through its public API, run natively (`cargo test`) and compiled to
 //! `wasm32-unknown-unknown` under Node with `wasm-bindgen-test` (`cargo xtask test`), so that what
-//! Envoy runs — the same code as wasm — is checked too: the SSE parser and usage accounting over
-//! the recorded streams in `shared/fixtures` split at every byte boundary, the stream rewriter,
-//! key lookup, credentials, request bodies, plugin configuration and error bodies.
+//! Envoy runs — the same code as wasm — is checked too: the SSE parser, the JSON scanner and usage
+//! accounting over the recorded streams in `shared/fixtures` split at every byte boundary, the
+//! stream rewriter, key lookup, credentials, request bodies, plugin configuration and error
+//! bodies.
 
 use serde_json::{json, Value};
 use vllm_gateway_filter::config::PluginConfig;
@@ -11,10 +12,13 @@ use vllm_gateway_filter::error::GatewayError;
 use vllm_gateway_filter::inject::{StreamRewriter, UsageAsk};
 use vllm_gateway_filter::keys::{hash_key, KeyState};
 use vllm_gateway_filter::request_body;
-use vllm_gateway_filter::sse::SseParser;
-use vllm_gateway_filter::usage::{Accounting, BodyAccounting, StreamAccounting, Usage, UsageSource};
+use vllm_gateway_filter::sse::{SseParser, SsePiece};
+use vllm_gateway_filter::usage::{Accounting, BodyAccounting, PromptLayout, StreamAccounting, Usage, UsageSource};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test;
+
+#[path = "wasm_core/accounting.rs"]
+mod accounting;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -57,19 +61,29 @@ fn reported_usage_of(stream: &[u8]) -> Usage {
 
 fn parse_in(chunks: &[&[u8]]) -> Vec<String> {
     let mut parser = SseParser::default();
-    let mut out = Vec::new();
+    let (mut out, mut data) = (Vec::new(), Vec::new());
+    let mut take = |piece: SsePiece, data: &mut Vec<u8>| match piece {
+        SsePiece::Data(bytes) => data.extend_from_slice(bytes),
+        SsePiece::End => out.push(String::from_utf8(std::mem::take(data)).unwrap()),
+    };
     for chunk in chunks {
         parser.feed(chunk);
-        while let Some(event) = parser.next() {
-            out.push(String::from_utf8(event).unwrap());
+        while let Some(piece) = parser.next() {
+            take(piece, &mut data);
         }
     }
-    out.extend(parser.finish().map(|event| String::from_utf8(event).unwrap()));
+    if let Some(piece) = parser.finish() {
+        take(piece, &mut data);
+    }
     out
 }
 
 fn count_stream(chunks: &[&[u8]]) -> Accounting {
-    let mut accounting = StreamAccounting::default();
+    count_stream_as(PromptLayout::default(), chunks)
+}
+
+fn count_stream_as(layout: PromptLayout, chunks: &[&[u8]]) -> Accounting {
+    let mut accounting = StreamAccounting::new(layout);
     for chunk in chunks {
         accounting.feed(chunk);
     }
@@ -77,7 +91,7 @@ fn count_stream(chunks: &[&[u8]]) -> Accounting {
 }
 
 fn count_body(body: &[u8], chunk: usize) -> Accounting {
-    let mut accounting = BodyAccounting::new(1 << 20);
+    let mut accounting = BodyAccounting::new();
     for piece in body.chunks(chunk) {
         accounting.feed(piece);
     }
@@ -116,17 +130,24 @@ fn the_parser_takes_crlf_comments_and_split_characters() {
 
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
-fn the_parser_drops_oversized_events_in_bounded_memory() {
-    let mut parser = SseParser::new(64);
+fn the_parser_streams_a_huge_event_without_holding_it() {
+    let mut parser = SseParser::new();
     parser.feed(b"data: ");
+    let mut data = 0;
     for _ in 0..1000 {
-        parser.feed(&[b'x'; 50]);
-        assert!(parser.buffered_bytes() <= 2 * 64 + 50);
-        while parser.next().is_some() {}
+        parser.feed(&[b'x'; 1000]);
+        while let Some(piece) = parser.next() {
+            if let SsePiece::Data(bytes) = piece {
+                data += bytes.len();
+            }
+        }
+        assert_eq!(parser.buffered_bytes(), 0);
     }
     parser.feed(b"\n\ndata: after\n\n");
-    assert_eq!(parser.next(), Some(b"after".to_vec()));
-    assert_eq!(parser.dropped_events(), 1);
+    assert_eq!(parser.next(), Some(SsePiece::End));
+    assert_eq!(parser.next(), Some(SsePiece::Data(b"after")));
+    assert_eq!(parser.next(), Some(SsePiece::End));
+    assert_eq!(data, 1_000_000);
 }
 
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -190,15 +211,6 @@ fn recorded_bodies_report_their_usage() {
     assert_eq!(count_body(b"<html>oops", 1).source, UsageSource::None);
 }
 
-#[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
-#[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
-fn a_huge_body_still_counts_from_its_tail() {
-    let filler = "x".repeat(3 << 20);
-    let body = format!("{{\"choices\":[{{\"text\":\"{filler}\"}}],\"usage\":{{\"prompt_tokens\":3,\"total_tokens\":10,\"completion_tokens\":7}}}}");
-    let accounting = count_body(body.as_bytes(), 16 * 1024);
-    assert_eq!(accounting.usage, Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 });
-}
-
 /// The vLLM recording as vLLM sends it when asked for continuous usage: a running `usage` on
 /// every chunk that has choices, and the usage-only chunk last.
 fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
@@ -254,7 +266,9 @@ fn what_the_caller_asked_is_read_from_stream_options() {
         ask(json!({"stream_options": {"include_usage": true}})),
         UsageAsk { include_usage: true, continuous: false }
     );
-    assert_eq!(ask(json!({"stream_options": {"continuous_usage_stats": true}})), UsageAsk::default());
+    assert_eq!(ask(json!({"stream_options": {}})), UsageAsk { include_usage: true, continuous: false }, "vLLM's default");
+    assert_eq!(ask(json!({"stream_options": {"continuous_usage_stats": true}})), UsageAsk { include_usage: true, continuous: true });
+    assert_eq!(ask(json!({"stream_options": {"include_usage": null}})), UsageAsk::default());
     let everything = ask(json!({"stream_options": {"include_usage": true, "continuous_usage_stats": true}}));
     assert!(!everything.needs_rewrite());
     assert!(UsageAsk::default().needs_rewrite());
@@ -300,8 +314,12 @@ fn credentials_are_found_and_stripped() {
 fn request_bodies_give_model_and_stream_flags() {
     let facts = request_body::read(br#"{"model":"qwen","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
     assert_eq!((facts.model.as_str(), facts.stream, facts.include_usage), ("qwen", true, true));
-    let facts = request_body::read("{\"model\":\"模型\",\"stream\":\"yes\"}".as_bytes()).unwrap();
-    assert_eq!((facts.model.as_str(), facts.stream, facts.include_usage), ("模型", false, false));
+    let facts = request_body::read("{\"model\":\"模型\",\"stream\":null,\"n\":3}".as_bytes()).unwrap();
+    assert_eq!((facts.model.as_str(), facts.stream, facts.include_usage, facts.n), ("模型", false, false, 3));
+    for bad in [r#"{"model":"m","stream":"true"}"#, r#"{"model":"m","stream":1}"#, r#"{"model":"m","stream_options":[]}"#] {
+        let e = request_body::read(bad.as_bytes()).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "invalid_type"), "{bad}");
+    }
     assert!(matches!(request_body::read(b"{bad"), Err(GatewayError::BadJson(_))));
     assert!(matches!(request_body::read(b"[1]"), Err(GatewayError::BadJson(_))));
     assert_eq!(request_body::read(br#"{"model":7}"#), Err(GatewayError::MissingModel));
@@ -327,6 +345,9 @@ fn plugin_config_fills_defaults_and_names_the_wrong_field() {
     assert_eq!(error_of(|c| c["models"]["qwen"]["cluster"] = "".into()), "models.qwen.cluster: must not be empty");
     assert!(error_of(|c| c["state"]["refresh_ms"] = 5.into()).starts_with("state.refresh_ms:"));
     assert!(error_of(|c| c["modles"] = json!({})).contains("unknown field `modles`"));
+    assert_eq!(error_of(|c| c["endpoints"] = json!(["/v1/a", "/v1/b", "/v2/c"])), "endpoints[2]: must start with /v1/");
+    assert_eq!(error_of(|c| c["endpoints"] = json!(["/v1/a", "/v1/a"])), "endpoints[1]: duplicate of endpoints[0]");
+    assert!(config.forwards("/v1/responses") && !config.forwards("/v1/load_lora_adapter"));
     assert!(PluginConfig::parse(b"not json").is_err());
 }
 
@@ -344,6 +365,7 @@ fn error_bodies_are_openai_shaped() {
         GatewayError::UnknownModel("gpt-\"x\"".into()),
         GatewayError::BodyTooLarge(10),
         GatewayError::UnknownPath("/v1/nope".into()),
+        GatewayError::InvalidType { param: "stream", message: "`stream` must be a boolean or null.".into() },
     ];
     for e in all {
         let body: Value = serde_json::from_slice(&e.body()).unwrap();

@@ -7,6 +7,9 @@ use crate::config::{ModelRoute, StateFeed};
 use crate::keys::hash_key;
 use crate::usage::UsageSource;
 
+mod accounting;
+mod endpoints;
+
 #[derive(Default)]
 struct FakeHost {
     headers: BTreeMap<String, Option<String>>,
@@ -44,6 +47,7 @@ fn config() -> Rc<PluginConfig> {
         cluster_header: "x-gateway-cluster".into(),
         usage_injection: Default::default(),
         default_model: None,
+        endpoints: crate::config::default_endpoints(),
     })
 }
 
@@ -82,7 +86,7 @@ fn a_good_key_is_stripped_and_the_body_routes_by_model() {
     assert_eq!(injected["stream_options"]["include_usage"], true);
     assert_eq!(host.headers["content-length"].as_deref(), Some(&*host.body.as_ref().unwrap().len().to_string()));
 
-    assert!(ex.on_response_headers(200, Some("text/event-stream; charset=utf-8")), "rewritten for the caller");
+    assert!(ex.on_response_headers(200, Some("text/event-stream; charset=utf-8"), None), "rewritten for the caller");
     let first = ex.on_response_body(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":{\"prompt_tokens\":4,\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,", false, 1_005);
     assert_eq!(first.unwrap(), b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec());
     let rest = ex.on_response_body(b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n", true, 1_009);
@@ -188,7 +192,7 @@ fn a_cut_off_non_streamed_body_counts_nothing_but_is_recorded() {
     let mut host = FakeHost::default();
     let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
     ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
-    assert!(!ex.on_response_headers(200, Some("application/json")));
+    assert!(!ex.on_response_headers(200, Some("application/json"), None));
     assert_eq!(ex.on_response_body(b"{\"usage\":{\"prompt_tokens\":1", false, 1_002), None);
     let record = ex.finish(1_003, false).unwrap();
     assert!(record.client_disconnected);
@@ -212,13 +216,3 @@ fn an_app_uses_only_its_allowed_models() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "only the allowed model is listed");
 }
 
-#[test]
-fn paths_without_a_model_go_to_the_default_model_when_there_is_one() {
-    let mut cfg = (*config()).clone();
-    cfg.default_model = Some("model-a".into());
-    let mut host = FakeHost::default();
-    let mut ex = Exchange::new(Rc::new(cfg), 0);
-    let step = ex.on_request_headers(&mut host, &head("GET", "/v1/files", Some("Bearer sk-live-good")), Some(&keys()), 0);
-    assert_eq!(step, Step::Continue);
-    assert_eq!(host.headers["x-gateway-cluster"].as_deref(), Some("cluster_a"));
-}

@@ -126,7 +126,8 @@ impl HttpContext for GatewayHttp {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let content_type = host::header(MapType::HttpResponseHeaders, "content-type");
-        if self.exchange.on_response_headers(status, content_type.as_deref()) {
+        let content_encoding = host::header(MapType::HttpResponseHeaders, "content-encoding");
+        if self.exchange.on_response_headers(status, content_type.as_deref(), content_encoding.as_deref()) {
             // The caller gets the stream without the injected usage: its length changes.
             let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
         }

@@ -3,8 +3,15 @@
 
 use super::*;
 
-const VLLM_STREAM: &[u8] =
-    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/vllm-chat-stream-include-usage.sse"));
+macro_rules! fixture {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/", $name))
+    };
+}
+
+const VLLM_STREAM: &[u8] = fixture!("vllm-chat-stream-include-usage.sse");
+/// OpenAI's own replies to `include_usage`: `"usage":null` on every content chunk.
+const OPENAI_STREAMS: [&[u8]; 2] = [fixture!("openai-chat-stream-usage.sse"), fixture!("openai-chat-stream-tool-call-usage.sse")];
 
 fn rewrite_in(chunks: &[&[u8]], ask: UsageAsk) -> Vec<u8> {
     let mut rewriter = StreamRewriter::new(ask);
@@ -76,7 +83,10 @@ fn what_the_caller_asked_is_read() {
     let ask = |s: &str| UsageAsk::of(&crate::request_body::read(s.as_bytes()).unwrap());
     assert_eq!(ask(r#"{"model":"m"}"#), UsageAsk::default());
     assert_eq!(ask(r#"{"model":"m","stream_options":{"include_usage":true}}"#), UsageAsk { include_usage: true, continuous: false });
-    assert_eq!(ask(r#"{"model":"m","stream_options":{"continuous_usage_stats":true}}"#), UsageAsk::default(), "alone it does nothing");
+    // vLLM's `StreamOptions.include_usage` defaults to true once `stream_options` is there.
+    assert_eq!(ask(r#"{"model":"m","stream_options":{}}"#), UsageAsk { include_usage: true, continuous: false });
+    assert_eq!(ask(r#"{"model":"m","stream_options":{"continuous_usage_stats":true}}"#), UsageAsk { include_usage: true, continuous: true });
+    assert_eq!(ask(r#"{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true}}"#), UsageAsk::default());
     assert!(!ask(r#"{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#).needs_rewrite());
 }
 
@@ -132,4 +142,46 @@ fn odd_events_pass_unchanged() {
     assert_eq!(rewrite_in(&[crlf], UsageAsk::default()), b"data: [DONE]\r\n\r\n".to_vec());
     let unterminated = b"data: {\"choices\":[],\"usage\":{}}";
     assert_eq!(rewrite_in(&[unterminated], UsageAsk::default()), unterminated.to_vec());
+}
+
+#[test]
+fn null_usage_from_an_upstream_reaches_a_caller_that_asked_for_usage_byte_for_byte() {
+    let ask = UsageAsk { include_usage: true, continuous: false };
+    for stream in OPENAI_STREAMS {
+        assert!(String::from_utf8_lossy(stream).matches("\"usage\":null").count() >= 3);
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(rewrite_in(&[a, b], ask), stream, "split at {cut}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(rewrite_in(&bytes, ask), stream);
+        let continuous = UsageAsk { include_usage: true, continuous: true };
+        assert_eq!(rewrite_in(&[stream], continuous), stream);
+    }
+}
+
+#[test]
+fn null_usage_is_removed_only_for_a_caller_that_did_not_ask_for_usage() {
+    for stream in OPENAI_STREAMS {
+        let expected: String = events(stream)
+            .into_iter()
+            .filter(|e| !e.contains("\"choices\":[]"))
+            .map(|e| e.replace("\"usage\":null,", ""))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        assert!(!expected.contains("usage"));
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(String::from_utf8(rewrite_in(&[a, b], UsageAsk::default())).unwrap(), expected, "split at {cut}");
+        }
+    }
+}
+
+#[test]
+fn a_running_usage_is_removed_only_for_a_caller_that_did_not_ask_for_it() {
+    let running = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":1,\"total_tokens\":2,\"completion_tokens\":1}}\n\n";
+    let without = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n";
+    assert_eq!(rewrite_in(&[running], UsageAsk::default()), without);
+    assert_eq!(rewrite_in(&[running], UsageAsk { include_usage: true, continuous: false }), without);
+    assert_eq!(rewrite_in(&[running], UsageAsk { include_usage: true, continuous: true }), running);
 }

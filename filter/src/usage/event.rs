@@ -1,0 +1,235 @@
+//! What one streamed event says about usage: a chat or completions chunk, or a Responses API
+//! event (`{"type":"response.output_text.delta",…}`, `{"type":"response.completed",…}`).
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::{parse_error, parse_str, parse_usage, UpstreamError, Usage};
+use crate::json_scan::{Captured, Path, Scan};
+
+const USAGE: usize = 0;
+const ERROR: usize = 1;
+const OBJECT: usize = 2;
+const TYPE: usize = 3;
+const CHOICES: usize = 4;
+const DELTA: usize = 5;
+const CODE: usize = 6;
+const RESPONSE_USAGE: usize = 7;
+const RESPONSE_ERROR: usize = 8;
+
+/// The members an event is scanned for.
+pub(super) const PATHS: &[Path] = &[
+    &["usage"],
+    &["error"],
+    &["object"],
+    &["type"],
+    &["choices"],
+    &["delta"],
+    &["code"],
+    &["response", "usage"],
+    &["response", "error"],
+];
+
+/// The Responses API events whose `response` carries the request's final usage.
+const FINAL_RESPONSE_EVENTS: [&str; 3] = ["response.completed", "response.incomplete", "response.failed"];
+
+/// What one event says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct EventFacts {
+    /// The usage it reports, if any (not `null`).
+    pub usage: Option<Usage>,
+    /// The usage covers the whole request (a usage-only chunk, a final Responses event) rather
+    /// than the choice the chunk carries.
+    pub usage_is_total: bool,
+    /// The index of the (first) choice the chunk carries, when it could be read.
+    pub choice: Option<u64>,
+    /// Whether it carries generated content (one token when estimating).
+    pub has_content: bool,
+    /// An error, if the event is one.
+    pub error: Option<UpstreamError>,
+}
+
+/// What a chunk's `choices` say, read one choice at a time without keeping them.
+#[derive(Default)]
+struct Choices {
+    count: usize,
+    /// The first choice's `index`.
+    first: Option<u64>,
+    has_content: bool,
+}
+
+impl<'de> Deserialize<'de> for Choices {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChoicesVisitor;
+        impl<'de> Visitor<'de> for ChoicesVisitor {
+            type Value = Choices;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Choices, E> {
+                Ok(Choices::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices, A::Error> {
+                let mut choices = Choices::default();
+                while let Some(choice) = seq.next_element::<Choice>()? {
+                    if choices.count == 0 {
+                        choices.first = choice.index;
+                    }
+                    choices.count += 1;
+                    choices.has_content |= choice.has_content();
+                }
+                Ok(choices)
+            }
+        }
+        deserializer.deserialize_any(ChoicesVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    text: Option<Text>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<Text>,
+    #[serde(default)]
+    reasoning_content: Option<Text>,
+    #[serde(default)]
+    reasoning: Option<Text>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+}
+
+/// Generated text, of which only whether it is empty is kept (nothing is copied). It is a string,
+/// but read leniently: anything that is neither `null` nor `""` counts as content.
+struct Text {
+    empty: bool,
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("text")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text { empty: v.is_empty() })
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Text, E> {
+                Ok(Text { empty: true })
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Text, E> {
+                Ok(Text { empty: false })
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Text, E> {
+                Ok(Text { empty: false })
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Text, E> {
+                Ok(Text { empty: false })
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Text, E> {
+                Ok(Text { empty: false })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text, A::Error> {
+                let mut empty = true;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    empty = false;
+                }
+                Ok(Text { empty })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
+                let mut empty = true;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                    empty = false;
+                }
+                Ok(Text { empty })
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+impl Choice {
+    fn has_content(&self) -> bool {
+        let non_empty = |t: &Option<Text>| t.as_ref().is_some_and(|t| !t.empty);
+        let delta = |d: &Delta| {
+            non_empty(&d.content) || non_empty(&d.reasoning_content) || non_empty(&d.reasoning) || d.tool_calls.is_some()
+        };
+        non_empty(&self.text) || self.delta.as_ref().is_some_and(delta)
+    }
+}
+
+/// Reads the facts of one scanned event.
+pub(super) fn read(scan: &Scan) -> EventFacts {
+    if !scan.is_object {
+        return EventFacts::default(); // `[DONE]`, or not JSON
+    }
+    // Chat and completions chunks have no `type`: only a Responses event's is read.
+    let responses_kind = |t: &&[u8]| t.starts_with(b"\"response.") || *t == &b"\"error\""[..];
+    let kind = scan.value(TYPE).filter(responses_kind).and_then(parse_str);
+    let mut facts = match kind.as_deref() {
+        Some(k) if k.starts_with("response.") => responses_event(scan, k),
+        _ => chunk(scan),
+    };
+    facts.error = error_of(scan, kind.as_deref());
+    facts
+}
+
+/// A chat or completions chunk.
+fn chunk(scan: &Scan) -> EventFacts {
+    let usage = scan.value(USAGE).and_then(parse_usage);
+    let (choices, has_content, choice) = match scan.captured(CHOICES) {
+        None => (0, false, None),
+        // Too large to read: it surely carries something, but which choice is unknown.
+        Some(Captured::TooLarge) => (1, true, None),
+        Some(Captured::Value(bytes)) => {
+            let choices: Choices = serde_json::from_slice(bytes).unwrap_or_default();
+            (choices.count, choices.has_content, choices.first)
+        }
+    };
+    EventFacts { usage, usage_is_total: usage.is_some() && choices == 0, choice, has_content, error: None }
+}
+
+/// A Responses API event.
+fn responses_event(scan: &Scan, kind: &str) -> EventFacts {
+    if FINAL_RESPONSE_EVENTS.contains(&kind) {
+        let usage = scan.value(RESPONSE_USAGE).and_then(parse_usage);
+        return EventFacts { usage, usage_is_total: usage.is_some(), ..Default::default() };
+    }
+    let has_content = kind.ends_with(".delta")
+        && match scan.captured(DELTA) {
+            Some(Captured::Value(bytes)) => bytes != b"\"\"" && bytes != b"null",
+            Some(Captured::TooLarge) => true,
+            None => false,
+        };
+    EventFacts { has_content, ..Default::default() }
+}
+
+/// The event's error: vLLM's `{"error":{…}}` or flat `{"object":"error",…}`, the Responses
+/// API's `{"type":"error","code":…}` event, or a failed response's `response.error`.
+fn error_of(scan: &Scan, kind: Option<&str>) -> Option<UpstreamError> {
+    let from = |index: usize| match scan.captured(index)? {
+        Captured::Value(bytes) => parse_error(bytes),
+        Captured::TooLarge => Some(UpstreamError { kind: "error".to_owned() }),
+    };
+    if let Some(error) = from(ERROR).or_else(|| from(RESPONSE_ERROR)) {
+        return Some(error);
+    }
+    if scan.value(OBJECT) == Some(&b"\"error\""[..]) {
+        // The older flat shape: `type` is the error's.
+        let kind = scan.value(TYPE).and_then(parse_str);
+        return Some(UpstreamError { kind: kind.unwrap_or_else(|| "error".to_owned()) });
+    }
+    (kind == Some("error")).then(|| UpstreamError {
+        kind: scan.value(CODE).and_then(parse_str).unwrap_or_else(|| "error".to_owned()),
+    })
+}

@@ -1,0 +1,172 @@
+//! Counting a streamed (SSE) response as it passes through.
+//!
+//! Each event's `data` goes straight into a [`JsonScanner`], so an event of any size is read
+//! without being held. With `n > 1` or batched prompts and `continuous_usage_stats`, vLLM puts on
+//! each chunk the usage of *that* choice (verified in vLLM's `serving_chat.py` and
+//! `serving_completion.py`): `completion_tokens` so far for choice `index`, and the tokens of its
+//! prompt. A stream cut off anywhere therefore counts the sum over choices of their latest
+//! `completion_tokens`, and each prompt's tokens once ([`PromptLayout`]). The usage-only chunk
+//! (`"choices": []`, the sums) wins when it comes.
+
+use std::collections::BTreeMap;
+
+use super::event::{self, EventFacts};
+use super::{Accounting, UpstreamError, Usage, UsageSource, CAPTURE_BYTES};
+use crate::json_scan::JsonScanner;
+use crate::sse::{SseParser, SsePiece};
+
+/// Distinct choices whose running usage is tracked. Past this, further choices are counted by
+/// their content chunks (one token each, prompt tokens unknown) and the result is marked
+/// estimated — unless the usage-only chunk arrives, which always wins.
+pub const MAX_TRACKED_CHOICES: usize = 4096;
+
+/// How a stream's choices map to prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptLayout {
+    /// Every choice answers the one prompt (`/v1/chat/completions`).
+    Single,
+    /// Choice `index` answers prompt `index / n` (`/v1/completions` with a list of prompts:
+    /// vLLM numbers choices `prompt_index * n + output_index`).
+    Batched {
+        /// Choices per prompt (the request's `n`, at least 1).
+        n: u64,
+    },
+}
+
+impl Default for PromptLayout {
+    fn default() -> Self {
+        Self::Batched { n: 1 }
+    }
+}
+
+impl PromptLayout {
+    fn prompt_of(self, choice: u64) -> u64 {
+        match self {
+            Self::Single => 0,
+            Self::Batched { n } => choice / n.max(1),
+        }
+    }
+}
+
+/// Counts a streamed response; see the module docs.
+#[derive(Debug)]
+pub struct StreamAccounting {
+    parser: SseParser,
+    scanner: JsonScanner,
+    layout: PromptLayout,
+    /// The last usage that covers the whole request.
+    total: Option<Usage>,
+    /// Choice index → its completion tokens so far.
+    completions: BTreeMap<u64, u64>,
+    /// Prompt index → its tokens.
+    prompts: BTreeMap<u64, u64>,
+    /// Content chunks of choices past [`MAX_TRACKED_CHOICES`].
+    untracked_chunks: u64,
+    /// A running usage whose choice could not be read.
+    unattributed: Option<Usage>,
+    content_chunks: u64,
+    error: Option<UpstreamError>,
+}
+
+impl Default for StreamAccounting {
+    fn default() -> Self {
+        Self::new(PromptLayout::default())
+    }
+}
+
+impl StreamAccounting {
+    /// A fresh count for a stream whose choices map to prompts as `layout` says.
+    pub fn new(layout: PromptLayout) -> Self {
+        Self {
+            parser: SseParser::new(),
+            scanner: JsonScanner::new(event::PATHS, CAPTURE_BYTES),
+            layout,
+            total: None,
+            completions: BTreeMap::new(),
+            prompts: BTreeMap::new(),
+            untracked_chunks: 0,
+            unattributed: None,
+            content_chunks: 0,
+            error: None,
+        }
+    }
+
+    /// How many choices' running usage is tracked.
+    pub fn tracked_choices(&self) -> usize {
+        self.completions.len()
+    }
+
+    /// Reads the next piece of the stream.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.parser.feed(chunk);
+        while let Some(piece) = self.parser.next() {
+            match piece {
+                SsePiece::Data(bytes) => self.scanner.feed(bytes),
+                SsePiece::End => self.end_event(),
+            }
+        }
+    }
+
+    fn end_event(&mut self) {
+        let scan = self.scanner.finish();
+        let facts = event::read(&scan);
+        self.scanner.recycle(scan);
+        self.take_event(facts);
+    }
+
+    fn take_event(&mut self, facts: EventFacts) {
+        if facts.has_content {
+            self.content_chunks += 1;
+        }
+        if facts.error.is_some() {
+            self.error = facts.error;
+        }
+        match (facts.usage, facts.choice) {
+            (Some(usage), _) if facts.usage_is_total => self.total = Some(usage),
+            (Some(usage), Some(choice)) => self.running(choice, usage, facts.has_content),
+            (Some(usage), None) => self.unattributed = Some(usage),
+            (None, _) => {}
+        }
+    }
+
+    /// A chunk's running usage of one choice.
+    fn running(&mut self, choice: u64, usage: Usage, has_content: bool) {
+        if self.completions.len() >= MAX_TRACKED_CHOICES && !self.completions.contains_key(&choice) {
+            self.untracked_chunks += u64::from(has_content);
+            return;
+        }
+        self.completions.insert(choice, usage.completion_tokens);
+        self.prompts.insert(self.layout.prompt_of(choice), usage.prompt_tokens);
+    }
+
+    /// The counts so far; call at the end of the stream (or when it was cut off).
+    pub fn finish(&mut self) -> Accounting {
+        if self.parser.finish() == Some(SsePiece::End) {
+            self.end_event();
+        }
+        let error = self.error.clone();
+        if let Some(total) = self.total {
+            return Accounting::reported(total, error);
+        }
+        if !self.completions.is_empty() {
+            let prompt = self.prompts.values().fold(0u64, |a, b| a.saturating_add(*b));
+            let generated = self.completions.values().fold(0u64, |a, b| a.saturating_add(*b));
+            let completion = generated.saturating_add(self.untracked_chunks);
+            let total = prompt.saturating_add(completion);
+            let usage = Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total };
+            let source = if self.untracked_chunks > 0 { UsageSource::Estimated } else { UsageSource::Reported };
+            return Accounting { usage, source, error };
+        }
+        if let Some(usage) = self.unattributed {
+            return Accounting::reported(usage, error);
+        }
+        match self.content_chunks {
+            0 => Accounting { error, ..Default::default() },
+            n => Accounting {
+                usage: Usage { prompt_tokens: 0, completion_tokens: n, total_tokens: n },
+                source: UsageSource::Estimated,
+                error,
+            },
+        }
+    }
+}
