@@ -1,6 +1,8 @@
 //! The control plane's own Prometheus metrics, kept in atomics and rendered by hand in the text
-//! exposition format (`GET /metrics`): access-log ingestion (rows received, written, ignored as
-//! repeats, lost; batch write latency; queue depth), retention, and API requests by route.
+//! exposition format (`GET /metrics`): access-log ingestion from the gRPC stream (rows received,
+//! written, ignored as repeats, lost; batch write latency; queue depth) and from the durable file
+//! log (rows read, rows the stream had not delivered, unparseable lines, lag, rotations),
+//! retention, vLLM scrapes for reconciliation, and API requests by route.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +28,20 @@ pub struct Metrics {
     pub queue_depth: AtomicI64,
     /// Rows deleted by retention.
     pub rows_pruned: AtomicU64,
+    /// Rows read from the durable file log (each line that made a row).
+    pub file_rows_read: AtomicU64,
+    /// Rows from the file log that were new: the gRPC stream had not delivered them (dropped).
+    pub file_rows_inserted: AtomicU64,
+    /// Lines of the file log that could not be read as a request, skipped.
+    pub file_lines_unparseable: AtomicU64,
+    /// Bytes of the file log (live and rotated file) not ingested yet.
+    pub file_lag_bytes: AtomicI64,
+    /// Rotations of the file log done by the control plane.
+    pub file_rotations: AtomicU64,
+    /// Scrapes of an upstream's `/metrics` that gave samples.
+    pub upstream_scrapes_ok: AtomicU64,
+    /// Scrapes of an upstream's `/metrics` that failed or had no series for the model.
+    pub upstream_scrapes_failed: AtomicU64,
     batch_latency: Histogram,
     requests: Mutex<BTreeMap<RequestLabels, u64>>,
 }
@@ -79,14 +95,27 @@ impl Metrics {
             ("gateway_access_log_rows_duplicate_total", "Access-log rows ignored as repeats of a stored request id.", &self.rows_duplicate),
             ("gateway_access_log_rows_lost_total", "Access-log rows given up after every write retry failed.", &self.rows_lost),
             ("gateway_access_log_rows_pruned_total", "Access-log rows deleted by retention.", &self.rows_pruned),
+            ("gateway_access_log_file_rows_read_total", "Access-log rows read from the durable file log.", &self.file_rows_read),
+            ("gateway_access_log_file_rows_inserted_total", "Rows first recorded from the file log: entries the gRPC stream dropped (or delivered later than the file).", &self.file_rows_inserted),
+            ("gateway_access_log_file_lines_unparseable_total", "Lines of the file log that are no request record, skipped.", &self.file_lines_unparseable),
+            ("gateway_access_log_file_rotations_total", "Rotations of the file log (live file renamed to .1, Envoy told to reopen).", &self.file_rotations),
         ];
         for (name, help, value) in counters {
             header(&mut out, name, help, "counter");
             let _ = writeln!(out, "{name} {}", value.load(Relaxed));
         }
-        let name = "gateway_access_log_queue_depth";
-        header(&mut out, name, "Access-log rows waiting for the writer.", "gauge");
-        let _ = writeln!(out, "{name} {}", self.queue_depth.load(Relaxed).max(0));
+        let gauges = [
+            ("gateway_access_log_queue_depth", "Access-log rows waiting for the writer.", &self.queue_depth),
+            ("gateway_access_log_file_lag_bytes", "Bytes of the file log (live and rotated file) not ingested yet.", &self.file_lag_bytes),
+        ];
+        for (name, help, value) in gauges {
+            header(&mut out, name, help, "gauge");
+            let _ = writeln!(out, "{name} {}", value.load(Relaxed).max(0));
+        }
+        let name = "gateway_upstream_scrapes_total";
+        header(&mut out, name, "Scrapes of an upstream's /metrics for reconciliation, by result.", "counter");
+        let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", self.upstream_scrapes_ok.load(Relaxed));
+        let _ = writeln!(out, "{name}{{result=\"error\"}} {}", self.upstream_scrapes_failed.load(Relaxed));
         self.render_latency(&mut out);
         self.render_requests(&mut out);
         out
@@ -153,6 +182,9 @@ mod tests {
             "gateway_api_requests_total{method=\"GET\",route=\"/api/apps/{id}\",status=\"4xx\"} 2",
             "gateway_api_requests_total{method=\"POST\",route=\"/api/\\\"x\\\"\",status=\"2xx\"} 1",
             "# TYPE gateway_access_log_batch_write_seconds histogram",
+            "gateway_access_log_file_rows_inserted_total 0",
+            "gateway_access_log_file_lag_bytes 0",
+            "gateway_upstream_scrapes_total{result=\"error\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -1,6 +1,7 @@
 //! Retention of access logs: at most N days and at most M rows (0 = unlimited), enforced by a
 //! background task that deletes the oldest rows in small batches with a pause between them, so
-//! the log writer never waits long for the database.
+//! the log writer never waits long for the database. vLLM's counter samples (reconciliation)
+//! are kept as many days as the rows.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub fn spawn(db: Db, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<
             return;
         }
         loop {
-            let now_ms = crate::store::now_secs() * 1000;
+            let now_ms = crate::store::now_ms();
             match prune(&db, &retention, now_ms, &metrics).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "access-log retention pruned rows"),
@@ -77,6 +78,7 @@ pub async fn prune(db: &Db, retention: &Retention, now_ms: i64, metrics: &Metric
     if retention.max_age_days > 0 {
         let cutoff = now_ms.saturating_sub(i64::from(retention.max_age_days) * DAY_MS);
         deleted += prune_older_than(db, retention, cutoff, metrics).await?;
+        prune_samples(db, retention, cutoff).await?;
     }
     if retention.max_rows > 0 {
         deleted += prune_beyond_max_rows(db, retention, metrics).await?;
@@ -117,6 +119,21 @@ async fn prune_beyond_max_rows(db: &Db, retention: &Retention, metrics: &Metrics
         }
     }
     Ok(deleted)
+}
+
+/// Deletes vLLM's counter samples taken before `cutoff_ms`, in batches.
+async fn prune_samples(db: &Db, retention: &Retention, cutoff_ms: i64) -> Result<u64, sqlx::Error> {
+    let batch = i64::from(retention.batch_rows.max(1));
+    let mut deleted = 0;
+    loop {
+        let started = Instant::now();
+        let n = crate::store::samples::prune_before(db, cutoff_ms, batch).await?;
+        deleted += n;
+        if n < batch as u64 {
+            return Ok(deleted);
+        }
+        tokio::time::sleep(retention.pause.max(started.elapsed())).await;
+    }
 }
 
 /// Runs one batch delete and counts what it deleted.

@@ -1,22 +1,28 @@
-//! Turning one Envoy HTTP access-log entry into an access-log row: Envoy's own facts (request
-//! id, method, path, status, timings, upstream, response flags) plus the filter's usage record,
-//! carried in the filter state `wasm.gw_usage`.
+//! Turning one Envoy HTTP access-log entry into the [`RequestFacts`] every access-log row is
+//! made from: Envoy's own facts (request id, the client's `x-client-request-id`, method, path,
+//! status, timings, upstream, response flags) plus the filter's usage record, carried in the
+//! filter state `wasm.gw_usage`.
 
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, RequestMethod};
 use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, ResponseFlags};
 use envoy_types::pb::google::protobuf::{Any, BytesValue, Duration, StringValue, Timestamp};
 use prost::Message;
-use vllm_gateway_filter::credential::strip_token_param;
 use vllm_gateway_filter::record::UsageRecord;
 
+use crate::request_facts::{self, RequestFacts, CLIENT_REQUEST_ID_HEADER};
 use crate::store::logs::AccessLog;
 
 /// The filter-state key the filter's record is logged under.
 pub const USAGE_STATE_KEY: &str = "wasm.gw_usage";
 
-/// The row for one entry. Entries without a request id get a stable id made from their start
-/// time and stream id, so a replay still maps to the same row.
+/// The row for one entry (see [`request_facts::to_row`]).
 pub fn to_row(entry: &HttpAccessLogEntry) -> AccessLog {
+    request_facts::to_row(facts(entry))
+}
+
+/// The facts of one entry. Entries without a request id get a stable id made from their start
+/// time and stream id, so a replay still maps to the same row.
+pub fn facts(entry: &HttpAccessLogEntry) -> RequestFacts {
     let common = entry.common_properties.clone().unwrap_or_default();
     let request = entry.request.clone().unwrap_or_default();
     let response = entry.response.clone().unwrap_or_default();
@@ -26,44 +32,28 @@ pub fn to_row(entry: &HttpAccessLogEntry) -> AccessLog {
     } else {
         request.request_id.clone()
     };
-    let path = strip_token_param(&request.path).unwrap_or(request.path.clone());
-    let mut row = AccessLog {
+    let client_request_id = request
+        .request_headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(CLIENT_REQUEST_ID_HEADER))
+        .map(|(_, value)| value.clone());
+    let method = RequestMethod::try_from(request.request_method)
+        .ok()
+        .filter(|m| *m != RequestMethod::MethodUnspecified)
+        .map(|m| m.as_str_name().to_owned());
+    RequestFacts {
         request_id,
+        client_request_id,
         started_at_ms,
-        method: RequestMethod::try_from(request.request_method).ok().map(|m| m.as_str_name().to_owned()),
-        path: Some(path),
+        method,
+        path: Some(request.path),
         status: response.response_code.map(|c| i64::from(c.value)),
         duration_ms: common.duration.as_ref().map(duration_ms),
-        upstream_cluster: non_empty(&common.upstream_cluster),
+        upstream_cluster: Some(common.upstream_cluster.clone()),
         upstream_host: upstream_host(&common),
         response_flags: common.response_flags.as_ref().and_then(flag_codes),
         bytes_sent: i64::try_from(response.response_body_bytes).ok(),
-        ..AccessLog::default()
-    };
-    if let Some(record) = common.filter_state_objects.get(USAGE_STATE_KEY).and_then(usage_record) {
-        apply_usage(&mut row, record);
-    }
-    row
-}
-
-fn apply_usage(row: &mut AccessLog, r: UsageRecord) {
-    let tokens = |n: u64| i64::try_from(n).ok();
-    row.app_id = r.app_id;
-    row.key_id = r.key_id;
-    row.user_id = r.user_id;
-    row.model = r.model;
-    row.upstream_cluster = r.cluster.or(row.upstream_cluster.take());
-    row.stream = Some(r.stream);
-    row.prompt_tokens = tokens(r.usage.prompt_tokens);
-    row.completion_tokens = tokens(r.usage.completion_tokens);
-    row.total_tokens = tokens(r.usage.total_tokens);
-    row.usage_source = serde_json::to_value(r.usage_source).ok().and_then(|v| v.as_str().map(str::to_owned));
-    row.ttft_ms = r.ttft_ms.and_then(|v| i64::try_from(v).ok());
-    row.client_disconnected = Some(r.client_disconnected);
-    row.gateway_error = r.gateway_error;
-    row.upstream_error = r.upstream_error;
-    if row.status.is_none() && r.status != 0 {
-        row.status = Some(i64::from(r.status));
+        usage: common.filter_state_objects.get(USAGE_STATE_KEY).and_then(usage_record),
     }
 }
 
@@ -77,13 +67,7 @@ pub fn usage_record(any: &Any) -> Option<UsageRecord> {
     } else {
         any.value.clone()
     };
-    match serde_json::from_slice(&bytes) {
-        Ok(record) => Some(record),
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable usage record in the access log");
-            None
-        }
-    }
+    request_facts::parse_usage(&bytes)
 }
 
 fn timestamp_ms(t: &Timestamp) -> i64 {

@@ -1,5 +1,5 @@
 //! `GET /api/logs`: access-log rows, newest first, paged, filtered by app, user, model, status,
-//! stream and time range.
+//! stream, the client's own request id and time range.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -28,6 +28,9 @@ pub struct LogQuery {
     status: Option<i64>,
     /// Only streamed (`true`) or only non-streamed (`false`) requests.
     stream: Option<bool>,
+    /// Requests the client sent with this `x-client-request-id` (exact; several rows may
+    /// share one: the client chooses it).
+    client_request_id: Option<String>,
     /// Started at or after: RFC 3339 (`2026-01-31T00:00:00Z`, any offset) or Unix milliseconds.
     from: Option<String>,
     /// Started before (exclusive): RFC 3339 or Unix milliseconds.
@@ -43,6 +46,7 @@ impl LogQuery {
             model: self.model.filter(|m| !m.is_empty()),
             status: self.status,
             stream: self.stream,
+            client_request_id: self.client_request_id.filter(|c| !c.is_empty()),
             from_ms,
             to_ms,
         })

@@ -11,6 +11,7 @@ mod login;
 mod logs;
 pub mod openapi;
 mod page;
+mod reconcile;
 mod state_feed;
 mod time_range;
 mod usage;
@@ -24,6 +25,7 @@ use axum::Router;
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
+use crate::reconcile::{Scraper, Upstream};
 use crate::Db;
 
 /// What every handler shares.
@@ -40,6 +42,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     jwt_lifetime_secs: i64,
     feed_cache: state_feed::FeedCache,
+    scraper: Arc<Scraper>,
 }
 
 /// How long a JWT from `/user/user_login` is valid by default (24 hours).
@@ -51,7 +54,21 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let jwt_lifetime_secs = DEFAULT_JWT_LIFETIME_SECS;
         let feed_cache = state_feed::FeedCache::default();
-        Self { inner: Arc::new(Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs, feed_cache }) }
+        let scraper = Arc::new(Scraper::default());
+        let inner = Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs, feed_cache, scraper };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The same state reconciling with these vLLM upstreams, scraped every `interval` (zero:
+    /// only when `GET /api/usage/reconcile` asks about now).
+    pub fn with_upstreams(mut self, upstreams: Vec<Upstream>, interval: std::time::Duration) -> Self {
+        Arc::make_mut(&mut self.inner).scraper = Arc::new(Scraper::new(upstreams, interval));
+        self
+    }
+
+    /// The vLLM upstreams and their scrapes.
+    pub fn scraper(&self) -> &Arc<Scraper> {
+        &self.inner.scraper
     }
 
     /// The same state with another JWT lifetime.
@@ -85,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/apps/{id}/key", post(apps::rotate_key))
         .route("/api/logs", get(logs::list))
         .route("/api/usage", get(usage::summary))
+        .route("/api/usage/reconcile", get(reconcile::reconcile))
         .route("/api/openapi.json", get(openapi::document))
         .merge(users::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));

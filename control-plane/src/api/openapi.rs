@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{app_input, apps, error, health, login, logs, usage, users};
+use super::{app_input, apps, error, health, login, logs, reconcile, usage, users};
 
 /// The document.
 #[derive(OpenApi)]
@@ -20,7 +20,7 @@ use super::{app_input, apps, error, health, login, logs, usage, users};
     ),
     paths(
         apps::create, apps::list, apps::get_one, apps::update, apps::set_status, apps::delete, apps::rotate_key,
-        logs::list, usage::summary, document,
+        logs::list, usage::summary, reconcile::reconcile, document,
         health::healthz, health::readyz, health::metrics, state_feed,
         users::create, users::list, users::set_status, users::revoke_tokens, users::rotate_signing_key,
         login::login,
@@ -30,7 +30,7 @@ use super::{app_input, apps, error, health, login, logs, usage, users};
     security(("admin_token" = [])),
     tags(
         (name = "apps", description = "Apps and their API keys (`sk-live-…`, shown once)"),
-        (name = "logs", description = "Access logs and usage summaries"),
+        (name = "logs", description = "Access logs, usage summaries and reconciliation with vLLM's own counters"),
         (name = "users", description = "Users who log in at /user/user_login and call with JWTs"),
         (name = "operations", description = "Health, readiness and Prometheus metrics; no token"),
         (name = "internal", description = "For the Envoy filter only"),

@@ -65,7 +65,7 @@ pub async fn summary(
 ) -> Result<Json<UsageReport>, ApiError> {
     let Query(q) = query.map_err(ApiError::from_query)?;
     let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref())?;
-    let to = to.unwrap_or_else(|| crate::store::now_secs() * 1000);
+    let to = to.unwrap_or_else(crate::store::now_ms);
     let from = from.unwrap_or(to.saturating_sub(30 * DAY_MS));
     if to <= from {
         return Err(ApiError::invalid("to", "must be after from"));

@@ -39,6 +39,19 @@ async fn deletes_rows_older_than_the_age_limit_in_batches() {
 }
 
 #[tokio::test]
+async fn vllm_samples_are_kept_as_many_days_as_rows() {
+    let (db, _dir) = db_with_rows(std::iter::empty()).await;
+    let upstream: crate::reconcile::Upstream = "m=http://127.0.0.1:1".parse().unwrap();
+    let totals = crate::reconcile::prom::TokenTotals { prompt: 1, generation: 1 };
+    for d in 0..8 {
+        crate::store::samples::insert(&db, &upstream, NOW_MS - d * DAY_MS, totals).await.unwrap();
+    }
+    prune(&db, &policy(4, 0), NOW_MS, &Metrics::default()).await.unwrap();
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT at_ms FROM upstream_samples ORDER BY at_ms").fetch_all(&db).await.unwrap();
+    assert_eq!(kept, (0..5).rev().map(|d| NOW_MS - d * DAY_MS).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn keeps_only_the_newest_rows_beyond_the_row_limit() {
     let (db, _dir) = db_with_rows((0..11).map(|i| NOW_MS - i * 1000)).await;
     let deleted = prune(&db, &policy(0, 4), NOW_MS, &Metrics::default()).await.unwrap();

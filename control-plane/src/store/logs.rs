@@ -1,7 +1,7 @@
 //! Access-log rows: written in batches by the log writer, read page by page by the admin API.
 
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use utoipa::ToSchema;
 
 use crate::Db;
@@ -10,8 +10,11 @@ use crate::Db;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessLog {
-    /// Envoy's `x-request-id`; one row per id.
+    /// The gateway's request id (Envoy generates one for every request; a client's
+    /// `x-request-id` is never used); one row per id.
     pub request_id: String,
+    /// The client's own id (`x-client-request-id`), for tracing only; at most 256 bytes.
+    pub client_request_id: Option<String>,
     /// When the request started, Unix milliseconds.
     pub started_at_ms: i64,
     /// HTTP method.
@@ -62,16 +65,25 @@ pub struct AccessLog {
 /// Returns how many were new.
 pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
+    let inserted = insert_rows(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Writes rows on `conn` (inside the caller's transaction); rows whose request id is already
+/// stored are ignored: the first arrival of a request wins. Returns how many were new.
+pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<u64, sqlx::Error> {
     let mut inserted = 0;
     for r in rows {
         inserted += sqlx::query(
-            "INSERT OR IGNORE INTO access_logs (request_id, started_at_ms, method, path, status, \
-             duration_ms, upstream_cluster, upstream_host, response_flags, bytes_sent, app_id, key_id, \
-             user_id, model, stream, prompt_tokens, completion_tokens, total_tokens, usage_source, \
-             ttft_ms, client_disconnected, gateway_error, upstream_error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO access_logs (request_id, client_request_id, started_at_ms, method, \
+             path, status, duration_ms, upstream_cluster, upstream_host, response_flags, bytes_sent, \
+             app_id, key_id, user_id, model, stream, prompt_tokens, completion_tokens, total_tokens, \
+             usage_source, ttft_ms, client_disconnected, gateway_error, upstream_error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.request_id)
+        .bind(&r.client_request_id)
         .bind(r.started_at_ms)
         .bind(&r.method)
         .bind(&r.path)
@@ -94,11 +106,10 @@ pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<u64, sqlx::Erro
         .bind(r.client_disconnected)
         .bind(&r.gateway_error)
         .bind(&r.upstream_error)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
     }
-    tx.commit().await?;
     Ok(inserted)
 }
 
@@ -115,6 +126,8 @@ pub struct LogFilter {
     pub status: Option<i64>,
     /// Only streamed (or only non-streamed) requests.
     pub stream: Option<bool>,
+    /// Only requests the client sent with this `x-client-request-id`.
+    pub client_request_id: Option<String>,
     /// Started at or after.
     pub from_ms: Option<i64>,
     /// Started before.
@@ -129,6 +142,7 @@ impl LogFilter {
             && self.model.is_none()
             && self.status.is_none()
             && self.stream.is_none()
+            && self.client_request_id.is_none()
             && self.from_ms.is_none()
             && self.to_ms.is_none()
     }
@@ -149,6 +163,9 @@ impl LogFilter {
         }
         if let Some(v) = self.stream {
             query.push(" AND stream = ").push_bind(v);
+        }
+        if let Some(v) = &self.client_request_id {
+            query.push(" AND client_request_id = ").push_bind(v.clone());
         }
         if let Some(v) = self.from_ms {
             query.push(" AND started_at_ms >= ").push_bind(v);

@@ -2,7 +2,9 @@
 //! and gRPC layers only translate.
 
 pub mod apps;
+pub mod file_cursors;
 pub mod logs;
+pub mod samples;
 pub mod settings;
 pub mod usage;
 pub mod users;
@@ -10,4 +12,9 @@ pub mod users;
 /// Now, in Unix seconds.
 pub fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

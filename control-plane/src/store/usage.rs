@@ -1,5 +1,6 @@
-//! Usage summaries: tokens and requests per app, model and UTC day over a time range, read
-//! from the access log (the `access_logs_daily` index covers the query).
+//! Usage summaries read from the access log: tokens and requests per app, model and UTC day
+//! over a time range (the `access_logs_daily` index covers the query), and per model with how
+//! the usage was known, for reconciliation with vLLM's counters.
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -45,6 +46,51 @@ pub async fn by_app_model_day(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<U
     )
     .bind(from_ms)
     .bind(to_ms)
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(db)
+    .await
+}
+
+/// What the gateway logged for one model over a range, beside vLLM's counters in a
+/// reconciliation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, FromRow, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelTotals {
+    /// The model.
+    #[serde(skip)]
+    pub model: String,
+    /// Requests the gateway forwarded (or tried to): every row without a gateway error.
+    pub requests: i64,
+    /// Requests the gateway refused itself (bad key, limit, …); they never reached vLLM.
+    pub refused_requests: i64,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Requests whose usage the filter estimated (vLLM reported none).
+    pub estimated_requests: i64,
+    /// Forwarded requests logged without any usage.
+    pub without_usage_requests: i64,
+    /// Requests whose client went away before the end.
+    pub client_disconnected_requests: i64,
+}
+
+/// Totals per model of the requests that started in `[from_ms, to_ms)`, by model name.
+pub async fn by_model(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<ModelTotals>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT model, COUNT(CASE WHEN gateway_error IS NULL THEN 1 END) AS requests, \
+         COUNT(gateway_error) AS refused_requests, \
+         COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, \
+         COALESCE(SUM(completion_tokens), 0) AS completion_tokens, \
+         COUNT(CASE WHEN usage_source = 'estimated' THEN 1 END) AS estimated_requests, \
+         COUNT(CASE WHEN gateway_error IS NULL AND COALESCE(usage_source, 'none') = 'none' THEN 1 END) \
+           AS without_usage_requests, \
+         COUNT(CASE WHEN client_disconnected THEN 1 END) AS client_disconnected_requests \
+         FROM access_logs \
+         WHERE started_at_ms >= ? AND started_at_ms < ? AND model IS NOT NULL \
+         GROUP BY model ORDER BY model",
+    )
     .bind(from_ms)
     .bind(to_ms)
     .fetch_all(db)

@@ -71,6 +71,20 @@ async fn filters_by_app_user_model_status_and_stream() {
 }
 
 #[tokio::test]
+async fn the_clients_own_id_is_shown_and_filters_but_never_merges_rows() {
+    let (state, _dir) = seeded().await;
+    let with_client_id = |id: &str, at: i64| AccessLog { client_request_id: Some("replayed".into()), ..row(id, at, 1, None, "m1", 200, false) };
+    insert_batch(state.db(), &[with_client_id("g1", T0 + 5000), with_client_id("g2", T0 + 6000)]).await.unwrap();
+    assert_eq!(ids(&state, "clientRequestId=replayed").await, ["g2", "g1"], "one row per gateway id");
+    assert!(ids(&state, "clientRequestId=other").await.is_empty());
+    assert_eq!(ids(&state, "clientRequestId=").await.len(), 7, "empty means no filter");
+    let first = &admin(&state, "GET", "/api/logs?size=1", None).await.json["records"][0];
+    assert_eq!((first["requestId"].as_str(), first["clientRequestId"].as_str()), (Some("g2"), Some("replayed")));
+    let plain = &admin(&state, "GET", "/api/logs?appId=3", None).await.json["records"][0];
+    assert_eq!(plain["clientRequestId"], Value::Null);
+}
+
+#[tokio::test]
 async fn filters_by_time_range_in_rfc3339_or_milliseconds() {
     let (state, _dir) = seeded().await;
     let (from, to) = (T0 + 1000, T0 + 3000);

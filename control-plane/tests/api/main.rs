@@ -6,6 +6,7 @@ mod feed;
 mod logs;
 mod openapi;
 mod operations;
+mod reconcile;
 mod usage;
 mod users;
 

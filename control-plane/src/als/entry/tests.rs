@@ -74,3 +74,14 @@ fn entries_without_usage_or_with_garbage_still_make_rows() {
     let row = to_row(&HttpAccessLogEntry::default());
     assert!(row.request_id.starts_with("envoy-"));
 }
+
+#[test]
+fn the_clients_request_id_comes_from_its_header_and_never_keys_the_row() {
+    let mut e = entry("gateway-id", None);
+    let request = e.request.as_mut().unwrap();
+    request.request_headers.insert("x-client-request-id".into(), "client-7".into());
+    let row = to_row(&e);
+    assert_eq!(row.request_id, "gateway-id");
+    assert_eq!(row.client_request_id.as_deref(), Some("client-7"));
+    assert_eq!(to_row(&entry("gateway-id", None)).client_request_id, None);
+}

@@ -1,0 +1,158 @@
+//! What Envoy knows about one request, whichever way it reached the control plane — the gRPC
+//! access-log stream ([`crate::als`]) or the durable file log ([`crate::file_log`]) — and the one
+//! function, [`to_row`], that turns it into an access-log row. Both paths fill a
+//! [`RequestFacts`] and nothing else, so a request logged by both makes the same row whichever
+//! arrives first.
+
+use vllm_gateway_filter::credential::strip_token_param;
+use vllm_gateway_filter::record::UsageRecord;
+
+use crate::store::logs::AccessLog;
+
+/// The request header that carries the client's own request id (Envoy replaces any client
+/// `x-request-id` with its own and moves the client's value here).
+pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
+
+/// A client's request id is kept to this many bytes at most: it is the client's text, kept for
+/// tracing only.
+pub const MAX_CLIENT_REQUEST_ID_BYTES: usize = 256;
+
+/// One request's facts as logged by Envoy, before normalisation: empty text and `-` (Envoy's
+/// "no value") are absent, a status of 0 is no status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestFacts {
+    /// The gateway's request id (Envoy's `x-request-id`), the row's key.
+    pub request_id: String,
+    /// The client's `x-client-request-id`.
+    pub client_request_id: Option<String>,
+    /// When the request started, Unix milliseconds.
+    pub started_at_ms: i64,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// Path; a `token` query parameter is removed.
+    pub path: Option<String>,
+    /// Status the client got.
+    pub status: Option<i64>,
+    /// Total duration, milliseconds.
+    pub duration_ms: Option<i64>,
+    /// Envoy cluster.
+    pub upstream_cluster: Option<String>,
+    /// Upstream `host:port`.
+    pub upstream_host: Option<String>,
+    /// Envoy's short response-flag codes, comma-separated.
+    pub response_flags: Option<String>,
+    /// Response body bytes sent.
+    pub bytes_sent: Option<i64>,
+    /// The filter's record (`wasm.gw_usage`), when it set one.
+    pub usage: Option<UsageRecord>,
+}
+
+/// The access-log row for one request.
+pub fn to_row(facts: RequestFacts) -> AccessLog {
+    let path = text(facts.path).map(|p| strip_token_param(&p).unwrap_or(p));
+    let mut row = AccessLog {
+        request_id: facts.request_id,
+        client_request_id: text(facts.client_request_id).map(truncate_client_id),
+        started_at_ms: facts.started_at_ms,
+        method: text(facts.method),
+        path,
+        status: facts.status.filter(|s| *s != 0),
+        duration_ms: facts.duration_ms,
+        upstream_cluster: text(facts.upstream_cluster),
+        upstream_host: text(facts.upstream_host),
+        response_flags: text(facts.response_flags),
+        bytes_sent: facts.bytes_sent,
+        ..AccessLog::default()
+    };
+    if let Some(record) = facts.usage {
+        apply_usage(&mut row, record);
+    }
+    row
+}
+
+/// The filter's record from its JSON bytes; unreadable bytes are logged and give `None`.
+pub fn parse_usage(bytes: &[u8]) -> Option<UsageRecord> {
+    match serde_json::from_slice(bytes) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable usage record in the access log");
+            None
+        }
+    }
+}
+
+fn apply_usage(row: &mut AccessLog, r: UsageRecord) {
+    let tokens = |n: u64| i64::try_from(n).ok();
+    row.app_id = r.app_id;
+    row.key_id = r.key_id;
+    row.user_id = r.user_id;
+    row.model = r.model;
+    row.upstream_cluster = r.cluster.or(row.upstream_cluster.take());
+    row.stream = Some(r.stream);
+    row.prompt_tokens = tokens(r.usage.prompt_tokens);
+    row.completion_tokens = tokens(r.usage.completion_tokens);
+    row.total_tokens = tokens(r.usage.total_tokens);
+    row.usage_source = serde_json::to_value(r.usage_source).ok().and_then(|v| v.as_str().map(str::to_owned));
+    row.ttft_ms = r.ttft_ms.and_then(|v| i64::try_from(v).ok());
+    row.client_disconnected = Some(r.client_disconnected);
+    row.gateway_error = r.gateway_error;
+    row.upstream_error = r.upstream_error;
+    if row.status.is_none() && r.status != 0 {
+        row.status = Some(i64::from(r.status));
+    }
+}
+
+/// Text that is there: not empty, not Envoy's `-`.
+fn text(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v != "-")
+}
+
+fn truncate_client_id(mut id: String) -> String {
+    if id.len() > MAX_CLIENT_REQUEST_ID_BYTES {
+        let mut end = MAX_CLIENT_REQUEST_ID_BYTES;
+        while !id.is_char_boundary(end) {
+            end -= 1;
+        }
+        id.truncate(end);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_values_are_none_and_the_record_fills_the_rest() {
+        let usage = parse_usage(br#"{"app_id":2,"model":"m","status":201,"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"usage_source":"estimated"}"#);
+        let facts = RequestFacts {
+            request_id: "r".into(),
+            client_request_id: Some("-".into()),
+            started_at_ms: 5,
+            method: Some(String::new()),
+            path: Some("/v1/x?token=sk-live-1&a=b".into()),
+            status: Some(0),
+            response_flags: Some("-".into()),
+            upstream_cluster: Some("c".into()),
+            usage,
+            ..RequestFacts::default()
+        };
+        let row = to_row(facts);
+        assert_eq!((row.client_request_id, row.method, row.response_flags), (None, None, None));
+        assert_eq!(row.path.as_deref(), Some("/v1/x?a=b"));
+        assert_eq!(row.status, Some(201), "no status from Envoy: the filter's");
+        assert_eq!((row.app_id, row.prompt_tokens, row.total_tokens), (Some(2), Some(3), Some(7)));
+        assert_eq!(row.usage_source.as_deref(), Some("estimated"));
+        assert_eq!(row.upstream_cluster.as_deref(), Some("c"));
+        assert!(parse_usage(b"not json").is_none());
+    }
+
+    #[test]
+    fn a_long_client_id_is_cut_on_a_character_boundary() {
+        let id = "é".repeat(200);
+        let row = to_row(RequestFacts { request_id: "r".into(), client_request_id: Some(id), ..RequestFacts::default() });
+        let kept = row.client_request_id.unwrap();
+        assert_eq!(kept.len(), MAX_CLIENT_REQUEST_ID_BYTES);
+        assert!(kept.chars().all(|c| c == 'é'));
+    }
+}
