@@ -16,8 +16,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Small runtime: Debian slim (glibc, bash for the health checks), no compiler, non-root user.
 FROM debian:bookworm-slim AS runtime
+# /var/log/vllm-gateway: the durable access log Envoy writes and the control plane ingests (a
+# volume shared by both; Envoy runs as this same uid in docker-compose.yml).
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin gateway \
- && mkdir -p /data && chown gateway:gateway /data
+ && mkdir -p /data /var/log/vllm-gateway \
+ && chown gateway:gateway /data /var/log/vllm-gateway && chmod 0750 /var/log/vllm-gateway
 USER 10001:10001
 WORKDIR /data
 

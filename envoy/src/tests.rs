@@ -17,6 +17,7 @@ fn spec(models: &[&str]) -> GatewaySpec {
         cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
         default_model: None,
         upstream_keys: BTreeMap::new(),
+        access_log_file: "/var/log/vllm-gateway/access.jsonl".into(),
     }
 }
 

@@ -14,23 +14,54 @@ use tokio::process::Command;
 
 use crate::paths;
 use crate::process::ChildGuard;
-use crate::stack::{MockUpstream, StackOptions, Upstreams};
+use crate::stack::{MockUpstream, Upstreams};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub(crate) async fn start_control_plane(options: &StackOptions, db: &str, state_token: &str) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
-    let mut command = Command::new(paths::control_plane_bin()?);
+/// How the stack runs its control plane; kept so that it can be started again on the same
+/// addresses and database.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlPlaneLaunch {
+    pub bin: PathBuf,
+    pub http: SocketAddr,
+    pub als: SocketAddr,
+    pub db: String,
+    pub admin_token: String,
+    pub state_token: String,
+    /// The durable access log Envoy writes.
+    pub access_log_file: PathBuf,
+    /// Envoy's admin, for reopening the access log after rotation.
+    pub envoy_admin: SocketAddr,
+    /// Model → base URL, for reconciliation with vLLM's counters.
+    pub upstreams: Vec<(String, String)>,
+    /// How often those counters are sampled.
+    pub reconcile_interval_secs: u64,
+    pub echo: bool,
+}
+
+/// Starts the control plane; returns it with the addresses it bound.
+pub(crate) async fn start_control_plane(launch: &ControlPlaneLaunch) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+    let mut command = Command::new(&launch.bin);
     command
         .arg("--http-addr")
-        .arg(options.control_plane_http.to_string())
+        .arg(launch.http.to_string())
         .arg("--als-addr")
-        .arg(options.control_plane_als.to_string())
+        .arg(launch.als.to_string())
         .arg("--db")
-        .arg(db)
-        .env("GATEWAY_ADMIN_TOKEN", &options.admin_token)
-        .env("GATEWAY_STATE_TOKEN", state_token)
+        .arg(&launch.db)
+        .arg("--access-log-file")
+        .arg(&launch.access_log_file)
+        .arg("--envoy-admin")
+        .arg(format!("http://{}", launch.envoy_admin))
+        .arg("--reconcile-interval-secs")
+        .arg(launch.reconcile_interval_secs.to_string())
+        .env("GATEWAY_ADMIN_TOKEN", &launch.admin_token)
+        .env("GATEWAY_STATE_TOKEN", &launch.state_token)
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()));
-    let mut guard = ChildGuard::spawn("control-plane", command, options.echo)?;
+    for (model, url) in &launch.upstreams {
+        command.arg("--upstream").arg(format!("{model}={url}"));
+    }
+    let mut guard = ChildGuard::spawn("control-plane", command, launch.echo)?;
     let line = guard.wait_for_line("control-plane listening ", START_TIMEOUT).await?;
     let addr = |key: &str| -> Result<SocketAddr> {
         let value = line
@@ -81,10 +112,13 @@ pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: So
     let mut command = Command::new(paths::envoy_bin()?);
     command
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .arg("--admin-address-path")
         .arg(&admin_path)
         .arg("--disable-hot-restart")
+        // The durable access log reaches the disk within a quarter of a second.
+        .arg("--file-flush-interval-msec")
+        .arg("250")
         .arg("--concurrency")
         .arg("2")
         .arg("--log-level")

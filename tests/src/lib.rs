@@ -10,6 +10,8 @@ mod launch;
 pub mod paths;
 pub mod process;
 pub mod stack;
+mod wait;
 
 pub use launch::start_envoy_with;
+pub use wait::eventually;
 pub use stack::{CreatedApp, Stack, StackOptions, Upstreams};

@@ -10,12 +10,16 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+/// Stdout lines kept for [`ChildGuard::wait_for_line`] until it reads them; later ones are
+/// dropped, so what a long-running process prints never accumulates.
+const LINES_WAITING: usize = 1024;
+
 /// A running child process; see the module docs.
 pub struct ChildGuard {
     name: String,
     child: Child,
     output: Arc<Mutex<Vec<String>>>,
-    lines: mpsc::UnboundedReceiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl ChildGuard {
@@ -24,7 +28,7 @@ impl ChildGuard {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
         let output = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::unbounded_channel();
+        let (tx, lines) = mpsc::channel(LINES_WAITING);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(pump(out, name.to_owned(), output.clone(), Some(tx), echo));
         }
@@ -63,6 +67,11 @@ impl ChildGuard {
         self.output.lock().map(|o| o.join("\n")).unwrap_or_default()
     }
 
+    /// Kills the process at once (SIGKILL: no flush, no clean-up) and waits for it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Asks the process to stop (SIGTERM) and waits up to `grace`, then kills it.
     pub async fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {
@@ -87,7 +96,7 @@ async fn pump(
     stream: impl AsyncRead + Unpin,
     name: String,
     output: Arc<Mutex<Vec<String>>>,
-    lines_tx: Option<mpsc::UnboundedSender<String>>,
+    lines_tx: Option<mpsc::Sender<String>>,
     echo: bool,
 ) {
     let mut lines = BufReader::new(stream).lines();
@@ -103,7 +112,9 @@ async fn pump(
             out.push(line.clone());
         }
         if let Some(tx) = &lines_tx {
-            let _ = tx.send(line);
+            // Only start-up waits for a line; once nobody reads, later lines are not kept here
+            // (a long-running stack prints one access-log line per request).
+            let _ = tx.try_send(line);
         }
     }
 }

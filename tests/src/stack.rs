@@ -1,6 +1,7 @@
 //! The whole stack: control plane, upstreams (mock or real), Envoy with the filter.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -8,7 +9,7 @@ use gateway_envoy::{GatewaySpec, ModelUpstream};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::launch::{start_control_plane, start_envoy, start_upstreams};
+use crate::launch::{start_control_plane, start_envoy, start_upstreams, ControlPlaneLaunch};
 use crate::paths;
 use crate::process::ChildGuard;
 
@@ -53,6 +54,12 @@ pub struct StackOptions {
     pub default_model: Option<String>,
     /// Model → the key its upstream wants.
     pub upstream_keys: std::collections::BTreeMap<String, String>,
+    /// The durable access log; `None` for a file in the stack's temp folder.
+    pub access_log_file: Option<PathBuf>,
+    /// The control-plane binary; `None` for the debug build ([`paths::control_plane_bin`]).
+    pub control_plane_bin: Option<PathBuf>,
+    /// How often the control plane samples the upstreams' token counters (reconciliation).
+    pub reconcile_interval_secs: u64,
 }
 
 impl StackOptions {
@@ -75,6 +82,9 @@ impl StackOptions {
             echo: false,
             default_model: None,
             upstream_keys: Default::default(),
+            access_log_file: None,
+            control_plane_bin: None,
+            reconcile_interval_secs: 1,
         }
     }
 }
@@ -114,9 +124,12 @@ pub struct Stack {
     pub models: Vec<(String, String)>,
     /// The mock upstreams (empty with real upstreams).
     pub mocks: Vec<MockUpstream>,
+    /// The durable access log Envoy writes and the control plane ingests.
+    pub access_log_file: PathBuf,
     http: reqwest::Client,
     envoy: ChildGuard,
     control_plane_process: ChildGuard,
+    control_plane_launch: ControlPlaneLaunch,
     _dir: tempfile::TempDir,
 }
 
@@ -124,21 +137,40 @@ impl Stack {
     /// Starts everything and waits until the gateway answers.
     pub async fn start(options: StackOptions) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("vllm-gateway-").tempdir()?;
-        let state_token = random_hex();
-        let db = options.db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display()));
-        let (mut control_plane_process, cp_http, cp_als) =
-            start_control_plane(&options, &db, &state_token).await?;
         let (mocks, models) = start_upstreams(&options.upstreams).await?;
-        let model_urls = models
+        let model_urls: Vec<(String, String)> = models
             .iter()
             .map(|m| {
                 let scheme = if m.upstream.tls { "https" } else { "http" };
                 (m.name.clone(), format!("{scheme}://{}:{}", m.upstream.host, m.upstream.port))
             })
             .collect();
+        let access_log_file = options.access_log_file.clone().unwrap_or_else(|| dir.path().join("access-log.jsonl"));
+        // The control plane starts first and is told where Envoy's admin will be.
+        let admin_port = match options.envoy_admin_port {
+            0 => free_port().await?,
+            port => port,
+        };
+        let mut launch = ControlPlaneLaunch {
+            bin: options.control_plane_bin.clone().map_or_else(paths::control_plane_bin, Ok)?,
+            http: options.control_plane_http,
+            als: options.control_plane_als,
+            db: options.db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display())),
+            admin_token: options.admin_token.clone(),
+            state_token: random_hex(),
+            access_log_file: access_log_file.clone(),
+            envoy_admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            upstreams: model_urls.clone(),
+            reconcile_interval_secs: options.reconcile_interval_secs,
+            echo: options.echo,
+        };
+        let (mut control_plane_process, cp_http, cp_als) = start_control_plane(&launch).await?;
+        // A restart binds the same addresses: Envoy's clusters point at them.
+        (launch.http, launch.als) = (cp_http, cp_als);
+        let state_token = launch.state_token.clone();
         let spec = GatewaySpec {
             listen: options.gateway,
-            admin_port: options.envoy_admin_port,
+            admin_port,
             control_plane_http: cp_http,
             control_plane_als: cp_als,
             wasm_path: paths::filter_wasm()?,
@@ -148,6 +180,7 @@ impl Stack {
             cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
             default_model: options.default_model.clone(),
             upstream_keys: options.upstream_keys.clone(),
+            access_log_file: access_log_file.clone(),
         };
         let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.echo).await?;
         if control_plane_process.has_exited() {
@@ -160,9 +193,11 @@ impl Stack {
             admin_token: options.admin_token,
             models: model_urls,
             mocks,
+            access_log_file,
             http: reqwest::Client::new(),
             envoy,
             control_plane_process,
+            control_plane_launch: launch,
             _dir: dir,
         })
     }
@@ -278,6 +313,26 @@ impl Stack {
         Ok(page["records"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Every access-log row of a request that started before now (all pages, newest first).
+    /// Asked of the control plane directly, with the end of the range fixed, so that the
+    /// listing's own requests neither add rows nor shift the pages.
+    pub async fn all_logs(&self) -> Result<Vec<Value>> {
+        let to = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+        let mut rows = Vec::new();
+        for page in 1.. {
+            let url = format!("http://{}/api/logs?size=500&page={page}&to={to}", self.control_plane);
+            let reply: Value =
+                self.http.get(url).bearer_auth(&self.admin_token).send().await?.error_for_status()?.json().await?;
+            let records = reply["records"].as_array().cloned().unwrap_or_default();
+            let done = records.len() < 500;
+            rows.extend(records);
+            if done {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
     /// Waits for a log row matching `pred` (the access log is flushed on a short interval).
     pub async fn wait_for_log(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
         for _ in 0..100 {
@@ -309,6 +364,31 @@ impl Stack {
     pub async fn stop_control_plane(&mut self) {
         self.control_plane_process.stop(Duration::from_secs(10)).await;
     }
+
+    /// Kills the control plane with SIGKILL: nothing queued is flushed.
+    pub async fn kill_control_plane(&mut self) {
+        self.control_plane_process.kill().await;
+    }
+
+    /// Starts the control plane again, on the same addresses and database, after a stop or a
+    /// kill; waits until it listens.
+    pub async fn restart_control_plane(&mut self) -> Result<()> {
+        let (process, _, _) = start_control_plane(&self.control_plane_launch).await?;
+        self.control_plane_process = process;
+        Ok(())
+    }
+
+    /// Everything the control plane printed (since its last start).
+    pub fn control_plane_output(&self) -> String {
+        self.control_plane_process.output_text()
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (for a process that cannot report the port it
+/// bound before another one needs it).
+async fn free_port() -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// 128 random bits from the OS, hex: tokens for the stack (`/dev/urandom`; Linux/macOS only).

@@ -99,7 +99,7 @@ async fn unroutable_bodies_are_refused_before_any_upstream() {
 }
 
 #[tokio::test]
-async fn upstreams_get_their_own_key_and_modelless_paths_the_default_model() {
+async fn upstreams_get_their_own_key_and_the_default_model_serves_listed_endpoints_only() {
     let mut options = gateway_e2e::StackOptions::for_tests();
     options.upstream_keys.insert("model-b".into(), "vllm-server-key".into());
     options.default_model = Some("model-b".into());
@@ -113,14 +113,20 @@ async fn upstreams_get_their_own_key_and_modelless_paths_the_default_model() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // A listed endpoint without a body to route by goes to the default model (vLLM answers the
+    // GET with 405; what matters is who answered).
+    let resp = stack.http().get(format!("{}/v1/completions", stack.gateway_url)).bearer_auth(&app.api_key).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    // A path that is not listed is the gateway's 404, default model or not.
     let resp = stack.http().get(format!("{}/v1/models/model-b", stack.gateway_url)).bearer_auth(&app.api_key).send().await.unwrap();
-    assert_eq!(resp.status(), 404, "the mock has no such route; what matters is who answered");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "unknown_url");
     let seen = stack.mock("model-b").state.seen();
-    assert_eq!(seen.len(), 2, "both reached model-b's server");
+    assert_eq!(seen.len(), 2, "the POST and the listed GET reached model-b's server");
     for request in &seen {
         assert_eq!(request.header("authorization"), Some("Bearer vllm-server-key"));
     }
-    assert_eq!(seen[1].path, "/v1/models/model-b");
+    assert_eq!(seen[1].path, "/v1/completions");
     stack.stop().await;
 }
 

@@ -4,158 +4,15 @@
 //! filter: an invalid plugin configuration fails validation), the guides against the files they
 //! quote, and the Istio manifests' plugin configuration with the filter's own parser.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+mod deploy_support;
 
-use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, Result};
+use deploy_support::*;
 use gateway_e2e::paths;
-use gateway_envoy::{Endpoint, GatewaySpec, DEFAULT_CORS_ORIGINS};
-use serde::Deserialize;
 use serde_yaml::Value;
 use vllm_gateway_filter::config::PluginConfig;
-
-const COMPOSE_ENVOY: &str = "envoy/compose/envoy.yaml";
-const EXISTING_ENVOY: &str = "envoy/examples/existing-envoy.yaml";
-const GENERATED_HEADER: &str = "# GENERATED from envoy/gateway.yaml.tmpl for docker-compose.yml by tests/tests/deploy_configs.rs;\n# do not edit: change the test's compose_spec() and run it with UPDATE_DEPLOY_CONFIGS=1.\n";
-
-fn root() -> PathBuf {
-    paths::workspace_root()
-}
-
-fn read(rel: &str) -> Result<String> {
-    std::fs::read_to_string(root().join(rel)).with_context(|| format!("reading {rel}"))
-}
-
-fn yaml(rel: &str) -> Result<Value> {
-    serde_yaml::from_str(&read(rel)?).with_context(|| format!("parsing {rel}"))
-}
-
-fn yaml_docs(rel: &str) -> Result<Vec<Value>> {
-    let text = read(rel)?;
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).with_context(|| format!("parsing {rel}")))
-        .collect()
-}
-
-fn str_of<'a>(v: &'a Value, what: &str) -> Result<&'a str> {
-    v.as_str().ok_or_else(|| anyhow!("{what} is not a string: {v:?}"))
-}
-
-/// The Envoy config docker-compose.yml runs: the template rendered for the compose services.
-fn compose_spec() -> GatewaySpec {
-    GatewaySpec {
-        listen: "0.0.0.0:5000".parse().expect("address"),
-        admin_port: 9901,
-        // Replaced by host names in `render_compose`.
-        control_plane_http: "127.0.0.1:8081".parse().expect("address"),
-        control_plane_als: "127.0.0.1:8082".parse().expect("address"),
-        wasm_path: "/etc/envoy/vllm_gateway_filter.wasm".into(),
-        models: ["mock-qwen3-32b=http://mock-vllm:8000", "mock-llama-3.3-70b=http://mock-vllm:8000"]
-            .iter()
-            .map(|m| m.parse().expect("model"))
-            .collect(),
-        state_token: "compose-demo-state-token-change-me".into(),
-        state_refresh_ms: 1000,
-        cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
-        default_model: None,
-        upstream_keys: BTreeMap::new(),
-    }
-}
-
-fn render_compose() -> Result<String> {
-    let http: Endpoint = "control-plane:8081".parse()?;
-    let als: Endpoint = "control-plane:8082".parse()?;
-    Ok(format!("{GENERATED_HEADER}{}", gateway_envoy::render_with_control_plane(&compose_spec(), &http, &als)?))
-}
-
-/// Runs `envoy --mode validate` on `config` with every `filename:` of a `.wasm` replaced by the
-/// built filter; the error carries Envoy's output.
-fn envoy_validate(config: &str, name: &str) -> Result<()> {
-    let wasm = paths::filter_wasm()?;
-    let local = serde_yaml::to_string(&wasm.to_string_lossy().into_owned())?;
-    let mut replaced = 0;
-    let text: Vec<String> = config
-        .lines()
-        .map(|line| match line.find("filename: \"") {
-            Some(at) if line.contains(".wasm\"") => {
-                replaced += 1;
-                let end = line[at..].find(" }").map(|e| at + e).unwrap_or(line.len());
-                format!("{}filename: {}{}", &line[..at], local.trim(), &line[end..])
-            }
-            _ => line.to_owned(),
-        })
-        .collect();
-    if replaced == 0 {
-        bail!("{name}: no wasm filename to replace");
-    }
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join(name);
-    std::fs::write(&path, text.join("\n"))?;
-    let out = std::process::Command::new(paths::envoy_bin()?)
-        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warn", "-c"])
-        .arg(&path)
-        .output()?;
-    if !out.status.success() {
-        bail!("Envoy refused {name}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-fn listener_filters(envoy: &Value) -> Result<&Vec<Value>> {
-    envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
-        .as_sequence()
-        .ok_or_else(|| anyhow!("no http_filters in the first listener"))
-}
-
-fn wasm_filter(envoy: &Value) -> Result<&Value> {
-    listener_filters(envoy)?
-        .iter()
-        .find(|f| f["name"].as_str() == Some("envoy.filters.http.wasm"))
-        .map(|f| &f["typed_config"]["config"])
-        .ok_or_else(|| anyhow!("no wasm filter"))
-}
-
-fn plugin_config_of(envoy: &Value) -> Result<PluginConfig> {
-    let json = str_of(&wasm_filter(envoy)?["configuration"]["value"], "the plugin configuration")?;
-    PluginConfig::parse(json.as_bytes()).map_err(|e| anyhow!("{e}"))
-}
-
-/// Cluster name → (address, port) of its first endpoint.
-fn clusters(envoy: &Value) -> Result<BTreeMap<String, (String, u64)>> {
-    let list = envoy["static_resources"]["clusters"].as_sequence().ok_or_else(|| anyhow!("no clusters"))?;
-    list.iter()
-        .map(|c| {
-            let sa = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
-            let port = sa["port_value"].as_u64().ok_or_else(|| anyhow!("cluster without a port: {c:?}"))?;
-            Ok((str_of(&c["name"], "cluster name")?.to_owned(), (str_of(&sa["address"], "address")?.to_owned(), port)))
-        })
-        .collect()
-}
-
-fn port_of(addr: &str) -> Result<u64> {
-    Ok(addr.rsplit_once(':').ok_or_else(|| anyhow!("no port in {addr}"))?.1.parse()?)
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
-}
-
-/// The value after `flag` in a command line, for each occurrence.
-fn flag_values(command: &[String], flag: &str) -> Vec<String> {
-    command.windows(2).filter(|w| w[0] == flag).map(|w| w[1].clone()).collect()
-}
-
-/// (source, target, read-only) of each `src:dst[:ro]` volume of a service.
-fn mounts(service: &Value) -> Vec<(String, String, bool)> {
-    strings(&service["volumes"])
-        .iter()
-        .map(|v| {
-            let parts: Vec<&str> = v.split(':').collect();
-            (parts[0].to_owned(), parts.get(1).copied().unwrap_or("").to_owned(), parts.get(2) == Some(&"ro"))
-        })
-        .collect()
-}
-
 #[test]
 fn compose_envoy_config_is_rendered_from_the_template() -> Result<()> {
     let rendered = render_compose()?;
@@ -316,7 +173,7 @@ fn existing_envoy_guide_quotes_the_validated_example() -> Result<()> {
     for block in &blocks {
         assert!(example.contains(block.as_str()), "this block of the guide is not in {EXISTING_ENVOY}:\n{block}");
     }
-    for part in ["stats_config", "buffer_limit", "access_log", "routes", "http_filter", "clusters"] {
+    for part in ["stats_config", "buffer_limit", "request_ids_and_paths", "access_log", "routes", "http_filter", "clusters"] {
         let begin = format!("# --- vllm-gateway: begin {part} ---");
         assert!(example.contains(&begin), "{begin}");
         assert!(blocks.iter().any(|b| b.contains(&begin)), "the guide does not show the {part} block");
@@ -340,7 +197,8 @@ fn plugin_config_reference_documents_every_field() -> Result<()> {
     let full = serde_json::json!({
         "models": {"m": {"cluster": "c", "api_key": "k"}},
         "state": {"cluster": "control_plane", "token": "0123456789abcdef", "authority": "a", "path": "/p", "refresh_ms": 1000, "timeout_ms": 2000},
-        "max_request_body_bytes": 1, "cluster_header": "x-h", "usage_injection": "final", "default_model": "m"
+        "max_request_body_bytes": 1, "cluster_header": "x-h", "usage_injection": "final", "default_model": "m",
+        "endpoints": ["/v1/chat/completions"]
     });
     let parsed = PluginConfig::parse(full.to_string().as_bytes()).map_err(|e| anyhow!("{e}"))?;
     let mut fields = BTreeSet::new();
@@ -422,7 +280,7 @@ fn istio_mesh_config_logs_the_usage_filter_state() -> Result<()> {
 }
 
 /// Every config and manifest shipped, listed in docs/configs.md with the test that checks it.
-const SHIPPED: [&str; 9] = [
+const SHIPPED: [&str; 10] = [
     "envoy/gateway.yaml.tmpl",
     COMPOSE_ENVOY,
     EXISTING_ENVOY,
@@ -432,6 +290,7 @@ const SHIPPED: [&str; 9] = [
     "deploy/istio/mesh-config.yaml",
     "deploy/istio/envoyfilter-route.yaml",
     "deploy/istio/envoyfilter-wasm.yaml",
+    "deploy/istio/envoyfilter-hcm.yaml",
 ];
 
 #[test]

@@ -88,6 +88,7 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
         cors_origins: vec![],
         default_model: None,
         upstream_keys: Default::default(),
+        access_log_file: std::env::temp_dir().join("vllm-gateway-validate-access.jsonl"),
     };
     let good = gateway_envoy::render(&spec).unwrap();
     let bad = good.replace("\"refresh_ms\":1000", "\"refresh_ms\":5");

@@ -16,6 +16,13 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// Builds the control plane with the release profile (what `cargo xtask up` runs: a debug build
+/// cannot keep up with Envoy's access-log stream under load); returns the binary.
+pub fn release_control_plane() -> Result<std::path::PathBuf> {
+    run_checked(cargo().args(["build", "--release", "--package", "control-plane", "--bin", "control-plane"]))?;
+    Ok(paths::target_dir().join("release").join("control-plane"))
+}
+
 /// `cargo` as the one running xtask.
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

@@ -53,11 +53,12 @@ pub struct UpArgs {
 pub fn run(args: UpArgs) -> Result<()> {
     crate::setup::run()?;
     crate::build::run()?;
+    let control_plane = crate::build::release_control_plane()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, control_plane))
 }
 
-async fn serve(args: UpArgs) -> Result<()> {
+async fn serve(args: UpArgs, control_plane: PathBuf) -> Result<()> {
     let upstreams = upstreams(&args)?;
     let admin_token = admin_token()?;
     let options = StackOptions {
@@ -72,6 +73,9 @@ async fn serve(args: UpArgs) -> Result<()> {
         echo: true,
         default_model: args.default_model.clone(),
         upstream_keys: upstream_keys(&args)?,
+        access_log_file: Some(paths::workspace_root().join(".data").join("access-log.jsonl")),
+        control_plane_bin: Some(control_plane),
+        reconcile_interval_secs: 15,
     };
     let stack = Stack::start(options).await?;
     let app = stack.create_app("demo").await.context("creating the demo app")?;
@@ -177,6 +181,7 @@ fn print_welcome(stack: &Stack, admin_token: &str, api_key: &str) {
          \n  admin token   {admin_token}\
          \n  demo API key  {api_key}\
          \n  Envoy admin   http://{}\
+         \n  access log    {} (ingested by the control plane too)\
          \n  models        {}\
          \n\nStream a chat completion:\n\
          \n  curl -N {gw}/v1/chat/completions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\
@@ -185,6 +190,7 @@ fn print_welcome(stack: &Stack, admin_token: &str, api_key: &str) {
          \n  curl -s '{gw}/api/logs?size=5' -H 'Authorization: Bearer {admin_token}'\n\
          \nCtrl-C stops everything.\n",
         stack.envoy_admin,
+        stack.access_log_file.display(),
         models.join("\n                "),
     );
 }

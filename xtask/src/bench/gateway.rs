@@ -57,6 +57,7 @@ impl Arms {
             cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
             default_model: None,
             upstream_keys: Default::default(),
+            access_log_file: dir.join("access.jsonl"),
         };
         let with_filter = gateway_envoy::render(&spec)?;
         let cluster = gateway_envoy::cluster_name(0, MODEL);
@@ -303,6 +304,7 @@ mod tests {
             cors_origins: vec![],
             default_model: None,
             upstream_keys: Default::default(),
+            access_log_file: "/tmp/access.jsonl".into(),
         };
         let config = gateway_envoy::render(&spec).unwrap();
         let plain = strip_filter(&config, "the_cluster").unwrap();
