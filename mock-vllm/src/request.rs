@@ -31,13 +31,19 @@ pub(crate) fn invalid(what: &str, field: &str, message: &str) -> ApiError {
     ))
 }
 
-/// `stream_options` of a request; its booleans are lax too.
+/// `stream_options` of a request; its booleans are lax too. As in vLLM's `StreamOptions`
+/// (`include_usage: bool | None = True`), a present `stream_options` asks for usage unless it
+/// says `include_usage: false` (or `null`).
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub(crate) struct StreamOptions {
-    #[serde(default, deserialize_with = "lax::bool_field")]
+    #[serde(default = "asked", deserialize_with = "lax::bool_field")]
     include_usage: Option<bool>,
     #[serde(default, deserialize_with = "lax::bool_field")]
     continuous_usage_stats: Option<bool>,
+}
+
+fn asked() -> Option<bool> {
+    Some(true)
 }
 
 /// Which usage a streamed reply carries.
@@ -131,9 +137,13 @@ mod tests {
     }
 
     #[test]
-    fn continuous_usage_alone_does_nothing() {
+    fn stream_options_ask_for_usage_unless_they_say_no() {
         let streamed = |options| mode(json!(true), options).unwrap().unwrap();
-        assert_eq!(streamed(json!({"continuous_usage_stats": true})), NONE);
+        let both = UsageMode { include_usage: true, continuous: true };
+        assert_eq!(streamed(json!({"continuous_usage_stats": true})), both);
+        assert_eq!(streamed(json!({})), UsageMode { include_usage: true, continuous: false });
+        assert_eq!(streamed(json!({"include_usage": false, "continuous_usage_stats": true})), NONE);
+        assert_eq!(streamed(json!({"include_usage": null})), NONE);
         assert_eq!(
             streamed(json!({"include_usage": true, "continuous_usage_stats": true})),
             UsageMode {

@@ -41,7 +41,8 @@ async fn without_include_usage_there_is_no_usage_at_all() {
     for options in [
         None,
         Some(json!({"include_usage": false})),
-        Some(json!({"continuous_usage_stats": true})),
+        // vLLM's `include_usage` defaults to true only when `stream_options` is there.
+        Some(json!({"include_usage": false, "continuous_usage_stats": true})),
     ] {
         let reply = post(
             &state(),
