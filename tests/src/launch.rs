@@ -100,14 +100,14 @@ pub(crate) async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUp
     Ok((mocks, routes))
 }
 
-pub(crate) async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+pub(crate) async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, workers: u16, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let config = dir.join("envoy.yaml");
     std::fs::write(&config, gateway_envoy::render(spec)?)?;
-    start_envoy_with(&config, dir, spec.listen, echo).await
+    start_envoy_with(&config, dir, spec.listen, workers, echo).await
 }
 
-/// Starts Envoy on an already rendered configuration file.
-pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: SocketAddr, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+/// Starts Envoy with `workers` worker threads on an already rendered configuration file.
+pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: SocketAddr, workers: u16, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let admin_path = dir.join("envoy-admin-address");
     let mut command = Command::new(paths::envoy_bin()?);
     command
@@ -120,7 +120,7 @@ pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: So
         .arg("--file-flush-interval-msec")
         .arg("250")
         .arg("--concurrency")
-        .arg("2")
+        .arg(workers.to_string())
         .arg("--log-level")
         .arg("warn")
         .arg("--component-log-level")

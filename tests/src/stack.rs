@@ -60,6 +60,8 @@ pub struct StackOptions {
     pub control_plane_bin: Option<PathBuf>,
     /// How often the control plane samples the upstreams' token counters (reconciliation).
     pub reconcile_interval_secs: u64,
+    /// Envoy's worker threads (each has its own wasm VM and key state).
+    pub envoy_workers: u16,
 }
 
 impl StackOptions {
@@ -85,6 +87,7 @@ impl StackOptions {
             access_log_file: None,
             control_plane_bin: None,
             reconcile_interval_secs: 1,
+            envoy_workers: 2,
         }
     }
 }
@@ -182,7 +185,7 @@ impl Stack {
             upstream_keys: options.upstream_keys.clone(),
             access_log_file: access_log_file.clone(),
         };
-        let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.echo).await?;
+        let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.envoy_workers, options.echo).await?;
         if control_plane_process.has_exited() {
             bail!("the control plane exited\n{}", control_plane_process.output_text());
         }

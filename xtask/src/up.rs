@@ -76,6 +76,7 @@ async fn serve(args: UpArgs, control_plane: PathBuf) -> Result<()> {
         access_log_file: Some(paths::workspace_root().join(".data").join("access-log.jsonl")),
         control_plane_bin: Some(control_plane),
         reconcile_interval_secs: 15,
+        envoy_workers: 2,
     };
     let stack = Stack::start(options).await?;
     let app = stack.create_app("demo").await.context("creating the demo app")?;

@@ -128,7 +128,7 @@ async fn start_envoy(dir: &Path, name: &str, config: &str) -> Result<(ChildGuard
     std::fs::create_dir_all(&sub)?;
     let path = sub.join("envoy.yaml");
     std::fs::write(&path, config)?;
-    let (guard, _admin, listener) = gateway_e2e::start_envoy_with(&path, sub, ([127, 0, 0, 1], 0).into(), false).await?;
+    let (guard, _admin, listener) = gateway_e2e::start_envoy_with(&path, sub, ([127, 0, 0, 1], 0).into(), 2, false).await?;
     Ok((guard, listener))
 }
 
