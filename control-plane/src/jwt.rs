@@ -5,7 +5,8 @@
 use chrono::DateTime;
 use jwt_compact::alg::Ed25519;
 use jwt_compact::{AlgorithmExt, Claims, Header};
-use serde::Serialize;
+use sqlx::SqliteExecutor;
+use vllm_gateway_filter::feed::{PublishedKey, TokenClaims};
 
 use crate::secrets;
 use crate::store::now_secs;
@@ -27,23 +28,6 @@ pub enum JwtError {
     Sign(String),
 }
 
-/// A public key as the state feed publishes it to the filter.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishedKey {
-    /// Key id.
-    pub kid: String,
-    /// Always `EdDSA`.
-    pub alg: String,
-    /// Ed25519 public key, hex.
-    pub public_key_hex: String,
-}
-
-#[derive(Serialize)]
-struct Custom {
-    sub: String,
-    ver: i64,
-}
 
 /// The key that signs now; created if there is none.
 pub async fn current_key(db: &Db) -> Result<(String, SecretKey), JwtError> {
@@ -82,16 +66,22 @@ pub async fn rotate(db: &Db) -> Result<String, JwtError> {
     Ok(create_key(db).await?.0)
 }
 
-/// Keys the filter must accept: the signing one, and retired ones whose tokens may still be valid.
-pub async fn published_keys(db: &Db, token_lifetime_secs: i64) -> Result<Vec<PublishedKey>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT kid, 'EdDSA' AS alg, public_key_hex FROM signing_keys \
+/// Keys the filter must accept, as the feed publishes them: the signing one, and retired ones
+/// whose tokens may still be valid.
+pub async fn published_keys<'c>(
+    db: impl SqliteExecutor<'c>,
+    token_lifetime_secs: i64,
+) -> Result<Vec<PublishedKey>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT kid, public_key_hex FROM signing_keys \
          WHERE retired_at IS NULL OR retired_at + ? > ? ORDER BY created_at, kid",
     )
     .bind(token_lifetime_secs)
     .bind(now_secs())
     .fetch_all(db)
-    .await
+    .await?;
+    let published = |(kid, public_key_hex)| PublishedKey { kid, alg: "EdDSA".to_owned(), public_key_hex };
+    Ok(rows.into_iter().map(published).collect())
 }
 
 /// Issues a token for a user at its current token version.
@@ -99,7 +89,7 @@ pub async fn issue(db: &Db, user_id: i64, version: i64, lifetime_secs: i64) -> R
     let (kid, key) = current_key(db).await?;
     let now = now_secs();
     let at = |secs: i64| DateTime::from_timestamp(secs, 0);
-    let mut claims = Claims::new(Custom { sub: user_id.to_string(), ver: version });
+    let mut claims = Claims::new(TokenClaims { sub: user_id.to_string(), ver: version });
     claims.issued_at = at(now);
     claims.expiration = at(now.saturating_add(lifetime_secs));
     Ed25519

@@ -72,8 +72,11 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ingest = tasks.access_log_file.map(|config| file_log::spawn(db.clone(), config, metrics.clone(), stop_rx.clone()));
     let scrapes = reconcile::spawn(state.scraper().clone(), db, metrics, stop_rx.clone());
+    let long_polls = state.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Held state-feed polls would keep the HTTP server from draining for up to 30 s.
+        long_polls.stop_long_polls();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -2,7 +2,8 @@
 //! exposition format (`GET /metrics`): access-log ingestion from the gRPC stream (rows received,
 //! written, ignored as repeats, lost; batch write latency; queue depth) and from the durable file
 //! log (rows read, rows the stream had not delivered, unparseable lines, lag, rotations),
-//! retention, vLLM scrapes for reconciliation, and API requests by route.
+//! retention, vLLM scrapes for reconciliation, the filter's state feed (builds, long polls,
+//! credential lookups), and API requests by route.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -42,8 +43,66 @@ pub struct Metrics {
     pub upstream_scrapes_ok: AtomicU64,
     /// Scrapes of an upstream's `/metrics` that failed or had no series for the model.
     pub upstream_scrapes_failed: AtomicU64,
+    /// The state feed and the filter's lookups.
+    pub feed: FeedMetrics,
     batch_latency: Histogram,
     requests: Mutex<BTreeMap<RequestLabels, u64>>,
+}
+
+/// What the filter asks of the control plane: whole states, long polls, single credentials.
+#[derive(Debug, Default)]
+pub struct FeedMetrics {
+    /// Whole states built (at most one per state version).
+    pub builds: AtomicU64,
+    /// How long the last build took, microseconds.
+    pub last_build_micros: AtomicU64,
+    /// Long polls held now.
+    pub long_polls_waiting: AtomicI64,
+    /// Long polls answered with a new state.
+    pub long_polls_changed: AtomicU64,
+    /// Long polls answered 304 because their time was up.
+    pub long_polls_timed_out: AtomicU64,
+    /// Long polls answered 304 at once: too many held already, or shutting down.
+    pub long_polls_refused: AtomicU64,
+    /// Lookups of an API key hash that found a live key.
+    pub key_lookups_found: AtomicU64,
+    /// Lookups of an API key hash that found none.
+    pub key_lookups_absent: AtomicU64,
+    /// Lookups of a user id that found the user.
+    pub user_lookups_found: AtomicU64,
+    /// Lookups of a user id that found none.
+    pub user_lookups_absent: AtomicU64,
+}
+
+impl FeedMetrics {
+    fn render(&self, out: &mut String) {
+        let name = "gateway_state_feed_builds_total";
+        header(out, name, "Whole filter states built (one per state version).", "counter");
+        let _ = writeln!(out, "{name} {}", self.builds.load(Relaxed));
+        let name = "gateway_state_feed_last_build_seconds";
+        header(out, name, "How long the last whole-state build took.", "gauge");
+        let _ = writeln!(out, "{name} {}", self.last_build_micros.load(Relaxed) as f64 / 1e6);
+        let name = "gateway_state_long_polls_waiting";
+        header(out, name, "State-feed long polls held now.", "gauge");
+        let _ = writeln!(out, "{name} {}", self.long_polls_waiting.load(Relaxed).max(0));
+        let name = "gateway_state_long_polls_total";
+        header(out, name, "State-feed long polls by outcome: a new state, time up, or refused at once (too many held, or shutting down).", "counter");
+        let outcomes = [("changed", &self.long_polls_changed), ("timeout", &self.long_polls_timed_out), ("refused", &self.long_polls_refused)];
+        for (result, n) in outcomes {
+            let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", n.load(Relaxed));
+        }
+        let name = "gateway_credential_lookups_total";
+        header(out, name, "Single-credential lookups by the filter (/internal/lookup), by kind and result.", "counter");
+        let lookups = [
+            ("key", "found", &self.key_lookups_found),
+            ("key", "absent", &self.key_lookups_absent),
+            ("user", "found", &self.user_lookups_found),
+            ("user", "absent", &self.user_lookups_absent),
+        ];
+        for (kind, result, n) in lookups {
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {}", n.load(Relaxed));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -116,6 +175,7 @@ impl Metrics {
         header(&mut out, name, "Scrapes of an upstream's /metrics for reconciliation, by result.", "counter");
         let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", self.upstream_scrapes_ok.load(Relaxed));
         let _ = writeln!(out, "{name}{{result=\"error\"}} {}", self.upstream_scrapes_failed.load(Relaxed));
+        self.feed.render(&mut out);
         self.render_latency(&mut out);
         self.render_requests(&mut out);
         out
@@ -185,6 +245,9 @@ mod tests {
             "gateway_access_log_file_rows_inserted_total 0",
             "gateway_access_log_file_lag_bytes 0",
             "gateway_upstream_scrapes_total{result=\"error\"} 0",
+            "gateway_credential_lookups_total{kind=\"key\",result=\"absent\"} 0",
+            "gateway_state_long_polls_total{result=\"timeout\"} 0",
+            "gateway_state_long_polls_waiting 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

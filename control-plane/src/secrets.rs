@@ -24,7 +24,9 @@ pub fn new_token() -> String {
     hex::encode(random_bytes::<32>())
 }
 
-/// Hex SHA-256 of a secret, as stored and as the filter looks keys up.
+/// Hex SHA-256 of a token (admin token, signing-key ids). An API key is hashed with the
+/// contract's [`vllm_gateway_filter::feed::hash_key`] instead, the function the filter looks keys
+/// up with, so the two sides cannot differ.
 pub fn hash(secret: impl AsRef<[u8]>) -> String {
     hex::encode(Sha256::digest(secret.as_ref()))
 }

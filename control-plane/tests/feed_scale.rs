@@ -1,9 +1,10 @@
-//! The state feed at 100,000 keys: its size and how long it takes to build. A measurement, not
-//! a check (nothing is asserted about time); run it on purpose, in release:
+//! The state feed at 100,000 keys and 10,000 users: its size, how long a whole build takes, a
+//! 304, and a single-credential lookup. A measurement, not a check (nothing is asserted about
+//! time); run it on purpose, in release:
 //!
 //! `cargo test --release -p control-plane --test feed_scale -- --ignored --nocapture`
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -11,8 +12,10 @@ use control_plane::api::{app, AppState};
 use control_plane::secrets;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use vllm_gateway_filter::feed::{hash_key, Feed};
 
 const KEYS: i64 = 100_000;
+const USERS: i64 = 10_000;
 const FEED: &str = "feed-token-for-the-measurement";
 
 async fn seed(db: &control_plane::Db) {
@@ -37,7 +40,14 @@ async fn seed(db: &control_plane::Db) {
         .unwrap();
         sqlx::query("INSERT INTO api_keys (app_id, hash, prefix, created_at) VALUES (?, ?, 'sk-live-abcd', 0)")
             .bind(i + 1)
-            .bind(secrets::hash(i.to_string()))
+            .bind(hash_key(&i.to_string()))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    for i in 0..USERS {
+        sqlx::query("INSERT INTO users (email, password_hash, created_at, updated_at) VALUES (?, 'x', 0, 0)")
+            .bind(format!("user-{i}@example.com"))
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -45,7 +55,17 @@ async fn seed(db: &control_plane::Db) {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
+async fn get(state: &AppState, uri: &str, etag: Option<&axum::http::HeaderValue>) -> (StatusCode, axum::http::HeaderMap, usize) {
+    let mut request = Request::get(uri).header("authorization", format!("Bearer {FEED}"));
+    if let Some(etag) = etag {
+        request = request.header("if-none-match", etag);
+    }
+    let response = app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.into_body().collect().await.unwrap().to_bytes().len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement at 100,000 keys; run on purpose, in release"]
 async fn state_feed_size_and_build_time_at_100k_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,39 +75,33 @@ async fn state_feed_size_and_build_time_at_100k_keys() {
 
     for round in 1..=3 {
         let started = Instant::now();
-        let keys = control_plane::store::apps::feed_keys(&db).await.unwrap();
+        let keys = control_plane::store::feed::keys(&db).await.unwrap();
+        let users = control_plane::store::feed::users(&db).await.unwrap();
         let queried = started.elapsed();
-        let body = serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap();
-        let serialized = started.elapsed();
-        println!(
-            "round {round}: {} keys; query {queried:?}, query+JSON {serialized:?}; {} bytes",
-            keys.len(),
-            body.len()
-        );
+        let body = serde_json::to_vec(&Feed { keys, users, jwt_keys: Vec::new() }).unwrap();
+        println!("round {round}: query {queried:?}, query+JSON {:?}; {} bytes", started.elapsed(), body.len());
 
+        // A change, so that the pull below builds (not the cached body).
+        sqlx::query("UPDATE state_version SET version = version + 1").execute(&db).await.unwrap();
         let started = Instant::now();
-        let request = Request::get("/internal/state").header("authorization", format!("Bearer {FEED}"));
-        let response = app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let etag = response.headers()["etag"].clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        println!("round {round}: GET /internal/state 200 in {:?}, {} bytes", started.elapsed(), bytes.len());
-
+        let (status, headers, bytes) = get(&state, "/internal/state", None).await;
+        assert_eq!(status, StatusCode::OK);
+        println!("round {round}: GET /internal/state 200 (a build) in {:?}, {bytes} bytes", started.elapsed());
         let started = Instant::now();
-        let request = Request::get("/internal/state")
-            .header("authorization", format!("Bearer {FEED}"))
-            .header("if-none-match", etag);
-        let response = app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        let (status, _, _) = get(&state, "/internal/state", Some(&headers["etag"])).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
         println!("round {round}: GET /internal/state 304 in {:?}", started.elapsed());
+        let started = Instant::now();
+        assert_eq!(get(&state, "/internal/state", None).await.0, StatusCode::OK);
+        println!("round {round}: GET /internal/state 200 (cached) in {:?}", started.elapsed());
     }
-    let gzip_hint = std::process::Command::new("gzip").arg("--version").output().is_ok();
-    if gzip_hint {
-        let keys = control_plane::store::apps::feed_keys(&db).await.unwrap();
-        let body = serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap();
-        let path = dir.path().join("feed.json");
-        std::fs::write(&path, &body).unwrap();
-        let out = std::process::Command::new("gzip").arg("-c").arg(&path).output().unwrap();
-        println!("gzip -6 of the feed: {} bytes", out.stdout.len());
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    for i in 0..1_000i64 {
+        let one = Instant::now();
+        let uri = format!("/internal/lookup?keyHash={}&userId={}", hash_key(&(i * 97).to_string()), i + 1);
+        assert_eq!(get(&state, &uri, None).await.0, StatusCode::OK);
+        slowest = slowest.max(one.elapsed());
     }
+    println!("1,000 lookups (key and user): {:?} each on average, slowest {slowest:?}", started.elapsed() / 1_000);
 }

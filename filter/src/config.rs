@@ -15,6 +15,13 @@ pub const DEFAULT_CLUSTER_HEADER: &str = "x-gateway-cluster";
 pub const DEFAULT_ENDPOINTS: [&str; 4] =
     ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"];
 
+/// Default of `state.long_poll_ms`.
+pub const DEFAULT_LONG_POLL_MS: u64 = 20_000;
+/// Default of `state.lookup_negative_ttl_ms`.
+pub const DEFAULT_LOOKUP_NEGATIVE_TTL_MS: u64 = 2_000;
+/// Default of `state.lookups_per_second`.
+pub const DEFAULT_LOOKUPS_PER_SECOND: u32 = 20;
+
 /// Why a plugin configuration was refused; the message starts with the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -83,7 +90,8 @@ pub struct ModelRoute {
     pub api_key: Option<String>,
 }
 
-/// The control plane's state feed, pulled by every worker on a tick.
+/// The control plane's state feed (pulled by one worker at a time and shared with the others) and
+/// the lookup of one credential that a worker's state refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateFeed {
@@ -92,7 +100,8 @@ pub struct StateFeed {
     /// `:authority` sent with the pull.
     #[serde(default = "default_authority")]
     pub authority: String,
-    /// Path of the state endpoint.
+    /// Path of the state endpoint; the lookup of one credential goes to the same prefix with
+    /// [`crate::feed::LOOKUP_PATH`] instead of [`crate::feed::STATE_PATH`].
     #[serde(default = "default_state_path")]
     pub path: String,
     /// Shared secret sent as a bearer token.
@@ -100,9 +109,22 @@ pub struct StateFeed {
     /// How often the state is pulled once it has arrived, in milliseconds.
     #[serde(default = "default_refresh_ms")]
     pub refresh_ms: u64,
-    /// Timeout of one pull, in milliseconds.
+    /// Timeout of one pull or lookup, in milliseconds (a long poll adds `long_poll_ms`).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Once a state is held, how long the control plane may hold a pull open until something
+    /// changes (`?wait_ms=`), in milliseconds; 0 turns long polling off (a pull every
+    /// `refresh_ms`).
+    #[serde(default = "default_long_poll_ms")]
+    pub long_poll_ms: u64,
+    /// How long a credential the control plane said does not exist is refused without asking it
+    /// again, in milliseconds; 0 keeps no such memory.
+    #[serde(default = "default_lookup_negative_ttl_ms")]
+    pub lookup_negative_ttl_ms: u64,
+    /// How many refused credentials one worker may look up at the control plane per second;
+    /// beyond it they are refused at once. 0 turns lookups off.
+    #[serde(default = "default_lookups_per_second")]
+    pub lookups_per_second: u32,
 }
 
 /// [`DEFAULT_ENDPOINTS`] as the configuration holds them.
@@ -120,13 +142,22 @@ fn default_authority() -> String {
     "control-plane".to_owned()
 }
 fn default_state_path() -> String {
-    "/internal/state".to_owned()
+    crate::feed::STATE_PATH.to_owned()
 }
 fn default_refresh_ms() -> u64 {
     1000
 }
 fn default_timeout_ms() -> u64 {
     2000
+}
+fn default_long_poll_ms() -> u64 {
+    DEFAULT_LONG_POLL_MS
+}
+fn default_lookup_negative_ttl_ms() -> u64 {
+    DEFAULT_LOOKUP_NEGATIVE_TTL_MS
+}
+fn default_lookups_per_second() -> u32 {
+    DEFAULT_LOOKUPS_PER_SECOND
 }
 
 impl PluginConfig {
@@ -212,6 +243,15 @@ impl StateFeed {
         if !(100..=60_000).contains(&self.timeout_ms) {
             return fail("timeout_ms", "must be between 100 and 60000");
         }
+        if self.long_poll_ms != 0 && !(1_000..=30_000).contains(&self.long_poll_ms) {
+            return fail("long_poll_ms", "must be 0 (off) or between 1000 and 30000");
+        }
+        if self.lookup_negative_ttl_ms > 60_000 {
+            return fail("lookup_negative_ttl_ms", "must be between 0 and 60000");
+        }
+        if self.lookups_per_second > 10_000 {
+            return fail("lookups_per_second", "must be between 0 (off) and 10000");
+        }
         Ok(())
     }
 }
@@ -242,97 +282,4 @@ fn is_header_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn valid() -> serde_json::Value {
-        serde_json::json!({
-            "models": {"qwen": {"cluster": "model_qwen"}},
-            "state": {"cluster": "control_plane", "token": "0123456789abcdef0123"}
-        })
-    }
-
-    fn error_of(value: serde_json::Value) -> String {
-        match PluginConfig::parse(value.to_string().as_bytes()) {
-            Ok(_) => String::from("accepted"),
-            Err(e) => e.0,
-        }
-    }
-
-    #[test]
-    fn fills_defaults() {
-        let config = PluginConfig::parse(valid().to_string().as_bytes()).unwrap();
-        assert_eq!(config.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
-        assert_eq!(config.cluster_header, "x-gateway-cluster");
-        assert_eq!(config.state.path, "/internal/state");
-        assert_eq!(config.route("qwen").unwrap().cluster, "model_qwen");
-        assert!(config.route("other").is_none());
-        assert_eq!(config.endpoints, ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]);
-        assert!(config.forwards("/v1/responses") && !config.forwards("/v1/load_lora_adapter"));
-        assert!(!config.forwards("/v1/Chat/completions") && !config.forwards("/v1/chat/completions/"));
-    }
-
-    #[test]
-    fn endpoints_are_validated_and_named_by_index() {
-        let with = |endpoints: &[&str]| {
-            let mut v = valid();
-            v["endpoints"] = serde_json::json!(endpoints);
-            error_of(v)
-        };
-        assert_eq!(with(&["/v1/completions", "/v1/x", "/v2/chat"]), "endpoints[2]: must start with /v1/");
-        assert_eq!(with(&["v1/chat"]), "endpoints[0]: must start with /v1/");
-        assert_eq!(with(&["/v1/"]), "endpoints[0]: must name an endpoint after /v1/");
-        assert_eq!(with(&["/v1/chat?x=1"]), "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)");
-        assert_eq!(with(&["/v1/chat#x"]), "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)");
-        assert_eq!(with(&["/v1/a b"]), "endpoints[0]: must not contain whitespace or control characters");
-        for bad in ["/v1//chat", "/v1/./chat", "/v1/../admin", "/v1/a/..", "/v1/a/."] {
-            assert_eq!(with(&[bad]), "endpoints[0]: must be a normalised path (no //, /./ or /../)", "{bad}");
-        }
-        assert_eq!(with(&["/v1/a", "/v1/b", "/v1/a"]), "endpoints[2]: duplicate of endpoints[0]");
-        assert_eq!(with(&["/v1/audio/transcriptions", "/v1/rerank"]), "accepted");
-        assert_eq!(with(&[]), "accepted", "an empty list forwards nothing but /v1/models answers");
-        let mut v = valid();
-        v["endpoints"] = "/v1/chat/completions".into();
-        assert!(error_of(v).starts_with("not valid: invalid type"));
-    }
-
-    #[test]
-    fn names_the_wrong_field() {
-        let mut v = valid();
-        v["models"]["qwen"]["cluster"] = "".into();
-        assert_eq!(error_of(v), "models.qwen.cluster: must not be empty");
-
-        let mut v = valid();
-        v["models"] = serde_json::json!({});
-        assert_eq!(error_of(v), "models: at least one model is required");
-
-        let mut v = valid();
-        v["state"]["refresh_ms"] = 5.into();
-        assert!(error_of(v).starts_with("state.refresh_ms:"));
-
-        let mut v = valid();
-        v["state"]["token"] = "short".into();
-        assert!(error_of(v).starts_with("state.token:"));
-
-        let mut v = valid();
-        v["default_model"] = "nope".into();
-        assert_eq!(error_of(v), "default_model: must be one of the configured models");
-
-        let mut v = valid();
-        v["models"]["qwen"]["api_key"] = "a\nb".into();
-        assert!(error_of(v).starts_with("models.qwen.api_key:"));
-
-        let mut v = valid();
-        v["cluster_header"] = "X-Bad Header".into();
-        assert!(error_of(v).starts_with("cluster_header:"));
-    }
-
-    #[test]
-    fn refuses_unknown_fields_and_garbage() {
-        let mut v = valid();
-        v["modles"] = serde_json::json!({});
-        assert!(error_of(v).contains("unknown field `modles`"));
-        assert!(PluginConfig::parse(b"not json").is_err());
-        assert!(PluginConfig::parse(b"").is_err());
-    }
-}
+mod tests;

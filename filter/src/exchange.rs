@@ -11,11 +11,13 @@
 
 use std::rc::Rc;
 
+use crate::auth::{Authority, Refusal};
 use crate::config::{PluginConfig, UsageInjection};
 use crate::credential::{self, path_only, strip_token_param};
 use crate::error::GatewayError;
 use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
 use crate::keys::KeyState;
+use crate::lookup::LookupKey;
 use crate::record::UsageRecord;
 use crate::request_body::{self, RequestFacts};
 use crate::usage::{Accounting, BodyAccounting, PromptLayout, StreamAccounting};
@@ -98,7 +100,9 @@ pub struct Exchange {
     injected: Option<UsageAsk>,
     rewriter: Option<StreamRewriter>,
     /// The models the caller's app may use (empty: all).
-    allowed_models: Vec<String>,
+    allowed_models: Rc<[String]>,
+    /// When the credential was refused: what a lookup could lift the refusal with.
+    lookup: Option<LookupKey>,
     finished: bool,
 }
 
@@ -115,7 +119,8 @@ impl Exchange {
             counting: None,
             injected: None,
             rewriter: None,
-            allowed_models: Vec::new(),
+            allowed_models: Rc::default(),
+            lookup: None,
             finished: false,
         }
     }
@@ -130,12 +135,19 @@ impl Exchange {
         self.tracked
     }
 
+    /// When the credential was refused for a reason a newer state could lift: the credential to
+    /// look up at the control plane before believing the refusal.
+    pub fn credential_lookup(&self) -> Option<LookupKey> {
+        self.lookup
+    }
+
     /// Request headers: authenticate, strip the credential, decide whether the body is needed.
+    /// `keys` is `None` until the worker has a state (the request is refused as not ready).
     pub fn on_request_headers(
         &mut self,
         host: &mut dyn Host,
         head: &RequestHead,
-        keys: Option<&KeyState>,
+        keys: Option<Authority<'_>>,
         now_secs: i64,
     ) -> Step {
         // A cluster header from the client never routes anything.
@@ -177,7 +189,7 @@ impl Exchange {
     fn authenticate(
         &mut self,
         head: &RequestHead,
-        keys: Option<&KeyState>,
+        keys: Option<Authority<'_>>,
         now_secs: i64,
     ) -> Result<(), GatewayError> {
         let credential = credential::find(head.authorization.as_deref(), &head.path)
@@ -185,14 +197,20 @@ impl Exchange {
         let keys = keys.ok_or(GatewayError::NotReady)?;
         let token = credential.token();
         if KeyState::is_jwt(token) {
-            self.record.user_id = Some(keys.authorize_jwt(token, now_secs)?);
+            self.record.user_id = Some(keys.authorize_jwt(token, now_secs).map_err(|r| self.refused(r))?);
             return Ok(());
         }
-        let key = keys.authorize(token, now_secs)?;
+        let key = keys.authorize_key(token, now_secs).map_err(|r| self.refused(r))?;
         self.record.app_id = Some(key.app_id);
         self.record.key_id = Some(key.key_id);
         self.allowed_models = key.models.clone();
         Ok(())
+    }
+
+    /// Remembers what could lift a credential's refusal; the refusal itself.
+    fn refused(&mut self, refusal: Refusal) -> GatewayError {
+        self.lookup = refusal.lookup;
+        refusal.error
     }
 
     fn allows(&self, model: &str) -> bool {

@@ -4,15 +4,15 @@
 //! `kid` names a key the control plane published, its signature verifies with that key, it has
 //! an `exp` that has not passed and no `nbf` still ahead (both with [`LEEWAY_SECS`] of slack), and
 //! its `sub` is a user id. Whether the user is enabled and `ver` is still the user's token version
-//! is checked against the fed user state by [`crate::keys::KeyState`].
+//! is checked against the fed user state by [`crate::auth::Authority`].
 
 use std::collections::HashMap;
 
 use jwt_compact::alg::Ed25519;
 use jwt_compact::{AlgorithmExt, Token, UntrustedToken, ValidationError};
-use serde::Deserialize;
 
 use crate::error::GatewayError;
+use crate::feed::{PublishedKey, TokenClaims};
 
 /// Clock slack allowed on `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 30;
@@ -21,18 +21,6 @@ pub const LEEWAY_SECS: i64 = 30;
 pub const ALGORITHMS: [&str; 1] = ["EdDSA"];
 
 type PublicKey = <Ed25519 as jwt_compact::Algorithm>::VerifyingKey;
-
-/// A signing key as the control plane publishes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishedKey {
-    /// Key id (the token header's `kid`).
-    pub kid: String,
-    /// Algorithm; only `EdDSA` keys are used.
-    pub alg: String,
-    /// The Ed25519 public key, hex.
-    pub public_key_hex: String,
-}
 
 /// The claims the gateway reads from a verified token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +31,6 @@ pub struct JwtSubject {
     pub version: i64,
 }
 
-#[derive(Debug, Deserialize)]
-struct CustomClaims {
-    sub: String,
-    ver: i64,
-}
 
 /// The published verification keys, by `kid`.
 #[derive(Debug, Clone, Default)]
@@ -90,7 +73,7 @@ impl JwtKeys {
         }
         let kid = untrusted.header().key_id.as_deref().ok_or(GatewayError::InvalidCredential)?;
         let key = self.by_kid.get(kid).ok_or(GatewayError::InvalidCredential)?;
-        let token: Token<CustomClaims> = Ed25519
+        let token: Token<TokenClaims> = Ed25519
             .validator(key)
             .validate(&untrusted)
             .map_err(|e: ValidationError| {
@@ -107,6 +90,22 @@ impl JwtKeys {
         }
         let user_id = claims.custom.sub.parse().map_err(|_| GatewayError::InvalidCredential)?;
         Ok(JwtSubject { user_id, version: claims.custom.ver })
+    }
+
+    /// When `token` names a `kid` these keys do not know, the user id it claims — unverified, so
+    /// good only for asking the control plane about that user (and its current keys); `None`
+    /// otherwise, or when the token is not a well-formed `EdDSA` token with a numeric `sub`.
+    pub fn unknown_key_subject(&self, token: &str) -> Option<i64> {
+        let untrusted = UntrustedToken::new(token).ok()?;
+        if !ALGORITHMS.contains(&untrusted.algorithm()) {
+            return None;
+        }
+        let kid = untrusted.header().key_id.as_deref()?;
+        if self.by_kid.contains_key(kid) {
+            return None;
+        }
+        let claims = untrusted.deserialize_claims_unchecked::<TokenClaims>().ok()?;
+        claims.custom.sub.parse().ok()
     }
 }
 
@@ -125,5 +124,7 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

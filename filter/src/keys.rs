@@ -1,57 +1,22 @@
 //! The key state the control plane feeds to the filter — API keys by hash, users' status and
-//! token versions, the JWT verification keys — and checking a caller's credential against it.
+//! token versions, the JWT verification keys — kept compact: the keys are one slice sorted by the
+//! 32 bytes of their SHA-256 (no hex `String` per key, no hash-table slack), and keys with the
+//! same model allow-list share one copy of it. The feed's keys are read straight into that slice,
+//! one at a time ([`read`]), so a state of 100,000 keys never exists twice while it is parsed.
 //!
 //! The feed carries only SHA-256 hashes of API keys, never a key itself. A request's key is hashed
-//! and looked up locally, a JWT is verified locally: no call-out per request.
+//! and looked up locally, a JWT is verified locally: no call-out per request (see
+//! [`crate::auth`] for the rules, and for the one lookup a refused credential may get).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-
+use crate::auth::Authority;
 use crate::error::GatewayError;
-use crate::jwt::{self, JwtKeys, PublishedKey};
+use crate::feed::{parse_key_hash, FeedKey, FeedUser, KeyHash, Limits, Status};
+use crate::jwt::{self, JwtKeys};
 
-/// The state as the control plane serves it (`GET /internal/state`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Feed {
-    keys: Vec<FeedKey>,
-    #[serde(default)]
-    users: Vec<FeedUser>,
-    #[serde(default)]
-    jwt_keys: Vec<PublishedKey>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FeedUser {
-    id: i64,
-    status: AppStatus,
-    token_version: i64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FeedKey {
-    hash: String,
-    app_id: i64,
-    key_id: i64,
-    status: AppStatus,
-    expires_at: Option<i64>,
-    #[serde(default)]
-    models: Vec<String>,
-}
-
-/// Whether an app may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AppStatus {
-    /// Requests are served.
-    Enabled,
-    /// Requests are refused with 403.
-    Disabled,
-}
+mod read;
 
 /// One API key as the filter knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,14 +26,30 @@ pub struct AppKey {
     /// The key's own id (a rotated key gets a new one).
     pub key_id: i64,
     /// The app's status.
-    pub status: AppStatus,
+    pub status: Status,
     /// When the app expires, in Unix seconds.
     pub expires_at: Option<i64>,
-    /// The models the app may use; empty means all.
-    pub models: Vec<String>,
+    /// The models the app may use; empty means all. Shared by every key with the same list.
+    pub models: Rc<[String]>,
+    /// The app's limits; `None` when nothing is limited.
+    pub limits: Option<Limits>,
 }
 
 impl AppKey {
+    /// The key of a feed entry and its hash; `None` when the hash is not 64 hex digits.
+    pub fn from_feed(key: FeedKey, lists: &mut ModelLists) -> Option<(KeyHash, Self)> {
+        let hash = parse_key_hash(&key.hash)?;
+        let app_key = Self {
+            app_id: key.app_id,
+            key_id: key.key_id,
+            status: key.status,
+            expires_at: key.expires_at,
+            models: lists.intern(key.models),
+            limits: key.limits,
+        };
+        Some((hash, app_key))
+    }
+
     /// Whether the app may use `model`.
     pub fn allows(&self, model: &str) -> bool {
         model_allowed(&self.models, model)
@@ -80,46 +61,78 @@ pub fn model_allowed(models: &[String], model: &str) -> bool {
     models.is_empty() || models.iter().any(|m| m == model)
 }
 
-/// Every live key, by the hex SHA-256 of its plaintext; every user; the JWT keys.
-#[derive(Debug, Clone, Default)]
+/// A user as the filter knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    /// Whether the user may call the gateway.
+    pub status: Status,
+    /// The current token version: a JWT whose `ver` differs has been revoked.
+    pub token_version: i64,
+}
+
+impl From<&FeedUser> for User {
+    fn from(user: &FeedUser) -> Self {
+        Self { status: user.status, token_version: user.token_version }
+    }
+}
+
+/// The distinct model allow-lists of a state: each list is held once, however many keys use it.
+#[derive(Debug, Default)]
+pub struct ModelLists(HashSet<Rc<[String]>>);
+
+impl ModelLists {
+    /// The shared copy of `models`.
+    pub fn intern(&mut self, models: Vec<String>) -> Rc<[String]> {
+        if let Some(shared) = self.0.get(models.as_slice()) {
+            return shared.clone();
+        }
+        let shared: Rc<[String]> = models.into();
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
+/// Every live key, by the SHA-256 of its plaintext; every user; the JWT keys.
+#[derive(Debug, Default)]
 pub struct KeyState {
-    by_hash: HashMap<String, AppKey>,
-    /// User id → (status, current token version).
-    users: HashMap<i64, (AppStatus, i64)>,
+    /// Sorted by hash, each hash once.
+    keys: Box<[(KeyHash, AppKey)]>,
+    users: HashMap<i64, User>,
     jwt_keys: JwtKeys,
 }
 
 impl KeyState {
-    /// Parses the control plane's state document.
+    /// Parses the control plane's state document (a [`crate::feed::Feed`]).
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        let feed: Feed = serde_json::from_slice(bytes)?;
-        let by_hash = feed
-            .keys
-            .into_iter()
-            .map(|k| {
-                let key = AppKey {
-                    app_id: k.app_id,
-                    key_id: k.key_id,
-                    status: k.status,
-                    expires_at: k.expires_at,
-                    models: k.models,
-                };
-                (k.hash.to_ascii_lowercase(), key)
-            })
-            .collect();
-        let users = feed.users.into_iter().map(|u| (u.id, (u.status, u.token_version))).collect();
-        Ok(Self { by_hash, users, jwt_keys: JwtKeys::new(feed.jwt_keys) })
+        read::parse(bytes)
     }
 
-    /// Checks a JWT at `now` (Unix seconds): its user id, or why it is refused.
+    /// The key with this hash.
+    pub fn key(&self, hash: &KeyHash) -> Option<&AppKey> {
+        let at = self.keys.binary_search_by(|(h, _)| h.cmp(hash)).ok()?;
+        self.keys.get(at).map(|(_, key)| key)
+    }
+
+    /// The user with this id.
+    pub fn user(&self, id: i64) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    /// The keys JWTs are verified with.
+    pub fn jwt_keys(&self) -> &JwtKeys {
+        &self.jwt_keys
+    }
+
+    /// Checks a JWT at `now` (Unix seconds) against this state alone: its user id, or why it is
+    /// refused.
     pub fn authorize_jwt(&self, token: &str, now: i64) -> Result<i64, GatewayError> {
-        let subject = self.jwt_keys.verify(token, now)?;
-        match self.users.get(&subject.user_id) {
-            None => Err(GatewayError::UserDisabled),
-            Some((AppStatus::Disabled, _)) => Err(GatewayError::UserDisabled),
-            Some((_, version)) if *version != subject.version => Err(GatewayError::RevokedToken),
-            Some(_) => Ok(subject.user_id),
-        }
+        Authority::new(self, None).authorize_jwt(token, now).map_err(|r| r.error)
+    }
+
+    /// Checks an API key at `now` (Unix seconds) against this state alone: the key, or why it is
+    /// refused.
+    pub fn authorize(&self, api_key: &str, now: i64) -> Result<&AppKey, GatewayError> {
+        Authority::new(self, None).authorize_key(api_key, now).map_err(|r| r.error)
     }
 
     /// Number of JWT verification keys known.
@@ -134,85 +147,15 @@ impl KeyState {
 
     /// Number of keys known.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.keys.len()
     }
 
     /// Whether no key is known.
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.keys.is_empty()
     }
-
-    /// Checks an API key at `now` (Unix seconds): the key, or why it is refused.
-    pub fn authorize(&self, api_key: &str, now: i64) -> Result<&AppKey, GatewayError> {
-        let key = self
-            .by_hash
-            .get(&hash_key(api_key))
-            .ok_or(GatewayError::InvalidCredential)?;
-        if key.expires_at.is_some_and(|at| at <= now) {
-            return Err(GatewayError::ExpiredCredential);
-        }
-        if key.status == AppStatus::Disabled {
-            return Err(GatewayError::AppDisabled);
-        }
-        Ok(key)
-    }
-}
-
-/// Hex SHA-256 of an API key, as the control plane stores it.
-pub fn hash_key(api_key: &str) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(api_key.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn state() -> KeyState {
-        let doc = serde_json::json!({
-            "version": "v1",
-            "keys": [
-                {"hash": hash_key("sk-live-ok"), "appId": 1, "keyId": 10, "status": "enabled", "expiresAt": null, "models": ["a"], "limits": null},
-                {"hash": hash_key("sk-live-off"), "appId": 2, "keyId": 20, "status": "disabled", "expiresAt": null},
-                {"hash": hash_key("sk-live-old").to_uppercase(), "appId": 3, "keyId": 30, "status": "enabled", "expiresAt": 100}
-            ]
-        });
-        KeyState::parse(doc.to_string().as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn hashes_like_sha256sum() {
-        assert_eq!(
-            hash_key("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn authorizes_by_status_and_expiry() {
-        let s = state();
-        assert_eq!(s.len(), 3);
-        assert_eq!(s.authorize("sk-live-ok", 50).unwrap().app_id, 1);
-        assert!(s.authorize("sk-live-ok", 50).unwrap().allows("a"));
-        assert!(!s.authorize("sk-live-ok", 50).unwrap().allows("b"));
-        assert!(s.authorize("sk-live-old", 50).unwrap().allows("anything"), "no list: all models");
-        assert_eq!(s.authorize("sk-live-off", 50), Err(GatewayError::AppDisabled));
-        assert_eq!(s.authorize("sk-live-old", 99).unwrap().key_id, 30);
-        assert_eq!(s.authorize("sk-live-old", 100), Err(GatewayError::ExpiredCredential));
-        assert_eq!(s.authorize("sk-live-nope", 0), Err(GatewayError::InvalidCredential));
-        assert_eq!(s.authorize("", 0), Err(GatewayError::InvalidCredential));
-    }
-
-    #[test]
-    fn refuses_a_malformed_feed() {
-        assert!(KeyState::parse(b"{}").is_err());
-        assert!(KeyState::parse(br#"{"keys":[{"hash":"x"}]}"#).is_err());
-        assert!(KeyState::parse(br#"{"keys":[]}"#).unwrap().is_empty());
-    }
-}

@@ -6,6 +6,7 @@
 //! reason codes (never raw client input), so the number of series stays bounded.
 
 use crate::config::PluginConfig;
+use crate::lookup::LookupResult;
 use crate::record::UsageRecord;
 
 /// How a metric is kept.
@@ -72,6 +73,16 @@ pub fn observations(record: &UsageRecord, config: &PluginConfig) -> Vec<Observat
     out
 }
 
+/// The observation of one credential lookup (or of a request that was refused without one):
+/// `vllm_gateway_credential_lookups_total;result=found|absent|error|capped|cached`.
+pub fn credential_lookup(result: LookupResult) -> Observation {
+    Observation {
+        name: format!("vllm_gateway_credential_lookups_total;result={}", result.label()),
+        kind: MetricKind::Counter,
+        value: 1,
+    }
+}
+
 fn status_class(status: u16) -> String {
     match status {
         100..=599 => format!("{}xx", status / 100),
@@ -104,6 +115,9 @@ mod tests {
                 token: "0123456789abcdef".into(),
                 refresh_ms: 1000,
                 timeout_ms: 1000,
+                long_poll_ms: crate::config::DEFAULT_LONG_POLL_MS,
+                lookup_negative_ttl_ms: crate::config::DEFAULT_LOOKUP_NEGATIVE_TTL_MS,
+                lookups_per_second: crate::config::DEFAULT_LOOKUPS_PER_SECOND,
             },
             max_request_body_bytes: 1,
             cluster_header: "x".into(),
@@ -135,6 +149,13 @@ mod tests {
                 ("vllm_gateway_time_per_output_token_ms;model=org/m_x_1".to_owned(), 20),
             ]
         );
+    }
+
+    #[test]
+    fn lookups_count_by_result() {
+        let o = credential_lookup(LookupResult::Capped);
+        assert_eq!((o.name.as_str(), o.kind, o.value), ("vllm_gateway_credential_lookups_total;result=capped", MetricKind::Counter, 1));
+        assert_eq!(credential_lookup(LookupResult::Found).name, "vllm_gateway_credential_lookups_total;result=found");
     }
 
     #[test]

@@ -7,6 +7,9 @@ use crate::usage::{Usage, UsageSource};
 
 /// Name of the filter-state property (Envoy logs it as `wasm.gw_usage`).
 pub const PROPERTY: &str = "gw_usage";
+/// The same, as Envoy's access loggers name it (`filter_state_objects_to_log`,
+/// `%FILTER_STATE(…)%`): Envoy prefixes a wasm filter's state with `wasm.`.
+pub const LOG_KEY: &str = "wasm.gw_usage";
 
 /// What one request did, as the access log receives it. Absent facts (`null`, `false`) are left
 /// out of the JSON, which keeps what Envoy copies and logs per request short; a reader takes a

@@ -13,7 +13,7 @@ use crate::request_facts::{self, RequestFacts, CLIENT_REQUEST_ID_HEADER};
 use crate::store::logs::AccessLog;
 
 /// The filter-state key the filter's record is logged under.
-pub const USAGE_STATE_KEY: &str = "wasm.gw_usage";
+pub const USAGE_STATE_KEY: &str = vllm_gateway_filter::record::LOG_KEY;
 
 /// The row for one entry (see [`request_facts::to_row`]).
 pub fn to_row(entry: &HttpAccessLogEntry) -> AccessLog {

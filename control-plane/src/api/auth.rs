@@ -1,7 +1,9 @@
-//! The admin token check on every `/api/*` route.
+//! The token checks: the admin token on every `/api/*` route, the state feed's shared secret on
+//! the filter's `/internal/*` routes. Both are compared in constant time.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -9,17 +11,23 @@ use super::{ApiError, AppState};
 use crate::secrets;
 
 /// The bearer token of a request, if any.
-pub(super) fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Lets the request through only with the admin token (compared by hash, in constant time).
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let token = bearer(&request).ok_or(ApiError::Unauthorized)?;
+    let token = bearer(request.headers()).ok_or(ApiError::Unauthorized)?;
     if !secrets::constant_time_eq(&secrets::hash(token), &state.inner.admin_token_hash) {
         return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
+}
+
+/// `Ok` only when the request carries the state feed's token.
+pub(super) fn require_state_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let authorized = bearer(headers).is_some_and(|t| secrets::constant_time_eq(t, &state.inner.state_token));
+    authorized.then_some(()).ok_or(ApiError::Unauthorized)
 }

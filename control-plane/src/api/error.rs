@@ -66,7 +66,8 @@ impl ApiError {
     pub fn from_query(rejection: QueryRejection) -> Self {
         let text = rejection.body_text();
         let detail = text.split_once("query string: ").map_or(text.as_str(), |(_, d)| d);
-        match detail.split_once(": ").filter(|(f, _)| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric())) {
+        let is_name = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match detail.split_once(": ").filter(|(f, _)| is_name(f)) {
             Some((field, why)) => Self::invalid(field.to_owned(), why.to_owned()),
             None => Self::invalid("query", detail.to_owned()),
         }

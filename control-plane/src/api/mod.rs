@@ -1,5 +1,6 @@
-//! The HTTP API: admin endpoints under `/api` (Bearer admin token), the filter's state feed,
-//! and the operations endpoints (health, readiness, metrics). [`app`] builds the router from the
+//! The HTTP API: admin endpoints under `/api` (Bearer admin token), the filter's state feed
+//! (the whole state, long-polled, and single-credential lookups; Bearer state token), and the
+//! operations endpoints (health, readiness, metrics). [`app`] builds the router from the
 //! shared [`AppState`]; [`openapi::ApiDoc`] documents every route of it.
 
 mod app_input;
@@ -9,10 +10,13 @@ mod error;
 mod health;
 mod login;
 mod logs;
+mod long_poll;
+mod lookup;
 pub mod openapi;
 mod page;
 mod reconcile;
 mod state_feed;
+mod state_version;
 mod time_range;
 mod usage;
 mod users;
@@ -21,6 +25,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, patch, post};
 use axum::Router;
+use vllm_gateway_filter::feed::{LOOKUP_PATH, STATE_PATH};
 
 pub use error::ApiError;
 
@@ -42,6 +47,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     jwt_lifetime_secs: i64,
     feed_cache: state_feed::FeedCache,
+    long_poll: Arc<long_poll::LongPoll>,
     scraper: Arc<Scraper>,
 }
 
@@ -54,8 +60,10 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let jwt_lifetime_secs = DEFAULT_JWT_LIFETIME_SECS;
         let feed_cache = state_feed::FeedCache::default();
+        let long_poll = Arc::new(long_poll::LongPoll::new(metrics.clone()));
         let scraper = Arc::new(Scraper::default());
-        let inner = Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs, feed_cache, scraper };
+        let inner =
+            Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs, feed_cache, long_poll, scraper };
         Self { inner: Arc::new(inner) }
     }
 
@@ -91,6 +99,12 @@ impl AppState {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
+
+    /// Answers every held long poll of the state feed now (304), and every later one at once:
+    /// the first step of a graceful shutdown, so that the HTTP server can drain.
+    pub fn stop_long_polls(&self) {
+        self.inner.long_poll.stop();
+    }
 }
 
 /// The whole HTTP API.
@@ -109,7 +123,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(admin)
         .merge(login::routes())
-        .route("/internal/state", get(state_feed::get_state))
+        .route(STATE_PATH, get(state_feed::get_state))
+        .route(LOOKUP_PATH, get(lookup::lookup))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

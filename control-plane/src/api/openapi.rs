@@ -21,7 +21,7 @@ use super::{app_input, apps, error, health, login, logs, reconcile, usage, users
     paths(
         apps::create, apps::list, apps::get_one, apps::update, apps::set_status, apps::delete, apps::rotate_key,
         logs::list, usage::summary, reconcile::reconcile, document,
-        health::healthz, health::readyz, health::metrics, state_feed,
+        health::healthz, health::readyz, health::metrics, state_feed, lookup,
         users::create, users::list, users::set_status, users::revoke_tokens, users::rotate_signing_key,
         login::login,
     ),
@@ -58,15 +58,39 @@ pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// The key state the filter pulls: live key hashes with app id, status, expiry, models and
-/// limits. `If-None-Match` with the last `ETag` gets a 304 when nothing changed. (The handler
-/// is `state_feed::get_state`; this entry documents it.)
+/// The whole state the filter pulls (the contract's `Feed`): live key hashes with app id, key
+/// id, status, expiry, models and limits; users' status and token version; the JWT keys.
+/// `If-None-Match` with the last `ETag` gets a 304 when nothing changed; with `wait_ms` as well,
+/// the 304 waits until something changes (then 200 with the new state) or `wait_ms` passes.
+/// (The handler is `state_feed::get_state`; this entry documents it.)
 #[utoipa::path(get, path = "/internal/state", tag = "internal", security(("feed_token" = [])),
-    params(("If-None-Match" = Option<String>, Header, description = "The last ETag")),
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "The last ETag"),
+        ("wait_ms" = Option<u64>, Query, description = "With the current ETag in `If-None-Match`: hold the \
+            request until the state changes or this many milliseconds pass (at most 30000; 0 or absent: \
+            answer at once)")),
     responses(
-        (status = 200, description = "`{\"keys\":[{\"hash\",\"appId\",\"keyId\",\"status\",\"expiresAt\",\"models\",\"limits\"}]}`",
+        (status = 200, description = "`{\"keys\":[{\"hash\",\"appId\",\"keyId\",\"status\",\"expiresAt\",\"models\",\"limits\"}],\
+            \"users\":[{\"id\",\"status\",\"tokenVersion\"}],\"jwtKeys\":[{\"kid\",\"alg\",\"publicKeyHex\"}]}`; `ETag` header",
             content_type = "application/json"),
-        (status = 304, description = "Unchanged"),
+        (status = 304, description = "Unchanged (after `wait_ms`, when given)"),
+        (status = 400, body = error::ErrorBody, description = "`wait_ms` is not a number"),
         (status = 401, body = error::ErrorBody)))]
 #[allow(dead_code)]
 fn state_feed() {}
+
+/// The state of one credential, for a filter that does not know it yet: the live key with
+/// this hash (whatever its app's status or expiry; absent when none), the user with this id
+/// (whatever its status), and the current JWT keys, in the `/internal/state` shape. `ETag`:
+/// the state version of the answer. (The handler is `lookup::lookup`.)
+#[utoipa::path(get, path = "/internal/lookup", tag = "internal", security(("feed_token" = [])),
+    params(
+        ("keyHash" = Option<String>, Query, description = "Hex SHA-256 of an API key (64 digits)"),
+        ("userId" = Option<i64>, Query, description = "A user's id (a JWT's `sub`)")),
+    responses(
+        (status = 200, description = "`{\"keys\":[…0 or 1],\"users\":[…0 or 1],\"jwtKeys\":[…]}`; `ETag` header",
+            content_type = "application/json"),
+        (status = 400, body = error::ErrorBody, description = "Neither parameter, or a malformed one (named in `error.param`)"),
+        (status = 401, body = error::ErrorBody)))]
+#[allow(dead_code)]
+fn lookup() {}

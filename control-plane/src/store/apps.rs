@@ -1,10 +1,12 @@
 //! Apps and their API keys: creation with a first key, listing with filters, changes, status,
-//! deletion, key rotation, and the live keys the filter is fed.
+//! deletion and key rotation. Keys are stored as [`hash_key`] hashes, the function the filter
+//! looks them up with; what the filter is fed is read in [`super::feed`].
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, QueryBuilder, Row, Sqlite};
 use utoipa::ToSchema;
+use vllm_gateway_filter::feed::hash_key;
 
 use super::now_secs;
 use crate::secrets;
@@ -21,7 +23,8 @@ pub enum AppStatus {
     Disabled,
 }
 
-/// An app's rate limits; an absent one is unlimited. Stored and fed to the filter.
+/// An app's rate limits; an absent one is unlimited. Stored, and fed to the filter as the
+/// contract's `Limits` ([`super::feed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
@@ -93,7 +96,8 @@ impl FromRow<'_, SqliteRow> for App {
     }
 }
 
-fn models_from_row(row: &SqliteRow) -> Result<Vec<String>, sqlx::Error> {
+/// The `models` column (a JSON array) of an app row.
+pub(super) fn models_from_row(row: &SqliteRow) -> Result<Vec<String>, sqlx::Error> {
     let text: String = row.try_get("models")?;
     serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "models".into(), source: e.into() })
 }
@@ -176,7 +180,7 @@ async fn issue_key(tx: &mut sqlx::SqliteConnection, app_id: i64, now: i64) -> Re
     let key = secrets::new_api_key();
     sqlx::query("INSERT INTO api_keys (app_id, hash, prefix, created_at) VALUES (?, ?, ?, ?)")
         .bind(app_id)
-        .bind(secrets::hash(&key))
+        .bind(hash_key(&key))
         .bind(secrets::display_prefix(&key))
         .bind(now)
         .execute(&mut *tx)
@@ -278,49 +282,4 @@ pub async fn rotate_key(db: &Db, id: i64) -> Result<Option<(App, String)>, sqlx:
     tx.commit().await?;
     let app = get(db, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     Ok(Some((app, key)))
-}
-
-/// One live key as the filter needs it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FeedKey {
-    /// SHA-256 of the key.
-    pub hash: String,
-    /// Owning app.
-    pub app_id: i64,
-    /// The key's id.
-    pub key_id: i64,
-    /// The app's status.
-    pub status: AppStatus,
-    /// The app's expiry, Unix seconds.
-    pub expires_at: Option<i64>,
-    /// Models the app may use; empty means every model.
-    pub models: Vec<String>,
-    /// The app's rate limits; `null` for none.
-    pub limits: Option<Limits>,
-}
-
-impl FromRow<'_, SqliteRow> for FeedKey {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            hash: row.try_get("hash")?,
-            app_id: row.try_get("app_id")?,
-            key_id: row.try_get("key_id")?,
-            status: row.try_get("status")?,
-            expires_at: row.try_get("expires_at")?,
-            models: models_from_row(row)?,
-            limits: Limits::from_row(row)?,
-        })
-    }
-}
-
-/// Every live (not retired) key, in a stable order.
-pub async fn feed_keys(db: &Db) -> Result<Vec<FeedKey>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
-         a.requests_per_minute, a.tokens_per_minute \
-         FROM api_keys k JOIN apps a ON a.id = k.app_id WHERE k.retired_at IS NULL ORDER BY k.id",
-    )
-    .fetch_all(db)
-    .await
 }

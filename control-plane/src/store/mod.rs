@@ -2,6 +2,7 @@
 //! and gRPC layers only translate.
 
 pub mod apps;
+pub mod feed;
 pub mod file_cursors;
 pub mod logs;
 pub mod samples;

@@ -92,20 +92,3 @@ pub async fn revoke_tokens(db: &Db, id: i64) -> Result<Option<User>, sqlx::Error
         .await?;
     get(db, id).await
 }
-
-/// A user as the filter needs it.
-#[derive(Debug, Clone, Serialize, FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct FeedUser {
-    /// Id.
-    pub id: i64,
-    /// `enabled` or `disabled`.
-    pub status: String,
-    /// Current token version.
-    pub token_version: i64,
-}
-
-/// Every user, for the state feed.
-pub async fn feed_users(db: &Db) -> Result<Vec<FeedUser>, sqlx::Error> {
-    sqlx::query_as("SELECT id, status, token_version FROM users ORDER BY id").fetch_all(db).await
-}

@@ -1,10 +1,12 @@
 //! Keys are shown once and stored as hashes; the state feed lists the hashes behind its own
-//! secret, with an ETag that only a change moves (304 otherwise).
+//! secret, with an ETag that only a change moves (304 otherwise), in the filter's own `Feed`
+//! type (the contract).
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
 use tower::ServiceExt;
+use vllm_gateway_filter::feed::{hash_key, Feed, FeedUser, Limits, Status};
 
 use super::*;
 
@@ -23,7 +25,7 @@ async fn a_key_is_shown_once_and_only_its_hash_is_stored() {
     let list = admin(&state, "GET", "/api/apps", None).await;
     assert!(!one.text.contains(&key) && !list.text.contains(&key), "the plaintext is never shown again");
     let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM api_keys").fetch_all(state.db()).await.unwrap();
-    assert_eq!(stored, vec![secrets::hash(&key)]);
+    assert_eq!(stored, vec![hash_key(&key)], "hashed with the filter's own function");
 }
 
 async fn feed_with(state: &AppState, if_none_match: Option<&str>) -> (StatusCode, String) {
@@ -42,7 +44,7 @@ async fn the_feed_lists_hashes_behind_its_secret_and_only_changes_move_its_etag(
     let created = admin(&state, "POST", "/api/apps", Some(json!({"orgName": "o"}))).await;
     let key = created.json["apiKey"].as_str().unwrap();
     let feed = call(&state, "GET", "/internal/state", Some(FEED), None).await;
-    assert_eq!(feed.json["keys"][0]["hash"], secrets::hash(key));
+    assert_eq!(feed.json["keys"][0]["hash"], hash_key(key));
     assert_eq!(feed.json["keys"][0]["appId"], created.json["id"]);
     assert!(!feed.text.contains(key));
 
@@ -55,4 +57,32 @@ async fn the_feed_lists_hashes_behind_its_secret_and_only_changes_move_its_etag(
     assert_ne!(changed, etag);
     admin(&state, "POST", "/api/users", Some(json!({"email": "u@example.com", "password": "your_password"}))).await;
     assert_eq!(feed_with(&state, Some(&changed)).await.0, StatusCode::OK, "so does a new user");
+}
+
+#[tokio::test]
+async fn the_served_state_is_the_filters_feed_and_carries_models_limits_and_users() {
+    let (state, _dir) = state().await;
+    let limits = json!({"requestsPerMinute": 10, "tokensPerMinute": 1000});
+    let body = json!({"orgName": "o", "models": ["Qwen3-32B"], "limits": limits, "expireTime": "2099-12-31T23:59:59.000+08:00"});
+    let created = admin(&state, "POST", "/api/apps", Some(body)).await;
+    let unlimited = admin(&state, "POST", "/api/apps", Some(json!({"orgName": "p"}))).await;
+    let user = admin(&state, "POST", "/api/users", Some(json!({"email": "u@example.com", "password": "your_password"}))).await;
+    let user_id = user.json["id"].as_i64().unwrap();
+    admin(&state, "PATCH", &format!("/api/users/{user_id}/status"), Some(json!({"status": "disabled"}))).await;
+    control_plane::jwt::current_key(state.db()).await.unwrap();
+
+    let reply = call(&state, "GET", "/internal/state", Some(FEED), None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let feed: Feed = serde_json::from_str(&reply.text).expect("the filter reads what the control plane serves");
+    let key = &feed.keys[0];
+    assert_eq!(key.hash, hash_key(created.json["apiKey"].as_str().unwrap()));
+    assert_eq!((key.app_id, key.status), (created.json["id"].as_i64().unwrap(), Status::Enabled));
+    assert_eq!(key.limits, Some(Limits { requests_per_minute: Some(10), tokens_per_minute: Some(1000) }));
+    assert_eq!(key.models, ["Qwen3-32B"]);
+    assert_eq!(key.expires_at, Some(4_102_415_999));
+    assert_eq!(feed.keys[1].hash, hash_key(unlimited.json["apiKey"].as_str().unwrap()));
+    assert_eq!((feed.keys[1].limits, feed.keys[1].expires_at), (None, None), "nothing limited: no limits");
+    assert_eq!(feed.users, [FeedUser { id: user_id, status: Status::Disabled, token_version: 1 }]);
+    assert_eq!(feed.jwt_keys.len(), 1);
+    assert_eq!(feed.jwt_keys[0].alg, "EdDSA");
 }

@@ -4,6 +4,8 @@
 mod apps;
 mod feed;
 mod logs;
+mod long_poll;
+mod lookup;
 mod openapi;
 mod operations;
 mod reconcile;

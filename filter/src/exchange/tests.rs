@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::config::{ModelRoute, StateFeed};
-use crate::keys::hash_key;
+use crate::feed::hash_key;
 use crate::usage::UsageSource;
 
 mod accounting;
@@ -42,6 +42,9 @@ fn config() -> Rc<PluginConfig> {
             token: "0123456789abcdef".into(),
             refresh_ms: 1000,
             timeout_ms: 1000,
+            long_poll_ms: crate::config::DEFAULT_LONG_POLL_MS,
+            lookup_negative_ttl_ms: crate::config::DEFAULT_LOOKUP_NEGATIVE_TTL_MS,
+            lookups_per_second: crate::config::DEFAULT_LOOKUPS_PER_SECOND,
         },
         max_request_body_bytes: 64,
         cluster_header: "x-gateway-cluster".into(),
@@ -66,7 +69,7 @@ fn head(method: &str, path: &str, auth: Option<&str>) -> RequestHead {
 
 fn start(host: &mut FakeHost, h: &RequestHead) -> (Exchange, Step) {
     let mut ex = Exchange::new(config(), 1_000);
-    let step = ex.on_request_headers(host, h, Some(&keys()), 0);
+    let step = ex.on_request_headers(host, h, Some(Authority::new(&keys(), None)), 0);
     (ex, step)
 }
 
@@ -216,3 +219,17 @@ fn an_app_uses_only_its_allowed_models() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "only the allowed model is listed");
 }
 
+
+#[test]
+fn a_refused_credential_says_what_a_lookup_could_lift() {
+    let mut host = FakeHost::default();
+    let (ex, step) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-new")));
+    assert_eq!(step, Step::Refuse(GatewayError::InvalidCredential));
+    assert_eq!(ex.credential_lookup(), Some(LookupKey::Key(crate::feed::key_digest("sk-live-new"))));
+    let (ex, step) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-off")));
+    assert_eq!((step, ex.credential_lookup()), (Step::Refuse(GatewayError::AppDisabled), Some(LookupKey::Key(crate::feed::key_digest("sk-live-off")))));
+    let (ex, _) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-good")));
+    assert_eq!(ex.credential_lookup(), None);
+    let (ex, _) = start(&mut host, &head("GET", "/v1/models", None));
+    assert_eq!(ex.credential_lookup(), None, "nothing to look up");
+}

@@ -3,9 +3,12 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, Status};
 
+use crate::config::StateFeed;
+use crate::control_plane::{CallAnswer, CallRequest};
 use crate::exchange::Host;
+use crate::state_sync::SharedData;
 
 /// The request-editing side of the host, for [`crate::exchange::Exchange`].
 pub struct HostCalls;
@@ -81,4 +84,46 @@ pub fn store_record(bytes: &[u8]) {
     if let Err(e) = hostcalls::set_property(vec![crate::record::PROPERTY], Some(bytes)) {
         log::warn!("storing the usage record failed: {e:?}");
     }
+}
+
+/// Envoy's shared data (one store for every worker's VM), for [`crate::state_sync`].
+pub struct HostSharedData;
+
+impl SharedData for HostSharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => true,
+            Err(Status::CasMismatch) => false,
+            Err(e) => {
+                log::warn!("setting shared data {key} failed: {e:?}");
+                false
+            }
+        }
+    }
+}
+
+/// Dispatches a call to the control plane on the state cluster; its token.
+pub fn dispatch(feed: &StateFeed, call: &CallRequest) -> Result<u32, Status> {
+    let headers = call.headers(feed);
+    let headers = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let timeout = Duration::from_millis(call.timeout_ms);
+    hostcalls::dispatch_http_call(&feed.cluster, headers, None, vec![], timeout).inspect_err(|e| {
+        log::warn!("calling the control plane on cluster {} failed: {e:?}", feed.cluster);
+    })
+}
+
+/// The answer to a call, read in `on_http_call_response`.
+pub fn call_answer(body_size: usize) -> CallAnswer {
+    let status = header(MapType::HttpCallResponseHeaders, ":status");
+    let etag = header(MapType::HttpCallResponseHeaders, "etag");
+    CallAnswer::new(status.as_deref(), etag.as_deref(), buffer(BufferType::HttpCallResponseBody, body_size))
+}
+
+/// Makes the following host calls act on context `id`; false when it no longer exists.
+pub fn act_on(id: u32) -> bool {
+    hostcalls::set_effective_context(id).is_ok()
 }

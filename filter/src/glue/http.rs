@@ -1,87 +1,138 @@
 //! The HTTP context of one request: feeds Envoy's callbacks to the pure
-//! [`Exchange`](crate::exchange::Exchange) and carries out its steps.
+//! [`Exchange`](crate::exchange::Exchange) (through [`Request`]) and carries out its steps.
+//!
+//! A request whose credential the worker's state refuses, for a reason a newer state could lift,
+//! first looks for a newer shared state, then waits (paused in its headers) for a lookup at the
+//! control plane ([`crate::lookup`]). The context that dispatched the lookup gets the answer and
+//! resumes or refuses every request waiting for it, each under its own context; if that request
+//! ends first, the root sends the lookup again for the others.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::{Action, MapType};
 
-use super::host::{self, HostCalls};
-use super::root::SharedKeys;
+use super::host;
+use super::request::{Headers, Request};
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
-use crate::exchange::{Exchange, RequestHead, Step};
+use crate::exchange::RequestHead;
+use crate::lookup::{LookupKey, LookupResult, Start};
+use crate::worker::Worker;
 
-/// Refusals that a newer key state could turn into an acceptance.
-fn may_be_stale(error: &GatewayError) -> bool {
-    matches!(
-        error,
-        GatewayError::NotReady
-            | GatewayError::InvalidCredential
-            | GatewayError::AppDisabled
-            | GatewayError::UserDisabled
-            | GatewayError::RevokedToken
-            | GatewayError::ModelNotAllowed(_)
-    )
+/// A request waiting for a lookup: its context, and its state to resume it with.
+pub struct Waiter {
+    id: u32,
+    request: Rc<RefCell<Request>>,
 }
+
+/// The worker's credential state, shared by its root and HTTP contexts.
+pub type SharedWorker = Rc<RefCell<Worker<Waiter>>>;
 
 /// See the module docs.
 pub struct GatewayHttp {
+    id: u32,
     config: Rc<PluginConfig>,
-    exchange: Exchange,
-    keys: SharedKeys,
-    reading_body: bool,
+    worker: SharedWorker,
+    request: Rc<RefCell<Request>>,
+    /// The lookup this context dispatched (its answer comes here).
+    lookup_call: Option<u32>,
 }
 
 impl GatewayHttp {
-    pub fn new(config: Rc<PluginConfig>, keys: SharedKeys) -> Self {
-        Self { exchange: Exchange::new(config.clone(), host::now_ms()), config, keys, reading_body: false }
+    pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker) -> Self {
+        let request = Rc::new(RefCell::new(Request::new(config.clone(), host::now_ms())));
+        Self { id, config, worker, request, lookup_call: None }
     }
 
-    fn authenticate(&mut self, head: &RequestHead) -> Step {
-        let keys = self.keys.borrow().keys.clone();
-        // One clock read (the exchange's start) serves the exchange and the credential checks.
-        let now_secs = i64::try_from(self.exchange.started_ms() / 1000).unwrap_or(i64::MAX);
-        self.exchange.on_request_headers(&mut HostCalls, head, keys.as_deref(), now_secs)
-    }
-
-    /// Carries out a step of the exchange; returns what Envoy should do with the request.
-    fn carry_out(&mut self, step: Step) -> Action {
-        match step {
-            Step::Continue => Action::Continue,
-            Step::ReadBody => {
-                self.reading_body = true;
-                Action::Pause
-            }
-            Step::Refuse(error) => {
-                self.reply(&error);
-                Action::Pause
-            }
-            Step::Answer(body) => {
-                self.record(true);
-                host::send_json(200, &body);
-                Action::Pause
+    /// Runs `f` on the request; `busy` when its state is in use (never, by construction).
+    fn with_request<T>(&self, busy: T, f: impl FnOnce(&mut Request) -> T) -> T {
+        match self.request.try_borrow_mut() {
+            Ok(mut request) => f(&mut request),
+            Err(_) => {
+                log::error!("the state of request context {} is in use", self.id);
+                busy
             }
         }
     }
 
-    fn reply(&mut self, error: &GatewayError) {
-        self.reading_body = false;
-        self.record(true);
-        host::send_json(error.status(), &error.body());
+    /// Refuses the request now, answering for it in a request callback.
+    fn refuse(&self, error: &GatewayError) -> Action {
+        self.with_request((), |r| r.reply(error));
+        Action::Pause
     }
 
-    /// Hands the exchange's record to the access log, once.
-    fn record(&mut self, complete: bool) {
-        if let Some(record) = self.exchange.finish(host::now_ms(), complete) {
-            host::store_record(&record.to_bytes());
-            super::metrics::emit(&crate::metrics::observations(&record, &self.config));
+    /// Looks `key` up before believing `refusal` (see [`crate::lookup`]).
+    fn look_up(&mut self, key: LookupKey, refusal: GatewayError) -> Action {
+        let waiter = Waiter { id: self.id, request: self.request.clone() };
+        let Ok(mut worker) = self.worker.try_borrow_mut() else { return self.refuse(&refusal) };
+        match worker.start_lookup(key, waiter, host::now_ms()) {
+            Start::Joined => Action::Pause,
+            Start::Send => match host::dispatch(&self.config.state, &key.call(&self.config.state)) {
+                Ok(token) => {
+                    worker.lookup_sent(key, token);
+                    self.lookup_call = Some(token);
+                    Action::Pause
+                }
+                Err(_) => {
+                    drop(worker.lookup_not_sent(key));
+                    drop(worker);
+                    count(LookupResult::Error);
+                    self.refuse(&refusal)
+                }
+            },
+            Start::Refuse(_, counted) => {
+                drop(worker);
+                if let Some(result) = counted {
+                    count(result);
+                }
+                self.refuse(&refusal)
+            }
         }
     }
 }
 
-impl Context for GatewayHttp {}
+/// Counts one lookup (or a refusal without one) in the filter's metrics.
+pub fn count(result: LookupResult) {
+    super::metrics::emit(&[crate::metrics::credential_lookup(result)]);
+}
+
+/// Takes in the answer to call `token` if it is a lookup: counts it, and resumes or refuses the
+/// requests that waited for it. The caller then makes its own context current again.
+pub fn lookup_answered(worker: &SharedWorker, token: u32, body_size: usize) {
+    let answered = match worker.try_borrow_mut() {
+        Ok(mut worker) => worker.lookup_answered(token, host::now_ms(), &host::call_answer(body_size)),
+        Err(_) => None,
+    };
+    if let Some((result, waiters)) = answered {
+        count(result);
+        resume_waiters(worker, waiters);
+    }
+}
+
+/// Checks the credential of every waiter again now that its lookup has ended, and resumes or
+/// refuses it under its own context. The caller then makes its own context current again.
+pub fn resume_waiters(worker: &SharedWorker, waiters: Vec<Waiter>) {
+    for waiter in waiters {
+        let Ok(mut request) = waiter.request.try_borrow_mut() else {
+            log::error!("the state of waiting request context {} is in use", waiter.id);
+            continue;
+        };
+        if request.is_waiting() && host::act_on(waiter.id) {
+            request.after_lookup(worker);
+        }
+    }
+}
+
+impl Context for GatewayHttp {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        self.lookup_call = None;
+        lookup_answered(&self.worker, token, body_size);
+        host::act_on(self.id);
+    }
+}
 
 impl HttpContext for GatewayHttp {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
@@ -90,35 +141,15 @@ impl HttpContext for GatewayHttp {
             path: host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default(),
             authorization: host::header(MapType::HttpRequestHeaders, "authorization"),
         };
-        let mut step = self.authenticate(&head);
-        if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && super::root::adopt_shared_state(&self.keys) {
-            // Another worker has a newer state (a key created or a user re-enabled a moment ago).
-            self.exchange = Exchange::new(self.config.clone(), self.exchange.started_ms());
-            step = self.authenticate(&head);
+        let busy = Headers::Done(Action::Pause);
+        match self.with_request(busy, |r| r.on_headers(&self.worker, head, end_of_stream)) {
+            Headers::Done(action) => action,
+            Headers::LookUp(key, refusal) => self.look_up(key, refusal),
         }
-        if step == Step::ReadBody && end_of_stream {
-            // A POST without a body: route what there is (an empty body is refused as bad JSON).
-            let step = self.exchange.on_request_body(&mut HostCalls, &[]);
-            return self.carry_out(step);
-        }
-        self.carry_out(step)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.reading_body {
-            return Action::Continue;
-        }
-        if let Err(error) = self.exchange.check_body_size(body_size) {
-            self.reply(&error);
-            return Action::Pause;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.reading_body = false;
-        let body = host::buffer(BufferType::HttpRequestBody, body_size);
-        let step = self.exchange.on_request_body(&mut HostCalls, &body);
-        self.carry_out(step)
+        self.with_request(Action::Pause, |r| r.on_body(body_size, end_of_stream))
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
@@ -127,33 +158,26 @@ impl HttpContext for GatewayHttp {
             .unwrap_or(0);
         let content_type = host::header(MapType::HttpResponseHeaders, "content-type");
         let content_encoding = host::header(MapType::HttpResponseHeaders, "content-encoding");
-        if self.exchange.on_response_headers(status, content_type.as_deref(), content_encoding.as_deref()) {
+        let rewritten = self.with_request(false, |r| {
+            r.on_response_headers(status, content_type.as_deref(), content_encoding.as_deref(), end_of_stream)
+        });
+        if rewritten {
             // The caller gets the stream without the injected usage: its length changes.
             let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
-        }
-        if end_of_stream {
-            self.record(true);
         }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.exchange.is_tracked() {
-            let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
-            // The clock matters only for the first byte.
-            let now_ms = if self.exchange.awaits_first_byte() { host::now_ms() } else { 0 };
-            if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, now_ms) {
-                host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
-            }
-        }
-        if end_of_stream {
-            self.record(true);
-        }
+        self.with_request((), |r| r.on_response_body(body_size, end_of_stream));
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        // The response never reached its end (client gone, upstream reset): record what there is.
-        self.record(false);
+        self.with_request((), Request::on_log);
+        if let (Some(token), Ok(mut worker)) = (self.lookup_call.take(), self.worker.try_borrow_mut()) {
+            // The answer would come to this context, which is going: the others still wait.
+            worker.lookup_orphaned(token, |w| w.id == self.id);
+        }
     }
 }

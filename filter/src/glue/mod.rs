@@ -7,11 +7,12 @@
 mod host;
 mod http;
 mod metrics;
+mod request;
 mod root;
 
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::GatewayRoot::default()));
+    proxy_wasm::set_root_context(|id| Box::new(root::GatewayRoot::new(id)));
 }}

@@ -1,57 +1,11 @@
 //! Verification against tokens signed here, and forgeries: `alg: none`, tampered claims, a
 //! key that was never published, a foreign `kid`, expired and not-yet-valid tokens.
 
-use chrono::{DateTime, Utc};
-use jwt_compact::{Claims, Header};
-
+use super::testing::{b64url, sign, KEY_A, KEY_B, NOW};
 use super::*;
-
-/// Two fixed Ed25519 key pairs (seeds 0x07… and 0x09…): secret key hex, public key hex.
-const KEY_A: (&str, &str) = (
-    "0707070707070707070707070707070707070707070707070707070707070707ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c",
-    "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c",
-);
-const KEY_B: (&str, &str) = (
-    "0909090909090909090909090909090909090909090909090909090909090909fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618",
-    "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618",
-);
-const NOW: i64 = 1_800_000_000;
-
-type SecretKey = <Ed25519 as jwt_compact::Algorithm>::SigningKey;
 
 fn keys() -> JwtKeys {
     JwtKeys::new(vec![PublishedKey { kid: "k1".into(), alg: "EdDSA".into(), public_key_hex: KEY_A.1.into() }])
-}
-
-#[derive(serde::Serialize)]
-struct Custom<'a> {
-    sub: &'a str,
-    ver: i64,
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, 0).unwrap()
-}
-
-fn sign(secret_hex: &str, kid: &str, sub: &str, exp: Option<i64>, nbf: Option<i64>) -> String {
-    let key = SecretKey::from_slice(&decode_hex(secret_hex).unwrap()).unwrap();
-    let mut claims = Claims::new(Custom { sub, ver: 3 });
-    claims.expiration = exp.map(at);
-    claims.not_before = nbf.map(at);
-    claims.issued_at = Some(at(NOW - 10));
-    Ed25519.token(&Header::empty().with_key_id(kid), &claims, &key).unwrap()
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
 }
 
 #[test]
@@ -134,4 +88,20 @@ fn the_fed_user_state_decides_revocation_and_status() {
     assert_eq!(state.authorize_jwt(&token("43"), NOW), Err(GatewayError::RevokedToken), "ver 3 < 4");
     assert_eq!(state.authorize_jwt(&token("44"), NOW), Err(GatewayError::UserDisabled));
     assert_eq!(state.authorize_jwt(&token("45"), NOW), Err(GatewayError::UserDisabled), "deleted user");
+}
+
+#[test]
+fn an_unknown_kid_names_the_user_to_ask_about() {
+    let fresh = sign(KEY_B.0, "k2", "42", Some(NOW + 600), None);
+    assert_eq!(keys().verify(&fresh, NOW), Err(GatewayError::InvalidCredential));
+    assert_eq!(keys().unknown_key_subject(&fresh), Some(42));
+    let known = sign(KEY_A.0, "k1", "42", Some(NOW + 600), None);
+    assert_eq!(keys().unknown_key_subject(&known), None, "a known kid is never looked up");
+    assert_eq!(keys().unknown_key_subject(&sign(KEY_B.0, "k2", "admin", Some(NOW + 600), None)), None);
+    let parts: Vec<&str> = fresh.split('.').collect();
+    let none = format!("{}.{}.", b64url(br#"{"alg":"none","kid":"k2"}"#), parts[1]);
+    assert_eq!(keys().unknown_key_subject(&none), None);
+    let no_kid = format!("{}.{}.{}", b64url(br#"{"alg":"EdDSA"}"#), parts[1], parts[2]);
+    assert_eq!(keys().unknown_key_subject(&no_kid), None);
+    assert_eq!(keys().unknown_key_subject("a.b.c"), None);
 }

@@ -11,7 +11,7 @@ const OPENAI_STREAM: &[u8] =
 fn sent(path: &str, body: &str) -> (Exchange, FakeHost) {
     let mut host = FakeHost::default();
     let mut ex = Exchange::new(Rc::new(PluginConfig { max_request_body_bytes: 1 << 20, ..(*config()).clone() }), 1_000);
-    let step = ex.on_request_headers(&mut host, &head("POST", path, Some("Bearer sk-live-good")), Some(&keys()), 0);
+    let step = ex.on_request_headers(&mut host, &head("POST", path, Some("Bearer sk-live-good")), Some(Authority::new(&keys(), None)), 0);
     assert_eq!(step, Step::ReadBody);
     assert_eq!(ex.on_request_body(&mut host, body.as_bytes()), Step::Continue);
     (ex, host)

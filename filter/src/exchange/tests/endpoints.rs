@@ -11,7 +11,7 @@ fn with(change: impl FnOnce(&mut PluginConfig)) -> Rc<PluginConfig> {
 fn step_for(cfg: Rc<PluginConfig>, method: &str, path: &str) -> (Step, FakeHost) {
     let mut host = FakeHost::default();
     let mut ex = Exchange::new(cfg, 0);
-    let step = ex.on_request_headers(&mut host, &head(method, path, Some("Bearer sk-live-good")), Some(&keys()), 0);
+    let step = ex.on_request_headers(&mut host, &head(method, path, Some("Bearer sk-live-good")), Some(Authority::new(&keys(), None)), 0);
     (step, host)
 }
 

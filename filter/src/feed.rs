@@ -1,0 +1,195 @@
+//! The state feed's contract: what the control plane serves at [`STATE_PATH`] (and, for one
+//! credential, at [`LOOKUP_PATH`]) and the filter reads. Declared once, here, and used by both
+//! sides (the control plane serialises these very types), so a change that one side does not
+//! follow fails to compile.
+//!
+//! The feed carries only SHA-256 hashes of API keys ([`hash_key`]), never a key itself.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Path of the whole state (ETag, `If-None-Match`).
+pub const STATE_PATH: &str = "/internal/state";
+/// Path of the state of one credential: `?keyHash=<hex>` and/or `?userId=<id>`; answered with a
+/// [`Feed`] holding just that key and user (whatever their status) and the current JWT keys.
+pub const LOOKUP_PATH: &str = "/internal/lookup";
+
+/// The whole state, or the part of it a lookup asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Feed {
+    /// Live API keys (a key of a deleted app, or a rotated-out key, is absent).
+    pub keys: Vec<FeedKey>,
+    /// Every user.
+    #[serde(default)]
+    pub users: Vec<FeedUser>,
+    /// The keys JWTs are verified with.
+    #[serde(default)]
+    pub jwt_keys: Vec<PublishedKey>,
+}
+
+/// One live API key and what its app may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedKey {
+    /// Hex SHA-256 of the key ([`hash_key`]).
+    pub hash: String,
+    /// The app that owns the key.
+    pub app_id: i64,
+    /// The key's own id (a rotated key gets a new one).
+    pub key_id: i64,
+    /// The app's status.
+    pub status: Status,
+    /// When the app expires, Unix seconds.
+    pub expires_at: Option<i64>,
+    /// The models the app may use; empty means every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// The app's limits; `None` when nothing is limited.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+}
+
+/// An app's limits, as the admin set them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<i64>,
+    /// Tokens (prompt and completion) per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<i64>,
+}
+
+/// A user who may call the gateway with a JWT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedUser {
+    /// The user's id (a JWT's `sub`).
+    pub id: i64,
+    /// The user's status.
+    pub status: Status,
+    /// The current token version: a JWT whose `ver` differs has been revoked.
+    pub token_version: i64,
+}
+
+/// A JWT signing key as the control plane publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedKey {
+    /// Key id (the token header's `kid`).
+    pub kid: String,
+    /// Algorithm; only `EdDSA` keys are used.
+    pub alg: String,
+    /// The Ed25519 public key, hex.
+    pub public_key_hex: String,
+}
+
+/// The gateway's own claims in a user's JWT (beside `exp`, `iat`, `nbf`): signed by the control
+/// plane at login, read by the filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClaims {
+    /// The user's id, as a string.
+    pub sub: String,
+    /// The user's token version when the token was issued.
+    pub ver: i64,
+}
+
+/// Whether an app or a user may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Requests are served.
+    Enabled,
+    /// Requests are refused with 403.
+    Disabled,
+}
+
+/// The SHA-256 of an API key, as bytes: how the filter keeps it (no hex `String` per key).
+pub type KeyHash = [u8; 32];
+
+/// Hex SHA-256 of an API key: how the control plane stores it and the feed names it.
+pub fn hash_key(api_key: &str) -> String {
+    key_hash_hex(&key_digest(api_key))
+}
+
+/// The SHA-256 of an API key ([`hash_key`] before it is written as hex).
+pub fn key_digest(api_key: &str) -> KeyHash {
+    Sha256::digest(api_key.as_bytes()).into()
+}
+
+/// A key hash written as the feed writes it: 64 lowercase hex digits.
+pub fn key_hash_hex(hash: &KeyHash) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64);
+    for byte in hash {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// A feed's key hash (64 hex digits, either case) as bytes; `None` when it is not one.
+pub fn parse_key_hash(hex: &str) -> Option<KeyHash> {
+    fn nibble(digit: u8) -> Option<u8> {
+        char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = nibble(*high)? << 4 | nibble(*low)?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_like_sha256sum() {
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn key_hashes_read_back_in_either_case() {
+        let hex = hash_key("sk-live-a");
+        let bytes = parse_key_hash(&hex).unwrap();
+        assert_eq!(bytes, key_digest("sk-live-a"));
+        assert_eq!(key_hash_hex(&bytes), hex);
+        assert_eq!(parse_key_hash(&hex.to_uppercase()), Some(bytes));
+        for bad in ["", "00", &hex[1..], &format!("{}zz", &hex[2..]), &format!("+{}", &hex[1..])] {
+            assert_eq!(parse_key_hash(bad), None, "{bad}");
+        }
+        let mut multibyte = hex[..62].to_owned();
+        multibyte.push('é');
+        assert_eq!(parse_key_hash(&multibyte), None);
+    }
+
+    #[test]
+    fn the_document_round_trips_in_camel_case_with_limits() {
+        let feed = Feed {
+            keys: vec![FeedKey {
+                hash: hash_key("k"),
+                app_id: 1,
+                key_id: 2,
+                status: Status::Enabled,
+                expires_at: None,
+                models: vec!["m".into()],
+                limits: Some(Limits { requests_per_minute: Some(10), tokens_per_minute: None }),
+            }],
+            users: vec![FeedUser { id: 3, status: Status::Disabled, token_version: 4 }],
+            jwt_keys: vec![PublishedKey { kid: "k1".into(), alg: "EdDSA".into(), public_key_hex: "00".into() }],
+        };
+        let json = serde_json::to_value(&feed).unwrap();
+        assert_eq!(json["keys"][0]["appId"], 1);
+        assert_eq!(json["keys"][0]["limits"]["requestsPerMinute"], 10);
+        assert_eq!(json["users"][0]["tokenVersion"], 4);
+        assert_eq!(json["jwtKeys"][0]["publicKeyHex"], "00");
+        assert_eq!(serde_json::from_value::<Feed>(json).unwrap(), feed);
+    }
+}

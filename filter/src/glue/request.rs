@@ -1,0 +1,204 @@
+//! The state of one request in the glue: its [`Exchange`] and what the glue must remember between
+//! callbacks (the request head, the body so far, whether it waits for a lookup). It is shared
+//! (`Rc<RefCell<_>>`) so that the answer to a lookup, which arrives in another context's callback,
+//! can check the credential again and resume or refuse the request under its own context.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType};
+
+use super::host::{self, HostCalls, HostSharedData};
+use super::http::SharedWorker;
+use crate::config::PluginConfig;
+use crate::error::GatewayError;
+use crate::exchange::{Exchange, RequestHead, Step};
+use crate::lookup::LookupKey;
+
+/// Refusals that a newer key state could turn into an acceptance.
+fn may_be_stale(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::NotReady
+            | GatewayError::InvalidCredential
+            | GatewayError::ExpiredCredential
+            | GatewayError::AppDisabled
+            | GatewayError::UserDisabled
+            | GatewayError::RevokedToken
+            | GatewayError::ModelNotAllowed(_)
+    )
+}
+
+/// What the request headers came to.
+pub enum Headers {
+    /// What Envoy is to do with the request.
+    Done(Action),
+    /// Look this credential up before refusing the request with this error (it is paused).
+    LookUp(LookupKey, GatewayError),
+}
+
+/// See the module docs.
+pub struct Request {
+    config: Rc<PluginConfig>,
+    exchange: Exchange,
+    head: RequestHead,
+    reading_body: bool,
+    waiting: bool,
+    /// The request body buffered so far, and whether that is all of it.
+    body: (usize, bool),
+}
+
+impl Request {
+    pub fn new(config: Rc<PluginConfig>, now_ms: u64) -> Self {
+        let exchange = Exchange::new(config.clone(), now_ms);
+        Self { config, exchange, head: RequestHead::default(), reading_body: false, waiting: false, body: (0, false) }
+    }
+
+    /// Whether the request is paused for a lookup.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// Checks the credential against the worker's state (as it is now) from a fresh exchange.
+    fn authenticate(&mut self, worker: &SharedWorker) -> Step {
+        self.exchange = Exchange::new(self.config.clone(), self.exchange.started_ms());
+        let Ok(worker) = worker.try_borrow() else { return Step::Refuse(GatewayError::NotReady) };
+        // One clock read (the exchange's start) serves the exchange and the credential checks.
+        let now_secs = i64::try_from(self.exchange.started_ms() / 1000).unwrap_or(i64::MAX);
+        self.exchange.on_request_headers(&mut HostCalls, &self.head, worker.authority(), now_secs)
+    }
+
+    pub fn on_headers(&mut self, worker: &SharedWorker, head: RequestHead, end_of_stream: bool) -> Headers {
+        self.head = head;
+        self.body = (0, end_of_stream);
+        let mut step = self.authenticate(worker);
+        if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && adopt_shared(worker) {
+            // Another worker has a newer state (a key created or a user re-enabled a moment ago).
+            step = self.authenticate(worker);
+        }
+        if let (Step::Refuse(error), Some(key)) = (&step, self.exchange.credential_lookup()) {
+            self.waiting = true;
+            return Headers::LookUp(key, error.clone());
+        }
+        Headers::Done(self.proceed(step))
+    }
+
+    /// The lookup this request waited for has ended (answered or not): its credential is checked
+    /// again (no second lookup) and the request resumed or refused. The host calls act on this
+    /// request's context.
+    pub fn after_lookup(&mut self, worker: &SharedWorker) {
+        self.waiting = false;
+        let step = self.authenticate(worker);
+        if self.proceed(step) == Action::Continue {
+            if let Err(e) = hostcalls::resume_http_request() {
+                log::warn!("resuming a request failed: {e:?}");
+            }
+        }
+    }
+
+    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.waiting {
+            // Buffered until the lookup ends; then [`Self::proceed`] reads it if it is complete.
+            self.body = (body_size, end_of_stream);
+            return Action::Pause;
+        }
+        if !self.reading_body {
+            return Action::Continue;
+        }
+        if let Err(error) = self.exchange.check_body_size(body_size) {
+            self.reply(&error);
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.reading_body = false;
+        let body = host::buffer(BufferType::HttpRequestBody, body_size);
+        let step = self.exchange.on_request_body(&mut HostCalls, &body);
+        self.carry_out(step)
+    }
+
+    /// Carries out a step of the request headers: a body already complete is routed at once.
+    fn proceed(&mut self, step: Step) -> Action {
+        match (step, self.body) {
+            (Step::ReadBody, (size, true)) => {
+                // A POST without a body routes what there is (an empty body is refused as bad JSON).
+                let body = if size == 0 { Vec::new() } else { host::buffer(BufferType::HttpRequestBody, size) };
+                let step = self.exchange.on_request_body(&mut HostCalls, &body);
+                self.carry_out(step)
+            }
+            (step, _) => self.carry_out(step),
+        }
+    }
+
+    /// Carries out a step of the exchange; returns what Envoy should do with the request.
+    fn carry_out(&mut self, step: Step) -> Action {
+        match step {
+            Step::Continue => Action::Continue,
+            Step::ReadBody => {
+                self.reading_body = true;
+                Action::Pause
+            }
+            Step::Refuse(error) => {
+                self.reply(&error);
+                Action::Pause
+            }
+            Step::Answer(body) => {
+                self.record(true);
+                host::send_json(200, &body);
+                Action::Pause
+            }
+        }
+    }
+
+    /// Answers the request with `error`.
+    pub fn reply(&mut self, error: &GatewayError) {
+        self.reading_body = false;
+        self.waiting = false;
+        self.record(true);
+        host::send_json(error.status(), &error.body());
+    }
+
+    /// Response headers; whether the body will be rewritten (its length changes).
+    pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>, content_encoding: Option<&str>, end_of_stream: bool) -> bool {
+        let rewritten = self.exchange.on_response_headers(status, content_type, content_encoding);
+        if end_of_stream {
+            self.record(true);
+        }
+        rewritten
+    }
+
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
+        if self.exchange.is_tracked() {
+            let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
+            // The clock matters only for the first byte.
+            let now_ms = if self.exchange.awaits_first_byte() { host::now_ms() } else { 0 };
+            if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, now_ms) {
+                host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
+            }
+        }
+        if end_of_stream {
+            self.record(true);
+        }
+    }
+
+    /// The request is over: the response never reached its end (client gone, upstream reset)
+    /// unless it was recorded already; a request still waiting for a lookup is not resumed.
+    pub fn on_log(&mut self) {
+        self.waiting = false;
+        self.record(false);
+    }
+
+    /// Hands the exchange's record to the access log, once.
+    fn record(&mut self, complete: bool) {
+        if let Some(record) = self.exchange.finish(host::now_ms(), complete) {
+            host::store_record(&record.to_bytes());
+            super::metrics::emit(&crate::metrics::observations(&record, &self.config));
+        }
+    }
+}
+
+/// Adopts a newer shared state, if there is one.
+fn adopt_shared(worker: &SharedWorker) -> bool {
+    worker.try_borrow_mut().is_ok_and(|mut w| w.adopt_shared(&HostSharedData))
+}
