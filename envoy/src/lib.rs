@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use vllm_gateway_filter::config::{ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER};
+use vllm_gateway_filter::config::{self, ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER};
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use upstream::{ModelUpstream, Upstream, UpstreamError};
@@ -101,10 +101,13 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
         state: StateFeed {
             cluster: "control_plane".to_owned(),
             authority: "control-plane".to_owned(),
-            path: "/internal/state".to_owned(),
+            path: vllm_gateway_filter::feed::STATE_PATH.to_owned(),
             token: spec.state_token.clone(),
             refresh_ms: spec.state_refresh_ms,
             timeout_ms: 2000,
+            long_poll_ms: config::DEFAULT_LONG_POLL_MS,
+            lookup_negative_ttl_ms: config::DEFAULT_LOOKUP_NEGATIVE_TTL_MS,
+            lookups_per_second: config::DEFAULT_LOOKUPS_PER_SECOND,
         },
         max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
         cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),

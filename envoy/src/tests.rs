@@ -96,3 +96,12 @@ fn control_plane_by_host_name_resolves_through_dns() {
     let by_ip = render(&spec(&["m=http://127.0.0.1:1"])).unwrap();
     assert!(by_ip.contains("- name: control_plane\n    type: STATIC"));
 }
+
+#[test]
+fn the_access_loggers_read_the_filter_state_the_filter_writes() {
+    let yaml = render(&spec(&["m=http://127.0.0.1:1"])).unwrap();
+    let key = vllm_gateway_filter::record::LOG_KEY;
+    assert!(yaml.contains(&format!("filter_state_objects_to_log: [\"{key}\"]")), "the gRPC logger");
+    assert!(yaml.contains(&format!("%FILTER_STATE({key}:PLAIN)%")), "the file and stdout loggers");
+    assert_eq!(key, format!("wasm.{}", vllm_gateway_filter::record::PROPERTY));
+}

@@ -196,7 +196,7 @@ fn field_paths(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<Strin
 fn plugin_config_reference_documents_every_field() -> Result<()> {
     let full = serde_json::json!({
         "models": {"m": {"cluster": "c", "api_key": "k"}},
-        "state": {"cluster": "control_plane", "token": "0123456789abcdef", "authority": "a", "path": "/p", "refresh_ms": 1000, "timeout_ms": 2000},
+        "state": {"cluster": "control_plane", "token": "0123456789abcdef", "authority": "a", "path": "/p", "refresh_ms": 1000, "timeout_ms": 2000, "long_poll_ms": 20000, "lookup_negative_ttl_ms": 2000, "lookups_per_second": 20},
         "max_request_body_bytes": 1, "cluster_header": "x-h", "usage_injection": "final", "default_model": "m",
         "endpoints": ["/v1/chat/completions"]
     });

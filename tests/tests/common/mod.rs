@@ -3,6 +3,7 @@
 use gateway_e2e::{CreatedApp, Stack, StackOptions};
 
 /// A started stack and an app whose key the gateway already accepts.
+#[allow(dead_code)] // not every test binary uses it
 pub async fn stack_with_app() -> (Stack, CreatedApp) {
     stack_with_app_using(StackOptions::for_tests()).await
 }
