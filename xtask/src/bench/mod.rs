@@ -9,6 +9,8 @@
 //! - [`sse`], [`sse_wasm`]: the filter's SSE parser and usage extraction alone, native and as
 //!   wasm under Node.
 //! - [`cp`]: the control plane's access-log sink and `GET /api/logs` over a million rows.
+//! - [`scale`]: 100,000 apps and keys and 10,000 users: the state's size, a worker's start,
+//!   Envoy's memory, latency while keys change, first use and revocation.
 //! - [`report`]: the table and `target/bench/report.json`.
 //!
 //! A full run builds the wasm filter, the control plane and this xtask in release and re-runs
@@ -21,6 +23,7 @@ mod floor;
 mod generated;
 mod gateway;
 mod report;
+mod scale;
 mod sse;
 mod sse_wasm;
 mod ttft;
@@ -43,6 +46,16 @@ pub struct BenchArgs {
     /// Internal: already re-run from the release build.
     #[arg(long, hide = true)]
     pub in_release: bool,
+    /// Only this scenario (`scale`); its report goes to `target/bench/report-<name>.json`.
+    #[arg(long, hide = true, value_enum)]
+    pub only: Option<Only>,
+}
+
+/// A scenario that can be run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// The scale scenario ([`scale`]).
+    Scale,
 }
 
 /// How long and how much each scenario runs.
@@ -65,14 +78,16 @@ pub struct Settings {
     pub sse_budget: Duration,
     /// Use the release control plane.
     pub release: bool,
+    /// The scale scenario's fleet and runs.
+    pub scale: scale::Sizes,
 }
 
 impl Settings {
     fn new(quick: bool, wrk: PathBuf, dir: PathBuf) -> Self {
         if quick {
-            Settings { wrk, dir, rounds: 1, run_time: Duration::from_secs(1), ttft_samples: 5, als_rows: 5_000, log_rows: 20_000, sse_budget: Duration::from_millis(200), release: false }
+            Settings { wrk, dir, rounds: 1, run_time: Duration::from_secs(1), ttft_samples: 5, als_rows: 5_000, log_rows: 20_000, sse_budget: Duration::from_millis(200), release: false, scale: scale::Sizes::new(true) }
         } else {
-            Settings { wrk, dir, rounds: 4, run_time: Duration::from_secs(5), ttft_samples: 100, als_rows: 100_000, log_rows: 1_000_000, sse_budget: Duration::from_secs(3), release: true }
+            Settings { wrk, dir, rounds: 4, run_time: Duration::from_secs(5), ttft_samples: 100, als_rows: 100_000, log_rows: 1_000_000, sse_budget: Duration::from_secs(3), release: true, scale: scale::Sizes::new(false) }
         }
     }
 }
@@ -80,6 +95,14 @@ impl Settings {
 /// Where the report goes.
 pub fn report_path() -> PathBuf {
     gateway_e2e::paths::target_dir().join("bench").join("report.json")
+}
+
+/// Where the report of one scenario run alone goes (never over the whole run's report).
+fn only_report_path(only: Only) -> PathBuf {
+    let name = match only {
+        Only::Scale => "scale",
+    };
+    report_path().with_file_name(format!("report-{name}.json"))
 }
 
 /// The command: set up and build, then measure (from the release build for a full run).
@@ -90,23 +113,33 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if !args.quick {
             run_checked(cargo().args(["build", "--release", "--package", "control-plane", "--package", "xtask"]))?;
             let me = gateway_e2e::paths::target_dir().join("release").join("xtask");
-            return run_checked(std::process::Command::new(me).args(["bench", "--in-release"]));
+            let mut again = std::process::Command::new(me);
+            again.args(["bench", "--in-release"]);
+            if args.only == Some(Only::Scale) {
+                again.args(["--only", "scale"]);
+            }
+            return run_checked(&mut again);
         }
     }
-    let report = measure(args.quick, &report_path())?;
+    let out = args.only.map_or_else(report_path, only_report_path);
+    let report = measure(args.quick, args.only, &out)?;
     println!("{}", serde_json::to_string_pretty(&report["metrics"]).unwrap_or_default());
-    eprintln!("xtask bench: report written to {}", report_path().display());
+    eprintln!("xtask bench: report written to {}", out.display());
     Ok(())
 }
 
-/// Runs every scenario, prints the table, writes the report to `out` and returns it.
-pub fn measure(quick: bool, out: &std::path::Path) -> Result<serde_json::Value> {
+/// Runs every scenario (or only `only`), prints the table, writes the report to `out` and
+/// returns it.
+pub fn measure(quick: bool, only: Option<Only>, out: &std::path::Path) -> Result<serde_json::Value> {
     let wrk = wrk::ensure()?;
     let scratch = tempfile::Builder::new().prefix("vllm-gateway-bench-").tempdir()?;
     let settings = Settings::new(quick, wrk, scratch.path().to_path_buf());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut report = report::Report::default();
-    runtime.block_on(scenarios(&settings, &mut report))?;
+    match only {
+        None => runtime.block_on(scenarios(&settings, &mut report))?,
+        Some(Only::Scale) => runtime.block_on(scale::measure(&settings, &mut report)).context("the scale scenario")?,
+    }
     let json = report.to_json(quick);
     eprintln!("\n{}", report.table());
     report::write(out, &json)?;
@@ -132,6 +165,8 @@ async fn scenarios(s: &Settings, report: &mut report::Report) -> Result<()> {
         ttft::paced(&arms, s, report).await?;
     }
     cp::logs_query(&cp, s, s.log_rows, report).await?;
+    drop(cp);
+    scale::measure(s, report).await.context("the scale scenario")?;
     Ok(())
 }
 
@@ -146,7 +181,7 @@ mod tests {
     fn the_quick_bench_writes_a_complete_report() {
         // Beside the real report, which a test run must not replace.
         let out = super::report_path().with_file_name("report-quick-test.json");
-        let report = super::measure(true, &out).expect("the quick bench runs");
+        let report = super::measure(true, None, &out).expect("the quick bench runs");
         let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         // Floats may differ in the last digit after a JSON round trip: compare the shape.
         let keys = |v: &serde_json::Value| v["metrics"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
@@ -166,7 +201,7 @@ mod tests {
                 assert!(m["met"].is_boolean() || m["value"].is_null(), "{key}: met must be known when measured: {m}");
             }
         }
-        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32", "first_byte_added_ms_unpaced", "filter_cpu_us_per_request", "filter_cpu_us_per_stream", "floor_throughput_ratio"] {
+        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32", "first_byte_added_ms_unpaced", "filter_cpu_us_per_request", "filter_cpu_us_per_stream", "floor_throughput_ratio", "state_bytes_100k", "adopt_ms_100k", "rss_mib_per_worker_100k", "rss_mib_per_worker_100k_after_1000_changes", "change_p99_ratio_100k", "first_use_ms", "first_use_retries", "revocation_ms_p99"] {
             assert!(metrics[key]["value"].is_number(), "{key} was not measured: {}", metrics[key]);
         }
     }

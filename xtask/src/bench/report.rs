@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 /// The keys every report has (the list); each is present even when not measured.
-pub const REQUIRED_KEYS: [&str; 10] = [
+pub const REQUIRED_KEYS: [&str; 15] = [
     "throughput_ratio",
     "added_p50_ms",
     "added_p99_ms",
@@ -18,6 +18,11 @@ pub const REQUIRED_KEYS: [&str; 10] = [
     "als_rows_per_s",
     "logs_query_p99_ms_1m",
     "wasm_bytes",
+    "state_bytes_100k",
+    "adopt_ms_100k",
+    "rss_mib_per_worker_100k",
+    "change_p99_ratio_100k",
+    "first_use_ms",
 ];
 
 /// A direction and a bound.
@@ -62,6 +67,11 @@ pub fn target_of(key: &str) -> Option<Target> {
         "als_rows_per_s" => Target::AtLeast(20_000.0),
         "logs_query_p99_ms_1m" => Target::AtMost(20.0),
         "wasm_bytes" => Target::AtMost(1024.0 * 1024.0),
+        "rss_mib_per_worker_100k" | "rss_mib_per_worker_100k_after_1000_changes" => Target::AtMost(64.0),
+        "change_p99_ratio_100k" => Target::AtMost(1.5),
+        // The first request with a new key succeeds: no key needs a second one.
+        "first_use_retries" => Target::AtMost(0.0),
+        "revocation_ms_p99" => Target::AtMost(1000.0),
         _ => return None,
     })
 }
@@ -141,7 +151,8 @@ impl Report {
 
     /// The human table.
     pub fn table(&self) -> String {
-        let mut out = format!("{:<26} {:>14} {:<10} {:<12} {}\n", "metric", "value", "unit", "target", "met");
+        let width = self.figures.iter().map(|f| f.key.len()).max().unwrap_or(0).max(26);
+        let mut out = format!("{:<width$} {:>14} {:<10} {:<12} {}\n", "metric", "value", "unit", "target", "met");
         for f in &self.figures {
             let target = target_of(&f.key);
             let value = f.value.map_or_else(|| "-".to_string(), format_value);
@@ -151,7 +162,7 @@ impl Report {
                 _ => "",
             };
             let target = target.map(Target::text).unwrap_or_default();
-            out.push_str(&format!("{:<26} {:>14} {:<10} {:<12} {:<4} {}\n", f.key, value, f.unit, target, met, f.note));
+            out.push_str(&format!("{:<width$} {:>14} {:<10} {:<12} {:<4} {}\n", f.key, value, f.unit, target, met, f.note));
         }
         out
     }
