@@ -2,8 +2,8 @@
 //! exposition format (`GET /metrics`): access-log ingestion from the gRPC stream (rows received,
 //! written, ignored as repeats, lost; batch write latency; queue depth) and from the durable file
 //! log (rows read, rows the stream had not delivered, unparseable lines, lag, rotations),
-//! retention, vLLM scrapes for reconciliation, the filter's state feed (builds, long polls,
-//! credential lookups), and API requests by route.
+//! retention, vLLM scrapes for reconciliation, the filter's state feed (builds, deltas, long
+//! polls, credential lookups), and API requests by route.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,6 +56,13 @@ pub struct FeedMetrics {
     pub builds: AtomicU64,
     /// How long the last build took, microseconds.
     pub last_build_micros: AtomicU64,
+    /// Pulls answered with a delta.
+    pub deltas: AtomicU64,
+    /// Pulls that asked for a delta and got the whole state (another epoch, a version ahead,
+    /// or changes pruned from the log).
+    pub delta_fallbacks: AtomicU64,
+    /// How long the last delta build took, microseconds.
+    pub last_delta_micros: AtomicU64,
     /// Long polls held now.
     pub long_polls_waiting: AtomicI64,
     /// Long polls answered with a new state.
@@ -82,6 +89,15 @@ impl FeedMetrics {
         let name = "gateway_state_feed_last_build_seconds";
         header(out, name, "How long the last whole-state build took.", "gauge");
         let _ = writeln!(out, "{name} {}", self.last_build_micros.load(Relaxed) as f64 / 1e6);
+        let name = "gateway_state_feed_deltas_total";
+        header(out, name, "State pulls answered with a delta (what changed since the puller's version).", "counter");
+        let _ = writeln!(out, "{name} {}", self.deltas.load(Relaxed));
+        let name = "gateway_state_feed_delta_fallbacks_total";
+        header(out, name, "State pulls that asked for a delta and got the whole state (another epoch, a version ahead, or changes pruned from the log).", "counter");
+        let _ = writeln!(out, "{name} {}", self.delta_fallbacks.load(Relaxed));
+        let name = "gateway_state_feed_last_delta_seconds";
+        header(out, name, "How long the last delta build took.", "gauge");
+        let _ = writeln!(out, "{name} {}", self.last_delta_micros.load(Relaxed) as f64 / 1e6);
         let name = "gateway_state_long_polls_waiting";
         header(out, name, "State-feed long polls held now.", "gauge");
         let _ = writeln!(out, "{name} {}", self.long_polls_waiting.load(Relaxed).max(0));
@@ -248,6 +264,9 @@ mod tests {
             "gateway_credential_lookups_total{kind=\"key\",result=\"absent\"} 0",
             "gateway_state_long_polls_total{result=\"timeout\"} 0",
             "gateway_state_long_polls_waiting 0",
+            "gateway_state_feed_deltas_total 0",
+            "gateway_state_feed_delta_fallbacks_total 0",
+            "# TYPE gateway_state_feed_last_delta_seconds gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

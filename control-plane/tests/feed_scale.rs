@@ -1,6 +1,6 @@
 //! The state feed at 100,000 keys and 10,000 users: its size, how long a whole build takes, a
-//! 304, and a single-credential lookup. A measurement, not a check (nothing is asserted about
-//! time); run it on purpose, in release:
+//! 304, a delta for one change (and for a thousand), and a single-credential lookup. A
+//! measurement, not a check (nothing is asserted about time); run it on purpose, in release:
 //!
 //! `cargo test --release -p control-plane --test feed_scale -- --ignored --nocapture`
 
@@ -12,7 +12,7 @@ use control_plane::api::{app, AppState};
 use control_plane::secrets;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use vllm_gateway_filter::feed::{hash_key, Feed};
+use vllm_gateway_filter::feed::{hash_key, Feed, DELTA_HEADER, EPOCH_PARAM, SINCE_PARAM};
 
 const KEYS: i64 = 100_000;
 const USERS: i64 = 10_000;
@@ -56,13 +56,39 @@ async fn seed(db: &control_plane::Db) {
 }
 
 async fn get(state: &AppState, uri: &str, etag: Option<&axum::http::HeaderValue>) -> (StatusCode, axum::http::HeaderMap, usize) {
+    let (status, headers, body) = get_body(state, uri, etag).await;
+    (status, headers, body.len())
+}
+
+async fn get_body(state: &AppState, uri: &str, etag: Option<&axum::http::HeaderValue>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut request = Request::get(uri).header("authorization", format!("Bearer {FEED}"));
     if let Some(etag) = etag {
         request = request.header("if-none-match", etag);
     }
     let response = app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
     let (status, headers) = (response.status(), response.headers().clone());
-    (status, headers, response.into_body().collect().await.unwrap().to_bytes().len())
+    (status, headers, response.into_body().collect().await.unwrap().to_bytes().to_vec())
+}
+
+/// Pulls the whole state, makes `changes` changes (apps disabled in turn), then pulls the delta:
+/// prints its time and size.
+async fn measure_delta(state: &AppState, db: &control_plane::Db, changes: i64, round: i64) {
+    let (_, _, body) = get_body(state, "/internal/state", None).await;
+    let feed: Feed = serde_json::from_slice(&body).unwrap();
+    for i in 0..changes {
+        sqlx::query("UPDATE apps SET status = 'disabled' WHERE id = ?")
+            .bind((round * 7_919 + i * 97) % KEYS + 1)
+            .execute(db)
+            .await
+            .unwrap();
+    }
+    let uri = format!("/internal/state?{SINCE_PARAM}={}&{EPOCH_PARAM}={}", feed.version, feed.epoch);
+    let started = Instant::now();
+    let (status, headers, bytes) = get(state, &uri, None).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains_key(DELTA_HEADER), "a delta");
+    println!("round {round}: delta for {changes} change(s) at 100k keys: {took:?}, {bytes} bytes");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,7 +104,7 @@ async fn state_feed_size_and_build_time_at_100k_keys() {
         let keys = control_plane::store::feed::keys(&db).await.unwrap();
         let users = control_plane::store::feed::users(&db).await.unwrap();
         let queried = started.elapsed();
-        let body = serde_json::to_vec(&Feed { keys, users, jwt_keys: Vec::new() }).unwrap();
+        let body = serde_json::to_vec(&Feed { keys, users, ..Feed::default() }).unwrap();
         println!("round {round}: query {queried:?}, query+JSON {:?}; {} bytes", started.elapsed(), body.len());
 
         // A change, so that the pull below builds (not the cached body).
@@ -95,6 +121,10 @@ async fn state_feed_size_and_build_time_at_100k_keys() {
         assert_eq!(get(&state, "/internal/state", None).await.0, StatusCode::OK);
         println!("round {round}: GET /internal/state 200 (cached) in {:?}", started.elapsed());
     }
+    for round in 1..=3 {
+        measure_delta(&state, &db, 1, round).await;
+    }
+    measure_delta(&state, &db, 1_000, 4).await;
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
     for i in 0..1_000i64 {

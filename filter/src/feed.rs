@@ -4,6 +4,13 @@
 //! follow fails to compile.
 //!
 //! The feed carries only SHA-256 hashes of API keys ([`hash_key`]), never a key itself.
+//!
+//! **Versions and deltas.** Every change the feed depends on bumps one counter, the state's
+//! `version`; `epoch` names the database the counter belongs to (a new database starts a new
+//! epoch, so its versions are never mistaken for another's). A puller that holds a state asks
+//! `GET` [`STATE_PATH`]`?`[`SINCE_PARAM`]`=<version>&`[`EPOCH_PARAM`]`=<epoch>` and is answered
+//! with a [`FeedDelta`] (marked by the [`DELTA_HEADER`] response header) when the control plane
+//! still has every change after that version, else with the whole [`Feed`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -13,17 +20,60 @@ pub const STATE_PATH: &str = "/internal/state";
 /// Path of the state of one credential: `?keyHash=<hex>` and/or `?userId=<id>`; answered with a
 /// [`Feed`] holding just that key and user (whatever their status) and the current JWT keys.
 pub const LOOKUP_PATH: &str = "/internal/lookup";
+/// Query parameter of [`STATE_PATH`]: the version the puller holds, to get a delta from.
+pub const SINCE_PARAM: &str = "since";
+/// Query parameter of [`STATE_PATH`]: the epoch of the version in [`SINCE_PARAM`].
+pub const EPOCH_PARAM: &str = "epoch";
+/// Response header of [`STATE_PATH`] marking the body as a [`FeedDelta`]; its value is the
+/// delta's `since`. Without it the body is a whole [`Feed`].
+pub const DELTA_HEADER: &str = "x-vllm-gateway-state-delta";
 
 /// The whole state, or the part of it a lookup asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Feed {
+    /// The database the version counts in (absent in a lookup's answer).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
+    /// The state's version (0 in a lookup's answer).
+    #[serde(default)]
+    pub version: i64,
     /// Live API keys (a key of a deleted app, or a rotated-out key, is absent).
     pub keys: Vec<FeedKey>,
     /// Every user.
     #[serde(default)]
     pub users: Vec<FeedUser>,
     /// The keys JWTs are verified with.
+    #[serde(default)]
+    pub jwt_keys: Vec<PublishedKey>,
+}
+
+/// What changed after version `since`, as of version `version` (same epoch): applied to a state
+/// of any version from `since` to `version`, it gives the state of `version`. A key or user that
+/// changed in between is listed once, as it is now (or as removed); the JWT keys are always the
+/// whole current set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedDelta {
+    /// The database the versions count in.
+    pub epoch: String,
+    /// The version the delta starts after.
+    pub since: i64,
+    /// The version it brings the state to.
+    pub version: i64,
+    /// Live keys that changed or are new, and every live key of an app that changed.
+    #[serde(default)]
+    pub keys: Vec<FeedKey>,
+    /// Hashes of keys that are no longer live (deleted, rotated out, their app deleted).
+    #[serde(default)]
+    pub removed_keys: Vec<String>,
+    /// Users that changed or are new.
+    #[serde(default)]
+    pub users: Vec<FeedUser>,
+    /// Ids of deleted users.
+    #[serde(default)]
+    pub removed_users: Vec<i64>,
+    /// The keys JWTs are verified with: the whole current set.
     #[serde(default)]
     pub jwt_keys: Vec<PublishedKey>,
 }
@@ -51,7 +101,7 @@ pub struct FeedKey {
 }
 
 /// An app's limits, as the admin set them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// Requests per minute.
@@ -173,6 +223,8 @@ mod tests {
     #[test]
     fn the_document_round_trips_in_camel_case_with_limits() {
         let feed = Feed {
+            epoch: "e1".into(),
+            version: 9,
             keys: vec![FeedKey {
                 hash: hash_key("k"),
                 app_id: 1,
@@ -191,5 +243,23 @@ mod tests {
         assert_eq!(json["users"][0]["tokenVersion"], 4);
         assert_eq!(json["jwtKeys"][0]["publicKeyHex"], "00");
         assert_eq!(serde_json::from_value::<Feed>(json).unwrap(), feed);
+    }
+
+    #[test]
+    fn a_delta_round_trips_in_camel_case() {
+        let delta = FeedDelta {
+            epoch: "e1".into(),
+            since: 3,
+            version: 5,
+            removed_keys: vec![hash_key("gone")],
+            removed_users: vec![7],
+            ..FeedDelta::default()
+        };
+        let json = serde_json::to_value(&delta).unwrap();
+        assert_eq!(json["removedKeys"][0], hash_key("gone"));
+        assert_eq!(json["removedUsers"][0], 7);
+        assert_eq!(serde_json::from_value::<FeedDelta>(json).unwrap(), delta);
+        let lookup: Feed = serde_json::from_str(r#"{"keys":[]}"#).unwrap();
+        assert_eq!((lookup.epoch.as_str(), lookup.version), ("", 0));
     }
 }

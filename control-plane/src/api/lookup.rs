@@ -55,7 +55,7 @@ pub async fn lookup(
     };
     tx.commit().await?;
     count(&state, key_hash.is_some().then_some(key.is_some()), user_id.is_some().then_some(user.is_some()));
-    let feed = Feed { keys: key.into_iter().collect(), users: user.into_iter().collect(), jwt_keys: tag.jwt_keys };
+    let feed = Feed { keys: key.into_iter().collect(), users: user.into_iter().collect(), jwt_keys: tag.jwt_keys, ..Feed::default() };
     Ok(([(ETAG, state_version::header(&tag.etag))], Json(feed)).into_response())
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP API: admin endpoints under `/api` (Bearer admin token), the filter's state feed
-//! (the whole state, long-polled, and single-credential lookups; Bearer state token), and the
+//! (the whole state or a delta, long-polled, and single-credential lookups; Bearer state token), and the
 //! operations endpoints (health, readiness, metrics). [`app`] builds the router from the
 //! shared [`AppState`]; [`openapi::ApiDoc`] documents every route of it.
 
@@ -15,6 +15,7 @@ mod lookup;
 pub mod openapi;
 mod page;
 mod reconcile;
+mod state_delta;
 mod state_feed;
 mod state_version;
 mod time_range;
@@ -47,6 +48,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     jwt_lifetime_secs: i64,
     feed_cache: state_feed::FeedCache,
+    delta_cache: state_delta::DeltaCache,
     long_poll: Arc<long_poll::LongPoll>,
     scraper: Arc<Scraper>,
 }
@@ -60,10 +62,20 @@ impl AppState {
         let metrics = Arc::new(Metrics::default());
         let jwt_lifetime_secs = DEFAULT_JWT_LIFETIME_SECS;
         let feed_cache = state_feed::FeedCache::default();
+        let delta_cache = state_delta::DeltaCache::default();
         let long_poll = Arc::new(long_poll::LongPoll::new(metrics.clone()));
         let scraper = Arc::new(Scraper::default());
-        let inner =
-            Inner { db, state_token, admin_token_hash, metrics, jwt_lifetime_secs, feed_cache, long_poll, scraper };
+        let inner = Inner {
+            db,
+            state_token,
+            admin_token_hash,
+            metrics,
+            jwt_lifetime_secs,
+            feed_cache,
+            delta_cache,
+            long_poll,
+            scraper,
+        };
         Self { inner: Arc::new(inner) }
     }
 

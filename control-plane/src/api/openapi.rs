@@ -58,23 +58,36 @@ pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// The whole state the filter pulls (the contract's `Feed`): live key hashes with app id, key
-/// id, status, expiry, models and limits; users' status and token version; the JWT keys.
-/// `If-None-Match` with the last `ETag` gets a 304 when nothing changed; with `wait_ms` as well,
-/// the 304 waits until something changes (then 200 with the new state) or `wait_ms` passes.
-/// (The handler is `state_feed::get_state`; this entry documents it.)
+/// The whole state the filter pulls (the contract's `Feed`): its `epoch` and `version`, live
+/// key hashes with app id, key id, status, expiry, models and limits; users' status and token
+/// version; the JWT keys. `If-None-Match` with the last `ETag` gets a 304 when nothing changed;
+/// with `wait_ms` as well, the 304 waits until something changes (then 200) or `wait_ms`
+/// passes. With `since` and `epoch` (the `version` and `epoch` the puller holds), the 200 is a
+/// delta (the contract's `FeedDelta`, marked by the `x-vllm-gateway-state-delta` header, whose
+/// value is `since`) when the control plane still logs every change after `since`; otherwise
+/// (another epoch, a version ahead, changes pruned: the newest 100,000 are kept) the whole
+/// state. (The handler is `state_feed::get_state`; this entry documents it.)
 #[utoipa::path(get, path = "/internal/state", tag = "internal", security(("feed_token" = [])),
     params(
         ("If-None-Match" = Option<String>, Header, description = "The last ETag"),
         ("wait_ms" = Option<u64>, Query, description = "With the current ETag in `If-None-Match`: hold the \
             request until the state changes or this many milliseconds pass (at most 30000; 0 or absent: \
-            answer at once)")),
+            answer at once)"),
+        ("since" = Option<i64>, Query, description = "The `version` of the state the puller holds: with \
+            `epoch`, ask for a delta from it"),
+        ("epoch" = Option<String>, Query, description = "The `epoch` of that state (a delta is only \
+            answered within one epoch)")),
     responses(
-        (status = 200, description = "`{\"keys\":[{\"hash\",\"appId\",\"keyId\",\"status\",\"expiresAt\",\"models\",\"limits\"}],\
-            \"users\":[{\"id\",\"status\",\"tokenVersion\"}],\"jwtKeys\":[{\"kid\",\"alg\",\"publicKeyHex\"}]}`; `ETag` header",
-            content_type = "application/json"),
+        (status = 200, description = "The whole state: `{\"epoch\",\"version\",\"keys\":[{\"hash\",\"appId\",\"keyId\",\"status\",\
+            \"expiresAt\",\"models\",\"limits\"}],\"users\":[{\"id\",\"status\",\"tokenVersion\"}],\
+            \"jwtKeys\":[{\"kid\",\"alg\",\"publicKeyHex\"}]}`; or, with the `x-vllm-gateway-state-delta: <since>` \
+            header, a delta: `{\"epoch\",\"since\",\"version\",\"keys\":[…changed live keys, every live key of a \
+            changed app],\"removedKeys\":[hashes no longer live],\"users\":[…changed users],\"removedUsers\":[ids],\
+            \"jwtKeys\":[…the whole set]}`. `ETag` header (the same for a delta and the whole state of a version)",
+            content_type = "application/json",
+            headers(("x-vllm-gateway-state-delta" = String, description = "Present on a delta only: its `since`"))),
         (status = 304, description = "Unchanged (after `wait_ms`, when given)"),
-        (status = 400, body = error::ErrorBody, description = "`wait_ms` is not a number"),
+        (status = 400, body = error::ErrorBody, description = "`wait_ms` or `since` is not a number"),
         (status = 401, body = error::ErrorBody)))]
 #[allow(dead_code)]
 fn state_feed() {}

@@ -1,5 +1,5 @@
 //! The state's version as the feed's ETag: `"v<counter>-<12 hex>"`, the counter every change of
-//! apps, keys, users or signing keys bumps (migration 0004) and a digest of the published
+//! apps, keys, users or signing keys bumps (migrations 0004 and 0009) and a digest of the published
 //! signing keys' ids (a retired key leaves the state as time passes, without a change). The
 //! whole state, a lookup and the long-poll watcher all read it here, so their ETags agree.
 
@@ -12,6 +12,8 @@ use crate::{jwt, secrets};
 
 /// The version, and the signing keys it covers (which the state publishes).
 pub(super) struct Tag {
+    /// The version counter.
+    pub version: i64,
     /// The ETag, quotes included.
     pub etag: String,
     /// The published JWT keys at this version.
@@ -24,7 +26,7 @@ pub(super) async fn current(conn: &mut SqliteConnection, jwt_lifetime_secs: i64)
     let version = feed::version(&mut *conn).await?;
     let kids: Vec<&str> = jwt_keys.iter().map(|k| k.kid.as_str()).collect();
     let etag = format!("\"v{version}-{}\"", &secrets::hash(kids.join(","))[..12]);
-    Ok(Tag { etag, jwt_keys })
+    Ok(Tag { version, etag, jwt_keys })
 }
 
 /// An ETag as a header value.

@@ -1,7 +1,8 @@
 //! The filter's state read from the database, as the shared contract's types
 //! ([`vllm_gateway_filter::feed`]): every live key and every user for the whole state, one key
 //! (by hash, through the `api_keys.hash` UNIQUE index) or one user (by id) for a lookup, and
-//! the state version counter (migration 0004) the feed's ETag is made of.
+//! the state version counter (migration 0004) the feed's ETag is made of. What changed after a
+//! version (a delta) is read in [`super::feed_changes`].
 //!
 //! Every function takes any executor, so a caller can read several of them in one transaction
 //! (one snapshot).
@@ -13,12 +14,12 @@ use vllm_gateway_filter::feed::{FeedKey, FeedUser, Limits, Status};
 use super::apps::models_from_row;
 
 /// The columns [`feed_key`] reads, from `api_keys k JOIN apps a`.
-const SELECT_KEY: &str = "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
+pub(super) const SELECT_KEY: &str = "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
      a.requests_per_minute, a.tokens_per_minute FROM api_keys k JOIN apps a ON a.id = k.app_id \
      WHERE k.retired_at IS NULL";
 
 /// A row of [`SELECT_KEY`] as the feed sends it.
-fn feed_key(row: &SqliteRow) -> Result<FeedKey, sqlx::Error> {
+pub(super) fn feed_key(row: &SqliteRow) -> Result<FeedKey, sqlx::Error> {
     let limits = Limits {
         requests_per_minute: row.try_get("requests_per_minute")?,
         tokens_per_minute: row.try_get("tokens_per_minute")?,
@@ -44,7 +45,8 @@ fn status(text: &str) -> Status {
     }
 }
 
-fn feed_user(row: &SqliteRow) -> Result<FeedUser, sqlx::Error> {
+/// A row of `SELECT id, status, token_version FROM users` as the feed sends it.
+pub(super) fn feed_user(row: &SqliteRow) -> Result<FeedUser, sqlx::Error> {
     Ok(FeedUser {
         id: row.try_get("id")?,
         status: status(row.try_get("status")?),

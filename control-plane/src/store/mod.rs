@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod feed;
+pub mod feed_changes;
 pub mod file_cursors;
 pub mod logs;
 pub mod samples;

@@ -3,6 +3,7 @@
 
 mod apps;
 mod feed;
+mod feed_delta;
 mod logs;
 mod long_poll;
 mod lookup;

@@ -77,3 +77,16 @@ async fn the_document_describes_the_shapes() {
     }
     assert!(schemas["ModelTotals"]["properties"].get("model").is_none(), "the model is the record's");
 }
+
+#[tokio::test]
+async fn the_state_feed_documents_its_deltas() {
+    let (state, _dir) = state().await;
+    let doc = admin(&state, "GET", "/api/openapi.json", None).await.json;
+    let get = &doc["paths"]["/internal/state"]["get"];
+    let names: BTreeSet<&str> = get["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let expected: BTreeSet<&str> = ["If-None-Match", "wait_ms", "since", "epoch"].into();
+    assert_eq!(names, expected);
+    let ok = &get["responses"]["200"];
+    assert!(ok["headers"].get(vllm_gateway_filter::feed::DELTA_HEADER).is_some(), "{ok}");
+    assert!(ok["description"].as_str().unwrap().contains("removedKeys"));
+}
