@@ -39,16 +39,20 @@ pub struct CallAnswer {
     pub status: Option<u16>,
     /// `etag`, without line breaks.
     pub etag: Option<String>,
+    /// Whether the body is a delta ([`crate::feed::DELTA_HEADER`] was set), not a whole state.
+    pub delta: bool,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl CallAnswer {
-    /// An answer from the `:status` and `etag` header values and the body, as the host gives them.
-    pub fn new(status: Option<&str>, etag: Option<&str>, body: Vec<u8>) -> Self {
+    /// An answer from the `:status`, `etag` and [`crate::feed::DELTA_HEADER`] header values and
+    /// the body, as the host gives them.
+    pub fn new(status: Option<&str>, etag: Option<&str>, delta: Option<&str>, body: Vec<u8>) -> Self {
         Self {
             status: status.and_then(|s| s.trim().parse().ok()),
             etag: etag.map(|e| e.replace(['\r', '\n'], "")),
+            delta: delta.is_some(),
             body,
         }
     }
@@ -94,9 +98,10 @@ mod tests {
 
     #[test]
     fn answers_read_status_and_etag() {
-        let answer = CallAnswer::new(Some("304"), Some("\"v2\"\n"), vec![]);
-        assert_eq!((answer.status, answer.etag.as_deref()), (Some(304), Some("\"v2\"")));
-        assert_eq!(CallAnswer::new(None, None, vec![]).status, None);
-        assert_eq!(CallAnswer::new(Some("abc"), None, vec![]).status, None);
+        let answer = CallAnswer::new(Some("304"), Some("\"v2\"\n"), None, vec![]);
+        assert_eq!((answer.status, answer.etag.as_deref(), answer.delta), (Some(304), Some("\"v2\""), false));
+        assert_eq!(CallAnswer::new(None, None, None, vec![]).status, None);
+        assert_eq!(CallAnswer::new(Some("abc"), None, None, vec![]).status, None);
+        assert!(CallAnswer::new(Some("200"), None, Some("4"), vec![]).delta);
     }
 }

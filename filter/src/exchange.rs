@@ -16,7 +16,7 @@ use crate::config::{PluginConfig, UsageInjection};
 use crate::credential::{self, path_only, strip_token_param};
 use crate::error::GatewayError;
 use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
-use crate::keys::KeyState;
+use crate::keys::{AppRules, KeyState};
 use crate::lookup::LookupKey;
 use crate::record::UsageRecord;
 use crate::request_body::{self, RequestFacts};
@@ -100,7 +100,7 @@ pub struct Exchange {
     injected: Option<UsageAsk>,
     rewriter: Option<StreamRewriter>,
     /// The models the caller's app may use (empty: all).
-    allowed_models: Rc<[String]>,
+    rules: Rc<AppRules>,
     /// When the credential was refused: what a lookup could lift the refusal with.
     lookup: Option<LookupKey>,
     finished: bool,
@@ -119,7 +119,7 @@ impl Exchange {
             counting: None,
             injected: None,
             rewriter: None,
-            allowed_models: Rc::default(),
+            rules: Rc::default(),
             lookup: None,
             finished: false,
         }
@@ -203,7 +203,7 @@ impl Exchange {
         let key = keys.authorize_key(token, now_secs).map_err(|r| self.refused(r))?;
         self.record.app_id = Some(key.app_id);
         self.record.key_id = Some(key.key_id);
-        self.allowed_models = key.models.clone();
+        self.rules = key.rules.clone();
         Ok(())
     }
 
@@ -214,7 +214,7 @@ impl Exchange {
     }
 
     fn allows(&self, model: &str) -> bool {
-        crate::keys::model_allowed(&self.allowed_models, model)
+        self.rules.allows(model)
     }
 
     /// Points the request at `model`'s cluster (replacing any client value) and sets the

@@ -1,8 +1,11 @@
 //! The key state the control plane feeds to the filter — API keys by hash, users' status and
 //! token versions, the JWT verification keys — kept compact: the keys are one slice sorted by the
 //! 32 bytes of their SHA-256 (no hex `String` per key, no hash-table slack), and keys with the
-//! same model allow-list share one copy of it. The feed's keys are read straight into that slice,
-//! one at a time ([`read`]), so a state of 100,000 keys never exists twice while it is parsed.
+//! same models and limits share one copy of them. The feed's keys are read straight into that
+//! slice, one at a time ([`read`]), so a state of 100,000 keys never exists twice while it is
+//! parsed.
+//! A delta of the control plane moves the state on in place ([`delta`]): what changed is
+//! replaced, nothing else is copied.
 //!
 //! The feed carries only SHA-256 hashes of API keys, never a key itself. A request's key is hashed
 //! and looked up locally, a JWT is verified locally: no call-out per request (see
@@ -16,9 +19,10 @@ use crate::error::GatewayError;
 use crate::feed::{parse_key_hash, FeedKey, FeedUser, KeyHash, Limits, Status};
 use crate::jwt::{self, JwtKeys};
 
+mod delta;
 mod read;
 
-/// One API key as the filter knows it.
+/// One API key as the filter knows it: 72 bytes in a wasm VM, its hash included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppKey {
     /// The app that owns the key.
@@ -29,36 +33,44 @@ pub struct AppKey {
     pub status: Status,
     /// When the app expires, in Unix seconds.
     pub expires_at: Option<i64>,
-    /// The models the app may use; empty means all. Shared by every key with the same list.
-    pub models: Rc<[String]>,
+    /// What the app may use; shared by every key with the same rules.
+    pub rules: Rc<AppRules>,
+}
+
+/// An app's models and limits: held once for all the keys that have the same.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct AppRules {
+    /// The models the app may use; empty means all.
+    pub models: Box<[String]>,
     /// The app's limits; `None` when nothing is limited.
     pub limits: Option<Limits>,
 }
 
+impl AppRules {
+    /// Whether the app may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model)
+    }
+}
+
 impl AppKey {
     /// The key of a feed entry and its hash; `None` when the hash is not 64 hex digits.
-    pub fn from_feed(key: FeedKey, lists: &mut ModelLists) -> Option<(KeyHash, Self)> {
+    pub fn from_feed(key: FeedKey, rules: &mut RuleSet) -> Option<(KeyHash, Self)> {
         let hash = parse_key_hash(&key.hash)?;
         let app_key = Self {
             app_id: key.app_id,
             key_id: key.key_id,
             status: key.status,
             expires_at: key.expires_at,
-            models: lists.intern(key.models),
-            limits: key.limits,
+            rules: rules.intern(AppRules { models: key.models.into(), limits: key.limits }),
         };
         Some((hash, app_key))
     }
 
     /// Whether the app may use `model`.
     pub fn allows(&self, model: &str) -> bool {
-        model_allowed(&self.models, model)
+        self.rules.allows(model)
     }
-}
-
-/// Whether an allow-list of models (empty: all) lets `model` through.
-pub fn model_allowed(models: &[String], model: &str) -> bool {
-    models.is_empty() || models.iter().any(|m| m == model)
 }
 
 /// A user as the filter knows it.
@@ -76,35 +88,47 @@ impl From<&FeedUser> for User {
     }
 }
 
-/// The distinct model allow-lists of a state: each list is held once, however many keys use it.
+/// The distinct [`AppRules`] of a state: each is held once, however many keys have it.
 #[derive(Debug, Default)]
-pub struct ModelLists(HashSet<Rc<[String]>>);
+pub struct RuleSet(HashSet<Rc<AppRules>>);
 
-impl ModelLists {
-    /// The shared copy of `models`.
-    pub fn intern(&mut self, models: Vec<String>) -> Rc<[String]> {
-        if let Some(shared) = self.0.get(models.as_slice()) {
+impl RuleSet {
+    /// The shared copy of `rules`.
+    pub fn intern(&mut self, rules: AppRules) -> Rc<AppRules> {
+        if let Some(shared) = self.0.get(&rules) {
             return shared.clone();
         }
-        let shared: Rc<[String]> = models.into();
+        let shared = Rc::new(rules);
         self.0.insert(shared.clone());
         shared
     }
 }
 
-/// Every live key, by the SHA-256 of its plaintext; every user; the JWT keys.
+/// Every live key, by the SHA-256 of its plaintext; every user; the JWT keys; the version of the
+/// control plane's state they are.
 #[derive(Debug, Default)]
 pub struct KeyState {
+    /// The database the version counts in.
+    epoch: String,
+    /// The control plane's state version.
+    version: i64,
     /// Sorted by hash, each hash once.
-    keys: Box<[(KeyHash, AppKey)]>,
+    keys: Vec<(KeyHash, AppKey)>,
     users: HashMap<i64, User>,
     jwt_keys: JwtKeys,
+    /// The rules the keys share.
+    rules: RuleSet,
 }
 
 impl KeyState {
     /// Parses the control plane's state document (a [`crate::feed::Feed`]).
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         read::parse(bytes)
+    }
+
+    /// The epoch and version of the control plane's state this is.
+    pub fn position(&self) -> (&str, i64) {
+        (&self.epoch, self.version)
     }
 
     /// The key with this hash.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::feed::{parse_key_hash, Feed, KeyHash};
 use crate::jwt::JwtKeys;
-use crate::keys::{AppKey, ModelLists, User};
+use crate::keys::{AppKey, RuleSet, User};
 use crate::lookup::{LookupKey, LookupResult};
 
 /// Most keys and users an overlay holds.
@@ -21,7 +21,7 @@ pub struct Overlay {
     users: HashMap<i64, User>,
     /// The signing keys of the latest answer (every answer carries the current ones).
     jwt_keys: Option<JwtKeys>,
-    lists: ModelLists,
+    rules: RuleSet,
 }
 
 impl Overlay {
@@ -34,7 +34,7 @@ impl Overlay {
         match asked {
             LookupKey::Key(hash) => {
                 let found = answer.keys.into_iter().find(|k| parse_key_hash(&k.hash).as_ref() == Some(hash));
-                match found.and_then(|k| AppKey::from_feed(k, &mut self.lists)) {
+                match found.and_then(|k| AppKey::from_feed(k, &mut self.rules)) {
                     Some((hash, key)) => {
                         self.keys.insert(hash, key);
                         LookupResult::Found

@@ -1,41 +1,46 @@
 //! How the workers of one Envoy keep the key state current together, over Envoy's shared data
-//! ([`SharedData`]; the glue implements it with host calls, tests with a map):
+//! ([`SharedData`]; the glue implements it with host calls, tests with a map). The layout in
+//! shared data is [`ring`]'s: the whole state once (the *base*), then a ring of changes.
 //!
-//! - **adopt**: on each tick (and before refusing a credential) a worker compares the shared
-//!   version with the one it holds (one small read) and adopts the shared state when it differs.
-//!   A shared state that does not parse is skipped, and not read again until its version changes;
-//!   the worker keeps its last good one.
-//! - **lease**: one worker at a time pulls from the control plane; it takes the lease by
-//!   compare-and-swap when the lease has run out. The lease covers the whole call (its timeout
-//!   and [`LEASE_SLACK_MS`]); a pull that never got an answer by then is forgotten.
-//! - **long poll**: once a state is held, the pull asks the control plane to hold it until
-//!   something changes (`?wait_ms=` with `If-None-Match`); when it answers (200 or 304) the lease
-//!   is handed back at once, so the next pull goes out on the next tick and a change reaches every
-//!   worker as soon as it is committed. Before the first state, and with `long_poll_ms` 0, pulls
-//!   are short and go out every `refresh_ms`; a 304 never brings the next pull nearer than
-//!   `refresh_ms` after the previous one started.
-//! - **retry**: after a failed pull (no answer, not 200/304, a body that does not parse) the
-//!   next one waits `refresh_ms` (500 ms at most before the first state); a pull that could not
-//!   be dispatched gives the lease back at once.
+//! - **follow**: on each tick (and before refusing a credential) a worker compares the head's
+//!   sequence number with the one it holds (one small read) and applies the changes after it,
+//!   each a delta of a few keys: a change costs every worker what changed, not the whole state.
+//!   A worker with no state, or further behind than the ring reaches, reads the base (when it is
+//!   newer than what it holds) and follows the ring from there.
+//! - **catch up**: a worker that still cannot connect to the ring (the base is older than the
+//!   ring reaches, or a change does not apply) asks the control plane itself, once, for the
+//!   changes since the version it holds (or for the whole state, when it holds none), and
+//!   follows the ring from where the head was when it asked. A whole state got this way becomes
+//!   the new base when it is newer.
+//! - **lease**: one worker at a time pulls for everyone; it takes the lease by compare-and-swap
+//!   when the lease has run out. The lease covers the whole call (its timeout and
+//!   [`LEASE_SLACK_MS`]); a pull that never got an answer by then is forgotten.
+//! - **long poll**: once a state is held, the pull asks for the changes since its version and
+//!   asks the control plane to hold it until something changes (`?since=&epoch=&wait_ms=` with
+//!   `If-None-Match`); when it answers (200 or 304) the lease is handed back at once, so the next
+//!   pull goes out on the next tick. A delta is applied and pushed onto the ring; a whole state
+//!   (the first one, or one the control plane sent because it no longer had the changes) becomes
+//!   the base and a ring entry that tells the others to read it. Before the first state, and
+//!   with `long_poll_ms` 0, pulls are short and go out every `refresh_ms`; a 304 never brings the
+//!   next pull nearer than `refresh_ms` after the previous one started.
+//! - **retry**: after a failed pull (no answer, not 200/304, a body that does not parse or
+//!   apply) the next one waits `refresh_ms` (500 ms at most before the first state); a pull that
+//!   could not be dispatched gives the lease back at once.
 //!
-//! A pulled state is shared as it came (no copy with its version in front: at 100,000 keys that
-//! is 16 MB more at the puller's high-water mark) under [`STATE_KEY`], then its version under
-//! [`VERSION_KEY`]. A reader reads the version, then the state: the state it gets is that version
-//! or a newer one (never an older one), so at worst it adopts the newer state again when its
-//! version follows. The keys are not those of earlier filter builds (`<etag>\n<document>`),
-//! so that an old and a new build running side by side during an upgrade do not read each
-//! other's format.
+//! A delta applies to a state of any version from its `since` to its `version` ([`check`]), so a
+//! reader that races a writer, or a base newer than the ring entries after it, never goes back
+//! in time: an older change is skipped, a gap sends the worker to catch up.
 
 use crate::config::StateFeed;
-use crate::control_plane::{with_query, CallAnswer, CallRequest};
 
-/// Shared-data key of the state: the feed document.
-pub const STATE_KEY: &str = "vllm_gateway.feed.document";
-/// Shared-data key of the state's version (its ETag), small and cheap to read.
-pub const VERSION_KEY: &str = "vllm_gateway.feed.version";
+mod pull;
+pub mod ring;
+
+use ring::{Change, Mark, BASE_KEY, HEAD_KEY, RING, WHOLE_KEY};
+
 /// Shared-data key of the pull lease: the Unix millisecond until which one worker owns the pull.
-pub const LEASE_KEY: &str = "vllm_gateway.feed.pull_lease";
-/// How long a lease outlives its call's timeout.
+pub const LEASE_KEY: &str = "vllm_gateway.state.pull_lease";
+/// How long a lease (or a catch-up call) outlives its call's timeout.
 pub const LEASE_SLACK_MS: u64 = 1_000;
 /// Longest wait between pulls before the first state has arrived.
 pub const FIRST_STATE_RETRY_MS: u64 = 500;
@@ -49,31 +54,78 @@ pub trait SharedData {
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 }
 
-/// A pull this worker has dispatched (or is about to).
+/// A state the machinery keeps: read whole, or moved on by a delta.
+pub trait SyncedState: Sized {
+    /// Why a document was refused.
+    type Error: std::fmt::Display;
+    /// Reads a whole state document.
+    fn read_whole(document: &[u8]) -> Result<Self, Self::Error>;
+    /// Applies a delta document (see [`check`]); a delta that does not parse changes nothing.
+    fn apply_delta(&mut self, delta: &[u8]) -> Result<Applied, Self::Error>;
+    /// The epoch and version of the state held.
+    fn position(&self) -> (&str, i64);
+}
+
+/// What applying a delta did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Pull {
-    /// The lease it holds: until when.
-    lease_until: u64,
+pub enum Applied {
+    /// The state moved on to the delta's version.
+    Changed,
+    /// The state already had it (its version is the delta's, or newer).
+    AlreadyHeld,
+    /// The delta starts after the state's version, or is of another epoch: nothing applied.
+    Gap,
+}
+
+/// Whether a delta from `since` to `version` of `epoch` applies to a state at `held`.
+pub fn check(held: (&str, i64), epoch: &str, since: i64, version: i64) -> Applied {
+    let (held_epoch, held_version) = held;
+    if held_epoch != epoch || since > held_version {
+        Applied::Gap
+    } else if version <= held_version {
+        Applied::AlreadyHeld
+    } else {
+        Applied::Changed
+    }
+}
+
+/// A call this worker has dispatched (or is about to): the lease pull or a catch-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pending {
+    /// Until when it may be answered.
+    until: u64,
     started_ms: u64,
     /// The call's token, once dispatched.
     token: Option<u32>,
+    /// The ring head when it was dispatched (a catch-up follows the ring from there).
+    head_seq: u64,
 }
 
 /// One worker's side of the state machinery (see the module docs).
-#[derive(Debug, Clone, Default)]
-pub struct StateSync {
+#[derive(Debug, Default)]
+pub struct StateSync<S> {
     refresh_ms: u64,
     timeout_ms: u64,
     long_poll_ms: u64,
     path: String,
-    /// The version of the state this worker holds.
-    version: Option<Vec<u8>>,
-    /// A shared version that did not parse.
-    rejected: Option<Vec<u8>>,
-    pull: Option<Pull>,
+    state: Option<S>,
+    /// The ETag of the state held, as the control plane named it.
+    etag: Option<String>,
+    /// The ring position the state held has followed to.
+    seq: u64,
+    /// A base mark whose document did not parse (not read again).
+    rejected_base: Option<Mark>,
+    /// Whether this worker must ask the control plane itself ([`Self::begin_catch_up`]).
+    behind: bool,
+    /// No catch-up before this time (after a failed one).
+    catch_up_after: u64,
+    pull: Option<Pending>,
+    catch_up: Option<Pending>,
+    /// How many whole states were installed.
+    wholes: u64,
 }
 
-impl StateSync {
+impl<S: SyncedState> StateSync<S> {
     /// The machinery as `feed` configures it, holding no state yet.
     pub fn new(feed: &StateFeed) -> Self {
         Self {
@@ -81,146 +133,127 @@ impl StateSync {
             timeout_ms: feed.timeout_ms,
             long_poll_ms: feed.long_poll_ms,
             path: feed.path.clone(),
-            ..Self::default()
+            state: None,
+            etag: None,
+            seq: 0,
+            rejected_base: None,
+            behind: false,
+            catch_up_after: 0,
+            pull: None,
+            catch_up: None,
+            wholes: 0,
         }
     }
 
-    /// Whether a state is held.
-    pub fn has_state(&self) -> bool {
-        self.version.is_some()
+    /// How many whole states this worker has installed (a change in it means the state was
+    /// replaced, not moved on by a delta).
+    pub fn wholes_installed(&self) -> u64 {
+        self.wholes
     }
 
-    /// The shared state, parsed by `parse`, when its version differs from the one held (and did
-    /// not fail to parse before); the worker then holds that version.
-    pub fn adopt<S, E: std::fmt::Display>(
-        &mut self,
-        shared: &dyn SharedData,
-        parse: impl FnOnce(&[u8]) -> Result<S, E>,
-    ) -> Option<S> {
-        let (Some(version), _) = shared.get(VERSION_KEY) else { return None };
-        if self.version.as_ref() == Some(&version) || self.rejected.as_ref() == Some(&version) {
-            return None;
+    /// The state held; `None` until the first one.
+    pub fn state(&self) -> Option<&S> {
+        self.state.as_ref()
+    }
+
+    /// Brings the state up to the shared head (see the module docs); whether it changed.
+    pub fn adopt(&mut self, shared: &dyn SharedData) -> bool {
+        if self.catch_up.is_some() {
+            return false;
         }
-        let (Some(document), _) = shared.get(STATE_KEY) else { return None };
-        match parse(&document) {
+        let Some(head) = ring::read_mark(shared, HEAD_KEY) else { return false };
+        if head.seq == self.seq && self.state.is_some() {
+            return false;
+        }
+        let mut changed = false;
+        if self.state.is_none() || head.seq.saturating_sub(self.seq) > RING {
+            changed |= self.adopt_base(shared);
+        }
+        if self.state.is_some() && head.seq > self.seq {
+            let (followed, connected) = self.follow(shared, head.seq);
+            changed |= followed;
+            self.behind = !connected;
+        } else if self.state.is_none() {
+            self.behind = true;
+        }
+        changed
+    }
+
+    /// Applies the ring's changes after the one held, up to `head`: whether the state changed,
+    /// and whether the ring connected all the way.
+    fn follow(&mut self, shared: &dyn SharedData, head: u64) -> (bool, bool) {
+        let mut changed = false;
+        while self.seq < head {
+            let next = self.seq + 1;
+            let Some((mark, change)) = ring::read_change(shared, next) else { return (changed, false) };
+            let applied = match change {
+                Change::Delta(delta) => self.apply(&delta),
+                Change::Whole => match self.adopt_base(shared) {
+                    true => Applied::Changed,
+                    false => self.base_is_held(shared),
+                },
+            };
+            match applied {
+                Applied::Gap => return (changed, false),
+                Applied::Changed => {
+                    changed = true;
+                    self.etag = Some(mark.etag);
+                }
+                Applied::AlreadyHeld => {}
+            }
+            self.seq = self.seq.max(next);
+        }
+        (changed, true)
+    }
+
+    fn apply(&mut self, delta: &[u8]) -> Applied {
+        let Some(state) = &mut self.state else { return Applied::Gap };
+        state.apply_delta(delta).unwrap_or_else(|e| {
+            log::warn!("a shared key-state change is malformed: {e}");
+            Applied::Gap
+        })
+    }
+
+    /// After a "whole state" change that did not replace the state: whether the base is the one
+    /// held (so following may go on) or not usable (a gap).
+    fn base_is_held(&self, shared: &dyn SharedData) -> Applied {
+        match (ring::read_mark(shared, BASE_KEY), &self.state) {
+            (Some(base), Some(state)) if !base.is_newer_than(state.position().0, state.position().1) => Applied::AlreadyHeld,
+            _ => Applied::Gap,
+        }
+    }
+
+    /// Replaces the state with the base when the base is newer (and not one that failed
+    /// before); whether it did. The ring is then followed from the base's place.
+    fn adopt_base(&mut self, shared: &dyn SharedData) -> bool {
+        let Some(base) = ring::read_mark(shared, BASE_KEY) else { return false };
+        let newer = self.state.as_ref().is_none_or(|s| base.is_newer_than(s.position().0, s.position().1));
+        if !newer || self.rejected_base.as_ref() == Some(&base) {
+            return false;
+        }
+        let (Some(document), _) = shared.get(WHOLE_KEY) else { return false };
+        match S::read_whole(&document) {
             Ok(state) => {
-                self.version = Some(version);
-                self.rejected = None;
-                Some(state)
+                self.install(state, Some(base.etag), base.seq);
+                self.rejected_base = None;
+                true
             }
             Err(e) => {
-                log::warn!("shared key state is malformed, keeping the previous one: {e}");
-                self.rejected = Some(version);
-                None
+                log::warn!("the shared key state is malformed, keeping the previous one: {e}");
+                self.rejected_base = Some(base);
+                false
             }
         }
     }
 
-    /// Takes the lease if it has run out and returns the pull to dispatch; `None` when another
-    /// worker holds it, or this one has a pull in flight.
-    pub fn begin_pull(&mut self, shared: &mut dyn SharedData, now_ms: u64) -> Option<CallRequest> {
-        if let Some(pull) = self.pull {
-            if pull.lease_until > now_ms {
-                return None;
-            }
-            log::warn!("the key state pull got no answer before its lease ran out; forgotten");
-            self.pull = None;
-        }
-        let (mut lease, mut cas) = shared.get(LEASE_KEY);
-        if lease.is_none() {
-            // Created first, so that taking it below is a real compare-and-swap.
-            shared.set(LEASE_KEY, b"0", None);
-            (lease, cas) = shared.get(LEASE_KEY);
-        }
-        if lease.is_none() || lease.as_deref().and_then(read_ms).unwrap_or(0) > now_ms {
-            return None;
-        }
-        let etag = self.version.as_ref().filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned());
-        let long = etag.is_some() && self.long_poll_ms > 0;
-        let timeout_ms = if long { self.long_poll_ms + self.timeout_ms } else { self.timeout_ms };
-        let lease_until = now_ms + timeout_ms + LEASE_SLACK_MS;
-        if !shared.set(LEASE_KEY, lease_until.to_string().as_bytes(), cas) {
-            return None;
-        }
-        self.pull = Some(Pull { lease_until, started_ms: now_ms, token: None });
-        let path = if long { with_query(&self.path, "wait_ms", &self.long_poll_ms.to_string()) } else { self.path.clone() };
-        Some(CallRequest { path, if_none_match: etag, timeout_ms })
+    /// Takes a whole state this worker got from the control plane at ring position `seq`.
+    fn install(&mut self, state: S, etag: Option<String>, seq: u64) {
+        self.state = Some(state);
+        self.etag = etag;
+        self.seq = seq;
+        self.behind = false;
+        self.wholes += 1;
     }
-
-    /// The pull [`Self::begin_pull`] returned was dispatched as call `token`.
-    pub fn pull_sent(&mut self, token: u32) {
-        if let Some(pull) = &mut self.pull {
-            pull.token = Some(token);
-        }
-    }
-
-    /// The pull could not be dispatched: the lease is given back so that a worker pulls at its
-    /// next tick.
-    pub fn pull_not_sent(&mut self, shared: &mut dyn SharedData) {
-        if let Some(pull) = self.pull.take() {
-            hand_back(shared, pull.lease_until, 0);
-        }
-    }
-
-    /// Whether call `token` is this worker's pull.
-    pub fn is_pull(&self, token: u32) -> bool {
-        self.pull.is_some_and(|p| p.token == Some(token))
-    }
-
-    /// The answer to this worker's pull: the new state, parsed by `parse` and shared with every
-    /// worker, when there is one. Sets when the next pull is due (see the module docs).
-    pub fn pull_answered<S, E: std::fmt::Display>(
-        &mut self,
-        shared: &mut dyn SharedData,
-        now_ms: u64,
-        answer: &CallAnswer,
-        parse: impl FnOnce(&[u8]) -> Result<S, E>,
-    ) -> Option<S> {
-        let pull = self.pull.take()?;
-        let retry_at = now_ms + if self.has_state() { self.refresh_ms } else { self.timeout_ms.min(FIRST_STATE_RETRY_MS) };
-        let (next_ms, state) = match answer.status {
-            Some(200) => match parse(&answer.body) {
-                Ok(state) => {
-                    let etag = answer.etag.clone().unwrap_or_default();
-                    share(shared, etag.as_bytes(), &answer.body);
-                    self.version = Some(etag.into_bytes());
-                    let long = self.long_poll_ms > 0 && self.version.as_ref().is_some_and(|v| !v.is_empty());
-                    (if long { now_ms } else { pull.started_ms + self.refresh_ms }, Some(state))
-                }
-                Err(e) => {
-                    log::warn!("pulled key state is malformed, keeping the previous one: {e}");
-                    (retry_at, None)
-                }
-            },
-            Some(304) => (now_ms.max(pull.started_ms + self.refresh_ms), None),
-            other => {
-                let other = other.map_or("nothing (control plane unreachable?)".to_owned(), |s| s.to_string());
-                log::warn!("key state pull answered {other}");
-                (retry_at, None)
-            }
-        };
-        hand_back(shared, pull.lease_until, next_ms);
-        state
-    }
-}
-
-/// Sets the lease to `next_ms` if it is still the one this worker took (`held`).
-fn hand_back(shared: &mut dyn SharedData, held: u64, next_ms: u64) {
-    let (lease, cas) = shared.get(LEASE_KEY);
-    if lease.as_deref().and_then(read_ms) == Some(held) {
-        shared.set(LEASE_KEY, next_ms.to_string().as_bytes(), cas);
-    }
-}
-
-/// Shares a state with every worker: the state first, then its version.
-fn share(shared: &mut dyn SharedData, etag: &[u8], document: &[u8]) {
-    if !(shared.set(STATE_KEY, document, None) && shared.set(VERSION_KEY, etag, None)) {
-        log::warn!("sharing the key state failed");
-    }
-}
-
-fn read_ms(value: &[u8]) -> Option<u64> {
-    std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! What one Envoy worker knows and does about credentials, put together: the full state it
-//! adopted ([`crate::state_sync`]), the lookups' overlay over it ([`crate::overlay`]), and its
+//! What one Envoy worker knows and does about credentials, put together: the state it keeps
+//! current with the other workers ([`crate::state_sync`]), the lookups' overlay over it ([`crate::overlay`]), and its
 //! lookups ([`crate::lookup`]). The glue holds one per worker and carries out what it says; `W`
 //! is whatever the glue needs to resume a request that waits for a lookup.
 
@@ -13,8 +13,7 @@ use crate::state_sync::{SharedData, StateSync};
 
 /// See the module docs.
 pub struct Worker<W> {
-    sync: StateSync,
-    state: Option<KeyState>,
+    sync: StateSync<KeyState>,
     overlay: Overlay,
     lookups: Lookups<W>,
 }
@@ -22,52 +21,48 @@ pub struct Worker<W> {
 impl<W> Worker<W> {
     /// A worker configured by `feed`, holding no state yet.
     pub fn new(feed: &StateFeed) -> Self {
-        Self { sync: StateSync::new(feed), state: None, overlay: Overlay::default(), lookups: Lookups::new(feed) }
+        Self { sync: StateSync::new(feed), overlay: Overlay::default(), lookups: Lookups::new(feed) }
     }
 
     /// What credentials are checked against; `None` until the first state.
     pub fn authority(&self) -> Option<Authority<'_>> {
-        self.state.as_ref().map(|state| Authority::new(state, Some(&self.overlay)))
+        self.sync.state().map(|state| Authority::new(state, Some(&self.overlay)))
     }
 
-    /// Adopts the shared state if it is newer than the one held; whether it did.
+    /// Brings the state up to what the workers share (see [`StateSync::adopt`]); whether it
+    /// changed.
     pub fn adopt_shared(&mut self, shared: &dyn SharedData) -> bool {
-        match self.sync.adopt(shared, KeyState::parse) {
-            Some(state) => {
-                log::info!("key state adopted: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
-                self.install(state);
-                true
-            }
-            None => false,
-        }
+        let wholes = self.sync.wholes_installed();
+        let changed = self.sync.adopt(shared);
+        self.changed(changed, wholes);
+        changed
     }
 
-    /// The pull to dispatch now, if this worker is to pull (see [`StateSync::begin_pull`]).
-    pub fn begin_pull(&mut self, shared: &mut dyn SharedData, now_ms: u64) -> Option<CallRequest> {
-        self.sync.begin_pull(shared, now_ms)
+    /// The next state call to dispatch now, if any (see [`StateSync::next_call`]).
+    pub fn next_state_call(&mut self, shared: &mut dyn SharedData, now_ms: u64) -> Option<CallRequest> {
+        self.sync.next_call(shared, now_ms)
     }
 
-    /// The pull went out as call `token`.
-    pub fn pull_sent(&mut self, token: u32) {
-        self.sync.pull_sent(token);
+    /// The state call went out as `token`.
+    pub fn state_call_sent(&mut self, token: u32) {
+        self.sync.call_sent(token);
     }
 
-    /// The pull could not be dispatched.
-    pub fn pull_not_sent(&mut self, shared: &mut dyn SharedData) {
-        self.sync.pull_not_sent(shared);
+    /// The state call could not be dispatched.
+    pub fn state_call_not_sent(&mut self, shared: &mut dyn SharedData, now_ms: u64) {
+        self.sync.call_not_sent(shared, now_ms);
     }
 
-    /// Whether call `token` is this worker's pull.
-    pub fn is_pull(&self, token: u32) -> bool {
-        self.sync.is_pull(token)
+    /// Whether call `token` is one of this worker's state calls.
+    pub fn is_state_call(&self, token: u32) -> bool {
+        self.sync.is_call(token)
     }
 
-    /// The answer to this worker's pull: a new state is installed and shared.
-    pub fn pull_answered(&mut self, shared: &mut dyn SharedData, now_ms: u64, answer: &CallAnswer) {
-        if let Some(state) = self.sync.pull_answered(shared, now_ms, answer, KeyState::parse) {
-            log::info!("key state pulled: {} keys, {} JWT keys", state.len(), state.jwt_key_count());
-            self.install(state);
-        }
+    /// The answer to state call `token`: what changed is applied (and shared, for the pull).
+    pub fn state_call_answered(&mut self, shared: &mut dyn SharedData, now_ms: u64, token: u32, answer: &CallAnswer) {
+        let wholes = self.sync.wholes_installed();
+        let changed = self.sync.call_answered(shared, now_ms, token, answer);
+        self.changed(changed, wholes);
     }
 
     /// A refused request (`waiter`) wants `key` looked up (see [`Lookups::start`]).
@@ -121,10 +116,20 @@ impl<W> Worker<W> {
         self.lookups.expired(now_ms)
     }
 
-    /// A newer full state replaces the held one, and what lookups learned before it.
-    fn install(&mut self, state: KeyState) {
-        self.state = Some(state);
+    /// After the state changed: what lookups learned before is dropped (the state is at least
+    /// as new), and the change is logged (a whole new state as `adopted`, a delta as `changed`).
+    fn changed(&mut self, changed: bool, wholes_before: u64) {
+        if !changed {
+            return;
+        }
         self.overlay.clear();
+        let Some(state) = self.sync.state() else { return };
+        let version = state.position().1;
+        if self.sync.wholes_installed() != wholes_before {
+            log::info!("key state adopted: {} keys, {} JWT keys, version {version}", state.len(), state.jwt_key_count());
+        } else {
+            log::info!("key state changed: {} keys, {} JWT keys, version {version}", state.len(), state.jwt_key_count());
+        }
     }
 }
 

@@ -279,7 +279,7 @@ fn what_the_caller_asked_is_read_from_stream_options() {
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
 fn keys_are_looked_up_by_their_sha256() {
     assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    let feed = json!({"version": "v1", "keys": [
+    let feed = json!({"version": 1, "keys": [
         {"hash": hash_key("sk-live-ok"), "appId": 1, "keyId": 10, "status": "enabled", "expiresAt": null},
         {"hash": hash_key("sk-live-off"), "appId": 2, "keyId": 20, "status": "disabled", "expiresAt": null},
         {"hash": hash_key("sk-live-old").to_uppercase(), "appId": 3, "keyId": 30, "status": "enabled", "expiresAt": 100}

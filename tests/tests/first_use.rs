@@ -1,7 +1,8 @@
 //! Credentials work on their first use, on every worker, and changes reach every worker: a
 //! new, rotated or re-enabled API key and a fresh login JWT are accepted on the first request
 //! after the control plane has answered (fifty times in a row, no retry), revocations reach all
-//! workers, and a flood of unknown keys never reaches the control plane in bulk.
+//! workers, changes travel as deltas (the whole state is built and read once, at start), and a
+//! flood of unknown keys never reaches the control plane in bulk.
 
 mod common;
 
@@ -111,6 +112,51 @@ async fn a_revocation_reaches_every_worker() {
     .await
     .unwrap();
     eprintln!("revocation reached every worker within {:?}", started.elapsed());
+    stack.stop().await;
+}
+
+/// The sum of the control plane's metric samples named `name`.
+async fn control_plane_metric(stack: &Stack, name: &str) -> f64 {
+    let text = stack.http().get(format!("http://{}/metrics", stack.control_plane)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn changes_reach_every_worker_as_deltas_not_whole_states() {
+    let (stack, app) = common::stack_with_app_using(four_workers()).await;
+    let client = fresh_connections();
+    assert_eq!(chat(&client, &stack, &app.api_key).await.0, 200);
+    let whole_builds = control_plane_metric(&stack, "gateway_state_feed_builds_total").await;
+    let deltas = control_plane_metric(&stack, "gateway_state_feed_deltas_total").await;
+    let adopted = || stack.envoy_output().matches("key state adopted: ").count();
+    // Every VM (the four workers' and the main thread's) holds its first state.
+    eventually("every VM holds a state", Duration::from_secs(10), || async { Ok((adopted() >= 5).then_some(())) }).await.unwrap();
+    let adopted_before = adopted();
+    for i in 0..20 {
+        let other = stack.create_app(&format!("churn-{i}")).await.unwrap();
+        let (status, _) = stack.admin(Method::PATCH, &format!("/api/apps/{}/status", other.id), Some(json!({"status": "disabled"}))).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    let (status, _) = stack.admin(Method::PATCH, &format!("/api/apps/{}/status", app.id), Some(json!({"status": "disabled"}))).await.unwrap();
+    assert_eq!(status, 200);
+    eventually("the last change reached every worker", Duration::from_secs(10), || async {
+        for _ in 0..20 {
+            if chat(&client, &stack, &app.api_key).await.0 != 403 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+    .unwrap();
+    let output = stack.envoy_output();
+    assert_eq!(adopted(), adopted_before, "no worker read a whole state again:\n{output}");
+    assert!(output.contains("key state changed: "), "{output}");
+    assert_eq!(control_plane_metric(&stack, "gateway_state_feed_builds_total").await, whole_builds, "no whole state built");
+    assert!(control_plane_metric(&stack, "gateway_state_feed_deltas_total").await > deltas);
     stack.stop().await;
 }
 

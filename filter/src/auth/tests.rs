@@ -31,7 +31,7 @@ fn state() -> KeyState {
 }
 
 fn answer(keys: Vec<FeedKey>, users: Vec<FeedUser>, jwt_keys: Vec<PublishedKey>) -> Feed {
-    Feed { keys, users, jwt_keys }
+    Feed { keys, users, jwt_keys, ..Feed::default() }
 }
 
 fn key_lookup(key: &str) -> Option<LookupKey> {

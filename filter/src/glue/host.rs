@@ -120,7 +120,9 @@ pub fn dispatch(feed: &StateFeed, call: &CallRequest) -> Result<u32, Status> {
 pub fn call_answer(body_size: usize) -> CallAnswer {
     let status = header(MapType::HttpCallResponseHeaders, ":status");
     let etag = header(MapType::HttpCallResponseHeaders, "etag");
-    CallAnswer::new(status.as_deref(), etag.as_deref(), buffer(BufferType::HttpCallResponseBody, body_size))
+    let delta = header(MapType::HttpCallResponseHeaders, crate::feed::DELTA_HEADER);
+    let body = buffer(BufferType::HttpCallResponseBody, body_size);
+    CallAnswer::new(status.as_deref(), etag.as_deref(), delta.as_deref(), body)
 }
 
 /// Makes the following host calls act on context `id`; false when it no longer exists.

@@ -1,8 +1,8 @@
 //! The root context of one worker: holds the validated configuration and the worker's
 //! credential state ([`crate::worker::Worker`]), and creates an HTTP context per request.
 //!
-//! On each tick it carries out what the state machinery ([`crate::state_sync`]) says: adopt a
-//! newer shared state, dispatch the pull when this worker holds the lease, hand the answer back;
+//! On each tick it carries out what the state machinery ([`crate::state_sync`]) says: follow the
+//! shared changes, dispatch a catch-up or the pull when it is due, hand the answers back;
 //! and it refuses the requests of lookups whose answer is lost. When the control plane is
 //! unreachable the last state keeps serving.
 
@@ -43,10 +43,12 @@ impl GatewayRoot {
         let now = host::now_ms();
         let mut shared = HostSharedData;
         worker.adopt_shared(&shared);
-        if let Some(call) = worker.begin_pull(&mut shared, now) {
+        // At most a catch-up and the pull.
+        for _ in 0..2 {
+            let Some(call) = worker.next_state_call(&mut shared, now) else { break };
             match host::dispatch(&config.state, &call) {
-                Ok(token) => worker.pull_sent(token),
-                Err(_) => worker.pull_not_sent(&mut shared),
+                Ok(token) => worker.state_call_sent(token),
+                Err(_) => worker.state_call_not_sent(&mut shared, now),
             }
         }
         let mut lost = Vec::new();
@@ -70,14 +72,14 @@ impl GatewayRoot {
 impl Context for GatewayRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let Some(worker) = &self.worker else { return };
-        let is_pull = match worker.try_borrow_mut() {
-            Ok(mut w) if w.is_pull(token) => {
-                w.pull_answered(&mut HostSharedData, host::now_ms(), &host::call_answer(body_size));
+        let is_state_call = match worker.try_borrow_mut() {
+            Ok(mut w) if w.is_state_call(token) => {
+                w.state_call_answered(&mut HostSharedData, host::now_ms(), token, &host::call_answer(body_size));
                 true
             }
             _ => false,
         };
-        if !is_pull {
+        if !is_state_call {
             // A lookup the root sent again.
             http::lookup_answered(worker, token, body_size);
             host::act_on(self.id);

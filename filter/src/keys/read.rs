@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{AppKey, KeyState, ModelLists, User};
+use super::{AppKey, KeyState, RuleSet, User};
 use crate::feed::{FeedKey, FeedUser, KeyHash, PublishedKey};
 use crate::jwt::JwtKeys;
 
@@ -45,11 +45,15 @@ impl<'de> Visitor<'de> for Document {
         let mut keys = None;
         let mut users: Vec<FeedUser> = Vec::new();
         let mut jwt_keys: Vec<PublishedKey> = Vec::new();
+        let (mut epoch, mut version) = (String::new(), 0);
+        let mut rules = RuleSet::default();
         while let Some(field) = map.next_key::<String>()? {
             match field.as_str() {
-                "keys" => keys = Some(map.next_value_seed(Keys { capacity: self.key_capacity })?),
+                "keys" => keys = Some(map.next_value_seed(Keys { capacity: self.key_capacity, rules: &mut rules })?),
                 "users" => users = map.next_value()?,
                 "jwtKeys" => jwt_keys = map.next_value()?,
+                "epoch" => epoch = map.next_value()?,
+                "version" => version = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -57,36 +61,37 @@ impl<'de> Visitor<'de> for Document {
         }
         let keys = keys.ok_or_else(|| <A::Error as de::Error>::missing_field("keys"))?;
         let users = users.iter().map(|u| (u.id, User::from(u))).collect();
-        Ok(KeyState { keys, users, jwt_keys: JwtKeys::new(jwt_keys) })
+        Ok(KeyState { epoch, version, keys, users, jwt_keys: JwtKeys::new(jwt_keys), rules })
     }
 }
 
 /// The document's `keys`.
-struct Keys {
+struct Keys<'a> {
     capacity: usize,
+    rules: &'a mut RuleSet,
 }
 
-impl<'de> DeserializeSeed<'de> for Keys {
-    type Value = Box<[(KeyHash, AppKey)]>;
+impl<'de> DeserializeSeed<'de> for Keys<'_> {
+    type Value = Vec<(KeyHash, AppKey)>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for Keys {
-    type Value = Box<[(KeyHash, AppKey)]>;
+impl<'de> Visitor<'de> for Keys<'_> {
+    type Value = Vec<(KeyHash, AppKey)>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list of keys")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut keys = Vec::with_capacity(self.capacity);
-        let mut lists = ModelLists::default();
+        // Room for new keys to come by delta: untouched, it costs no memory.
+        let mut keys = Vec::with_capacity(self.capacity + self.capacity / 8 + 16);
         let mut malformed = 0;
         while let Some(key) = seq.next_element::<FeedKey>()? {
-            match AppKey::from_feed(key, &mut lists) {
+            match AppKey::from_feed(key, self.rules) {
                 Some(entry) => keys.push(entry),
                 None => malformed += 1,
             }
@@ -98,6 +103,6 @@ impl<'de> Visitor<'de> for Keys {
             let twice = listed - keys.len();
             log::warn!("state keys skipped: {malformed} with a malformed hash, {twice} listed twice");
         }
-        Ok(keys.into_boxed_slice())
+        Ok(keys)
     }
 }

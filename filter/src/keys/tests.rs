@@ -5,7 +5,7 @@ use crate::feed::{hash_key, Feed};
 
 fn state() -> KeyState {
     let doc = serde_json::json!({
-        "version": "v1",
+        "version": 1,
         "keys": [
             {"hash": hash_key("sk-live-ok"), "appId": 1, "keyId": 10, "status": "enabled", "expiresAt": null, "models": ["a"], "limits": null},
             {"hash": hash_key("sk-live-off"), "appId": 2, "keyId": 20, "status": "disabled", "expiresAt": null},
@@ -35,9 +35,9 @@ fn authorizes_by_status_and_expiry() {
 #[test]
 fn limits_are_kept() {
     let s = state();
-    let limits = s.authorize("sk-live-old", 0).unwrap().limits;
+    let limits = s.authorize("sk-live-old", 0).unwrap().rules.limits;
     assert_eq!(limits, Some(Limits { requests_per_minute: Some(5), tokens_per_minute: None }));
-    assert_eq!(s.authorize("sk-live-ok", 0).unwrap().limits, None);
+    assert_eq!(s.authorize("sk-live-ok", 0).unwrap().rules.limits, None);
 }
 
 #[test]
@@ -50,10 +50,10 @@ fn keys_with_the_same_list_share_it() {
         })
         .collect();
     let s = KeyState::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap();
-    let models = |k: &str| s.authorize(k, 0).unwrap().models.clone();
+    let models = |k: &str| s.authorize(k, 0).unwrap().rules.clone();
     assert!(Rc::ptr_eq(&models("k0"), &models("k2")));
     assert!(Rc::ptr_eq(&models("k1"), &models("k3")), "the empty list is shared too");
-    assert_eq!(&*models("k0"), ["a", "b"]);
+    assert_eq!(&*models("k0").models, ["a", "b"]);
 }
 
 #[test]
@@ -70,7 +70,9 @@ fn reads_every_field_of_the_feed() {
     let fields = serde_json::to_value(Feed::default()).unwrap();
     let mut names: Vec<&str> = fields.as_object().unwrap().keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["jwtKeys", "keys", "users"]);
+    assert_eq!(names, ["jwtKeys", "keys", "users", "version"], "epoch is left out when empty");
+    let s = KeyState::parse(br#"{"epoch":"e1","version":7,"keys":[]}"#).unwrap();
+    assert_eq!(s.position(), ("e1", 7));
     let users = serde_json::json!({"keys": [], "users": [{"id": 5, "status": "disabled", "tokenVersion": 2}]});
     let s = KeyState::parse(users.to_string().as_bytes()).unwrap();
     assert_eq!(s.user(5), Some(&User { status: Status::Disabled, token_version: 2 }));
@@ -107,4 +109,10 @@ fn only_one_document_is_read() {
     assert!(KeyState::parse(br#"{"keys":[], "keys":[]}"#).is_ok());
     assert!(KeyState::parse(br#"{"keys":[], "users": null}"#).is_err());
     assert!(KeyState::parse(br#"[]"#).is_err());
+}
+
+#[test]
+fn a_key_entry_stays_small() {
+    // 72 bytes in a wasm VM (32-bit pointers); the models and limits are behind one shared pointer.
+    assert!(std::mem::size_of::<(KeyHash, AppKey)>() <= 80, "{}", std::mem::size_of::<(KeyHash, AppKey)>());
 }

@@ -124,10 +124,10 @@ fn the_call_goes_next_to_the_state_path() {
 
 #[test]
 fn only_a_200_with_a_feed_is_an_answer() {
-    let ok = CallAnswer { status: Some(200), etag: None, body: br#"{"keys":[]}"#.to_vec() };
+    let ok = CallAnswer { status: Some(200), body: br#"{"keys":[]}"#.to_vec(), ..CallAnswer::default() };
     assert_eq!(read_answer(&ok), Ok(Feed::default()));
     for (status, body) in [(Some(200), &b"{"[..]), (Some(401), b"{\"keys\":[]}"), (None, b"")] {
-        assert!(read_answer(&CallAnswer { status, etag: None, body: body.to_vec() }).is_err(), "{status:?}");
+        assert!(read_answer(&CallAnswer { status, body: body.to_vec(), ..CallAnswer::default() }).is_err(), "{status:?}");
     }
     assert_eq!(LookupResult::Absent.label(), "absent");
 }

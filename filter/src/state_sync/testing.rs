@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::{read_ms, SharedData, LEASE_KEY};
+use super::pull::read_ms;
+use super::{SharedData, LEASE_KEY};
 
 /// Envoy's shared data: a CAS token per key that changes on every set; a set with a stale token
 /// fails, a set of a key that does not exist always succeeds.

@@ -1,5 +1,5 @@
 //! Two workers over one fake shared store: a state pulled by one serves the other; a lookup's
-//! answer lifts a refusal until a newer full state replaces it.
+//! answer lifts a refusal until a newer state (a delta too) replaces it.
 
 use super::*;
 use crate::error::GatewayError;
@@ -18,20 +18,20 @@ fn document(keys: &[(&str, &str)]) -> Vec<u8> {
             serde_json::json!({"hash": hash_key(key), "appId": i, "keyId": i, "status": status, "expiresAt": null})
         })
         .collect();
-    serde_json::json!({ "keys": keys }).to_string().into_bytes()
+    serde_json::json!({ "epoch": "e", "version": 1, "keys": keys }).to_string().into_bytes()
 }
 
 fn answer(status: u16, etag: &str, body: Vec<u8>) -> CallAnswer {
-    CallAnswer { status: Some(status), etag: Some(etag.into()), body }
+    CallAnswer { status: Some(status), etag: Some(etag.into()), body, delta: false }
 }
 
 /// A worker holding a state with `keys`, pulled at `now`, and the store it shared it in.
 fn pulled(shared: &mut FakeShared, now: u64, etag: &str, keys: &[(&str, &str)]) -> Worker<u32> {
     let mut w = Worker::new(&feed());
-    w.begin_pull(shared, now).unwrap();
-    w.pull_sent(1);
-    assert!(w.is_pull(1));
-    w.pull_answered(shared, now, &answer(200, etag, document(keys)));
+    w.next_state_call(shared, now).unwrap();
+    w.state_call_sent(1);
+    assert!(w.is_state_call(1));
+    w.state_call_answered(shared, now, 1, &answer(200, etag, document(keys)));
     w
 }
 
@@ -66,10 +66,17 @@ fn a_lookup_lifts_a_refusal_until_a_newer_state_replaces_it() {
     assert_eq!(found, Some((LookupResult::Found, vec![10, 11])));
     assert_eq!(check(&w, "sk-new"), Ok(0));
 
-    // A newer full state that (wrongly or not) lacks it: the full state wins, the overlay goes.
-    shared.set(crate::state_sync::STATE_KEY, b"{\"keys\":[]}", None);
-    shared.set(crate::state_sync::VERSION_KEY, b"\"v3\"", None);
+    // A newer state that (wrongly or not) lacks it: the state wins, the overlay goes.
+    let mut other = Worker::<u32>::new(&feed());
+    other.adopt_shared(&shared);
+    shared.set(crate::state_sync::LEASE_KEY, b"0", None);
+    other.next_state_call(&mut shared, 200).unwrap();
+    other.state_call_sent(2);
+    let delta = serde_json::json!({"epoch": "e", "since": 1, "version": 2, "removedKeys": [hash_key("sk-a")]});
+    let delta = CallAnswer { delta: true, ..answer(200, "\"v2\"", delta.to_string().into_bytes()) };
+    other.state_call_answered(&mut shared, 200, 2, &delta);
     assert!(w.adopt_shared(&shared));
+    assert_eq!(check(&w, "sk-a"), Err((GatewayError::InvalidCredential, Some(LookupKey::Key(key_digest("sk-a"))))));
     assert_eq!(check(&w, "sk-new"), Err((GatewayError::InvalidCredential, Some(new))));
 }
 
@@ -109,8 +116,8 @@ fn lost_and_undispatched_lookups_hand_their_waiters_back() {
 fn a_pull_that_cannot_be_dispatched_lets_another_worker_pull() {
     let mut shared = FakeShared::default();
     let (mut w1, mut w2) = (Worker::<u32>::new(&feed()), Worker::<u32>::new(&feed()));
-    assert!(w1.begin_pull(&mut shared, 0).is_some());
-    assert!(w2.begin_pull(&mut shared, 0).is_none());
-    w1.pull_not_sent(&mut shared);
-    assert!(w2.begin_pull(&mut shared, 0).is_some());
+    assert!(w1.next_state_call(&mut shared, 0).is_some());
+    assert!(w2.next_state_call(&mut shared, 0).is_none());
+    w1.state_call_not_sent(&mut shared, 0);
+    assert!(w2.next_state_call(&mut shared, 0).is_some());
 }

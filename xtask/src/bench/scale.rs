@@ -27,8 +27,9 @@
 //!   from sending the change to the first request of that run, p99 over the apps (each disabled
 //!   once both Envoys have taken no new state for [`Sizes::settle`]).
 //!
-//! Whether a VM holds a state, and how many it has taken, is read from the filter's own log lines
-//! (`key state pulled: N keys` / `key state adopted: N keys`, at Envoy's `wasm:info`). The figures
+//! Whether a VM holds a state, and how many changes it has taken, is read from the filter's own
+//! log lines (`key state adopted: N keys` for a whole state, `key state changed: N keys` for a
+//! delta, at Envoy's `wasm:info`). The figures
 //! are printed with their targets; nothing here checks a timing.
 
 use std::net::SocketAddr;
@@ -315,13 +316,13 @@ impl Envoy {
     }
 }
 
-/// Lines of an Envoy's output where one of its VMs took a key state (pulled it, or adopted it
-/// from the shared data) of `keys` keys, or of any size.
+/// Lines of an Envoy's output where one of its VMs took a key state (a whole one, or a change)
+/// of `keys` keys, or of any size.
 fn adoptions(output: &str, keys: Option<u32>) -> usize {
     let size = keys.map(|k| format!(": {k} keys,"));
     output
         .lines()
-        .filter(|line| line.contains("key state adopted: ") || line.contains("key state pulled: "))
+        .filter(|line| line.contains("key state adopted: ") || line.contains("key state changed: "))
         .filter(|line| size.as_ref().is_none_or(|s| line.contains(s.as_str())))
         .count()
 }
@@ -715,7 +716,7 @@ mod tests {
         assert!(percentile(&[], 0.5).is_nan());
         assert_eq!(thousands(100_000), "100,000");
         assert_eq!(thousands(200), "200");
-        let log = "[info] wasm log: key state pulled: 2000 keys, 1 JWT keys\n[info] wasm log: key state adopted: 2000 keys, 1 JWT keys\nkey state adopted: 0 keys, 1 JWT keys\nother";
+        let log = "[info] wasm log: key state changed: 2000 keys, 1 JWT keys, version 9\n[info] wasm log: key state adopted: 2000 keys, 1 JWT keys, version 3\nkey state adopted: 0 keys, 1 JWT keys, version 1\nother";
         assert_eq!(adoptions(log, Some(2_000)), 2);
         assert_eq!(adoptions(log, Some(0)), 1);
         assert_eq!(adoptions(log, None), 3);
