@@ -70,6 +70,11 @@ pub struct GatewaySpec {
     pub access_log_file: PathBuf,
 }
 
+/// Envoy's heap cap in the rendered configuration (the overload manager's `fixed_heap`).
+pub const MAX_HEAP_BYTES: u64 = 1 << 30;
+/// Most downstream connections the rendered Envoy holds at once.
+pub const MAX_CONNECTIONS: u64 = 10_000;
+
 /// The CORS allow-list of the replaced system, the default.
 pub const DEFAULT_CORS_ORIGINS: [&str; 2] = ["http://localhost:5173", "http://127.0.0.1:5173"];
 
@@ -144,6 +149,9 @@ pub fn render_with_control_plane(spec: &GatewaySpec, http: &Endpoint, als: &Endp
         ("GATEWAY_PORT", spec.listen.port().to_string()),
         ("BUFFER_LIMIT_BYTES", (plugin.max_request_body_bytes + 1024 * 1024).to_string()),
         ("MAX_BODY_BYTES", plugin.max_request_body_bytes.to_string()),
+        ("MAX_HEAP_BYTES", MAX_HEAP_BYTES.to_string()),
+        ("MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
+        ("STATE_TOKEN", yaml_double_quoted(&plugin.state.token)),
         ("CLUSTER_HEADER", plugin.cluster_header.clone()),
         ("PLUGIN_CONFIG", plugin_json.replace('\'', "''")),
         ("WASM_PATH", yaml_double_quoted(&spec.wasm_path.to_string_lossy())),

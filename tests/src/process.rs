@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 /// Stdout lines kept for [`ChildGuard::wait_for_line`] until it reads them; later ones are
 /// dropped, so what a long-running process prints never accumulates.
 const LINES_WAITING: usize = 1024;
+/// Output lines kept for printing: past this, the older half goes (a long-running stack prints
+/// one access-log line per request).
+const OUTPUT_LINES_KEPT: usize = 20_000;
 
 /// A running child process; see the module docs.
 pub struct ChildGuard {
@@ -106,8 +109,8 @@ async fn pump(
         }
         if let Ok(mut out) = output.lock() {
             // Bounded: a long-running stack keeps the latest lines only.
-            if out.len() >= 20_000 {
-                out.drain(..10_000);
+            if out.len() >= OUTPUT_LINES_KEPT {
+                out.drain(..OUTPUT_LINES_KEPT / 2);
             }
             out.push(line.clone());
         }
@@ -116,5 +119,28 @@ async fn pump(
             // (a long-running stack prints one access-log line per request).
             let _ = tx.try_send(line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn what_a_process_prints_is_kept_bounded() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "seq 1 50000; seq 1 3000 >&2"]);
+        let mut guard = ChildGuard::spawn("printer", command, false).unwrap();
+        // Nobody reads the start-up channel: it must not hold more than its bound either.
+        for _ in 0..200 {
+            if guard.has_exited() && guard.output_text().contains("\n3000") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kept = guard.output_text().lines().count();
+        assert!(kept <= OUTPUT_LINES_KEPT, "{kept} lines kept");
+        assert!(guard.output_text().contains("50000"), "the latest lines are kept");
+        assert!(guard.lines.len() <= LINES_WAITING);
     }
 }

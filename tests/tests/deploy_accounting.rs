@@ -10,13 +10,20 @@ use deploy_support::*;
 use serde_yaml::Value;
 
 /// The connection-manager settings the gateway relies on.
-const HCM_SETTINGS: [&str; 6] = [
+const HCM_SETTINGS: [&str; 12] = [
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
     "early_header_mutation_extensions",
     "generate_request_id",
     "always_set_request_id_in_response",
+    // Limits for slow and large clients.
+    "request_headers_timeout",
+    "request_timeout",
+    "stream_idle_timeout",
+    "max_request_headers_kb",
+    "common_http_protocol_options",
+    "http2_protocol_options",
 ];
 
 fn reference() -> Result<Value> {
