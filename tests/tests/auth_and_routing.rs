@@ -192,3 +192,36 @@ async fn an_expired_app_gets_401_expired_api_key() {
     }
     panic!("never refused as expired: {last}");
 }
+
+#[tokio::test]
+async fn a_query_token_never_reaches_any_log_line() {
+    let (stack, app) = common::stack_with_app().await;
+    let forged = "sk-live-forged-query-token-0123456789";
+    let cases = [
+        (format!("/v1/chat/completions?token={}", app.api_key), 200),
+        (format!("/v1/chat/completions?token={forged}"), 401),
+        (format!("/v1/not-an-endpoint?token={}", app.api_key), 404),
+        (format!("/v1/chat/completions?a=1&token={forged}&b=2"), 401),
+    ];
+    for (path, status) in &cases {
+        let body = json!({"model": "model-a", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
+        let resp = stack.http().post(format!("{}{path}", stack.gateway_url)).json(&body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), *status, "{path}");
+    }
+    let rows = gateway_e2e::eventually("every request logged", std::time::Duration::from_secs(10), || async {
+        let rows = stack.all_logs().await?;
+        Ok((rows.len() >= cases.len()).then_some(rows))
+    })
+    .await
+    .unwrap();
+    // Envoy's stdout access log and the durable file have flushed by now (250 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let file = std::fs::read_to_string(&stack.access_log_file).unwrap_or_default();
+    let everything = [stack.envoy_output(), stack.control_plane_output(), file, serde_json::to_string(&rows).unwrap()];
+    for (what, text) in ["Envoy's output", "the control plane's output", "the durable log file", "the access-log rows"].iter().zip(&everything) {
+        for secret in [app.api_key.as_str(), forged] {
+            assert!(!text.contains(secret), "{what} holds a query credential");
+        }
+    }
+    stack.stop().await;
+}
