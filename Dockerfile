@@ -24,6 +24,9 @@ RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin gate
 USER 10001:10001
 WORKDIR /data
 
+# Tokens it generates are written to /data/admin-token and /data/state-token (mode 0600), never
+# to its output. The access-log sink (8082) takes only streams carrying the state token; keep it
+# (and 8081's /api/*, or GATEWAY_ADMIN_ADDR's port) off the host.
 FROM runtime AS control-plane
 COPY --from=build /out/control-plane /usr/local/bin/control-plane
 ENV GATEWAY_HTTP_ADDR=0.0.0.0:8081 \

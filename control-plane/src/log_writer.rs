@@ -71,8 +71,10 @@ async fn write_with_retry(db: &Db, batch: &[AccessLog], metrics: &Metrics) {
         let result = logs::insert_batch(db, batch).await;
         metrics.observe_batch(started.elapsed());
         match result {
-            Ok(new) => {
+            Ok(inserted) => {
+                let new = inserted.rows;
                 metrics.rows_written.fetch_add(new, Relaxed);
+                metrics.rows_flagged.fetch_add(inserted.flagged, Relaxed);
                 metrics.rows_duplicate.fetch_add(batch.len() as u64 - new, Relaxed);
                 tracing::debug!(rows = batch.len(), new, "access-log batch written");
                 return;

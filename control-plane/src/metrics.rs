@@ -2,7 +2,8 @@
 //! exposition format (`GET /metrics`): access-log ingestion from the gRPC stream (rows received,
 //! written, ignored as repeats, lost; batch write latency; queue depth) and from the durable file
 //! log (rows read, rows the stream had not delivered, unparseable lines, lag, rotations),
-//! retention, vLLM scrapes for reconciliation, the filter's state feed (builds, deltas, long
+//! retention, refused access-log streams and flagged rows, login throttling, vLLM scrapes for
+//! reconciliation, the filter's state feed (builds, deltas, long
 //! polls, credential lookups), and API requests by route.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,11 @@ pub struct Metrics {
     pub rows_duplicate: AtomicU64,
     /// Rows given up after every retry failed.
     pub rows_lost: AtomicU64,
+    /// New rows (from either path) whose token counts could not be true, stored corrected and
+    /// flagged.
+    pub rows_flagged: AtomicU64,
+    /// Access-log streams refused for want of the state token.
+    pub als_streams_refused: AtomicU64,
     /// Rows queued for the writer (or waiting to be), not written yet.
     pub queue_depth: AtomicI64,
     /// Rows deleted by retention.
@@ -45,6 +51,12 @@ pub struct Metrics {
     pub upstream_scrapes_failed: AtomicU64,
     /// The state feed and the filter's lookups.
     pub feed: FeedMetrics,
+    /// Logins answered 429 because the account had failed too often.
+    pub login_throttled_account: AtomicU64,
+    /// Logins answered 429 because their client address had failed too often.
+    pub login_throttled_address: AtomicU64,
+    /// Logins answered 429 because too many password checks were running and waiting.
+    pub login_throttled_busy: AtomicU64,
     batch_latency: Histogram,
     requests: Mutex<BTreeMap<RequestLabels, u64>>,
 }
@@ -170,6 +182,8 @@ impl Metrics {
             ("gateway_access_log_rows_duplicate_total", "Access-log rows ignored as repeats of a stored request id.", &self.rows_duplicate),
             ("gateway_access_log_rows_lost_total", "Access-log rows given up after every write retry failed.", &self.rows_lost),
             ("gateway_access_log_rows_pruned_total", "Access-log rows deleted by retention.", &self.rows_pruned),
+            ("gateway_access_log_rows_flagged_total", "New access-log rows whose token counts cannot be true (negative, absurd or inconsistent), stored corrected and flagged.", &self.rows_flagged),
+            ("gateway_als_streams_refused_total", "Access-log gRPC streams refused: no or a wrong state token in their authorization metadata.", &self.als_streams_refused),
             ("gateway_access_log_file_rows_read_total", "Access-log rows read from the durable file log.", &self.file_rows_read),
             ("gateway_access_log_file_rows_inserted_total", "Rows first recorded from the file log: entries the gRPC stream dropped (or delivered later than the file).", &self.file_rows_inserted),
             ("gateway_access_log_file_lines_unparseable_total", "Lines of the file log that are no request record, skipped.", &self.file_lines_unparseable),
@@ -191,6 +205,12 @@ impl Metrics {
         header(&mut out, name, "Scrapes of an upstream's /metrics for reconciliation, by result.", "counter");
         let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", self.upstream_scrapes_ok.load(Relaxed));
         let _ = writeln!(out, "{name}{{result=\"error\"}} {}", self.upstream_scrapes_failed.load(Relaxed));
+        let name = "gateway_login_throttled_total";
+        header(&mut out, name, "Logins answered 429 at once: the account or the client address failed too often, or too many password checks were running and waiting.", "counter");
+        let scopes = [("account", &self.login_throttled_account), ("address", &self.login_throttled_address), ("busy", &self.login_throttled_busy)];
+        for (scope, n) in scopes {
+            let _ = writeln!(out, "{name}{{scope=\"{scope}\"}} {}", n.load(Relaxed));
+        }
         self.feed.render(&mut out);
         self.render_latency(&mut out);
         self.render_requests(&mut out);
@@ -266,6 +286,9 @@ mod tests {
             "gateway_state_long_polls_waiting 0",
             "gateway_state_feed_deltas_total 0",
             "gateway_state_feed_delta_fallbacks_total 0",
+            "gateway_login_throttled_total{scope=\"busy\"} 0",
+            "gateway_als_streams_refused_total 0",
+            "gateway_access_log_rows_flagged_total 0",
             "# TYPE gateway_state_feed_last_delta_seconds gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

@@ -5,9 +5,9 @@
 //! arrives first.
 
 use vllm_gateway_filter::credential::strip_token_param;
-use vllm_gateway_filter::record::UsageRecord;
 
 use crate::store::logs::AccessLog;
+use crate::usage_check::{self, LoggedUsage};
 
 /// The request header that carries the client's own request id (Envoy replaces any client
 /// `x-request-id` with its own and moves the client's value here).
@@ -44,7 +44,7 @@ pub struct RequestFacts {
     /// Response body bytes sent.
     pub bytes_sent: Option<i64>,
     /// The filter's record (`wasm.gw_usage`), when it set one.
-    pub usage: Option<UsageRecord>,
+    pub usage: Option<LoggedUsage>,
 }
 
 /// The access-log row for one request.
@@ -70,28 +70,27 @@ pub fn to_row(facts: RequestFacts) -> AccessLog {
     row
 }
 
-/// The filter's record from its JSON bytes; unreadable bytes are logged and give `None`.
-pub fn parse_usage(bytes: &[u8]) -> Option<UsageRecord> {
-    match serde_json::from_slice(bytes) {
-        Ok(record) => Some(record),
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable usage record in the access log");
-            None
-        }
-    }
+/// The filter's record from its JSON bytes ([`usage_check::parse`]); unreadable bytes are
+/// logged and give `None`.
+pub fn parse_usage(bytes: &[u8]) -> Option<LoggedUsage> {
+    usage_check::parse(bytes)
 }
 
-fn apply_usage(row: &mut AccessLog, r: UsageRecord) {
-    let tokens = |n: u64| i64::try_from(n).ok();
+/// Fills the row from the filter's record; impossible token counts are corrected and the row
+/// flagged ([`usage_check::check`]).
+fn apply_usage(row: &mut AccessLog, usage: LoggedUsage) {
+    let counts = usage_check::check(&usage);
+    let r = usage.record;
     row.app_id = r.app_id;
     row.key_id = r.key_id;
     row.user_id = r.user_id;
     row.model = r.model;
     row.upstream_cluster = r.cluster.or(row.upstream_cluster.take());
     row.stream = Some(r.stream);
-    row.prompt_tokens = tokens(r.usage.prompt_tokens);
-    row.completion_tokens = tokens(r.usage.completion_tokens);
-    row.total_tokens = tokens(r.usage.total_tokens);
+    row.prompt_tokens = counts.prompt;
+    row.completion_tokens = counts.completion;
+    row.total_tokens = counts.total;
+    row.anomaly = counts.anomaly;
     row.usage_source = serde_json::to_value(r.usage_source).ok().and_then(|v| v.as_str().map(str::to_owned));
     row.ttft_ms = r.ttft_ms.and_then(|v| i64::try_from(v).ok());
     row.client_disconnected = Some(r.client_disconnected);
@@ -145,6 +144,15 @@ mod tests {
         assert_eq!(row.usage_source.as_deref(), Some("estimated"));
         assert_eq!(row.upstream_cluster.as_deref(), Some("c"));
         assert!(parse_usage(b"not json").is_none());
+        assert_eq!(row.anomaly, None);
+    }
+
+    #[test]
+    fn impossible_counts_are_corrected_and_the_row_flagged() {
+        let usage = parse_usage(br#"{"app_id":2,"status":200,"prompt_tokens":-3,"completion_tokens":9223372036854775807,"total_tokens":4,"usage_source":"reported"}"#);
+        let row = to_row(RequestFacts { request_id: "r".into(), usage, ..RequestFacts::default() });
+        assert_eq!((row.app_id, row.prompt_tokens, row.completion_tokens, row.total_tokens), (Some(2), Some(0), None, Some(4)));
+        assert_eq!(row.anomaly.as_deref(), Some("prompt_tokens < 0; completion_tokens > 10000000"));
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! background task that deletes the oldest rows in small batches with a pause between them, so
 //! the log writer never waits long for the database. vLLM's counter samples (reconciliation)
 //! are kept as many days as the rows.
+//!
+//! Rows without identity ([`UNAUTHENTICATED`]: no app, no user, no tokens — requests refused
+//! before authentication) cannot evict accounted rows: they are capped on their own
+//! ([`Retention::max_unauthenticated_rows`]), and when the log is over its row limit they are
+//! deleted first; an accounted row goes only when accounted rows alone exceed the limit.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -22,14 +27,26 @@ const OLDER_THAN: &str = "DELETE FROM access_logs WHERE rowid IN \
 /// The oldest rows, as many as the parameter.
 const OLDEST: &str = "DELETE FROM access_logs WHERE rowid IN \
      (SELECT rowid FROM access_logs ORDER BY started_at_ms, rowid LIMIT ?)";
+/// Rows without identity: no app, no user, no tokens. Exactly the condition of the partial
+/// index `access_logs_unauthenticated` (migration 0011), which the queries name
+/// ([`JUNK_ROWS`]): without statistics SQLite could pick the `user_id` index instead, whose
+/// NULL entries are most of the log.
+pub const UNAUTHENTICATED: &str = "app_id IS NULL AND user_id IS NULL AND IFNULL(prompt_tokens, 0) = 0 \
+     AND IFNULL(completion_tokens, 0) = 0 AND IFNULL(total_tokens, 0) = 0";
+/// The table read through that index (SQLite fails the query rather than read it otherwise).
+const JUNK_ROWS: &str = "access_logs INDEXED BY access_logs_unauthenticated";
 
 /// How much of the access log to keep, and how to prune it.
 #[derive(Debug, Clone)]
 pub struct Retention {
     /// Rows that started more than this many days ago are deleted; 0 keeps every day.
     pub max_age_days: u32,
-    /// Oldest rows beyond this many are deleted; 0 keeps every row.
+    /// Oldest rows beyond this many are deleted (rows without identity first); 0 keeps every
+    /// row.
     pub max_rows: u64,
+    /// Oldest rows without identity beyond this many are deleted, whatever the other rows;
+    /// 0 keeps every one (up to `max_rows`).
+    pub max_unauthenticated_rows: u64,
     /// Time between two pruning passes.
     pub every: Duration,
     /// Rows deleted by one statement (one short write transaction) at most.
@@ -45,6 +62,7 @@ impl Default for Retention {
         Self {
             max_age_days: 30,
             max_rows: 10_000_000,
+            max_unauthenticated_rows: 1_000_000,
             every: Duration::from_secs(60),
             batch_rows: 5_000,
             pause: Duration::from_millis(50),
@@ -56,7 +74,7 @@ impl Default for Retention {
 /// aborted (deleting is safe to stop between any two statements).
 pub fn spawn(db: Db, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if retention.max_age_days == 0 && retention.max_rows == 0 {
+        if retention.max_age_days == 0 && retention.max_rows == 0 && retention.max_unauthenticated_rows == 0 {
             return;
         }
         loop {
@@ -71,7 +89,8 @@ pub fn spawn(db: Db, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<
     })
 }
 
-/// One pass: deletes rows older than the age limit, then the oldest rows beyond the row limit.
+/// One pass: deletes rows older than the age limit, then the oldest rows without identity
+/// beyond their limit, then the oldest rows beyond the row limit (without identity first).
 /// Returns how many rows were deleted (each is also counted in `metrics`).
 pub async fn prune(db: &Db, retention: &Retention, now_ms: i64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
@@ -80,10 +99,33 @@ pub async fn prune(db: &Db, retention: &Retention, now_ms: i64, metrics: &Metric
         deleted += prune_older_than(db, retention, cutoff, metrics).await?;
         prune_samples(db, retention, cutoff).await?;
     }
+    if retention.max_unauthenticated_rows > 0 {
+        let rows = count(db, &format!("SELECT COUNT(*) FROM {JUNK_ROWS} WHERE {UNAUTHENTICATED}")).await?;
+        let excess = rows.saturating_sub(retention.max_unauthenticated_rows);
+        deleted += delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;
+    }
     if retention.max_rows > 0 {
-        deleted += prune_beyond_max_rows(db, retention, metrics).await?;
+        // Kept by triggers (migration 0005): no count over every row.
+        let rows = count(db, "SELECT rows FROM access_log_count WHERE id = 1").await?;
+        let excess = rows.saturating_sub(retention.max_rows);
+        let junk = delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;
+        deleted += junk + delete_oldest(db, retention, OLDEST, excess - junk, metrics).await?;
     }
     Ok(deleted)
+}
+
+/// The oldest rows without identity, as many as the parameter.
+fn oldest_unauthenticated() -> String {
+    format!(
+        "DELETE FROM access_logs WHERE rowid IN \
+         (SELECT rowid FROM {JUNK_ROWS} WHERE {UNAUTHENTICATED} ORDER BY started_at_ms, rowid LIMIT ?)"
+    )
+}
+
+/// A count query's answer (negative as 0).
+async fn count(db: &Db, sql: &str) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(db).await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 async fn prune_older_than(db: &Db, retention: &Retention, cutoff_ms: i64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
@@ -100,21 +142,20 @@ async fn prune_older_than(db: &Db, retention: &Retention, cutoff_ms: i64, metric
     }
 }
 
-async fn prune_beyond_max_rows(db: &Db, retention: &Retention, metrics: &Metrics) -> Result<u64, sqlx::Error> {
+/// Deletes up to `wanted` rows with `delete` (one batch per statement, its `LIMIT` bound),
+/// until none is left to delete; returns how many were deleted.
+async fn delete_oldest(db: &Db, retention: &Retention, delete: &str, wanted: u64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
     let batch = i64::from(retention.batch_rows.max(1));
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(db).await?;
-    let mut excess = u64::try_from(rows).unwrap_or(0).saturating_sub(retention.max_rows);
     let mut deleted = 0;
-    while excess > 0 {
-        let limit = i64::try_from(excess).unwrap_or(i64::MAX).min(batch);
+    while deleted < wanted {
+        let limit = i64::try_from(wanted - deleted).unwrap_or(i64::MAX).min(batch);
         let started = Instant::now();
-        let n = delete_batch(db, sqlx::query(OLDEST).bind(limit), metrics).await?;
+        let n = delete_batch(db, sqlx::query(delete).bind(limit), metrics).await?;
         if n == 0 {
             break;
         }
         deleted += n;
-        excess = excess.saturating_sub(n);
-        if excess > 0 {
+        if deleted < wanted {
             tokio::time::sleep(retention.pause.max(started.elapsed())).await;
         }
     }

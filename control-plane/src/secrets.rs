@@ -36,6 +36,34 @@ pub fn display_prefix(api_key: &str) -> String {
     api_key.chars().take(API_KEY_PREFIX.len() + 4).collect()
 }
 
+/// The token of an `Authorization` value `Bearer <token>` (the scheme in any case).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether an `Authorization` value carries `expected` as its bearer token, compared in
+/// constant time: the one check of the shared state token, on the state feed (HTTP) and on
+/// the access-log stream (gRPC metadata).
+pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
+    authorization.and_then(bearer_token).is_some_and(|token| constant_time_eq(token, expected))
+}
+
+/// Words that mark a demo or placeholder token (compared in any case).
+pub const PLACEHOLDER_WORDS: [&str; 6] = ["change-me", "changeme", "demo", "example", "placeholder", "secret"];
+
+/// Why `token` looks like a demo or placeholder value rather than a random secret, if it does:
+/// it contains one of [`PLACEHOLDER_WORDS`], or is one character repeated.
+pub fn placeholder_reason(token: &str) -> Option<String> {
+    let lower = token.to_lowercase();
+    if let Some(word) = PLACEHOLDER_WORDS.iter().find(|w| lower.contains(*w)) {
+        return Some(format!("it contains `{word}`"));
+    }
+    let mut chars = token.chars();
+    let first = chars.next()?;
+    chars.all(|c| c == first).then(|| "it is one character repeated".to_owned())
+}
+
 /// Compares two strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -64,5 +92,26 @@ mod tests {
         assert!(!constant_time_eq("abc", "abd"));
         assert!(!constant_time_eq("abc", "abcd"));
         assert_eq!(new_token().len(), 64);
+    }
+
+    #[test]
+    fn demo_and_placeholder_tokens_are_recognised() {
+        for token in ["compose-demo-state-token-change-me", "CHANGEME-please-1234", "my-Secret-token", "an-example-token", "xxxxxxxxxxxxxxxxxxxx", "placeholder"] {
+            assert!(placeholder_reason(token).is_some(), "{token}");
+        }
+        assert_eq!(placeholder_reason("aaaa").as_deref(), Some("it is one character repeated"));
+        assert_eq!(placeholder_reason("x-Demo-y").as_deref(), Some("it contains `demo`"));
+        for token in [new_token().as_str(), "bench-admin-token-4242-0badcafe", "feed-token-for-tests-0001", ""] {
+            assert_eq!(placeholder_reason(token), None, "{token}");
+        }
+    }
+
+    #[test]
+    fn bearer_values_match_only_the_expected_token() {
+        assert!(bearer_matches(Some("Bearer tok"), "tok"));
+        assert!(bearer_matches(Some(" bearer  tok "), "tok"));
+        for value in [None, Some("tok"), Some("Basic tok"), Some("Bearer tok2"), Some("Bearer "), Some("")] {
+            assert!(!bearer_matches(value, "tok"), "{value:?}");
+        }
     }
 }

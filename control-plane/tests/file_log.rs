@@ -272,7 +272,7 @@ async fn the_served_control_plane_ingests_the_file_and_shows_it_in_its_metrics()
     let config = Config { poll: Duration::from_millis(20), ..s.config() };
     let tasks = control_plane::Tasks { access_log_file: Some(config), ..control_plane::Tasks::default() };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(control_plane::serve(state, tasks, http, als, async {
+    let server = tokio::spawn(control_plane::serve(state, tasks, control_plane::Listeners::new(http, als), async {
         let _ = stop_rx.await;
     }));
     let mut metrics = String::new();

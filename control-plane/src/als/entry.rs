@@ -7,10 +7,10 @@ use envoy_types::pb::envoy::config::core::v3::{address, socket_address, RequestM
 use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, ResponseFlags};
 use envoy_types::pb::google::protobuf::{Any, BytesValue, Duration, StringValue, Timestamp};
 use prost::Message;
-use vllm_gateway_filter::record::UsageRecord;
 
 use crate::request_facts::{self, RequestFacts, CLIENT_REQUEST_ID_HEADER};
 use crate::store::logs::AccessLog;
+use crate::usage_check::LoggedUsage;
 
 /// The filter-state key the filter's record is logged under.
 pub const USAGE_STATE_KEY: &str = vllm_gateway_filter::record::LOG_KEY;
@@ -59,7 +59,7 @@ pub fn facts(entry: &HttpAccessLogEntry) -> RequestFacts {
 
 /// The filter's record from the filter-state `Any` (a `BytesValue`; a `StringValue` or raw JSON
 /// is accepted too).
-pub fn usage_record(any: &Any) -> Option<UsageRecord> {
+pub fn usage_record(any: &Any) -> Option<LoggedUsage> {
     let bytes = if any.type_url.ends_with("google.protobuf.BytesValue") {
         BytesValue::decode(any.value.as_slice()).ok()?.value
     } else if any.type_url.ends_with("google.protobuf.StringValue") {

@@ -1,6 +1,11 @@
 //! The access-log sink: Envoy's `envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`
 //! over gRPC. Each HTTP entry becomes an [`AccessLog`](crate::store::logs::AccessLog) row
 //! (see [`entry`]) queued to the batching writer.
+//!
+//! Only Envoy may write: a stream must carry the state feed's shared secret as gRPC metadata
+//! `authorization: Bearer <state token>` (Envoy's `grpc_service.initial_metadata`), compared in
+//! constant time. Any other stream is refused with `UNAUTHENTICATED` before a message is read,
+//! so it can neither write usage nor take a request id before Envoy's own entry.
 
 pub mod entry;
 
@@ -9,21 +14,46 @@ use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
 };
 use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
 use envoy_types::pb::envoy::service::accesslog::v3::{StreamAccessLogsMessage, StreamAccessLogsResponse};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
 use tokio::sync::watch;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::log_writer::LogSender;
+use crate::metrics::Metrics;
+use crate::secrets;
+
+/// The metadata key of the shared secret (gRPC metadata keys are lowercase).
+pub const AUTHORIZATION_METADATA: &str = "authorization";
 
 /// The gRPC service.
 pub struct Sink {
     writer: LogSender,
     stopping: watch::Receiver<bool>,
+    state_token: String,
+    metrics: Arc<Metrics>,
 }
 
-/// The service ready to add to a tonic server. Envoy never ends its stream, so each stream also
-/// ends when `stopping` turns true: that is what lets a graceful shutdown finish.
-pub fn service(writer: LogSender, stopping: watch::Receiver<bool>) -> AccessLogServiceServer<Sink> {
-    AccessLogServiceServer::new(Sink { writer, stopping })
+/// The service ready to add to a tonic server, accepting streams that carry `state_token`
+/// (refusals are counted in `metrics`). Envoy never ends its stream, so each stream also ends
+/// when `stopping` turns true: that is what lets a graceful shutdown finish.
+pub fn service(writer: LogSender, stopping: watch::Receiver<bool>, state_token: String, metrics: Arc<Metrics>) -> AccessLogServiceServer<Sink> {
+    AccessLogServiceServer::new(Sink { writer, stopping, state_token, metrics })
+}
+
+impl Sink {
+    /// `Ok` when the stream's metadata carries the state token; else counted and refused.
+    fn authenticate(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let authorization = metadata.get(AUTHORIZATION_METADATA).and_then(|v| v.to_str().ok());
+        if secrets::bearer_matches(authorization, &self.state_token) {
+            return Ok(());
+        }
+        self.metrics.als_streams_refused.fetch_add(1, Relaxed);
+        tracing::warn!("access-log stream refused: no or a wrong state token in its authorization metadata");
+        Err(Status::unauthenticated("send the state token: authorization: Bearer <state token>"))
+    }
 }
 
 #[tonic::async_trait]
@@ -32,6 +62,7 @@ impl AccessLogService for Sink {
         &self,
         request: Request<Streaming<StreamAccessLogsMessage>>,
     ) -> Result<Response<StreamAccessLogsResponse>, Status> {
+        self.authenticate(request.metadata())?;
         let mut stream = request.into_inner();
         let mut stopping = self.stopping.clone();
         loop {

@@ -10,16 +10,14 @@ use axum::response::Response;
 use super::{ApiError, AppState};
 use crate::secrets;
 
-/// The bearer token of a request, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+/// The `Authorization` value of a request, if any.
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(AUTHORIZATION)?.to_str().ok()
 }
 
 /// Lets the request through only with the admin token (compared by hash, in constant time).
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let token = bearer(request.headers()).ok_or(ApiError::Unauthorized)?;
+    let token = authorization(request.headers()).and_then(secrets::bearer_token).ok_or(ApiError::Unauthorized)?;
     if !secrets::constant_time_eq(&secrets::hash(token), &state.inner.admin_token_hash) {
         return Err(ApiError::Unauthorized);
     }
@@ -28,6 +26,6 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
 
 /// `Ok` only when the request carries the state feed's token.
 pub(super) fn require_state_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let authorized = bearer(headers).is_some_and(|t| secrets::constant_time_eq(t, &state.inner.state_token));
+    let authorized = secrets::bearer_matches(authorization(headers), &state.inner.state_token);
     authorized.then_some(()).ok_or(ApiError::Unauthorized)
 }

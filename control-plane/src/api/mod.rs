@@ -1,7 +1,8 @@
 //! The HTTP API: admin endpoints under `/api` (Bearer admin token), the filter's state feed
 //! (the whole state or a delta, long-polled, and single-credential lookups; Bearer state token), and the
 //! operations endpoints (health, readiness, metrics). [`app`] builds the router from the
-//! shared [`AppState`]; [`openapi::ApiDoc`] documents every route of it.
+//! shared [`AppState`]; [`public_app`] and [`admin_app`] split it for an admin API on its own
+//! listener; [`openapi::ApiDoc`] documents every route of it.
 
 mod app_input;
 mod apps;
@@ -30,7 +31,10 @@ use vllm_gateway_filter::feed::{LOOKUP_PATH, STATE_PATH};
 
 pub use error::ApiError;
 
+use crate::client_addr::TrustedProxies;
+use crate::login_throttle::LoginThrottle;
 use crate::metrics::Metrics;
+use crate::password::PasswordChecks;
 use crate::reconcile::{Scraper, Upstream};
 use crate::Db;
 
@@ -51,6 +55,9 @@ struct Inner {
     delta_cache: state_delta::DeltaCache,
     long_poll: Arc<long_poll::LongPoll>,
     scraper: Arc<Scraper>,
+    login_throttle: Arc<LoginThrottle>,
+    password_checks: Arc<PasswordChecks>,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// How long a JWT from `/user/user_login` is valid by default (24 hours).
@@ -75,6 +82,9 @@ impl AppState {
             delta_cache,
             long_poll,
             scraper,
+            login_throttle: Arc::default(),
+            password_checks: Arc::default(),
+            trusted_proxies: Arc::default(),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -89,6 +99,23 @@ impl AppState {
     /// The vLLM upstreams and their scrapes.
     pub fn scraper(&self) -> &Arc<Scraper> {
         &self.inner.scraper
+    }
+
+    /// The same state believing `x-forwarded-for` from these proxies only (default: loopback).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        Arc::make_mut(&mut self.inner).trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The same state with another bound on password checks.
+    pub fn with_password_checks(mut self, checks: PasswordChecks) -> Self {
+        Arc::make_mut(&mut self.inner).password_checks = Arc::new(checks);
+        self
+    }
+
+    /// The bound on concurrent password checks (logins).
+    pub fn password_checks(&self) -> &Arc<PasswordChecks> {
+        &self.inner.password_checks
     }
 
     /// The same state with another JWT lifetime.
@@ -107,6 +134,11 @@ impl AppState {
         &self.inner.db
     }
 
+    /// The state feed's shared secret, which the access-log stream must carry too.
+    pub(crate) fn state_token(&self) -> &str {
+        &self.inner.state_token
+    }
+
     /// The process's metrics (shared with the access-log writer and retention).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
@@ -119,9 +151,25 @@ impl AppState {
     }
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API on one listener.
 pub fn app(state: AppState) -> Router {
-    let admin = Router::new()
+    finish(admin_routes(&state).merge(public_routes()), state)
+}
+
+/// Everything but the admin API: login, the filter's state feed and lookups, operations;
+/// `/api/*` is a 404 here (served by [`admin_app`] on its own listener).
+pub fn public_app(state: AppState) -> Router {
+    finish(public_routes(), state)
+}
+
+/// The admin API (`/api/*`) alone, for its own listener.
+pub fn admin_app(state: AppState) -> Router {
+    finish(admin_routes(&state), state)
+}
+
+/// `/api/*`, behind the admin token.
+fn admin_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/api/apps", get(apps::list).post(apps::create))
         .route("/api/apps/{id}", get(apps::get_one).put(apps::update).delete(apps::delete))
         .route("/api/apps/{id}/status", patch(apps::set_status))
@@ -131,17 +179,24 @@ pub fn app(state: AppState) -> Router {
         .route("/api/usage/reconcile", get(reconcile::reconcile))
         .route("/api/openapi.json", get(openapi::document))
         .merge(users::routes())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin))
+}
+
+/// Login, the state feed, lookups and the operations endpoints.
+fn public_routes() -> Router<AppState> {
     Router::new()
-        .merge(admin)
         .merge(login::routes())
         .route(STATE_PATH, get(state_feed::get_state))
         .route(LOOKUP_PATH, get(lookup::lookup))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+}
+
+/// The 404 for every other path, request counting, and the state.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async { ApiError::NotFound("no such endpoint".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), health::count_requests))
         .with_state(state)
 }
-

@@ -74,11 +74,12 @@ pub async fn summary(
         return Err(ApiError::invalid("from", format!("the range may span at most {MAX_DAYS} days")));
     }
     let records = usage::by_app_model_day(state.db(), from, to).await?;
+    // Saturating: each row's sums may already be at i64::MAX (see `store::usage`).
     let totals = records.iter().fold(UsageTotals::default(), |t, r| UsageTotals {
-        requests: t.requests + r.requests,
-        prompt_tokens: t.prompt_tokens + r.prompt_tokens,
-        completion_tokens: t.completion_tokens + r.completion_tokens,
-        total_tokens: t.total_tokens + r.total_tokens,
+        requests: t.requests.saturating_add(r.requests),
+        prompt_tokens: t.prompt_tokens.saturating_add(r.prompt_tokens),
+        completion_tokens: t.completion_tokens.saturating_add(r.completion_tokens),
+        total_tokens: t.total_tokens.saturating_add(r.total_tokens),
     });
     Ok(Json(UsageReport { from: format_ms(from), to: format_ms(to), records, totals }))
 }

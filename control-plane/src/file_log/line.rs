@@ -135,7 +135,7 @@ fn integer(map: &Map<String, Value>, key: &str) -> Option<i64> {
 }
 
 /// The filter's record: its JSON as a string (as Envoy logs it), or as an object.
-fn usage(map: &Map<String, Value>) -> Option<vllm_gateway_filter::record::UsageRecord> {
+fn usage(map: &Map<String, Value>) -> Option<crate::usage_check::LoggedUsage> {
     match map.get("usage")? {
         Value::String(s) if !s.is_empty() && s != "-" => parse_usage(s.as_bytes()),
         object @ Value::Object(_) => parse_usage(object.to_string().as_bytes()),
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(facts.client_request_id.as_deref(), Some("dup1"));
         assert_eq!((facts.started_at_ms, facts.status, facts.bytes_sent), (1_796_018_700_551, Some(200), Some(2)));
         assert_eq!(facts.upstream_host.as_deref(), Some("127.0.0.1:4000"));
-        let usage = facts.usage.unwrap();
+        let usage = facts.usage.unwrap().record;
         assert_eq!((usage.app_id, usage.usage.prompt_tokens, usage.usage.total_tokens), (Some(1), 3, 7));
     }
 
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!((facts.method, facts.usage), (None, None));
         let object = br#"{"request_id":"r","start_ms":"1","usage":{"model":"m","status":200,"prompt_tokens":1,"completion_tokens":0,"total_tokens":1,"usage_source":"reported"}}"#;
         let Parsed::Row(facts) = parse_line(object) else { panic!("not a row") };
-        assert_eq!(facts.usage.unwrap().model.as_deref(), Some("m"));
+        assert_eq!(facts.usage.unwrap().record.model.as_deref(), Some("m"));
     }
 
     #[test]

@@ -216,10 +216,11 @@ async fn commit(inode: u64, tracked: &mut Tracked, batch: &[Line<'_>], sink: &Si
     tracked.offset = cursor.offset;
     tracked.head = Some(cursor.head);
     sink.metrics.file_rows_read.fetch_add(rows.len() as u64, Relaxed);
-    sink.metrics.file_rows_inserted.fetch_add(inserted, Relaxed);
+    sink.metrics.file_rows_inserted.fetch_add(inserted.rows, Relaxed);
+    sink.metrics.rows_flagged.fetch_add(inserted.flagged, Relaxed);
     sink.metrics.file_lines_unparseable.fetch_add(garbage, Relaxed);
-    if inserted > 0 {
-        tracing::debug!(inode, rows = rows.len(), inserted, "access-log file: rows the gRPC stream had not delivered");
+    if inserted.rows > 0 {
+        tracing::debug!(inode, rows = rows.len(), inserted = inserted.rows, "access-log file: rows the gRPC stream had not delivered");
     }
     Ok(())
 }

@@ -59,11 +59,23 @@ pub struct AccessLog {
     pub gateway_error: Option<String>,
     /// The error type the upstream reported.
     pub upstream_error: Option<String>,
+    /// Why the reported token counts cannot be true (they are stored corrected: negative as 0,
+    /// absurd as `null`); `null` when they are plausible.
+    pub anomaly: Option<String>,
+}
+
+/// What one write added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// Rows that were new (the others repeated a stored request id).
+    pub rows: u64,
+    /// New rows flagged with an anomaly.
+    pub flagged: u64,
 }
 
 /// Writes rows in one transaction; rows whose request id is already stored are ignored.
-/// Returns how many were new.
-pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<u64, sqlx::Error> {
+/// Returns how many were new (and flagged).
+pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
     let mut tx = db.begin().await?;
     let inserted = insert_rows(&mut tx, rows).await?;
     tx.commit().await?;
@@ -71,16 +83,17 @@ pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<u64, sqlx::Erro
 }
 
 /// Writes rows on `conn` (inside the caller's transaction); rows whose request id is already
-/// stored are ignored: the first arrival of a request wins. Returns how many were new.
-pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<u64, sqlx::Error> {
-    let mut inserted = 0;
+/// stored are ignored: the first arrival of a request wins. Returns how many were new (and
+/// flagged).
+pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
+    let mut inserted = Inserted::default();
     for r in rows {
-        inserted += sqlx::query(
+        let new = sqlx::query(
             "INSERT OR IGNORE INTO access_logs (request_id, client_request_id, started_at_ms, method, \
              path, status, duration_ms, upstream_cluster, upstream_host, response_flags, bytes_sent, \
              app_id, key_id, user_id, model, stream, prompt_tokens, completion_tokens, total_tokens, \
-             usage_source, ttft_ms, client_disconnected, gateway_error, upstream_error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             usage_source, ttft_ms, client_disconnected, gateway_error, upstream_error, anomaly) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.request_id)
         .bind(&r.client_request_id)
@@ -106,9 +119,14 @@ pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Res
         .bind(r.client_disconnected)
         .bind(&r.gateway_error)
         .bind(&r.upstream_error)
+        .bind(&r.anomaly)
         .execute(&mut *conn)
         .await?
         .rows_affected();
+        inserted.rows += new;
+        if r.anomaly.is_some() {
+            inserted.flagged += new;
+        }
     }
     Ok(inserted)
 }

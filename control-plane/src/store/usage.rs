@@ -1,6 +1,10 @@
 //! Usage summaries read from the access log: tokens and requests per app, model and UTC day
 //! over a time range (the `access_logs_daily` index covers the query), and per model with how
 //! the usage was known, for reconciliation with vLLM's counters.
+//!
+//! Token sums never fail: they are added as floating point (`TOTAL`, exact below 2^53) and
+//! cast back, which saturates at `i64::MAX`, so rows stored before counts were checked (see
+//! [`crate::usage_check`]) cannot make a summary overflow.
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -35,9 +39,9 @@ pub struct UsageRow {
 pub async fn by_app_model_day(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<UsageRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT app_id, model, date(started_at_ms / 86400000 * 86400, 'unixepoch') AS day, \
-         COUNT(*) AS requests, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, \
-         COALESCE(SUM(completion_tokens), 0) AS completion_tokens, \
-         COALESCE(SUM(total_tokens), 0) AS total_tokens \
+         COUNT(*) AS requests, CAST(TOTAL(prompt_tokens) AS INTEGER) AS prompt_tokens, \
+         CAST(TOTAL(completion_tokens) AS INTEGER) AS completion_tokens, \
+         CAST(TOTAL(total_tokens) AS INTEGER) AS total_tokens \
          FROM access_logs \
          WHERE started_at_ms / 86400000 BETWEEN ? / 86400000 AND ? / 86400000 \
            AND started_at_ms >= ? AND started_at_ms < ? \
@@ -81,8 +85,8 @@ pub async fn by_model(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<ModelTota
     sqlx::query_as(
         "SELECT model, COUNT(CASE WHEN gateway_error IS NULL THEN 1 END) AS requests, \
          COUNT(gateway_error) AS refused_requests, \
-         COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, \
-         COALESCE(SUM(completion_tokens), 0) AS completion_tokens, \
+         CAST(TOTAL(prompt_tokens) AS INTEGER) AS prompt_tokens, \
+         CAST(TOTAL(completion_tokens) AS INTEGER) AS completion_tokens, \
          COUNT(CASE WHEN usage_source = 'estimated' THEN 1 END) AS estimated_requests, \
          COUNT(CASE WHEN gateway_error IS NULL AND COALESCE(usage_source, 'none') = 'none' THEN 1 END) \
            AS without_usage_requests, \

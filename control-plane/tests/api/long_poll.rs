@@ -122,7 +122,7 @@ async fn a_graceful_shutdown_does_not_wait_for_held_polls() {
     let shutdown = async move {
         let _ = stopped.await;
     };
-    let server = tokio::spawn(control_plane::serve(state, control_plane::Retention::default(), http, als, shutdown));
+    let server = tokio::spawn(control_plane::serve(state, control_plane::Retention::default(), control_plane::Listeners::new(http, als), shutdown));
     let client = reqwest::Client::new();
     let first = client.get(&url).bearer_auth(FEED).send().await.unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();

@@ -77,3 +77,22 @@ async fn defaults_to_the_last_30_days_and_rejects_bad_ranges() {
         assert_invalid(&admin(&state, "GET", &format!("/api/usage?{query}"), None).await, field);
     }
 }
+
+#[tokio::test]
+async fn sums_saturate_instead_of_failing_on_rows_near_i64_max() {
+    let (state, _dir) = state().await;
+    // Rows stored before counts were checked may hold anything; the summary must still answer.
+    let huge = |id: &str, app: i64| AccessLog {
+        prompt_tokens: Some(i64::MAX),
+        total_tokens: Some(i64::MAX),
+        ..row(id, T0 + 10, Some(app), "m1", 0, 1)
+    };
+    insert_batch(state.db(), &[huge("a", 1), huge("b", 1), huge("c", 2)]).await.unwrap();
+    let reply = admin(&state, "GET", &format!("/api/usage?from={T0}&to={}", T0 + DAY), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["records"][0]["promptTokens"], i64::MAX, "{}", reply.text);
+    assert_eq!(reply.json["records"][0]["completionTokens"], 2);
+    assert_eq!(reply.json["totals"]["promptTokens"], i64::MAX);
+    assert_eq!(reply.json["totals"]["totalTokens"], i64::MAX);
+    assert_eq!(reply.json["totals"]["requests"], 3);
+}

@@ -135,3 +135,88 @@ fn header_kid(token: &str) -> String {
     let token = jwt_compact::UntrustedToken::new(token).unwrap();
     token.header().key_id.clone().unwrap()
 }
+
+/// A login from the TCP peer `peer`, with `x-forwarded-for` when given.
+async fn login_from(state: &AppState, peer: &str, forwarded: Option<&str>, email: &str, password: &str) -> Reply {
+    let body = json!({"email": email, "password": password}).to_string();
+    let mut req = axum::http::Request::builder().method("POST").uri("/user/user_login").header("content-type", "application/json");
+    if let Some(f) = forwarded {
+        req = req.header("x-forwarded-for", f);
+    }
+    let mut req = req.body(axum::body::Body::from(body)).unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Reply { status, json: serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers, text }
+}
+
+#[track_caller]
+fn assert_throttled(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.text);
+    assert_eq!(reply.json, json!({"success": false, "message": "too many login attempts, retry in 1 s"}));
+    assert_eq!(reply.headers["retry-after"], "1");
+}
+
+#[tokio::test]
+async fn an_account_is_throttled_after_five_failures_even_with_the_right_password() {
+    let (state, _dir) = state().await;
+    create_user(&state, "test@example.com").await;
+    for i in 0..5 {
+        let email = if i % 2 == 0 { " Test@Example.com " } else { "test@example.com" };
+        assert_eq!(login(&state, email, "wrong-password").await.status, StatusCode::UNAUTHORIZED, "failure {i} is free");
+    }
+    assert_throttled(&login(&state, "TEST@example.com", PASSWORD).await);
+    let metrics = call(&state, "GET", "/metrics", None, None).await.text;
+    assert!(metrics.lines().any(|l| l == r#"gateway_login_throttled_total{scope="account"} 1"#), "{metrics}");
+    assert_eq!(login(&state, "other@example.com", "x").await.status, StatusCode::UNAUTHORIZED, "other accounts go on");
+}
+
+#[tokio::test]
+async fn a_success_resets_the_accounts_failures() {
+    let (state, _dir) = state().await;
+    create_user(&state, "test@example.com").await;
+    for _ in 0..4 {
+        login(&state, "test@example.com", "wrong-password").await;
+    }
+    assert_eq!(login(&state, "test@example.com", PASSWORD).await.status, StatusCode::OK);
+    for i in 0..5 {
+        assert_eq!(login(&state, "test@example.com", "wrong-password").await.status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_address_is_throttled_across_accounts_as_the_trusted_proxy_forwards_it() {
+    let (state, _dir) = state().await;
+    // Envoy on loopback appends the client it saw; what the client wrote itself is ignored.
+    for i in 0..5 {
+        let reply = login_from(&state, "127.0.0.1:4000", Some(&format!("10.9.9.{i}, 203.0.113.7")), &format!("u{i}@example.com"), "x").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    }
+    assert_throttled(&login_from(&state, "127.0.0.1:4000", Some("203.0.113.7"), "fresh@example.com", "x").await);
+    let other = login_from(&state, "127.0.0.1:4000", Some("203.0.113.8"), "fresh@example.com", "x").await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED, "another client behind the same proxy");
+    // An untrusted peer is the client, whatever it forwards.
+    let direct = login_from(&state, "198.51.100.2:5000", Some("203.0.113.7"), "fresh2@example.com", "x").await;
+    assert_eq!(direct.status, StatusCode::UNAUTHORIZED, "{}", direct.text);
+    let metrics = call(&state, "GET", "/metrics", None, None).await.text;
+    assert!(metrics.lines().any(|l| l == r#"gateway_login_throttled_total{scope="address"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn logins_past_the_bound_on_password_checks_are_refused_at_once() {
+    let (state, _dir) = state().await;
+    let state = state.with_password_checks(control_plane::password::PasswordChecks::new(1, 0));
+    let held = state.password_checks().acquire().await.unwrap();
+    let reply = login(&state, "test@example.com", "x").await;
+    assert_throttled(&reply);
+    drop(held);
+    // The refused attempt was not charged to the account.
+    for i in 0..5 {
+        assert_eq!(login(&state, "test@example.com", "x").await.status, StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let metrics = call(&state, "GET", "/metrics", None, None).await.text;
+    assert!(metrics.lines().any(|l| l == r#"gateway_login_throttled_total{scope="busy"} 1"#), "{metrics}");
+}
