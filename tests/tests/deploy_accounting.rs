@@ -10,14 +10,15 @@ use deploy_support::*;
 use serde_yaml::Value;
 
 /// The connection-manager settings the gateway relies on.
-const HCM_SETTINGS: [&str; 12] = [
+const HCM_SETTINGS: [&str; 13] = [
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
     "early_header_mutation_extensions",
     "generate_request_id",
     "always_set_request_id_in_response",
-    // Limits for slow and large clients.
+    // The real peer in `x-forwarded-for`, and limits for slow and large clients.
+    "use_remote_address",
     "request_headers_timeout",
     "request_timeout",
     "stream_idle_timeout",
@@ -107,9 +108,9 @@ fn every_shipped_config_writes_the_durable_log_and_logs_the_client_id() -> Resul
         let grpc = access_logger(&config, "envoy.access_loggers.http_grpc")?;
         assert_eq!(strings(&grpc["additional_request_headers_to_log"]), ["x-client-request-id"], "{name}");
     }
-    let mesh = yaml_docs("deploy/istio/mesh-config.yaml")?;
-    let als = &mesh[0]["spec"]["meshConfig"]["extensionProviders"][0]["envoyHttpAls"];
-    assert_eq!(strings(&als["additionalRequestHeadersToLog"]), ["x-client-request-id"]);
+    let istio = yaml("deploy/istio/envoyfilter-als.yaml")?;
+    let als = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["access_log"][0]["typed_config"];
+    assert_eq!(strings(&als["additional_request_headers_to_log"]), ["x-client-request-id"]);
     // No access log prints a query string (`?token=` is a credential).
     for (name, text) in [(COMPOSE_ENVOY, read(COMPOSE_ENVOY)?), (EXISTING_ENVOY, read(EXISTING_ENVOY)?)] {
         assert!(!text.contains("%REQ(:PATH)%"), "{name} logs paths with their query");

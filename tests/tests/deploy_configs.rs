@@ -70,11 +70,13 @@ fn compose_ports_and_hostnames_agree_with_the_envoy_config() -> Result<()> {
     let compose = yaml("docker-compose.yml")?;
     let svc = |n: &str| compose["services"][n].clone();
     let (envoy_svc, cp, mock) = (svc("envoy"), svc("control-plane"), svc("mock-vllm"));
-    // The config Envoy is started with is the file mounted there.
+    // Envoy starts through the start script, which renders the config mounted at its default
+    // path (the token filled in) and runs Envoy on the result.
     let command = strings(&envoy_svc["command"]);
-    let config_path = flag_values(&command, "-c").pop().ok_or_else(|| anyhow!("envoy has no -c"))?;
-    let config_src = mounts(&envoy_svc).into_iter().find(|(_, t, _)| *t == config_path).map(|(s, _, _)| s);
-    assert_eq!(config_src.as_deref(), Some(&*format!("./{COMPOSE_ENVOY}")));
+    assert_eq!(command.get(..2), Some(&["sh".to_owned(), "/etc/envoy/start.sh".to_owned()][..]), "{command:?}");
+    let source_of = |target: &str| mounts(&envoy_svc).into_iter().find(|(_, t, _)| t == target).map(|(s, _, _)| s);
+    assert_eq!(source_of("/etc/envoy/start.sh").as_deref(), Some("./envoy/compose/start.sh"));
+    assert_eq!(source_of("/etc/envoy/envoy.yaml").as_deref(), Some(&*format!("./{COMPOSE_ENVOY}")));
     let config = yaml(COMPOSE_ENVOY)?;
     // Wasm: the filename in the config is where the built filter is mounted.
     let wasm_in_config = str_of(&wasm_filter(&config)?["vm_config"]["code"]["local"]["filename"], "wasm filename")?;
@@ -93,9 +95,21 @@ fn compose_ports_and_hostnames_agree_with_the_envoy_config() -> Result<()> {
     // The SQLite file is on the named volume.
     let db = env("GATEWAY_DB")?;
     assert!(mounts(&cp).iter().any(|(s, t, _)| !s.starts_with('.') && db.starts_with(&format!("sqlite://{t}/"))), "{db} is not on a volume");
-    // The filter's state token is the control plane's.
+    // The filter's state token is the one the control plane generates into the secrets volume,
+    // which Envoy mounts read-only where its start script reads it; no token is in the files.
     let plugin = plugin_config_of(&config)?;
-    assert_eq!(plugin.state.token, env("GATEWAY_STATE_TOKEN")?);
+    assert_eq!(plugin.state.token, COMPOSE_STATE_TOKEN_PLACEHOLDER);
+    assert!(env("GATEWAY_STATE_TOKEN").is_err() && env("GATEWAY_ADMIN_TOKEN").is_err() && env("GATEWAY_DEV").is_err());
+    let secrets = env("GATEWAY_SECRETS_DIR")?;
+    let volume_at = |service: &Value, writable: bool| {
+        mounts(service).into_iter().find(|(s, t, ro)| *t == secrets && !s.starts_with('.') && *ro != writable).map(|m| m.0)
+    };
+    assert!(volume_at(&cp, true).is_some(), "the control plane cannot write {secrets}");
+    assert_eq!(volume_at(&envoy_svc, false), volume_at(&cp, true), "Envoy does not read the control plane's {secrets}");
+    assert_eq!(secrets, "/secrets", "envoy/compose/start.sh reads /secrets");
+    // Logins are throttled by the client address Envoy forwards: Envoy's network is trusted.
+    let subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"].as_str();
+    assert_eq!(env("GATEWAY_TRUSTED_PROXIES").ok().as_deref(), subnet);
     assert_eq!(plugin.state.cluster, "control_plane");
     // Every model the filter routes is served by the mock, at the mock's address.
     let mock_cmd = strings(&mock["command"]);
@@ -112,6 +126,35 @@ fn compose_ports_and_hostnames_agree_with_the_envoy_config() -> Result<()> {
         assert_eq!(envoy_svc["depends_on"][dep]["condition"].as_str(), Some("service_healthy"), "{dep}");
     }
     Ok(())
+}
+
+/// The start script, run as compose runs it (with Envoy replaced by a command that does
+/// nothing), writes the generated token into the config, and the result passes Envoy's
+/// validation; a missing or malformed token file stops it.
+#[test]
+fn compose_start_script_fills_in_the_generated_state_token() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let run = |token: Option<&str>| -> Result<std::process::Output> {
+        if let Some(token) = token {
+            std::fs::write(dir.path().join("state-token"), token)?;
+        }
+        Ok(std::process::Command::new("sh")
+            .arg(root().join("envoy/compose/start.sh"))
+            .arg("--mode")
+            .env("SECRETS_DIR", dir.path())
+            .env("ENVOY_CONFIG", root().join(COMPOSE_ENVOY))
+            .env("RENDERED_CONFIG", dir.path().join("envoy.yaml"))
+            .env("ENVOY_BIN", "true")
+            .output()?)
+    };
+    assert!(!run(None)?.status.success(), "ran without a token file");
+    assert!(!run(Some("a token; rm -rf /"))?.status.success(), "took a malformed token");
+    let token = "0f".repeat(32);
+    assert!(run(Some(&token))?.status.success());
+    let rendered = std::fs::read_to_string(dir.path().join("envoy.yaml"))?;
+    assert!(!rendered.contains(COMPOSE_STATE_TOKEN_PLACEHOLDER));
+    assert_eq!(rendered.matches(&token).count(), 2, "the plugin's state.token and the access-log stream's authorization");
+    envoy_validate(&rendered, "compose-started.yaml")
 }
 
 #[test]
@@ -266,19 +309,6 @@ fn istio_envoyfilter_install_sets_stop_iteration_and_validates() -> Result<()> {
     envoy_validate(&text, "istio-envoyfilter.yaml")
 }
 
-#[test]
-fn istio_mesh_config_logs_the_usage_filter_state() -> Result<()> {
-    let docs = yaml_docs("deploy/istio/mesh-config.yaml")?;
-    let providers = &docs[0]["spec"]["meshConfig"]["extensionProviders"];
-    let als = &providers[0]["envoyHttpAls"];
-    assert_eq!(strings(&als["filterStateObjectsToLog"]), vec!["wasm.gw_usage".to_owned()]);
-    assert_eq!(als["port"].as_u64(), Some(8082));
-    let name = str_of(&providers[0]["name"], "provider name")?;
-    let telemetry = docs.iter().find(|d| d["kind"].as_str() == Some("Telemetry")).ok_or_else(|| anyhow!("no Telemetry"))?;
-    assert_eq!(telemetry["spec"]["accessLogging"][0]["providers"][0]["name"].as_str(), Some(name));
-    Ok(())
-}
-
 /// Every config and manifest shipped, listed in docs/configs.md with the test that checks it.
 const SHIPPED: [&str; 10] = [
     "envoy/gateway.yaml.tmpl",
@@ -287,7 +317,7 @@ const SHIPPED: [&str; 10] = [
     "docker-compose.yml",
     "Dockerfile",
     "deploy/istio/wasmplugin.yaml",
-    "deploy/istio/mesh-config.yaml",
+    "deploy/istio/envoyfilter-als.yaml",
     "deploy/istio/envoyfilter-route.yaml",
     "deploy/istio/envoyfilter-wasm.yaml",
     "deploy/istio/envoyfilter-hcm.yaml",

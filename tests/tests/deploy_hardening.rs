@@ -2,7 +2,7 @@
 //! access-log stream carries the shared secret the control plane's sink requires, and the
 //! overload manager caps Envoy's heap and connections (so many large or slow uploads cannot
 //! exhaust memory). The reference template (rendered for compose), the compose config and the
-//! existing-Envoy example must all have both.
+//! existing-Envoy example must all have both; Istio's access-log patch carries the secret too.
 
 mod deploy_support;
 
@@ -57,4 +57,31 @@ fn every_shipped_config_caps_envoys_heap_and_connections() -> Result<()> {
         assert!(hcm(&config)["request_headers_timeout"].is_string(), "{name}: no header timeout");
     }
     Ok(())
+}
+
+#[test]
+fn the_istio_access_log_patch_is_the_reference_logger_with_the_plugins_token() -> Result<()> {
+    let istio = yaml("deploy/istio/envoyfilter-als.yaml")?;
+    let patch = &istio["spec"]["configPatches"][0]["patch"];
+    assert_eq!(patch["operation"].as_str(), Some("MERGE"));
+    let mut logger = patch["value"]["typed_config"]["access_log"][0].clone();
+    let token = plugin_config_of_istio()?;
+    let service = &mut logger["typed_config"]["common_config"]["grpc_service"];
+    assert_eq!(service["initial_metadata"][0]["value"].as_str(), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(service["envoy_grpc"]["cluster_name"].as_str(), Some("outbound|8082||control-plane.vllm-gateway.svc.cluster.local"));
+    // With the reference's cluster and token, it is the reference's logger, which Envoy validates.
+    let reference: Value = serde_yaml::from_str(&render_compose()?)?;
+    service["envoy_grpc"]["cluster_name"] = "gateway_als".into();
+    service["initial_metadata"][0]["value"] = format!("Bearer {}", plugin_config_of(&reference)?.state.token).into();
+    let grpc = hcm(&reference)["access_log"].as_sequence().and_then(|l| l.first()).cloned().ok_or_else(|| anyhow!("no access log"))?;
+    assert_eq!(logger, grpc);
+    Ok(())
+}
+
+/// The state token of the Istio install (`envoyfilter-wasm.yaml`'s plugin configuration).
+fn plugin_config_of_istio() -> Result<String> {
+    let text = read("deploy/istio/envoyfilter-wasm.yaml")?;
+    let start = text.find("\"token\":\"").ok_or_else(|| anyhow!("no token"))? + "\"token\":\"".len();
+    let end = text[start..].find('"').ok_or_else(|| anyhow!("no token end"))?;
+    Ok(text[start..start + end].to_owned())
 }

@@ -14,6 +14,9 @@ use vllm_gateway_filter::config::PluginConfig;
 
 pub const COMPOSE_ENVOY: &str = "envoy/compose/envoy.yaml";
 pub const EXISTING_ENVOY: &str = "envoy/examples/existing-envoy.yaml";
+/// What the compose config holds in place of the state token; `envoy/compose/start.sh`
+/// replaces it with the token the control plane generated.
+pub const COMPOSE_STATE_TOKEN_PLACEHOLDER: &str = "__GATEWAY_STATE_TOKEN__";
 /// Where the compose stack's Envoy writes the durable access log (a volume the control plane
 /// also mounts).
 pub const COMPOSE_ACCESS_LOG: &str = "/var/log/vllm-gateway/access.jsonl";
@@ -55,7 +58,7 @@ pub fn compose_spec() -> GatewaySpec {
             .iter()
             .map(|m| m.parse().expect("model"))
             .collect(),
-        state_token: "compose-demo-state-token-change-me".into(),
+        state_token: COMPOSE_STATE_TOKEN_PLACEHOLDER.into(),
         state_refresh_ms: 1000,
         cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
         default_model: None,

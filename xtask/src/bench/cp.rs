@@ -127,7 +127,10 @@ pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Re
     let mut client = AccessLogServiceClient::connect(format!("http://{}", cp.als)).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let started = Instant::now();
-    let call = tokio::spawn(async move { client.stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // The sink takes only streams that carry the state token, as Envoy's do.
+    request.metadata_mut().insert("authorization", format!("Bearer {}", cp.state_token).parse()?);
+    let call = tokio::spawn(async move { client.stream_access_logs(request).await });
     for batch in batches {
         tx.send(batch).await.map_err(|_| anyhow!("the ALS stream closed early"))?;
     }
