@@ -48,6 +48,13 @@ pub struct RequestFacts {
 }
 
 /// The access-log row for one request.
+/// The id of a request Envoy logged without one (its headers never completed: a slow client
+/// cut off, a malformed request): its start and the client's `ip:port`, made the same by the
+/// gRPC and the file path so that both record it once.
+pub fn fallback_request_id(started_at_ms: i64, downstream_peer: &str) -> String {
+    format!("envoy-{started_at_ms}-{downstream_peer}")
+}
+
 pub fn to_row(facts: RequestFacts) -> AccessLog {
     let path = text(facts.path).map(|p| strip_token_param(&p).unwrap_or(p));
     let mut row = AccessLog {

@@ -115,6 +115,7 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
             lookups_per_second: config::DEFAULT_LOOKUPS_PER_SECOND,
         },
         max_request_body_bytes: vllm_gateway_filter::config::DEFAULT_MAX_REQUEST_BODY_BYTES,
+        max_buffered_request_bytes: vllm_gateway_filter::config::DEFAULT_MAX_BUFFERED_REQUEST_BYTES,
         cluster_header: DEFAULT_CLUSTER_HEADER.to_owned(),
         usage_injection: Default::default(),
         endpoints: vllm_gateway_filter::config::default_endpoints(),

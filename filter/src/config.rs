@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default cap on a buffered request body (8 MiB).
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Default cap on the request bytes one worker buffers at once (128 MiB).
+pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 128 * 1024 * 1024;
 /// Default header the route table reads the upstream cluster from.
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-gateway-cluster";
 /// The `/v1/*` paths forwarded by default: the ones the gateway can account for.
@@ -45,6 +47,11 @@ pub struct PluginConfig {
     /// Request bodies larger than this are refused with 413.
     #[serde(default = "default_max_body")]
     pub max_request_body_bytes: usize,
+    /// The request bytes one worker buffers at once, all requests together; a body that would
+    /// pass it is refused with 503 `overloaded` (so many large or slow uploads cannot exhaust
+    /// Envoy's memory). At least `max_request_body_bytes`.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_request_bytes: usize,
     /// The header the route table reads the cluster from; always overwritten by the filter.
     #[serde(default = "default_cluster_header")]
     pub cluster_header: String,
@@ -135,6 +142,9 @@ pub fn default_endpoints() -> Vec<String> {
 fn default_max_body() -> usize {
     DEFAULT_MAX_REQUEST_BODY_BYTES
 }
+fn default_max_buffered() -> usize {
+    DEFAULT_MAX_BUFFERED_REQUEST_BYTES
+}
 fn default_cluster_header() -> String {
     DEFAULT_CLUSTER_HEADER.to_owned()
 }
@@ -193,6 +203,9 @@ impl PluginConfig {
         }
         if self.max_request_body_bytes == 0 {
             return fail("max_request_body_bytes", "must be greater than 0");
+        }
+        if self.max_buffered_request_bytes < self.max_request_body_bytes {
+            return fail("max_buffered_request_bytes", "must be at least max_request_body_bytes");
         }
         if !is_header_name(&self.cluster_header) {
             return fail("cluster_header", "must be a lowercase HTTP header name");

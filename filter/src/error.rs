@@ -32,6 +32,9 @@ pub enum GatewayError {
     ModelNotAllowed(String),
     /// The body is over the configured limit.
     BodyTooLarge(usize),
+    /// This worker already buffers as many request bytes as it may
+    /// (`max_buffered_request_bytes`): the gateway is busy receiving other bodies.
+    Busy,
     /// A `/v1/*` path the gateway does not serve.
     UnknownPath(String),
     /// A request member of the wrong type that would change how the reply is counted
@@ -76,7 +79,7 @@ impl GatewayError {
             | Self::ExpiredToken
             | Self::RevokedToken => 401,
             Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => 403,
-            Self::NotReady => 503,
+            Self::NotReady | Self::Busy => 503,
             Self::BadJson(_) | Self::MissingModel | Self::InvalidType { .. } | Self::Unsupported { .. } => 400,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge(_) => 413,
@@ -93,6 +96,7 @@ impl GatewayError {
             | Self::RevokedToken => "authentication_error",
             Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => "permission_error",
             Self::NotReady => "service_unavailable",
+            Self::Busy => "server_error",
             _ => "invalid_request_error",
         }
     }
@@ -113,6 +117,7 @@ impl GatewayError {
             Self::UnknownModel(_) => "model_not_found",
             Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::BodyTooLarge(_) => "request_too_large",
+            Self::Busy => "overloaded",
             Self::UnknownPath(_) => "unknown_url",
             Self::InvalidType { .. } => "invalid_type",
             Self::Unsupported { .. } => "unsupported_parameter",
@@ -147,6 +152,7 @@ impl GatewayError {
             Self::BodyTooLarge(limit) => {
                 format!("The request body is larger than the gateway's limit of {limit} bytes.")
             }
+            Self::Busy => "The gateway is receiving too many large request bodies at once; retry shortly.".to_owned(),
             Self::UnknownPath(path) => format!("Unknown request URL: {path}."),
             Self::InvalidType { message, .. } | Self::Unsupported { message, .. } => message.clone(),
         }
@@ -186,6 +192,7 @@ mod tests {
             GatewayError::UnknownModel("gpt-\"x\"".into()),
             GatewayError::ModelNotAllowed("m".into()),
             GatewayError::BodyTooLarge(10),
+            GatewayError::Busy,
             GatewayError::UnknownPath("/v1/nope".into()),
             GatewayError::InvalidType { param: "stream", message: "m".into() },
         ];

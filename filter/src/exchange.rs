@@ -347,11 +347,16 @@ impl Exchange {
         Some(out)
     }
 
+    /// Whether the exchange has given its record already (or has none to give).
+    pub fn is_finished(&self) -> bool {
+        !self.tracked || self.finished
+    }
+
     /// Ends the exchange and returns its record, once; `None` for untracked or already-finished
-    /// exchanges. `complete` is false when the response did not reach its end (the client went
-    /// away, the upstream reset): what was read until then still counts — a stream's usage so
-    /// far, a body's `usage` if it had been read whole — and the record says so.
-    pub fn finish(&mut self, now_ms: u64, complete: bool) -> Option<UsageRecord> {
+    /// exchanges. When the response did not reach its end (the client went away, the upstream
+    /// reset or stalled) what was read until then still counts — a stream's usage so far, a
+    /// body's `usage` if it had been read whole — and the record says whether the client left.
+    pub fn finish(&mut self, now_ms: u64, ending: Ending) -> Option<UsageRecord> {
         if !self.tracked || self.finished {
             return None;
         }
@@ -364,15 +369,21 @@ impl Exchange {
         self.record.usage = accounting.usage;
         self.record.usage_source = accounting.source;
         self.record.upstream_error = accounting.error.map(|e| e.kind);
-        self.record.client_disconnected = !complete;
+        self.record.client_disconnected = ending == Ending::ClientGone;
         self.record.duration_ms = Some(now_ms.saturating_sub(self.started_ms));
         Some(self.record.clone())
     }
 
     fn refuse(&mut self, error: GatewayError) -> Step {
+        self.note_refusal(&error);
+        Step::Refuse(error)
+    }
+
+    /// The glue refuses the request with `error` (the worker has no room for its body): the
+    /// record says so.
+    pub fn note_refusal(&mut self, error: &GatewayError) {
         self.record.gateway_error = Some(error.code().to_owned());
         self.record.status = error.status();
-        Step::Refuse(error)
     }
 
     fn models_list(&self) -> Vec<u8> {
@@ -386,6 +397,33 @@ impl Exchange {
             })
             .collect();
         serde_json::to_vec(&serde_json::json!({"object": "list", "data": data})).unwrap_or_default()
+    }
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The response reached its end.
+    Complete,
+    /// The client went away before it did.
+    ClientGone,
+    /// It was cut short otherwise: the upstream reset or stalled, a timeout.
+    Cut,
+}
+
+/// Envoy's response flag `DC` (downstream connection termination) in the `response.flags`
+/// property's bits.
+pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 1 << 14;
+
+impl Ending {
+    /// How a request Envoy logs before its response reached its end ended, from Envoy's
+    /// response flags: the client's doing only when Envoy says the client's connection ended.
+    pub fn unfinished(response_flags: u64) -> Self {
+        if response_flags & DOWNSTREAM_CONNECTION_TERMINATION != 0 {
+            Ending::ClientGone
+        } else {
+            Ending::Cut
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 )]
 
 pub mod auth;
+pub mod body_budget;
 pub mod config;
 pub mod control_plane;
 pub mod credential;

@@ -120,6 +120,7 @@ mod tests {
                 lookups_per_second: crate::config::DEFAULT_LOOKUPS_PER_SECOND,
             },
             max_request_body_bytes: 1,
+            max_buffered_request_bytes: 1,
             cluster_header: "x".into(),
             usage_injection: Default::default(),
             default_model: None,

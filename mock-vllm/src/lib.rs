@@ -6,7 +6,8 @@
 //! exactly like vLLM's (same keys in the same order, vLLM's extra fields, vLLM's error bodies;
 //! see `shared/fixtures/`), reads requests as vLLM does (lax booleans, `n`, batched prompts),
 //! generates a deterministic multi-byte UTF-8 text, counts tokens as vLLM's Prometheus counters
-//! do, and records every request it receives (headers included).
+//! do, and records every request it receives (headers included). Told to, it shows faults
+//! ([`Fault`]): a stream cut mid-way, a request never answered, a stream that stops sending.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -28,6 +29,7 @@ mod config;
 mod embeddings;
 mod error;
 mod fanout;
+mod fault;
 mod generate;
 mod gzip;
 mod lax;
@@ -51,6 +53,7 @@ use tokio::net::TcpListener;
 
 pub use config::MockConfig;
 pub use error::ApiError;
+pub use fault::Fault;
 pub use generate::{completion_text, prompt_tokens_of_text, PIECES};
 pub use state::{MockState, SeenRequest};
 
@@ -69,6 +72,11 @@ pub fn app(state: MockState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // The recorder has already read the whole body (bounded by `record::MAX_BODY`).
         .layer(DefaultBodyLimit::disable())
+        // Inside the recorder: a request that is never answered is still recorded.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fault::stall_before_headers,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record::record,

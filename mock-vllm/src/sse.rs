@@ -1,8 +1,9 @@
 //! Server-sent events as vLLM writes them (`data: <json>\n\n`, LF only, `data: [DONE]\n\n`
 //! last; the Responses API writes `event: <type>\ndata: <json>\n\n` and no `[DONE]`) and how
 //! they are cut into body frames: one frame per event, or re-cut at pseudo-random byte positions
-//! (`split_seed`), with an optional pause between frames (`token_delay`). The tokens an event
-//! carries are counted as generated when its first byte is handed to the connection.
+//! (`split_seed`), with an optional pause between frames (`token_delay`), cut or stalled by the
+//! state's [`Fault`]. The tokens an event carries are counted as generated when its first byte
+//! is handed to the connection.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::fault::{self, Fault};
 use crate::generate::SplitMix64;
 use crate::metrics::Meter;
 use crate::state::MockState;
@@ -69,23 +71,26 @@ pub(crate) fn named_event<T: Serialize>(kind: &str, value: &T) -> Bytes {
     Bytes::from(out)
 }
 
-/// [`response`] with the state's framing and pace, counting into `meter`.
+/// [`response`] with the state's framing, pace and fault, counting into `meter`.
 pub(crate) fn reply(state: &MockState, events: Vec<Event>, meter: Meter) -> Response {
     response(
         events,
         state.config().split_seed,
         state.token_delay(),
+        state.fault(),
         meter,
     )
 }
 
 /// A 200 `text/event-stream` response sending `events` as the configuration says: framing from
-/// `split_seed`, a pause of `delay` between frames. Each frame's tokens are added to `meter`
-/// when the frame is produced, so a client that goes away stops the count where it left.
+/// `split_seed`, a pause of `delay` between frames, then cut or stalled as `fault` says. Each
+/// frame's tokens are added to `meter` when the frame is produced, so a client that goes away
+/// (or a cut) stops the count where it left.
 pub(crate) fn response(
     events: Vec<Event>,
     split_seed: Option<u64>,
     delay: Duration,
+    fault: Fault,
     meter: Meter,
 ) -> Response {
     let frames = match split_seed {
@@ -104,6 +109,7 @@ pub(crate) fn response(
                 Ok::<_, Infallible>(frame.bytes)
             }
         });
+    let body = fault::apply(body.boxed(), fault);
     ([(CONTENT_TYPE, CONTENT_TYPE_SSE)], Body::from_stream(body)).into_response()
 }
 

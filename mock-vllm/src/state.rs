@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::config::MockConfig;
 use crate::error::ApiError;
+use crate::fault::Fault;
 use crate::metrics::{Meter, TokenCounters};
 
 /// One request as the mock received it.
@@ -57,6 +58,8 @@ struct Inner {
     config: MockConfig,
     /// The pause between streamed frames now, in nanoseconds (starts as the configured one).
     token_delay_ns: AtomicU64,
+    /// The fault shown now ([`Fault::None`] at start).
+    fault: Mutex<Fault>,
     started: u64,
     /// Unix time with fractions: the `_created` of the counters.
     created_at: f64,
@@ -82,6 +85,7 @@ impl MockState {
                 u64::try_from(config.token_delay.as_nanos()).unwrap_or(u64::MAX),
             ),
             config,
+            fault: Mutex::new(Fault::None),
             started: now.as_secs(),
             created_at: now.as_secs_f64(),
             seen: Mutex::new(Vec::new()),
@@ -116,6 +120,25 @@ impl MockState {
     pub fn set_token_delay(&self, delay: Duration) {
         let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         self.inner.token_delay_ns.store(nanos, Ordering::Relaxed);
+    }
+
+    /// Shows `fault` on the requests that arrive from now on ([`Fault::None`] to behave as
+    /// vLLM does again).
+    pub fn set_fault(&self, fault: Fault) {
+        *self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fault;
+    }
+
+    /// The fault shown now.
+    pub fn fault(&self) -> Fault {
+        *self
+            .inner
+            .fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every request received so far, oldest first.

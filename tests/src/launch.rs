@@ -82,7 +82,7 @@ pub(crate) async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUp
     let mut mocks = Vec::new();
     let mut routes = Vec::new();
     for model in models {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = mock_listener()?;
         let addr = listener.local_addr()?;
         let state = mock_vllm::MockState::new(mock_vllm::MockConfig {
             models: vec![model.clone()],
@@ -100,9 +100,32 @@ pub(crate) async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUp
     Ok((mocks, routes))
 }
 
-pub(crate) async fn start_envoy(spec: &GatewaySpec, dir: PathBuf, workers: u16, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+/// A listener on an ephemeral port of 127.0.0.1 for a mock upstream, with room for a burst of
+/// connections (Envoy opens one per concurrent request to an HTTP/1 upstream; a mock that is
+/// slow to accept must not make Envoy's connects time out).
+fn mock_listener() -> Result<TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(([127, 0, 0, 1], 0).into())?;
+    Ok(socket.listen(MOCK_BACKLOG)?)
+}
+
+/// Connections a mock upstream's listener queues before it accepts them.
+const MOCK_BACKLOG: u32 = 4096;
+
+/// Renders `spec` (its timeouts capped at `short_timeouts`, when given) and starts Envoy on it.
+pub(crate) async fn start_envoy(
+    spec: &GatewaySpec,
+    dir: PathBuf,
+    workers: u16,
+    echo: bool,
+    short_timeouts: Option<Duration>,
+) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let config = dir.join("envoy.yaml");
-    std::fs::write(&config, gateway_envoy::render(spec)?)?;
+    let mut yaml = gateway_envoy::render(spec)?;
+    if let Some(cap) = short_timeouts {
+        yaml = crate::timeouts::cap_timeouts(&yaml, cap)?;
+    }
+    std::fs::write(&config, yaml)?;
     start_envoy_with(&config, dir, spec.listen, workers, echo).await
 }
 

@@ -6,12 +6,15 @@
 //! Every process is owned by a guard that kills it on drop; its output is kept and printed only
 //! when a test fails (or echoed live, for `cargo xtask up`).
 
+pub mod cp_proxy;
 mod launch;
 pub mod paths;
 pub mod process;
 pub mod stack;
+pub mod timeouts;
 mod wait;
 
 pub use launch::start_envoy_with;
 pub use wait::eventually;
-pub use stack::{CreatedApp, Stack, StackOptions, Upstreams};
+pub use cp_proxy::ControlPlaneProxy;
+pub use stack::{CreatedApp, FaultKnobs, Stack, StackOptions, Upstreams};

@@ -9,6 +9,7 @@ use gateway_envoy::{GatewaySpec, ModelUpstream};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cp_proxy::ControlPlaneProxy;
 use crate::launch::{start_control_plane, start_envoy, start_upstreams, ControlPlaneLaunch};
 use crate::paths;
 use crate::process::ChildGuard;
@@ -92,6 +93,17 @@ impl StackOptions {
     }
 }
 
+/// What the fault tests add to a stack; the default adds nothing (what [`Stack::start`] runs).
+#[derive(Debug, Clone, Default)]
+pub struct FaultKnobs {
+    /// Caps every request and stream timeout the rendered Envoy configuration sets (see
+    /// [`crate::timeouts`]), so a test can wait for one to fire.
+    pub short_timeouts: Option<Duration>,
+    /// Puts a [`ControlPlaneProxy`] between Envoy and the control plane's HTTP API, so a test
+    /// can garble the state feed ([`Stack::control_plane_proxy`]).
+    pub control_plane_proxy: bool,
+}
+
 /// One in-process mock upstream.
 pub struct MockUpstream {
     /// The model it serves.
@@ -133,12 +145,18 @@ pub struct Stack {
     envoy: ChildGuard,
     control_plane_process: ChildGuard,
     control_plane_launch: ControlPlaneLaunch,
+    control_plane_proxy: Option<ControlPlaneProxy>,
     _dir: tempfile::TempDir,
 }
 
 impl Stack {
     /// Starts everything and waits until the gateway answers.
     pub async fn start(options: StackOptions) -> Result<Stack> {
+        Self::start_with(options, FaultKnobs::default()).await
+    }
+
+    /// [`Stack::start`] with what a fault test adds.
+    pub async fn start_with(options: StackOptions, knobs: FaultKnobs) -> Result<Stack> {
         let dir = tempfile::Builder::new().prefix("vllm-gateway-").tempdir()?;
         let (mocks, models) = start_upstreams(&options.upstreams).await?;
         let model_urls: Vec<(String, String)> = models
@@ -171,10 +189,12 @@ impl Stack {
         // A restart binds the same addresses: Envoy's clusters point at them.
         (launch.http, launch.als) = (cp_http, cp_als);
         let state_token = launch.state_token.clone();
+        let control_plane_proxy =
+            if knobs.control_plane_proxy { Some(ControlPlaneProxy::start(cp_http).await?) } else { None };
         let spec = GatewaySpec {
             listen: options.gateway,
             admin_port,
-            control_plane_http: cp_http,
+            control_plane_http: control_plane_proxy.as_ref().map_or(cp_http, |p| p.addr),
             control_plane_als: cp_als,
             wasm_path: paths::filter_wasm()?,
             models,
@@ -185,7 +205,7 @@ impl Stack {
             upstream_keys: options.upstream_keys.clone(),
             access_log_file: access_log_file.clone(),
         };
-        let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.envoy_workers, options.echo).await?;
+        let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.envoy_workers, options.echo, knobs.short_timeouts).await?;
         if control_plane_process.has_exited() {
             bail!("the control plane exited\n{}", control_plane_process.output_text());
         }
@@ -201,6 +221,7 @@ impl Stack {
             envoy,
             control_plane_process,
             control_plane_launch: launch,
+            control_plane_proxy,
             _dir: dir,
         })
     }
@@ -347,6 +368,16 @@ impl Stack {
         Err(anyhow!("no access-log row for {what}; rows: {:#?}", self.logs().await?))
     }
 
+    /// The control plane's gRPC access-log sink.
+    pub fn control_plane_als(&self) -> SocketAddr {
+        self.control_plane_launch.als
+    }
+
+    /// The shared secret of the state feed (and of the access-log stream).
+    pub fn state_token(&self) -> &str {
+        &self.control_plane_launch.state_token
+    }
+
     /// Everything Envoy printed (its access-log lines included).
     pub fn envoy_output(&self) -> String {
         self.envoy.output_text()
@@ -384,6 +415,24 @@ impl Stack {
     /// Everything the control plane printed (since its last start).
     pub fn control_plane_output(&self) -> String {
         self.control_plane_process.output_text()
+    }
+
+    /// The proxy in front of the control plane, when [`FaultKnobs::control_plane_proxy`] asked
+    /// for one.
+    pub fn control_plane_proxy(&self) -> Option<&ControlPlaneProxy> {
+        self.control_plane_proxy.as_ref()
+    }
+
+    /// Envoy's whole running configuration (its admin `/config_dump`).
+    pub async fn envoy_config_dump(&self) -> Result<Value> {
+        let url = format!("http://{}/config_dump", self.envoy_admin);
+        Ok(self.http.get(url).send().await?.error_for_status()?.json().await?)
+    }
+
+    /// Whether Envoy is up and serving (its admin `/ready` answers 200).
+    pub async fn envoy_ready(&self) -> bool {
+        let ready = self.http.get(format!("http://{}/ready", self.envoy_admin)).send().await;
+        ready.is_ok_and(|r| r.status().is_success())
     }
 }
 

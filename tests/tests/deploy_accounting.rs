@@ -10,7 +10,7 @@ use deploy_support::*;
 use serde_yaml::Value;
 
 /// The connection-manager settings the gateway relies on.
-const HCM_SETTINGS: [&str; 13] = [
+const HCM_SETTINGS: [&str; 14] = [
     "normalize_path",
     "merge_slashes",
     "path_with_escaped_slashes_action",
@@ -25,6 +25,8 @@ const HCM_SETTINGS: [&str; 13] = [
     "max_request_headers_kb",
     "common_http_protocol_options",
     "http2_protocol_options",
+    // Envoy's own replies in the OpenAI shape.
+    "local_reply_config",
 ];
 
 fn reference() -> Result<Value> {

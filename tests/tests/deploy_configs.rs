@@ -240,7 +240,7 @@ fn plugin_config_reference_documents_every_field() -> Result<()> {
     let full = serde_json::json!({
         "models": {"m": {"cluster": "c", "api_key": "k"}},
         "state": {"cluster": "control_plane", "token": "0123456789abcdef", "authority": "a", "path": "/p", "refresh_ms": 1000, "timeout_ms": 2000, "long_poll_ms": 20000, "lookup_negative_ttl_ms": 2000, "lookups_per_second": 20},
-        "max_request_body_bytes": 1, "cluster_header": "x-h", "usage_injection": "final", "default_model": "m",
+        "max_request_body_bytes": 1, "max_buffered_request_bytes": 1, "cluster_header": "x-h", "usage_injection": "final", "default_model": "m",
         "endpoints": ["/v1/chat/completions"]
     });
     let parsed = PluginConfig::parse(full.to_string().as_bytes()).map_err(|e| anyhow!("{e}"))?;

@@ -20,15 +20,18 @@ pub fn to_row(entry: &HttpAccessLogEntry) -> AccessLog {
     request_facts::to_row(facts(entry))
 }
 
-/// The facts of one entry. Entries without a request id get a stable id made from their start
-/// time and stream id, so a replay still maps to the same row.
+/// The facts of one entry. Entries without a request id (a connection cut before its headers
+/// were complete) get a stable id made from their start time and the client's address and port
+/// ([`request_facts::fallback_request_id`], the same the file log makes), so a replay still maps
+/// to the same row and two such connections never share one.
 pub fn facts(entry: &HttpAccessLogEntry) -> RequestFacts {
     let common = entry.common_properties.clone().unwrap_or_default();
     let request = entry.request.clone().unwrap_or_default();
     let response = entry.response.clone().unwrap_or_default();
     let started_at_ms = common.start_time.as_ref().map_or(0, timestamp_ms);
     let request_id = if request.request_id.is_empty() {
-        format!("envoy-{started_at_ms}-{}", common.stream_id)
+        let peer = socket_text(common.downstream_remote_address.as_ref()).unwrap_or_else(|| common.stream_id.clone());
+        request_facts::fallback_request_id(started_at_ms, &peer)
     } else {
         request.request_id.clone()
     };
@@ -83,10 +86,15 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 fn upstream_host(common: &AccessLogCommon) -> Option<String> {
-    let address = common.upstream_remote_address.as_ref()?.address.as_ref()?;
-    let address::Address::SocketAddress(socket) = address else { return None };
+    socket_text(common.upstream_remote_address.as_ref())
+}
+
+/// An address as Envoy's access-log formatters write it: `ip:port`, `[ipv6]:port`.
+fn socket_text(address: Option<&envoy_types::pb::envoy::config::core::v3::Address>) -> Option<String> {
+    let address::Address::SocketAddress(socket) = address?.address.as_ref()? else { return None };
+    let ip = if socket.address.contains(':') { format!("[{}]", socket.address) } else { socket.address.clone() };
     match socket.port_specifier {
-        Some(socket_address::PortSpecifier::PortValue(port)) => Some(format!("{}:{port}", socket.address)),
+        Some(socket_address::PortSpecifier::PortValue(port)) => Some(format!("{ip}:{port}")),
         _ => non_empty(&socket.address),
     }
 }

@@ -17,7 +17,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::request_facts::{parse_usage, RequestFacts};
+use crate::request_facts::{self, parse_usage, RequestFacts};
 
 /// How many places a cut-off line is tried for the record after the cut.
 const RECOVERY_TRIES: usize = 16;
@@ -97,11 +97,17 @@ pub fn parse_line(text: &[u8]) -> Parsed {
 fn parse_record(text: &[u8]) -> Result<RequestFacts, LineError> {
     let value: Value = serde_json::from_slice(text).map_err(|e| LineError::NotJson(e.to_string()))?;
     let Value::Object(map) = value else { return Err(LineError::NotAnObject) };
+    let started_at_ms = integer(&map, "start_ms").ok_or(LineError::Missing("start_ms"))?;
     let request_id = string(&map, "request_id").filter(|id| !id.is_empty() && id != "-");
+    // A request cut before its headers were complete has no id: made as the gRPC path makes it.
+    let fallback = || {
+        let peer = string(&map, "downstream_peer").filter(|p| !p.is_empty() && p != "-")?;
+        Some(request_facts::fallback_request_id(started_at_ms, &peer))
+    };
     Ok(RequestFacts {
-        request_id: request_id.ok_or(LineError::Missing("request_id"))?,
+        request_id: request_id.or_else(fallback).ok_or(LineError::Missing("request_id"))?,
         client_request_id: string(&map, "client_request_id"),
-        started_at_ms: integer(&map, "start_ms").ok_or(LineError::Missing("start_ms"))?,
+        started_at_ms,
         method: string(&map, "method"),
         path: string(&map, "path"),
         status: integer(&map, "status"),

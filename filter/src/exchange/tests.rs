@@ -47,6 +47,7 @@ fn config() -> Rc<PluginConfig> {
             lookups_per_second: crate::config::DEFAULT_LOOKUPS_PER_SECOND,
         },
         max_request_body_bytes: 64,
+        max_buffered_request_bytes: 64,
         cluster_header: "x-gateway-cluster".into(),
         usage_injection: Default::default(),
         default_model: None,
@@ -94,7 +95,7 @@ fn a_good_key_is_stripped_and_the_body_routes_by_model() {
     assert_eq!(first.unwrap(), b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec());
     let rest = ex.on_response_body(b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n", true, 1_009);
     assert_eq!(rest.unwrap(), b"data: [DONE]\n\n".to_vec(), "the caller did not ask for usage");
-    let record = ex.finish(1_010, true).unwrap();
+    let record = ex.finish(1_010, Ending::Complete).unwrap();
     assert_eq!(record.app_id, Some(7));
     assert_eq!(record.key_id, Some(70));
     assert_eq!(record.model.as_deref(), Some("model-b"));
@@ -105,7 +106,7 @@ fn a_good_key_is_stripped_and_the_body_routes_by_model() {
     assert_eq!(record.usage_source, UsageSource::Reported);
     assert_eq!(record.ttft_ms, Some(5));
     assert_eq!(record.duration_ms, Some(10));
-    assert!(ex.finish(1_011, true).is_none(), "a record is given once");
+    assert!(ex.finish(1_011, Ending::Complete).is_none(), "a record is given once");
 }
 
 #[test]
@@ -132,7 +133,7 @@ fn credentials_are_checked() {
         let mut host = FakeHost::default();
         let (mut ex, step) = start(&mut host, &head("POST", path, auth));
         assert_eq!(step, Step::Refuse(expected.clone()));
-        let record = ex.finish(1_001, true).unwrap();
+        let record = ex.finish(1_001, Ending::Complete).unwrap();
         assert_eq!(record.status, expected.status());
         assert_eq!(record.gateway_error.as_deref(), Some(expected.code()));
         assert_eq!(record.app_id, None);
@@ -197,9 +198,25 @@ fn a_cut_off_non_streamed_body_counts_nothing_but_is_recorded() {
     ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
     assert!(!ex.on_response_headers(200, Some("application/json"), None));
     assert_eq!(ex.on_response_body(b"{\"usage\":{\"prompt_tokens\":1", false, 1_002), None);
-    let record = ex.finish(1_003, false).unwrap();
+    let record = ex.finish(1_003, Ending::ClientGone).unwrap();
     assert!(record.client_disconnected);
     assert_eq!(record.usage_source, UsageSource::None);
+}
+
+#[test]
+fn only_envoys_downstream_termination_flag_blames_the_client() {
+    assert_eq!(Ending::unfinished(DOWNSTREAM_CONNECTION_TERMINATION), Ending::ClientGone);
+    assert_eq!(Ending::unfinished(DOWNSTREAM_CONNECTION_TERMINATION | 0x10), Ending::ClientGone);
+    // UR (upstream reset), UC, SI (stream idle timeout), UPE (upstream protocol error): the upstream's.
+    for flags in [0, 0x10, 0x40, 0x1_0000, 0x80_0000] {
+        assert_eq!(Ending::unfinished(flags), Ending::Cut, "{flags:#x}");
+    }
+    let mut host = FakeHost::default();
+    let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
+    assert!(!ex.on_response_headers(200, Some("application/json"), None));
+    let record = ex.finish(1_003, Ending::Cut).unwrap();
+    assert!(!record.client_disconnected, "the upstream stopped, not the client");
 }
 
 #[test]

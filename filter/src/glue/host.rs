@@ -86,6 +86,15 @@ pub fn store_record(bytes: &[u8]) {
     }
 }
 
+/// Envoy's response flags of the request (`response.flags`, the bits of `%RESPONSE_FLAGS%`);
+/// 0 when the host does not say.
+pub fn response_flags() -> u64 {
+    match hostcalls::get_property(vec!["response", "flags"]) {
+        Ok(Some(bytes)) => bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes),
+        _ => 0,
+    }
+}
+
 /// Envoy's shared data (one store for every worker's VM), for [`crate::state_sync`].
 pub struct HostSharedData;
 

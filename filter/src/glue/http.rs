@@ -16,6 +16,7 @@ use proxy_wasm::types::{Action, MapType};
 
 use super::host;
 use super::request::{Headers, Request};
+use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::RequestHead;
@@ -31,6 +32,9 @@ pub struct Waiter {
 /// The worker's credential state, shared by its root and HTTP contexts.
 pub type SharedWorker = Rc<RefCell<Worker<Waiter>>>;
 
+/// The request bytes the worker buffers, shared by its HTTP contexts.
+pub type SharedBudget = Rc<RefCell<BodyBudget>>;
+
 /// See the module docs.
 pub struct GatewayHttp {
     id: u32,
@@ -42,8 +46,8 @@ pub struct GatewayHttp {
 }
 
 impl GatewayHttp {
-    pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker) -> Self {
-        let request = Rc::new(RefCell::new(Request::new(config.clone(), host::now_ms())));
+    pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker, budget: SharedBudget) -> Self {
+        let request = Rc::new(RefCell::new(Request::new(config.clone(), budget, host::now_ms())));
         Self { id, config, worker, request, lookup_call: None }
     }
 

@@ -9,10 +9,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType};
 
 use super::host::{self, HostCalls, HostSharedData};
-use super::http::SharedWorker;
+use super::http::{SharedBudget, SharedWorker};
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
-use crate::exchange::{Exchange, RequestHead, Step};
+use crate::exchange::{Ending, Exchange, RequestHead, Step};
 use crate::lookup::LookupKey;
 
 /// Refusals that a newer key state could turn into an acceptance.
@@ -46,12 +46,35 @@ pub struct Request {
     waiting: bool,
     /// The request body buffered so far, and whether that is all of it.
     body: (usize, bool),
+    /// The worker's budget of buffered request bytes, and this request's share of it.
+    budget: SharedBudget,
+    reserved: usize,
 }
 
 impl Request {
-    pub fn new(config: Rc<PluginConfig>, now_ms: u64) -> Self {
+    pub fn new(config: Rc<PluginConfig>, budget: SharedBudget, now_ms: u64) -> Self {
         let exchange = Exchange::new(config.clone(), now_ms);
-        Self { config, exchange, head: RequestHead::default(), reading_body: false, waiting: false, body: (0, false) }
+        let head = RequestHead::default();
+        Self { config, exchange, head, reading_body: false, waiting: false, body: (0, false), budget, reserved: 0 }
+    }
+
+    /// Takes this request's share of the worker's buffered bytes up to `body_size`; `false`
+    /// when the worker has no room for it.
+    fn reserve(&mut self, body_size: usize) -> bool {
+        let Ok(mut budget) = self.budget.try_borrow_mut() else { return false };
+        let taken = budget.grow(self.reserved, body_size);
+        if taken {
+            self.reserved = self.reserved.max(body_size);
+        }
+        taken
+    }
+
+    /// Gives this request's share of the worker's buffered bytes back (its body was read, or it
+    /// ended).
+    fn release(&mut self) {
+        if let Ok(mut budget) = self.budget.try_borrow_mut() {
+            budget.release(std::mem::take(&mut self.reserved));
+        }
     }
 
     /// Whether the request is paused for a lookup.
@@ -98,7 +121,8 @@ impl Request {
 
     pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.waiting {
-            // Buffered until the lookup ends; then [`Self::proceed`] reads it if it is complete.
+            // Buffered until the lookup ends (its timeout bounds how long); then
+            // [`Self::proceed`] reads it if it is complete.
             self.body = (body_size, end_of_stream);
             return Action::Pause;
         }
@@ -109,10 +133,16 @@ impl Request {
             self.reply(&error);
             return Action::Pause;
         }
+        if !self.reserve(body_size) {
+            self.exchange.note_refusal(&GatewayError::Busy);
+            self.reply(&GatewayError::Busy);
+            return Action::Pause;
+        }
         if !end_of_stream {
             return Action::Pause;
         }
         self.reading_body = false;
+        self.release();
         let body = host::buffer(BufferType::HttpRequestBody, body_size);
         let step = self.exchange.on_request_body(&mut HostCalls, &body);
         self.carry_out(step)
@@ -144,7 +174,7 @@ impl Request {
                 Action::Pause
             }
             Step::Answer(body) => {
-                self.record(true);
+                self.record(Ending::Complete);
                 host::send_json(200, &body);
                 Action::Pause
             }
@@ -155,7 +185,8 @@ impl Request {
     pub fn reply(&mut self, error: &GatewayError) {
         self.reading_body = false;
         self.waiting = false;
-        self.record(true);
+        self.release();
+        self.record(Ending::Complete);
         host::send_json(error.status(), &error.body());
     }
 
@@ -163,7 +194,7 @@ impl Request {
     pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>, content_encoding: Option<&str>, end_of_stream: bool) -> bool {
         let rewritten = self.exchange.on_response_headers(status, content_type, content_encoding);
         if end_of_stream {
-            self.record(true);
+            self.record(Ending::Complete);
         }
         rewritten
     }
@@ -178,20 +209,24 @@ impl Request {
             }
         }
         if end_of_stream {
-            self.record(true);
+            self.record(Ending::Complete);
         }
     }
 
-    /// The request is over: the response never reached its end (client gone, upstream reset)
-    /// unless it was recorded already; a request still waiting for a lookup is not resumed.
+    /// The request is over: the response never reached its end (the client gone, as Envoy's
+    /// flags say, or the upstream reset or stalled) unless it was recorded already; a request
+    /// still waiting for a lookup is not resumed.
     pub fn on_log(&mut self) {
         self.waiting = false;
-        self.record(false);
+        self.release();
+        if !self.exchange.is_finished() {
+            self.record(Ending::unfinished(host::response_flags()));
+        }
     }
 
     /// Hands the exchange's record to the access log, once.
-    fn record(&mut self, complete: bool) {
-        if let Some(record) = self.exchange.finish(host::now_ms(), complete) {
+    fn record(&mut self, ending: Ending) {
+        if let Some(record) = self.exchange.finish(host::now_ms(), ending) {
             host::store_record(&record.to_bytes());
             super::metrics::emit(&crate::metrics::observations(&record, &self.config));
         }

@@ -15,7 +15,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::host::{self, HostSharedData};
-use super::http::{self, GatewayHttp, SharedWorker};
+use super::http::{self, GatewayHttp, SharedBudget, SharedWorker};
+use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
 use crate::lookup::LookupResult;
 use crate::worker::Worker;
@@ -28,11 +29,12 @@ pub struct GatewayRoot {
     id: u32,
     config: Option<Rc<PluginConfig>>,
     worker: Option<SharedWorker>,
+    budget: Option<SharedBudget>,
 }
 
 impl GatewayRoot {
     pub fn new(id: u32) -> Self {
-        Self { id, config: None, worker: None }
+        Self { id, config: None, worker: None, budget: None }
     }
 
     /// Adopts a newer shared state, pulls if this worker holds the lease, sends the lookups whose
@@ -97,6 +99,7 @@ impl RootContext for GatewayRoot {
                 // A state other workers already hold serves at once (a reconfigured filter).
                 worker.adopt_shared(&HostSharedData);
                 self.worker = Some(Rc::new(RefCell::new(worker)));
+                self.budget = Some(Rc::new(RefCell::new(BodyBudget::new(config.max_buffered_request_bytes))));
                 self.config = Some(Rc::new(config));
                 // The first pull waits for the first tick: during configuration Envoy's clusters
                 // may not be ready, and a call dispatched then can be lost.
@@ -122,8 +125,8 @@ impl RootContext for GatewayRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let (config, worker) = (self.config.clone()?, self.worker.clone()?);
-        Some(Box::new(GatewayHttp::new(context_id, config, worker)))
+        let (config, worker, budget) = (self.config.clone()?, self.worker.clone()?, self.budget.clone()?);
+        Some(Box::new(GatewayHttp::new(context_id, config, worker, budget)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

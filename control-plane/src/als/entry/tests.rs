@@ -85,3 +85,28 @@ fn the_clients_request_id_comes_from_its_header_and_never_keys_the_row() {
     assert_eq!(row.client_request_id.as_deref(), Some("client-7"));
     assert_eq!(to_row(&entry("gateway-id", None)).client_request_id, None);
 }
+
+#[test]
+fn connections_cut_before_their_headers_get_one_row_each_with_the_file_logs_id() {
+    let peer = |port: u32| {
+        Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "10.0.0.7".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        })
+    };
+    let ids: Vec<String> = [40001, 40002]
+        .into_iter()
+        .map(|port| {
+            let mut e = entry("", None);
+            e.common_properties.as_mut().unwrap().downstream_remote_address = peer(port);
+            to_row(&e).request_id
+        })
+        .collect();
+    assert_eq!(ids, ["envoy-1700000000250-10.0.0.7:40001", "envoy-1700000000250-10.0.0.7:40002"]);
+    let line = br#"{"request_id":null,"start_ms":"1700000000250","downstream_peer":"10.0.0.7:40001","status":408}"#;
+    let crate::file_log::line::Parsed::Row(facts) = crate::file_log::line::parse_line(line) else { panic!("not a row") };
+    assert_eq!(facts.request_id, ids[0], "both paths name it alike");
+}

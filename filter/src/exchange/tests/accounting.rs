@@ -34,7 +34,7 @@ fn a_responses_stream_is_not_injected_and_counts_its_final_event() {
     assert!(!ex.on_response_headers(200, Some("text/event-stream"), None), "nothing to hide from the caller");
     let stream = b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"usage\":{\"input_tokens\":8,\"output_tokens\":1,\"total_tokens\":9}}}\n\n";
     assert_eq!(ex.on_response_body(stream, true, 1_002), None);
-    let record = ex.finish(1_003, true).unwrap();
+    let record = ex.finish(1_003, Ending::Complete).unwrap();
     assert_eq!((record.usage, record.usage_source), (Usage { prompt_tokens: 8, completion_tokens: 1, total_tokens: 9 }, UsageSource::Reported));
 }
 
@@ -45,7 +45,7 @@ fn n_choices_of_a_cut_chat_stream_are_summed_with_the_prompt_once() {
     let chunk = |i: u32, c: u32| format!("data: {{\"choices\":[{{\"index\":{i},\"delta\":{{\"content\":\"x\"}}}}],\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":{},\"completion_tokens\":{c}}}}}\n\n", 7 + c);
     let stream = [chunk(0, 1), chunk(1, 1), chunk(0, 2), chunk(1, 2), chunk(0, 3)].concat();
     ex.on_response_body(stream.as_bytes(), false, 1_001);
-    let record = ex.finish(1_002, false).unwrap();
+    let record = ex.finish(1_002, Ending::ClientGone).unwrap();
     assert_eq!(record.usage, Usage { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 });
     assert!(record.client_disconnected);
 }
@@ -57,7 +57,7 @@ fn batched_completions_count_each_prompt_once() {
     let chunk = |i: u32, p: u32| format!("data: {{\"choices\":[{{\"index\":{i},\"text\":\"x\"}}],\"usage\":{{\"prompt_tokens\":{p},\"total_tokens\":{},\"completion_tokens\":1}}}}\n\n", p + 1);
     let stream = [chunk(0, 3), chunk(1, 3), chunk(2, 5), chunk(3, 5)].concat();
     ex.on_response_body(stream.as_bytes(), false, 1_001);
-    assert_eq!(ex.finish(1_002, false).unwrap().usage, Usage { prompt_tokens: 8, completion_tokens: 4, total_tokens: 12 });
+    assert_eq!(ex.finish(1_002, Ending::ClientGone).unwrap().usage, Usage { prompt_tokens: 8, completion_tokens: 4, total_tokens: 12 });
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn a_non_streamed_reply_cut_off_keeps_the_usage_it_had_read() {
     let (mut ex, _) = sent("/v1/completions", r#"{"model":"model-a"}"#);
     ex.on_response_headers(200, Some("application/json"), None);
     ex.on_response_body(br#"{"usage":{"prompt_tokens":2,"total_tokens":5,"completion_tokens":3},"choices":[{"text":"and then"#, false, 1_001);
-    let record = ex.finish(1_002, false).unwrap();
+    let record = ex.finish(1_002, Ending::ClientGone).unwrap();
     assert_eq!((record.usage.completion_tokens, record.usage_source, record.client_disconnected), (3, UsageSource::Reported, true));
 }
 
@@ -76,13 +76,13 @@ fn a_compressed_reply_is_counted_as_unknown_not_as_garbage() {
         assert!(!ex.on_response_headers(200, Some(content_type), Some(encoding)), "compressed bytes are never rewritten");
         let gzip = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03data: {\"usage\":{\"prompt_tokens\":1}}\n\n";
         assert_eq!(ex.on_response_body(gzip, true, 1_001), None);
-        let record = ex.finish(1_002, true).unwrap();
+        let record = ex.finish(1_002, Ending::Complete).unwrap();
         assert_eq!((record.usage, record.usage_source), (Usage::default(), UsageSource::None), "{encoding}");
     }
     let (mut ex, _) = sent("/v1/completions", r#"{"model":"model-a"}"#);
     ex.on_response_headers(200, Some("application/json"), Some("Identity"));
     ex.on_response_body(br#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#, true, 1_001);
-    assert_eq!(ex.finish(1_002, true).unwrap().usage_source, UsageSource::Reported);
+    assert_eq!(ex.finish(1_002, Ending::Complete).unwrap().usage_source, UsageSource::Reported);
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn an_upstream_writing_null_usage_reaches_a_caller_that_asked_for_usage_byte_for
         assert_eq!(injected["stream_options"]["continuous_usage_stats"], true);
         ex.on_response_headers(200, Some("text/event-stream"), None);
         assert_eq!(relay(&mut ex, OPENAI_STREAM, cut), OPENAI_STREAM, "split at {cut}");
-        assert_eq!(ex.finish(1_002, true).unwrap().usage.total_tokens, 30);
+        assert_eq!(ex.finish(1_002, Ending::Complete).unwrap().usage.total_tokens, 30);
     }
 }
 

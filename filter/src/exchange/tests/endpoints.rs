@@ -48,7 +48,7 @@ fn an_unlisted_path_still_needs_a_credential_first() {
     let mut host = FakeHost::default();
     let (mut ex, step) = start(&mut host, &head("POST", "/v1/load_lora_adapter", Some("Bearer sk-live-good")));
     assert_eq!(step, Step::Refuse(GatewayError::UnknownPath("/v1/load_lora_adapter".into())));
-    let record = ex.finish(1, true).unwrap();
+    let record = ex.finish(1, Ending::Complete).unwrap();
     assert_eq!((record.status, record.gateway_error.as_deref()), (404, Some("unknown_url")));
 }
 
@@ -98,6 +98,6 @@ fn a_stream_flag_that_is_not_a_boolean_is_refused_before_routing() {
         assert_eq!((e.status(), e.code()), (400, "invalid_type"));
         assert_eq!(host.headers["x-gateway-cluster"], None, "never routed");
         assert_eq!(host.body, None, "nothing injected");
-        assert_eq!(ex.finish(1, true).unwrap().gateway_error.as_deref(), Some("invalid_type"));
+        assert_eq!(ex.finish(1, Ending::Complete).unwrap().gateway_error.as_deref(), Some("invalid_type"));
     }
 }
