@@ -42,12 +42,7 @@ impl UsageAsk {
 /// prompt is never parsed and re-serialised). Without `stream_options`, the member is put first.
 pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
     let members = top_level_members(body)?;
-    if members.iter().any(|m| m.key.contains(&b'\\')) {
-        // A key spelled with escapes (`"stream\u005foptions"`) is still `stream_options` to the
-        // upstream: compare decoded keys, at the price of re-serialising this (odd) body.
-        return inject_usage_decoded(body, continuous);
-    }
-    let existing = members.iter().find(|m| m.key == b"stream_options");
+    let existing = members.iter().find(|m| key_is(body, m, "stream_options"));
     let options = existing.and_then(|m| serde_json::from_slice::<Value>(body.get(m.value_start..m.end)?).ok());
     let options = serde_json::to_vec(&with_usage_options(options, continuous)).ok()?;
     let mut out = Vec::with_capacity(body.len() + options.len() + 20);
@@ -71,12 +66,15 @@ pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `inject_usage` for a body whose keys must be decoded to be compared.
-fn inject_usage_decoded(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
-    let mut object: Map<String, Value> = serde_json::from_slice(body).ok()?;
-    let options = object.remove("stream_options");
-    object.insert("stream_options".to_owned(), with_usage_options(options, continuous));
-    serde_json::to_vec(&object).ok()
+/// Whether a member's key is `name`. A key spelled with escapes (`"stream\u005foptions"`) is
+/// still `stream_options` to the upstream, so keys are compared decoded; only that key is
+/// decoded (a body is never re-serialised, so nothing else in it can make the injection fail).
+fn key_is(json: &[u8], member: &Member<'_>, name: &str) -> bool {
+    if !member.key.contains(&b'\\') {
+        return member.key == name.as_bytes();
+    }
+    let quoted = json.get(member.start..member.start + member.key.len() + 2).unwrap_or_default();
+    serde_json::from_slice::<String>(quoted).is_ok_and(|key| key == name)
 }
 
 /// The caller's `stream_options` (kept when it is an object) with the usage flags set.

@@ -6,9 +6,11 @@
 //! - `cargo xtask build` — set up and build the filter and the binaries.
 //! - `cargo xtask setup` — install the wasm target and Envoy only.
 //! - `cargo xtask bench` — measure the gateway's cost side by side (`bench`).
+//! - `cargo xtask fuzz`  — fuzz the filter's parsers from the seed corpus (`fuzz`).
 
 mod bench;
 mod build;
+mod fuzz;
 mod oci;
 mod setup;
 mod test;
@@ -38,6 +40,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Package the filter as an OCI image (Istio Wasm format) in target/oci/, without Docker.
     Oci(oci::OciArgs),
+    /// Fuzz the filter's parsers (mutational, from fuzz/corpus); crashes go to target/fuzz-crashes/.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +55,6 @@ fn main() -> anyhow::Result<()> {
         Task::Up(args) => up::run(args),
         Task::Bench(args) => bench::run(&args),
         Task::Oci(args) => oci::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
     }
 }

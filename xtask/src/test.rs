@@ -1,7 +1,7 @@
 //! Runs every test: the filter's no-panic lints on its wasm build, the filter's pure core compiled
 //! to `wasm32-unknown-unknown` under Node (`filter/tests/wasm_core.rs` with wasm-bindgen-test),
 //! then `cargo test` over the whole workspace, whose end-to-end tests start the real Envoy
-//! installed by set-up.
+//! installed by set-up, then a brief run of every fuzz target ([`crate::fuzz::brief`]).
 
 use anyhow::Result;
 use clap::Args;
@@ -11,7 +11,8 @@ use crate::build::{cargo, run_checked};
 /// `cargo xtask test` options.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    /// Extra arguments for `cargo test` (e.g. a test name filter); with any, the brief fuzz run
+    /// is skipped.
     #[arg(last = true)]
     pub cargo_args: Vec<String>,
 }
@@ -29,5 +30,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .args(["test", "--package", "vllm-gateway-filter", "--target", "wasm32-unknown-unknown", "--test", "wasm_core"])
             .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", wasm_runner),
     )?;
-    run_checked(cargo().args(["test", "--workspace"]).args(&args.cargo_args).env("ENVOY_BIN", envoy))
+    run_checked(cargo().args(["test", "--workspace"]).args(&args.cargo_args).env("ENVOY_BIN", envoy))?;
+    if args.cargo_args.is_empty() {
+        crate::fuzz::brief()?;
+    }
+    Ok(())
 }

@@ -78,6 +78,26 @@ fn injection_copies_the_rest_of_the_body_byte_for_byte() {
     assert!(inject_usage(b"{\"a\":", true).is_none());
 }
 
+/// Found by `cargo xtask fuzz` (`request_body`): a body with a key spelled with escapes used to
+/// be re-serialised whole, which fails on what a request body may hold in its other members
+/// (a lone surrogate, `"\ud800"`, which `read` and Python's `json` accept) and left the stream
+/// without usage.
+#[test]
+fn an_escaped_key_does_not_make_injection_depend_on_the_rest_of_the_body() {
+    for body in [
+        r#"{"mod\u0065l":"m","stream":true,"messages":[{"role":"user","content":"hi \ud800"}]}"#,
+        r#"{"model":"m","stream\u005foptions":{"x":1},"stream":true,"prompt":"\udfff"}"#,
+    ] {
+        assert!(crate::request_body::read(body.as_bytes()).is_ok());
+        let out = String::from_utf8(inject_usage(body.as_bytes(), true).unwrap()).unwrap();
+        assert_eq!(crate::request_body::read(out.as_bytes()).map(|f| (f.include_usage, f.continuous_usage_stats)), Ok((true, true)), "{out}");
+        assert!(out.contains(r"\ud") && out.contains(r#""stream":true"#), "the rest is copied byte for byte: {out}");
+    }
+    let escaped = r#"{"model":"m","stream\u005foptions":{"include_usage":false,"x":1},"z":0}"#;
+    let out = String::from_utf8(inject_usage(escaped.as_bytes(), false).unwrap()).unwrap();
+    assert_eq!(out, r#"{"model":"m","stream\u005foptions":{"include_usage":true,"x":1},"z":0}"#);
+}
+
 #[test]
 fn what_the_caller_asked_is_read() {
     let ask = |s: &str| UsageAsk::of(&crate::request_body::read(s.as_bytes()).unwrap());
