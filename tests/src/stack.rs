@@ -368,6 +368,16 @@ impl Stack {
         Err(anyhow!("no access-log row for {what}; rows: {:#?}", self.logs().await?))
     }
 
+    /// The sum of the samples of metric `name` at the control plane's `/metrics` (every label).
+    pub async fn control_plane_metric(&self, name: &str) -> Result<f64> {
+        let text = self.http.get(format!("http://{}/metrics", self.control_plane)).send().await?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// The control plane's gRPC access-log sink.
     pub fn control_plane_als(&self) -> SocketAddr {
         self.control_plane_launch.als

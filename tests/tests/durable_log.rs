@@ -136,15 +136,6 @@ async fn under_load_every_request_is_recorded_once_and_drops_are_visible() {
     Arc::into_inner(stack).unwrap().stop().await;
 }
 
-/// The sum of the control plane's samples of metric `name`.
-async fn control_plane_metric(stack: &Stack, name: &str) -> f64 {
-    let text = stack.http().get(format!("http://{}/metrics", stack.control_plane)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn envoys_access_log_stream_carries_the_secret_the_sink_requires() {
     let (stack, app) = common::stack_with_app().await;
@@ -152,11 +143,11 @@ async fn envoys_access_log_stream_carries_the_secret_the_sink_requires() {
     send(&stack, &app.api_key, 4, 2).await;
     // The rows come over the gRPC stream (not only from the file), and no stream was refused.
     eventually("rows received over the gRPC stream", Duration::from_secs(10), || async {
-        Ok((control_plane_metric(&stack, "gateway_access_log_rows_received_total").await >= 4.0).then_some(()))
+        Ok((stack.control_plane_metric("gateway_access_log_rows_received_total").await.unwrap() >= 4.0).then_some(()))
     })
     .await
     .unwrap();
-    assert_eq!(control_plane_metric(&stack, "gateway_als_streams_refused_total").await, 0.0);
+    assert_eq!(stack.control_plane_metric("gateway_als_streams_refused_total").await.unwrap(), 0.0);
     // A stream without the secret (anyone who reaches the port) is refused and writes nothing:
     // its entry never becomes a row, while a request sent after it does.
     use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties};
@@ -174,7 +165,7 @@ async fn envoys_access_log_stream_carries_the_secret_the_sink_requires() {
     let mut client = AccessLogServiceClient::connect(format!("http://{}", stack.control_plane_als())).await.unwrap();
     let answer = client.stream_access_logs(tokio_stream::iter([forged])).await;
     assert_eq!(answer.map_err(|s| s.code()).err(), Some(tonic::Code::Unauthenticated));
-    assert_eq!(control_plane_metric(&stack, "gateway_als_streams_refused_total").await, 1.0);
+    assert_eq!(stack.control_plane_metric("gateway_als_streams_refused_total").await.unwrap(), 1.0);
     let after = send(&stack, &app.api_key, 1, 1).await;
     let after_id = after.keys().next().cloned().unwrap();
     let rows = eventually("the request after it logged", Duration::from_secs(10), || async {

@@ -115,22 +115,13 @@ async fn a_revocation_reaches_every_worker() {
     stack.stop().await;
 }
 
-/// The sum of the control plane's metric samples named `name`.
-async fn control_plane_metric(stack: &Stack, name: &str) -> f64 {
-    let text = stack.http().get(format!("http://{}/metrics", stack.control_plane)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn changes_reach_every_worker_as_deltas_not_whole_states() {
     let (stack, app) = common::stack_with_app_using(four_workers()).await;
     let client = fresh_connections();
     assert_eq!(chat(&client, &stack, &app.api_key).await.0, 200);
-    let whole_builds = control_plane_metric(&stack, "gateway_state_feed_builds_total").await;
-    let deltas = control_plane_metric(&stack, "gateway_state_feed_deltas_total").await;
+    let whole_builds = stack.control_plane_metric("gateway_state_feed_builds_total").await.unwrap();
+    let deltas = stack.control_plane_metric("gateway_state_feed_deltas_total").await.unwrap();
     let adopted = || stack.envoy_output().matches("key state adopted: ").count();
     // Every VM (the four workers' and the main thread's) holds its first state.
     eventually("every VM holds a state", Duration::from_secs(10), || async { Ok((adopted() >= 5).then_some(())) }).await.unwrap();
@@ -155,8 +146,8 @@ async fn changes_reach_every_worker_as_deltas_not_whole_states() {
     let output = stack.envoy_output();
     assert_eq!(adopted(), adopted_before, "no worker read a whole state again:\n{output}");
     assert!(output.contains("key state changed: "), "{output}");
-    assert_eq!(control_plane_metric(&stack, "gateway_state_feed_builds_total").await, whole_builds, "no whole state built");
-    assert!(control_plane_metric(&stack, "gateway_state_feed_deltas_total").await > deltas);
+    assert_eq!(stack.control_plane_metric("gateway_state_feed_builds_total").await.unwrap(), whole_builds, "no whole state built");
+    assert!(stack.control_plane_metric("gateway_state_feed_deltas_total").await.unwrap() > deltas);
     stack.stop().await;
 }
 
@@ -164,13 +155,7 @@ async fn changes_reach_every_worker_as_deltas_not_whole_states() {
 async fn a_flood_of_unknown_keys_does_not_reach_the_control_plane_in_bulk() {
     let (stack, app) = common::stack_with_app_using(four_workers()).await;
     let client = fresh_connections();
-    let lookups = || async {
-        let text = stack.http().get(format!("http://{}/metrics", stack.control_plane)).send().await.unwrap().text().await.unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("gateway_credential_lookups_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let lookups = || async { stack.control_plane_metric("gateway_credential_lookups_total").await.unwrap() };
     let before = lookups().await;
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -123,20 +123,16 @@ impl<S: SyncedState> StateSync<S> {
     fn take_pulled(&mut self, shared: &mut dyn SharedData, answer: &CallAnswer) -> Result<bool, String> {
         let etag = answer.etag.clone().unwrap_or_default();
         if answer.delta {
-            let state = self.state.as_mut().ok_or("a delta, and no state to apply it to")?;
-            return match state.apply_delta(&answer.body).map_err(|e| e.to_string())? {
-                Applied::Gap => Err("the delta does not follow the state held".into()),
-                Applied::AlreadyHeld => Ok(false),
-                Applied::Changed => {
-                    let mark = self.mark(etag)?;
-                    self.etag = Some(mark.etag.clone());
-                    match ring::push_change(shared, mark, &Change::Delta(answer.body.clone())) {
-                        Some(seq) => self.seq = seq,
-                        None => log::warn!("sharing a key-state change failed"),
-                    }
-                    Ok(true)
-                }
-            };
+            if !self.apply_answered_delta(&answer.body)? {
+                return Ok(false);
+            }
+            let mark = self.mark(etag)?;
+            self.etag = Some(mark.etag.clone());
+            match ring::push_change(shared, mark, &Change::Delta(answer.body.clone())) {
+                Some(seq) => self.seq = seq,
+                None => log::warn!("sharing a key-state change failed"),
+            }
+            return Ok(true);
         }
         let state = S::read_whole(&answer.body).map_err(|e| e.to_string())?;
         self.install(state, Some(etag.clone()), self.seq);
@@ -175,15 +171,11 @@ impl<S: SyncedState> StateSync<S> {
         }
         let etag = answer.etag.clone().unwrap_or_default();
         if answer.delta {
-            let state = self.state.as_mut().ok_or("a delta, and no state to apply it to")?;
-            return match state.apply_delta(&answer.body).map_err(|e| e.to_string())? {
-                Applied::Gap => Err("the delta does not follow the state held".into()),
-                Applied::AlreadyHeld => Ok(false),
-                Applied::Changed => {
-                    self.etag = Some(etag);
-                    Ok(true)
-                }
-            };
+            let changed = self.apply_answered_delta(&answer.body)?;
+            if changed {
+                self.etag = Some(etag);
+            }
+            return Ok(changed);
         }
         let state = S::read_whole(&answer.body).map_err(|e| e.to_string())?;
         self.install(state, Some(etag.clone()), head_seq);
@@ -193,6 +185,17 @@ impl<S: SyncedState> StateSync<S> {
             log::warn!("sharing the key state failed");
         }
         Ok(true)
+    }
+
+    /// Applies a delta the control plane answered: whether the state changed; an error when it
+    /// does not parse or does not follow the state held (nothing applied).
+    fn apply_answered_delta(&mut self, delta: &[u8]) -> Result<bool, String> {
+        let state = self.state.as_mut().ok_or("a delta, and no state to apply it to")?;
+        match state.apply_delta(delta).map_err(|e| e.to_string())? {
+            Applied::Gap => Err("the delta does not follow the state held".into()),
+            Applied::AlreadyHeld => Ok(false),
+            Applied::Changed => Ok(true),
+        }
     }
 
     /// The mark of the state held, named `etag`.
