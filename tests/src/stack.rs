@@ -191,7 +191,7 @@ impl Stack {
         let state_token = launch.state_token.clone();
         let control_plane_proxy =
             if knobs.control_plane_proxy { Some(ControlPlaneProxy::start(cp_http).await?) } else { None };
-        let spec = GatewaySpec {
+        let mut spec = GatewaySpec {
             listen: options.gateway,
             admin_port,
             control_plane_http: control_plane_proxy.as_ref().map_or(cp_http, |p| p.addr),
@@ -205,7 +205,22 @@ impl Stack {
             upstream_keys: options.upstream_keys.clone(),
             access_log_file: access_log_file.clone(),
         };
-        let (envoy, envoy_admin, gateway) = start_envoy(&spec, dir.path().to_path_buf(), options.envoy_workers, options.echo, knobs.short_timeouts).await?;
+        let mut attempts = 0;
+        let (envoy, envoy_admin, gateway) = loop {
+            match start_envoy(&spec, dir.path().to_path_buf(), options.envoy_workers, options.echo, knobs.short_timeouts).await {
+                // Envoy's admin port was picked before Envoy could bind it (the control plane is
+                // told it first); another process took it meanwhile: pick again, and tell the
+                // control plane.
+                Err(e) if attempts < 3 && e.to_string().contains("Address already in use") => {
+                    attempts += 1;
+                    spec.admin_port = free_port().await?;
+                    launch.envoy_admin = SocketAddr::from(([127, 0, 0, 1], spec.admin_port));
+                    control_plane_process.stop(Duration::from_secs(5)).await;
+                    (control_plane_process, _, _) = start_control_plane(&launch).await?;
+                }
+                started => break started?,
+            }
+        };
         if control_plane_process.has_exited() {
             bail!("the control plane exited\n{}", control_plane_process.output_text());
         }
