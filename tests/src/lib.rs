@@ -7,6 +7,7 @@
 //! when a test fails (or echoed live, for `cargo xtask up`).
 
 pub mod cp_proxy;
+pub mod http_wire;
 mod launch;
 pub mod paths;
 pub mod process;

@@ -26,24 +26,8 @@ pub fn openai(stack: &Stack, key: &str) -> async_openai::Client<async_openai::co
 }
 
 /// A reply read off the wire by [`raw_request`].
-#[allow(dead_code)]
-#[derive(Debug)]
-pub struct RawReply {
-    /// HTTP status.
-    pub status: u16,
-    /// Header lines, names lowercase.
-    pub headers: Vec<(String, String)>,
-    /// The body (de-chunked).
-    pub body: Vec<u8>,
-}
-
-#[allow(dead_code)]
-impl RawReply {
-    /// The body as JSON (`Null` if it is not).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-}
+#[allow(unused_imports)]
+pub use gateway_e2e::http_wire::WireReply as RawReply;
 
 /// Sends `method target` with `headers` and `body` exactly as written (no client-side clean-up
 /// of `..`, `//` or escapes, unlike an HTTP library) and reads the whole reply.
@@ -61,36 +45,7 @@ pub async fn raw_request(stack: &Stack, method: &str, target: &str, headers: &[(
     tcp.write_all(request.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     tcp.read_to_end(&mut raw).await.expect("read the reply");
-    parse_reply(&raw)
-}
-
-fn parse_reply(raw: &[u8]) -> RawReply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("a status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    RawReply { status, headers, body }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-        rest = &rest[eol + 2 + size + 2..];
-    }
-    out
+    gateway_e2e::http_wire::parse_reply(&raw).expect("a complete reply")
 }
 
 /// The `data:` payloads of an SSE body, `[DONE]` included.

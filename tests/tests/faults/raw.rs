@@ -74,31 +74,6 @@ pub async fn read_rest(mut tcp: TcpStream, mut raw: Vec<u8>) -> Ending {
 
 /// A reply from its bytes; `None` without a complete head.
 pub fn parse(raw: &[u8]) -> Option<Reply> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    Some(Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16).unwrap_or(0);
-        let start = eol + 2;
-        if size == 0 || rest.len() < start + size {
-            break;
-        }
-        out.extend_from_slice(&rest[start..start + size]);
-        rest = rest.get(start + size + 2..).unwrap_or_default();
-    }
-    out
+    let reply = gateway_e2e::http_wire::parse_reply(raw)?;
+    Some(Reply { status: reply.status, headers: reply.headers, body: String::from_utf8_lossy(&reply.body).into_owned() })
 }
