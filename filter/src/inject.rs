@@ -98,12 +98,27 @@ const MAX_HELD_BYTES: usize = 1024 * 1024;
 pub struct StreamRewriter {
     ask: UsageAsk,
     held: Vec<u8>,
+    /// Where the search for the held event's end goes on (each byte is scanned once, however
+    /// the event is split).
+    scan: Scan,
+}
+
+/// How far the held bytes have been searched for an event's end: the next byte to look at,
+/// and whether it starts a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scan {
+    at: usize,
+    line_start: bool,
+}
+
+impl Scan {
+    const START: Scan = Scan { at: 0, line_start: true };
 }
 
 impl StreamRewriter {
     /// A rewriter for a caller that asked for `ask`.
     pub fn new(ask: UsageAsk) -> Self {
-        Self { ask, held: Vec::new() }
+        Self { ask, held: Vec::new(), scan: Scan::START }
     }
 
     /// Takes the next piece of the upstream's stream; returns the bytes to send on now.
@@ -111,36 +126,48 @@ impl StreamRewriter {
         self.held.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.held.len());
         let mut start = 0;
-        while let Some(end) = event_end(self.held.get(start..).unwrap_or_default()) {
-            let event = self.held.get(start..start + end).unwrap_or_default();
-            rewrite_event(event, self.ask, &mut out);
-            start += end;
+        loop {
+            match event_end(self.held.get(start..).unwrap_or_default(), self.scan) {
+                Ok(end) => {
+                    let event = self.held.get(start..start + end).unwrap_or_default();
+                    rewrite_event(event, self.ask, &mut out);
+                    start += end;
+                    self.scan = Scan::START;
+                }
+                Err(scan) => {
+                    self.scan = scan;
+                    break;
+                }
+            }
         }
         self.held.drain(..start);
         if self.held.len() > MAX_HELD_BYTES {
             out.append(&mut self.held);
+            self.scan = Scan::START;
         }
         out
     }
 
     /// The end of the stream: whatever is held goes on as it is.
     pub fn finish(&mut self) -> Vec<u8> {
+        self.scan = Scan::START;
         std::mem::take(&mut self.held)
     }
 }
 
-/// Length of the first complete event (through its blank line), if one is there.
-fn event_end(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    let mut line_start = true;
+/// Length of the first complete event (through its blank line), searching from `scan`; when
+/// there is none yet, where the search is to go on once more bytes have come.
+fn event_end(bytes: &[u8], scan: Scan) -> Result<usize, Scan> {
+    let Scan { at: mut i, mut line_start } = scan;
     while let Some(&b) = bytes.get(i) {
         if b == b'\n' || b == b'\r' {
             let len = if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
             if b == b'\r' && bytes.get(i + 1).is_none() {
-                return None; // maybe the first half of a CRLF
+                // Maybe the first half of a CRLF: looked at again with the next bytes.
+                return Err(Scan { at: i, line_start });
             }
             if line_start {
-                return Some(i + len);
+                return Ok(i + len);
             }
             line_start = true;
             i += len;
@@ -149,7 +176,7 @@ fn event_end(bytes: &[u8]) -> Option<usize> {
             i += 1;
         }
     }
-    None
+    Err(Scan { at: i, line_start })
 }
 
 /// Appends the event as the caller should see it (or nothing, if it is to be dropped).

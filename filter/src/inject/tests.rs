@@ -205,3 +205,31 @@ fn a_running_usage_is_removed_only_for_a_caller_that_did_not_ask_for_it() {
     assert_eq!(rewrite_in(&[running], UsageAsk { include_usage: true, continuous: false }), without);
     assert_eq!(rewrite_in(&[running], UsageAsk { include_usage: true, continuous: true }), running);
 }
+
+#[test]
+fn an_event_fed_a_byte_at_a_time_is_searched_once_and_rewritten_alike() {
+    // CR, LF and CRLF line ends, and a CR that ends a chunk (half of a CRLF, or not).
+    let usage_only = br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"total_tokens":2,"completion_tokens":1}}"#;
+    let mut stream = Vec::new();
+    for (i, end) in [&b"\r\n"[..], b"\n", b"\r"].iter().enumerate() {
+        stream.extend_from_slice(format!("data: {{\"n\":{i}}}").as_bytes());
+        stream.extend_from_slice(end);
+        stream.extend_from_slice(end);
+    }
+    stream.extend_from_slice(b"data: ");
+    stream.extend_from_slice(usage_only);
+    stream.extend_from_slice(b"\r\n\r\n");
+    let ask = UsageAsk::default();
+    let whole = rewrite_in(&[&stream], ask);
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(rewrite_in(&bytes, ask), whole);
+    let mut rewriter = StreamRewriter::new(ask);
+    let mut out = Vec::new();
+    for byte in stream.chunks(1) {
+        out.extend(rewriter.feed(byte));
+        assert!(rewriter.scan.at <= rewriter.held.len(), "the search never points past what is held");
+    }
+    out.extend(rewriter.finish());
+    assert_eq!(out, whole);
+    assert!(!String::from_utf8_lossy(&whole).contains("usage"), "the usage-only chunk the caller did not ask for is gone");
+}
