@@ -148,7 +148,7 @@ async fn scenario(stack: &mut Stack, s: &Settings, sizes: &Sizes, dir: &Path, db
     let mut details = serde_json::Map::new();
     details.insert("keys".into(), json!(sizes.keys));
     details.insert("users".into(), json!(sizes.users));
-    let state_token = state_token(db_url).await?;
+    let state_token = stack.state_token().to_owned();
     let config = dir.join("envoy.yaml");
     std::fs::write(&config, render(stack, &state_token, als, dir)?)?;
     let setup = Setup { config, dir, sizes, client: fresh_connections()? };
@@ -392,14 +392,6 @@ async fn first_answer(client: &reqwest::Client, base: &str, key: &str, status: u
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// The state feed's token, as the control plane keeps it in its settings.
-async fn state_token(db_url: &str) -> Result<String> {
-    let db = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(db_url).await?;
-    let token: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'state_token'").fetch_one(&db).await.context("the control plane's state token")?;
-    db.close().await;
-    Ok(token)
 }
 
 /// The scale Envoys' configuration: the stack's control plane and mock, the stack's template.
