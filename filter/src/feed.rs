@@ -15,6 +15,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod limits;
+pub use limits::Limits;
+
 /// Path of the whole state (ETag, `If-None-Match`).
 pub const STATE_PATH: &str = "/internal/state";
 /// Path of the state of one credential: `?keyHash=<hex>` and/or `?userId=<id>`; answered with a
@@ -100,18 +103,6 @@ pub struct FeedKey {
     pub limits: Option<Limits>,
 }
 
-/// An app's limits, as the admin set them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Limits {
-    /// Requests per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_minute: Option<i64>,
-    /// Tokens (prompt and completion) per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_minute: Option<i64>,
-}
-
 /// A user who may call the gateway with a JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -122,6 +113,9 @@ pub struct FeedUser {
     pub status: Status,
     /// The current token version: a JWT whose `ver` differs has been revoked.
     pub token_version: i64,
+    /// The user's limits; `None` when nothing is limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 /// A JWT signing key as the control plane publishes it.
@@ -232,9 +226,12 @@ mod tests {
                 status: Status::Enabled,
                 expires_at: None,
                 models: vec!["m".into()],
-                limits: Some(Limits { requests_per_minute: Some(10), tokens_per_minute: None }),
+                limits: Some(Limits {
+                    all: limits::Caps { requests_per_minute: Some(10), ..limits::Caps::default() },
+                    ..Limits::default()
+                }),
             }],
-            users: vec![FeedUser { id: 3, status: Status::Disabled, token_version: 4 }],
+            users: vec![FeedUser { id: 3, status: Status::Disabled, token_version: 4, limits: None }],
             jwt_keys: vec![PublishedKey { kid: "k1".into(), alg: "EdDSA".into(), public_key_hex: "00".into() }],
         };
         let json = serde_json::to_value(&feed).unwrap();

@@ -57,6 +57,13 @@ pub struct UsageRecord {
     /// The error type the upstream reported (`BadRequestError`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_error: Option<String>,
+    /// The limit that refused the request or cut its stream off (a
+    /// [`LimitKind::name`](crate::feed::limits::LimitKind::name), `tokens_per_day`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limited: Option<String>,
+    /// The gateway ended the stream because it passed its grant of tokens.
+    #[serde(skip_serializing_if = "is_false")]
+    pub cut_off: bool,
 }
 
 fn is_false(value: &bool) -> bool {

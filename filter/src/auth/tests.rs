@@ -107,7 +107,7 @@ fn jwt_refusals_worth_a_lookup() {
 fn a_looked_up_user_and_signing_keys_win_over_the_state() {
     let state = state();
     let mut overlay = Overlay::default();
-    let user = |id, status, token_version| FeedUser { id, status, token_version };
+    let user = |id, status, token_version| FeedUser { id, status, token_version, limits: None };
     let keys = vec![published("k1", KEY_A.1), published("k2", KEY_B.1)];
     assert_eq!(overlay.merge(&LookupKey::User(45), answer(vec![], vec![user(45, Status::Enabled, 3)], keys)), LookupResult::Found);
     let auth = Authority::new(&state, Some(&overlay));
@@ -128,11 +128,11 @@ fn a_looked_up_user_and_signing_keys_win_over_the_state() {
 fn the_overlay_is_bounded() {
     let mut overlay = Overlay::default();
     for id in 0..crate::overlay::MAX_ENTRIES as i64 {
-        let found = answer(vec![], vec![FeedUser { id, status: Status::Enabled, token_version: 1 }], vec![]);
+        let found = answer(vec![], vec![FeedUser { id, status: Status::Enabled, token_version: 1, limits: None }], vec![]);
         assert_eq!(overlay.merge(&LookupKey::User(id), found), LookupResult::Found);
     }
     assert_eq!(overlay.len(), crate::overlay::MAX_ENTRIES);
-    let one_more = answer(vec![], vec![FeedUser { id: -1, status: Status::Enabled, token_version: 1 }], vec![]);
+    let one_more = answer(vec![], vec![FeedUser { id: -1, status: Status::Enabled, token_version: 1, limits: None }], vec![]);
     overlay.merge(&LookupKey::User(-1), one_more);
     assert_eq!(overlay.len(), 1, "full: it starts over");
     assert!(overlay.user(-1).is_some() && overlay.user(0).is_none());

@@ -9,7 +9,7 @@ fn key(name: &str, app_id: i64, status: Status) -> FeedKey {
 }
 
 fn whole(version: i64, keys: Vec<FeedKey>) -> KeyState {
-    let users = vec![FeedUser { id: 1, status: Status::Enabled, token_version: 1 }];
+    let users = vec![FeedUser { id: 1, status: Status::Enabled, token_version: 1, limits: None }];
     let feed = Feed { epoch: "e".into(), version, keys, users, jwt_keys: vec![] };
     KeyState::parse(&serde_json::to_vec(&feed).unwrap()).unwrap()
 }
@@ -33,7 +33,7 @@ fn new_changed_and_removed_keys_and_users() {
     let d = FeedDelta {
         keys: vec![key("c", 3, Status::Enabled), key("b", 2, Status::Disabled)],
         removed_keys: vec![hash_key("a")],
-        users: vec![FeedUser { id: 2, status: Status::Enabled, token_version: 4 }],
+        users: vec![FeedUser { id: 2, status: Status::Enabled, token_version: 4, limits: None }],
         removed_users: vec![1],
         jwt_keys: vec![PublishedKey { kid: "k".into(), alg: "EdDSA".into(), public_key_hex: "00".repeat(32) }],
         ..delta(5, 7)
