@@ -55,8 +55,8 @@ impl<'a> Authority<'a> {
         Ok(key)
     }
 
-    /// Checks a JWT at `now` (Unix seconds): its user id, or why it is refused.
-    pub fn authorize_jwt(&self, token: &str, now: i64) -> Result<i64, Refusal> {
+    /// Checks a JWT at `now` (Unix seconds): its user id and user, or why it is refused.
+    pub fn authorize_jwt(&self, token: &str, now: i64) -> Result<(i64, &'a User), Refusal> {
         let (jwt_keys, keys_looked_up) = self.jwt_keys();
         let subject = jwt_keys.verify(token, now).map_err(|error| Refusal {
             error,
@@ -72,7 +72,7 @@ impl<'a> Authority<'a> {
             // may be good; an older one has been revoked for good.
             Some(user) if user.token_version < subject.version => refuse(GatewayError::RevokedToken, lookup),
             Some(user) if user.token_version != subject.version => refuse(GatewayError::RevokedToken, None),
-            Some(_) => Ok(subject.user_id),
+            Some(user) => Ok((subject.user_id, user)),
         }
     }
 

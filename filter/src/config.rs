@@ -70,6 +70,32 @@ pub struct PluginConfig {
     /// and is a normalised path (no `?`, `#`, `//`, `/./`, `/../`); no entry is listed twice.
     #[serde(default = "default_endpoints")]
     pub endpoints: Vec<String>,
+    /// How callers' limits are enforced (the limits themselves come with the key state).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Default of `limits.default_max_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// How callers' limits are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The completion tokens a request that sets no `max_tokens` is granted at most (per choice),
+    /// when its caller has a token limit; the request's `max_tokens` is then set to its grant.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { default_max_tokens: DEFAULT_MAX_TOKENS }
+    }
+}
+
+fn default_max_tokens() -> u64 {
+    DEFAULT_MAX_TOKENS
 }
 
 /// What a streamed request is made to ask the upstream for; the caller never sees the difference.
@@ -209,6 +235,9 @@ impl PluginConfig {
         }
         if !is_header_name(&self.cluster_header) {
             return fail("cluster_header", "must be a lowercase HTTP header name");
+        }
+        if self.limits.default_max_tokens == 0 {
+            return fail("limits.default_max_tokens", "must be greater than 0");
         }
         self.validate_endpoints()?;
         self.state.validate()

@@ -4,7 +4,8 @@
 
 use crate::config::StateFeed;
 
-/// One call to dispatch on the state cluster (`GET`, with the state token).
+/// One call to dispatch on the state cluster (`GET`, or `POST` when it has a body; with the
+/// state token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRequest {
     /// `:path`, with its query.
@@ -13,19 +14,25 @@ pub struct CallRequest {
     pub if_none_match: Option<String>,
     /// How long the call may take.
     pub timeout_ms: u64,
+    /// A JSON body, sent with `POST`.
+    pub body: Option<Vec<u8>>,
 }
 
 impl CallRequest {
     /// The call's headers for the state cluster of `feed`.
     pub fn headers(&self, feed: &StateFeed) -> Vec<(&'static str, String)> {
+        let method = if self.body.is_some() { "POST" } else { "GET" };
         let mut headers = vec![
-            (":method", "GET".to_owned()),
+            (":method", method.to_owned()),
             (":path", self.path.clone()),
             (":authority", feed.authority.clone()),
             ("authorization", format!("Bearer {}", feed.token)),
         ];
         if let Some(etag) = &self.if_none_match {
             headers.push(("if-none-match", etag.clone()));
+        }
+        if self.body.is_some() {
+            headers.push(("content-type", "application/json".to_owned()));
         }
         headers
     }
@@ -87,7 +94,7 @@ mod tests {
             "cluster": "cp", "authority": "control-plane", "token": "0123456789abcdef"
         }))
         .unwrap();
-        let call = CallRequest { path: "/internal/state".into(), if_none_match: Some("\"v1\"".into()), timeout_ms: 5 };
+        let call = CallRequest { path: "/internal/state".into(), if_none_match: Some("\"v1\"".into()), timeout_ms: 5, body: None };
         let headers = call.headers(&feed);
         assert!(headers.contains(&("authorization", "Bearer 0123456789abcdef".to_owned())));
         assert!(headers.contains(&(":authority", "control-plane".to_owned())));

@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use crate::feed::limits::{LimitKind, Subject};
+use crate::limits::rate_headers::duration;
+
 /// A request the gateway answers itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
@@ -53,6 +56,62 @@ pub enum GatewayError {
         /// Why it is refused.
         message: String,
     },
+    /// A limit refused the request (429), or cut its stream off.
+    Limited(Box<LimitError>),
+    /// A limit of the caller has no lease here and the control plane could not be asked for one.
+    LimitsUnavailable,
+}
+
+/// What a limit's refusal (or cut-off) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitError {
+    /// Which limit.
+    pub kind: LimitKind,
+    /// Whose.
+    pub subject: Subject,
+    /// The model it is scoped to, if any.
+    pub model: Option<String>,
+    /// Its value.
+    pub limit: u64,
+    /// What remained of it.
+    pub remaining: u64,
+    /// What the request needed of it at least.
+    pub needed: u64,
+    /// When it may succeed, in seconds (`Retry-After`).
+    pub retry_after_secs: u64,
+    /// The stream was cut off (rather than the request refused).
+    pub cut_off: bool,
+}
+
+impl LimitError {
+    fn message(&self) -> String {
+        let whose = match self.subject {
+            Subject::App(_) => "this API key's app",
+            Subject::User(_) => "this user",
+        };
+        let scope = self.model.as_deref().map(|m| format!(" for model `{m}`")).unwrap_or_default();
+        let name = self.kind.name().replace('_', " ");
+        let wait = duration(self.retry_after_secs.saturating_mul(1000));
+        if self.cut_off {
+            return format!(
+                "The response was cut off: it passed the tokens granted to it under the {name} limit \
+                 of {whose}{scope} (limit {}).",
+                self.limit
+            );
+        }
+        if self.kind.is_budget() {
+            return format!(
+                "You exceeded your current quota: the {name} budget of {whose}{scope} is used up (limit {}, \
+                 remaining {}, requested at least {}). It resets in {wait}.",
+                self.limit, self.remaining, self.needed
+            );
+        }
+        format!(
+            "Rate limit reached on {name} for {whose}{scope}: limit {}, remaining {}, requested {}. \
+             Please try again in {wait}.",
+            self.limit, self.remaining, self.needed
+        )
+    }
 }
 
 #[derive(Serialize)]
@@ -83,6 +142,8 @@ impl GatewayError {
             Self::BadJson(_) | Self::MissingModel | Self::InvalidType { .. } | Self::Unsupported { .. } => 400,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge(_) => 413,
+            Self::Limited(_) => 429,
+            Self::LimitsUnavailable => 503,
         }
     }
 
@@ -96,7 +157,10 @@ impl GatewayError {
             | Self::RevokedToken => "authentication_error",
             Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => "permission_error",
             Self::NotReady => "service_unavailable",
-            Self::Busy => "server_error",
+            Self::Busy | Self::LimitsUnavailable => "server_error",
+            Self::Limited(e) if e.kind.is_budget() => "insufficient_quota",
+            Self::Limited(e) if e.kind.counts_tokens() => "tokens",
+            Self::Limited(_) => "requests",
             _ => "invalid_request_error",
         }
     }
@@ -121,6 +185,9 @@ impl GatewayError {
             Self::UnknownPath(_) => "unknown_url",
             Self::InvalidType { .. } => "invalid_type",
             Self::Unsupported { .. } => "unsupported_parameter",
+            Self::Limited(e) if e.kind.is_budget() => "insufficient_quota",
+            Self::Limited(_) => "rate_limit_exceeded",
+            Self::LimitsUnavailable => "limits_unavailable",
         }
     }
 
@@ -155,6 +222,19 @@ impl GatewayError {
             Self::Busy => "The gateway is receiving too many large request bodies at once; retry shortly.".to_owned(),
             Self::UnknownPath(path) => format!("Unknown request URL: {path}."),
             Self::InvalidType { message, .. } | Self::Unsupported { message, .. } => message.clone(),
+            Self::Limited(e) => e.message(),
+            Self::LimitsUnavailable => "The gateway cannot check this caller's limits right now (its control plane \
+                                        is unreachable); retry shortly."
+                .to_owned(),
+        }
+    }
+
+    /// `Retry-After`, in seconds, for a refusal that names one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Limited(e) => Some(e.retry_after_secs),
+            Self::LimitsUnavailable => Some(1),
+            _ => None,
         }
     }
 
@@ -195,6 +275,8 @@ mod tests {
             GatewayError::Busy,
             GatewayError::UnknownPath("/v1/nope".into()),
             GatewayError::InvalidType { param: "stream", message: "m".into() },
+            GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerDay))),
+            GatewayError::LimitsUnavailable,
         ];
         for e in all {
             let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
@@ -206,6 +288,34 @@ mod tests {
             assert!(obj.contains_key("param"));
             assert!((400..600).contains(&e.status()));
         }
+    }
+
+    fn limit_error(kind: LimitKind) -> LimitError {
+        LimitError {
+            kind,
+            subject: Subject::App(3),
+            model: None,
+            limit: 10,
+            remaining: 0,
+            needed: 1,
+            retry_after_secs: 6,
+            cut_off: false,
+        }
+    }
+
+    #[test]
+    fn limits_answer_as_openai_does() {
+        let rate = GatewayError::Limited(Box::new(limit_error(LimitKind::RequestsPerMinute)));
+        let v: serde_json::Value = serde_json::from_slice(&rate.body()).unwrap();
+        assert_eq!((rate.status(), rate.retry_after_secs()), (429, Some(6)));
+        assert_eq!((&v["error"]["type"], &v["error"]["code"]), (&"requests".into(), &"rate_limit_exceeded".into()));
+        assert!(v["error"]["message"].as_str().unwrap().contains("requests per minute"), "{v}");
+        let budget = GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerMonth)));
+        let v: serde_json::Value = serde_json::from_slice(&budget.body()).unwrap();
+        assert_eq!((&v["error"]["type"], &v["error"]["code"]), (&"insufficient_quota".into(), &"insufficient_quota".into()));
+        assert!(v["error"]["message"].as_str().unwrap().contains("tokens per month budget"), "{v}");
+        let tokens = GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerMinute)));
+        assert_eq!((tokens.kind(), tokens.code()), ("tokens", "rate_limit_exceeded"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::auth::{Authority, Refusal};
 use crate::config::{PluginConfig, UsageInjection};
 use crate::credential::{self, path_only, strip_token_param};
 use crate::error::GatewayError;
+use crate::feed::limits::Subject;
 use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
 use crate::keys::{AppRules, KeyState};
 use crate::lookup::LookupKey;
@@ -71,6 +72,8 @@ enum Endpoint {
     Chat,
     /// `/v1/responses`: no `stream_options` (nothing is injected), usage in its own events.
     Responses,
+    /// `/v1/embeddings`: a prompt, no completion.
+    Embeddings,
     /// Anything else listed: completions-like (choice `index` answers prompt `index / n`).
     Other,
 }
@@ -80,6 +83,7 @@ impl Endpoint {
         match path {
             "/v1/chat/completions" => Self::Chat,
             "/v1/responses" => Self::Responses,
+            "/v1/embeddings" => Self::Embeddings,
             _ => Self::Other,
         }
     }
@@ -104,6 +108,8 @@ pub struct Exchange {
     /// When the credential was refused: what a lookup could lift the refusal with.
     lookup: Option<LookupKey>,
     finished: bool,
+    /// The caller's limits, and what the request was granted of them.
+    limited: limited::Limited,
 }
 
 impl Exchange {
@@ -122,6 +128,7 @@ impl Exchange {
             rules: Rc::default(),
             lookup: None,
             finished: false,
+            limited: limited::Limited::default(),
         }
     }
 
@@ -197,13 +204,16 @@ impl Exchange {
         let keys = keys.ok_or(GatewayError::NotReady)?;
         let token = credential.token();
         if KeyState::is_jwt(token) {
-            self.record.user_id = Some(keys.authorize_jwt(token, now_secs).map_err(|r| self.refused(r))?);
+            let (user_id, user) = keys.authorize_jwt(token, now_secs).map_err(|r| self.refused(r))?;
+            self.record.user_id = Some(user_id);
+            self.limit_caller(Subject::User(user_id), user.limits.clone());
             return Ok(());
         }
         let key = keys.authorize_key(token, now_secs).map_err(|r| self.refused(r))?;
         self.record.app_id = Some(key.app_id);
         self.record.key_id = Some(key.key_id);
         self.rules = key.rules.clone();
+        self.limit_caller(Subject::App(key.app_id), key.rules.limits.clone());
         Ok(())
     }
 
@@ -263,24 +273,29 @@ impl Exchange {
             return step;
         }
         // The Responses API has no `stream_options`: its streams always end with the usage.
-        if facts.stream && self.endpoint != Endpoint::Responses {
-            self.inject_usage(host, body, &facts);
-        }
+        let injected = if facts.stream && self.endpoint != Endpoint::Responses {
+            self.inject_usage(host, body, &facts)
+        } else {
+            None
+        };
+        self.note_limit_ask(injected.as_deref().unwrap_or(body), &facts);
         Step::Continue
     }
 
-    /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]).
-    fn inject_usage(&mut self, host: &mut dyn Host, body: &[u8], facts: &RequestFacts) {
+    /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]); the body as
+    /// forwarded, when it changed.
+    fn inject_usage(&mut self, host: &mut dyn Host, body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
         let continuous = match self.config.usage_injection {
-            UsageInjection::Off => return,
+            UsageInjection::Off => return None,
             UsageInjection::Continuous => true,
             UsageInjection::Final => false,
         };
         // `body` was just read as a JSON object, so this always succeeds.
-        let Some(body) = inject_usage(body, continuous) else { return };
+        let body = inject_usage(body, continuous)?;
         self.injected = Some(UsageAsk::of(facts));
         host.set_request_body(&body);
         host.set_request_header("content-length", Some(&body.len().to_string()));
+        Some(body)
     }
 
     /// Response headers from the upstream (or a local reply). Returns true when the body will be
@@ -297,10 +312,12 @@ impl Exchange {
         let is_sse = content_type.is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
         let encoded =
             content_encoding.is_some_and(|e| e.split(',').any(|e| !e.trim().eq_ignore_ascii_case("identity")));
+        let cut_may_come = self.cut_may_come(is_sse);
         self.rewriter = match self.injected {
-            Some(ask) if is_sse && !encoded && ask.needs_rewrite() && !self.finished => {
-                Some(StreamRewriter::new(ask))
-            }
+            _ if encoded || self.finished => None,
+            Some(ask) if is_sse && (ask.needs_rewrite() || cut_may_come) => Some(StreamRewriter::new(ask)),
+            // Passed unchanged, but whole events at a time: the stream may be cut between two.
+            None if cut_may_come => Some(StreamRewriter::new(UsageAsk { include_usage: true, continuous: true })),
             _ => None,
         };
         self.counting = Some(match (encoded, is_sse) {
@@ -315,7 +332,7 @@ impl Exchange {
     fn prompt_layout(&self) -> PromptLayout {
         match self.endpoint {
             Endpoint::Chat => PromptLayout::Single,
-            Endpoint::Responses | Endpoint::Other => PromptLayout::Batched { n: self.n },
+            Endpoint::Responses | Endpoint::Embeddings | Endpoint::Other => PromptLayout::Batched { n: self.n },
         }
     }
 
@@ -343,6 +360,9 @@ impl Exchange {
         let mut out = rewriter.feed(chunk);
         if end_of_stream {
             out.extend(rewriter.finish());
+        }
+        if !self.check_grant(&mut out) {
+            out.clear();
         }
         Some(out)
     }
@@ -427,5 +447,6 @@ impl Ending {
     }
 }
 
+mod limited;
 #[cfg(test)]
 mod tests;

@@ -66,6 +66,33 @@ pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Sets every member of a JSON object body named in `names` to the number `value` (a key
+/// spelled with escapes counts, as for the upstream), or, when none is present, adds
+/// `names[0]` first; the rest of the body is copied byte for byte. `None` when `body` is not a
+/// JSON object.
+pub fn set_number_members(body: &[u8], names: &[&str], value: u64) -> Option<Vec<u8>> {
+    let members = top_level_members(body)?;
+    let number = value.to_string();
+    let mut out = Vec::with_capacity(body.len() + 32);
+    let mut copied = 0;
+    for m in members.iter().filter(|m| names.iter().any(|name| key_is(body, m, name))) {
+        out.extend_from_slice(body.get(copied..m.value_start)?);
+        out.extend_from_slice(number.as_bytes());
+        copied = m.end;
+    }
+    if copied == 0 {
+        let open = skip_ws(body, 0) + 1;
+        out.extend_from_slice(body.get(..open)?);
+        out.extend_from_slice(format!("\"{}\":{number}", names.first()?).as_bytes());
+        if !members.is_empty() {
+            out.push(b',');
+        }
+        copied = open;
+    }
+    out.extend_from_slice(body.get(copied..)?);
+    Some(out)
+}
+
 /// Whether a member's key is `name`. A key spelled with escapes (`"stream\u005foptions"`) is
 /// still `stream_options` to the upstream, so keys are compared decoded; only that key is
 /// decoded (a body is never re-serialised, so nothing else in it can make the injection fail).

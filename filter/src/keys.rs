@@ -43,7 +43,7 @@ pub struct AppRules {
     /// The models the app may use; empty means all.
     pub models: Box<[String]>,
     /// The app's limits; `None` when nothing is limited.
-    pub limits: Option<Limits>,
+    pub limits: Option<Rc<Limits>>,
 }
 
 impl AppRules {
@@ -62,7 +62,10 @@ impl AppKey {
             key_id: key.key_id,
             status: key.status,
             expires_at: key.expires_at,
-            rules: rules.intern(AppRules { models: key.models.into(), limits: key.limits }),
+            rules: rules.intern(AppRules {
+                models: key.models.into(),
+                limits: key.limits.filter(|l| !l.is_empty()).map(Rc::new),
+            }),
         };
         Some((hash, app_key))
     }
@@ -74,17 +77,20 @@ impl AppKey {
 }
 
 /// A user as the filter knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// Whether the user may call the gateway.
     pub status: Status,
     /// The current token version: a JWT whose `ver` differs has been revoked.
     pub token_version: i64,
+    /// The user's limits; `None` when nothing is limited.
+    pub limits: Option<Rc<Limits>>,
 }
 
 impl From<&FeedUser> for User {
     fn from(user: &FeedUser) -> Self {
-        Self { status: user.status, token_version: user.token_version }
+        let limits = user.limits.clone().filter(|l| !l.is_empty()).map(Rc::new);
+        Self { status: user.status, token_version: user.token_version, limits }
     }
 }
 
@@ -150,7 +156,7 @@ impl KeyState {
     /// Checks a JWT at `now` (Unix seconds) against this state alone: its user id, or why it is
     /// refused.
     pub fn authorize_jwt(&self, token: &str, now: i64) -> Result<i64, GatewayError> {
-        Authority::new(self, None).authorize_jwt(token, now).map_err(|r| r.error)
+        Authority::new(self, None).authorize_jwt(token, now).map(|(id, _)| id).map_err(|r| r.error)
     }
 
     /// Checks an API key at `now` (Unix seconds) against this state alone: the key, or why it is

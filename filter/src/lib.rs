@@ -30,6 +30,7 @@ pub mod inject;
 pub mod json_scan;
 pub mod jwt;
 pub mod keys;
+pub mod limits;
 pub mod lookup;
 pub mod metrics;
 pub mod overlay;

@@ -55,7 +55,7 @@ impl LookupKey {
             Self::Key(hash) => with_query(&path, "keyHash", &key_hash_hex(hash)),
             Self::User(id) => with_query(&path, "userId", &id.to_string()),
         };
-        CallRequest { path, if_none_match: None, timeout_ms: feed.timeout_ms }
+        CallRequest { path, if_none_match: None, timeout_ms: feed.timeout_ms, body: None }
     }
 }
 

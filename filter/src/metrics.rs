@@ -58,6 +58,10 @@ pub fn observations(record: &UsageRecord, config: &PluginConfig) -> Vec<Observat
     if let Some(reason) = record.gateway_error.as_deref().filter(|r| AUTH_REASONS.contains(r)) {
         out.push(counter(format!("vllm_gateway_auth_failures_total;reason={reason}"), 1));
     }
+    if let Some(reason) = limit_reason(record) {
+        let metric = if record.cut_off { "vllm_gateway_cut_off_total" } else { "vllm_gateway_limited_total" };
+        out.push(counter(format!("{metric};reason={reason}"), 1));
+    }
     let usage = record.usage;
     out.push(counter(format!("vllm_gateway_prompt_tokens_total;model={model}"), usage.prompt_tokens));
     out.push(counter(format!("vllm_gateway_completion_tokens_total;model={model}"), usage.completion_tokens));
@@ -81,6 +85,17 @@ pub fn credential_lookup(result: LookupResult) -> Observation {
         kind: MetricKind::Counter,
         value: 1,
     }
+}
+
+/// Why a limit refused the request or cut its stream (a limit kind's name), or
+/// `limits_unavailable`; only the gateway's own fixed names become label values.
+fn limit_reason(record: &UsageRecord) -> Option<&'static str> {
+    use crate::feed::limits::LimitKind;
+    if record.gateway_error.as_deref() == Some("limits_unavailable") {
+        return Some("limits_unavailable");
+    }
+    let limited = record.limited.as_deref()?;
+    LimitKind::ALL.iter().map(|k| k.name()).find(|name| *name == limited)
 }
 
 fn status_class(status: u16) -> String {
@@ -125,6 +140,7 @@ mod tests {
             usage_injection: Default::default(),
             default_model: None,
             endpoints: crate::config::default_endpoints(),
+            limits: crate::config::LimitsConfig::default(),
         }
     }
 

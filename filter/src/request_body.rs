@@ -34,6 +34,9 @@ pub struct RequestFacts {
     /// `n`, the choices per prompt: a positive integer, 1 when absent, `null` or anything else
     /// (which the upstream judges).
     pub n: u64,
+    /// The completion tokens asked for at most (`max_tokens`, `max_completion_tokens` or
+    /// `max_output_tokens`, the least of those that are non-negative integers).
+    pub max_tokens: Option<u64>,
 }
 
 /// The members routing looks at; values stay loosely typed so that a wrong type is reported as
@@ -50,6 +53,12 @@ struct Head {
     n: Option<Value>,
     #[serde(default)]
     background: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<Value>,
+    #[serde(default)]
+    max_output_tokens: Option<Value>,
 }
 
 /// Reads the routing facts of a JSON request body.
@@ -84,7 +93,11 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
         });
     }
     let n = head.n.as_ref().and_then(Value::as_u64).filter(|n| *n >= 1).unwrap_or(1);
-    Ok(RequestFacts { model, stream, include_usage, continuous_usage_stats, n })
+    let max_tokens = [&head.max_tokens, &head.max_completion_tokens, &head.max_output_tokens]
+        .into_iter()
+        .filter_map(|v| v.as_ref().and_then(Value::as_u64))
+        .min();
+    Ok(RequestFacts { model, stream, include_usage, continuous_usage_stats, n, max_tokens })
 }
 
 /// `include_usage` and `continuous_usage_stats` as vLLM applies them.
@@ -115,7 +128,7 @@ mod tests {
     #[test]
     fn reads_model_and_stream_flags() {
         let f = facts(r#"{"model":"qwen","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#);
-        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false, n: 1 });
+        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false, n: 1, max_tokens: None });
         let f = facts("{\"model\":\"模型\",\"prompt\":\"你好\"}");
         assert_eq!(f.model, "模型");
         assert!(!f.stream && !f.include_usage);
@@ -168,6 +181,15 @@ mod tests {
         }
         let e = read(br#"{"model":"m","stream_options":{"include_usage":"1"}}"#).unwrap_err();
         assert_eq!(e.message(), "`stream_options.include_usage` must be a boolean or null.");
+    }
+
+    #[test]
+    fn max_tokens_is_the_least_integer_the_body_gives() {
+        assert_eq!(facts(r#"{"model":"m"}"#).max_tokens, None);
+        assert_eq!(facts(r#"{"model":"m","max_tokens":50}"#).max_tokens, Some(50));
+        assert_eq!(facts(r#"{"model":"m","max_tokens":50,"max_completion_tokens":20}"#).max_tokens, Some(20));
+        assert_eq!(facts(r#"{"model":"m","max_output_tokens":9,"max_tokens":"x"}"#).max_tokens, Some(9));
+        assert_eq!(facts(r#"{"model":"m","max_tokens":-1}"#).max_tokens, None);
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn jwt_refusals_worth_a_lookup() {
     let auth = Authority::new(&state, None);
     let token = |sub: &str, ver: i64| sign_at_version(KEY_A.0, "k1", sub, ver, Some(NOW + 600), None);
     let user = |id| Some(LookupKey::User(id));
-    assert_eq!(auth.authorize_jwt(&token("42", 3), NOW), Ok(42));
+    assert_eq!(auth.authorize_jwt(&token("42", 3), NOW).map(|(id, _)| id), Ok(42));
     assert_eq!(auth.authorize_jwt(&token("45", 1), NOW).unwrap_err(), Refusal { error: GatewayError::UserDisabled, lookup: user(45) }, "a new user");
     assert_eq!(auth.authorize_jwt(&token("43", 3), NOW).unwrap_err(), Refusal { error: GatewayError::UserDisabled, lookup: user(43) });
     assert_eq!(auth.authorize_jwt(&token("44", 3), NOW).unwrap_err(), Refusal { error: GatewayError::RevokedToken, lookup: user(44) }, "issued after a revocation not seen yet");
@@ -111,8 +111,8 @@ fn a_looked_up_user_and_signing_keys_win_over_the_state() {
     let keys = vec![published("k1", KEY_A.1), published("k2", KEY_B.1)];
     assert_eq!(overlay.merge(&LookupKey::User(45), answer(vec![], vec![user(45, Status::Enabled, 3)], keys)), LookupResult::Found);
     let auth = Authority::new(&state, Some(&overlay));
-    assert_eq!(auth.authorize_jwt(&sign(KEY_A.0, "k1", "45", Some(NOW + 600), None), NOW), Ok(45), "a user created a moment ago");
-    assert_eq!(auth.authorize_jwt(&sign(KEY_B.0, "k2", "42", Some(NOW + 600), None), NOW), Ok(42), "a new signing key");
+    assert_eq!(auth.authorize_jwt(&sign(KEY_A.0, "k1", "45", Some(NOW + 600), None), NOW).map(|(id, _)| id), Ok(45), "a user created a moment ago");
+    assert_eq!(auth.authorize_jwt(&sign(KEY_B.0, "k2", "42", Some(NOW + 600), None), NOW).map(|(id, _)| id), Ok(42), "a new signing key");
 
     let only_k2 = vec![published("k2", KEY_B.1)];
     assert_eq!(overlay.merge(&LookupKey::User(43), answer(vec![], vec![user(43, Status::Disabled, 3)], only_k2)), LookupResult::Found);

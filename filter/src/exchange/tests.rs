@@ -9,6 +9,7 @@ use crate::usage::UsageSource;
 
 mod accounting;
 mod endpoints;
+mod limited;
 
 #[derive(Default)]
 struct FakeHost {
@@ -52,6 +53,7 @@ fn config() -> Rc<PluginConfig> {
         usage_injection: Default::default(),
         default_model: None,
         endpoints: crate::config::default_endpoints(),
+        limits: crate::config::LimitsConfig::default(),
     })
 }
 

@@ -73,7 +73,13 @@ pub fn replace_buffer(kind: BufferType, len: usize, bytes: &[u8]) {
 
 /// Sends a local JSON reply.
 pub fn send_json(status: u16, body: &[u8]) {
-    let headers = vec![("content-type", "application/json")];
+    send_json_with(status, body, &[]);
+}
+
+/// Sends a local JSON reply with more headers.
+pub fn send_json_with(status: u16, body: &[u8], extra: &[(&str, String)]) {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
     if let Err(e) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
         log::error!("sending a local reply failed: {e:?}");
     }
@@ -120,7 +126,7 @@ pub fn dispatch(feed: &StateFeed, call: &CallRequest) -> Result<u32, Status> {
     let headers = call.headers(feed);
     let headers = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     let timeout = Duration::from_millis(call.timeout_ms);
-    hostcalls::dispatch_http_call(&feed.cluster, headers, None, vec![], timeout).inspect_err(|e| {
+    hostcalls::dispatch_http_call(&feed.cluster, headers, call.body.as_deref(), vec![], timeout).inspect_err(|e| {
         log::warn!("calling the control plane on cluster {} failed: {e:?}", feed.cluster);
     })
 }

@@ -20,6 +20,7 @@ use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::RequestHead;
+use crate::limits::lease::Upkeep;
 use crate::lookup::{LookupKey, LookupResult, Start};
 use crate::worker::Worker;
 
@@ -35,6 +36,16 @@ pub type SharedWorker = Rc<RefCell<Worker<Waiter>>>;
 /// The request bytes the worker buffers, shared by its HTTP contexts.
 pub type SharedBudget = Rc<RefCell<BodyBudget>>;
 
+/// The worker's side of the limits: the Envoy's instance name and the concurrency leases to keep
+/// alive, shared by its root and HTTP contexts.
+pub struct LimitsGlue {
+    pub instance: String,
+    pub upkeep: Upkeep,
+}
+
+/// See [`LimitsGlue`].
+pub type SharedLimits = Rc<RefCell<LimitsGlue>>;
+
 /// See the module docs.
 pub struct GatewayHttp {
     id: u32,
@@ -46,8 +57,8 @@ pub struct GatewayHttp {
 }
 
 impl GatewayHttp {
-    pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker, budget: SharedBudget) -> Self {
-        let request = Rc::new(RefCell::new(Request::new(config.clone(), budget, host::now_ms())));
+    pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker, budget: SharedBudget, limits: SharedLimits) -> Self {
+        let request = Rc::new(RefCell::new(Request::new(config.clone(), budget, limits, host::now_ms())));
         Self { id, config, worker, request, lookup_call: None }
     }
 
@@ -132,6 +143,10 @@ pub fn resume_waiters(worker: &SharedWorker, waiters: Vec<Waiter>) {
 
 impl Context for GatewayHttp {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if self.with_request(false, |r| r.is_lease_call(token)) {
+            self.with_request((), |r| r.lease_answered(body_size));
+            return;
+        }
         self.lookup_call = None;
         lookup_answered(&self.worker, token, body_size);
         host::act_on(self.id);

@@ -8,11 +8,15 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType};
 
+use proxy_wasm::types::MapType;
+
 use super::host::{self, HostCalls, HostSharedData};
-use super::http::{SharedBudget, SharedWorker};
+use super::http::{SharedBudget, SharedLimits, SharedWorker};
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::{Ending, Exchange, RequestHead, Step};
+use crate::feed::limits::LeaseAsk;
+use crate::limits::{self, lease, Admission};
 use crate::lookup::LookupKey;
 
 /// Refusals that a newer key state could turn into an acceptance.
@@ -49,13 +53,28 @@ pub struct Request {
     /// The worker's budget of buffered request bytes, and this request's share of it.
     budget: SharedBudget,
     reserved: usize,
+    /// The Envoy's limits upkeep (its instance name, the concurrency leases to keep alive).
+    limits: SharedLimits,
+    /// The lease call this request waits for, and what it asked.
+    lease_call: Option<(u32, Vec<LeaseAsk>)>,
 }
 
 impl Request {
-    pub fn new(config: Rc<PluginConfig>, budget: SharedBudget, now_ms: u64) -> Self {
+    pub fn new(config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits, now_ms: u64) -> Self {
         let exchange = Exchange::new(config.clone(), now_ms);
         let head = RequestHead::default();
-        Self { config, exchange, head, reading_body: false, waiting: false, body: (0, false), budget, reserved: 0 }
+        Self {
+            config,
+            exchange,
+            head,
+            reading_body: false,
+            waiting: false,
+            body: (0, false),
+            budget,
+            reserved: 0,
+            limits,
+            lease_call: None,
+        }
     }
 
     /// Takes this request's share of the worker's buffered bytes up to `body_size`; `false`
@@ -164,7 +183,7 @@ impl Request {
     /// Carries out a step of the exchange; returns what Envoy should do with the request.
     fn carry_out(&mut self, step: Step) -> Action {
         match step {
-            Step::Continue => Action::Continue,
+            Step::Continue => self.admit(true),
             Step::ReadBody => {
                 self.reading_body = true;
                 Action::Pause
@@ -181,18 +200,93 @@ impl Request {
         }
     }
 
-    /// Answers the request with `error`.
+    /// Admits a routed request under its caller's limits (see [`crate::limits`]): forwarded,
+    /// refused, or paused for a lease call (once; then decided with what there is).
+    fn admit(&mut self, may_lease: bool) -> Action {
+        let now_ms = host::now_ms();
+        let decision = match self.exchange.limit_ask() {
+            None => return Action::Continue,
+            Some(ask) => limits::admit(&mut HostSharedData, &ask, now_ms, may_lease),
+        };
+        match decision {
+            Admission::Granted(grant) => {
+                self.exchange.admitted(&mut HostCalls, grant);
+                Action::Continue
+            }
+            Admission::Refused(refusal) => {
+                let error = self.exchange.limit_refused(refusal);
+                self.reply(&error);
+                Action::Pause
+            }
+            Admission::Unavailable => {
+                self.exchange.note_refusal(&GatewayError::LimitsUnavailable);
+                self.reply(&GatewayError::LimitsUnavailable);
+                Action::Pause
+            }
+            Admission::Lease(asks) => self.lease(asks),
+        }
+    }
+
+    /// Asks the control plane for leases; the request waits for the answer.
+    fn lease(&mut self, asks: Vec<LeaseAsk>) -> Action {
+        let instance = self.limits.try_borrow_mut().ok().map(|mut limits| {
+            limits.upkeep.note(&asks);
+            limits.instance.clone()
+        });
+        let Some(instance) = instance else { return self.admit(false) };
+        let call = lease::call(&self.config.state, &instance, &asks);
+        match host::dispatch(&self.config.state, &call) {
+            Ok(token) => {
+                self.lease_call = Some((token, asks));
+                Action::Pause
+            }
+            Err(_) => self.admit(false),
+        }
+    }
+
+    /// Whether call `token` is this request's lease call.
+    pub fn is_lease_call(&self, token: u32) -> bool {
+        self.lease_call.as_ref().is_some_and(|(t, _)| *t == token)
+    }
+
+    /// The answer to this request's lease call: taken into the ledger, and the request admitted
+    /// (resumed) or refused.
+    pub fn lease_answered(&mut self, body_size: usize) {
+        let Some((_, asks)) = self.lease_call.take() else { return };
+        match lease::read_answer(&host::call_answer(body_size), &asks) {
+            Ok(grants) => lease::apply(&mut HostSharedData, &asks, &grants, host::now_ms()),
+            Err(e) => log::warn!("{e}"),
+        }
+        if self.admit(false) == Action::Continue {
+            if let Err(e) = hostcalls::resume_http_request() {
+                log::warn!("resuming a request failed: {e:?}");
+            }
+        }
+    }
+
+    /// Answers the request with `error` (with the caller's rate-limit headers, and `Retry-After`
+    /// when the error names one).
     pub fn reply(&mut self, error: &GatewayError) {
         self.reading_body = false;
         self.waiting = false;
+        self.lease_call = None;
         self.release();
         self.record(Ending::Complete);
-        host::send_json(error.status(), &error.body());
+        let mut headers = self.exchange.rate_headers().to_vec();
+        if let Some(secs) = error.retry_after_secs() {
+            headers.push(("retry-after", secs.to_string()));
+        }
+        host::send_json_with(error.status(), &error.body(), &headers);
     }
 
     /// Response headers; whether the body will be rewritten (its length changes).
     pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>, content_encoding: Option<&str>, end_of_stream: bool) -> bool {
         let rewritten = self.exchange.on_response_headers(status, content_type, content_encoding);
+        for (name, value) in self.exchange.rate_headers() {
+            if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+                log::warn!("setting {name} failed: {e:?}");
+            }
+        }
         if end_of_stream {
             self.record(Ending::Complete);
         }
@@ -206,6 +300,14 @@ impl Request {
             let now_ms = if self.exchange.awaits_first_byte() { host::now_ms() } else { 0 };
             if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, now_ms) {
                 host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
+            }
+            if self.exchange.take_reset() {
+                // The stream passed its grant and the caller has its error event: vLLM stops.
+                self.record(Ending::Cut);
+                if let Err(e) = hostcalls::reset_http_response() {
+                    log::warn!("resetting a cut-off stream failed: {e:?}");
+                }
+                return;
             }
         }
         if end_of_stream {
@@ -226,9 +328,13 @@ impl Request {
 
     /// Hands the exchange's record to the access log, once.
     fn record(&mut self, ending: Ending) {
-        if let Some(record) = self.exchange.finish(host::now_ms(), ending) {
+        let now_ms = host::now_ms();
+        if let Some(record) = self.exchange.finish(now_ms, ending) {
             host::store_record(&record.to_bytes());
             super::metrics::emit(&crate::metrics::observations(&record, &self.config));
+        }
+        if let Some((grant, used)) = self.exchange.take_grant() {
+            limits::settle(&mut HostSharedData, &grant, used, now_ms);
         }
     }
 }

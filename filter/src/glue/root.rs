@@ -15,9 +15,11 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::host::{self, HostSharedData};
-use super::http::{self, GatewayHttp, SharedBudget, SharedWorker};
+use super::http::{self, GatewayHttp, LimitsGlue, SharedBudget, SharedLimits, SharedWorker};
 use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
+use crate::feed::limits::LeaseAsk;
+use crate::limits::lease::{self, Upkeep};
 use crate::lookup::LookupResult;
 use crate::worker::Worker;
 
@@ -30,11 +32,31 @@ pub struct GatewayRoot {
     config: Option<Rc<PluginConfig>>,
     worker: Option<SharedWorker>,
     budget: Option<SharedBudget>,
+    limits: Option<SharedLimits>,
+    /// The upkeep's lease call in flight, and what it asked.
+    upkeep_call: Option<(u32, Vec<LeaseAsk>)>,
 }
 
 impl GatewayRoot {
     pub fn new(id: u32) -> Self {
-        Self { id, config: None, worker: None, budget: None }
+        Self { id, config: None, worker: None, budget: None, limits: None, upkeep_call: None }
+    }
+
+    /// Renews the concurrency leases and gives idle slots back (see [`Upkeep`]).
+    fn keep_leases(&mut self, config: &PluginConfig) {
+        let Some(limits) = &self.limits else { return };
+        if self.upkeep_call.is_some() {
+            return;
+        }
+        let Ok(mut limits) = limits.try_borrow_mut() else { return };
+        let asks = limits.upkeep.due(&mut HostSharedData, host::now_ms());
+        if asks.is_empty() {
+            return;
+        }
+        let call = lease::call(&config.state, &limits.instance, &asks);
+        if let Ok(token) = host::dispatch(&config.state, &call) {
+            self.upkeep_call = Some((token, asks));
+        }
     }
 
     /// Adopts a newer shared state, pulls if this worker holds the lease, sends the lookups whose
@@ -73,6 +95,14 @@ impl GatewayRoot {
 
 impl Context for GatewayRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if self.upkeep_call.as_ref().is_some_and(|(t, _)| *t == token) {
+            let Some((_, asks)) = self.upkeep_call.take() else { return };
+            match lease::read_answer(&host::call_answer(body_size), &asks) {
+                Ok(grants) => lease::apply(&mut HostSharedData, &asks, &grants, host::now_ms()),
+                Err(e) => log::warn!("renewing the concurrency leases: {e}"),
+            }
+            return;
+        }
         let Some(worker) = &self.worker else { return };
         let is_state_call = match worker.try_borrow_mut() {
             Ok(mut w) if w.is_state_call(token) => {
@@ -100,6 +130,9 @@ impl RootContext for GatewayRoot {
                 worker.adopt_shared(&HostSharedData);
                 self.worker = Some(Rc::new(RefCell::new(worker)));
                 self.budget = Some(Rc::new(RefCell::new(BodyBudget::new(config.max_buffered_request_bytes))));
+                let seed = u64::try_from(host::now().as_nanos()).unwrap_or_default() ^ u64::from(self.id);
+                let instance = lease::instance(&mut HostSharedData, seed);
+                self.limits = Some(Rc::new(RefCell::new(LimitsGlue { instance, upkeep: Upkeep::default() })));
                 self.config = Some(Rc::new(config));
                 // The first pull waits for the first tick: during configuration Envoy's clusters
                 // may not be ready, and a call dispatched then can be lost.
@@ -116,8 +149,10 @@ impl RootContext for GatewayRoot {
     }
 
     fn on_tick(&mut self) {
-        let (Some(config), Some(worker)) = (&self.config, &self.worker) else { return };
-        let lost = self.sync(config, worker);
+        let Some(config) = self.config.clone() else { return };
+        self.keep_leases(&config);
+        let Some(worker) = &self.worker else { return };
+        let lost = self.sync(&config, worker);
         if !lost.is_empty() {
             http::resume_waiters(worker, lost);
             host::act_on(self.id);
@@ -126,7 +161,8 @@ impl RootContext for GatewayRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let (config, worker, budget) = (self.config.clone()?, self.worker.clone()?, self.budget.clone()?);
-        Some(Box::new(GatewayHttp::new(context_id, config, worker, budget)))
+        let limits = self.limits.clone()?;
+        Some(Box::new(GatewayHttp::new(context_id, config, worker, budget, limits)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

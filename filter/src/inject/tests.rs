@@ -233,3 +233,17 @@ fn an_event_fed_a_byte_at_a_time_is_searched_once_and_rewritten_alike() {
     assert_eq!(out, whole);
     assert!(!String::from_utf8_lossy(&whole).contains("usage"), "the usage-only chunk the caller did not ask for is gone");
 }
+
+#[test]
+fn max_tokens_is_lowered_in_place_or_added_first() {
+    let set = |body: &str, names: &[&str]| String::from_utf8(set_number_members(body.as_bytes(), names, 7).unwrap()).unwrap();
+    assert_eq!(set(r#"{"model":"m","max_tokens":100}"#, &["max_tokens"]), r#"{"model":"m","max_tokens":7}"#);
+    assert_eq!(set(r#"{"model":"m"}"#, &["max_tokens"]), r#"{"max_tokens":7,"model":"m"}"#);
+    assert_eq!(set("{}", &["max_tokens"]), r#"{"max_tokens":7}"#);
+    assert_eq!(
+        set(r#"{"max_completion_tokens":50,"x":[1],"max_tokens":null}"#, &["max_tokens", "max_completion_tokens"]),
+        r#"{"max_completion_tokens":7,"x":[1],"max_tokens":7}"#
+    );
+    assert_eq!(set(r#"{"max\u005ftokens": 90}"#, &["max_tokens"]), r#"{"max\u005ftokens": 7}"#);
+    assert!(set_number_members(b"[1]", &["max_tokens"], 1).is_none());
+}

@@ -75,7 +75,7 @@ fn reads_every_field_of_the_feed() {
     assert_eq!(s.position(), ("e1", 7));
     let users = serde_json::json!({"keys": [], "users": [{"id": 5, "status": "disabled", "tokenVersion": 2}]});
     let s = KeyState::parse(users.to_string().as_bytes()).unwrap();
-    assert_eq!(s.user(5), Some(&User { status: Status::Disabled, token_version: 2 }));
+    assert_eq!(s.user(5), Some(&User { status: Status::Disabled, token_version: 2, limits: None }));
     assert_eq!(s.user(6), None);
 }
 

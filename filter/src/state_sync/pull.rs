@@ -95,7 +95,7 @@ impl<S: SyncedState> StateSync<S> {
         if long {
             path = with_query(&path, "wait_ms", &self.long_poll_ms.to_string());
         }
-        Some(CallRequest { path, if_none_match: self.etag.clone().filter(|e| !e.is_empty()), timeout_ms })
+        Some(CallRequest { path, if_none_match: self.etag.clone().filter(|e| !e.is_empty()), timeout_ms, body: None })
     }
 
     /// A catch-up: the changes since the version held, or the whole state; never held open.
@@ -103,7 +103,7 @@ impl<S: SyncedState> StateSync<S> {
         let head_seq = ring::read_mark(shared, HEAD_KEY).map_or(0, |h| h.seq);
         let until = now_ms + self.timeout_ms + LEASE_SLACK_MS;
         self.catch_up = Some(Pending { until, started_ms: now_ms, token: None, head_seq });
-        CallRequest { path: self.since_path(), if_none_match: None, timeout_ms: self.timeout_ms }
+        CallRequest { path: self.since_path(), if_none_match: None, timeout_ms: self.timeout_ms, body: None }
     }
 
     /// The state path, asking for the changes since the version held when one is.

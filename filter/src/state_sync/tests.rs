@@ -88,7 +88,7 @@ fn the_lease_is_taken_once_and_the_others_adopt_the_base() {
     let mut shared = FakeShared::default();
     let (mut w1, mut w2) = (Sync::new(&feed(20_000)), Sync::new(&feed(20_000)));
     let first = w1.next_call(&mut shared, 0).unwrap();
-    assert_eq!(first, CallRequest { path: "/internal/state".into(), if_none_match: None, timeout_ms: 2000 }, "short, whole");
+    assert_eq!(first, CallRequest { path: "/internal/state".into(), if_none_match: None, timeout_ms: 2000, body: None }, "short, whole");
     assert_eq!(w2.next_call(&mut shared, 0), None, "the lease is held");
     w1.call_sent(7);
     assert_eq!(w1.next_call(&mut shared, 0), None, "one pull in flight");

@@ -96,6 +96,15 @@ impl StreamAccounting {
         self.completions.len()
     }
 
+    /// The completion tokens generated so far, as the running usage says (the total when it has
+    /// come; else the sum over choices, and a token per content chunk of untracked choices).
+    pub fn completion_so_far(&self) -> u64 {
+        match self.total {
+            Some(total) => total.completion_tokens,
+            None => self.completions.values().fold(self.untracked_chunks, |a, b| a.saturating_add(*b)),
+        }
+    }
+
     /// Reads the next piece of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.parser.feed(chunk);

@@ -1,0 +1,228 @@
+//! The exchange of a limited caller (see [`crate::limits`]): what the request asks of its
+//! caller's limits, the grant it gets (its `max_tokens` lowered to the grant when that is less
+//! than it asked for), the `x-ratelimit-*` headers of its reply, and the cut-off of a stream that
+//! passes its grant: the caller gets the events so far, then an OpenAI-shaped error event and
+//! `[DONE]`; what the upstream sends afterwards is dropped and the stream reset, so that vLLM
+//! stops generating.
+
+use std::rc::Rc;
+
+use super::{Counting, Endpoint, Exchange, Host};
+use crate::error::{GatewayError, LimitError};
+use crate::feed::limits::{LimitKind, Limits, Subject};
+use crate::inject::set_number_members;
+use crate::limits::{rate_headers, Ask, Grant, LimitRefusal};
+use crate::request_body::RequestFacts;
+use crate::usage::UsageSource;
+
+/// Bytes of request body per prompt token, for the estimate a grant is made with (corrected by
+/// the real usage when the request is settled).
+const BYTES_PER_TOKEN: u64 = 4;
+
+/// A limited caller's request, before and after admission.
+#[derive(Debug, Default)]
+pub(super) struct Limited {
+    /// Whose limits, and the limits.
+    caller: Option<(Subject, Rc<Limits>)>,
+    /// What the request asks for, once its body is read.
+    asked: Option<Asked>,
+    /// The body as forwarded, kept while `max_tokens` may have to be lowered.
+    body: Option<Vec<u8>>,
+    grant: Option<Grant>,
+    /// The headers of every reply.
+    headers: Vec<(&'static str, String)>,
+    cut: Cut,
+    /// A chunk came after the error event (the upstream goes on: reset it).
+    dropped: bool,
+}
+
+/// What a request asks of its caller's limits.
+#[derive(Debug)]
+struct Asked {
+    model: String,
+    /// The prompt's tokens, estimated.
+    prompt: u64,
+    /// The completion tokens it may generate.
+    completion: u64,
+    /// Whether the body caps the completion itself.
+    capped: bool,
+}
+
+/// Where a stream stands with its grant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    #[default]
+    Within,
+    /// The error event was sent; what comes next is dropped and the stream reset.
+    Sent,
+    /// The reset was asked for.
+    Reset,
+}
+
+impl Endpoint {
+    /// The body members that cap the completion.
+    fn max_token_members(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Chat => &["max_tokens", "max_completion_tokens"],
+            Endpoint::Responses => &["max_output_tokens"],
+            Endpoint::Embeddings => &[],
+            Endpoint::Other => &["max_tokens"],
+        }
+    }
+}
+
+impl Exchange {
+    /// The caller's limits (after its credential was accepted).
+    pub(super) fn limit_caller(&mut self, subject: Subject, limits: Option<Rc<Limits>>) {
+        self.limited.caller = limits.map(|l| (subject, l));
+    }
+
+    /// Notes what a routed request asks of its caller's limits.
+    pub(super) fn note_limit_ask(&mut self, body: &[u8], facts: &RequestFacts) {
+        let Some((_, limits)) = &self.limited.caller else { return };
+        let prompt = u64::try_from(body.len()).unwrap_or(u64::MAX) / BYTES_PER_TOKEN + 1;
+        let members = self.endpoint.max_token_members();
+        let completion = if members.is_empty() {
+            0
+        } else {
+            facts.max_tokens.unwrap_or(self.config.limits.default_max_tokens).saturating_mul(facts.n.max(1))
+        };
+        if limits.applying_to(&facts.model).any(|(_, kind, _)| kind.counts_tokens()) && !members.is_empty() {
+            self.limited.body = Some(body.to_vec());
+        }
+        let capped = facts.max_tokens.is_some();
+        self.limited.asked = Some(Asked { model: facts.model.clone(), prompt, completion, capped });
+    }
+
+    /// What the request asks of its caller's limits; `None` when the caller is not limited (or
+    /// the request was not routed).
+    pub fn limit_ask(&self) -> Option<Ask<'_>> {
+        let (subject, limits) = self.limited.caller.as_ref()?;
+        let asked = self.limited.asked.as_ref()?;
+        Some(Ask {
+            subject: *subject,
+            limits,
+            model: &asked.model,
+            prompt_tokens: asked.prompt,
+            completion_tokens: asked.completion,
+        })
+    }
+
+    /// The request was granted `grant`: its `max_tokens` is lowered to the grant when that is less
+    /// than it asked for (or it asked for none).
+    pub fn admitted(&mut self, host: &mut dyn Host, grant: Grant) {
+        self.limited.headers = rate_headers::headers(&grant.standing);
+        let body = self.limited.body.take();
+        if let (Some(body), Some(completion)) = (body, grant.completion_tokens()) {
+            let per_choice = (completion / self.n.max(1)).max(1);
+            let (asked, capped) = self.limited.asked.as_ref().map_or((0, false), |a| (a.completion, a.capped));
+            if completion < asked || !capped {
+                if let Some(body) = set_number_members(&body, self.endpoint.max_token_members(), per_choice) {
+                    host.set_request_body(&body);
+                    host.set_request_header("content-length", Some(&body.len().to_string()));
+                }
+            }
+        }
+        self.limited.grant = Some(grant);
+    }
+
+    /// A limit refused the request: the error to answer with (the record says which limit).
+    pub fn limit_refused(&mut self, refusal: LimitRefusal) -> GatewayError {
+        self.limited.body = None;
+        self.limited.headers = rate_headers::headers(&refusal.standing);
+        self.record.limited = Some(refusal.key.kind.name().to_owned());
+        let error = GatewayError::Limited(Box::new(LimitError {
+            kind: refusal.key.kind,
+            subject: refusal.key.subject,
+            model: refusal.key.model,
+            limit: refusal.limit,
+            remaining: refusal.remaining,
+            needed: refusal.needed,
+            retry_after_secs: refusal.retry_after_secs,
+            cut_off: false,
+        }));
+        self.note_refusal(&error);
+        error
+    }
+
+    /// The `x-ratelimit-*` headers for the caller's reply (none when it is not limited).
+    pub fn rate_headers(&self) -> &[(&'static str, String)] {
+        &self.limited.headers
+    }
+
+    /// The grant, to settle when the exchange has finished, with the tokens to settle it with
+    /// (`None`: unknown, the grant stays spent).
+    pub fn take_grant(&mut self) -> Option<(Grant, Option<u64>)> {
+        let grant = self.limited.grant.take()?;
+        let record = &self.record;
+        let used = match record.usage_source {
+            UsageSource::Reported | UsageSource::Estimated => Some(record.usage.total_tokens),
+            UsageSource::None if record.status == 0 || record.status >= 400 => Some(0),
+            UsageSource::None => None,
+        };
+        Some((grant, used))
+    }
+
+    /// Whether the stream must be reset now (once).
+    pub fn take_reset(&mut self) -> bool {
+        let due = self.limited.cut == Cut::Sent && self.limited.dropped;
+        if due {
+            self.limited.cut = Cut::Reset;
+        }
+        due
+    }
+
+    /// Whether a limited stream needs its events whole (to end it between two events).
+    pub(super) fn cut_may_come(&self, is_sse: bool) -> bool {
+        is_sse && self.limited.grant.as_ref().is_some_and(|g| g.completion_tokens().is_some())
+    }
+
+    /// After a chunk was counted: when the stream passed its grant, `out` (the events so far)
+    /// gets the error event and `[DONE]`, and the rest is dropped. Whether `out` is still
+    /// what the caller gets (false: drop it all).
+    pub(super) fn check_grant(&mut self, out: &mut Vec<u8>) -> bool {
+        match self.limited.cut {
+            Cut::Sent | Cut::Reset => {
+                self.limited.dropped = true;
+                return false;
+            }
+            Cut::Within => {}
+        }
+        let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant) else { return true };
+        let Some(granted) = grant.completion_tokens() else { return true };
+        if acc.completion_so_far() <= granted {
+            return true;
+        }
+        let kind = token_limit(grant);
+        self.limited.cut = Cut::Sent;
+        self.record.cut_off = true;
+        self.record.limited = Some(kind.name().to_owned());
+        let held = grant.holds.iter().find(|h| h.key.kind == kind);
+        let (subject, model) = held.map_or((Subject::App(0), None), |h| (h.key.subject, h.key.model.clone()));
+        let limit = grant.standing.iter().find(|s| s.kind == kind).map_or(0, |s| s.limit);
+        let error = GatewayError::Limited(Box::new(LimitError {
+            kind,
+            subject,
+            model,
+            limit,
+            remaining: 0,
+            needed: 0,
+            retry_after_secs: 0,
+            cut_off: true,
+        }));
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&error.body());
+        out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+        true
+    }
+}
+
+/// The token limit a grant was cut by: the tightest it holds.
+fn token_limit(grant: &Grant) -> LimitKind {
+    grant
+        .standing
+        .iter()
+        .filter(|s| s.kind.counts_tokens())
+        .min_by_key(|s| s.remaining)
+        .map_or(LimitKind::TokensPerMinute, |s| s.kind)
+}

@@ -1,0 +1,330 @@
+//! Limits and budgets, enforced before a request is forwarded and while its reply streams.
+//!
+//! **Admission.** A request of a limited caller (an app's key, a user's JWT) is given a *grant*
+//! ([`admit`]): one unit of each request limit and of the concurrency, and of each token limit
+//! its prompt (estimated from the body) plus the completion it may generate (`max_tokens`, or a
+//! default), reduced to what remains — refused (429) only when not even the prompt and one
+//! completion token fit. What is granted is held in the Envoy's ledger ([`ledger`], shared by
+//! every worker by compare-and-swap) while the request runs, so concurrent requests never spend
+//! the same remainder; at the end the grant is settled with the real usage ([`settle`]): the
+//! rest given back, an overrun charged.
+//!
+//! **Leases.** An Envoy spends units the control plane leased to it ([`lease`]); when its lease
+//! is short the request waits for one lease call and is then decided with what there is. The
+//! control plane never leases more than a limit, so several Envoys together never admit more than
+//! it either.
+
+use crate::feed::limits::{LeaseAsk, LimitKey, LimitKind, Limits, Subject};
+use crate::state_sync::SharedData;
+
+pub mod ledger;
+pub mod lease;
+pub mod rate_headers;
+
+use ledger::Entry;
+
+/// Share of a limit one lease call asks for beyond what the request needs (1/8).
+const LEASE_SHARE: u64 = 8;
+/// Attempts to take a grant when other workers keep taking the same units.
+const ADMIT_ATTEMPTS: usize = 8;
+/// How long a ledger entry that says "unlimited" (the control plane no longer had the limit the
+/// state feed still shows) is believed before asking again, in milliseconds.
+const UNLIMITED_TRUST_MS: u64 = 1_000;
+
+/// What a request asks of its caller's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// Whose limits.
+    pub subject: Subject,
+    /// The limits.
+    pub limits: &'a Limits,
+    /// The requested model.
+    pub model: &'a str,
+    /// The prompt's tokens, estimated from the body.
+    pub prompt_tokens: u64,
+    /// The completion tokens it may generate at most (`max_tokens` × `n`, or the default).
+    pub completion_tokens: u64,
+}
+
+/// One limit that applies to a request, and what the request needs of it.
+#[derive(Debug, Clone)]
+struct Need {
+    key: LimitKey,
+    shared_key: String,
+    limit: u64,
+    /// The least that admits the request.
+    min: u64,
+    /// What it would like.
+    want: u64,
+}
+
+/// Units of one limit a request holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Which limit.
+    pub key: LimitKey,
+    shared_key: String,
+    window: i64,
+    /// Units held.
+    pub units: u64,
+}
+
+#[cfg(test)]
+impl Hold {
+    /// A hold of one unit of the current window of `key`.
+    pub fn for_tests(key: LimitKey) -> Self {
+        Self { shared_key: ledger::shared_key(&key), key, window: 0, units: 1 }
+    }
+}
+
+/// Where one limit stands for a caller (for the `x-ratelimit-*` headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Which limit.
+    pub kind: LimitKind,
+    /// The limit.
+    pub limit: u64,
+    /// What remains of it over every Envoy, as far as this one knows.
+    pub remaining: u64,
+    /// Milliseconds until its window ends (0 for concurrency).
+    pub resets_in_ms: u64,
+}
+
+/// What a request was granted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// The units held until the request ends.
+    pub holds: Vec<Hold>,
+    /// The tokens granted (prompt and completion), when a token limit applies.
+    pub tokens: Option<u64>,
+    /// The prompt estimate the grant was made with.
+    pub prompt_tokens: u64,
+    /// Where the caller's limits stand.
+    pub standing: Vec<Standing>,
+}
+
+impl Grant {
+    /// The completion tokens granted, when a token limit applies.
+    pub fn completion_tokens(&self) -> Option<u64> {
+        self.tokens.map(|t| t.saturating_sub(self.prompt_tokens))
+    }
+}
+
+/// A request refused by a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRefusal {
+    /// The limit that refused it.
+    pub key: LimitKey,
+    /// Its value.
+    pub limit: u64,
+    /// What the request needed of it at least.
+    pub needed: u64,
+    /// What remained.
+    pub remaining: u64,
+    /// Seconds until it may succeed (`Retry-After`).
+    pub retry_after_secs: u64,
+    /// Where the caller's limits stand.
+    pub standing: Vec<Standing>,
+}
+
+/// What [`admit`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Forward the request with this grant.
+    Granted(Grant),
+    /// Refuse it (429).
+    Refused(LimitRefusal),
+    /// Ask the control plane for these leases, then admit again (without leasing).
+    Lease(Vec<LeaseAsk>),
+    /// A limit has no lease and none could be had (the control plane is unreachable).
+    Unavailable,
+}
+
+/// Decides a request's admission at `now_ms` (see the module docs). With `may_lease` false (the
+/// lease call was made, or failed) it is decided with the leases there are.
+pub fn admit(shared: &mut dyn SharedData, ask: &Ask<'_>, now_ms: u64, may_lease: bool) -> Admission {
+    let needs = needs(ask);
+    for _ in 0..ADMIT_ATTEMPTS {
+        let entries: Vec<Option<Entry>> = needs.iter().map(|n| current(shared, n, now_ms)).collect();
+        let mut tokens = ask.prompt_tokens.saturating_add(ask.completion_tokens);
+        let mut asks = Vec::new();
+        for (need, entry) in needs.iter().zip(&entries) {
+            match decide(need, entry.as_ref(), now_ms, may_lease) {
+                Decision::Fits(available) if need.key.kind.counts_tokens() => tokens = tokens.min(available),
+                Decision::Fits(_) | Decision::Unlimited => {}
+                Decision::Refuse(entry) => return Admission::Refused(refusal(need, &entry, &needs, shared, now_ms)),
+                Decision::Lease(lease_ask) => asks.push(lease_ask),
+                Decision::Unavailable => return Admission::Unavailable,
+            }
+        }
+        if !asks.is_empty() {
+            return Admission::Lease(asks);
+        }
+        if let Some(holds) = take(shared, &needs, &entries, tokens, now_ms) {
+            let counts_tokens = needs.iter().any(|n| n.key.kind.counts_tokens());
+            let standing = standing(shared, &needs, now_ms);
+            return Admission::Granted(Grant {
+                holds,
+                tokens: counts_tokens.then_some(tokens),
+                prompt_tokens: ask.prompt_tokens,
+                standing,
+            });
+        }
+    }
+    Admission::Unavailable
+}
+
+/// The limits that apply to the request, with what it needs of each.
+fn needs(ask: &Ask<'_>) -> Vec<Need> {
+    ask.limits
+        .applying_to(ask.model)
+        .map(|(model, kind, limit)| {
+            let key = LimitKey { subject: ask.subject, model: model.map(str::to_owned), kind };
+            let (min, want) = if kind.counts_tokens() {
+                let min = ask.prompt_tokens.saturating_add(u64::from(ask.completion_tokens > 0));
+                (min, ask.prompt_tokens.saturating_add(ask.completion_tokens))
+            } else {
+                (1, 1)
+            };
+            let limit = u64::try_from(limit).unwrap_or(0);
+            Need { shared_key: ledger::shared_key(&key), key, limit, min, want }
+        })
+        .collect()
+}
+
+/// The entry of `need` when it speaks of the current window and of the limit the state shows.
+fn current(shared: &dyn SharedData, need: &Need, now_ms: u64) -> Option<Entry> {
+    ledger::read(shared, &need.shared_key).filter(|e| e.is_current(now_ms) || e.overdraft() > 0)
+}
+
+enum Decision {
+    /// Fits, with this much available.
+    Fits(u64),
+    /// The control plane says this limit is no longer set.
+    Unlimited,
+    Refuse(Entry),
+    Lease(LeaseAsk),
+    Unavailable,
+}
+
+fn decide(need: &Need, entry: Option<&Entry>, now_ms: u64, may_lease: bool) -> Decision {
+    let usable = entry.filter(|e| e.is_current(now_ms) && is_fresh(need, e, now_ms));
+    match usable {
+        Some(e) if e.limit.is_none() => Decision::Unlimited,
+        Some(e) if e.available() >= need.want => Decision::Fits(e.available()),
+        Some(e) if e.exhausted() || !may_lease => {
+            if e.available() >= need.min {
+                Decision::Fits(e.available())
+            } else {
+                Decision::Refuse(*e)
+            }
+        }
+        _ if !may_lease => Decision::Unavailable,
+        _ => Decision::Lease(lease_ask(need, entry, usable.is_some())),
+    }
+}
+
+/// Whether the entry's limit is the one the state shows (else the admin changed it: ask again).
+fn is_fresh(need: &Need, entry: &Entry, now_ms: u64) -> bool {
+    match entry.limit {
+        Some(limit) => limit == need.limit,
+        None => now_ms.saturating_sub(entry.renewed_ms) < UNLIMITED_TRUST_MS,
+    }
+}
+
+/// The lease call for a need: what it lacks and a share of the limit, and any overdraft charged
+/// (to the window it was spent in).
+fn lease_ask(need: &Need, entry: Option<&Entry>, usable: bool) -> LeaseAsk {
+    let available = entry.filter(|_| usable).map_or(0, Entry::available);
+    let share = need.limit.div_ceil(LEASE_SHARE);
+    let take = need.want.saturating_sub(available).max(share).max(1);
+    LeaseAsk {
+        key: need.key.clone(),
+        window: entry.filter(|e| e.overdraft() > 0 && need.key.kind.is_windowed()).map(|e| e.window),
+        charge: entry.map_or(0, Entry::overdraft),
+        give_back: 0,
+        take,
+    }
+}
+
+/// Takes the units of every need (`tokens` of each token limit); `None` when another worker took
+/// them first (what was taken is given back).
+fn take(shared: &mut dyn SharedData, needs: &[Need], entries: &[Option<Entry>], tokens: u64, now_ms: u64) -> Option<Vec<Hold>> {
+    let mut holds: Vec<Hold> = Vec::with_capacity(needs.len());
+    for (need, entry) in needs.iter().zip(entries) {
+        let Some(seen) = entry.filter(|e| e.limit.is_some()) else { continue };
+        let units = if need.key.kind.counts_tokens() { tokens } else { 1 };
+        let taken = ledger::update(shared, &need.shared_key, |e| {
+            let e = e.filter(|e| e.window == seen.window && e.available() >= units)?;
+            Some(Entry { spent: e.spent.saturating_add(units), touched_ms: now_ms, ..e })
+        });
+        if taken.is_none() {
+            release(shared, &holds, now_ms);
+            return None;
+        }
+        holds.push(Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: seen.window, units });
+    }
+    Some(holds)
+}
+
+/// Ends a request's grant: concurrency given back, token holds settled with `used_tokens` (the
+/// request's real usage; `None` when unknown, which keeps the grant as spent). Units of a window
+/// that has ended meanwhile stay where they were.
+pub fn settle(shared: &mut dyn SharedData, grant: &Grant, used_tokens: Option<u64>, now_ms: u64) {
+    for hold in &grant.holds {
+        let spent_now = match hold.key.kind {
+            LimitKind::ConcurrentRequests => 0,
+            LimitKind::RequestsPerMinute => continue,
+            _ => used_tokens.unwrap_or(hold.units),
+        };
+        ledger::update(shared, &hold.shared_key, |e| {
+            let e = e.filter(|e| e.window == hold.window)?;
+            let spent = e.spent.saturating_sub(hold.units).saturating_add(spent_now);
+            Some(Entry { spent, touched_ms: now_ms, ..e })
+        });
+    }
+}
+
+/// Gives back every hold of a request that was not forwarded after all.
+pub fn release(shared: &mut dyn SharedData, holds: &[Hold], now_ms: u64) {
+    for hold in holds {
+        ledger::update(shared, &hold.shared_key, |e| {
+            let e = e.filter(|e| e.window == hold.window)?;
+            Some(Entry { spent: e.spent.saturating_sub(hold.units), touched_ms: now_ms, ..e })
+        });
+    }
+}
+
+fn refusal(need: &Need, entry: &Entry, needs: &[Need], shared: &dyn SharedData, now_ms: u64) -> LimitRefusal {
+    let retry_after_secs = match need.key.kind {
+        LimitKind::ConcurrentRequests => 1,
+        _ => entry.resets_at_ms.saturating_sub(now_ms).div_ceil(1000).max(1),
+    };
+    LimitRefusal {
+        key: need.key.clone(),
+        limit: need.limit,
+        needed: need.min,
+        remaining: entry.remaining().unwrap_or(0),
+        retry_after_secs,
+        standing: standing(shared, needs, now_ms),
+    }
+}
+
+/// Where each limit of the request stands now.
+fn standing(shared: &dyn SharedData, needs: &[Need], now_ms: u64) -> Vec<Standing> {
+    needs
+        .iter()
+        .filter_map(|need| {
+            let entry = current(shared, need, now_ms).filter(|e| e.is_current(now_ms))?;
+            Some(Standing {
+                kind: need.key.kind,
+                limit: need.limit,
+                remaining: entry.remaining()?,
+                resets_in_ms: entry.resets_at_ms.saturating_sub(now_ms),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

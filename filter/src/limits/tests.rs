@@ -1,0 +1,171 @@
+//! Admission, settlement and leases over a fake of Envoy's shared data: every worker of an Envoy
+//! shares one ledger, so "several workers" is several callers of the same shared data.
+
+use super::lease::{apply, Upkeep};
+use super::*;
+use crate::feed::limits::{Caps, LeaseGrant};
+use crate::state_sync::testing::FakeShared;
+
+const NOW: u64 = 1_000_000;
+const MINUTE_END: u64 = NOW + 30_000;
+
+fn limits(caps: Caps) -> Limits {
+    Limits { all: caps, ..Limits::default() }
+}
+
+fn ask<'a>(limits: &'a Limits, prompt: u64, completion: u64) -> Ask<'a> {
+    Ask { subject: Subject::App(1), limits, model: "m", prompt_tokens: prompt, completion_tokens: completion }
+}
+
+/// A control plane with one limit's ledger: grants up to the limit, like the real one.
+struct Ledger {
+    limit: u64,
+    used: u64,
+}
+
+impl Ledger {
+    fn answer(&mut self, asks: &[LeaseAsk]) -> Vec<LeaseGrant> {
+        asks.iter()
+            .map(|a| {
+                self.used = self.used + a.charge - a.give_back.min(self.used);
+                let granted = a.take.min(self.limit.saturating_sub(self.used));
+                self.used += granted;
+                let window = if a.key.kind.is_windowed() { 60 } else { 0 };
+                let resets_at_ms = if a.key.kind.is_windowed() { MINUTE_END } else { 0 };
+                LeaseGrant { granted, limit: Some(self.limit), used: self.used, window, resets_at_ms }
+            })
+            .collect()
+    }
+}
+
+/// Admits like the glue: one lease call when asked for, then decided without one.
+fn admit_via(shared: &mut FakeShared, cp: &mut Ledger, ask: &Ask<'_>) -> Admission {
+    match admit(shared, ask, NOW, true) {
+        Admission::Lease(asks) => {
+            let grants = cp.answer(&asks);
+            apply(shared, &asks, &grants, NOW);
+            admit(shared, ask, NOW, false)
+        }
+        decided => decided,
+    }
+}
+
+#[test]
+fn a_hundred_requests_against_a_limit_of_ten_admit_exactly_ten() {
+    for kind_caps in [
+        Caps { requests_per_minute: Some(10), ..Caps::default() },
+        Caps { concurrent_requests: Some(10), ..Caps::default() },
+    ] {
+        let limits = limits(kind_caps);
+        let mut shared = FakeShared::default();
+        let mut cp = Ledger { limit: 10, used: 0 };
+        let decided: Vec<_> = (0..100).map(|_| admit_via(&mut shared, &mut cp, &ask(&limits, 5, 5))).collect();
+        let granted = decided.iter().filter(|d| matches!(d, Admission::Granted(_))).count();
+        assert_eq!(granted, 10);
+        let Some(Admission::Refused(refusal)) = decided.last() else { panic!("{:?}", decided.last()) };
+        assert_eq!((refusal.limit, refusal.remaining), (10, 0));
+        assert_eq!(cp.used, 10, "never leased past the limit");
+    }
+}
+
+#[test]
+fn concurrency_is_given_back_when_a_request_ends() {
+    let limits = limits(Caps { concurrent_requests: Some(2), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 2, used: 0 };
+    let Admission::Granted(first) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    let Admission::Granted(_) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    let Admission::Refused(refusal) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    assert_eq!(refusal.retry_after_secs, 1);
+    settle(&mut shared, &first, Some(2), NOW);
+    assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
+}
+
+#[test]
+fn the_token_grant_is_reduced_to_what_remains_and_refused_only_when_the_prompt_does_not_fit() {
+    let limits = limits(Caps { tokens_per_day: Some(100), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 100, used: 0 };
+    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    assert_eq!((g.tokens, g.completion_tokens()), (Some(60), Some(50)));
+    let Admission::Granted(g2) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    assert_eq!(g2.completion_tokens(), Some(30), "reduced to the 40 that remain");
+    let Admission::Refused(r) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    assert_eq!((r.key.kind, r.needed, r.remaining), (LimitKind::TokensPerDay, 11, 0));
+    assert_eq!(r.retry_after_secs, 30);
+    // The first used 15 of its 60: 45 come back.
+    settle(&mut shared, &g, Some(15), NOW);
+    let Admission::Granted(g3) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    assert_eq!(g3.tokens, Some(45));
+}
+
+#[test]
+fn an_overrun_is_charged_with_the_next_lease_call() {
+    let limits = limits(Caps { tokens_per_minute: Some(1000), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 1000, used: 0 };
+    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 90)) else { panic!() };
+    // A lease of 1000/8 = 125 (more than the 100 wanted); the reply used 300.
+    assert_eq!(cp.used, 125);
+    settle(&mut shared, &g, Some(300), NOW);
+    let Admission::Lease(asks) = admit(&mut shared, &ask(&limits, 10, 90), NOW, true) else { panic!() };
+    assert_eq!((asks[0].charge, asks[0].window), (175, Some(60)));
+    let grants = cp.answer(&asks);
+    apply(&mut shared, &asks, &grants, NOW);
+    assert_eq!(cp.used, 300 + 125, "charged, and a new share leased");
+    assert!(matches!(admit(&mut shared, &ask(&limits, 10, 90), NOW, false), Admission::Granted(_)));
+}
+
+#[test]
+fn without_a_lease_and_without_the_control_plane_the_request_is_unavailable() {
+    let limits = limits(Caps { requests_per_minute: Some(5), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    assert_eq!(admit(&mut shared, &ask(&limits, 1, 1), NOW, false), Admission::Unavailable);
+}
+
+#[test]
+fn an_ended_window_asks_for_a_new_lease_and_a_changed_limit_too() {
+    let limits = limits(Caps { requests_per_minute: Some(5), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 5, used: 0 };
+    assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
+    assert!(matches!(admit(&mut shared, &ask(&limits, 1, 1), MINUTE_END, true), Admission::Lease(_)));
+    let raised = super::tests::limits(Caps { requests_per_minute: Some(50), ..Caps::default() });
+    assert!(matches!(admit(&mut shared, &ask(&raised, 1, 1), NOW, true), Admission::Lease(_)));
+}
+
+#[test]
+fn per_model_limits_apply_to_their_model_only() {
+    let mut limits = Limits::default();
+    limits.models.insert("m".into(), Caps { requests_per_minute: Some(1), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 1, used: 0 };
+    assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
+    assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Refused(_)));
+    let other = Ask { model: "other", ..ask(&limits, 1, 1) };
+    assert_eq!(admit(&mut shared, &other, NOW, true), Admission::Granted(Grant { prompt_tokens: 1, ..Grant::default() }));
+}
+
+#[test]
+fn idle_concurrency_slots_are_given_back_and_held_ones_renewed() {
+    let limits = limits(Caps { concurrent_requests: Some(16), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 16, used: 0 };
+    let mut upkeep = Upkeep::default();
+    let Admission::Lease(asks) = admit(&mut shared, &ask(&limits, 1, 1), NOW, true) else { panic!() };
+    upkeep.note(&asks);
+    apply(&mut shared, &asks, &cp.answer(&asks), NOW);
+    let Admission::Granted(g) = admit(&mut shared, &ask(&limits, 1, 1), NOW, false) else { panic!() };
+    assert_eq!(cp.used, 2, "a share of 16/8");
+    assert!(upkeep.due(&mut shared, NOW + 100).is_empty(), "nothing due yet");
+    let due = upkeep.due(&mut shared, NOW + 2_500);
+    assert_eq!((due.len(), due[0].give_back, due[0].take), (1, 1, 0), "the unused slot goes back");
+    cp.answer(&due);
+    assert_eq!(cp.used, 1);
+    let due = upkeep.due(&mut shared, NOW + 25_000);
+    assert_eq!((due.len(), due[0].give_back), (1, 0), "the held slot is renewed");
+    settle(&mut shared, &g, None, NOW + 26_000);
+    let due = upkeep.due(&mut shared, NOW + 30_000);
+    assert_eq!(due[0].give_back, 1);
+    assert!(upkeep.due(&mut shared, NOW + 31_000).is_empty());
+}
