@@ -12,6 +12,7 @@ pub mod client_addr;
 pub mod db;
 pub mod file_log;
 pub mod jwt;
+pub mod ledger;
 pub mod log_writer;
 pub mod login_throttle;
 pub mod metrics;
@@ -97,6 +98,7 @@ pub async fn serve(
     let (db, metrics) = (state.db().clone(), state.metrics().clone());
     let (writer, writer_task) = log_writer::spawn(db.clone(), metrics.clone());
     let pruner = retention::spawn(db.clone(), tasks.retention, metrics.clone());
+    let ledger_pruner = ledger::spawn_pruning(db.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ingest = tasks.access_log_file.map(|config| file_log::spawn(db.clone(), config, metrics.clone(), stop_rx.clone()));
     let scrapes = reconcile::spawn(state.scraper().clone(), db, metrics, stop_rx.clone());
@@ -123,6 +125,7 @@ pub async fn serve(
         scrapes.abort();
     }
     pruner.abort();
+    ledger_pruner.abort();
     http_result?;
     als_result?;
     Ok(())

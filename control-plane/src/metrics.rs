@@ -4,13 +4,15 @@
 //! log (rows read, rows the stream had not delivered, unparseable lines, lag, rotations),
 //! retention, refused access-log streams and flagged rows, login throttling, vLLM scrapes for
 //! reconciliation, the filter's state feed (builds, deltas, long
-//! polls, credential lookups), and API requests by route.
+//! polls, credential lookups), the limits' lease calls, and API requests by route.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use vllm_gateway_filter::feed::limits::{LeaseAsk, LeaseGrant, LimitKind};
 
 /// Upper bounds (seconds) of the batch-latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -51,6 +53,8 @@ pub struct Metrics {
     pub upstream_scrapes_failed: AtomicU64,
     /// The state feed and the filter's lookups.
     pub feed: FeedMetrics,
+    /// The limits' lease calls.
+    pub limits: LimitMetrics,
     /// Logins answered 429 because the account had failed too often.
     pub login_throttled_account: AtomicU64,
     /// Logins answered 429 because their client address had failed too often.
@@ -129,6 +133,49 @@ impl FeedMetrics {
         ];
         for (kind, result, n) in lookups {
             let _ = writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {}", n.load(Relaxed));
+        }
+    }
+}
+
+/// The limits' lease calls (`POST /internal/limits/lease`), per limit kind (in the order of
+/// [`LimitKind::ALL`]).
+#[derive(Debug, Default)]
+pub struct LimitMetrics {
+    /// Lease calls answered.
+    pub leases: AtomicU64,
+    granted: [AtomicU64; 5],
+    charged: [AtomicU64; 5],
+    given_back: [AtomicU64; 5],
+    short: [AtomicU64; 5],
+}
+
+impl LimitMetrics {
+    /// Counts one ask and its grant.
+    pub fn count(&self, ask: &LeaseAsk, grant: &LeaseGrant) {
+        let Some(i) = LimitKind::ALL.iter().position(|k| *k == ask.key.kind) else { return };
+        self.granted[i].fetch_add(grant.granted, Relaxed);
+        self.charged[i].fetch_add(ask.charge, Relaxed);
+        self.given_back[i].fetch_add(ask.give_back, Relaxed);
+        if grant.granted < ask.take {
+            self.short[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = "gateway_limit_leases_total";
+        header(out, name, "Lease calls of the Envoys answered (POST /internal/limits/lease).", "counter");
+        let _ = writeln!(out, "{name} {}", self.leases.load(Relaxed));
+        let families = [
+            ("gateway_limit_units_granted_total", "Units of limits leased out to Envoys, by limit kind (requests, tokens or concurrency slots).", &self.granted),
+            ("gateway_limit_units_charged_total", "Units charged beyond a lease (replies that overran their grant), by limit kind.", &self.charged),
+            ("gateway_limit_units_given_back_total", "Units leased and not spent, given back by Envoys, by limit kind.", &self.given_back),
+            ("gateway_limit_asks_short_total", "Asks granted less than they took: the limit's window is (nearly) used up, by limit kind.", &self.short),
+        ];
+        for (name, help, values) in families {
+            header(out, name, help, "counter");
+            for (kind, n) in LimitKind::ALL.iter().zip(values) {
+                let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", kind.name(), n.load(Relaxed));
+            }
         }
     }
 }
@@ -212,6 +259,7 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{scope=\"{scope}\"}} {}", n.load(Relaxed));
         }
         self.feed.render(&mut out);
+        self.limits.render(&mut out);
         self.render_latency(&mut out);
         self.render_requests(&mut out);
         out
@@ -290,6 +338,8 @@ mod tests {
             "gateway_als_streams_refused_total 0",
             "gateway_access_log_rows_flagged_total 0",
             "# TYPE gateway_state_feed_last_delta_seconds gauge",
+            "gateway_limit_leases_total 0",
+            "gateway_limit_units_granted_total{kind=\"tokens_per_day\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

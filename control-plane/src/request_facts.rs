@@ -103,6 +103,8 @@ fn apply_usage(row: &mut AccessLog, usage: LoggedUsage) {
     row.client_disconnected = Some(r.client_disconnected);
     row.gateway_error = r.gateway_error;
     row.upstream_error = r.upstream_error;
+    row.limited = r.limited;
+    row.cut_off = Some(r.cut_off);
     if row.status.is_none() && r.status != 0 {
         row.status = Some(i64::from(r.status));
     }
@@ -152,6 +154,14 @@ mod tests {
         assert_eq!(row.upstream_cluster.as_deref(), Some("c"));
         assert!(parse_usage(b"not json").is_none());
         assert_eq!(row.anomaly, None);
+        assert_eq!((row.limited, row.cut_off), (None, Some(false)));
+    }
+
+    #[test]
+    fn the_limit_that_refused_or_cut_off_a_request_is_kept() {
+        let usage = parse_usage(br#"{"app_id":2,"status":200,"stream":true,"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"usage_source":"reported","limited":"tokens_per_day","cut_off":true}"#);
+        let row = to_row(RequestFacts { request_id: "r".into(), usage, ..RequestFacts::default() });
+        assert_eq!((row.limited.as_deref(), row.cut_off), (Some("tokens_per_day"), Some(true)));
     }
 
     #[test]

@@ -26,14 +26,13 @@ async fn seed(db: &control_plane::Db) {
         let rpm = (i % 4 == 0).then_some(60);
         let expires = (i % 10 == 0).then_some(4_102_444_800i64);
         sqlx::query(
-            "INSERT INTO apps (id, org_name, models, requests_per_minute, tokens_per_minute, expires_at, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+            "INSERT INTO apps (id, org_name, models, limits, expires_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 0, 0)",
         )
         .bind(i + 1)
         .bind(format!("org-{i}"))
         .bind(models)
-        .bind(rpm)
-        .bind(rpm.map(|n| n * 1000))
+        .bind(rpm.map(|n| format!(r#"{{"requestsPerMinute":{n},"tokensPerMinute":{}}}"#, n * 1000)))
         .bind(expires)
         .execute(&mut *tx)
         .await

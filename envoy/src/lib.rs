@@ -120,6 +120,7 @@ pub fn plugin_config(spec: &GatewaySpec) -> Result<PluginConfig, RenderError> {
         usage_injection: Default::default(),
         endpoints: vllm_gateway_filter::config::default_endpoints(),
         default_model: spec.default_model.clone(),
+        limits: Default::default(),
     };
     if let Some(model) = spec.upstream_keys.keys().find(|m| !config.models.contains_key(*m)) {
         return Err(RenderError::UnknownKeyModel(model.clone()));

@@ -71,7 +71,7 @@ pub struct PluginConfig {
     #[serde(default = "default_endpoints")]
     pub endpoints: Vec<String>,
     /// How callers' limits are enforced (the limits themselves come with the key state).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
     pub limits: LimitsConfig,
 }
 
@@ -86,6 +86,12 @@ pub struct LimitsConfig {
     /// when its caller has a token limit; the request's `max_tokens` is then set to its grant.
     #[serde(default = "default_max_tokens")]
     pub default_max_tokens: u64,
+}
+
+impl LimitsConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Default for LimitsConfig {

@@ -2,12 +2,14 @@
 //! validation into the store's types. Every error names the offending field.
 
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::ApiError;
-use crate::store::apps::{AppChanges, AppStatus, Limits, NewApp};
+use super::limits_input::{self, LimitsSchema};
+use crate::store::apps::{AppChanges, AppStatus, NewApp};
 
 /// Most models an app may list.
 const MAX_MODELS: usize = 1000;
@@ -26,8 +28,9 @@ pub struct CreateApp {
     remark: Option<String>,
     /// Models the app may use; absent or empty for every model.
     models: Option<Vec<String>>,
-    /// Rate limits; absent or `null` for none.
-    limits: Option<Limits>,
+    /// Limits and budgets; absent or `null` for none.
+    #[schema(value_type = Option<LimitsSchema>)]
+    limits: Option<Value>,
 }
 
 impl CreateApp {
@@ -38,7 +41,7 @@ impl CreateApp {
             remark: remark(self.remark.unwrap_or_default())?,
             expire: expire(self.expire_time)?,
             models: models(self.models.unwrap_or_default())?,
-            limits: limits(self.limits.unwrap_or_default())?,
+            limits: limits_input::parse(self.limits)?,
         })
     }
 }
@@ -60,10 +63,10 @@ pub struct UpdateApp {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>)]
     models: Option<Option<Vec<String>>>,
-    /// New limits; `null` for none.
+    /// New limits (the whole set, replacing the old one); `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Limits>)]
-    limits: Option<Option<Limits>>,
+    #[schema(value_type = Option<LimitsSchema>)]
+    limits: Option<Option<Value>>,
 }
 
 impl UpdateApp {
@@ -74,7 +77,7 @@ impl UpdateApp {
             remark: self.remark.map(remark).transpose()?,
             expire: self.expire_time.map(expire).transpose()?,
             models: self.models.map(|m| models(m.unwrap_or_default())).transpose()?,
-            limits: self.limits.map(|l| limits(l.unwrap_or_default())).transpose()?,
+            limits: self.limits.map(limits_input::parse).transpose()?,
         })
     }
 }
@@ -89,7 +92,7 @@ pub struct StatusChange {
 
 /// A field that is present, even as `null`, becomes `Some(…)`; an absent one stays `None`
 /// (through `#[serde(default)]`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -139,19 +142,6 @@ fn models(given: Vec<String>) -> Result<Vec<String>, ApiError> {
     Ok(models)
 }
 
-fn limits(given: Limits) -> Result<Limits, ApiError> {
-    let checks = [
-        ("limits.requestsPerMinute", given.requests_per_minute),
-        ("limits.tokensPerMinute", given.tokens_per_minute),
-    ];
-    for (field, value) in checks {
-        if value.is_some_and(|n| n < 1) {
-            return Err(ApiError::invalid(field, "must be a positive integer"));
-        }
-    }
-    Ok(given)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,10 +157,10 @@ mod tests {
         let changes = update(r#"{"expireTime":null,"models":null,"limits":null}"#).validate().unwrap();
         assert_eq!(changes.expire, Some(None));
         assert_eq!(changes.models, Some(vec![]));
-        assert_eq!(changes.limits, Some(Limits::default()));
+        assert_eq!(changes.limits, Some(Default::default()));
         let changes = update(r#"{"models":[" a ","b"],"limits":{"tokensPerMinute":5}}"#).validate().unwrap();
         assert_eq!(changes.models, Some(vec!["a".to_owned(), "b".to_owned()]));
-        assert_eq!(changes.limits.unwrap().tokens_per_minute, Some(5));
+        assert_eq!(changes.limits.unwrap().all.tokens_per_minute, Some(5));
     }
 
     #[test]

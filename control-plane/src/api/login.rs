@@ -56,7 +56,7 @@ fn too_many(wait: Duration) -> Response {
 /// What one admitted attempt came to.
 enum Outcome {
     /// The password matched (the user may still be disabled).
-    Matched(users::User),
+    Matched(Box<users::User>),
     /// Wrong e-mail or password.
     Failed,
     /// No password check was free.
@@ -90,7 +90,7 @@ pub async fn login(
     match attempt(&state, &account, body.password).await {
         Outcome::Matched(user) => {
             throttle.succeeded(&account, address);
-            signed_in(&state, user).await
+            signed_in(&state, *user).await
         }
         Outcome::Failed => refused(StatusCode::UNAUTHORIZED, "invalid email or password"),
         Outcome::Busy => {
@@ -135,7 +135,7 @@ async fn attempt(state: &AppState, account: &str, password: String) -> Outcome {
         None => (None, None),
     };
     match state.password_checks().verify(password, hash).await {
-        Ok(true) => user.map_or(Outcome::Failed, Outcome::Matched),
+        Ok(true) => user.map_or(Outcome::Failed, |user| Outcome::Matched(Box::new(user))),
         Ok(false) => Outcome::Failed,
         Err(Busy) => Outcome::Busy,
     }

@@ -1,5 +1,5 @@
 //! `GET /api/logs`: access-log rows, newest first, paged, filtered by app, user, model, status,
-//! stream, the client's own request id and time range.
+//! stream, the client's own request id, the limit that refused or cut it off, and time range.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -31,6 +31,9 @@ pub struct LogQuery {
     /// Requests the client sent with this `x-client-request-id` (exact; several rows may
     /// share one: the client chooses it).
     client_request_id: Option<String>,
+    /// Requests this limit refused or cut off: `requests_per_minute`, `tokens_per_minute`,
+    /// `concurrent_requests`, `tokens_per_day` or `tokens_per_month`.
+    limited: Option<String>,
     /// Started at or after: RFC 3339 (`2026-01-31T00:00:00Z`, any offset) or Unix milliseconds.
     from: Option<String>,
     /// Started before (exclusive): RFC 3339 or Unix milliseconds.
@@ -47,6 +50,7 @@ impl LogQuery {
             status: self.status,
             stream: self.stream,
             client_request_id: self.client_request_id.filter(|c| !c.is_empty()),
+            limited: self.limited.filter(|l| !l.is_empty()),
             from_ms,
             to_ms,
         })

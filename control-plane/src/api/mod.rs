@@ -1,5 +1,6 @@
 //! The HTTP API: admin endpoints under `/api` (Bearer admin token), the filter's state feed
-//! (the whole state or a delta, long-polled, and single-credential lookups; Bearer state token), and the
+//! (the whole state or a delta, long-polled, and single-credential lookups) and its limits'
+//! lease call (Bearer state token), and the
 //! operations endpoints (health, readiness, metrics). [`app`] builds the router from the
 //! shared [`AppState`]; [`public_app`] and [`admin_app`] split it for an admin API on its own
 //! listener; [`openapi::ApiDoc`] documents every route of it.
@@ -9,6 +10,8 @@ mod apps;
 mod auth;
 mod error;
 mod health;
+mod lease;
+mod limits_input;
 mod login;
 mod logs;
 mod long_poll;
@@ -27,9 +30,11 @@ use std::sync::Arc;
 
 use axum::routing::{get, patch, post};
 use axum::Router;
+use vllm_gateway_filter::feed::limits::LEASE_PATH;
 use vllm_gateway_filter::feed::{LOOKUP_PATH, STATE_PATH};
 
 pub use error::ApiError;
+pub use limits_input::LimitsSchema;
 
 use crate::client_addr::TrustedProxies;
 use crate::login_throttle::LoginThrottle;
@@ -182,12 +187,13 @@ fn admin_routes(state: &AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin))
 }
 
-/// Login, the state feed, lookups and the operations endpoints.
+/// Login, the state feed, lookups, the lease call and the operations endpoints.
 fn public_routes() -> Router<AppState> {
     Router::new()
         .merge(login::routes())
         .route(STATE_PATH, get(state_feed::get_state))
         .route(LOOKUP_PATH, get(lookup::lookup))
+        .route(LEASE_PATH, post(lease::lease))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

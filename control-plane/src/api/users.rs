@@ -1,13 +1,17 @@
-//! `/api/users`: users who log in with e-mail and password and call the gateway with JWTs, and
-//! `/api/signing-keys/rotate`.
+//! `/api/users`: users who log in with e-mail and password and call the gateway with JWTs (and
+//! their limits), and `/api/signing-keys/rotate`.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::app_input::present;
 use super::error::ErrorBody;
+use super::limits_input::{self, LimitsSchema};
 use super::page::{Page, PageQuery};
 use super::{ApiError, AppState};
 use crate::store::users::{self, User};
@@ -17,6 +21,7 @@ use crate::{jwt, password};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/users", get(list).post(create))
+        .route("/api/users/{id}", get(get_one).put(update))
         .route("/api/users/{id}/status", patch(set_status))
         .route("/api/users/{id}/revoke-tokens", post(revoke_tokens))
         .route("/api/signing-keys/rotate", post(rotate_signing_key))
@@ -26,8 +31,24 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// Login e-mail (required), unique regardless of case.
     email: Option<String>,
+    /// 8 to 256 characters (required); stored as an Argon2id hash.
     password: Option<String>,
+    /// Limits and budgets of the user's requests (with any of its JWTs); absent or `null` for
+    /// none.
+    #[schema(value_type = Option<LimitsSchema>)]
+    limits: Option<Value>,
+}
+
+/// `PUT /api/users/{id}` body. An absent field is left as it is.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// New limits (the whole set, replacing the old one); `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<LimitsSchema>)]
+    limits: Option<Option<Value>>,
 }
 
 /// `PATCH /api/users/{id}/status` body.
@@ -45,7 +66,7 @@ pub async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateUser>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
+    let Json(body) = body.map_err(ApiError::from_json)?;
     let email = body.email.unwrap_or_default().trim().to_owned();
     let valid_email = email.len() <= 254 && email.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'));
     if !valid_email {
@@ -55,11 +76,12 @@ pub async fn create(
     if !(8..=256).contains(&password.chars().count()) {
         return Err(ApiError::invalid("password", "must be 8 to 256 characters"));
     }
+    let limits = limits_input::parse(body.limits)?;
     let hash = password::hash(password).await.map_err(|e| {
         tracing::error!(error = %e, "hashing a password failed");
         ApiError::invalid("password", "could not be hashed")
     })?;
-    match users::create(state.db(), &email, &hash).await {
+    match users::create(state.db(), &email, &hash, &limits).await {
         Ok(user) => Ok((StatusCode::CREATED, Json(user))),
         Err(e) if users::is_duplicate(&e) => Err(ApiError::Conflict(format!("a user with e-mail {email} exists"))),
         Err(e) => Err(e.into()),
@@ -73,6 +95,40 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> 
     let (page, size) = q.resolve()?;
     let (records, total) = users::list(state.db(), (page - 1) * size, size).await?;
     Ok(Json(Page { records, total, page, size }))
+}
+
+/// `GET /api/users/{id}`: one user, with where its limits stand.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "User id")),
+    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_one(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Result<Json<User>, ApiError> {
+    let id = user_id(id)?;
+    users::get(state.db(), id).await?.map(Json).ok_or_else(|| no_user(id))
+}
+
+/// `PUT /api/users/{id}` with `{"limits": {…} | null}`: replaces the user's limits; the filter
+/// gets the change with its next state pull.
+#[utoipa::path(put, path = "/api/users/{id}", tag = "users", request_body = UpdateUser,
+    params(("id" = i64, Path, description = "User id")),
+    responses((status = 200, body = User), (status = 400, body = ErrorBody, description = "Invalid field, named in `error.param`"),
+        (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<UpdateUser>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let id = user_id(id)?;
+    let Json(body) = body.map_err(ApiError::from_json)?;
+    let Some(limits) = body.limits else {
+        return users::get(state.db(), id).await?.map(Json).ok_or_else(|| no_user(id));
+    };
+    let limits = limits_input::parse(limits)?;
+    let user = users::set_limits(state.db(), id, &limits).await?.ok_or_else(|| no_user(id))?;
+    tracing::info!(user_id = id, "user limits changed");
+    Ok(Json(user))
+}
+
+fn user_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    id.map(|Path(id)| id).map_err(|_| ApiError::invalid("id", "must be an integer"))
 }
 
 /// `PATCH /api/users/{id}/status` with `{"status":"enabled"|"disabled"}`.

@@ -7,8 +7,12 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, QueryBuilder, Row, Sqlite};
 use utoipa::ToSchema;
 use vllm_gateway_filter::feed::hash_key;
+use vllm_gateway_filter::feed::limits::Subject;
+use vllm_gateway_filter::feed::Limits;
 
 use super::now_secs;
+use crate::api::LimitsSchema;
+use crate::ledger::usage::{usage, LimitUsage};
 use crate::secrets;
 use crate::Db;
 
@@ -21,36 +25,6 @@ pub enum AppStatus {
     Enabled,
     /// Requests are refused with 403.
     Disabled,
-}
-
-/// An app's rate limits; an absent one is unlimited. Stored, and fed to the filter as the
-/// contract's `Limits` ([`super::feed`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Limits {
-    /// Requests per minute, at least 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
-    pub requests_per_minute: Option<i64>,
-    /// Tokens (prompt + completion) per minute, at least 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
-    pub tokens_per_minute: Option<i64>,
-}
-
-impl Limits {
-    /// `None` when nothing is limited, as the API and the feed show it.
-    pub fn or_none(self) -> Option<Self> {
-        (self != Self::default()).then_some(self)
-    }
-
-    fn from_row(row: &SqliteRow) -> Result<Option<Self>, sqlx::Error> {
-        let limits = Self {
-            requests_per_minute: row.try_get("requests_per_minute")?,
-            tokens_per_minute: row.try_get("tokens_per_minute")?,
-        };
-        Ok(limits.or_none())
-    }
 }
 
 /// An app as stored (never with a plaintext key).
@@ -69,8 +43,11 @@ pub struct App {
     pub expire_time: Option<String>,
     /// Models the app may use; empty means every model.
     pub models: Vec<String>,
-    /// Rate limits; `null` for none.
+    /// Limits and budgets; `null` for none.
+    #[schema(value_type = Option<LimitsSchema>)]
     pub limits: Option<Limits>,
+    /// Where each limit stands now: one entry per limit (subject-wide first, then per model).
+    pub limit_usage: Vec<LimitUsage>,
     /// Display prefix of the live key (`sk-live-` and four more characters).
     pub key_prefix: Option<String>,
     /// Unix seconds.
@@ -88,7 +65,8 @@ impl FromRow<'_, SqliteRow> for App {
             status: row.try_get("status")?,
             expire_time: row.try_get("expire_time")?,
             models: models_from_row(row)?,
-            limits: Limits::from_row(row)?,
+            limits: super::limits::from_row(row)?,
+            limit_usage: Vec::new(),
             key_prefix: row.try_get("key_prefix")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -117,7 +95,7 @@ pub struct NewApp {
     pub expire: Option<(String, i64)>,
     /// Allowed models; empty for all.
     pub models: Vec<String>,
-    /// Rate limits.
+    /// Limits (nothing limited: none).
     pub limits: Limits,
 }
 
@@ -146,7 +124,7 @@ pub struct AppFilter {
 }
 
 const SELECT_APP: &str = "SELECT a.id, a.org_name, a.remark, a.status, a.expire_time, a.models, \
-     a.requests_per_minute, a.tokens_per_minute, \
+     a.limits, \
      (SELECT k.prefix FROM api_keys k WHERE k.app_id = a.id AND k.retired_at IS NULL ORDER BY k.id DESC LIMIT 1) AS key_prefix, \
      a.created_at, a.updated_at FROM apps a";
 
@@ -155,16 +133,15 @@ pub async fn create(db: &Db, new: &NewApp) -> Result<(App, String), sqlx::Error>
     let now = now_secs();
     let mut tx = db.begin().await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (org_name, remark, expire_time, expires_at, models, requests_per_minute, \
-         tokens_per_minute, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO apps (org_name, remark, expire_time, expires_at, models, limits, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&new.org_name)
     .bind(&new.remark)
     .bind(new.expire.as_ref().map(|e| e.0.as_str()))
     .bind(new.expire.as_ref().map(|e| e.1))
     .bind(models_to_text(&new.models))
-    .bind(new.limits.requests_per_minute)
-    .bind(new.limits.tokens_per_minute)
+    .bind(super::limits::to_text(&new.limits))
     .bind(now)
     .bind(now)
     .fetch_one(&mut *tx)
@@ -188,9 +165,19 @@ async fn issue_key(tx: &mut sqlx::SqliteConnection, app_id: i64, now: i64) -> Re
     Ok(key)
 }
 
-/// One app.
+/// One app, with where its limits stand.
 pub async fn get(db: &Db, id: i64) -> Result<Option<App>, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT_APP} WHERE a.id = ?")).bind(id).fetch_optional(db).await
+    let app: Option<App> = sqlx::query_as(&format!("{SELECT_APP} WHERE a.id = ?")).bind(id).fetch_optional(db).await?;
+    match app {
+        Some(app) => Ok(Some(with_usage(db, app).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The app with its `limit_usage` filled in (nothing to read when it has no limits).
+async fn with_usage(db: &Db, mut app: App) -> Result<App, sqlx::Error> {
+    app.limit_usage = usage(db, Subject::App(app.id), app.limits.as_ref(), now_secs()).await?;
+    Ok(app)
 }
 
 /// A page of apps matching `filter`, newest first, and how many match in all.
@@ -198,7 +185,10 @@ pub async fn list(db: &Db, filter: &AppFilter, offset: i64, limit: i64) -> Resul
     let mut page = QueryBuilder::<Sqlite>::new(SELECT_APP);
     push_filter(&mut page, filter);
     page.push(" ORDER BY a.id DESC LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
-    let records = page.build_query_as().fetch_all(db).await?;
+    let mut records = Vec::new();
+    for app in page.build_query_as().fetch_all(db).await? {
+        records.push(with_usage(db, app).await?);
+    }
     let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM apps a");
     push_filter(&mut count, filter);
     let total = count.build_query_scalar().fetch_one(db).await?;
@@ -234,8 +224,7 @@ pub async fn update(db: &Db, id: i64, changes: &AppChanges) -> Result<Option<App
         query.push(", models = ").push_bind(models_to_text(models));
     }
     if let Some(limits) = &changes.limits {
-        query.push(", requests_per_minute = ").push_bind(limits.requests_per_minute);
-        query.push(", tokens_per_minute = ").push_bind(limits.tokens_per_minute);
+        query.push(", limits = ").push_bind(super::limits::to_text(limits));
     }
     query.push(" WHERE id = ").push_bind(id);
     if query.build().execute(db).await?.rows_affected() == 0 {

@@ -9,21 +9,17 @@
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteExecutor};
-use vllm_gateway_filter::feed::{FeedKey, FeedUser, Limits, Status};
+use vllm_gateway_filter::feed::{FeedKey, FeedUser, Status};
 
 use super::apps::models_from_row;
 
 /// The columns [`feed_key`] reads, from `api_keys k JOIN apps a`.
 pub(super) const SELECT_KEY: &str = "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
-     a.requests_per_minute, a.tokens_per_minute FROM api_keys k JOIN apps a ON a.id = k.app_id \
+     a.limits FROM api_keys k JOIN apps a ON a.id = k.app_id \
      WHERE k.retired_at IS NULL";
 
 /// A row of [`SELECT_KEY`] as the feed sends it.
 pub(super) fn feed_key(row: &SqliteRow) -> Result<FeedKey, sqlx::Error> {
-    let limits = Limits {
-        requests_per_minute: row.try_get("requests_per_minute")?,
-        tokens_per_minute: row.try_get("tokens_per_minute")?,
-    };
     Ok(FeedKey {
         hash: row.try_get("hash")?,
         app_id: row.try_get("app_id")?,
@@ -31,7 +27,7 @@ pub(super) fn feed_key(row: &SqliteRow) -> Result<FeedKey, sqlx::Error> {
         status: status(row.try_get("status")?),
         expires_at: row.try_get("expires_at")?,
         models: models_from_row(row)?,
-        limits: (limits != Limits::default()).then_some(limits),
+        limits: super::limits::from_row(row)?,
     })
 }
 
@@ -45,12 +41,16 @@ fn status(text: &str) -> Status {
     }
 }
 
-/// A row of `SELECT id, status, token_version FROM users` as the feed sends it.
+/// The columns [`feed_user`] reads, from `users`.
+pub(super) const SELECT_USER: &str = "SELECT id, status, token_version, limits FROM users";
+
+/// A row of [`SELECT_USER`] as the feed sends it.
 pub(super) fn feed_user(row: &SqliteRow) -> Result<FeedUser, sqlx::Error> {
     Ok(FeedUser {
         id: row.try_get("id")?,
         status: status(row.try_get("status")?),
         token_version: row.try_get("token_version")?,
+        limits: super::limits::from_row(row)?,
     })
 }
 
@@ -71,7 +71,7 @@ pub async fn key_by_hash<'c>(db: impl SqliteExecutor<'c>, hash: &str) -> Result<
 
 /// Every user, in id order.
 pub async fn users<'c>(db: impl SqliteExecutor<'c>) -> Result<Vec<FeedUser>, sqlx::Error> {
-    sqlx::query("SELECT id, status, token_version FROM users ORDER BY id")
+    sqlx::query(&format!("{SELECT_USER} ORDER BY id"))
         .try_map(|row| feed_user(&row))
         .fetch_all(db)
         .await
@@ -79,7 +79,7 @@ pub async fn users<'c>(db: impl SqliteExecutor<'c>) -> Result<Vec<FeedUser>, sql
 
 /// The user with this id, whatever its status.
 pub async fn user_by_id<'c>(db: impl SqliteExecutor<'c>, id: i64) -> Result<Option<FeedUser>, sqlx::Error> {
-    sqlx::query("SELECT id, status, token_version FROM users WHERE id = ?")
+    sqlx::query(&format!("{SELECT_USER} WHERE id = ?"))
         .bind(id)
         .try_map(|row| feed_user(&row))
         .fetch_optional(db)
@@ -107,7 +107,7 @@ mod tests {
         let db = crate::db::open(&dir.path().join("f.db").display().to_string()).await.unwrap();
         let key = plan(&db, &format!("{SELECT_KEY} AND k.hash = ?")).await;
         assert!(key.iter().any(|d| d.contains("USING INDEX") && d.contains("hash=?")), "{key:?}");
-        let user = plan(&db, "SELECT id, status, token_version FROM users WHERE id = ?").await;
+        let user = plan(&db, &format!("{SELECT_USER} WHERE id = ?")).await;
         for step in key.iter().chain(&user) {
             assert!(step.starts_with("SEARCH"), "a scan: {step} in {key:?} / {user:?}");
         }

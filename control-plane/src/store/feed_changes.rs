@@ -9,15 +9,16 @@
 use sqlx::{SqliteConnection, SqliteExecutor};
 use vllm_gateway_filter::feed::{FeedKey, FeedUser};
 
-use super::feed::{feed_key, feed_user, SELECT_KEY};
+use super::feed::{feed_key, feed_user, SELECT_KEY, SELECT_USER};
 
 /// The hashes of keys changed after the parameter.
 const CHANGED_HASHES: &str = "SELECT key_hash FROM state_changes WHERE version > ? AND key_hash IS NOT NULL";
 /// The apps changed (or whose keys changed) after the parameter.
 const CHANGED_APPS: &str = "SELECT app_id FROM state_changes WHERE version > ? AND app_id IS NOT NULL";
 /// Changed users that exist, by id.
-const USERS: &str = "SELECT id, status, token_version FROM users WHERE id IN \
-     (SELECT user_id FROM state_changes WHERE version > ? AND user_id IS NOT NULL) ORDER BY id";
+fn users_query() -> String {
+    format!("{SELECT_USER} WHERE id IN (SELECT user_id FROM state_changes WHERE version > ? AND user_id IS NOT NULL) ORDER BY id")
+}
 /// Changed hashes that no live key has.
 const REMOVED_KEYS: &str = "SELECT DISTINCT c.key_hash FROM state_changes c \
      WHERE c.version > ? AND c.key_hash IS NOT NULL \
@@ -82,7 +83,7 @@ pub async fn removed_keys<'c>(db: impl SqliteExecutor<'c>, since: i64) -> Result
 
 /// Users that changed after `since` and exist now.
 pub async fn changed_users<'c>(db: impl SqliteExecutor<'c>, since: i64) -> Result<Vec<FeedUser>, sqlx::Error> {
-    sqlx::query(USERS).bind(since).try_map(|row| feed_user(&row)).fetch_all(db).await
+    sqlx::query(&users_query()).bind(since).try_map(|row| feed_user(&row)).fetch_all(db).await
 }
 
 /// Ids of users that changed after `since` and no longer exist.

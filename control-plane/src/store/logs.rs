@@ -62,6 +62,11 @@ pub struct AccessLog {
     /// Why the reported token counts cannot be true (they are stored corrected: negative as 0,
     /// absurd as `null`); `null` when they are plausible.
     pub anomaly: Option<String>,
+    /// The limit that refused the request or cut its stream off (`tokens_per_day`,
+    /// `requests_per_minute`, …); `null` when none did.
+    pub limited: Option<String>,
+    /// The gateway ended the stream because it passed its grant of tokens.
+    pub cut_off: Option<bool>,
 }
 
 /// What one write added.
@@ -92,8 +97,8 @@ pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Res
             "INSERT OR IGNORE INTO access_logs (request_id, client_request_id, started_at_ms, method, \
              path, status, duration_ms, upstream_cluster, upstream_host, response_flags, bytes_sent, \
              app_id, key_id, user_id, model, stream, prompt_tokens, completion_tokens, total_tokens, \
-             usage_source, ttft_ms, client_disconnected, gateway_error, upstream_error, anomaly) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             usage_source, ttft_ms, client_disconnected, gateway_error, upstream_error, anomaly, limited, cut_off) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.request_id)
         .bind(&r.client_request_id)
@@ -120,6 +125,8 @@ pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Res
         .bind(&r.gateway_error)
         .bind(&r.upstream_error)
         .bind(&r.anomaly)
+        .bind(&r.limited)
+        .bind(r.cut_off)
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -146,6 +153,8 @@ pub struct LogFilter {
     pub stream: Option<bool>,
     /// Only requests the client sent with this `x-client-request-id`.
     pub client_request_id: Option<String>,
+    /// Only requests this limit refused or cut off (a limit kind's name).
+    pub limited: Option<String>,
     /// Started at or after.
     pub from_ms: Option<i64>,
     /// Started before.
@@ -161,6 +170,7 @@ impl LogFilter {
             && self.status.is_none()
             && self.stream.is_none()
             && self.client_request_id.is_none()
+            && self.limited.is_none()
             && self.from_ms.is_none()
             && self.to_ms.is_none()
     }
@@ -184,6 +194,9 @@ impl LogFilter {
         }
         if let Some(v) = &self.client_request_id {
             query.push(" AND client_request_id = ").push_bind(v.clone());
+        }
+        if let Some(v) = &self.limited {
+            query.push(" AND limited = ").push_bind(v.clone());
         }
         if let Some(v) = self.from_ms {
             query.push(" AND started_at_ms >= ").push_bind(v);

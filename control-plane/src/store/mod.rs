@@ -5,6 +5,7 @@ pub mod apps;
 pub mod feed;
 pub mod feed_changes;
 pub mod file_cursors;
+pub mod limits;
 pub mod logs;
 pub mod samples;
 pub mod settings;

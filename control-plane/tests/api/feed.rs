@@ -63,7 +63,7 @@ async fn the_feed_lists_hashes_behind_its_secret_and_only_changes_move_its_etag(
 async fn the_served_state_is_the_filters_feed_and_carries_models_limits_and_users() {
     let (state, _dir) = state().await;
     let limits = json!({"requestsPerMinute": 10, "tokensPerMinute": 1000});
-    let body = json!({"orgName": "o", "models": ["Qwen3-32B"], "limits": limits, "expireTime": "2099-12-31T23:59:59.000+08:00"});
+    let body = json!({"orgName": "o", "models": ["Qwen3-32B"], "limits": limits.clone(), "expireTime": "2099-12-31T23:59:59.000+08:00"});
     let created = admin(&state, "POST", "/api/apps", Some(body)).await;
     let unlimited = admin(&state, "POST", "/api/apps", Some(json!({"orgName": "p"}))).await;
     let user = admin(&state, "POST", "/api/users", Some(json!({"email": "u@example.com", "password": "your_password"}))).await;
@@ -77,12 +77,13 @@ async fn the_served_state_is_the_filters_feed_and_carries_models_limits_and_user
     let key = &feed.keys[0];
     assert_eq!(key.hash, hash_key(created.json["apiKey"].as_str().unwrap()));
     assert_eq!((key.app_id, key.status), (created.json["id"].as_i64().unwrap(), Status::Enabled));
-    assert_eq!(key.limits, Some(Limits { requests_per_minute: Some(10), tokens_per_minute: Some(1000) }));
+    let expected: Limits = serde_json::from_value(limits).unwrap();
+    assert_eq!(key.limits, Some(expected));
     assert_eq!(key.models, ["Qwen3-32B"]);
     assert_eq!(key.expires_at, Some(4_102_415_999));
     assert_eq!(feed.keys[1].hash, hash_key(unlimited.json["apiKey"].as_str().unwrap()));
-    assert_eq!((feed.keys[1].limits, feed.keys[1].expires_at), (None, None), "nothing limited: no limits");
-    assert_eq!(feed.users, [FeedUser { id: user_id, status: Status::Disabled, token_version: 1 }]);
+    assert_eq!((feed.keys[1].limits.clone(), feed.keys[1].expires_at), (None, None), "nothing limited: no limits");
+    assert_eq!(feed.users, [FeedUser { id: user_id, status: Status::Disabled, token_version: 1, limits: None }]);
     assert_eq!(feed.jwt_keys.len(), 1);
     assert_eq!(feed.jwt_keys[0].alg, "EdDSA");
 }

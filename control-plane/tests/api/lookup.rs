@@ -54,7 +54,7 @@ async fn a_user_is_found_whatever_its_status_alone_or_with_a_key() {
     admin(&state, "POST", &format!("/api/users/{user_id}/revoke-tokens"), None).await;
     admin(&state, "PATCH", &format!("/api/users/{user_id}/status"), Some(json!({"status": "disabled"}))).await;
     let (_, feed) = lookup(&state, &format!("userId={user_id}")).await;
-    assert_eq!(feed.users, [FeedUser { id: user_id, status: Status::Disabled, token_version: 2 }]);
+    assert_eq!(feed.users, [FeedUser { id: user_id, status: Status::Disabled, token_version: 2, limits: None }]);
     assert!(feed.keys.is_empty());
     let (_, key) = new_app(&state).await;
     let (_, both) = lookup(&state, &format!("keyHash={}&userId={user_id}", hash_key(&key))).await;

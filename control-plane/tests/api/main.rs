@@ -4,6 +4,7 @@
 mod apps;
 mod feed;
 mod feed_delta;
+mod limits;
 mod logs;
 mod long_poll;
 mod lookup;

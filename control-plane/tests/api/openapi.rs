@@ -64,13 +64,27 @@ async fn the_document_describes_the_shapes() {
     assert!(doc["components"]["securitySchemes"].get("admin_token").is_some());
     let logs = &doc["paths"]["/api/logs"]["get"]["parameters"];
     let names: BTreeSet<&str> = logs.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    let expected: BTreeSet<&str> = ["page", "size", "appId", "userId", "model", "status", "stream", "clientRequestId", "from", "to"].into();
+    let expected: BTreeSet<&str> = ["page", "size", "appId", "userId", "model", "status", "stream", "clientRequestId", "limited", "from", "to"].into();
     assert_eq!(names, expected);
     let from = logs.as_array().unwrap().iter().find(|p| p["name"] == "from").unwrap();
     assert!(from["description"].as_str().unwrap().contains("Unix milliseconds"));
     assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]), "operations endpoints need no token");
     assert_eq!(doc["security"], json!([{"admin_token": []}]));
-    assert!(schemas["AccessLog"]["properties"].get("clientRequestId").is_some());
+    for field in ["clientRequestId", "limited", "cutOff"] {
+        assert!(schemas["AccessLog"]["properties"].get(field).is_some(), "AccessLog.{field}");
+    }
+    let limits = &schemas["Limits"]["properties"];
+    for field in ["requestsPerMinute", "tokensPerMinute", "concurrentRequests", "tokensPerDay", "tokensPerMonth", "timeZone", "models"] {
+        assert!(limits.get(field).is_some(), "Limits.{field}");
+    }
+    assert_eq!(schemas["Limits"]["additionalProperties"], json!(false), "unknown fields are refused");
+    for schema in ["App", "User"] {
+        assert!(schemas[schema]["properties"].get("limitUsage").is_some(), "{schema}.limitUsage");
+    }
+    for schema in ["CreateUser", "UpdateUser"] {
+        assert!(schemas[schema]["properties"].get("limits").is_some(), "{schema}.limits");
+    }
+    assert!(schemas["LimitUsage"]["properties"].get("remaining").is_some());
     let record = &schemas["ReconcileRecord"]["properties"];
     for field in ["model", "upstream", "gateway", "vllm", "difference", "lastScrape", "likelyCauses"] {
         assert!(record.get(field).is_some(), "ReconcileRecord.{field}");

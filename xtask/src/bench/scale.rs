@@ -426,15 +426,14 @@ async fn seed(db_url: &str, sizes: &Sizes) -> Result<f64> {
     sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
          INSERT INTO apps (id, org_name, remark, status, expire_time, expires_at, created_at, updated_at,
-             models, requests_per_minute, tokens_per_minute)
+             models, limits)
          SELECT n, 'scale-org-' || n, 'seeded by cargo xtask bench',
              CASE WHEN n % 20 = 0 THEN 'disabled' ELSE 'enabled' END,
              CASE WHEN n % 50 = 0 THEN '2020-09-13T12:26:40Z' WHEN n % 10 = 0 THEN '2100-01-01T00:00:00Z' END,
              CASE WHEN n % 50 = 0 THEN 1600000000 WHEN n % 10 = 0 THEN 4102444800 END,
              ?2, ?2,
              CASE WHEN n % 3 = 0 THEN '[\"Qwen3-32B\",\"Qwen3-235B\"]' ELSE '[]' END,
-             CASE WHEN n % 4 = 0 THEN 60 END,
-             CASE WHEN n % 4 = 0 THEN 60000 END
+             CASE WHEN n % 4 = 0 THEN '{\"requestsPerMinute\":1000000000,\"tokensPerMinute\":1000000000}' END
          FROM seq",
     )
     .bind(i64::from(sizes.keys))
