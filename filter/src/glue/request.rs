@@ -301,7 +301,7 @@ impl Request {
             if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, now_ms) {
                 host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
             }
-            if self.exchange.take_reset() {
+            if !end_of_stream && self.exchange.take_reset() {
                 // The stream passed its grant and the caller has its error event: vLLM stops.
                 self.record(Ending::Cut);
                 if let Err(e) = hostcalls::reset_http_response() {
