@@ -232,19 +232,13 @@ fn is_fresh(need: &Need, entry: &Entry, now_ms: u64) -> bool {
     }
 }
 
-/// The lease call for a need: what it lacks and a share of the limit, and any overdraft charged
-/// (to the window it was spent in).
+/// The lease call for a need: what it lacks and a share of the limit. (An overdraft is charged
+/// by the upkeep, [`lease::Upkeep`], never here: it is taken off the ledger when it is sent.)
 fn lease_ask(need: &Need, entry: Option<&Entry>, usable: bool) -> LeaseAsk {
     let available = entry.filter(|_| usable).map_or(0, Entry::available);
     let share = need.limit.div_ceil(LEASE_SHARE);
     let take = need.want.saturating_sub(available).max(share).max(1);
-    LeaseAsk {
-        key: need.key.clone(),
-        window: entry.filter(|e| e.overdraft() > 0 && need.key.kind.is_windowed()).map(|e| e.window),
-        charge: entry.map_or(0, Entry::overdraft),
-        give_back: 0,
-        take,
-    }
+    LeaseAsk { key: need.key.clone(), window: None, charge: 0, give_back: 0, take }
 }
 
 /// Takes the units of every need (`tokens` of each token limit); `None` when another worker took
@@ -269,20 +263,26 @@ fn take(shared: &mut dyn SharedData, needs: &[Need], entries: &[Option<Entry>], 
 
 /// Ends a request's grant: concurrency given back, token holds settled with `used_tokens` (the
 /// request's real usage; `None` when unknown, which keeps the grant as spent). Units of a window
-/// that has ended meanwhile stay where they were.
-pub fn settle(shared: &mut dyn SharedData, grant: &Grant, used_tokens: Option<u64>, now_ms: u64) {
+/// that has ended meanwhile stay where they were. Returns the limits now overdrawn (the reply
+/// overran its grant past the lease), for the upkeep to charge at once.
+pub fn settle(shared: &mut dyn SharedData, grant: &Grant, used_tokens: Option<u64>, now_ms: u64) -> Vec<LimitKey> {
+    let mut overdrawn = Vec::new();
     for hold in &grant.holds {
         let spent_now = match hold.key.kind {
             LimitKind::ConcurrentRequests => 0,
             LimitKind::RequestsPerMinute => continue,
             _ => used_tokens.unwrap_or(hold.units),
         };
-        ledger::update(shared, &hold.shared_key, |e| {
+        let settled = ledger::update(shared, &hold.shared_key, |e| {
             let e = e.filter(|e| e.window == hold.window)?;
             let spent = e.spent.saturating_sub(hold.units).saturating_add(spent_now);
             Some(Entry { spent, touched_ms: now_ms, ..e })
         });
+        if settled.is_some_and(|e| e.overdraft() > 0) {
+            overdrawn.push(hold.key.clone());
+        }
     }
+    overdrawn
 }
 
 /// Gives back every hold of a request that was not forwarded after all.

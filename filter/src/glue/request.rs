@@ -334,7 +334,12 @@ impl Request {
             super::metrics::emit(&crate::metrics::observations(&record, &self.config));
         }
         if let Some((grant, used)) = self.exchange.take_grant() {
-            limits::settle(&mut HostSharedData, &grant, used, now_ms);
+            let overdrawn = limits::settle(&mut HostSharedData, &grant, used, now_ms);
+            if !overdrawn.is_empty() {
+                if let Ok(mut limits) = self.limits.try_borrow_mut() {
+                    limits.upkeep.note_overdrawn(overdrawn);
+                }
+            }
         }
     }
 }

@@ -65,21 +65,19 @@ pub fn read_answer(answer: &CallAnswer, asks: &[LeaseAsk]) -> Result<Vec<LeaseGr
     Ok(response.items)
 }
 
-/// Takes grants into the ledger: what was granted (and charged) is added to the lease of the
-/// grant's window; an entry of an older window is replaced.
+/// Takes grants into the ledger: what was granted is added to the lease of the grant's window
+/// (charges and give-backs were taken into it when the call was made); an entry of an older
+/// window is replaced.
 pub fn apply(shared: &mut dyn SharedData, asks: &[LeaseAsk], grants: &[LeaseGrant], now_ms: u64) {
     for (ask, grant) in asks.iter().zip(grants) {
-        ledger::update(shared, &ledger::shared_key(&ask.key), |entry| Some(applied(ask, grant, entry, now_ms)));
+        ledger::update(shared, &ledger::shared_key(&ask.key), |entry| Some(applied(grant, entry, now_ms)));
     }
 }
 
-fn applied(ask: &LeaseAsk, grant: &LeaseGrant, entry: Option<Entry>, now_ms: u64) -> Entry {
+fn applied(grant: &LeaseGrant, entry: Option<Entry>, now_ms: u64) -> Entry {
     let same_window = entry.filter(|e| e.window == grant.window);
     let base = same_window.unwrap_or(Entry { window: grant.window, ..Entry::default() });
-    // The charge settled an overdraft of this window: it is now part of the lease.
-    let charged = if ask.window.is_none() || ask.window == Some(grant.window) { ask.charge } else { 0 };
-    // A give-back was taken off the lease before the call (see [`Upkeep::due`]).
-    let leased = base.leased.saturating_add(grant.granted).saturating_add(charged);
+    let leased = base.leased.saturating_add(grant.granted);
     Entry {
         window: grant.window,
         resets_at_ms: grant.resets_at_ms,
@@ -92,8 +90,9 @@ fn applied(ask: &LeaseAsk, grant: &LeaseGrant, entry: Option<Entry>, now_ms: u64
     }
 }
 
-/// The concurrency leases one worker keeps alive: renewed before the control plane lets them
-/// expire, idle slots given back.
+/// What one worker keeps up with the control plane between requests: overruns charged at once
+/// (so the ledger, the admin API and the other Envoys see them), concurrency leases renewed
+/// before the control plane lets them expire, idle slots given back.
 #[derive(Debug, Default)]
 pub struct Upkeep {
     keys: BTreeSet<LimitKey>,
@@ -107,30 +106,27 @@ impl Upkeep {
         }
     }
 
-    /// The asks due now: a renewal (take 0) of each lease not renewed for a third of its life,
-    /// and the give-back of slots unused for [`IDLE_GIVE_BACK_MS`] (taken off the ledger here, so
-    /// no worker spends them meanwhile). An entry claimed by another worker's upkeep is left to
-    /// it; a key with nothing leased is forgotten.
+    /// Remembers limits overdrawn by a reply (see [`super::settle`]), to charge.
+    pub fn note_overdrawn(&mut self, keys: Vec<LimitKey>) {
+        self.keys.extend(keys);
+    }
+
+    /// The asks due now: the charge of each overdraft (taken into the lease here), a renewal
+    /// (take 0) of each concurrency lease not renewed for a third of its life, and the give-back of
+    /// slots unused for [`IDLE_GIVE_BACK_MS`] (taken off the ledger here, so no worker spends them
+    /// meanwhile). An entry another worker's upkeep has just seen to is left to it; a windowed
+    /// limit is forgotten once charged, a concurrency limit once nothing is leased.
     pub fn due(&mut self, shared: &mut dyn SharedData, now_ms: u64) -> Vec<LeaseAsk> {
-        let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
         let mut asks = Vec::new();
         let mut forget = Vec::new();
         for key in &self.keys {
-            let mut give_back = 0;
-            let updated = ledger::update(shared, &ledger::shared_key(key), |entry| {
-                let e = entry?;
-                let idle = now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
-                give_back = if idle { e.available() } else { 0 };
-                let renew = now_ms.saturating_sub(e.renewed_ms) >= renew_after;
-                (give_back > 0 || (renew && e.leased > 0))
-                    .then(|| Entry { leased: e.leased - give_back, renewed_ms: now_ms, ..e })
-            });
-            match updated {
-                Some(_) => asks.push(LeaseAsk { key: key.clone(), window: None, charge: 0, give_back, take: 0 }),
-                None if ledger::read(shared, &ledger::shared_key(key)).is_none_or(|e| e.leased == 0) => {
-                    forget.push(key.clone());
-                }
-                None => {}
+            let ask = if key.kind.is_windowed() { charge(shared, key) } else { keep_slots(shared, key, now_ms) };
+            if let Some(ask) = ask {
+                asks.push(ask);
+            }
+            let leased = ledger::read(shared, &ledger::shared_key(key)).map_or(0, |e| e.leased);
+            if key.kind.is_windowed() || leased == 0 {
+                forget.push(key.clone());
             }
         }
         for key in forget {
@@ -138,6 +134,33 @@ impl Upkeep {
         }
         asks
     }
+}
+
+/// The charge of a windowed limit's overdraft, taken into its lease.
+fn charge(shared: &mut dyn SharedData, key: &LimitKey) -> Option<LeaseAsk> {
+    let mut ask = None;
+    ledger::update(shared, &ledger::shared_key(key), |entry| {
+        let e = entry.filter(|e| e.overdraft() > 0)?;
+        let charge = e.overdraft();
+        ask = Some(LeaseAsk { key: key.clone(), window: Some(e.window), charge, give_back: 0, take: 0 });
+        Some(Entry { leased: e.leased.saturating_add(charge), ..e })
+    })?;
+    ask
+}
+
+/// A concurrency lease's renewal and the give-back of its idle slots, if due.
+fn keep_slots(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> Option<LeaseAsk> {
+    let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
+    let mut give_back = 0;
+    ledger::update(shared, &ledger::shared_key(key), |entry| {
+        let e = entry?;
+        let idle = now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
+        give_back = if idle { e.available() } else { 0 };
+        let renew = now_ms.saturating_sub(e.renewed_ms) >= renew_after;
+        (give_back > 0 || (renew && e.leased > 0))
+            .then(|| Entry { leased: e.leased - give_back, renewed_ms: now_ms, ..e })
+    })?;
+    Some(LeaseAsk { key: key.clone(), window: None, charge: 0, give_back, take: 0 })
 }
 
 #[cfg(test)]

@@ -107,12 +107,19 @@ fn an_overrun_is_charged_with_the_next_lease_call() {
     let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 90)) else { panic!() };
     // A lease of 1000/8 = 125 (more than the 100 wanted); the reply used 300.
     assert_eq!(cp.used, 125);
-    settle(&mut shared, &g, Some(300), NOW);
+    let overdrawn = settle(&mut shared, &g, Some(300), NOW);
+    assert_eq!(overdrawn.len(), 1);
+    let mut upkeep = Upkeep::default();
+    upkeep.note_overdrawn(overdrawn);
+    let due = upkeep.due(&mut shared, NOW);
+    assert_eq!((due.len(), due[0].charge, due[0].window, due[0].take), (1, 175, Some(60), 0));
+    apply(&mut shared, &due, &cp.answer(&due), NOW);
+    assert_eq!(cp.used, 300, "the overrun is charged at once");
+    assert!(upkeep.due(&mut shared, NOW).is_empty(), "once");
     let Admission::Lease(asks) = admit(&mut shared, &ask(&limits, 10, 90), NOW, true) else { panic!() };
-    assert_eq!((asks[0].charge, asks[0].window), (175, Some(60)));
-    let grants = cp.answer(&asks);
-    apply(&mut shared, &asks, &grants, NOW);
-    assert_eq!(cp.used, 300 + 125, "charged, and a new share leased");
+    assert_eq!(asks[0].charge, 0);
+    apply(&mut shared, &asks, &cp.answer(&asks), NOW);
+    assert_eq!(cp.used, 300 + 125, "a new share leased");
     assert!(matches!(admit(&mut shared, &ask(&limits, 10, 90), NOW, false), Admission::Granted(_)));
 }
 
