@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::chat_stream;
 use crate::error::ApiError;
+use crate::fault;
 use crate::fanout::{self, Choice};
 use crate::generate::{new_id, Null, Plan, Usage};
 use crate::lax;
@@ -74,6 +75,7 @@ pub(crate) async fn handle(
     let model = state.resolve_model(request.model.as_deref())?;
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let plan = Plan::new(prompt_tokens(&request.messages), max_tokens, state.config())?;
+    let plan = fault::overrun(plan, state.fault());
     let choices = fanout::fan_out(&[plan], n);
     let meter = state.meter(&model);
     meter.add_prompt(fanout::prefilled(&choices));

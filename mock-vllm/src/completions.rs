@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::completions_stream;
 use crate::error::ApiError;
+use crate::fault;
 use crate::fanout::{self, Choice};
 use crate::generate::{new_id, Null, Plan, Usage};
 use crate::lax;
@@ -59,6 +60,7 @@ pub(crate) async fn handle(
         .each()
         .into_iter()
         .map(|p| Plan::new(p.tokens(), request.max_tokens, state.config()))
+        .map(|plan| plan.map(|plan| fault::overrun(plan, state.fault())))
         .collect::<Result<Vec<_>, _>>()?;
     let choices = fanout::fan_out(&plans, n);
     let meter = state.meter(&model);

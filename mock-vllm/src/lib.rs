@@ -6,8 +6,10 @@
 //! exactly like vLLM's (same keys in the same order, vLLM's extra fields, vLLM's error bodies;
 //! see `shared/fixtures/`), reads requests as vLLM does (lax booleans, `n`, batched prompts),
 //! generates a deterministic multi-byte UTF-8 text, counts tokens as vLLM's Prometheus counters
-//! do, and records every request it receives (headers included). Told to, it shows faults
-//! ([`Fault`]): a stream cut mid-way, a request never answered, a stream that stops sending.
+//! do, and records every request it receives (headers included) and every stream whose caller
+//! went away before its end. Told to, it shows faults ([`Fault`]): a stream cut mid-way, a
+//! request never answered, a stream that stops sending, requests held until let go, replies
+//! that run past `max_tokens`.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {

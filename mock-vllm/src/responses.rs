@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::fault;
 use crate::generate::{Null, Plan};
 use crate::lax;
 use crate::prompt::{message_tokens, Content};
@@ -127,7 +128,7 @@ pub(crate) async fn handle(
     }
     let room = i64::from(max_len - prompt);
     let max_tokens = request.max_output_tokens.map(|n| n.min(room));
-    let plan = Plan::new(prompt, max_tokens, state.config())?;
+    let plan = fault::overrun(Plan::new(prompt, max_tokens, state.config())?, state.fault());
     let meter = state.meter(&model);
     meter.add_prompt(u64::from(prompt));
     let reply = Reply {

@@ -2,20 +2,25 @@
 //! last; the Responses API writes `event: <type>\ndata: <json>\n\n` and no `[DONE]`) and how
 //! they are cut into body frames: one frame per event, or re-cut at pseudo-random byte positions
 //! (`split_seed`), with an optional pause between frames (`token_delay`), cut or stalled by the
-//! state's [`Fault`]. The tokens an event carries are counted as generated when its first byte
-//! is handed to the connection.
+//! state's [`crate::Fault`]. The tokens an event carries are counted as generated when its
+//! first byte is handed to the connection; a stream whose caller goes away before its end is
+//! noted.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 
-use crate::fault::{self, Fault};
+use crate::fault;
 use crate::generate::SplitMix64;
 use crate::metrics::Meter;
 use crate::state::MockState;
@@ -71,46 +76,69 @@ pub(crate) fn named_event<T: Serialize>(kind: &str, value: &T) -> Bytes {
     Bytes::from(out)
 }
 
-/// [`response`] with the state's framing, pace and fault, counting into `meter`.
+/// A 200 `text/event-stream` response sending `events` as the state says: framing from
+/// `split_seed`, a pause of `token_delay` between frames, then cut or stalled as the fault
+/// says. Each frame's tokens are added to `meter` when the frame is produced, so a client that
+/// goes away (or a cut) stops the count where it left; a client that goes away is also noted
+/// ([`MockState::abandoned_streams`]).
 pub(crate) fn reply(state: &MockState, events: Vec<Event>, meter: Meter) -> Response {
-    response(
-        events,
-        state.config().split_seed,
-        state.token_delay(),
-        state.fault(),
-        meter,
-    )
-}
-
-/// A 200 `text/event-stream` response sending `events` as the configuration says: framing from
-/// `split_seed`, a pause of `delay` between frames, then cut or stalled as `fault` says. Each
-/// frame's tokens are added to `meter` when the frame is produced, so a client that goes away
-/// (or a cut) stops the count where it left.
-pub(crate) fn response(
-    events: Vec<Event>,
-    split_seed: Option<u64>,
-    delay: Duration,
-    fault: Fault,
-    meter: Meter,
-) -> Response {
-    let frames = match split_seed {
+    let frames = match state.config().split_seed {
         Some(seed) => split_events(&events, seed),
         None => events,
     };
+    let delay = state.token_delay();
+    let sent = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&sent);
     let body = futures::stream::iter(frames)
         .enumerate()
         .then(move |(i, frame)| {
-            let meter = meter.clone();
+            let (meter, counted) = (meter.clone(), Arc::clone(&counted));
             async move {
                 if i > 0 && !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
                 meter.add_generation(u64::from(frame.tokens));
+                counted.fetch_add(frame.tokens, Ordering::Relaxed);
                 Ok::<_, Infallible>(frame.bytes)
             }
         });
-    let body = fault::apply(body.boxed(), fault);
+    let body = Watched {
+        frames: fault::apply(body.boxed(), state.fault()),
+        ended: false,
+        sent,
+        state: state.clone(),
+    };
     ([(CONTENT_TYPE, CONTENT_TYPE_SSE)], Body::from_stream(body)).into_response()
+}
+
+/// A streamed body that notes, when it is dropped before its end, that its caller went away.
+struct Watched {
+    frames: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    /// The body ended (or the mock cut it itself).
+    ended: bool,
+    /// Tokens sent so far.
+    sent: Arc<AtomicU32>,
+    state: MockState,
+}
+
+impl Stream for Watched {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.frames.poll_next_unpin(cx);
+        if matches!(next, Poll::Ready(None | Some(Err(_)))) {
+            self.ended = true;
+        }
+        next
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.state.record_abandoned(self.sent.load(Ordering::Relaxed));
+        }
+    }
 }
 
 /// [`split`] for events: each event's tokens go with the frame that holds its first byte.

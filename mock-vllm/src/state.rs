@@ -1,5 +1,6 @@
-//! The shared state of a mock server: its configuration, the requests it has seen, and its
-//! token counters (what `GET /metrics` reports).
+//! The shared state of a mock server: its configuration, the requests it has seen, the streams
+//! whose caller went away before their end, and its token counters (what `GET /metrics`
+//! reports).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,12 +59,14 @@ struct Inner {
     config: MockConfig,
     /// The pause between streamed frames now, in nanoseconds (starts as the configured one).
     token_delay_ns: AtomicU64,
-    /// The fault shown now ([`Fault::None`] at start).
-    fault: Mutex<Fault>,
+    /// The fault shown now ([`Fault::None`] at start); held requests watch it.
+    fault: tokio::sync::watch::Sender<Fault>,
     started: u64,
     /// Unix time with fractions: the `_created` of the counters.
     created_at: f64,
     seen: Mutex<Vec<SeenRequest>>,
+    /// Per stream whose caller went away before its end: the tokens it had sent.
+    abandoned: Mutex<Vec<u32>>,
     /// One set of counters per configured model, in configuration order.
     meters: Vec<(String, Meter)>,
 }
@@ -85,10 +88,11 @@ impl MockState {
                 u64::try_from(config.token_delay.as_nanos()).unwrap_or(u64::MAX),
             ),
             config,
-            fault: Mutex::new(Fault::None),
+            fault: tokio::sync::watch::Sender::new(Fault::None),
             started: now.as_secs(),
             created_at: now.as_secs_f64(),
             seen: Mutex::new(Vec::new()),
+            abandoned: Mutex::new(Vec::new()),
             meters,
         };
         Self {
@@ -123,22 +127,34 @@ impl MockState {
     }
 
     /// Shows `fault` on the requests that arrive from now on ([`Fault::None`] to behave as
-    /// vLLM does again).
+    /// vLLM does again); requests held by [`Fault::HoldBeforeHeaders`] go on under it.
     pub fn set_fault(&self, fault: Fault) {
-        *self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fault;
+        self.inner.fault.send_replace(fault);
     }
 
     /// The fault shown now.
     pub fn fault(&self) -> Fault {
-        *self
-            .inner
-            .fault
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self.inner.fault.borrow()
+    }
+
+    /// Waits until the fault is no longer [`Fault::HoldBeforeHeaders`].
+    pub(crate) async fn wait_for_release(&self) {
+        let mut watch = self.inner.fault.subscribe();
+        // The sender lives as long as the state, so the wait ends only by a change.
+        let _ = watch.wait_for(|f| *f != Fault::HoldBeforeHeaders).await;
+    }
+
+    /// Per stream whose caller went away (or whose connection was reset) before its end, oldest
+    /// first: the completion tokens it had sent by then. A stream cut by [`Fault::ResetAfter`]
+    /// is the mock's own doing and is not listed.
+    pub fn abandoned_streams(&self) -> Vec<u32> {
+        lock(&self.inner.abandoned).clone()
+    }
+
+    /// Notes a stream whose caller went away after `tokens` tokens.
+    pub(crate) fn record_abandoned(&self, tokens: u32) {
+        tracing::info!(tokens, "the caller went away mid-stream");
+        lock(&self.inner.abandoned).push(tokens);
     }
 
     /// Every request received so far, oldest first.
@@ -215,12 +231,13 @@ impl MockState {
     }
 
     fn seen_lock(&self) -> MutexGuard<'_, Vec<SeenRequest>> {
-        // A panic while holding the lock leaves the list intact: keep using it.
-        self.inner
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner.seen)
     }
+}
+
+/// Locks `list`; a panic while holding the lock leaves a list intact: keep using it.
+fn lock<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
+    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Seconds since the Unix epoch.

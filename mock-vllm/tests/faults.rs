@@ -1,6 +1,8 @@
 //! Faults over a real connection: a stream cut after its first frames (the client reads them,
 //! then a broken body, and only their tokens are counted), a request never answered (but
-//! recorded), a stream that stops sending; and vLLM's behaviour again once the fault is cleared.
+//! recorded), a stream that stops sending, requests held until let go, replies past
+//! `max_tokens`, a caller going away mid-stream noted; and vLLM's behaviour again once the fault
+//! is cleared.
 
 use std::time::Duration;
 
@@ -120,4 +122,108 @@ async fn a_stalled_stream_sends_its_first_frames_then_nothing() {
             .is_err()
     );
     assert_eq!(events(&read), 2);
+}
+
+#[tokio::test]
+async fn held_requests_wait_until_let_go_then_are_answered() {
+    let (url, state) = serve().await;
+    state.set_fault(Fault::HoldBeforeHeaders);
+    let client = reqwest::Client::new();
+    let sends: Vec<_> = (0..3)
+        .map(|_| {
+            let request = client
+                .post(format!("{url}/v1/chat/completions"))
+                .json(&json!({"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}));
+            tokio::spawn(request.send())
+        })
+        .collect();
+    while state.seen().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sends.iter().all(|s| !s.is_finished()), "held while the fault is set");
+    state.set_fault(Fault::None);
+    for send in sends {
+        let reply: serde_json::Value = send.await.unwrap().unwrap().json().await.unwrap();
+        assert_eq!(reply["usage"]["completion_tokens"], 2);
+    }
+}
+
+#[tokio::test]
+async fn an_overrunning_upstream_generates_past_max_tokens() {
+    let (url, state) = serve().await;
+    state.set_fault(Fault::IgnoreMaxTokens { tokens: 30 });
+    let client = reqwest::Client::new();
+    let reply: serde_json::Value = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["usage"]["completion_tokens"], 30);
+    assert_eq!(reply["choices"][0]["finish_reason"], "length");
+    let mut body = streamed_chat(5);
+    body["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    let resp = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (read, broke) = read_body(resp).await;
+    assert!(!broke);
+    let text = String::from_utf8_lossy(&read);
+    let usages: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .map(|c| c["usage"]["completion_tokens"].clone())
+        .collect();
+    assert!(usages.iter().all(|u| u.is_u64()), "usage on every chunk: {text}");
+    assert_eq!(usages.last().unwrap(), 30);
+    assert_eq!(state.token_totals().1, 60);
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_mid_stream_is_noted_with_the_tokens_sent() {
+    let (url, state) = serve().await;
+    state.set_token_delay(Duration::from_millis(20));
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&streamed_chat(1000))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut read = Vec::new();
+    while events(&read) < 4 {
+        read.extend_from_slice(&body.next().await.unwrap().unwrap());
+    }
+    drop(body);
+    let mut waited = 0;
+    while state.abandoned_streams().is_empty() && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let abandoned = state.abandoned_streams();
+    assert_eq!(abandoned.len(), 1);
+    assert!((3..1000).contains(&abandoned[0]), "{abandoned:?}");
+
+    // A stream read to its end, or cut by the mock itself, is not noted.
+    state.set_token_delay(Duration::ZERO);
+    let client = reqwest::Client::new();
+    for fault in [Fault::None, Fault::ResetAfter { frames: 2 }] {
+        state.set_fault(fault);
+        let resp = client
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&streamed_chat(3))
+            .send()
+            .await
+            .unwrap();
+        read_body(resp).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(state.abandoned_streams().len(), 1);
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cp_proxy::ControlPlaneProxy;
-use crate::launch::{start_control_plane, start_envoy, start_upstreams, ControlPlaneLaunch};
+use crate::envoy::Envoy;
+use crate::launch::{start_control_plane, start_upstreams, ControlPlaneLaunch};
 use crate::paths;
 use crate::process::ChildGuard;
 
@@ -142,7 +143,7 @@ pub struct Stack {
     /// The durable access log Envoy writes and the control plane ingests.
     pub access_log_file: PathBuf,
     http: reqwest::Client,
-    envoy: ChildGuard,
+    pub(crate) envoy: Envoy,
     control_plane_process: ChildGuard,
     control_plane_launch: ControlPlaneLaunch,
     control_plane_proxy: Option<ControlPlaneProxy>,
@@ -206,8 +207,9 @@ impl Stack {
             access_log_file: access_log_file.clone(),
         };
         let mut attempts = 0;
-        let (envoy, envoy_admin, gateway) = loop {
-            match start_envoy(&spec, dir.path().to_path_buf(), options.envoy_workers, options.echo, knobs.short_timeouts).await {
+        let envoy = loop {
+            let (workers, echo) = (options.envoy_workers, options.echo);
+            match Envoy::start(spec.clone(), dir.path().to_path_buf(), workers, echo, knobs.short_timeouts).await {
                 // Envoy's admin port was picked before Envoy could bind it (the control plane is
                 // told it first); another process took it meanwhile: pick again, and tell the
                 // control plane.
@@ -225,8 +227,8 @@ impl Stack {
             bail!("the control plane exited\n{}", control_plane_process.output_text());
         }
         Ok(Stack {
-            gateway_url: format!("http://{gateway}"),
-            envoy_admin,
+            gateway_url: envoy.gateway_url.clone(),
+            envoy_admin: envoy.admin,
             control_plane: cp_http,
             admin_token: options.admin_token,
             models: model_urls,
@@ -239,6 +241,11 @@ impl Stack {
             control_plane_proxy,
             _dir: dir,
         })
+    }
+
+    /// The stack's temp folder (database, configurations, access logs).
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// A plain HTTP client.
@@ -410,7 +417,7 @@ impl Stack {
 
     /// Stops Envoy, then the control plane (which flushes its queue), then the mocks.
     pub async fn stop(mut self) {
-        self.envoy.stop(Duration::from_secs(5)).await;
+        self.envoy.stop().await;
         self.control_plane_process.stop(Duration::from_secs(10)).await;
         for mock in &mut self.mocks {
             if let Some(stop) = mock.stop.take() {
