@@ -58,10 +58,19 @@ impl ControlPlane {
 
     /// Creates an app and returns its API key.
     pub async fn create_app_key(&self) -> Result<String> {
+        self.create_app_key_with(json!({"orgName": "bench", "remark": "cargo xtask bench"})).await
+    }
+
+    /// Creates an app with `limits` (the admin API's `limits` object) and returns its API key.
+    pub async fn create_limited_app_key(&self, limits: serde_json::Value) -> Result<String> {
+        self.create_app_key_with(json!({"orgName": "bench", "remark": "cargo xtask bench, limited", "limits": limits})).await
+    }
+
+    async fn create_app_key_with(&self, app: serde_json::Value) -> Result<String> {
         let resp = reqwest::Client::new()
             .post(format!("http://{}/api/apps", self.http))
             .bearer_auth(&self.admin_token)
-            .json(&json!({"orgName": "bench", "remark": "cargo xtask bench"}))
+            .json(&app)
             .send()
             .await?;
         let status = resp.status();

@@ -22,7 +22,7 @@ const MODEL: &str = "bench-model";
 
 /// Pause after each run before its CPU is read, so that the control plane's share of the run
 /// is not counted in the next one.
-const SETTLE: Duration = Duration::from_millis(600);
+pub(super) const SETTLE: Duration = Duration::from_millis(600);
 
 /// The running arms.
 pub struct Arms {
@@ -32,6 +32,8 @@ pub struct Arms {
     floor: String,
     mock: String,
     pub(super) api_key: String,
+    /// The key of an app with limits so generous they never refuse (see [`super::limits`]).
+    pub(super) limited_key: String,
     /// The processes of the filtered and the plain arm.
     processes: (Processes, Processes),
     floor_process: Processes,
@@ -68,8 +70,10 @@ impl Arms {
         let (plain_envoy, plain) = start_envoy(dir, "without-filter", &without_filter).await?;
         let (floor_envoy, floor) = start_envoy(dir, "floor-filter", &floor_filter).await?;
         let api_key = cp.create_app_key().await?;
+        let limited_key = cp.create_limited_app_key(super::limits::generous()).await?;
         let filtered = format!("http://{filtered}");
         wait_for_key(&filtered, &api_key).await?;
+        wait_for_key(&filtered, &limited_key).await?;
         let control_plane = cp.pid().context("the control plane has exited")?;
         let pid = |envoy: &ChildGuard| envoy.pid().context("an Envoy has exited");
         let processes = (Processes { envoy: pid(&filtered_envoy)?, control_plane }, Processes { envoy: pid(&plain_envoy)?, control_plane });
@@ -80,6 +84,7 @@ impl Arms {
             floor: format!("http://{floor}"),
             mock: format!("http://{mock}"),
             api_key,
+            limited_key,
             processes,
             floor_process,
             mock_state,
@@ -90,7 +95,17 @@ impl Arms {
 
     fn load(&self, base: &str, body: &str) -> Load {
         // The plain arm gets the same header: same bytes on the wire, nobody reads it.
-        Load { url: format!("{base}/v1/chat/completions"), method: "POST", body: Some(body.into()), bearer: Some(self.api_key.clone()) }
+        self.load_as(base, body, &self.api_key)
+    }
+
+    /// A load on `base` sending `key`.
+    pub(super) fn load_as(&self, base: &str, body: &str, key: &str) -> Load {
+        Load { url: format!("{base}/v1/chat/completions"), method: "POST", body: Some(body.into()), bearer: Some(key.to_owned()) }
+    }
+
+    /// The arm with the filter: its URL and processes.
+    pub(super) fn filtered_arm(&self) -> (&str, Processes) {
+        (&self.filtered, self.processes.0)
     }
 }
 
@@ -178,7 +193,7 @@ fn alternate_with(arms: &Arms, filter: (&String, Processes), s: &Settings, body:
     Ok((with, without))
 }
 
-fn total_rps(runs: &[Run]) -> f64 {
+pub(super) fn total_rps(runs: &[Run]) -> f64 {
     runs.iter().map(|r| r.requests).sum::<f64>() / runs.iter().map(|r| r.seconds).sum::<f64>()
 }
 
@@ -196,7 +211,7 @@ fn cpu(runs: &[Run]) -> CpuPerRequest {
     CpuPerRequest::mean(&runs.iter().filter_map(|r| Some((r.cpu?, r.requests))).collect::<Vec<_>>())
 }
 
-fn arm_summary(runs: &[Run]) -> Value {
+pub(super) fn arm_summary(runs: &[Run]) -> Value {
     json!({
         "rps": total_rps(runs),
         "p50_ms": median(runs.iter().map(|r| r.p50_ms).collect()),

@@ -5,6 +5,8 @@
 //!   same load (`wrk`), arms alternated; plus the mock's own capacity, and time to first token
 //!   with the mock paced like a real server.
 //! - [`floor`]: a minimal body-routing proxy-wasm filter as a third arm: V8's own price.
+//! - [`limits`]: the filtered arm with generous limits on the app vs without: what enforcing
+//!   limits costs.
 //! - [`cpu`]: CPU time per request of each process during a run.
 //! - [`sse`], [`sse_wasm`]: the filter's SSE parser and usage extraction alone, native and as
 //!   wasm under Node.
@@ -22,6 +24,7 @@ mod cpu;
 mod floor;
 mod generated;
 mod gateway;
+mod limits;
 mod report;
 mod scale;
 mod sse;
@@ -161,6 +164,7 @@ async fn scenarios(s: &Settings, report: &mut report::Report) -> Result<()> {
         gateway::mock_capacity(&arms, s, report)?;
         gateway::non_streamed(&arms, s, report)?;
         gateway::floor(&arms, s, report)?;
+        limits::non_streamed(&arms, s, report)?;
         gateway::streamed(&arms, s, report)?;
         ttft::paced(&arms, s, report).await?;
     }
@@ -201,7 +205,7 @@ mod tests {
                 assert!(m["met"].is_boolean() || m["value"].is_null(), "{key}: met must be known when measured: {m}");
             }
         }
-        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32", "first_byte_added_ms_unpaced", "filter_cpu_us_per_request", "filter_cpu_us_per_stream", "floor_throughput_ratio", "state_bytes_100k", "adopt_ms_100k", "rss_mib_per_worker_100k", "rss_mib_per_worker_100k_after_1000_changes", "change_p99_ratio_100k", "first_use_ms", "first_use_retries", "revocation_ms_p99"] {
+        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32", "first_byte_added_ms_unpaced", "filter_cpu_us_per_request", "filter_cpu_us_per_stream", "floor_throughput_ratio", "limits_throughput_ratio", "state_bytes_100k", "adopt_ms_100k", "rss_mib_per_worker_100k", "rss_mib_per_worker_100k_after_1000_changes", "change_p99_ratio_100k", "first_use_ms", "first_use_retries", "revocation_ms_p99"] {
             assert!(metrics[key]["value"].is_number(), "{key} was not measured: {}", metrics[key]);
         }
     }

@@ -7,8 +7,9 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 /// The keys every report has (the list); each is present even when not measured.
-pub const REQUIRED_KEYS: [&str; 15] = [
+pub const REQUIRED_KEYS: [&str; 16] = [
     "throughput_ratio",
+    "limits_throughput_ratio",
     "added_p50_ms",
     "added_p99_ms",
     "ttft_added_ms",
@@ -61,6 +62,7 @@ impl Target {
 pub fn target_of(key: &str) -> Option<Target> {
     Some(match key {
         "throughput_ratio" => Target::AtLeast(0.85),
+        "limits_throughput_ratio" => Target::AtLeast(0.95),
         "added_p99_ms" => Target::AtMost(1.0),
         "ttft_added_ms" => Target::AtMost(0.5),
         "sse_mb_per_s_wasm" => Target::AtLeast(200.0),
