@@ -59,6 +59,8 @@ pub struct BenchArgs {
 pub enum Only {
     /// The scale scenario ([`scale`]).
     Scale,
+    /// The limits arm ([`limits`]) alone.
+    Limits,
 }
 
 /// How long and how much each scenario runs.
@@ -104,6 +106,7 @@ pub fn report_path() -> PathBuf {
 fn only_report_path(only: Only) -> PathBuf {
     let name = match only {
         Only::Scale => "scale",
+        Only::Limits => "limits",
     };
     report_path().with_file_name(format!("report-{name}.json"))
 }
@@ -118,9 +121,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let me = gateway_e2e::paths::target_dir().join("release").join("xtask");
             let mut again = std::process::Command::new(me);
             again.args(["bench", "--in-release"]);
-            if args.only == Some(Only::Scale) {
-                again.args(["--only", "scale"]);
-            }
+            match args.only {
+                Some(Only::Scale) => again.args(["--only", "scale"]),
+                Some(Only::Limits) => again.args(["--only", "limits"]),
+                None => &mut again,
+            };
             return run_checked(&mut again);
         }
     }
@@ -142,11 +147,19 @@ pub fn measure(quick: bool, only: Option<Only>, out: &std::path::Path) -> Result
     match only {
         None => runtime.block_on(scenarios(&settings, &mut report))?,
         Some(Only::Scale) => runtime.block_on(scale::measure(&settings, &mut report)).context("the scale scenario")?,
+        Some(Only::Limits) => runtime.block_on(limits_alone(&settings, &mut report)).context("the limits scenario")?,
     }
     let json = report.to_json(quick);
     eprintln!("\n{}", report.table());
     report::write(out, &json)?;
     Ok(json)
+}
+
+/// The limits arm alone (`--only limits`), on its own control plane and Envoys.
+async fn limits_alone(s: &Settings, report: &mut report::Report) -> Result<()> {
+    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir).await.context("starting the control plane")?;
+    let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the two Envoys")?;
+    limits::non_streamed(&arms, s, report)
 }
 
 async fn scenarios(s: &Settings, report: &mut report::Report) -> Result<()> {
