@@ -21,10 +21,13 @@ pub mod ledger;
 pub mod lease;
 pub mod rate_headers;
 
-use ledger::Entry;
+use ledger::{Entry, Ledger};
 
 /// Share of a limit one lease call asks for beyond what the request needs (1/8).
 const LEASE_SHARE: u64 = 8;
+/// Limits below this are leased only what each request needs: no unit of a small limit waits
+/// unspent at one Envoy while another refuses.
+const SMALL_LIMIT: u64 = 64;
 /// Attempts to take a grant when other workers keep taking the same units.
 const ADMIT_ATTEMPTS: usize = 8;
 /// How long a ledger entry that says "unlimited" (the control plane no longer had the limit the
@@ -145,14 +148,17 @@ pub enum Admission {
 pub fn admit(shared: &mut dyn SharedData, ask: &Ask<'_>, now_ms: u64, may_lease: bool) -> Admission {
     let needs = needs(ask);
     for _ in 0..ADMIT_ATTEMPTS {
-        let entries: Vec<Option<Entry>> = needs.iter().map(|n| current(shared, n, now_ms)).collect();
+        let ledgers = Ledgers::read(shared, &needs);
+        let entries: Vec<Option<Entry>> = needs.iter().map(|n| ledgers.current(n, now_ms)).collect();
         let mut tokens = ask.prompt_tokens.saturating_add(ask.completion_tokens);
         let mut asks = Vec::new();
         for (need, entry) in needs.iter().zip(&entries) {
             match decide(need, entry.as_ref(), now_ms, may_lease) {
                 Decision::Fits(available) if need.key.kind.counts_tokens() => tokens = tokens.min(available),
                 Decision::Fits(_) | Decision::Unlimited => {}
-                Decision::Refuse(entry) => return Admission::Refused(refusal(need, &entry, &needs, shared, now_ms)),
+                Decision::Refuse(entry) => {
+                    return Admission::Refused(refusal(need, &entry, standing(&ledgers, &needs, now_ms), now_ms))
+                }
                 Decision::Lease(lease_ask) => asks.push(lease_ask),
                 Decision::Unavailable => return Admission::Unavailable,
             }
@@ -160,18 +166,41 @@ pub fn admit(shared: &mut dyn SharedData, ask: &Ask<'_>, now_ms: u64, may_lease:
         if !asks.is_empty() {
             return Admission::Lease(asks);
         }
-        if let Some(holds) = take(shared, &needs, &entries, tokens, now_ms) {
+        if let Some((holds, after)) = take(shared, &needs, &entries, tokens, now_ms) {
             let counts_tokens = needs.iter().any(|n| n.key.kind.counts_tokens());
-            let standing = standing(shared, &needs, now_ms);
             return Admission::Granted(Grant {
                 holds,
                 tokens: counts_tokens.then_some(tokens),
                 prompt_tokens: ask.prompt_tokens,
-                standing,
+                standing: standing(&after, &needs, now_ms),
             });
         }
     }
     Admission::Unavailable
+}
+
+/// The ledgers of the scopes a request's limits are in (one or two), by shared-data key.
+struct Ledgers(Vec<(String, Ledger)>);
+
+impl Ledgers {
+    fn read(shared: &dyn SharedData, needs: &[Need]) -> Self {
+        let mut ledgers: Vec<(String, Ledger)> = Vec::with_capacity(2);
+        for need in needs {
+            if !ledgers.iter().any(|(k, _)| *k == need.shared_key) {
+                ledgers.push((need.shared_key.clone(), ledger::read(shared, &need.shared_key)));
+            }
+        }
+        Self(ledgers)
+    }
+
+    fn entry(&self, need: &Need) -> Option<Entry> {
+        self.0.iter().find(|(k, _)| *k == need.shared_key).and_then(|(_, l)| l.get(need.key.kind))
+    }
+
+    /// The entry of `need` when it speaks of the current window (or owes an overdraft).
+    fn current(&self, need: &Need, now_ms: u64) -> Option<Entry> {
+        self.entry(need).filter(|e| e.is_current(now_ms) || e.overdraft() > 0)
+    }
 }
 
 /// The limits that apply to the request, with what it needs of each.
@@ -190,11 +219,6 @@ fn needs(ask: &Ask<'_>) -> Vec<Need> {
             Need { shared_key: ledger::shared_key(&key), key, limit, min, want }
         })
         .collect()
-}
-
-/// The entry of `need` when it speaks of the current window and of the limit the state shows.
-fn current(shared: &dyn SharedData, need: &Need, now_ms: u64) -> Option<Entry> {
-    ledger::read(shared, &need.shared_key).filter(|e| e.is_current(now_ms) || e.overdraft() > 0)
 }
 
 enum Decision {
@@ -236,29 +260,54 @@ fn is_fresh(need: &Need, entry: &Entry, now_ms: u64) -> bool {
 /// by the upkeep, [`lease::Upkeep`], never here: it is taken off the ledger when it is sent.)
 fn lease_ask(need: &Need, entry: Option<&Entry>, usable: bool) -> LeaseAsk {
     let available = entry.filter(|_| usable).map_or(0, Entry::available);
-    let share = need.limit.div_ceil(LEASE_SHARE);
+    let share = if need.limit < SMALL_LIMIT { 0 } else { need.limit.div_ceil(LEASE_SHARE) };
     let take = need.want.saturating_sub(available).max(share).max(1);
     LeaseAsk { key: need.key.clone(), window: None, charge: 0, give_back: 0, take }
 }
 
-/// Takes the units of every need (`tokens` of each token limit); `None` when another worker took
-/// them first (what was taken is given back).
-fn take(shared: &mut dyn SharedData, needs: &[Need], entries: &[Option<Entry>], tokens: u64, now_ms: u64) -> Option<Vec<Hold>> {
+/// Takes the units of every need (`tokens` of each token limit), one compare-and-swap per scope;
+/// `None` when another worker took them first (what was taken is given back). The holds, and
+/// the ledgers as taken.
+fn take(
+    shared: &mut dyn SharedData,
+    needs: &[Need],
+    entries: &[Option<Entry>],
+    tokens: u64,
+    now_ms: u64,
+) -> Option<(Vec<Hold>, Ledgers)> {
     let mut holds: Vec<Hold> = Vec::with_capacity(needs.len());
-    for (need, entry) in needs.iter().zip(entries) {
-        let Some(seen) = entry.filter(|e| e.limit.is_some()) else { continue };
-        let units = if need.key.kind.counts_tokens() { tokens } else { 1 };
-        let taken = ledger::update(shared, &need.shared_key, |e| {
-            let e = e.filter(|e| e.window == seen.window && e.available() >= units)?;
-            Some(Entry { spent: e.spent.saturating_add(units), touched_ms: now_ms, ..e })
+    let mut after = Ledgers(Vec::with_capacity(2));
+    let mut scopes: Vec<&str> = needs.iter().map(|n| n.shared_key.as_str()).collect();
+    scopes.dedup();
+    for scope in scopes {
+        let mine: Vec<(&Need, Entry, u64)> = needs
+            .iter()
+            .zip(entries)
+            .filter(|(n, _)| n.shared_key == scope)
+            .filter_map(|(n, e)| Some((n, e.filter(|e| e.limit.is_some())?)))
+            .map(|(n, e)| (n, e, if n.key.kind.counts_tokens() { tokens } else { 1 }))
+            .collect();
+        let taken = ledger::update(shared, scope, |ledger| {
+            for (need, seen, units) in &mine {
+                match ledger.get(need.key.kind) {
+                    Some(e) if e.window == seen.window && e.available() >= *units => {
+                        ledger.set(need.key.kind, Entry { spent: e.spent.saturating_add(*units), touched_ms: now_ms, ..e });
+                    }
+                    _ => return false,
+                }
+            }
+            true
         });
-        if taken.is_none() {
+        let Some(ledger) = taken else {
             release(shared, &holds, now_ms);
             return None;
+        };
+        for (need, seen, units) in mine {
+            holds.push(Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: seen.window, units });
         }
-        holds.push(Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: seen.window, units });
+        after.0.push((scope.to_owned(), ledger));
     }
-    Some(holds)
+    Some((holds, after))
 }
 
 /// Ends a request's grant: concurrency given back, token holds settled with `used_tokens` (the
@@ -267,35 +316,52 @@ fn take(shared: &mut dyn SharedData, needs: &[Need], entries: &[Option<Entry>], 
 /// overran its grant past the lease), for the upkeep to charge at once.
 pub fn settle(shared: &mut dyn SharedData, grant: &Grant, used_tokens: Option<u64>, now_ms: u64) -> Vec<LimitKey> {
     let mut overdrawn = Vec::new();
-    for hold in &grant.holds {
+    change_holds(shared, &grant.holds, now_ms, |hold, e| {
         let spent_now = match hold.key.kind {
             LimitKind::ConcurrentRequests => 0,
-            LimitKind::RequestsPerMinute => continue,
+            LimitKind::RequestsPerMinute => return None,
             _ => used_tokens.unwrap_or(hold.units),
         };
-        let settled = ledger::update(shared, &hold.shared_key, |e| {
-            let e = e.filter(|e| e.window == hold.window)?;
-            let spent = e.spent.saturating_sub(hold.units).saturating_add(spent_now);
-            Some(Entry { spent, touched_ms: now_ms, ..e })
-        });
-        if settled.is_some_and(|e| e.overdraft() > 0) {
+        let spent = e.spent.saturating_sub(hold.units).saturating_add(spent_now);
+        if spent > e.leased {
             overdrawn.push(hold.key.clone());
         }
-    }
+        Some(spent)
+    });
     overdrawn
 }
 
 /// Gives back every hold of a request that was not forwarded after all.
 pub fn release(shared: &mut dyn SharedData, holds: &[Hold], now_ms: u64) {
-    for hold in holds {
-        ledger::update(shared, &hold.shared_key, |e| {
-            let e = e.filter(|e| e.window == hold.window)?;
-            Some(Entry { spent: e.spent.saturating_sub(hold.units), touched_ms: now_ms, ..e })
+    change_holds(shared, holds, now_ms, |hold, e| Some(e.spent.saturating_sub(hold.units)));
+}
+
+/// Sets what each hold's entry has spent to what `spent` says (`None`: unchanged), one
+/// compare-and-swap per scope; entries of a window that has ended are left.
+fn change_holds(
+    shared: &mut dyn SharedData,
+    holds: &[Hold],
+    now_ms: u64,
+    mut spent: impl FnMut(&Hold, &Entry) -> Option<u64>,
+) {
+    let mut scopes: Vec<&str> = holds.iter().map(|h| h.shared_key.as_str()).collect();
+    scopes.dedup();
+    for scope in scopes {
+        ledger::update(shared, scope, |ledger| {
+            let mut changed = false;
+            for hold in holds.iter().filter(|h| h.shared_key == scope) {
+                let Some(e) = ledger.get(hold.key.kind).filter(|e| e.window == hold.window) else { continue };
+                if let Some(spent) = spent(hold, &e) {
+                    ledger.set(hold.key.kind, Entry { spent, touched_ms: now_ms, ..e });
+                    changed = true;
+                }
+            }
+            changed
         });
     }
 }
 
-fn refusal(need: &Need, entry: &Entry, needs: &[Need], shared: &dyn SharedData, now_ms: u64) -> LimitRefusal {
+fn refusal(need: &Need, entry: &Entry, standing: Vec<Standing>, now_ms: u64) -> LimitRefusal {
     let retry_after_secs = match need.key.kind {
         LimitKind::ConcurrentRequests => 1,
         _ => entry.resets_at_ms.saturating_sub(now_ms).div_ceil(1000).max(1),
@@ -306,16 +372,16 @@ fn refusal(need: &Need, entry: &Entry, needs: &[Need], shared: &dyn SharedData, 
         needed: need.min,
         remaining: entry.remaining().unwrap_or(0),
         retry_after_secs,
-        standing: standing(shared, needs, now_ms),
+        standing,
     }
 }
 
-/// Where each limit of the request stands now.
-fn standing(shared: &dyn SharedData, needs: &[Need], now_ms: u64) -> Vec<Standing> {
+/// Where each limit of the request stands in `ledgers`.
+fn standing(ledgers: &Ledgers, needs: &[Need], now_ms: u64) -> Vec<Standing> {
     needs
         .iter()
         .filter_map(|need| {
-            let entry = current(shared, need, now_ms).filter(|e| e.is_current(now_ms))?;
+            let entry = ledgers.entry(need).filter(|e| e.is_current(now_ms))?;
             Some(Standing {
                 kind: need.key.kind,
                 limit: need.limit,

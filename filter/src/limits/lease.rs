@@ -70,7 +70,7 @@ pub fn read_answer(answer: &CallAnswer, asks: &[LeaseAsk]) -> Result<Vec<LeaseGr
 /// window is replaced.
 pub fn apply(shared: &mut dyn SharedData, asks: &[LeaseAsk], grants: &[LeaseGrant], now_ms: u64) {
     for (ask, grant) in asks.iter().zip(grants) {
-        ledger::update(shared, &ledger::shared_key(&ask.key), |entry| Some(applied(grant, entry, now_ms)));
+        ledger::update_entry(shared, &ask.key, |entry| Some(applied(grant, entry, now_ms)));
     }
 }
 
@@ -124,7 +124,7 @@ impl Upkeep {
             if let Some(ask) = ask {
                 asks.push(ask);
             }
-            let leased = ledger::read(shared, &ledger::shared_key(key)).map_or(0, |e| e.leased);
+            let leased = ledger::read_entry(shared, key).map_or(0, |e| e.leased);
             if key.kind.is_windowed() || leased == 0 {
                 forget.push(key.clone());
             }
@@ -139,7 +139,7 @@ impl Upkeep {
 /// The charge of a windowed limit's overdraft, taken into its lease.
 fn charge(shared: &mut dyn SharedData, key: &LimitKey) -> Option<LeaseAsk> {
     let mut ask = None;
-    ledger::update(shared, &ledger::shared_key(key), |entry| {
+    ledger::update_entry(shared, key, |entry| {
         let e = entry.filter(|e| e.overdraft() > 0)?;
         let charge = e.overdraft();
         ask = Some(LeaseAsk { key: key.clone(), window: Some(e.window), charge, give_back: 0, take: 0 });
@@ -152,7 +152,7 @@ fn charge(shared: &mut dyn SharedData, key: &LimitKey) -> Option<LeaseAsk> {
 fn keep_slots(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> Option<LeaseAsk> {
     let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
     let mut give_back = 0;
-    ledger::update(shared, &ledger::shared_key(key), |entry| {
+    ledger::update_entry(shared, key, |entry| {
         let e = entry?;
         let idle = now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
         give_back = if idle { e.available() } else { 0 };

@@ -1,56 +1,54 @@
-//! One Envoy's ledger of one limit, in Envoy's shared data so that every worker spends the same
-//! lease: what the control plane leased to this Envoy for the current window, and what the
-//! workers have spent of it. Every change is a compare-and-swap ([`update`]), so two workers can
-//! never both spend the last unit.
+//! One Envoy's ledger of one subject's limits (subject-wide, or scoped to one model), in Envoy's
+//! shared data so that every worker spends the same leases: per limit, what the control plane
+//! leased to this Envoy for the current window and what the workers have spent of it. One
+//! shared-data entry holds every limit of the scope, in a small fixed binary layout, so an
+//! admission reads it once and takes its units with one compare-and-swap ([`update`]): two
+//! workers can never both spend the last unit.
 
-use serde::{Deserialize, Serialize};
-
-use crate::feed::limits::{LimitKey, Subject};
+use crate::feed::limits::{LimitKey, LimitKind, Subject};
 use crate::state_sync::SharedData;
 
 /// Prefix of the ledger's shared-data keys.
 const KEY_PREFIX: &str = "vllm_gateway.limit.";
 /// Compare-and-swap attempts before a change gives up (only under extreme contention).
 const CAS_ATTEMPTS: usize = 64;
+/// Bytes of one limit in the layout: its kind, then the entry's eight numbers.
+const RECORD_BYTES: usize = 1 + 8 * 8;
 
-/// The shared-data key of a limit's ledger entry.
-pub fn shared_key(key: &LimitKey) -> String {
-    let subject = match key.subject {
+/// The shared-data key of a scope's ledger: a subject's limits over every model, or over one.
+pub fn scope_key(subject: Subject, model: Option<&str>) -> String {
+    let subject = match subject {
         Subject::App(id) => format!("app.{id}"),
         Subject::User(id) => format!("user.{id}"),
     };
-    let model = key.model.as_deref().unwrap_or("");
-    format!("{KEY_PREFIX}{subject}.{}.{model}", key.kind.name())
+    format!("{KEY_PREFIX}{subject}.{}", model.unwrap_or(""))
+}
+
+/// The shared-data key of the ledger that holds `key`.
+pub fn shared_key(key: &LimitKey) -> String {
+    scope_key(key.subject, key.model.as_deref())
 }
 
 /// One limit's ledger entry, as this Envoy holds it (short member names: it is read on every
 /// admission).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Entry {
     /// The window the lease belongs to (its start, Unix seconds; 0 for concurrency).
-    #[serde(rename = "w")]
     pub window: i64,
     /// When the window ends, Unix milliseconds (0 for concurrency: it never ends).
-    #[serde(rename = "r")]
     pub resets_at_ms: u64,
     /// The limit as the control plane last said; `None` when it no longer has it (unlimited).
-    #[serde(rename = "l")]
     pub limit: Option<u64>,
     /// Units the control plane leased to this Envoy for the window (charges included).
-    #[serde(rename = "a")]
     pub leased: u64,
     /// Units the workers have spent or hold; more than `leased` when a reply overran its grant
-    /// (the difference is charged with the next lease call).
-    #[serde(rename = "s")]
+    /// (the difference is charged by the upkeep).
     pub spent: u64,
     /// Units the ledger counted for the other Envoys at the last lease call.
-    #[serde(rename = "o")]
     pub others: u64,
     /// When a worker last spent or gave back units here (Unix ms).
-    #[serde(rename = "t")]
     pub touched_ms: u64,
     /// When the lease was last renewed or asked for (Unix ms).
-    #[serde(rename = "n")]
     pub renewed_ms: u64,
 }
 
@@ -82,48 +80,158 @@ impl Entry {
     }
 }
 
-/// Reads a limit's entry; `None` when this Envoy holds none (or it does not parse).
-pub fn read(shared: &dyn SharedData, key: &str) -> Option<Entry> {
+impl Entry {
+    fn write(&self, out: &mut Vec<u8>) {
+        let numbers = [
+            u64::from_le_bytes(self.window.to_le_bytes()),
+            self.resets_at_ms,
+            self.limit.unwrap_or(u64::MAX),
+            self.leased,
+            self.spent,
+            self.others,
+            self.touched_ms,
+            self.renewed_ms,
+        ];
+        for n in numbers {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut n = bytes.chunks_exact(8).map(|b| <[u8; 8]>::try_from(b).map(u64::from_le_bytes));
+        let mut next = || n.next()?.ok();
+        Some(Self {
+            window: i64::from_le_bytes(next()?.to_le_bytes()),
+            resets_at_ms: next()?,
+            limit: Some(next()?).filter(|l| *l != u64::MAX),
+            leased: next()?,
+            spent: next()?,
+            others: next()?,
+            touched_ms: next()?,
+            renewed_ms: next()?,
+        })
+    }
+}
+
+/// The ledger of one scope: an entry per limit kind it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger(Vec<(LimitKind, Entry)>);
+
+impl Ledger {
+    /// The entry of `kind`.
+    pub fn get(&self, kind: LimitKind) -> Option<Entry> {
+        self.0.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e)
+    }
+
+    /// Sets the entry of `kind`.
+    pub fn set(&mut self, kind: LimitKind, entry: Entry) {
+        match self.0.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, e)) => *e = entry,
+            None => self.0.push((kind, entry)),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * RECORD_BYTES);
+        for (kind, entry) in &self.0 {
+            let index = LimitKind::ALL.iter().position(|k| k == kind).unwrap_or_default();
+            out.push(u8::try_from(index).unwrap_or_default());
+            entry.write(&mut out);
+        }
+        out
+    }
+
+    /// The ledger in `bytes`; what does not read as one is an empty ledger.
+    fn decode(bytes: &[u8]) -> Self {
+        let mut entries = Vec::with_capacity(bytes.len() / RECORD_BYTES);
+        for record in bytes.chunks_exact(RECORD_BYTES) {
+            let (Some(index), Some(numbers)) = (record.first(), record.get(1..)) else { continue };
+            let (Some(kind), Some(entry)) = (LimitKind::ALL.get(usize::from(*index)), Entry::read(numbers)) else {
+                return Self::default();
+            };
+            entries.push((*kind, entry));
+        }
+        Self(entries)
+    }
+}
+
+/// Reads a scope's ledger (empty when this Envoy holds none).
+pub fn read(shared: &dyn SharedData, key: &str) -> Ledger {
     read_with_cas(shared, key).0
 }
 
-fn read_with_cas(shared: &dyn SharedData, key: &str) -> (Option<Entry>, Option<u32>) {
+fn read_with_cas(shared: &dyn SharedData, key: &str) -> (Ledger, Option<u32>) {
     let (bytes, cas) = shared.get(key);
-    (bytes.and_then(|b| serde_json::from_slice(&b).ok()), cas)
+    (bytes.map(|b| Ledger::decode(&b)).unwrap_or_default(), cas)
 }
 
-/// Changes a limit's entry by compare-and-swap: `change` gets the entry as it is (or `None`) and
-/// returns the new one, or `None` to leave it (then `update` returns `None` too). Retried when
-/// another worker changed the entry in between; the entry that was written.
-pub fn update(
-    shared: &mut dyn SharedData,
-    key: &str,
-    mut change: impl FnMut(Option<Entry>) -> Option<Entry>,
-) -> Option<Entry> {
+/// Changes a scope's ledger by compare-and-swap: `change` gets the ledger as it is and changes
+/// it, or returns false to leave it (then `update` returns `None` too). Retried when another
+/// worker changed the ledger in between; the ledger that was written.
+pub fn update(shared: &mut dyn SharedData, key: &str, mut change: impl FnMut(&mut Ledger) -> bool) -> Option<Ledger> {
     for _ in 0..CAS_ATTEMPTS {
-        let (entry, cas) = read_with_cas(shared, key);
-        let new = change(entry)?;
-        let Ok(bytes) = serde_json::to_vec(&new) else { return None };
-        if shared.set(key, &bytes, cas) {
-            return Some(new);
+        let (mut ledger, cas) = read_with_cas(shared, key);
+        if !change(&mut ledger) {
+            return None;
+        }
+        if shared.set(key, &ledger.encode(), cas) {
+            return Some(ledger);
         }
     }
     log::warn!("the limit ledger {key} changed too often to be updated");
     None
 }
 
+/// Reads one limit's entry.
+pub fn read_entry(shared: &dyn SharedData, key: &LimitKey) -> Option<Entry> {
+    read(shared, &shared_key(key)).get(key.kind)
+}
+
+/// Changes one limit's entry by compare-and-swap (see [`update`]): `change` gets the entry (or
+/// `None`) and returns the new one, or `None` to leave it.
+pub fn update_entry(
+    shared: &mut dyn SharedData,
+    key: &LimitKey,
+    mut change: impl FnMut(Option<Entry>) -> Option<Entry>,
+) -> Option<Entry> {
+    let mut written = None;
+    update(shared, &shared_key(key), |ledger| match change(ledger.get(key.kind)) {
+        Some(entry) => {
+            ledger.set(key.kind, entry);
+            written = Some(entry);
+            true
+        }
+        None => false,
+    })?;
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::limits::LimitKind;
     use crate::state_sync::testing::FakeShared;
 
+    fn key(kind: LimitKind) -> LimitKey {
+        LimitKey { subject: Subject::User(4), model: Some("m".into()), kind }
+    }
+
     #[test]
-    fn keys_name_subject_kind_and_model() {
-        let key = LimitKey { subject: Subject::User(4), model: Some("m".into()), kind: LimitKind::TokensPerDay };
-        assert_eq!(shared_key(&key), "vllm_gateway.limit.user.4.tokens_per_day.m");
-        let key = LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests };
-        assert_eq!(shared_key(&key), "vllm_gateway.limit.app.1.concurrent_requests.");
+    fn one_key_per_subject_and_model_scope() {
+        assert_eq!(shared_key(&key(LimitKind::TokensPerDay)), "vllm_gateway.limit.user.4.m");
+        assert_eq!(scope_key(Subject::App(1), None), "vllm_gateway.limit.app.1.");
+    }
+
+    #[test]
+    fn a_ledger_round_trips_and_junk_reads_as_empty() {
+        let mut ledger = Ledger::default();
+        let entry = Entry { window: -60, resets_at_ms: 9, limit: None, leased: 5, spent: 7, others: 1, touched_ms: 2, renewed_ms: 3 };
+        ledger.set(LimitKind::TokensPerMonth, entry);
+        ledger.set(LimitKind::ConcurrentRequests, Entry { limit: Some(4), ..Entry::default() });
+        assert_eq!(Ledger::decode(&ledger.encode()), ledger);
+        assert_eq!(ledger.get(LimitKind::TokensPerMonth), Some(entry));
+        let mut junk = ledger.encode();
+        junk[0] = 200;
+        assert_eq!(Ledger::decode(&junk), Ledger::default());
     }
 
     #[test]
@@ -136,18 +244,21 @@ mod tests {
             }
             fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
                 if std::mem::take(&mut self.1) {
-                    let mut other = read(&self.0, key).unwrap();
-                    other.spent += 3;
-                    self.0.set(key, &serde_json::to_vec(&other).unwrap(), None);
+                    let mut other = read(&self.0, key);
+                    let mut e = other.get(LimitKind::TokensPerDay).unwrap();
+                    e.spent += 3;
+                    other.set(LimitKind::TokensPerDay, e);
+                    self.0.set(key, &other.encode(), None);
                 }
                 self.0.set(key, value, cas)
             }
         }
+        let k = key(LimitKind::TokensPerDay);
         let mut shared = Racing(FakeShared::default(), false);
-        update(&mut shared, "k", |_| Some(Entry { leased: 10, ..Entry::default() }));
+        update_entry(&mut shared, &k, |_| Some(Entry { leased: 10, ..Entry::default() }));
         shared.1 = true;
-        let after = update(&mut shared, "k", |e| e.map(|e| Entry { spent: e.spent + 1, ..e })).unwrap();
+        let after = update_entry(&mut shared, &k, |e| e.map(|e| Entry { spent: e.spent + 1, ..e })).unwrap();
         assert_eq!(after.spent, 4);
-        assert_eq!(read(&shared, "k").unwrap().available(), 6);
+        assert_eq!(read_entry(&shared, &k).unwrap().available(), 6);
     }
 }

@@ -69,6 +69,15 @@ fn a_hundred_requests_against_a_limit_of_ten_admit_exactly_ten() {
 }
 
 #[test]
+fn a_small_limit_is_leased_what_each_request_needs_and_a_large_one_a_share() {
+    for (limit, leased) in [(63, 1), (64, 8), (1000, 125)] {
+        let limits = limits(Caps { requests_per_minute: Some(limit), ..Caps::default() });
+        let Admission::Lease(asks) = admit(&mut FakeShared::default(), &ask(&limits, 1, 1), NOW, true) else { panic!() };
+        assert_eq!(asks[0].take, leased, "limit {limit}");
+    }
+}
+
+#[test]
 fn concurrency_is_given_back_when_a_request_ends() {
     let limits = limits(Caps { concurrent_requests: Some(2), ..Caps::default() });
     let mut shared = FakeShared::default();
@@ -155,18 +164,18 @@ fn per_model_limits_apply_to_their_model_only() {
 
 #[test]
 fn idle_concurrency_slots_are_given_back_and_held_ones_renewed() {
-    let limits = limits(Caps { concurrent_requests: Some(16), ..Caps::default() });
+    let limits = limits(Caps { concurrent_requests: Some(80), ..Caps::default() });
     let mut shared = FakeShared::default();
-    let mut cp = Ledger { limit: 16, used: 0 };
+    let mut cp = Ledger { limit: 80, used: 0 };
     let mut upkeep = Upkeep::default();
     let Admission::Lease(asks) = admit(&mut shared, &ask(&limits, 1, 1), NOW, true) else { panic!() };
     upkeep.note(&asks);
     apply(&mut shared, &asks, &cp.answer(&asks), NOW);
     let Admission::Granted(g) = admit(&mut shared, &ask(&limits, 1, 1), NOW, false) else { panic!() };
-    assert_eq!(cp.used, 2, "a share of 16/8");
+    assert_eq!(cp.used, 10, "a share of 80/8");
     assert!(upkeep.due(&mut shared, NOW + 100).is_empty(), "nothing due yet");
     let due = upkeep.due(&mut shared, NOW + 2_500);
-    assert_eq!((due.len(), due[0].give_back, due[0].take), (1, 1, 0), "the unused slot goes back");
+    assert_eq!((due.len(), due[0].give_back, due[0].take), (1, 9, 0), "the unused slots go back");
     cp.answer(&due);
     assert_eq!(cp.used, 1);
     let due = upkeep.due(&mut shared, NOW + 25_000);
