@@ -17,10 +17,12 @@
 use crate::feed::limits::{LeaseAsk, LimitKey, LimitKind, Limits, Subject};
 use crate::state_sync::SharedData;
 
+pub mod float;
 pub mod ledger;
 pub mod lease;
 pub mod rate_headers;
 
+use float::{Float, FLOAT_REQUESTS, FLOAT_SHARE};
 use ledger::{Entry, Ledger};
 
 /// Share of a limit one lease call asks for beyond what the request needs (1/8).
@@ -143,10 +145,14 @@ pub enum Admission {
     Unavailable,
 }
 
-/// Decides a request's admission at `now_ms` (see the module docs). With `may_lease` false (the
-/// lease call was made, or failed) it is decided with the leases there are.
-pub fn admit(shared: &mut dyn SharedData, ask: &Ask<'_>, now_ms: u64, may_lease: bool) -> Admission {
+/// Decides a request's admission at `now_ms` (see the module docs): from the worker's `float`
+/// when it holds all the request wants, else from the Envoy's ledger. With `may_lease` false
+/// (the lease call was made, or failed) it is decided with the leases there are.
+pub fn admit(shared: &mut dyn SharedData, float: &mut Float, ask: &Ask<'_>, now_ms: u64, may_lease: bool) -> Admission {
     let needs = needs(ask);
+    if let Some(grant) = from_float(float, &needs, ask, now_ms) {
+        return Admission::Granted(grant);
+    }
     for _ in 0..ADMIT_ATTEMPTS {
         let ledgers = Ledgers::read(shared, &needs);
         let entries: Vec<Option<Entry>> = needs.iter().map(|n| ledgers.current(n, now_ms)).collect();
@@ -166,7 +172,7 @@ pub fn admit(shared: &mut dyn SharedData, ask: &Ask<'_>, now_ms: u64, may_lease:
         if !asks.is_empty() {
             return Admission::Lease(asks);
         }
-        if let Some((holds, after)) = take(shared, &needs, &entries, tokens, now_ms) {
+        if let Some((holds, after)) = take(shared, float, &needs, &entries, tokens, now_ms) {
             let counts_tokens = needs.iter().any(|n| n.key.kind.counts_tokens());
             return Admission::Granted(Grant {
                 holds,
@@ -177,6 +183,36 @@ pub fn admit(shared: &mut dyn SharedData, ask: &Ask<'_>, now_ms: u64, may_lease:
         }
     }
     Admission::Unavailable
+}
+
+/// The grant of all a request wants, from the worker's float, when it holds that much of every
+/// limit (no shared data is touched).
+fn from_float(float: &mut Float, needs: &[Need], ask: &Ask<'_>, now_ms: u64) -> Option<Grant> {
+    let tokens = ask.prompt_tokens.saturating_add(ask.completion_tokens);
+    let units = |need: &Need| if need.key.kind.counts_tokens() { tokens } else { 1 };
+    let mut floats = Vec::with_capacity(needs.len());
+    for need in needs {
+        let f = float.usable(&need.shared_key, need.key.kind, need.limit, now_ms)?;
+        if f.held < units(need) {
+            return None;
+        }
+        floats.push(f);
+    }
+    let mut grant = Grant { prompt_tokens: ask.prompt_tokens, ..Grant::default() };
+    for (need, f) in needs.iter().zip(floats) {
+        let units = units(need);
+        float.spend(&need.shared_key, need.key.kind, units);
+        let hold = Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: f.window, units };
+        grant.holds.push(hold);
+        grant.standing.push(Standing {
+            kind: need.key.kind,
+            limit: need.limit,
+            remaining: f.remaining.saturating_sub(units),
+            resets_in_ms: f.resets_at_ms.saturating_sub(now_ms),
+        });
+    }
+    grant.tokens = needs.iter().any(|n| n.key.kind.counts_tokens()).then_some(tokens);
+    Some(grant)
 }
 
 /// The ledgers of the scopes a request's limits are in (one or two), by shared-data key.
@@ -270,6 +306,7 @@ fn lease_ask(need: &Need, entry: Option<&Entry>, usable: bool) -> LeaseAsk {
 /// the ledgers as taken.
 fn take(
     shared: &mut dyn SharedData,
+    float: &mut Float,
     needs: &[Need],
     entries: &[Option<Entry>],
     tokens: u64,
@@ -287,11 +324,14 @@ fn take(
             .filter_map(|(n, e)| Some((n, e.filter(|e| e.limit.is_some())?)))
             .map(|(n, e)| (n, e, if n.key.kind.counts_tokens() { tokens } else { 1 }))
             .collect();
+        let mut extras = vec![0; mine.len()];
         let taken = ledger::update(shared, scope, |ledger| {
-            for (need, seen, units) in &mine {
+            for ((need, seen, units), extra) in mine.iter().zip(extras.iter_mut()) {
                 match ledger.get(need.key.kind) {
                     Some(e) if e.window == seen.window && e.available() >= *units => {
-                        ledger.set(need.key.kind, Entry { spent: e.spent.saturating_add(*units), touched_ms: now_ms, ..e });
+                        *extra = float_extra(need, &e, *units);
+                        let spent = e.spent.saturating_add(*units).saturating_add(*extra);
+                        ledger.set(need.key.kind, Entry { spent, touched_ms: now_ms, ..e });
                     }
                     _ => return false,
                 }
@@ -302,26 +342,57 @@ fn take(
             release(shared, &holds, now_ms);
             return None;
         };
-        for (need, seen, units) in mine {
-            holds.push(Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: seen.window, units });
+        for ((need, seen, units), extra) in mine.into_iter().zip(extras) {
+            if let (true, Some(e)) = (extra > 0, ledger.get(need.key.kind)) {
+                float.refill(scope, &need.key, &e, extra);
+            }
+            let hold = Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: seen.window, units };
+            holds.push(hold);
         }
         after.0.push((scope.to_owned(), ledger));
     }
     Some((holds, after))
 }
 
+/// What a worker floats of a large limit beside `units` it takes (see [`float`]).
+fn float_extra(need: &Need, entry: &Entry, units: u64) -> u64 {
+    if need.limit < SMALL_LIMIT {
+        return 0;
+    }
+    let left = entry.available().saturating_sub(units);
+    (left / FLOAT_SHARE).min(units.saturating_mul(FLOAT_REQUESTS))
+}
+
 /// Ends a request's grant: concurrency given back, token holds settled with `used_tokens` (the
 /// request's real usage; `None` when unknown, which keeps the grant as spent). Units of a window
 /// that has ended meanwhile stay where they were. Returns the limits now overdrawn (the reply
 /// overran its grant past the lease), for the upkeep to charge at once.
-pub fn settle(shared: &mut dyn SharedData, grant: &Grant, used_tokens: Option<u64>, now_ms: u64) -> Vec<LimitKey> {
+pub fn settle(
+    shared: &mut dyn SharedData,
+    float: &mut Float,
+    grant: &Grant,
+    used_tokens: Option<u64>,
+    now_ms: u64,
+) -> Vec<LimitKey> {
+    let spent_by = |hold: &Hold| match hold.key.kind {
+        LimitKind::ConcurrentRequests => Some(0),
+        LimitKind::RequestsPerMinute => None,
+        _ => Some(used_tokens.unwrap_or(hold.units)),
+    };
+    // A hold goes back into the worker's float when it has one of the hold's window (its units
+    // count as spent in the Envoy's ledger either way): no shared data is touched.
+    let in_shared: Vec<Hold> = grant
+        .holds
+        .iter()
+        .filter(|hold| {
+            let Some(spent) = spent_by(hold) else { return false };
+            !float.settle(&hold.shared_key, hold.key.kind, hold.window, hold.units, spent)
+        })
+        .cloned()
+        .collect();
     let mut overdrawn = Vec::new();
-    change_holds(shared, &grant.holds, now_ms, |hold, e| {
-        let spent_now = match hold.key.kind {
-            LimitKind::ConcurrentRequests => 0,
-            LimitKind::RequestsPerMinute => return None,
-            _ => used_tokens.unwrap_or(hold.units),
-        };
+    change_holds(shared, &in_shared, now_ms, |hold, e| {
+        let spent_now = spent_by(hold)?;
         let spent = e.spent.saturating_sub(hold.units).saturating_add(spent_now);
         if spent > e.leased {
             overdrawn.push(hold.key.clone());

@@ -20,6 +20,7 @@ use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::RequestHead;
+use crate::limits::float::Float;
 use crate::limits::lease::Upkeep;
 use crate::lookup::{LookupKey, LookupResult, Start};
 use crate::worker::Worker;
@@ -36,11 +37,12 @@ pub type SharedWorker = Rc<RefCell<Worker<Waiter>>>;
 /// The request bytes the worker buffers, shared by its HTTP contexts.
 pub type SharedBudget = Rc<RefCell<BodyBudget>>;
 
-/// The worker's side of the limits: the Envoy's instance name and the concurrency leases to keep
-/// alive, shared by its root and HTTP contexts.
+/// The worker's side of the limits: the Envoy's instance name, what it keeps up with the control
+/// plane, and its float; shared by its root and HTTP contexts.
 pub struct LimitsGlue {
     pub instance: String,
     pub upkeep: Upkeep,
+    pub float: Float,
 }
 
 /// See [`LimitsGlue`].

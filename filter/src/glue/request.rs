@@ -204,10 +204,12 @@ impl Request {
     /// refused, or paused for a lease call (once; then decided with what there is).
     fn admit(&mut self, may_lease: bool) -> Action {
         let now_ms = host::now_ms();
+        let Ok(mut glue) = self.limits.try_borrow_mut() else { return Action::Continue };
         let decision = match self.exchange.limit_ask() {
             None => return Action::Continue,
-            Some(ask) => limits::admit(&mut HostSharedData, &ask, now_ms, may_lease),
+            Some(ask) => limits::admit(&mut HostSharedData, &mut glue.float, &ask, now_ms, may_lease),
         };
+        drop(glue);
         match decision {
             Admission::Granted(grant) => {
                 self.exchange.admitted(&mut HostCalls, grant);
@@ -333,13 +335,9 @@ impl Request {
             host::store_record(&record.to_bytes());
             super::metrics::emit(&crate::metrics::observations(&record, &self.config));
         }
-        if let Some((grant, used)) = self.exchange.take_grant() {
-            let overdrawn = limits::settle(&mut HostSharedData, &grant, used, now_ms);
-            if !overdrawn.is_empty() {
-                if let Ok(mut limits) = self.limits.try_borrow_mut() {
-                    limits.upkeep.note_overdrawn(overdrawn);
-                }
-            }
+        if let (Some((grant, used)), Ok(mut glue)) = (self.exchange.take_grant(), self.limits.try_borrow_mut()) {
+            let overdrawn = limits::settle(&mut HostSharedData, &mut glue.float, &grant, used, now_ms);
+            glue.upkeep.note_overdrawn(overdrawn);
         }
     }
 }

@@ -19,6 +19,7 @@ use super::http::{self, GatewayHttp, LimitsGlue, SharedBudget, SharedLimits, Sha
 use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
 use crate::feed::limits::LeaseAsk;
+use crate::limits::float::Float;
 use crate::limits::lease::{self, Upkeep};
 use crate::lookup::LookupResult;
 use crate::worker::Worker;
@@ -45,10 +46,13 @@ impl GatewayRoot {
     /// Renews the concurrency leases and gives idle slots back (see [`Upkeep`]).
     fn keep_leases(&mut self, config: &PluginConfig) {
         let Some(limits) = &self.limits else { return };
+        let Ok(mut limits) = limits.try_borrow_mut() else { return };
+        // The float goes back every tick: a worker holds at most what one tick's requests use.
+        let overdrawn = limits.float.flush(&mut HostSharedData);
+        limits.upkeep.note_overdrawn(overdrawn);
         if self.upkeep_call.is_some() {
             return;
         }
-        let Ok(mut limits) = limits.try_borrow_mut() else { return };
         let asks = limits.upkeep.due(&mut HostSharedData, host::now_ms());
         if asks.is_empty() {
             return;
@@ -132,7 +136,7 @@ impl RootContext for GatewayRoot {
                 self.budget = Some(Rc::new(RefCell::new(BodyBudget::new(config.max_buffered_request_bytes))));
                 let seed = u64::try_from(host::now().as_nanos()).unwrap_or_default() ^ u64::from(self.id);
                 let instance = lease::instance(&mut HostSharedData, seed);
-                self.limits = Some(Rc::new(RefCell::new(LimitsGlue { instance, upkeep: Upkeep::default() })));
+                self.limits = Some(Rc::new(RefCell::new(LimitsGlue { instance, upkeep: Upkeep::default(), float: Float::default() })));
                 self.config = Some(Rc::new(config));
                 // The first pull waits for the first tick: during configuration Envoy's clusters
                 // may not be ready, and a call dispatched then can be lost.
