@@ -14,6 +14,8 @@
 //! control plane never leases more than a limit, so several Envoys together never admit more than
 //! it either.
 
+use std::rc::Rc;
+
 use crate::feed::limits::{LeaseAsk, LimitKey, LimitKind, Limits, Subject};
 use crate::state_sync::SharedData;
 
@@ -55,7 +57,7 @@ pub struct Ask<'a> {
 #[derive(Debug, Clone)]
 struct Need {
     key: LimitKey,
-    shared_key: String,
+    shared_key: Rc<str>,
     limit: u64,
     /// The least that admits the request.
     min: u64,
@@ -68,7 +70,7 @@ struct Need {
 pub struct Hold {
     /// Which limit.
     pub key: LimitKey,
-    shared_key: String,
+    shared_key: Rc<str>,
     window: i64,
     /// Units held.
     pub units: u64,
@@ -78,7 +80,7 @@ pub struct Hold {
 impl Hold {
     /// A hold of one unit of the current window of `key`.
     pub fn for_tests(key: LimitKey) -> Self {
-        Self { shared_key: ledger::shared_key(&key), key, window: 0, units: 1 }
+        Self { shared_key: ledger::shared_key(&key).into(), key, window: 0, units: 1 }
     }
 }
 
@@ -222,15 +224,15 @@ impl Ledgers {
     fn read(shared: &dyn SharedData, needs: &[Need]) -> Self {
         let mut ledgers: Vec<(String, Ledger)> = Vec::with_capacity(2);
         for need in needs {
-            if !ledgers.iter().any(|(k, _)| *k == need.shared_key) {
-                ledgers.push((need.shared_key.clone(), ledger::read(shared, &need.shared_key)));
+            if !ledgers.iter().any(|(k, _)| **k == *need.shared_key) {
+                ledgers.push((need.shared_key.to_string(), ledger::read(shared, &need.shared_key)));
             }
         }
         Self(ledgers)
     }
 
     fn entry(&self, need: &Need) -> Option<Entry> {
-        self.0.iter().find(|(k, _)| *k == need.shared_key).and_then(|(_, l)| l.get(need.key.kind))
+        self.0.iter().find(|(k, _)| **k == *need.shared_key).and_then(|(_, l)| l.get(need.key.kind))
     }
 
     /// The entry of `need` when it speaks of the current window (or owes an overdraft).
@@ -241,9 +243,19 @@ impl Ledgers {
 
 /// The limits that apply to the request, with what it needs of each.
 fn needs(ask: &Ask<'_>) -> Vec<Need> {
+    // One key per scope (subject-wide, the model's), shared by its limits.
+    let mut scopes: Vec<(Option<&str>, Rc<str>)> = Vec::with_capacity(2);
     ask.limits
         .applying_to(ask.model)
         .map(|(model, kind, limit)| {
+            let shared_key = match scopes.iter().find(|(m, _)| *m == model) {
+                Some((_, key)) => key.clone(),
+                None => {
+                    let key: Rc<str> = ledger::scope_key(ask.subject, model).into();
+                    scopes.push((model, key.clone()));
+                    key
+                }
+            };
             let key = LimitKey { subject: ask.subject, model: model.map(str::to_owned), kind };
             let (min, want) = if kind.counts_tokens() {
                 let min = ask.prompt_tokens.saturating_add(u64::from(ask.completion_tokens > 0));
@@ -252,7 +264,7 @@ fn needs(ask: &Ask<'_>) -> Vec<Need> {
                 (1, 1)
             };
             let limit = u64::try_from(limit).unwrap_or(0);
-            Need { shared_key: ledger::shared_key(&key), key, limit, min, want }
+            Need { shared_key, key, limit, min, want }
         })
         .collect()
 }
@@ -314,13 +326,13 @@ fn take(
 ) -> Option<(Vec<Hold>, Ledgers)> {
     let mut holds: Vec<Hold> = Vec::with_capacity(needs.len());
     let mut after = Ledgers(Vec::with_capacity(2));
-    let mut scopes: Vec<&str> = needs.iter().map(|n| n.shared_key.as_str()).collect();
+    let mut scopes: Vec<&str> = needs.iter().map(|n| &*n.shared_key).collect();
     scopes.dedup();
     for scope in scopes {
         let mine: Vec<(&Need, Entry, u64)> = needs
             .iter()
             .zip(entries)
-            .filter(|(n, _)| n.shared_key == scope)
+            .filter(|(n, _)| &*n.shared_key == scope)
             .filter_map(|(n, e)| Some((n, e.filter(|e| e.limit.is_some())?)))
             .map(|(n, e)| (n, e, if n.key.kind.counts_tokens() { tokens } else { 1 }))
             .collect();
@@ -415,12 +427,12 @@ fn change_holds(
     now_ms: u64,
     mut spent: impl FnMut(&Hold, &Entry) -> Option<u64>,
 ) {
-    let mut scopes: Vec<&str> = holds.iter().map(|h| h.shared_key.as_str()).collect();
+    let mut scopes: Vec<&str> = holds.iter().map(|h| &*h.shared_key).collect();
     scopes.dedup();
     for scope in scopes {
         ledger::update(shared, scope, |ledger| {
             let mut changed = false;
-            for hold in holds.iter().filter(|h| h.shared_key == scope) {
+            for hold in holds.iter().filter(|h| &*h.shared_key == scope) {
                 let Some(e) = ledger.get(hold.key.kind).filter(|e| e.window == hold.window) else { continue };
                 if let Some(spent) = spent(hold, &e) {
                     ledger.set(hold.key.kind, Entry { spent, touched_ms: now_ms, ..e });
