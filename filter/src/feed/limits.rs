@@ -70,16 +70,66 @@ impl Caps {
     }
 }
 
-/// The limits of an app or a user: over all its requests, and optionally per model.
+/// The limits of an app or a user: over all its requests, and optionally per model. Written as
+/// one flat object (`{"requestsPerMinute":…,"models":{…}}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "FlatLimits", into = "FlatLimits")]
 pub struct Limits {
     /// Limits over every request of the subject.
-    #[serde(flatten)]
     pub all: Caps,
     /// Limits over the subject's requests for one model (beside [`Self::all`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, Caps>,
+}
+
+/// [`Limits`] as written: the subject-wide limits beside `models`. (Serde's `flatten` would
+/// buffer every document of the state feed; this reads it in one pass.)
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlatLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests_per_minute: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens_per_minute: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    concurrent_requests: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens_per_day: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens_per_month: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    models: BTreeMap<String, Caps>,
+}
+
+impl From<FlatLimits> for Limits {
+    fn from(flat: FlatLimits) -> Self {
+        let all = Caps {
+            requests_per_minute: flat.requests_per_minute,
+            tokens_per_minute: flat.tokens_per_minute,
+            concurrent_requests: flat.concurrent_requests,
+            tokens_per_day: flat.tokens_per_day,
+            tokens_per_month: flat.tokens_per_month,
+            time_zone: flat.time_zone,
+        };
+        Self { all, models: flat.models }
+    }
+}
+
+impl From<Limits> for FlatLimits {
+    fn from(limits: Limits) -> Self {
+        let Caps { requests_per_minute, tokens_per_minute, concurrent_requests, tokens_per_day, tokens_per_month, time_zone } =
+            limits.all;
+        Self {
+            requests_per_minute,
+            tokens_per_minute,
+            concurrent_requests,
+            tokens_per_day,
+            tokens_per_month,
+            time_zone,
+            models: limits.models,
+        }
+    }
 }
 
 impl Limits {
