@@ -37,6 +37,9 @@ const ADMIT_ATTEMPTS: usize = 8;
 /// How long a ledger entry that says "unlimited" (the control plane no longer had the limit the
 /// state feed still shows) is believed before asking again, in milliseconds.
 const UNLIMITED_TRUST_MS: u64 = 1_000;
+/// How old the control plane's word on the other Envoys may be before a limit that looks used
+/// up is asked about again rather than refused (another Envoy may have given units back).
+const STALE_MS: u64 = 1_000;
 
 /// What a request asks of its caller's limits.
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +52,10 @@ pub struct Ask<'a> {
     pub model: &'a str,
     /// The prompt's tokens, estimated from the body.
     pub prompt_tokens: u64,
-    /// The completion tokens it may generate at most (`max_tokens` × `n`, or the default).
+    /// The completion tokens it may generate at most (`max_tokens` × `choices`, or the default).
     pub completion_tokens: u64,
+    /// The choices it generates (`n` for each prompt): a grant leaves each at least one token.
+    pub choices: u64,
 }
 
 /// One limit that applies to a request, and what the request needs of it.
@@ -155,7 +160,7 @@ pub fn admit(shared: &mut dyn SharedData, float: &mut Float, ask: &Ask<'_>, now_
     if let Some(grant) = from_float(float, &needs, ask, now_ms) {
         return Admission::Granted(grant);
     }
-    for _ in 0..ADMIT_ATTEMPTS {
+    'attempts: for _ in 0..ADMIT_ATTEMPTS {
         let ledgers = Ledgers::read(shared, &needs);
         let entries: Vec<Option<Entry>> = needs.iter().map(|n| ledgers.current(n, now_ms)).collect();
         let mut tokens = ask.prompt_tokens.saturating_add(ask.completion_tokens);
@@ -164,6 +169,11 @@ pub fn admit(shared: &mut dyn SharedData, float: &mut Float, ask: &Ask<'_>, now_
             match decide(need, entry.as_ref(), now_ms, may_lease) {
                 Decision::Fits(available) if need.key.kind.counts_tokens() => tokens = tokens.min(available),
                 Decision::Fits(_) | Decision::Unlimited => {}
+                Decision::Refuse(_) if !float.is_empty() => {
+                    // Units this worker floats are spent in the ledger: give them back first.
+                    float.flush(shared);
+                    continue 'attempts;
+                }
                 Decision::Refuse(entry) => {
                     return Admission::Refused(refusal(need, &entry, standing(&ledgers, &needs, now_ms), now_ms))
                 }
@@ -258,7 +268,7 @@ fn needs(ask: &Ask<'_>) -> Vec<Need> {
             };
             let key = LimitKey { subject: ask.subject, model: model.map(str::to_owned), kind };
             let (min, want) = if kind.counts_tokens() {
-                let min = ask.prompt_tokens.saturating_add(u64::from(ask.completion_tokens > 0));
+                let min = ask.prompt_tokens.saturating_add(ask.choices.max(1).min(ask.completion_tokens));
                 (min, ask.prompt_tokens.saturating_add(ask.completion_tokens))
             } else {
                 (1, 1)
@@ -284,6 +294,9 @@ fn decide(need: &Need, entry: Option<&Entry>, now_ms: u64, may_lease: bool) -> D
     match usable {
         Some(e) if e.limit.is_none() => Decision::Unlimited,
         Some(e) if e.available() >= need.want => Decision::Fits(e.available()),
+        Some(e) if e.exhausted() && may_lease && now_ms.saturating_sub(e.renewed_ms) >= STALE_MS => {
+            Decision::Lease(lease_ask(need, entry, true))
+        }
         Some(e) if e.exhausted() || !may_lease => {
             if e.available() >= need.min {
                 Decision::Fits(e.available())
@@ -309,8 +322,9 @@ fn is_fresh(need: &Need, entry: &Entry, now_ms: u64) -> bool {
 fn lease_ask(need: &Need, entry: Option<&Entry>, usable: bool) -> LeaseAsk {
     let available = entry.filter(|_| usable).map_or(0, Entry::available);
     let share = if need.limit < SMALL_LIMIT { 0 } else { need.limit.div_ceil(LEASE_SHARE) };
-    let take = need.want.saturating_sub(available).max(share).max(1);
-    LeaseAsk { key: need.key.clone(), window: None, charge: 0, give_back: 0, take }
+    // Never more than the limit (a hostile `max_tokens` must not fail the call).
+    let take = need.want.saturating_sub(available).max(share).max(1).min(need.limit.max(1));
+    LeaseAsk { key: need.key.clone(), window: None, charge: 0, give_back: 0, take, held: None }
 }
 
 /// Takes the units of every need (`tokens` of each token limit), one compare-and-swap per scope;
@@ -375,8 +389,46 @@ fn float_extra(need: &Need, entry: &Entry, units: u64) -> u64 {
     (left / FLOAT_SHARE).min(units.saturating_mul(FLOAT_REQUESTS))
 }
 
+/// Takes `extra` more tokens of every token limit a grant holds (a stream's real prompt was
+/// larger than its estimate), from the worker's float or the Envoy's ledger, never leasing;
+/// whether the grant could be extended (else nothing was taken).
+pub fn extend(shared: &mut dyn SharedData, float: &mut Float, grant: &mut Grant, extra: u64, now_ms: u64) -> bool {
+    let mut taken: Vec<(Hold, bool)> = Vec::new();
+    for hold in grant.holds.iter().filter(|h| h.key.kind.counts_tokens()) {
+        let from_float = float.of_window(&hold.shared_key, hold.key.kind, hold.window).is_some_and(|f| f.held >= extra);
+        let ok = if from_float {
+            float.spend(&hold.shared_key, hold.key.kind, extra);
+            true
+        } else {
+            ledger::update(shared, &hold.shared_key, |ledger| match ledger.get(hold.key.kind) {
+                Some(e) if e.window == hold.window && e.available() >= extra => {
+                    ledger.set(hold.key.kind, Entry { spent: e.spent.saturating_add(extra), touched_ms: now_ms, ..e });
+                    true
+                }
+                _ => false,
+            })
+            .is_some()
+        };
+        if !ok {
+            for (hold, from_float) in &taken {
+                if !(*from_float && float.settle(&hold.shared_key, hold.key.kind, hold.window, hold.units, 0)) {
+                    release(shared, std::slice::from_ref(hold), now_ms);
+                }
+            }
+            return false;
+        }
+        taken.push((Hold { units: extra, ..hold.clone() }, from_float));
+    }
+    for hold in grant.holds.iter_mut().filter(|h| h.key.kind.counts_tokens()) {
+        hold.units = hold.units.saturating_add(extra);
+    }
+    grant.tokens = grant.tokens.map(|t| t.saturating_add(extra));
+    true
+}
+
 /// Ends a request's grant: concurrency given back, token holds settled with `used_tokens` (the
-/// request's real usage; `None` when unknown, which keeps the grant as spent). Units of a window
+/// request's real usage; `None` when unknown, which keeps the grant as spent), and, when the
+/// request `failed` (no reply from the upstream, or an error), its request units given back. Units of a window
 /// that has ended meanwhile stay where they were. Returns the limits now overdrawn (the reply
 /// overran its grant past the lease), for the upkeep to charge at once.
 pub fn settle(
@@ -384,10 +436,12 @@ pub fn settle(
     float: &mut Float,
     grant: &Grant,
     used_tokens: Option<u64>,
+    failed: bool,
     now_ms: u64,
 ) -> Vec<LimitKey> {
     let spent_by = |hold: &Hold| match hold.key.kind {
         LimitKind::ConcurrentRequests => Some(0),
+        LimitKind::RequestsPerMinute if failed => Some(0),
         LimitKind::RequestsPerMinute => None,
         _ => Some(used_tokens.unwrap_or(hold.units)),
     };

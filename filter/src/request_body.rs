@@ -18,6 +18,11 @@ use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
+pub mod completion;
+
+use completion::{count_prompts, Cap, CompletionAsk};
+use serde_json::value::RawValue;
+
 /// What the gateway reads from an OpenAI request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
@@ -34,15 +39,14 @@ pub struct RequestFacts {
     /// `n`, the choices per prompt: a positive integer, 1 when absent, `null` or anything else
     /// (which the upstream judges).
     pub n: u64,
-    /// The completion tokens asked for at most (`max_tokens`, `max_completion_tokens` or
-    /// `max_output_tokens`, the least of those that are non-negative integers).
-    pub max_tokens: Option<u64>,
+    /// The members that cap the completion, and the prompts.
+    pub completion: CompletionAsk,
 }
 
 /// The members routing looks at; values stay loosely typed so that a wrong type is reported as
 /// what it means rather than as a parse error.
 #[derive(Deserialize)]
-struct Head {
+struct Head<'a> {
     #[serde(default)]
     model: Option<Value>,
     #[serde(default)]
@@ -59,6 +63,8 @@ struct Head {
     max_completion_tokens: Option<Value>,
     #[serde(default)]
     max_output_tokens: Option<Value>,
+    #[serde(default, borrow)]
+    prompt: Option<&'a RawValue>,
 }
 
 /// Reads the routing facts of a JSON request body.
@@ -67,7 +73,7 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(GatewayError::BadJson("expected a JSON object".to_owned()));
     }
-    let head: Head = serde_json::from_slice(body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
     let model = match head.model {
         Some(Value::String(m)) if !m.is_empty() => m,
         _ => return Err(GatewayError::MissingModel),
@@ -93,11 +99,13 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
         });
     }
     let n = head.n.as_ref().and_then(Value::as_u64).filter(|n| *n >= 1).unwrap_or(1);
-    let max_tokens = [&head.max_tokens, &head.max_completion_tokens, &head.max_output_tokens]
-        .into_iter()
-        .filter_map(|v| v.as_ref().and_then(Value::as_u64))
-        .min();
-    Ok(RequestFacts { model, stream, include_usage, continuous_usage_stats, n, max_tokens })
+    let completion = CompletionAsk {
+        max_tokens: Cap::of(head.max_tokens.as_ref()),
+        max_completion_tokens: Cap::of(head.max_completion_tokens.as_ref()),
+        max_output_tokens: Cap::of(head.max_output_tokens.as_ref()),
+        prompts: head.prompt.map_or(1, |p| count_prompts(p.get().as_bytes())),
+    };
+    Ok(RequestFacts { model, stream, include_usage, continuous_usage_stats, n, completion })
 }
 
 /// `include_usage` and `continuous_usage_stats` as vLLM applies them.
@@ -128,7 +136,7 @@ mod tests {
     #[test]
     fn reads_model_and_stream_flags() {
         let f = facts(r#"{"model":"qwen","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#);
-        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false, n: 1, max_tokens: None });
+        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false, n: 1, completion: CompletionAsk { prompts: 1, ..CompletionAsk::default() } });
         let f = facts("{\"model\":\"模型\",\"prompt\":\"你好\"}");
         assert_eq!(f.model, "模型");
         assert!(!f.stream && !f.include_usage);
@@ -184,12 +192,11 @@ mod tests {
     }
 
     #[test]
-    fn max_tokens_is_the_least_integer_the_body_gives() {
-        assert_eq!(facts(r#"{"model":"m"}"#).max_tokens, None);
-        assert_eq!(facts(r#"{"model":"m","max_tokens":50}"#).max_tokens, Some(50));
-        assert_eq!(facts(r#"{"model":"m","max_tokens":50,"max_completion_tokens":20}"#).max_tokens, Some(20));
-        assert_eq!(facts(r#"{"model":"m","max_output_tokens":9,"max_tokens":"x"}"#).max_tokens, Some(9));
-        assert_eq!(facts(r#"{"model":"m","max_tokens":-1}"#).max_tokens, None);
+    fn the_completion_caps_and_prompts_are_read_as_given() {
+        let f = facts(r#"{"model":"m","max_tokens":50,"max_completion_tokens":"x","prompt":["a","b"]}"#);
+        assert_eq!(f.completion.max_tokens, Cap::Int(50));
+        assert_eq!(f.completion.max_completion_tokens, Cap::Other);
+        assert_eq!((f.completion.max_output_tokens, f.completion.prompts), (Cap::Absent, 2));
     }
 
     #[test]

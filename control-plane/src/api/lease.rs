@@ -57,7 +57,8 @@ fn check(request: &LeaseRequest) -> Result<(), ApiError> {
                 return Err(ApiError::invalid(format!("items[{i}].model"), format!("must be 1 to {MAX_MODEL_CHARS} characters")));
             }
         }
-        for (name, n) in [("take", ask.take), ("charge", ask.charge), ("giveBack", ask.give_back)] {
+        let held = ask.held.unwrap_or(0);
+        for (name, n) in [("take", ask.take), ("charge", ask.charge), ("giveBack", ask.give_back), ("held", held)] {
             if n > most {
                 return Err(ApiError::invalid(format!("items[{i}].{name}"), format!("must be at most {MAX_LIMIT}")));
             }

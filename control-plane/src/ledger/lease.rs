@@ -144,7 +144,11 @@ async fn hold(
     .fetch_optional(&mut *tx)
     .await?;
     let others = held_by_others(&mut *tx, key, Some(instance), now).await?;
-    let own = own.unwrap_or(0).saturating_add(units(ask.charge)).saturating_sub(units(ask.give_back)).max(0);
+    // A renewal says what the instance holds; else its holding moves by what the ask says.
+    let own = match ask.held {
+        Some(held) => units(held),
+        None => own.unwrap_or(0).saturating_add(units(ask.charge)).saturating_sub(units(ask.give_back)).max(0),
+    };
     let granted = units(ask.take).min((limit - others - own).max(0));
     let own = own + granted;
     sqlx::query(

@@ -25,7 +25,7 @@ async fn app_with(db: &Db, limits: &str) -> i64 {
 
 fn ask(subject: Subject, model: Option<&str>, kind: LimitKind) -> LeaseAsk {
     let key = LimitKey { subject, model: model.map(str::to_owned), kind };
-    LeaseAsk { key, window: None, charge: 0, give_back: 0, take: 0 }
+    LeaseAsk { key, window: None, charge: 0, give_back: 0, take: 0, held: None }
 }
 
 fn take(mut a: LeaseAsk, n: u64) -> LeaseAsk {

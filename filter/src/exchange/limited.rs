@@ -44,8 +44,10 @@ struct Asked {
     prompt: u64,
     /// The completion tokens it may generate.
     completion: u64,
-    /// Whether the body caps the completion itself.
+    /// Whether the body caps the completion itself (with the member the upstream honours).
     capped: bool,
+    /// Choices generated: `n` for each prompt.
+    choices: u64,
 }
 
 /// Where a stream stands with its grant.
@@ -60,13 +62,31 @@ enum Cut {
 }
 
 impl Endpoint {
-    /// The body members that cap the completion.
+    /// The body members that cap the completion, the one added first (when none is there).
     fn max_token_members(self) -> &'static [&'static str] {
         match self {
             Endpoint::Chat => &["max_tokens", "max_completion_tokens"],
             Endpoint::Responses => &["max_output_tokens"],
             Endpoint::Embeddings => &[],
             Endpoint::Other => &["max_tokens"],
+        }
+    }
+
+    /// The same in the upstream's order of preference (vLLM's chat takes
+    /// `max_completion_tokens` over `max_tokens`).
+    fn honoured_cap_members(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Chat => &["max_completion_tokens", "max_tokens"],
+            other => other.max_token_members(),
+        }
+    }
+
+    /// The completion per choice the upstream generates when the body caps none: vLLM's 16 for
+    /// `/v1/completions`, else up to the model's context (the configured default stands in).
+    fn default_cap(self, configured: u64) -> u64 {
+        match self {
+            Endpoint::Other => 16,
+            _ => configured,
         }
     }
 }
@@ -82,16 +102,19 @@ impl Exchange {
         let Some((_, limits)) = &self.limited.caller else { return };
         let prompt = u64::try_from(body.len()).unwrap_or(u64::MAX) / BYTES_PER_TOKEN + 1;
         let members = self.endpoint.max_token_members();
+        let honoured = facts.completion.honoured(self.endpoint.honoured_cap_members());
+        let choices = facts.n.max(1).saturating_mul(facts.completion.prompts.max(1));
         let completion = if members.is_empty() {
             0
         } else {
-            facts.max_tokens.unwrap_or(self.config.limits.default_max_tokens).saturating_mul(facts.n.max(1))
+            let per_choice = honoured.unwrap_or(self.endpoint.default_cap(self.config.limits.default_max_tokens));
+            per_choice.saturating_mul(choices)
         };
         if limits.applying_to(&facts.model).any(|(_, kind, _)| kind.counts_tokens()) && !members.is_empty() {
             self.limited.body = Some(body.to_vec());
         }
-        let capped = facts.max_tokens.is_some();
-        self.limited.asked = Some(Asked { model: facts.model.clone(), prompt, completion, capped });
+        let capped = honoured.is_some();
+        self.limited.asked = Some(Asked { model: facts.model.clone(), prompt, completion, capped, choices });
     }
 
     /// What the request asks of its caller's limits; `None` when the caller is not limited (or
@@ -105,6 +128,7 @@ impl Exchange {
             model: &asked.model,
             prompt_tokens: asked.prompt,
             completion_tokens: asked.completion,
+            choices: asked.choices,
         })
     }
 
@@ -114,8 +138,9 @@ impl Exchange {
         self.limited.headers = rate_headers::headers(&grant.standing);
         let body = self.limited.body.take();
         if let (Some(body), Some(completion)) = (body, grant.completion_tokens()) {
-            let per_choice = (completion / self.n.max(1)).max(1);
-            let (asked, capped) = self.limited.asked.as_ref().map_or((0, false), |a| (a.completion, a.capped));
+            let (asked, capped, choices) =
+                self.limited.asked.as_ref().map_or((0, false, 1), |a| (a.completion, a.capped, a.choices));
+            let per_choice = (completion / choices.max(1)).max(1);
             if completion < asked || !capped {
                 if let Some(body) = set_number_members(&body, self.endpoint.max_token_members(), per_choice) {
                     host.set_request_body(&body);
@@ -151,16 +176,18 @@ impl Exchange {
     }
 
     /// The grant, to settle when the exchange has finished, with the tokens to settle it with
-    /// (`None`: unknown, the grant stays spent).
-    pub fn take_grant(&mut self) -> Option<(Grant, Option<u64>)> {
+    /// (`None`: unknown, the grant stays spent) and whether the request failed (no reply, or an
+    /// error without usage: its request units are given back too).
+    pub fn take_grant(&mut self) -> Option<(Grant, Option<u64>, bool)> {
         let grant = self.limited.grant.take()?;
         let record = &self.record;
+        let failed = record.usage_source == UsageSource::None && (record.status == 0 || record.status >= 400);
         let used = match record.usage_source {
             UsageSource::Reported | UsageSource::Estimated => Some(record.usage.total_tokens),
-            UsageSource::None if record.status == 0 || record.status >= 400 => Some(0),
+            UsageSource::None if failed => Some(0),
             UsageSource::None => None,
         };
-        Some((grant, used))
+        Some((grant, used, failed))
     }
 
     /// Whether the stream must be reset now (once).
@@ -190,8 +217,41 @@ impl Exchange {
         }
         let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant) else { return true };
         let Some(granted) = grant.completion_tokens() else { return true };
-        if acc.completion_so_far() <= granted {
-            return true;
+        if acc.completion_so_far() > granted {
+            self.cut_off(out);
+        }
+        true
+    }
+
+    /// When the real prompt of a stream (its first usage) is larger than the estimate its grant
+    /// was made with: the tokens its grant lacks (to take, see [`Self::prompt_corrected`], or
+    /// else cut the stream off).
+    pub fn grant_overrun(&self) -> Option<u64> {
+        let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant) else { return None };
+        if self.limited.cut != Cut::Within || grant.tokens.is_none() {
+            return None;
+        }
+        acc.prompt_so_far().checked_sub(grant.prompt_tokens).filter(|extra| *extra > 0)
+    }
+
+    /// The grant, for [`crate::limits::extend`].
+    pub fn grant_mut(&mut self) -> Option<&mut Grant> {
+        self.limited.grant.as_mut()
+    }
+
+    /// The grant was extended by `extra` tokens for the prompt: its completion stays as granted.
+    pub fn prompt_corrected(&mut self, extra: u64) {
+        if let Some(grant) = &mut self.limited.grant {
+            grant.prompt_tokens = grant.prompt_tokens.saturating_add(extra);
+        }
+    }
+
+    /// Ends the stream where it is: `out` (whole events) gets the error event and `[DONE]`, the
+    /// record says so, and whatever comes next is dropped (and the stream reset).
+    pub fn cut_off(&mut self, out: &mut Vec<u8>) {
+        let Some(grant) = &self.limited.grant else { return };
+        if self.limited.cut != Cut::Within {
+            return;
         }
         let kind = token_limit(grant);
         self.limited.cut = Cut::Sent;
@@ -213,7 +273,6 @@ impl Exchange {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&error.body());
         out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
-        true
     }
 }
 

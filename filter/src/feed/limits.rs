@@ -257,6 +257,11 @@ pub struct LeaseAsk {
     /// Units wanted now, from the current window: granted up to what remains.
     #[serde(default)]
     pub take: u64,
+    /// Concurrency only: the slots this instance holds (its give-back done), which the ledger
+    /// takes as the instance's holding before granting `take`. Sent with every renewal, so that
+    /// the two counts meet again whatever was lost on the way (a grant whose request went away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
 }
 
 /// The answer to a [`LeaseRequest`]: one grant per ask, in the same order.
@@ -319,7 +324,7 @@ mod tests {
         .unwrap();
         let item = &ask.items[0];
         assert_eq!(item.key, LimitKey { subject: Subject::App(3), model: None, kind: LimitKind::TokensPerDay });
-        assert_eq!((item.take, item.charge, item.give_back, item.window), (50, 2, 0, None));
+        assert_eq!((item.take, item.charge, item.give_back, item.window, item.held), (50, 2, 0, None, None));
         let grant = LeaseGrant { granted: 5, limit: Some(9), used: 9, window: 60, resets_at_ms: 120_000 };
         let json = serde_json::to_value(LeaseResponse { items: vec![grant] }).unwrap();
         assert_eq!(json["items"][0]["resetsAtMs"], 120_000);

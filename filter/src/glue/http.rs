@@ -20,8 +20,9 @@ use crate::body_budget::BodyBudget;
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::RequestHead;
+use crate::feed::limits::LeaseAsk;
 use crate::limits::float::Float;
-use crate::limits::lease::Upkeep;
+use crate::limits::lease::{self, Upkeep};
 use crate::lookup::{LookupKey, LookupResult, Start};
 use crate::worker::Worker;
 
@@ -29,6 +30,26 @@ use crate::worker::Worker;
 pub struct Waiter {
     id: u32,
     request: Rc<RefCell<Request>>,
+}
+
+impl Waiter {
+    /// The request of context `id`.
+    pub fn new(id: u32, request: Rc<RefCell<Request>>) -> Self {
+        Self { id, request }
+    }
+
+    /// Whether this is the request of context `id`.
+    pub fn is(&self, id: u32) -> bool {
+        self.id == id
+    }
+}
+
+/// A lease call in flight, and the request that waits for it (the answer comes to that
+/// request's context).
+pub struct PendingLease {
+    pub token: u32,
+    pub asks: Vec<LeaseAsk>,
+    pub waiter: Waiter,
 }
 
 /// The worker's credential state, shared by its root and HTTP contexts.
@@ -43,6 +64,32 @@ pub struct LimitsGlue {
     pub instance: String,
     pub upkeep: Upkeep,
     pub float: Float,
+    /// Lease calls in flight.
+    pub pending: Vec<PendingLease>,
+}
+
+/// Takes in the answer to call `token` if it is a lease call: applies it to the ledger and
+/// resumes or refuses the request that waited for it (if it is still there). Whether it was one;
+/// the caller then makes its own context current again.
+pub fn lease_answered(limits: &SharedLimits, token: u32, body_size: usize) -> bool {
+    let pending = match limits.try_borrow_mut() {
+        Ok(mut glue) => match glue.pending.iter().position(|p| p.token == token) {
+            Some(i) => glue.pending.swap_remove(i),
+            None => return false,
+        },
+        Err(_) => return false,
+    };
+    match lease::read_answer(&host::call_answer(body_size), &pending.asks) {
+        Ok(grants) => lease::apply(&mut host::HostSharedData, &pending.asks, &grants, host::now_ms()),
+        Err(e) => log::warn!("{e}"),
+    }
+    let waiter = pending.waiter;
+    if let Ok(mut request) = waiter.request.try_borrow_mut() {
+        if request.is_leasing() && host::act_on(waiter.id) {
+            request.lease_answered();
+        }
+    }
+    true
 }
 
 /// See [`LimitsGlue`].
@@ -53,6 +100,7 @@ pub struct GatewayHttp {
     id: u32,
     config: Rc<PluginConfig>,
     worker: SharedWorker,
+    limits: SharedLimits,
     request: Rc<RefCell<Request>>,
     /// The lookup this context dispatched (its answer comes here).
     lookup_call: Option<u32>,
@@ -60,8 +108,8 @@ pub struct GatewayHttp {
 
 impl GatewayHttp {
     pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker, budget: SharedBudget, limits: SharedLimits) -> Self {
-        let request = Rc::new(RefCell::new(Request::new(config.clone(), budget, limits, host::now_ms())));
-        Self { id, config, worker, request, lookup_call: None }
+        let request = Request::shared(id, config.clone(), budget, limits.clone(), host::now_ms());
+        Self { id, config, worker, limits, request, lookup_call: None }
     }
 
     /// Runs `f` on the request; `busy` when its state is in use (never, by construction).
@@ -145,8 +193,8 @@ pub fn resume_waiters(worker: &SharedWorker, waiters: Vec<Waiter>) {
 
 impl Context for GatewayHttp {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        if self.with_request(false, |r| r.is_lease_call(token)) {
-            self.with_request((), |r| r.lease_answered(body_size));
+        if lease_answered(&self.limits, token, body_size) {
+            host::act_on(self.id);
             return;
         }
         self.lookup_call = None;

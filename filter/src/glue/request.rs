@@ -3,7 +3,8 @@
 //! (`Rc<RefCell<_>>`) so that the answer to a lookup, which arrives in another context's callback,
 //! can check the credential again and resume or refuse the request under its own context.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType};
@@ -11,7 +12,7 @@ use proxy_wasm::types::{Action, BufferType};
 use proxy_wasm::types::MapType;
 
 use super::host::{self, HostCalls, HostSharedData};
-use super::http::{SharedBudget, SharedLimits, SharedWorker};
+use super::http::{PendingLease, SharedBudget, SharedLimits, SharedWorker, Waiter};
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::{Ending, Exchange, RequestHead, Step};
@@ -55,12 +56,20 @@ pub struct Request {
     reserved: usize,
     /// The Envoy's limits upkeep (its instance name, the concurrency leases to keep alive).
     limits: SharedLimits,
-    /// The lease call this request waits for, and what it asked.
-    lease_call: Option<(u32, Vec<LeaseAsk>)>,
+    /// Whether the request waits for a lease call (answered to the root context).
+    leasing: bool,
+    /// Its context, and itself (for the root to resume it when its lease call is answered).
+    id: u32,
+    me: Weak<RefCell<Request>>,
 }
 
 impl Request {
-    pub fn new(config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits, now_ms: u64) -> Self {
+    /// A request of context `id`, shared so that the root can resume it.
+    pub fn shared(id: u32, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits, now_ms: u64) -> Rc<RefCell<Self>> {
+        Rc::new_cyclic(|me| RefCell::new(Self::new(id, me.clone(), config, budget, limits, now_ms)))
+    }
+
+    fn new(id: u32, me: Weak<RefCell<Self>>, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits, now_ms: u64) -> Self {
         let exchange = Exchange::new(config.clone(), now_ms);
         let head = RequestHead::default();
         Self {
@@ -73,7 +82,9 @@ impl Request {
             budget,
             reserved: 0,
             limits,
-            lease_call: None,
+            leasing: false,
+            id,
+            me,
         }
     }
 
@@ -229,36 +240,34 @@ impl Request {
         }
     }
 
-    /// Asks the control plane for leases; the request waits for the answer.
+    /// Asks the control plane for leases; the request waits for the answer (see
+    /// [`super::http::lease_answered`]).
     fn lease(&mut self, asks: Vec<LeaseAsk>) -> Action {
-        let instance = self.limits.try_borrow_mut().ok().map(|mut limits| {
-            limits.upkeep.note(&asks);
-            limits.instance.clone()
-        });
-        let Some(instance) = instance else { return self.admit(false) };
-        let call = lease::call(&self.config.state, &instance, &asks);
+        let (Some(me), Ok(mut glue)) = (self.me.upgrade(), self.limits.try_borrow_mut()) else { return self.admit(false) };
+        glue.upkeep.note(&asks);
+        let call = lease::call(&self.config.state, &glue.instance, &asks);
         match host::dispatch(&self.config.state, &call) {
             Ok(token) => {
-                self.lease_call = Some((token, asks));
+                glue.pending.push(PendingLease { token, asks, waiter: Waiter::new(self.id, me) });
+                self.leasing = true;
                 Action::Pause
             }
-            Err(_) => self.admit(false),
+            Err(_) => {
+                drop(glue);
+                self.admit(false)
+            }
         }
     }
 
-    /// Whether call `token` is this request's lease call.
-    pub fn is_lease_call(&self, token: u32) -> bool {
-        self.lease_call.as_ref().is_some_and(|(t, _)| *t == token)
+    /// Whether the request waits for a lease call.
+    pub fn is_leasing(&self) -> bool {
+        self.leasing
     }
 
-    /// The answer to this request's lease call: taken into the ledger, and the request admitted
-    /// (resumed) or refused.
-    pub fn lease_answered(&mut self, body_size: usize) {
-        let Some((_, asks)) = self.lease_call.take() else { return };
-        match lease::read_answer(&host::call_answer(body_size), &asks) {
-            Ok(grants) => lease::apply(&mut HostSharedData, &asks, &grants, host::now_ms()),
-            Err(e) => log::warn!("{e}"),
-        }
+    /// The lease call this request waited for was answered (and taken into the ledger by the
+    /// root): the request is admitted (resumed) or refused. The host calls act on its context.
+    pub fn lease_answered(&mut self) {
+        self.leasing = false;
         if self.admit(false) == Action::Continue {
             if let Err(e) = hostcalls::resume_http_request() {
                 log::warn!("resuming a request failed: {e:?}");
@@ -271,7 +280,7 @@ impl Request {
     pub fn reply(&mut self, error: &GatewayError) {
         self.reading_body = false;
         self.waiting = false;
-        self.lease_call = None;
+        self.leasing = false;
         self.release();
         self.record(Ending::Complete);
         let mut headers = self.exchange.rate_headers().to_vec();
@@ -300,7 +309,11 @@ impl Request {
             let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
             // The clock matters only for the first byte.
             let now_ms = if self.exchange.awaits_first_byte() { host::now_ms() } else { 0 };
-            if let Some(out) = self.exchange.on_response_body(&chunk, end_of_stream, now_ms) {
+            let mut out = self.exchange.on_response_body(&chunk, end_of_stream, now_ms);
+            if let Some(extra) = self.exchange.grant_overrun() {
+                self.correct_prompt(extra, out.as_mut());
+            }
+            if let Some(out) = out {
                 host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
             }
             if !end_of_stream && self.exchange.take_reset() {
@@ -317,11 +330,34 @@ impl Request {
         }
     }
 
+    /// A stream's real prompt is `extra` tokens more than its grant was made for: the grant takes
+    /// them, or the stream is cut off here (`out`: the events passed on now).
+    fn correct_prompt(&mut self, extra: u64, out: Option<&mut Vec<u8>>) {
+        let extended = match (self.limits.try_borrow_mut(), self.exchange.grant_mut()) {
+            (Ok(mut glue), Some(grant)) => limits::extend(&mut HostSharedData, &mut glue.float, grant, extra, host::now_ms()),
+            _ => false,
+        };
+        if extended {
+            self.exchange.prompt_corrected(extra);
+        } else if let Some(out) = out {
+            self.exchange.cut_off(out);
+        }
+    }
+
     /// The request is over: the response never reached its end (the client gone, as Envoy's
     /// flags say, or the upstream reset or stalled) unless it was recorded already; a request
     /// still waiting for a lookup is not resumed.
     pub fn on_log(&mut self) {
         self.waiting = false;
+        if std::mem::take(&mut self.leasing) {
+            // The answer would come to this context, which is going: what it grants is lost to
+            // this Envoy (see the README's bound); concurrency holdings meet again at the next
+            // renewal.
+            if let Ok(mut glue) = self.limits.try_borrow_mut() {
+                let id = self.id;
+                glue.pending.retain(|p| !p.waiter.is(id));
+            }
+        }
         self.release();
         if !self.exchange.is_finished() {
             self.record(Ending::unfinished(host::response_flags()));
@@ -335,8 +371,12 @@ impl Request {
             host::store_record(&record.to_bytes());
             super::metrics::emit(&crate::metrics::observations(&record, &self.config));
         }
-        if let (Some((grant, used)), Ok(mut glue)) = (self.exchange.take_grant(), self.limits.try_borrow_mut()) {
-            let overdrawn = limits::settle(&mut HostSharedData, &mut glue.float, &grant, used, now_ms);
+        let Ok(mut glue) = self.limits.try_borrow_mut() else {
+            log::error!("the limits of request context {} are in use: its grant is not settled", self.id);
+            return;
+        };
+        if let Some((grant, used, failed)) = self.exchange.take_grant() {
+            let overdrawn = limits::settle(&mut HostSharedData, &mut glue.float, &grant, used, failed, now_ms);
             glue.upkeep.note_overdrawn(overdrawn);
         }
     }

@@ -48,7 +48,8 @@ impl GatewayRoot {
         let Some(limits) = &self.limits else { return };
         let Ok(mut limits) = limits.try_borrow_mut() else { return };
         // The float goes back every tick: a worker holds at most what one tick's requests use.
-        let overdrawn = limits.float.flush(&mut HostSharedData);
+        limits.float.flush(&mut HostSharedData);
+        let overdrawn = limits.float.take_overdrawn();
         limits.upkeep.note_overdrawn(overdrawn);
         if self.upkeep_call.is_some() {
             return;
@@ -58,8 +59,12 @@ impl GatewayRoot {
             return;
         }
         let call = lease::call(&config.state, &limits.instance, &asks);
-        if let Ok(token) = host::dispatch(&config.state, &call) {
-            self.upkeep_call = Some((token, asks));
+        match host::dispatch(&config.state, &call) {
+            Ok(token) => self.upkeep_call = Some((token, asks)),
+            Err(_) => {
+                lease::undo(&mut HostSharedData, &asks);
+                limits.upkeep.note(&asks);
+            }
         }
     }
 
@@ -103,9 +108,21 @@ impl Context for GatewayRoot {
             let Some((_, asks)) = self.upkeep_call.take() else { return };
             match lease::read_answer(&host::call_answer(body_size), &asks) {
                 Ok(grants) => lease::apply(&mut HostSharedData, &asks, &grants, host::now_ms()),
-                Err(e) => log::warn!("renewing the concurrency leases: {e}"),
+                Err(e) => {
+                    log::warn!("the limits' upkeep call: {e}");
+                    lease::undo(&mut HostSharedData, &asks);
+                    if let Some(Ok(mut limits)) = self.limits.as_ref().map(|l| l.try_borrow_mut()) {
+                        limits.upkeep.note(&asks);
+                    }
+                }
             }
             return;
+        }
+        if let Some(limits) = &self.limits {
+            if http::lease_answered(limits, token, body_size) {
+                host::act_on(self.id);
+                return;
+            }
         }
         let Some(worker) = &self.worker else { return };
         let is_state_call = match worker.try_borrow_mut() {
@@ -136,7 +153,12 @@ impl RootContext for GatewayRoot {
                 self.budget = Some(Rc::new(RefCell::new(BodyBudget::new(config.max_buffered_request_bytes))));
                 let seed = u64::try_from(host::now().as_nanos()).unwrap_or_default() ^ u64::from(self.id);
                 let instance = lease::instance(&mut HostSharedData, seed);
-                self.limits = Some(Rc::new(RefCell::new(LimitsGlue { instance, upkeep: Upkeep::default(), float: Float::default() })));
+                self.limits = Some(Rc::new(RefCell::new(LimitsGlue {
+                    instance,
+                    upkeep: Upkeep::default(),
+                    float: Float::default(),
+                    pending: Vec::new(),
+                })));
                 self.config = Some(Rc::new(config));
                 // The first pull waits for the first tick: during configuration Envoy's clusters
                 // may not be ready, and a call dispatched then can be lost.

@@ -38,6 +38,8 @@ pub struct Floated {
 #[derive(Debug, Default)]
 pub struct Float {
     entries: Vec<(String, LimitKey, Floated)>,
+    /// Limits a flush left overdrawn, for the upkeep ([`Self::take_overdrawn`]).
+    overdrawn: Vec<LimitKey>,
 }
 
 impl Float {
@@ -45,6 +47,11 @@ impl Float {
     pub fn usable(&self, scope_key: &str, kind: LimitKind, limit: u64, now_ms: u64) -> Option<Floated> {
         self.find(scope_key, kind)
             .filter(|f| f.limit == limit && (f.resets_at_ms == 0 || now_ms < f.resets_at_ms))
+    }
+
+    /// The float of a limit's `window`, whatever its limit.
+    pub fn of_window(&self, scope_key: &str, kind: LimitKind, window: i64) -> Option<Floated> {
+        self.find(scope_key, kind).filter(|f| f.window == window)
     }
 
     fn find(&self, scope_key: &str, kind: LimitKind) -> Option<Floated> {
@@ -98,9 +105,9 @@ impl Float {
     }
 
     /// Gives every float back to the Envoy's ledger (unspent units returned, overruns charged);
-    /// the limits left overdrawn there, for the upkeep to charge.
-    pub fn flush(&mut self, shared: &mut dyn SharedData) -> Vec<LimitKey> {
-        let mut overdrawn = Vec::new();
+    /// the limits left overdrawn there are kept for the upkeep ([`Self::take_overdrawn`]).
+    pub fn flush(&mut self, shared: &mut dyn SharedData) {
+        let overdrawn = &mut self.overdrawn;
         for (scope_key, key, f) in std::mem::take(&mut self.entries) {
             let kind = key.kind;
             let updated = ledger::update(shared, &scope_key, |ledger| {
@@ -114,7 +121,11 @@ impl Float {
                 overdrawn.push(key);
             }
         }
-        overdrawn
+    }
+
+    /// The limits flushes left overdrawn since the last call.
+    pub fn take_overdrawn(&mut self) -> Vec<LimitKey> {
+        std::mem::take(&mut self.overdrawn)
     }
 
     /// Whether the worker holds no float.

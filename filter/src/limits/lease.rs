@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::ledger::{self, Entry};
 use crate::config::StateFeed;
 use crate::control_plane::{CallAnswer, CallRequest};
-use crate::feed::limits::{LeaseAsk, LeaseGrant, LeaseRequest, LeaseResponse, LimitKey, LimitKind, CONCURRENCY_LEASE_TTL_SECS};
+use crate::feed::limits::{LeaseAsk, LeaseGrant, LeaseRequest, LeaseResponse, LimitKey, CONCURRENCY_LEASE_TTL_SECS};
 use crate::feed::limits::LEASE_PATH;
 use crate::feed::STATE_PATH;
 use crate::state_sync::SharedData;
@@ -67,43 +67,65 @@ pub fn read_answer(answer: &CallAnswer, asks: &[LeaseAsk]) -> Result<Vec<LeaseGr
 
 /// Takes grants into the ledger: what was granted is added to the lease of the grant's window
 /// (charges and give-backs were taken into it when the call was made); an entry of an older
-/// window is replaced.
+/// window is replaced, a grant of an older window than the entry's is dropped (its units are of
+/// a window that has ended). A lease never stands above what the limit, as it is now, leaves this
+/// Envoy: a lowered limit holds at once, and what was granted while the limit was unset
+/// (everything asked) is not kept.
 pub fn apply(shared: &mut dyn SharedData, asks: &[LeaseAsk], grants: &[LeaseGrant], now_ms: u64) {
     for (ask, grant) in asks.iter().zip(grants) {
-        ledger::update_entry(shared, &ask.key, |entry| Some(applied(grant, entry, now_ms)));
+        ledger::update_entry(shared, &ask.key, |entry| applied(grant, entry, now_ms));
     }
 }
 
-fn applied(grant: &LeaseGrant, entry: Option<Entry>, now_ms: u64) -> Entry {
+fn applied(grant: &LeaseGrant, entry: Option<Entry>, now_ms: u64) -> Option<Entry> {
+    if entry.is_some_and(|e| e.window > grant.window) {
+        return None;
+    }
     let same_window = entry.filter(|e| e.window == grant.window);
     let base = same_window.unwrap_or(Entry { window: grant.window, ..Entry::default() });
+    let Some(limit) = grant.limit else {
+        return Some(Entry { limit: None, resets_at_ms: grant.resets_at_ms, renewed_ms: now_ms, ..base });
+    };
     let leased = base.leased.saturating_add(grant.granted);
-    Entry {
+    let others = grant.used.saturating_sub(leased);
+    let leased = leased.min(limit.saturating_sub(others).max(base.spent));
+    Some(Entry {
         window: grant.window,
         resets_at_ms: grant.resets_at_ms,
-        limit: grant.limit,
+        limit: Some(limit),
         leased,
         spent: base.spent,
-        others: grant.used.saturating_sub(leased),
+        others,
         touched_ms: base.touched_ms,
         renewed_ms: now_ms,
+    })
+}
+
+/// Puts back what the upkeep took off the ledger for asks whose call failed (their charges and
+/// give-backs are asked again at the next tick).
+pub fn undo(shared: &mut dyn SharedData, asks: &[LeaseAsk]) {
+    for ask in asks.iter().filter(|a| a.charge > 0 || a.give_back > 0) {
+        ledger::update_entry(shared, &ask.key, |entry| {
+            let e = entry.filter(|e| ask.window.is_none_or(|w| w == e.window))?;
+            let leased = e.leased.saturating_sub(ask.charge).saturating_add(ask.give_back);
+            Some(Entry { leased, ..e })
+        });
     }
 }
 
 /// What one worker keeps up with the control plane between requests: overruns charged at once
-/// (so the ledger, the admin API and the other Envoys see them), concurrency leases renewed
-/// before the control plane lets them expire, idle slots given back.
+/// (so the ledger, the admin API and the other Envoys see them), units leased and left idle
+/// given back (so another Envoy can have them), concurrency leases renewed before the control
+/// plane lets them expire.
 #[derive(Debug, Default)]
 pub struct Upkeep {
     keys: BTreeSet<LimitKey>,
 }
 
 impl Upkeep {
-    /// Remembers the concurrency limits among `asks`.
+    /// Remembers the limits of `asks`.
     pub fn note(&mut self, asks: &[LeaseAsk]) {
-        for ask in asks.iter().filter(|a| a.key.kind == LimitKind::ConcurrentRequests) {
-            self.keys.insert(ask.key.clone());
-        }
+        self.keys.extend(asks.iter().map(|a| a.key.clone()));
     }
 
     /// Remembers limits overdrawn by a reply (see [`super::settle`]), to charge.
@@ -111,21 +133,24 @@ impl Upkeep {
         self.keys.extend(keys);
     }
 
-    /// The asks due now: the charge of each overdraft (taken into the lease here), a renewal
-    /// (take 0) of each concurrency lease not renewed for a third of its life, and the give-back of
-    /// slots unused for [`IDLE_GIVE_BACK_MS`] (taken off the ledger here, so no worker spends them
-    /// meanwhile). An entry another worker's upkeep has just seen to is left to it; a windowed
-    /// limit is forgotten once charged, a concurrency limit once nothing is leased.
+    /// The asks due now, each taken into the ledger here (so no worker spends what is being
+    /// given back, and no other upkeep charges the same overdraft): an overdraft's charge, the
+    /// give-back of units unused for [`IDLE_GIVE_BACK_MS`], and a renewal (take 0) of each
+    /// concurrency lease not renewed for a third of its life. A limit is forgotten once nothing
+    /// of it is left to see to.
     pub fn due(&mut self, shared: &mut dyn SharedData, now_ms: u64) -> Vec<LeaseAsk> {
         let mut asks = Vec::new();
         let mut forget = Vec::new();
         for key in &self.keys {
-            let ask = if key.kind.is_windowed() { charge(shared, key) } else { keep_slots(shared, key, now_ms) };
-            if let Some(ask) = ask {
+            if let Some(ask) = upkeep_ask(shared, key, now_ms) {
                 asks.push(ask);
             }
-            let leased = ledger::read_entry(shared, key).map_or(0, |e| e.leased);
-            if key.kind.is_windowed() || leased == 0 {
+            let entry = ledger::read_entry(shared, key);
+            let done = entry.is_none_or(|e| {
+                let ended = !e.is_current(now_ms);
+                ended || e.leased == 0 || (key.kind.is_windowed() && e.available() == 0 && e.overdraft() == 0)
+            });
+            if done {
                 forget.push(key.clone());
             }
         }
@@ -136,31 +161,26 @@ impl Upkeep {
     }
 }
 
-/// The charge of a windowed limit's overdraft, taken into its lease.
-fn charge(shared: &mut dyn SharedData, key: &LimitKey) -> Option<LeaseAsk> {
+/// The upkeep's ask for one limit, if one is due; taken into the ledger.
+fn upkeep_ask(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> Option<LeaseAsk> {
+    let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
     let mut ask = None;
     ledger::update_entry(shared, key, |entry| {
-        let e = entry.filter(|e| e.overdraft() > 0)?;
+        let e = entry.filter(|e| e.is_current(now_ms) || e.overdraft() > 0)?;
         let charge = e.overdraft();
-        ask = Some(LeaseAsk { key: key.clone(), window: Some(e.window), charge, give_back: 0, take: 0 });
-        Some(Entry { leased: e.leased.saturating_add(charge), ..e })
+        let idle = e.is_current(now_ms) && now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
+        let give_back = if idle { e.available() } else { 0 };
+        let renew = !key.kind.is_windowed() && e.leased > 0 && now_ms.saturating_sub(e.renewed_ms) >= renew_after;
+        if charge == 0 && give_back == 0 && !renew {
+            return None;
+        }
+        let window = key.kind.is_windowed().then_some(e.window);
+        let leased = e.leased.saturating_add(charge).saturating_sub(give_back);
+        let held = (!key.kind.is_windowed()).then_some(leased);
+        ask = Some(LeaseAsk { key: key.clone(), window, charge, give_back, take: 0, held });
+        Some(Entry { leased, renewed_ms: if renew { now_ms } else { e.renewed_ms }, ..e })
     })?;
     ask
-}
-
-/// A concurrency lease's renewal and the give-back of its idle slots, if due.
-fn keep_slots(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> Option<LeaseAsk> {
-    let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
-    let mut give_back = 0;
-    ledger::update_entry(shared, key, |entry| {
-        let e = entry?;
-        let idle = now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
-        give_back = if idle { e.available() } else { 0 };
-        let renew = now_ms.saturating_sub(e.renewed_ms) >= renew_after;
-        (give_back > 0 || (renew && e.leased > 0))
-            .then(|| Entry { leased: e.leased - give_back, renewed_ms: now_ms, ..e })
-    })?;
-    Some(LeaseAsk { key: key.clone(), window: None, charge: 0, give_back, take: 0 })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ fn limits(caps: Caps) -> Limits {
 }
 
 fn ask<'a>(limits: &'a Limits, prompt: u64, completion: u64) -> Ask<'a> {
-    Ask { subject: Subject::App(1), limits, model: "m", prompt_tokens: prompt, completion_tokens: completion }
+    Ask { subject: Subject::App(1), limits, model: "m", prompt_tokens: prompt, completion_tokens: completion, choices: 1 }
 }
 
 /// A control plane with one limit's ledger: grants up to the limit, like the real one.
@@ -59,7 +59,7 @@ fn admit_floating(shared: &mut FakeShared, float: &mut Float, cp: &mut Ledger, a
 
 /// Settles a grant of a worker without a float.
 fn settle_plain(shared: &mut FakeShared, grant: &Grant, used: Option<u64>, now_ms: u64) -> Vec<LimitKey> {
-    settle(shared, &mut Float::default(), grant, used, now_ms)
+    settle(shared, &mut Float::default(), grant, used, false, now_ms)
 }
 
 #[test]
@@ -131,8 +131,9 @@ fn an_overrun_is_charged_at_the_flush_of_the_float() {
     assert_eq!(cp.used, 125);
     assert!(!float.is_empty());
     // The reply used 300: 200 past its grant, 1 of them from the float.
-    assert!(settle(&mut shared, &mut float, &g, Some(300), NOW).is_empty(), "owed in the float until the flush");
-    let overdrawn = float.flush(&mut shared);
+    assert!(settle(&mut shared, &mut float, &g, Some(300), false, NOW).is_empty(), "owed in the float until the flush");
+    float.flush(&mut shared);
+    let overdrawn = float.take_overdrawn();
     assert_eq!(overdrawn.len(), 1);
     let mut upkeep = Upkeep::default();
     upkeep.note_overdrawn(overdrawn);
@@ -168,9 +169,9 @@ fn a_large_limit_is_spent_from_the_workers_float_and_the_float_goes_back_at_the_
     // A float of 64 requests' worth: the next 64 touch no shared data.
     for _ in 0..64 {
         let Admission::Granted(g) = admit(&mut Untouchable, &mut float, &ask(&limits, 1, 1), NOW, true) else { panic!() };
-        settle(&mut Untouchable, &mut float, &g, Some(2), NOW);
+        settle(&mut Untouchable, &mut float, &g, Some(2), false, NOW);
     }
-    settle(&mut Untouchable, &mut float, &first, Some(2), NOW);
+    settle(&mut Untouchable, &mut float, &first, Some(2), false, NOW);
     // Another worker sees the float as spent until it is flushed.
     let entry = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests }).unwrap();
     assert_eq!(entry.spent, 65, "the first request's slot and the float's 64");
@@ -233,4 +234,52 @@ fn idle_concurrency_slots_are_given_back_and_held_ones_renewed() {
     let due = upkeep.due(&mut shared, NOW + 30_000);
     assert_eq!(due[0].give_back, 1);
     assert!(upkeep.due(&mut shared, NOW + 31_000).is_empty());
+}
+
+#[test]
+fn a_hostile_max_tokens_asks_for_no_more_than_the_limit() {
+    let limits = limits(Caps { tokens_per_day: Some(1000), ..Caps::default() });
+    let Admission::Lease(asks) = admit(&mut FakeShared::default(), &mut Float::default(), &ask(&limits, 10, u64::MAX), NOW, true) else { panic!() };
+    assert_eq!(asks[0].take, 1000);
+}
+
+#[test]
+fn a_failed_request_gives_its_request_unit_back() {
+    let limits = limits(Caps { requests_per_minute: Some(1), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 1, used: 0 };
+    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    settle(&mut shared, &mut Float::default(), &g, Some(0), true, NOW);
+    assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
+}
+
+#[test]
+fn a_limit_that_looked_used_up_a_while_ago_is_asked_about_again_before_refusing() {
+    let limits = limits(Caps { requests_per_minute: Some(1), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 1, used: 0 };
+    assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
+    assert!(matches!(admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, true), Admission::Refused(_)));
+    let later = NOW + STALE_MS;
+    assert!(matches!(admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), later, true), Admission::Lease(_)));
+}
+
+#[test]
+fn every_choice_needs_one_token_and_a_grant_is_extended_for_a_larger_prompt() {
+    let limits = limits(Caps { tokens_per_day: Some(100), ..Caps::default() });
+    let mut shared = FakeShared::default();
+    let mut cp = Ledger { limit: 100, used: 0 };
+    let many = Ask { choices: 95, ..ask(&limits, 10, 950) };
+    let Admission::Refused(r) = admit_via(&mut shared, &mut cp, &many) else { panic!() };
+    assert_eq!(r.needed, 105, "10 of prompt and one token for each of 95 choices");
+    let mut float = Float::default();
+    let Admission::Granted(mut g) = admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 10, 20)) else { panic!() };
+    assert_eq!(g.tokens, Some(30));
+    assert!(extend(&mut shared, &mut float, &mut g, 50, NOW), "the prompt was 60, not 10");
+    assert_eq!((g.tokens, g.holds[0].units), (Some(80), 80));
+    assert!(!extend(&mut shared, &mut float, &mut g, 50, NOW), "not 50 more: only 20 remain");
+    assert_eq!(g.tokens, Some(80), "nothing taken");
+    settle(&mut shared, &mut float, &g, Some(80), false, NOW);
+    float.flush(&mut shared);
+    assert_eq!(ledger::read_entry(&shared, &g.holds[0].key).unwrap().available(), 20);
 }

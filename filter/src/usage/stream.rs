@@ -105,6 +105,17 @@ impl StreamAccounting {
         }
     }
 
+    /// The prompt tokens as the usage says so far (0 before the first usage): the total's when
+    /// it has come, else each prompt's once.
+    pub fn prompt_so_far(&self) -> u64 {
+        match (self.total, self.unattributed) {
+            (Some(total), _) => total.prompt_tokens,
+            (None, _) if !self.prompts.is_empty() => self.prompts.values().fold(0u64, |a, b| a.saturating_add(*b)),
+            (None, Some(usage)) => usage.prompt_tokens,
+            (None, None) => 0,
+        }
+    }
+
     /// Reads the next piece of the stream.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.parser.feed(chunk);

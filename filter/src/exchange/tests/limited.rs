@@ -115,8 +115,8 @@ fn a_stream_past_its_grant_ends_with_an_error_event_and_is_reset() {
     assert!(record.cut_off);
     assert_eq!(record.limited.as_deref(), Some("tokens_per_day"));
     assert_eq!(record.usage.completion_tokens, 5, "what the upstream generated is charged");
-    let (_, used) = ex.take_grant().unwrap();
-    assert_eq!(used, Some(15));
+    let (_, used, failed) = ex.take_grant().unwrap();
+    assert_eq!((used, failed), (Some(15), false));
 }
 
 #[test]
@@ -136,4 +136,41 @@ fn a_stream_within_its_grant_passes_untouched() {
 fn a_hold_names_its_limit() {
     let hold = Hold::for_tests(LimitKey { subject: Subject::User(2), model: None, kind: LimitKind::ConcurrentRequests });
     assert_eq!(hold.units, 1);
+}
+
+#[test]
+fn only_the_cap_the_upstream_honours_counts_and_a_doubtful_one_is_overwritten() {
+    let mut host = FakeHost::default();
+    // vLLM's chat takes max_completion_tokens over max_tokens: the ask is 40, not 1.
+    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_tokens":1,"max_completion_tokens":40}"#);
+    assert_eq!(ex.limit_ask().unwrap().completion_tokens, 40);
+    ex.admitted(&mut host, grant(50, 10));
+    assert!(host.body.is_none(), "granted all it asked for, capped as the upstream reads it");
+
+    let mut host = FakeHost::default();
+    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_output_tokens":1}"#);
+    ex.admitted(&mut host, grant(30, 10));
+    let body: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
+    assert_eq!(body["max_tokens"], 20, "a member chat does not read caps nothing: the grant is written");
+
+    let mut host = FakeHost::default();
+    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_tokens":"9"}"#);
+    ex.admitted(&mut host, grant(30, 10));
+    let body: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
+    assert_eq!(body["max_tokens"], 20, "a string the upstream may read as a number is overwritten");
+}
+
+#[test]
+fn a_prompt_larger_than_its_estimate_asks_for_more_or_is_cut_off() {
+    let mut host = FakeHost::default();
+    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","stream":true,"max_tokens":500}"#);
+    ex.admitted(&mut host, grant(13, 5));
+    ex.on_response_headers(200, Some("text/event-stream"), None);
+    // The first chunk says the prompt was 10 tokens, not 5.
+    let mut out = ex.on_response_body(chunk(1).as_bytes(), false, 1_002).unwrap();
+    assert_eq!(ex.grant_overrun(), Some(5));
+    ex.cut_off(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"error\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(ex.grant_overrun(), None, "once cut, nothing more is asked");
 }
