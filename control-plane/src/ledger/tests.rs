@@ -97,6 +97,11 @@ async fn concurrency_slots_are_held_per_instance_expire_and_are_renewed() {
     assert_eq!((c.granted, c.used), (1, 3), "e2's slot expired, e1's renewed ones still count");
     let back = one(&db, "e1", LeaseAsk { give_back: 2, ..slots.clone() }, later).await;
     assert_eq!(back.used, 1);
+    // A renewal says what the instance holds: a grant its Envoy never received is dropped.
+    let lost = one(&db, "e3", take(slots.clone(), 1), later).await;
+    assert_eq!((lost.granted, lost.used), (1, 2));
+    let renewed = one(&db, "e3", LeaseAsk { held: Some(1), ..slots.clone() }, later).await;
+    assert_eq!(renewed.used, 1, "e3 holds 1, not 2");
     let unscoped = one(&db, "e1", take(ask(Subject::App(id), None, LimitKind::ConcurrentRequests), 9), later).await;
     assert_eq!((unscoped.granted, unscoped.limit), (9, None), "no subject-wide concurrency limit");
 }
