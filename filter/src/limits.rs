@@ -171,7 +171,7 @@ pub fn admit(shared: &mut dyn SharedData, float: &mut Float, ask: &Ask<'_>, now_
                 Decision::Fits(_) | Decision::Unlimited => {}
                 Decision::Refuse(_) if !float.is_empty() => {
                     // Units this worker floats are spent in the ledger: give them back first.
-                    float.flush(shared);
+                    float.flush(shared, now_ms);
                     continue 'attempts;
                 }
                 Decision::Refuse(entry) => {
@@ -210,7 +210,12 @@ fn from_float(float: &mut Float, needs: &[Need], ask: &Ask<'_>, now_ms: u64) -> 
         }
         floats.push(f);
     }
-    let mut grant = Grant { prompt_tokens: ask.prompt_tokens, ..Grant::default() };
+    let mut grant = Grant {
+        holds: Vec::with_capacity(needs.len()),
+        standing: Vec::with_capacity(needs.len()),
+        prompt_tokens: ask.prompt_tokens,
+        tokens: None,
+    };
     for (need, f) in needs.iter().zip(floats) {
         let units = units(need);
         float.spend(&need.shared_key, need.key.kind, units);

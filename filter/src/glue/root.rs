@@ -48,7 +48,7 @@ impl GatewayRoot {
         let Some(limits) = &self.limits else { return };
         let Ok(mut limits) = limits.try_borrow_mut() else { return };
         // The float goes back every tick: a worker holds at most what one tick's requests use.
-        limits.float.flush(&mut HostSharedData);
+        limits.float.flush(&mut HostSharedData, host::now_ms());
         let overdrawn = limits.float.take_overdrawn();
         limits.upkeep.note_overdrawn(overdrawn);
         if self.upkeep_call.is_some() {

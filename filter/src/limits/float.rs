@@ -106,14 +106,15 @@ impl Float {
 
     /// Gives every float back to the Envoy's ledger (unspent units returned, overruns charged);
     /// the limits left overdrawn there are kept for the upkeep ([`Self::take_overdrawn`]).
-    pub fn flush(&mut self, shared: &mut dyn SharedData) {
+    pub fn flush(&mut self, shared: &mut dyn SharedData, now_ms: u64) {
         let overdrawn = &mut self.overdrawn;
         for (scope_key, key, f) in std::mem::take(&mut self.entries) {
             let kind = key.kind;
             let updated = ledger::update(shared, &scope_key, |ledger| {
                 let Some(e) = ledger.get(kind).filter(|e| e.window == f.window) else { return false };
                 let spent = e.spent.saturating_sub(f.held).saturating_add(f.owed);
-                ledger.set(kind, Entry { spent, ..e });
+                // Spending from a float is activity too: the lease is not idle.
+                ledger.set(kind, Entry { spent, touched_ms: now_ms, ..e });
                 true
             });
             let over = updated.and_then(|l| l.get(kind)).is_some_and(|e| e.overdraft() > 0);

@@ -17,11 +17,18 @@ const RECORD_BYTES: usize = 1 + 8 * 8;
 
 /// The shared-data key of a scope's ledger: a subject's limits over every model, or over one.
 pub fn scope_key(subject: Subject, model: Option<&str>) -> String {
-    let subject = match subject {
-        Subject::App(id) => format!("app.{id}"),
-        Subject::User(id) => format!("user.{id}"),
+    let model = model.unwrap_or("");
+    let (kind, id) = match subject {
+        Subject::App(id) => ("app.", id),
+        Subject::User(id) => ("user.", id),
     };
-    format!("{KEY_PREFIX}{subject}.{}", model.unwrap_or(""))
+    let mut key = String::with_capacity(KEY_PREFIX.len() + 26 + model.len());
+    key.push_str(KEY_PREFIX);
+    key.push_str(kind);
+    key.push_str(&id.to_string());
+    key.push('.');
+    key.push_str(model);
+    key
 }
 
 /// The shared-data key of the ledger that holds `key`.

@@ -132,7 +132,7 @@ fn an_overrun_is_charged_at_the_flush_of_the_float() {
     assert!(!float.is_empty());
     // The reply used 300: 200 past its grant, 1 of them from the float.
     assert!(settle(&mut shared, &mut float, &g, Some(300), false, NOW).is_empty(), "owed in the float until the flush");
-    float.flush(&mut shared);
+    float.flush(&mut shared, NOW);
     let overdrawn = float.take_overdrawn();
     assert_eq!(overdrawn.len(), 1);
     let mut upkeep = Upkeep::default();
@@ -175,7 +175,7 @@ fn a_large_limit_is_spent_from_the_workers_float_and_the_float_goes_back_at_the_
     // Another worker sees the float as spent until it is flushed.
     let entry = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests }).unwrap();
     assert_eq!(entry.spent, 65, "the first request's slot and the float's 64");
-    float.flush(&mut shared);
+    float.flush(&mut shared, NOW);
     let entry = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests }).unwrap();
     assert_eq!(entry.spent, 0, "every slot back");
     let rpm = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::RequestsPerMinute }).unwrap();
@@ -280,6 +280,6 @@ fn every_choice_needs_one_token_and_a_grant_is_extended_for_a_larger_prompt() {
     assert!(!extend(&mut shared, &mut float, &mut g, 50, NOW), "not 50 more: only 20 remain");
     assert_eq!(g.tokens, Some(80), "nothing taken");
     settle(&mut shared, &mut float, &g, Some(80), false, NOW);
-    float.flush(&mut shared);
+    float.flush(&mut shared, NOW);
     assert_eq!(ledger::read_entry(&shared, &g.holds[0].key).unwrap().available(), 20);
 }

@@ -48,11 +48,10 @@ impl CompletionAsk {
     /// `Some(cap)` when the first present one is an integer, `None` when none is present or one
     /// present is not an integer (then the gateway writes its own).
     pub fn honoured(&self, members: &[&str]) -> Option<u64> {
-        let caps: Vec<Cap> = members.iter().map(|m| self.member(m)).collect();
-        if caps.contains(&Cap::Other) {
+        if members.iter().any(|m| self.member(m) == Cap::Other) {
             return None;
         }
-        caps.into_iter().find_map(|c| match c {
+        members.iter().find_map(|m| match self.member(m) {
             Cap::Int(n) => Some(n),
             _ => None,
         })
