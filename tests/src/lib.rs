@@ -15,6 +15,7 @@ mod launch;
 mod limits;
 pub mod paths;
 pub mod process;
+pub mod reply_body;
 pub mod stack;
 pub mod timeouts;
 mod wait;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use gateway_e2e::reply_body::read_body;
 use gateway_e2e::{eventually, CreatedApp, FaultKnobs, Stack, StackOptions};
 use serde_json::{json, Value};
 
@@ -88,26 +88,12 @@ pub async fn send_chat(http: &reqwest::Client, gateway_url: &str, key: &str, bod
         .map_err(|e| format!("the request failed: {e:?}"))?;
     let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let (status, content_type, request_id) = (resp.status().as_u16(), header("content-type"), header("x-request-id"));
-    let mut stream = resp.bytes_stream();
-    let mut body = Vec::new();
-    let mut broke = false;
-    let read = tokio::time::timeout(WAIT, async {
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => body.extend_from_slice(&bytes),
-                Err(_) => {
-                    broke = true;
-                    break;
-                }
-            }
-        }
-    })
-    .await;
-    let body = String::from_utf8_lossy(&body).into_owned();
-    if read.is_err() {
+    let read = read_body(resp, WAIT).await;
+    let body = String::from_utf8_lossy(&read.bytes).into_owned();
+    if read.timed_out {
         return Err(format!("status {status}; the body did not end within {WAIT:?}; read so far: {body}"));
     }
-    Ok(Seen { status, content_type, request_id, body, broke })
+    Ok(Seen { status, content_type, request_id, body, broke: read.broke })
 }
 
 /// The gateway's `host:port`, for raw connections.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use futures::StreamExt;
+use gateway_e2e::reply_body::read_body;
 use gateway_e2e::{eventually, Stack, StackOptions};
 use mock_vllm::Fault;
 use reqwest::header::HeaderMap;
@@ -90,21 +90,10 @@ pub async fn send(http: &reqwest::Client, base: &str, token: &str, body: &Value)
         .unwrap_or_else(|_| panic!("no answer within {WAIT:?}"))
         .expect("the request is answered");
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-    let mut stream = resp.bytes_stream();
-    let (mut body, mut broke) = (Vec::new(), false);
-    let read = tokio::time::timeout(WAIT, async {
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => body.extend_from_slice(&bytes),
-                Err(_) => {
-                    broke = true;
-                    break;
-                }
-            }
-        }
-    });
-    read.await.unwrap_or_else(|_| panic!("the body did not end within {WAIT:?}: {}", String::from_utf8_lossy(&body)));
-    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned(), broke }
+    let read = read_body(resp, WAIT).await;
+    let body = String::from_utf8_lossy(&read.bytes).into_owned();
+    assert!(!read.timed_out, "the body did not end within {WAIT:?}: {body}");
+    Reply { status, headers, body, broke: read.broke }
 }
 
 /// `count` copies of `body` sent at once (each on its own connection) to the gateway at `base`.
