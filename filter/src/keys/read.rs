@@ -4,6 +4,7 @@
 //! then sorted once. A key whose hash is not 64 hex digits is skipped, and a hash listed twice
 //! keeps one of its entries; both are logged.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -43,14 +44,14 @@ impl<'de> Visitor<'de> for Document {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyState, A::Error> {
         let mut keys = None;
-        let mut users: Vec<FeedUser> = Vec::new();
+        let mut users = HashMap::new();
         let mut jwt_keys: Vec<PublishedKey> = Vec::new();
         let (mut epoch, mut version) = (String::new(), 0);
         let mut rules = RuleSet::default();
         while let Some(field) = map.next_key::<String>()? {
             match field.as_str() {
                 "keys" => keys = Some(map.next_value_seed(Keys { capacity: self.key_capacity, rules: &mut rules })?),
-                "users" => users = map.next_value()?,
+                "users" => users = map.next_value_seed(Users)?,
                 "jwtKeys" => jwt_keys = map.next_value()?,
                 "epoch" => epoch = map.next_value()?,
                 "version" => version = map.next_value()?,
@@ -60,7 +61,6 @@ impl<'de> Visitor<'de> for Document {
             }
         }
         let keys = keys.ok_or_else(|| <A::Error as de::Error>::missing_field("keys"))?;
-        let users = users.iter().map(|u| (u.id, User::from(u))).collect();
         Ok(KeyState { epoch, version, keys, users, jwt_keys: JwtKeys::new(jwt_keys), rules })
     }
 }
@@ -104,5 +104,33 @@ impl<'de> Visitor<'de> for Keys<'_> {
             log::warn!("state keys skipped: {malformed} with a malformed hash, {twice} listed twice");
         }
         Ok(keys)
+    }
+}
+
+/// The document's `users`, read one at a time into the state's map (a user with limits is ten
+/// times the size of one as the state keeps it).
+struct Users;
+
+impl<'de> DeserializeSeed<'de> for Users {
+    type Value = HashMap<i64, User>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Users {
+    type Value = HashMap<i64, User>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of users")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut users = HashMap::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(user) = seq.next_element::<FeedUser>()? {
+            users.insert(user.id, User::from(&user));
+        }
+        Ok(users)
     }
 }
