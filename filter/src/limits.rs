@@ -85,14 +85,6 @@ pub struct Hold {
     pub units: u64,
 }
 
-#[cfg(test)]
-impl Hold {
-    /// A hold of one unit of the current window of `key`.
-    pub fn for_tests(key: LimitKey) -> Self {
-        Self { shared_key: ledger::shared_key(&key).into(), key, window: 0, units: 1 }
-    }
-}
-
 /// Where one limit stands for a caller (for the `x-ratelimit-*` headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {

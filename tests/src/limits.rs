@@ -57,11 +57,4 @@ impl Stack {
             .ok_or_else(|| anyhow!("no {kind} (model {model}) in limitUsage {usage:?}"))
     }
 
-    /// Returns once the filter has seen every change made to apps and users before the call:
-    /// creates a throwaway app and waits until the gateway accepts its key (the state feed
-    /// delivers changes in order).
-    pub async fn feed_barrier(&self) -> Result<()> {
-        let marker = self.create_app("feed-barrier").await?;
-        self.wait_for_key(&marker.api_key).await
-    }
 }

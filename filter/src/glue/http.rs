@@ -71,7 +71,7 @@ pub struct LimitsGlue {
 /// Takes in the answer to call `token` if it is a lease call: applies it to the ledger and
 /// resumes or refuses the request that waited for it (if it is still there). Whether it was one;
 /// the caller then makes its own context current again.
-pub fn lease_answered(limits: &SharedLimits, token: u32, body_size: usize) -> bool {
+fn lease_answered(limits: &SharedLimits, token: u32, body_size: usize) -> bool {
     let pending = match limits.try_borrow_mut() {
         Ok(mut glue) => match glue.pending.iter().position(|p| p.token == token) {
             Some(i) => glue.pending.swap_remove(i),

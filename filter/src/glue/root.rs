@@ -118,12 +118,6 @@ impl Context for GatewayRoot {
             }
             return;
         }
-        if let Some(limits) = &self.limits {
-            if http::lease_answered(limits, token, body_size) {
-                host::act_on(self.id);
-                return;
-            }
-        }
         let Some(worker) = &self.worker else { return };
         let is_state_call = match worker.try_borrow_mut() {
             Ok(mut w) if w.is_state_call(token) => {

@@ -142,10 +142,8 @@ impl Upkeep {
         let mut asks = Vec::new();
         let mut forget = Vec::new();
         for key in &self.keys {
-            if let Some(ask) = upkeep_ask(shared, key, now_ms) {
-                asks.push(ask);
-            }
-            let entry = ledger::read_entry(shared, key);
+            let (ask, entry) = upkeep_ask(shared, key, now_ms);
+            asks.extend(ask);
             let done = entry.is_none_or(|e| {
                 let ended = !e.is_current(now_ms);
                 ended || e.leased == 0 || (key.kind.is_windowed() && e.available() == 0 && e.overdraft() == 0)
@@ -161,11 +159,14 @@ impl Upkeep {
     }
 }
 
-/// The upkeep's ask for one limit, if one is due; taken into the ledger.
-fn upkeep_ask(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> Option<LeaseAsk> {
+/// The upkeep's ask for one limit, if one is due (taken into the ledger), and the limit's entry
+/// as the ledger now has it.
+fn upkeep_ask(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> (Option<LeaseAsk>, Option<Entry>) {
     let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
     let mut ask = None;
-    ledger::update_entry(shared, key, |entry| {
+    let mut seen = None;
+    let written = ledger::update_entry(shared, key, |entry| {
+        seen = entry;
         let e = entry.filter(|e| e.is_current(now_ms) || e.overdraft() > 0)?;
         let charge = e.overdraft();
         let idle = e.is_current(now_ms) && now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
@@ -179,8 +180,12 @@ fn upkeep_ask(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> Optio
         let held = (!key.kind.is_windowed()).then_some(leased);
         ask = Some(LeaseAsk { key: key.clone(), window, charge, give_back, take: 0, held });
         Some(Entry { leased, renewed_ms: if renew { now_ms } else { e.renewed_ms }, ..e })
-    })?;
-    ask
+    });
+    // `ask` is only good if its change was written.
+    match written {
+        Some(entry) => (ask, Some(entry)),
+        None => (None, seen),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::feed::limits::{Caps, LimitKey, LimitKind, Limits, Subject};
-use crate::limits::{Grant, Hold, LimitRefusal, Standing};
+use crate::limits::{Grant, LimitRefusal, Standing};
 
 fn limited_exchange(host: &mut FakeHost, body: &str) -> Exchange {
     let (mut ex, step) = start(host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-good")));
@@ -130,12 +130,6 @@ fn a_stream_within_its_grant_passes_untouched() {
     assert_eq!(out.matches("data: ").count(), 6, "{out}");
     assert!(!out.contains("error") && !ex.take_reset());
     assert!(!ex.finish(1_003, Ending::Complete).unwrap().cut_off);
-}
-
-#[test]
-fn a_hold_names_its_limit() {
-    let hold = Hold::for_tests(LimitKey { subject: Subject::User(2), model: None, kind: LimitKind::ConcurrentRequests });
-    assert_eq!(hold.units, 1);
 }
 
 #[test]
