@@ -1,11 +1,18 @@
-//! The vllm-gateway proxy-wasm filter.
+//! The vllm-gateway filter: one core, two glues.
 //!
 //! Everything that decides something (configuration, credentials, routing, SSE parsing, usage
-//! accounting, error bodies, and how the workers keep their key state current: the pull lease,
-//! adoption, long polls, lookups of unknown credentials) lives in pure modules that never touch
-//! proxy-wasm types, so they are unit-tested natively. Only [`glue`] (built for `wasm32-wasip1`) calls the host, and it does so
-//! through fallible host calls: the filter never panics, because a trapped VM stops the filter
-//! for every request on that worker.
+//! accounting, limits, error bodies, how the workers keep their key state current, and how a
+//! request is driven from host callbacks: [`request`]) lives in pure modules that never touch a
+//! host's types, so they are unit-tested natively. Two thin glues adapt a host to the core's
+//! traits ([`request::StreamHost`], [`request::Calls`], [`state_sync::SharedData`]):
+//!
+//! - `wasm` (built for `wasm32-wasip1`): a proxy-wasm filter, for any Envoy with a wasm runtime
+//!   (Istio included);
+//! - `native` (feature `dynamic-module`, built natively): an Envoy dynamic module
+//!   (`envoy.filters.http.dynamic_modules`), our own code against the module ABI of Envoy 1.40.
+//!
+//! Both make only fallible host calls: the filter never panics, because a trapped VM (or a
+//! panicking module) stops the filter for every request on that worker.
 #![cfg_attr(
     not(test),
     deny(
@@ -35,6 +42,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod overlay;
 pub mod record;
+pub mod request;
 pub mod request_body;
 pub mod sse;
 pub mod state_sync;
@@ -42,4 +50,4 @@ pub mod usage;
 pub mod worker;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-mod glue;
+mod wasm;

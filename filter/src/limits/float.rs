@@ -40,9 +40,23 @@ pub struct Float {
     entries: Vec<(String, LimitKey, Floated)>,
     /// Limits a flush left overdrawn, for the upkeep ([`Self::take_overdrawn`]).
     overdrawn: Vec<LimitKey>,
+    /// Never floats (a host whose shared data is as cheap as the worker's own memory).
+    off: bool,
 }
 
 impl Float {
+    /// A float that never takes units ahead: for the native module, whose shared data is
+    /// in-process memory (no trip out of a VM to save) and whose workers have no tick to flush
+    /// on.
+    pub fn off() -> Self {
+        Self { off: true, ..Self::default() }
+    }
+
+    /// Whether this worker floats units of large limits.
+    pub fn is_on(&self) -> bool {
+        !self.off
+    }
+
     /// The float of a limit (in the scope `scope_key`) usable at `now_ms` under `limit`.
     pub fn usable(&self, scope_key: &str, kind: LimitKind, limit: u64, now_ms: u64) -> Option<Floated> {
         self.find(scope_key, kind)

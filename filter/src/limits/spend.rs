@@ -33,11 +33,12 @@ pub(super) fn take(
             .map(|(n, e)| (n, e, if n.key.kind.counts_tokens() { tokens } else { 1 }))
             .collect();
         let mut extras = vec![0; mine.len()];
+        let floating = float.is_on();
         let taken = ledger::update(shared, scope, |ledger| {
             for ((need, seen, units), extra) in mine.iter().zip(extras.iter_mut()) {
                 match ledger.get(need.key.kind) {
                     Some(e) if e.window == seen.window && e.available() >= *units => {
-                        *extra = float_extra(need, &e, *units);
+                        *extra = if floating { float_extra(need, &e, *units) } else { 0 };
                         let spent = e.spent.saturating_add(*units).saturating_add(*extra);
                         ledger.set(need.key.kind, Entry { spent, touched_ms: now_ms, ..e });
                     }

@@ -1,4 +1,5 @@
-//! Fallible host calls wrapped for the core: failures are logged, never unwrapped.
+//! The core's host traits over proxy-wasm's fallible host calls: failures are logged, never
+//! unwrapped.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,12 +9,122 @@ use proxy_wasm::types::{BufferType, MapType, Status};
 use crate::config::StateFeed;
 use crate::control_plane::{CallAnswer, CallRequest};
 use crate::exchange::Host;
+use crate::metrics::Observation;
+use crate::request::{Calls, StreamHost};
 use crate::state_sync::SharedData;
 
-/// The request-editing side of the host, for [`crate::exchange::Exchange`].
-pub struct HostCalls;
+/// One request's stream: the HTTP context `id` (host calls act on the current context, so a
+/// request resumed from another's callback is made current first, [`StreamHost::activate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WasmStream {
+    pub id: u32,
+    shared: HostSharedData,
+}
 
-impl Host for HostCalls {
+impl WasmStream {
+    pub fn new(id: u32) -> Self {
+        Self { id, shared: HostSharedData }
+    }
+}
+
+/// The calls of a root context (or of any context: they act on no stream).
+#[derive(Debug, Default)]
+pub struct RootCalls {
+    shared: HostSharedData,
+}
+
+/// [`Calls`] over proxy-wasm, for both kinds of context.
+macro_rules! wasm_calls {
+    ($t:ty) => {
+        impl Calls for $t {
+            fn now_ms(&self) -> u64 {
+                now_ms()
+            }
+
+            fn emit(&mut self, observations: &[Observation]) {
+                super::metrics::emit(observations);
+            }
+
+            fn dispatch(&mut self, feed: &StateFeed, call: &CallRequest) -> Option<u32> {
+                dispatch(feed, call).ok()
+            }
+
+            fn shared(&mut self) -> &mut dyn SharedData {
+                &mut self.shared
+            }
+        }
+    };
+}
+
+wasm_calls!(RootCalls);
+wasm_calls!(WasmStream);
+
+impl StreamHost for WasmStream {
+    fn activate(&self) -> bool {
+        act_on(self.id)
+    }
+
+    fn request_body(&mut self, len: usize) -> Vec<u8> {
+        buffer(BufferType::HttpRequestBody, len)
+    }
+
+    fn response_body(&mut self, len: usize) -> Vec<u8> {
+        buffer(BufferType::HttpResponseBody, len)
+    }
+
+    fn replace_response_body(&mut self, len: usize, bytes: &[u8]) {
+        replace_buffer(BufferType::HttpResponseBody, len, bytes);
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) {
+        if let Err(e) = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes())) {
+            log::warn!("setting {name} failed: {e:?}");
+        }
+    }
+
+    fn remove_response_header(&mut self, name: &str) {
+        if let Err(e) = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name) {
+            log::warn!("removing {name} failed: {e:?}");
+        }
+    }
+
+    fn send_reply(&mut self, status: u16, body: &[u8], headers: &[(&str, String)]) {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend(headers.iter().map(|(name, value)| (*name, value.as_str())));
+        if let Err(e) = hostcalls::send_http_response(u32::from(status), all, Some(body)) {
+            log::error!("sending a local reply failed: {e:?}");
+        }
+    }
+
+    fn resume_request(&mut self) {
+        if let Err(e) = hostcalls::resume_http_request() {
+            log::warn!("resuming a request failed: {e:?}");
+        }
+    }
+
+    fn reset_response(&mut self) {
+        if let Err(e) = hostcalls::reset_http_response() {
+            log::warn!("resetting a cut-off stream failed: {e:?}");
+        }
+    }
+
+    fn store_record(&mut self, bytes: &[u8]) {
+        if let Err(e) = hostcalls::set_property(vec![crate::record::PROPERTY], Some(bytes)) {
+            log::warn!("storing the usage record failed: {e:?}");
+        }
+    }
+
+    fn response_flags(&self) -> u64 {
+        match hostcalls::get_property(vec!["response", "flags"]) {
+            Ok(Some(bytes)) => bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes),
+            _ => 0,
+        }
+    }
+}
+
+/// The request-editing side, for [`crate::exchange::Exchange`].
+impl Host for WasmStream {
+
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         let result = match value {
             Some(v) => hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(v.as_bytes())),
@@ -71,37 +182,8 @@ pub fn replace_buffer(kind: BufferType, len: usize, bytes: &[u8]) {
     }
 }
 
-/// Sends a local JSON reply.
-pub fn send_json(status: u16, body: &[u8]) {
-    send_json_with(status, body, &[]);
-}
-
-/// Sends a local JSON reply with more headers.
-pub fn send_json_with(status: u16, body: &[u8], extra: &[(&str, String)]) {
-    let mut headers = vec![("content-type", "application/json")];
-    headers.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
-    if let Err(e) = hostcalls::send_http_response(u32::from(status), headers, Some(body)) {
-        log::error!("sending a local reply failed: {e:?}");
-    }
-}
-
-/// Stores the request's usage record in the filter state for the access log.
-pub fn store_record(bytes: &[u8]) {
-    if let Err(e) = hostcalls::set_property(vec![crate::record::PROPERTY], Some(bytes)) {
-        log::warn!("storing the usage record failed: {e:?}");
-    }
-}
-
-/// Envoy's response flags of the request (`response.flags`, the bits of `%RESPONSE_FLAGS%`);
-/// 0 when the host does not say.
-pub fn response_flags() -> u64 {
-    match hostcalls::get_property(vec!["response", "flags"]) {
-        Ok(Some(bytes)) => bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes),
-        _ => 0,
-    }
-}
-
 /// Envoy's shared data (one store for every worker's VM), for [`crate::state_sync`].
+#[derive(Debug, Default, Clone, Copy)]
 pub struct HostSharedData;
 
 impl SharedData for HostSharedData {

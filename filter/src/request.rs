@@ -1,18 +1,23 @@
-//! The state of one request in the glue: its [`Exchange`] and what the glue must remember between
-//! callbacks (the request head, the body so far, whether it waits for a lookup). It is shared
-//! (`Rc<RefCell<_>>`) so that the answer to a lookup, which arrives in another context's callback,
-//! can check the credential again and resume or refuse the request under its own context.
+//! The driver of one request: its [`Exchange`] and what must be remembered between host
+//! callbacks (the request head, the body so far, whether it waits for a lookup or a lease), over
+//! a [`StreamHost`]. Both glues (proxy-wasm and the Envoy dynamic module) feed their callbacks to
+//! it and carry out the [`Flow`] it returns; nothing here knows which host runs it.
+//!
+//! A request is shared (`Rc<RefCell<_>>`, per worker) so that the answer to a lookup or a lease,
+//! which may arrive in another request's callback, can resume or refuse it ([`waiting`]).
+
+pub mod context;
+pub mod host;
+pub mod tick;
+pub mod waiting;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType};
+pub use context::RequestContext;
+pub use host::{Calls, Flow, StreamHost};
+pub use waiting::{LimitsGlue, PendingLease, SharedBudget, SharedLimits, SharedWorker, Waiter};
 
-use proxy_wasm::types::MapType;
-
-use super::host::{self, HostCalls, HostSharedData};
-use super::http::{PendingLease, SharedBudget, SharedLimits, SharedWorker, Waiter};
 use crate::config::PluginConfig;
 use crate::error::GatewayError;
 use crate::exchange::{Ending, Exchange, RequestHead, Step};
@@ -37,13 +42,15 @@ fn may_be_stale(error: &GatewayError) -> bool {
 /// What the request headers came to.
 pub enum Headers {
     /// What Envoy is to do with the request.
-    Done(Action),
+    Done(Flow),
     /// Look this credential up before refusing the request with this error (it is paused).
     LookUp(LookupKey, GatewayError),
 }
 
 /// See the module docs.
-pub struct Request {
+pub struct Request<H> {
+    /// The host's side of this request's stream.
+    pub host: H,
     config: Rc<PluginConfig>,
     exchange: Exchange,
     head: RequestHead,
@@ -55,24 +62,24 @@ pub struct Request {
     budget: SharedBudget,
     reserved: usize,
     /// The Envoy's limits upkeep (its instance name, the concurrency leases to keep alive).
-    limits: SharedLimits,
+    limits: SharedLimits<H>,
     /// Whether the request waits for a lease call (answered to the root context).
     leasing: bool,
-    /// Its context, and itself (for the root to resume it when its lease call is answered).
-    id: u32,
-    me: Weak<RefCell<Request>>,
+    /// Itself (for the answer to its lease call to resume it).
+    me: Weak<RefCell<Request<H>>>,
 }
 
-impl Request {
-    /// A request of context `id`, shared so that the root can resume it.
-    pub fn shared(id: u32, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits, now_ms: u64) -> Rc<RefCell<Self>> {
-        Rc::new_cyclic(|me| RefCell::new(Self::new(id, me.clone(), config, budget, limits, now_ms)))
+impl<H: StreamHost> Request<H> {
+    /// A request on `host`'s stream, shared so that another request's callback can resume it.
+    pub fn shared(host: H, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits<H>) -> Rc<RefCell<Self>> {
+        Rc::new_cyclic(|me| RefCell::new(Self::new(host, me.clone(), config, budget, limits)))
     }
 
-    fn new(id: u32, me: Weak<RefCell<Self>>, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits, now_ms: u64) -> Self {
-        let exchange = Exchange::new(config.clone(), now_ms);
+    fn new(host: H, me: Weak<RefCell<Self>>, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits<H>) -> Self {
+        let exchange = Exchange::new(config.clone(), host.now_ms());
         let head = RequestHead::default();
         Self {
+            host,
             config,
             exchange,
             head,
@@ -83,7 +90,6 @@ impl Request {
             reserved: 0,
             limits,
             leasing: false,
-            id,
             me,
         }
     }
@@ -113,19 +119,19 @@ impl Request {
     }
 
     /// Checks the credential against the worker's state (as it is now) from a fresh exchange.
-    fn authenticate(&mut self, worker: &SharedWorker) -> Step {
+    fn authenticate(&mut self, worker: &SharedWorker<H>) -> Step {
         self.exchange = Exchange::new(self.config.clone(), self.exchange.started_ms());
         let Ok(worker) = worker.try_borrow() else { return Step::Refuse(GatewayError::NotReady) };
         // One clock read (the exchange's start) serves the exchange and the credential checks.
         let now_secs = i64::try_from(self.exchange.started_ms() / 1000).unwrap_or(i64::MAX);
-        self.exchange.on_request_headers(&mut HostCalls, &self.head, worker.authority(), now_secs)
+        self.exchange.on_request_headers(&mut self.host, &self.head, worker.authority(), now_secs)
     }
 
-    pub fn on_headers(&mut self, worker: &SharedWorker, head: RequestHead, end_of_stream: bool) -> Headers {
+    pub fn on_headers(&mut self, worker: &SharedWorker<H>, head: RequestHead, end_of_stream: bool) -> Headers {
         self.head = head;
         self.body = (0, end_of_stream);
         let mut step = self.authenticate(worker);
-        if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && adopt_shared(worker) {
+        if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && adopt_shared(worker, self.host.shared()) {
             // Another worker has a newer state (a key created or a user re-enabled a moment ago).
             step = self.authenticate(worker);
         }
@@ -139,52 +145,50 @@ impl Request {
     /// The lookup this request waited for has ended (answered or not): its credential is checked
     /// again (no second lookup) and the request resumed or refused. The host calls act on this
     /// request's context.
-    pub fn after_lookup(&mut self, worker: &SharedWorker) {
+    pub fn after_lookup(&mut self, worker: &SharedWorker<H>) {
         self.waiting = false;
         let step = self.authenticate(worker);
-        if self.proceed(step) == Action::Continue {
-            if let Err(e) = hostcalls::resume_http_request() {
-                log::warn!("resuming a request failed: {e:?}");
-            }
+        if self.proceed(step) == Flow::Continue {
+            self.host.resume_request();
         }
     }
 
-    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
         if self.waiting {
             // Buffered until the lookup ends (its timeout bounds how long); then
             // [`Self::proceed`] reads it if it is complete.
             self.body = (body_size, end_of_stream);
-            return Action::Pause;
+            return Flow::Pause;
         }
         if !self.reading_body {
-            return Action::Continue;
+            return Flow::Continue;
         }
         if let Err(error) = self.exchange.check_body_size(body_size) {
             self.reply(&error);
-            return Action::Pause;
+            return Flow::Pause;
         }
         if !self.reserve(body_size) {
             self.exchange.note_refusal(&GatewayError::Busy);
             self.reply(&GatewayError::Busy);
-            return Action::Pause;
+            return Flow::Pause;
         }
         if !end_of_stream {
-            return Action::Pause;
+            return Flow::Pause;
         }
         self.reading_body = false;
         self.release();
-        let body = host::buffer(BufferType::HttpRequestBody, body_size);
-        let step = self.exchange.on_request_body(&mut HostCalls, &body);
+        let body = self.host.request_body(body_size);
+        let step = self.exchange.on_request_body(&mut self.host, &body);
         self.carry_out(step)
     }
 
     /// Carries out a step of the request headers: a body already complete is routed at once.
-    fn proceed(&mut self, step: Step) -> Action {
+    fn proceed(&mut self, step: Step) -> Flow {
         match (step, self.body) {
             (Step::ReadBody, (size, true)) => {
                 // A POST without a body routes what there is (an empty body is refused as bad JSON).
-                let body = if size == 0 { Vec::new() } else { host::buffer(BufferType::HttpRequestBody, size) };
-                let step = self.exchange.on_request_body(&mut HostCalls, &body);
+                let body = if size == 0 { Vec::new() } else { self.host.request_body(size) };
+                let step = self.exchange.on_request_body(&mut self.host, &body);
                 self.carry_out(step)
             }
             (step, _) => self.carry_out(step),
@@ -192,67 +196,67 @@ impl Request {
     }
 
     /// Carries out a step of the exchange; returns what Envoy should do with the request.
-    fn carry_out(&mut self, step: Step) -> Action {
+    fn carry_out(&mut self, step: Step) -> Flow {
         match step {
             Step::Continue => self.admit(true),
             Step::ReadBody => {
                 self.reading_body = true;
-                Action::Pause
+                Flow::Pause
             }
             Step::Refuse(error) => {
                 self.reply(&error);
-                Action::Pause
+                Flow::Pause
             }
             Step::Answer(body) => {
                 self.record(Ending::Complete);
-                host::send_json(200, &body);
-                Action::Pause
+                self.host.send_reply(200, &body, &[]);
+                Flow::Pause
             }
         }
     }
 
     /// Admits a routed request under its caller's limits (see [`crate::limits`]): forwarded,
     /// refused, or paused for a lease call (once; then decided with what there is).
-    fn admit(&mut self, may_lease: bool) -> Action {
-        let now_ms = host::now_ms();
-        let Ok(mut glue) = self.limits.try_borrow_mut() else { return Action::Continue };
+    fn admit(&mut self, may_lease: bool) -> Flow {
+        let now_ms = self.host.now_ms();
+        let Ok(mut glue) = self.limits.try_borrow_mut() else { return Flow::Continue };
         let decision = match self.exchange.limit_ask() {
-            None => return Action::Continue,
-            Some(ask) => limits::admit(&mut HostSharedData, &mut glue.float, &ask, now_ms, may_lease),
+            None => return Flow::Continue,
+            Some(ask) => limits::admit(self.host.shared(), &mut glue.float, &ask, now_ms, may_lease),
         };
         drop(glue);
         match decision {
             Admission::Granted(grant) => {
-                self.exchange.admitted(&mut HostCalls, grant);
-                Action::Continue
+                self.exchange.admitted(&mut self.host, grant);
+                Flow::Continue
             }
             Admission::Refused(refusal) => {
                 let error = self.exchange.limit_refused(refusal);
                 self.reply(&error);
-                Action::Pause
+                Flow::Pause
             }
             Admission::Unavailable => {
                 self.exchange.note_refusal(&GatewayError::LimitsUnavailable);
                 self.reply(&GatewayError::LimitsUnavailable);
-                Action::Pause
+                Flow::Pause
             }
             Admission::Lease(asks) => self.lease(asks),
         }
     }
 
     /// Asks the control plane for leases; the request waits for the answer (see
-    /// [`super::http::lease_answered`]).
-    fn lease(&mut self, asks: Vec<LeaseAsk>) -> Action {
+    /// [`waiting::lease_answered`]).
+    fn lease(&mut self, asks: Vec<LeaseAsk>) -> Flow {
         let (Some(me), Ok(mut glue)) = (self.me.upgrade(), self.limits.try_borrow_mut()) else { return self.admit(false) };
-        glue.upkeep.note(&asks);
+        glue.note(&asks);
         let call = lease::call(&self.config.state, &glue.instance, &asks);
-        match host::dispatch(&self.config.state, &call) {
-            Ok(token) => {
-                glue.pending.push(PendingLease { token, asks, waiter: Waiter::new(self.id, me) });
+        match self.host.dispatch(&self.config.state, &call) {
+            Some(token) => {
+                glue.pending.push(PendingLease { token, asks, waiter: Waiter::new(me) });
                 self.leasing = true;
-                Action::Pause
+                Flow::Pause
             }
-            Err(_) => {
+            None => {
                 drop(glue);
                 self.admit(false)
             }
@@ -268,10 +272,8 @@ impl Request {
     /// root): the request is admitted (resumed) or refused. The host calls act on its context.
     pub fn lease_answered(&mut self) {
         self.leasing = false;
-        if self.admit(false) == Action::Continue {
-            if let Err(e) = hostcalls::resume_http_request() {
-                log::warn!("resuming a request failed: {e:?}");
-            }
+        if self.admit(false) == Flow::Continue {
+            self.host.resume_request();
         }
     }
 
@@ -287,16 +289,14 @@ impl Request {
         if let Some(secs) = error.retry_after_secs() {
             headers.push(("retry-after", secs.to_string()));
         }
-        host::send_json_with(error.status(), &error.body(), &headers);
+        self.host.send_reply(error.status(), &error.body(), &headers);
     }
 
     /// Response headers; whether the body will be rewritten (its length changes).
     pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>, content_encoding: Option<&str>, end_of_stream: bool) -> bool {
         let rewritten = self.exchange.on_response_headers(status, content_type, content_encoding);
         for (name, value) in self.exchange.rate_headers() {
-            if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-                log::warn!("setting {name} failed: {e:?}");
-            }
+            self.host.set_response_header(name, value);
         }
         if end_of_stream {
             self.record(Ending::Complete);
@@ -306,22 +306,20 @@ impl Request {
 
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
         if self.exchange.is_tracked() {
-            let chunk = host::buffer(BufferType::HttpResponseBody, body_size);
+            let chunk = self.host.response_body(body_size);
             // The clock matters only for the first byte.
-            let now_ms = if self.exchange.awaits_first_byte() { host::now_ms() } else { 0 };
+            let now_ms = if self.exchange.awaits_first_byte() { self.host.now_ms() } else { 0 };
             let mut out = self.exchange.on_response_body(&chunk, end_of_stream, now_ms);
             if let Some(extra) = self.exchange.grant_overrun() {
                 self.correct_prompt(extra, out.as_mut());
             }
             if let Some(out) = out {
-                host::replace_buffer(BufferType::HttpResponseBody, body_size, &out);
+                self.host.replace_response_body(body_size, &out);
             }
             if !end_of_stream && self.exchange.take_reset() {
                 // The stream passed its grant and the caller has its error event: vLLM stops.
                 self.record(Ending::Cut);
-                if let Err(e) = hostcalls::reset_http_response() {
-                    log::warn!("resetting a cut-off stream failed: {e:?}");
-                }
+                self.host.reset_response();
                 return;
             }
         }
@@ -334,7 +332,10 @@ impl Request {
     /// them, or the stream is cut off here (`out`: the events passed on now).
     fn correct_prompt(&mut self, extra: u64, out: Option<&mut Vec<u8>>) {
         let extended = match (self.limits.try_borrow_mut(), self.exchange.grant_mut()) {
-            (Ok(mut glue), Some(grant)) => limits::extend(&mut HostSharedData, &mut glue.float, grant, extra, host::now_ms()),
+            (Ok(mut glue), Some(grant)) => {
+                let now_ms = self.host.now_ms();
+                limits::extend(self.host.shared(), &mut glue.float, grant, extra, now_ms)
+            }
             _ => false,
         };
         if extended {
@@ -354,35 +355,35 @@ impl Request {
             // this Envoy (see the README's bound); concurrency holdings meet again at the next
             // renewal.
             if let Ok(mut glue) = self.limits.try_borrow_mut() {
-                let id = self.id;
-                glue.pending.retain(|p| !p.waiter.is(id));
+                let me = self.me.clone();
+                glue.pending.retain(|p| !p.waiter.is(&me));
             }
         }
         self.release();
         if !self.exchange.is_finished() {
-            self.record(Ending::unfinished(host::response_flags()));
+            self.record(Ending::unfinished(self.host.response_flags()));
         }
     }
 
     /// Hands the exchange's record to the access log, once.
     fn record(&mut self, ending: Ending) {
-        let now_ms = host::now_ms();
+        let now_ms = self.host.now_ms();
         if let Some(record) = self.exchange.finish(now_ms, ending) {
-            host::store_record(&record.to_bytes());
-            super::metrics::emit(&crate::metrics::observations(&record, &self.config));
+            self.host.store_record(&record.to_bytes());
+            self.host.emit(&crate::metrics::observations(&record, &self.config));
         }
         let Ok(mut glue) = self.limits.try_borrow_mut() else {
-            log::error!("the limits of request context {} are in use: its grant is not settled", self.id);
+            log::error!("the limits of a request are in use: its grant is not settled");
             return;
         };
         if let Some((grant, used, failed)) = self.exchange.take_grant() {
-            let overdrawn = limits::settle(&mut HostSharedData, &mut glue.float, &grant, used, failed, now_ms);
-            glue.upkeep.note_overdrawn(overdrawn);
+            let overdrawn = limits::settle(self.host.shared(), &mut glue.float, &grant, used, failed, now_ms);
+            glue.note_overdrawn(overdrawn);
         }
     }
 }
 
 /// Adopts a newer shared state, if there is one.
-fn adopt_shared(worker: &SharedWorker) -> bool {
-    worker.try_borrow_mut().is_ok_and(|mut w| w.adopt_shared(&HostSharedData))
+fn adopt_shared<H>(worker: &SharedWorker<H>, shared: &dyn crate::state_sync::SharedData) -> bool {
+    worker.try_borrow_mut().is_ok_and(|mut w| w.adopt_shared(shared))
 }

@@ -1,4 +1,4 @@
-//! The proxy-wasm glue: the only code that talks to Envoy. It turns host callbacks into calls on
+//! The proxy-wasm glue: the only code that talks to a wasm Envoy. It turns host callbacks into calls on
 //! the pure core and the core's answers into host calls. Every host call is the fallible one from
 //! `proxy_wasm::hostcalls` (the trait helpers unwrap, and a panic would trap the VM), and header
 //! values are read as bytes (the string helpers panic on non-UTF-8 input).
@@ -7,7 +7,6 @@
 mod host;
 mod http;
 mod metrics;
-mod request;
 mod root;
 
 use proxy_wasm::types::LogLevel;

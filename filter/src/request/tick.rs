@@ -1,0 +1,119 @@
+//! What a worker does on each tick, over any host ([`Calls`]): keep the Envoy's leases
+//! ([`Upkeep`]), follow the shared key state and pull it when due ([`crate::state_sync`]), send
+//! again the lookups whose sender is gone and give up on those whose answer is lost. The wasm
+//! glue runs all of it in each worker's root context; the native glue runs the leases and the
+//! state on Envoy's main thread and the lookups on a worker's own requests.
+
+use super::waiting::{self, SharedUpkeep, SharedWorker, Waiter};
+use super::{Calls, StreamHost};
+use crate::config::StateFeed;
+use crate::control_plane::CallAnswer;
+use crate::feed::limits::LeaseAsk;
+use crate::limits::float::Float;
+use crate::limits::lease;
+use crate::lookup::LookupResult;
+use crate::worker::Worker;
+
+/// The upkeep's lease call in flight, and what it asked.
+pub type UpkeepCall = Option<(u32, Vec<LeaseAsk>)>;
+
+/// Flushes the worker's float (if it has one), then renews the concurrency leases and gives idle
+/// units back (see [`lease::Upkeep`]) unless the last such call is still in flight.
+pub fn keep_leases(host: &mut impl Calls, feed: &StateFeed, instance: &str, upkeep: &SharedUpkeep, float: Option<&mut Float>, in_flight: &mut UpkeepCall) {
+    let now_ms = host.now_ms();
+    let Ok(mut upkeep) = upkeep.lock() else { return };
+    if let Some(float) = float {
+        // The float goes back every tick: a worker holds at most what one tick's requests use.
+        float.flush(host.shared(), now_ms);
+        upkeep.note_overdrawn(float.take_overdrawn());
+    }
+    if in_flight.is_some() {
+        return;
+    }
+    let asks = upkeep.due(host.shared(), now_ms);
+    if asks.is_empty() {
+        return;
+    }
+    let call = lease::call(feed, instance, &asks);
+    match host.dispatch(feed, &call) {
+        Some(token) => *in_flight = Some((token, asks)),
+        None => {
+            lease::undo(host.shared(), &asks);
+            upkeep.note(&asks);
+        }
+    }
+}
+
+/// Takes in the answer to the upkeep's call, if `token` is it; whether it was.
+pub fn upkeep_answered(host: &mut impl Calls, upkeep: &SharedUpkeep, in_flight: &mut UpkeepCall, token: u32, answer: &CallAnswer) -> bool {
+    if in_flight.as_ref().is_none_or(|(t, _)| *t != token) {
+        return false;
+    }
+    let Some((_, asks)) = in_flight.take() else { return false };
+    let now_ms = host.now_ms();
+    match lease::read_answer(answer, &asks) {
+        Ok(grants) => lease::apply(host.shared(), &asks, &grants, now_ms),
+        Err(e) => {
+            log::warn!("the limits' upkeep call: {e}");
+            lease::undo(host.shared(), &asks);
+            if let Ok(mut upkeep) = upkeep.lock() {
+                upkeep.note(&asks);
+            }
+        }
+    }
+    true
+}
+
+/// Adopts a newer shared state, then dispatches a catch-up or the pull when due (at most both).
+pub fn sync_state<W>(host: &mut impl Calls, feed: &StateFeed, worker: &mut Worker<W>) {
+    let now_ms = host.now_ms();
+    worker.adopt_shared(host.shared());
+    for _ in 0..2 {
+        let Some(call) = worker.next_state_call(host.shared(), now_ms) else { break };
+        match host.dispatch(feed, &call) {
+            Some(token) => worker.state_call_sent(token),
+            None => worker.state_call_not_sent(host.shared(), now_ms),
+        }
+    }
+}
+
+/// Takes in the answer to a state call, if `token` is one; whether it was.
+pub fn state_answered<W>(host: &mut impl Calls, worker: &mut Worker<W>, token: u32, answer: &CallAnswer) -> bool {
+    if !worker.is_state_call(token) {
+        return false;
+    }
+    let now_ms = host.now_ms();
+    worker.state_call_answered(host.shared(), now_ms, token, answer);
+    true
+}
+
+/// Sends again the lookups whose sender is gone (through `host`: the answer comes to its
+/// context; `sent` is told each token), and gives up on those whose answer is lost: their
+/// waiters are checked again against the state as it is (refused unless it now knows them).
+pub fn sync_lookups<C: Calls, H: StreamHost>(host: &mut C, feed: &StateFeed, worker: &SharedWorker<H>, mut sent: impl FnMut(u32)) {
+    let lost = {
+        let Ok(mut worker) = worker.try_borrow_mut() else { return };
+        let now_ms = host.now_ms();
+        let mut lost: Vec<Waiter<H>> = Vec::new();
+        for key in worker.lookups_to_resend(now_ms) {
+            match host.dispatch(feed, &key.call(feed)) {
+                Some(token) => {
+                    worker.lookup_sent(key, token);
+                    sent(token);
+                }
+                None => {
+                    host.emit(&[crate::metrics::credential_lookup(LookupResult::Error)]);
+                    lost.extend(worker.lookup_not_sent(key));
+                }
+            }
+        }
+        for (_, waiters) in worker.expired_lookups(now_ms) {
+            host.emit(&[crate::metrics::credential_lookup(LookupResult::Error)]);
+            lost.extend(waiters);
+        }
+        lost
+    };
+    if !lost.is_empty() {
+        waiting::resume_waiters(worker, lost);
+    }
+}
