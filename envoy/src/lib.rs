@@ -52,8 +52,8 @@ pub struct GatewaySpec {
     pub control_plane_http: SocketAddr,
     /// The control plane's access-log gRPC sink.
     pub control_plane_als: SocketAddr,
-    /// The built filter.
-    pub wasm_path: PathBuf,
+    /// The built filter, and which build it is.
+    pub filter: FilterBuild,
     /// Model → vLLM base URL.
     pub models: Vec<ModelUpstream>,
     /// The shared secret of the state feed.
@@ -69,6 +69,68 @@ pub struct GatewaySpec {
     /// Where Envoy writes the durable access log (JSON lines) that the control plane ingests.
     pub access_log_file: PathBuf,
 }
+
+/// Which build of the filter Envoy runs (the same plugin configuration either way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// The proxy-wasm filter at this path, in V8 (`envoy.filters.http.wasm`).
+    Wasm(PathBuf),
+    /// The native dynamic module (`envoy.filters.http.dynamic_modules`), `libvllm_gateway_filter.so`
+    /// in this folder, which Envoy finds through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    Native(PathBuf),
+}
+
+/// The name Envoy loads the native module by (`lib<name>.so`).
+pub const NATIVE_MODULE_NAME: &str = "vllm_gateway_filter";
+
+impl FilterBuild {
+    /// The environment variable Envoy needs to find this build, if any.
+    pub fn envoy_env(&self) -> Option<(&'static str, &std::path::Path)> {
+        match self {
+            FilterBuild::Wasm(_) => None,
+            FilterBuild::Native(dir) => Some(("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir)),
+        }
+    }
+
+    /// The HTTP filter entry of the rendered configuration.
+    fn yaml(&self, plugin_json: &str) -> String {
+        let config = plugin_json.replace('\'', "''");
+        match self {
+            FilterBuild::Wasm(path) => WASM_FILTER
+                .replace("{{WASM_PATH}}", &yaml_double_quoted(&path.to_string_lossy()))
+                .replace("{{PLUGIN_CONFIG}}", &config),
+            FilterBuild::Native(_) => NATIVE_FILTER.replace("{{MODULE}}", NATIVE_MODULE_NAME).replace("{{PLUGIN_CONFIG}}", &config),
+        }
+    }
+}
+
+const WASM_FILTER: &str = r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: vllm_gateway
+                root_id: vllm_gateway
+                allow_on_headers_stop_iteration: true
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{{PLUGIN_CONFIG}}'
+                vm_config:
+                  vm_id: vllm_gateway
+                  runtime: envoy.wasm.runtime.v8
+                  code:
+                    local: { filename: "{{WASM_PATH}}" }"#;
+
+const NATIVE_FILTER: &str = r#"          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config:
+                name: {{MODULE}}
+                do_not_close: true
+                metrics_namespace: vllm_gateway
+              filter_name: vllm_gateway
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{{PLUGIN_CONFIG}}'"#;
 
 /// Envoy's heap cap in the rendered configuration (the overload manager's `fixed_heap`).
 pub const MAX_HEAP_BYTES: u64 = 1 << 30;
@@ -155,8 +217,7 @@ pub fn render_with_control_plane(spec: &GatewaySpec, http: &Endpoint, als: &Endp
         ("MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
         ("STATE_TOKEN", yaml_double_quoted(&plugin.state.token)),
         ("CLUSTER_HEADER", plugin.cluster_header.clone()),
-        ("PLUGIN_CONFIG", plugin_json.replace('\'', "''")),
-        ("WASM_PATH", yaml_double_quoted(&spec.wasm_path.to_string_lossy())),
+        ("GATEWAY_FILTER", spec.filter.yaml(&plugin_json)),
         ("ACCESS_LOG_FILE", yaml_double_quoted(&spec.access_log_file.to_string_lossy())),
         ("CONTROL_PLANE_HTTP_HOST", http.host.clone()),
         ("CONTROL_PLANE_HTTP_PORT", http.port.to_string()),

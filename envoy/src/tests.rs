@@ -10,7 +10,7 @@ fn spec(models: &[&str]) -> GatewaySpec {
         admin_port: 9901,
         control_plane_http: "127.0.0.1:8081".parse().unwrap(),
         control_plane_als: "127.0.0.1:8082".parse().unwrap(),
-        wasm_path: "/tmp/it's \"here\".wasm".into(),
+        filter: crate::FilterBuild::Wasm("/tmp/it's \"here\".wasm".into()),
         models: models.iter().map(|m| m.parse().unwrap()).collect(),
         state_token: "0123456789abcdef0123".into(),
         state_refresh_ms: 1000,

@@ -51,3 +51,6 @@ pub mod worker;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod wasm;
+
+#[cfg(all(feature = "dynamic-module", not(target_arch = "wasm32")))]
+pub mod native;

@@ -243,6 +243,12 @@ impl<W> Lookups<W> {
         gone.into_iter().map(|f: Flight<W>| (f.key, f.waiters)).collect()
     }
 
+    /// A waiter of the lookup of `key` (to send it again through, when the host answers a call
+    /// only to the request that sent it).
+    pub fn waiter(&self, key: LookupKey) -> Option<&W> {
+        self.flights.iter().find(|f| f.key == key).and_then(|f| f.waiters.first())
+    }
+
     /// Number of lookups in flight.
     pub fn in_flight(&self) -> usize {
         self.flights.len()

@@ -29,6 +29,30 @@ pub struct Observation {
     pub value: u64,
 }
 
+/// Every metric the filter emits: its base name, kind and label names (in the order its
+/// observations carry them). A host that wants its metrics declared up front (the native module)
+/// declares these; a test checks every observation against them.
+pub const FAMILIES: [(&str, MetricKind, &[&str]); 9] = [
+    ("vllm_gateway_requests_total", MetricKind::Counter, &["model", "status_class"]),
+    ("vllm_gateway_auth_failures_total", MetricKind::Counter, &["reason"]),
+    ("vllm_gateway_limited_total", MetricKind::Counter, &["reason"]),
+    ("vllm_gateway_cut_off_total", MetricKind::Counter, &["reason"]),
+    ("vllm_gateway_prompt_tokens_total", MetricKind::Counter, &["model"]),
+    ("vllm_gateway_completion_tokens_total", MetricKind::Counter, &["model"]),
+    ("vllm_gateway_time_to_first_token_ms", MetricKind::Histogram, &["model"]),
+    ("vllm_gateway_time_per_output_token_ms", MetricKind::Histogram, &["model"]),
+    ("vllm_gateway_credential_lookups_total", MetricKind::Counter, &["result"]),
+];
+
+impl Observation {
+    /// The base name and the label values, in order.
+    pub fn parts(&self) -> (&str, Vec<&str>) {
+        let mut parts = self.name.split(';');
+        let base = parts.next().unwrap_or_default();
+        (base, parts.map(|p| p.split_once('=').map_or("", |(_, v)| v)).collect())
+    }
+}
+
 /// Reasons counted as authentication or authorisation failures.
 const AUTH_REASONS: [&str; 9] = [
     "missing_api_key",
@@ -113,6 +137,31 @@ fn label_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    #[test]
+    fn every_observation_is_of_a_declared_family() {
+        let declared = |o: &Observation| {
+            let (base, values) = o.parts();
+            let labels: Vec<&str> = o.name.split(';').skip(1).filter_map(|p| p.split_once('=').map(|(k, _)| k)).collect();
+            FAMILIES.iter().any(|(name, kind, names)| *name == base && *kind == o.kind && *names == labels.as_slice() && values.len() == names.len())
+        };
+        let record = UsageRecord {
+            model: Some("org/m;x=1".into()),
+            status: 200,
+            ttft_ms: Some(5),
+            duration_ms: Some(50),
+            cluster: Some("c".into()),
+            gateway_error: Some("invalid_api_key".into()),
+            usage: Usage { prompt_tokens: 3, completion_tokens: 4, ..Default::default() },
+            ..Default::default()
+        };
+        let mut all = observations(&record, &config());
+        all.push(credential_lookup(LookupResult::Found));
+        assert!(all.len() >= 6);
+        for o in &all {
+            assert!(declared(o), "{} is not declared in FAMILIES", o.name);
+        }
+    }
 
     use super::*;
     use crate::config::{ModelRoute, StateFeed};

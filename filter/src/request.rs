@@ -67,6 +67,8 @@ pub struct Request<H> {
     leasing: bool,
     /// Itself (for the answer to its lease call to resume it).
     me: Weak<RefCell<Request<H>>>,
+    /// The lookup call this request dispatched (its answer comes here), for others or itself.
+    pub lookup_call: Option<u32>,
 }
 
 impl<H: StreamHost> Request<H> {
@@ -91,6 +93,7 @@ impl<H: StreamHost> Request<H> {
             limits,
             leasing: false,
             me,
+            lookup_call: None,
         }
     }
 

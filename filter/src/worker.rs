@@ -111,6 +111,11 @@ impl<W> Worker<W> {
         self.lookups.to_resend(now_ms)
     }
 
+    /// A waiter of the lookup of `key`.
+    pub fn lookup_waiter(&self, key: LookupKey) -> Option<&W> {
+        self.lookups.waiter(key)
+    }
+
     /// The lookups whose answer is lost (past their deadline), with their waiters, to refuse.
     pub fn expired_lookups(&mut self, now_ms: u64) -> Vec<(LookupKey, Vec<W>)> {
         self.lookups.expired(now_ms)

@@ -96,10 +96,9 @@ impl Envoy {
         ready.is_ok_and(|r| r.status().is_success())
     }
 
-    /// Its Prometheus exposition (admin `/stats/prometheus`).
+    /// Its Prometheus exposition (admin `/stats/prometheus`), see [`prometheus`].
     pub async fn prometheus(&self) -> Result<String> {
-        let url = format!("http://{}/stats/prometheus", self.admin);
-        Ok(reqwest::get(url).await?.error_for_status()?.text().await?)
+        prometheus(self.admin).await
     }
 
     /// Waits until its filter accepts `token` (an API key or a JWT) on `GET /v1/models`.
@@ -148,4 +147,14 @@ impl Stack {
     pub async fn restart_envoy(&mut self) -> Result<()> {
         self.envoy.restart().await
     }
+}
+
+/// The Prometheus exposition of the Envoy whose admin is `admin`, with the filter's metrics
+/// under one name whichever build runs: Envoy names a dynamic module's metrics
+/// `envoy_<namespace>_<name>` (`envoy_vllm_gateway_requests_total`) where the wasm filter's are
+/// `vllm_gateway_requests_total`; the README says so, and the tests read both as the latter.
+pub async fn prometheus(admin: SocketAddr) -> Result<String> {
+    let url = format!("http://{admin}/stats/prometheus");
+    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
+    Ok(text.replace("envoy_vllm_gateway_", "vllm_gateway_"))
 }

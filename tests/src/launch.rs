@@ -147,7 +147,11 @@ pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: So
         .arg("--log-level")
         .arg("warn")
         .arg("--component-log-level")
-        .arg("wasm:info");
+        .arg("wasm:info,dynamic_modules:info");
+    if let Ok(dir) = paths::native_module_dir() {
+        // Where Envoy finds the native module when the configuration names it.
+        command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+    }
     let mut envoy = ChildGuard::spawn("envoy", command, echo)?;
     let admin = wait_for_admin(&mut envoy, &admin_path).await?;
     let gateway = wait_for_listener(&mut envoy, admin, listen).await?;

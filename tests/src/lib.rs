@@ -9,7 +9,7 @@
 //! when a test fails (or echoed live, for `cargo xtask up`).
 
 pub mod cp_proxy;
-mod envoy;
+pub mod envoy;
 pub mod http_wire;
 mod launch;
 mod limits;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use gateway_envoy::FilterBuild;
 
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -54,6 +55,32 @@ pub fn filter_wasm() -> Result<PathBuf> {
         bail!("the filter is not built at {}: run `cargo xtask test` or `cargo xtask build`", path.display());
     }
     Ok(path)
+}
+
+/// The built native module's folder (`libvllm_gateway_filter.so`, `target/native/`;
+/// `GATEWAY_NATIVE_DIR` overrides).
+pub fn native_module_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("GATEWAY_NATIVE_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir().join("native"));
+    let module = dir.join(format!("lib{}.so", gateway_envoy::NATIVE_MODULE_NAME));
+    if !module.is_file() {
+        bail!("the native module is not built at {}: run `cargo xtask build`", module.display());
+    }
+    Ok(dir)
+}
+
+/// Whether the end-to-end tests run the native build (see [`filter_build`]).
+pub fn runs_native() -> bool {
+    std::env::var("GATEWAY_FILTER_BUILD").as_deref() == Ok("native")
+}
+
+/// The build of the filter the end-to-end tests run: `GATEWAY_FILTER_BUILD=native` for the
+/// dynamic module, else the wasm filter. `cargo xtask test` runs the suite once with each.
+pub fn filter_build() -> Result<FilterBuild> {
+    match std::env::var("GATEWAY_FILTER_BUILD").as_deref() {
+        Ok("native") => Ok(FilterBuild::Native(native_module_dir()?)),
+        Ok("wasm") | Err(_) => Ok(FilterBuild::Wasm(filter_wasm()?)),
+        Ok(other) => bail!("GATEWAY_FILTER_BUILD={other}: expected `wasm` or `native`"),
+    }
 }
 
 /// The built control-plane binary (`GATEWAY_CONTROL_PLANE_BIN` overrides).

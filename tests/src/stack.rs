@@ -197,7 +197,7 @@ impl Stack {
             admin_port,
             control_plane_http: control_plane_proxy.as_ref().map_or(cp_http, |p| p.addr),
             control_plane_als: cp_als,
-            wasm_path: paths::filter_wasm()?,
+            filter: paths::filter_build()?,
             models,
             state_token,
             state_refresh_ms: options.state_refresh_ms,

@@ -170,6 +170,27 @@ fn envoy_validate_refuses_an_invalid_plugin_configuration() -> Result<()> {
     Ok(())
 }
 
+/// The guide's native configuration: the example with the dynamic module in place of the wasm
+/// filter.
+fn native_example() -> Result<String> {
+    with_native_filter(&read(EXISTING_ENVOY)?, &read(NATIVE_FILTER)?)
+}
+
+#[test]
+fn existing_envoy_example_with_the_native_module_passes_envoy_validate() -> Result<()> {
+    let native = native_example()?;
+    assert!(native.contains("envoy.filters.http.dynamic_modules") && !native.contains("envoy.filters.http.wasm"));
+    envoy_validate_native(&native, "existing-envoy-native.yaml")
+}
+
+#[test]
+fn envoy_validate_refuses_an_invalid_plugin_configuration_of_the_native_module() -> Result<()> {
+    let bad = native_example()?.replace("\"cluster\": \"control_plane\"", "\"cluster\": \"\"");
+    let err = envoy_validate_native(&bad, "bad-native.yaml").err().ok_or_else(|| anyhow!("Envoy accepted an empty state.cluster"))?;
+    assert!(err.to_string().contains("invalid plugin configuration: state.cluster"), "{err}");
+    Ok(())
+}
+
 #[test]
 fn existing_envoy_example_is_consistent() -> Result<()> {
     let config = yaml(EXISTING_ENVOY)?;
@@ -211,11 +232,14 @@ fn yaml_blocks(markdown: &str) -> Vec<String> {
 fn existing_envoy_guide_quotes_the_validated_example() -> Result<()> {
     let guide = read("docs/existing-envoy.md")?;
     let example = read(EXISTING_ENVOY)?;
+    let native = read(NATIVE_FILTER)?;
     let blocks = yaml_blocks(&guide);
     assert!(blocks.len() >= 5, "the guide shows {} blocks", blocks.len());
     for block in &blocks {
-        assert!(example.contains(block.as_str()), "this block of the guide is not in {EXISTING_ENVOY}:\n{block}");
+        let quoted = example.contains(block.as_str()) || native.contains(block.as_str());
+        assert!(quoted, "this block of the guide is not in {EXISTING_ENVOY} or {NATIVE_FILTER}:\n{block}");
     }
+    assert!(blocks.iter().any(|b| b.contains("# --- vllm-gateway: begin native_http_filter ---")), "the guide does not show the native module");
     for part in ["stats_config", "buffer_limit", "request_ids_and_paths", "access_log", "routes", "http_filter", "clusters"] {
         let begin = format!("# --- vllm-gateway: begin {part} ---");
         assert!(example.contains(&begin), "{begin}");

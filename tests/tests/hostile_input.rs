@@ -81,7 +81,7 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
         admin_port: 0,
         control_plane_http: "127.0.0.1:1".parse().unwrap(),
         control_plane_als: "127.0.0.1:2".parse().unwrap(),
-        wasm_path: paths::filter_wasm().unwrap(),
+        filter: paths::filter_build().unwrap(),
         models: vec!["m=http://127.0.0.1:3".parse().unwrap()],
         state_token: "0123456789abcdef0123".into(),
         state_refresh_ms: 1000,
@@ -97,11 +97,12 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
     let validate = |yaml: &str, name: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, yaml).unwrap();
-        std::process::Command::new(paths::envoy_bin().unwrap())
-            .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap()
+        let mut envoy = std::process::Command::new(paths::envoy_bin().unwrap());
+        envoy.args(["--mode", "validate", "--disable-hot-restart", "-c"]).arg(&path);
+        if let Some((name, dir)) = spec.filter.envoy_env() {
+            envoy.env(name, dir);
+        }
+        envoy.output().unwrap()
     };
     let ok = validate(&good, "good.yaml");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

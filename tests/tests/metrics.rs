@@ -6,8 +6,7 @@ mod common;
 use serde_json::json;
 
 async fn prometheus(stack: &gateway_e2e::Stack) -> String {
-    let url = format!("http://{}/stats/prometheus", stack.envoy_admin);
-    stack.http().get(url).send().await.unwrap().text().await.unwrap()
+    gateway_e2e::envoy::prometheus(stack.envoy_admin).await.unwrap()
 }
 
 fn value(text: &str, series: &str) -> Option<f64> {

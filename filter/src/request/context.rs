@@ -6,7 +6,8 @@
 //! first looks for a newer shared state, then waits (paused in its headers) for a lookup at the
 //! control plane ([`crate::lookup`]). The request that dispatched the lookup gets the answer and
 //! resumes or refuses every request waiting for it, each on its own stream; if that request ends
-//! first, the lookup is sent again for the others ([`super::tick::sync_lookups`]).
+//! first, the lookup is sent again for the others ([`super::tick::sync_lookups`], or
+//! [`super::tick::resend_through_waiters`] where only a request can send a call).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -36,14 +37,12 @@ pub struct RequestContext<H> {
     worker: SharedWorker<H>,
     limits: SharedLimits<H>,
     request: Rc<RefCell<Request<H>>>,
-    /// The lookup this request dispatched (its answer comes here).
-    lookup_call: Option<u32>,
 }
 
 impl<H: StreamHost + Clone> RequestContext<H> {
     pub fn new(host: H, config: Rc<PluginConfig>, worker: SharedWorker<H>, budget: SharedBudget, limits: SharedLimits<H>) -> Self {
         let request = Request::shared(host.clone(), config.clone(), budget, limits.clone());
-        Self { host, config, worker, limits, request, lookup_call: None }
+        Self { host, config, worker, limits, request }
     }
 
     /// The worker's credential state (for a glue's tick).
@@ -83,7 +82,8 @@ impl<H: StreamHost + Clone> RequestContext<H> {
             Start::Send => match self.host.dispatch(&self.config.state, &key.call(&self.config.state)) {
                 Some(token) => {
                     worker.lookup_sent(key, token);
-                    self.lookup_call = Some(token);
+                    drop(worker);
+                    self.with_request((), |r| r.lookup_call = Some(token));
                     Flow::Pause
                 }
                 None => {
@@ -111,19 +111,16 @@ impl<H: StreamHost + Clone> RequestContext<H> {
             self.host.activate();
             return;
         }
-        if self.lookup_call == Some(token) {
-            self.lookup_call = None;
-        }
+        self.with_request((), |r| {
+            if r.lookup_call == Some(token) {
+                r.lookup_call = None;
+            }
+        });
         if let Some(result) = waiting::lookup_answered(&self.worker, now_ms, token, answer) {
             self.host.activate();
             waiting::count(&mut self.host, result);
         }
         self.host.activate();
-    }
-
-    /// A lookup this request sent again for others (see [`super::tick::sync_lookups`]).
-    pub fn lookup_sent(&mut self, token: u32) {
-        self.lookup_call = Some(token);
     }
 
     pub fn on_request_headers(&mut self, head: RequestHead, end_of_stream: bool) -> Flow {
@@ -156,8 +153,11 @@ impl<H: StreamHost + Clone> RequestContext<H> {
 
     /// The request is over (Envoy logs it).
     pub fn on_log(&mut self) {
-        self.with_request((), Request::on_log);
-        if let (Some(token), Ok(mut worker)) = (self.lookup_call.take(), self.worker.try_borrow_mut()) {
+        let lookup_call = self.with_request(None, |r| {
+            r.on_log();
+            r.lookup_call.take()
+        });
+        if let (Some(token), Ok(mut worker)) = (lookup_call, self.worker.try_borrow_mut()) {
             // The answer would come to this request, which is going: the others still wait.
             let me = Rc::downgrade(&self.request);
             worker.lookup_orphaned(token, |w| w.is(&me));

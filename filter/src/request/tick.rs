@@ -87,20 +87,39 @@ pub fn state_answered<W>(host: &mut impl Calls, worker: &mut Worker<W>, token: u
     true
 }
 
+/// Sends again the lookups whose sender is gone, each through one of its own waiters (the
+/// answer comes to that request): for a host whose calls are answered only to the request that
+/// made them and whose workers have no tick (the native module). A lookup none of whose waiters
+/// can send is given up: its waiters are checked again against the state as it is.
+pub fn resend_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &SharedWorker<H>, now_ms: u64) {
+    let lost = {
+        let Ok(mut w) = worker.try_borrow_mut() else { return };
+        let mut lost: Vec<Waiter<H>> = Vec::new();
+        for key in w.lookups_to_resend(now_ms) {
+            let sent = w.lookup_waiter(key).and_then(|waiter| waiter.resend(feed, &key.call(feed)));
+            match sent {
+                Some(token) => w.lookup_sent(key, token),
+                None => lost.extend(w.lookup_not_sent(key)),
+            }
+        }
+        lost
+    };
+    if !lost.is_empty() {
+        waiting::resume_waiters(worker, lost);
+    }
+}
+
 /// Sends again the lookups whose sender is gone (through `host`: the answer comes to its
-/// context; `sent` is told each token), and gives up on those whose answer is lost: their
-/// waiters are checked again against the state as it is (refused unless it now knows them).
-pub fn sync_lookups<C: Calls, H: StreamHost>(host: &mut C, feed: &StateFeed, worker: &SharedWorker<H>, mut sent: impl FnMut(u32)) {
+/// context), and gives up on those whose answer is lost: their waiters are checked again
+/// against the state as it is (refused unless it now knows them).
+pub fn sync_lookups<C: Calls, H: StreamHost>(host: &mut C, feed: &StateFeed, worker: &SharedWorker<H>) {
     let lost = {
         let Ok(mut worker) = worker.try_borrow_mut() else { return };
         let now_ms = host.now_ms();
         let mut lost: Vec<Waiter<H>> = Vec::new();
         for key in worker.lookups_to_resend(now_ms) {
             match host.dispatch(feed, &key.call(feed)) {
-                Some(token) => {
-                    worker.lookup_sent(key, token);
-                    sent(token);
-                }
+                Some(token) => worker.lookup_sent(key, token),
                 None => {
                     host.emit(&[crate::metrics::credential_lookup(LookupResult::Error)]);
                     lost.extend(worker.lookup_not_sent(key));

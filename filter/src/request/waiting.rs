@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{Request, StreamHost};
 use crate::body_budget::BodyBudget;
-use crate::control_plane::CallAnswer;
+use crate::config::StateFeed;
+use crate::control_plane::{CallAnswer, CallRequest};
 use crate::feed::limits::{LeaseAsk, LimitKey};
 use crate::limits::float::Float;
 use crate::limits::lease::{self, Upkeep};
@@ -26,6 +27,20 @@ impl<H> Waiter<H> {
     /// Waits with `request`.
     pub fn new(request: Rc<RefCell<Request<H>>>) -> Self {
         Self { request }
+    }
+
+    /// Sends `call` (a lookup others wait for too) as this request: its answer comes here.
+    pub fn resend(&self, feed: &StateFeed, call: &CallRequest) -> Option<u32>
+    where
+        H: StreamHost,
+    {
+        let mut request = self.request.try_borrow_mut().ok()?;
+        if !request.is_waiting() {
+            return None;
+        }
+        let token = request.host.dispatch(feed, call)?;
+        request.lookup_call = Some(token);
+        Some(token)
     }
 
     /// Whether this is `request`.

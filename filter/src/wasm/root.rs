@@ -111,7 +111,7 @@ impl RootContext for GatewayRoot {
             tick::sync_state(&mut self.calls, &config.state, &mut w);
         }
         // Lookups sent again from here are answered here.
-        tick::sync_lookups(&mut self.calls, &config.state, worker, |_| {});
+        tick::sync_lookups(&mut self.calls, &config.state, worker);
         host::act_on(self.id);
     }
 

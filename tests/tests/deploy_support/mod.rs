@@ -14,6 +14,8 @@ use vllm_gateway_filter::config::PluginConfig;
 
 pub const COMPOSE_ENVOY: &str = "envoy/compose/envoy.yaml";
 pub const EXISTING_ENVOY: &str = "envoy/examples/existing-envoy.yaml";
+/// The native module's filter block, in place of the wasm filter of [`EXISTING_ENVOY`].
+pub const NATIVE_FILTER: &str = "envoy/examples/native-filter.yaml";
 /// What the compose config holds in place of the state token; `envoy/compose/start.sh`
 /// replaces it with the token the control plane generated.
 pub const COMPOSE_STATE_TOKEN_PLACEHOLDER: &str = "__GATEWAY_STATE_TOKEN__";
@@ -53,7 +55,7 @@ pub fn compose_spec() -> GatewaySpec {
         // Replaced by host names in `render_compose`.
         control_plane_http: "127.0.0.1:8081".parse().expect("address"),
         control_plane_als: "127.0.0.1:8082".parse().expect("address"),
-        wasm_path: "/etc/envoy/vllm_gateway_filter.wasm".into(),
+        filter: gateway_envoy::FilterBuild::Wasm("/etc/envoy/vllm_gateway_filter.wasm".into()),
         models: ["mock-qwen3-32b=http://mock-vllm:8000", "mock-llama-3.3-70b=http://mock-vllm:8000"]
             .iter()
             .map(|m| m.parse().expect("model"))
@@ -73,10 +75,34 @@ pub fn render_compose() -> Result<String> {
     Ok(format!("{GENERATED_HEADER}{}", gateway_envoy::render_with_control_plane(&compose_spec(), &http, &als)?))
 }
 
+/// `existing-envoy.yaml` with its wasm filter replaced by the native module's block of
+/// `native-filter.yaml`.
+pub fn with_native_filter(existing: &str, native: &str) -> Result<String> {
+    let block = |text: &str, part: &str| -> Result<(usize, usize)> {
+        let begin = text.find(&format!("          # --- vllm-gateway: begin {part} ---")).ok_or_else(|| anyhow!("no begin {part}"))?;
+        let end_marker = format!("# --- vllm-gateway: end {part} ---");
+        let end = text.find(&end_marker).ok_or_else(|| anyhow!("no end {part}"))? + end_marker.len();
+        Ok((begin, end))
+    };
+    let (b, e) = block(existing, "http_filter")?;
+    let (nb, ne) = block(native, "native_http_filter")?;
+    Ok(format!("{}{}{}", &existing[..b], &native[nb..ne], &existing[e..]))
+}
+
+/// Runs `envoy --mode validate` on `config` with the native module (found through
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, as the guide says).
+pub fn envoy_validate_native(config: &str, name: &str) -> Result<()> {
+    validate(config, name, Some(paths::native_module_dir()?))
+}
+
 /// Runs `envoy --mode validate` on `config` with every `filename:` of a `.wasm` replaced by the
 /// built filter and every `.jsonl` access-log path by a temp file (validation opens it); the
 /// error carries Envoy's output.
 pub fn envoy_validate(config: &str, name: &str) -> Result<()> {
+    validate(config, name, None)
+}
+
+fn validate(config: &str, name: &str, native: Option<std::path::PathBuf>) -> Result<()> {
     let wasm = paths::filter_wasm()?;
     let local = serde_yaml::to_string(&wasm.to_string_lossy().into_owned())?;
     let mut replaced = 0;
@@ -91,7 +117,7 @@ pub fn envoy_validate(config: &str, name: &str) -> Result<()> {
             _ => line.to_owned(),
         })
         .collect();
-    if replaced == 0 {
+    if replaced == 0 && native.is_none() {
         bail!("{name}: no wasm filename to replace");
     }
     let dir = tempfile::tempdir()?;
@@ -105,10 +131,12 @@ pub fn envoy_validate(config: &str, name: &str) -> Result<()> {
         .collect();
     let path = dir.path().join(name);
     std::fs::write(&path, text.join("\n"))?;
-    let out = std::process::Command::new(paths::envoy_bin()?)
-        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warn", "-c"])
-        .arg(&path)
-        .output()?;
+    let mut envoy = std::process::Command::new(paths::envoy_bin()?);
+    envoy.args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warn", "-c"]).arg(&path);
+    if let Some(dir) = native {
+        envoy.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+    }
+    let out = envoy.output()?;
     if !out.status.success() {
         bail!("Envoy refused {name}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }

@@ -193,7 +193,7 @@ pub fn total_tokens(rows: &[Value]) -> i64 {
 /// The sum of the samples of `metric` whose labels include `label` (`reason="…"`), at the
 /// Prometheus endpoint of the Envoy whose admin is `admin`.
 pub async fn prometheus_sum(admin: std::net::SocketAddr, metric: &str, label: &str) -> f64 {
-    let text = reqwest::get(format!("http://{admin}/stats/prometheus")).await.unwrap().text().await.unwrap();
+    let text = gateway_e2e::envoy::prometheus(admin).await.unwrap();
     text.lines()
         .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -52,7 +52,7 @@ impl Arms {
             admin_port: 0,
             control_plane_http: cp.http,
             control_plane_als: cp.als,
-            wasm_path: gateway_e2e::paths::filter_wasm()?,
+            filter: gateway_envoy::FilterBuild::Wasm(gateway_e2e::paths::filter_wasm()?),
             models: vec![format!("{MODEL}=http://{mock}").parse()?],
             state_token: cp.state_token.clone(),
             state_refresh_ms: 1000,
@@ -65,7 +65,7 @@ impl Arms {
         let cluster = gateway_envoy::cluster_name(0, MODEL);
         let without_filter = strip_filter(&with_filter, &cluster)?;
         let floor_wasm = super::floor::build(DEFAULT_CLUSTER_HEADER, &cluster).context("building the floor filter")?;
-        let floor_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { wasm_path: floor_wasm, ..spec })?;
+        let floor_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { filter: gateway_envoy::FilterBuild::Wasm(floor_wasm), ..spec })?;
         let (filtered_envoy, filtered) = start_envoy(dir, "with-filter", &with_filter).await?;
         let (plain_envoy, plain) = start_envoy(dir, "without-filter", &without_filter).await?;
         let (floor_envoy, floor) = start_envoy(dir, "floor-filter", &floor_filter).await?;
@@ -312,7 +312,7 @@ mod tests {
             admin_port: 0,
             control_plane_http: ([127, 0, 0, 1], 1).into(),
             control_plane_als: ([127, 0, 0, 1], 2).into(),
-            wasm_path: "/x.wasm".into(),
+            filter: gateway_envoy::FilterBuild::Wasm("/x.wasm".into()),
             models: vec!["m=http://127.0.0.1:3".parse().unwrap()],
             state_token: "t".repeat(32),
             state_refresh_ms: 1000,

@@ -402,7 +402,7 @@ fn render(stack: &Stack, state_token: &str, als: SocketAddr, dir: &Path) -> Resu
         admin_port: 0,
         control_plane_http: stack.control_plane,
         control_plane_als: als,
-        wasm_path: gateway_e2e::paths::filter_wasm()?,
+        filter: gateway_envoy::FilterBuild::Wasm(gateway_e2e::paths::filter_wasm()?),
         models,
         state_token: state_token.into(),
         state_refresh_ms: 1000,
