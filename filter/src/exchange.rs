@@ -364,7 +364,8 @@ impl Exchange {
         if !self.check_grant(&mut out) {
             out.clear();
         }
-        Some(out)
+        // Most events pass as they came: the host then keeps the chunk it has (no copy back).
+        (out != chunk).then_some(out)
     }
 
     /// Whether the exchange has given its record already (or has none to give).

@@ -28,6 +28,22 @@ fn relay(ex: &mut Exchange, upstream: &[u8], cut: usize) -> Vec<u8> {
 }
 
 #[test]
+fn an_injected_stream_rewrites_only_the_chunks_it_changes() {
+    let (mut ex, host) = sent("/v1/chat/completions", r#"{"model":"model-a","messages":[],"stream":true}"#);
+    assert!(host.body.is_some(), "usage asked for on the caller's behalf");
+    assert!(ex.on_response_headers(200, Some("text/event-stream"), None));
+    let event = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
+    assert_eq!(ex.on_response_body(event, false, 1_001), None, "a whole event without usage passes as it is");
+    let (head, tail) = event.split_at(10);
+    assert_eq!(ex.on_response_body(head, false, 1_002), Some(Vec::new()), "half an event waits");
+    assert_eq!(ex.on_response_body(tail, false, 1_003).as_deref(), Some(&event[..]));
+    let usage = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\ndata: [DONE]\n\n";
+    assert_eq!(ex.on_response_body(usage, true, 1_004).as_deref(), Some(&b"data: [DONE]\n\n"[..]), "the usage the caller did not ask for is taken out");
+    let record = ex.finish(1_005, Ending::Complete).unwrap();
+    assert_eq!(record.usage.total_tokens, 3);
+}
+
+#[test]
 fn a_responses_stream_is_not_injected_and_counts_its_final_event() {
     let (mut ex, host) = sent("/v1/responses", r#"{"model":"model-a","input":"hi","stream":true}"#);
     assert_eq!(host.body, None, "the Responses API has no stream_options");
