@@ -64,6 +64,9 @@ pub struct StackOptions {
     pub reconcile_interval_secs: u64,
     /// Envoy's worker threads (each has its own wasm VM and key state).
     pub envoy_workers: u16,
+    /// The build of the filter Envoy runs; `None`: as `GATEWAY_FILTER_BUILD` says
+    /// ([`paths::filter_build`]).
+    pub filter: Option<gateway_envoy::FilterBuild>,
 }
 
 impl StackOptions {
@@ -90,6 +93,7 @@ impl StackOptions {
             control_plane_bin: None,
             reconcile_interval_secs: 1,
             envoy_workers: 2,
+            filter: None,
         }
     }
 }
@@ -197,7 +201,10 @@ impl Stack {
             admin_port,
             control_plane_http: control_plane_proxy.as_ref().map_or(cp_http, |p| p.addr),
             control_plane_als: cp_als,
-            filter: paths::filter_build()?,
+            filter: match &options.filter {
+                Some(build) => build.clone(),
+                None => paths::filter_build()?,
+            },
             models,
             state_token,
             state_refresh_ms: options.state_refresh_ms,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gateway_e2e::{paths, Stack, StackOptions, Upstreams};
-use gateway_envoy::ModelUpstream;
+use gateway_envoy::{FilterBuild, ModelUpstream};
 
 /// The two models the built-in mock serves.
 const MOCK_MODELS: [&str; 2] = ["mock-qwen3-32b", "mock-llama-3.3-70b"];
@@ -47,6 +47,17 @@ pub struct UpArgs {
     /// Delay between the mock's streamed tokens, in milliseconds.
     #[arg(long, default_value_t = 40)]
     mock_token_delay_ms: u64,
+    /// Which build of the filter Envoy runs: the proxy-wasm filter (`wasm`) or the native
+    /// dynamic module (`native`).
+    #[arg(long, env = "GATEWAY_FILTER_BUILD", value_enum, default_value_t = Build::Wasm)]
+    filter: Build,
+}
+
+/// A build of the filter (`--filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Build {
+    Wasm,
+    Native,
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM.
@@ -77,6 +88,10 @@ async fn serve(args: UpArgs, control_plane: PathBuf) -> Result<()> {
         control_plane_bin: Some(control_plane),
         reconcile_interval_secs: 15,
         envoy_workers: 2,
+        filter: Some(match args.filter {
+            Build::Wasm => FilterBuild::Wasm(paths::filter_wasm()?),
+            Build::Native => FilterBuild::Native(paths::native_module_dir()?),
+        }),
     };
     let stack = Stack::start(options).await?;
     let app = stack.create_app("demo").await.context("creating the demo app")?;
