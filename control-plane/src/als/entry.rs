@@ -16,30 +16,31 @@ use crate::usage_check::LoggedUsage;
 pub const USAGE_STATE_KEY: &str = vllm_gateway_filter::record::LOG_KEY;
 
 /// The row for one entry (see [`request_facts::to_row`]).
-pub fn to_row(entry: &HttpAccessLogEntry) -> AccessLog {
+pub fn to_row(entry: HttpAccessLogEntry) -> AccessLog {
     request_facts::to_row(facts(entry))
 }
 
-/// The facts of one entry. Entries without a request id (a connection cut before its headers
-/// were complete) get a stable id made from their start time and the client's address and port
-/// ([`request_facts::fallback_request_id`], the same the file log makes), so a replay still maps
-/// to the same row and two such connections never share one.
-pub fn facts(entry: &HttpAccessLogEntry) -> RequestFacts {
-    let common = entry.common_properties.clone().unwrap_or_default();
-    let request = entry.request.clone().unwrap_or_default();
-    let response = entry.response.clone().unwrap_or_default();
+/// The facts of one entry, moved out of it (nothing is copied but the fallback id and the
+/// upstream address, which are made). Entries without a request id (a connection cut before
+/// its headers were complete) get a stable id made from their start time and the client's
+/// address and port ([`request_facts::fallback_request_id`], the same the file log makes), so a
+/// replay still maps to the same row and two such connections never share one.
+pub fn facts(entry: HttpAccessLogEntry) -> RequestFacts {
+    let mut common = entry.common_properties.unwrap_or_default();
+    let request = entry.request.unwrap_or_default();
+    let response = entry.response.unwrap_or_default();
     let started_at_ms = common.start_time.as_ref().map_or(0, timestamp_ms);
     let request_id = if request.request_id.is_empty() {
         let peer = socket_text(common.downstream_remote_address.as_ref()).unwrap_or_else(|| common.stream_id.clone());
         request_facts::fallback_request_id(started_at_ms, &peer)
     } else {
-        request.request_id.clone()
+        request.request_id
     };
     let client_request_id = request
         .request_headers
-        .iter()
+        .into_iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(CLIENT_REQUEST_ID_HEADER))
-        .map(|(_, value)| value.clone());
+        .map(|(_, value)| value);
     let method = RequestMethod::try_from(request.request_method)
         .ok()
         .filter(|m| *m != RequestMethod::MethodUnspecified)
@@ -52,23 +53,23 @@ pub fn facts(entry: &HttpAccessLogEntry) -> RequestFacts {
         path: Some(request.path),
         status: response.response_code.map(|c| i64::from(c.value)),
         duration_ms: common.duration.as_ref().map(duration_ms),
-        upstream_cluster: Some(common.upstream_cluster.clone()),
         upstream_host: upstream_host(&common),
         response_flags: common.response_flags.as_ref().and_then(flag_codes),
         bytes_sent: i64::try_from(response.response_body_bytes).ok(),
-        usage: common.filter_state_objects.get(USAGE_STATE_KEY).and_then(usage_record),
+        usage: common.filter_state_objects.remove(USAGE_STATE_KEY).and_then(usage_record),
+        upstream_cluster: Some(common.upstream_cluster),
     }
 }
 
 /// The filter's record from the filter-state `Any` (a `BytesValue`; a `StringValue` or raw JSON
 /// is accepted too).
-pub fn usage_record(any: &Any) -> Option<LoggedUsage> {
+pub fn usage_record(any: Any) -> Option<LoggedUsage> {
     let bytes = if any.type_url.ends_with("google.protobuf.BytesValue") {
         BytesValue::decode(any.value.as_slice()).ok()?.value
     } else if any.type_url.ends_with("google.protobuf.StringValue") {
         StringValue::decode(any.value.as_slice()).ok()?.value.into_bytes()
     } else {
-        any.value.clone()
+        any.value
     };
     request_facts::parse_usage(&bytes)
 }

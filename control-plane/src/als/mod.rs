@@ -75,7 +75,7 @@ impl AccessLogService for Sink {
                 continue;
             };
             for entry in http.log_entry {
-                let row = entry::to_row(&entry);
+                let row = entry::to_row(entry);
                 if self.writer.send(row).await.is_err() {
                     return Err(Status::unavailable("the control plane is shutting down"));
                 }

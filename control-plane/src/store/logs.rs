@@ -1,7 +1,12 @@
-//! Access-log rows: written in batches by the log writer, read page by page by the admin API.
+//! Access-log rows: written in batches by the log writer (multi-row statements of a few fixed
+//! sizes, so each is prepared once), read page by page by the admin API.
+
+use std::sync::LazyLock;
 
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Connection, FromRow, QueryBuilder, Sqlite, SqliteConnection};
 use utoipa::ToSchema;
 
 use crate::Db;
@@ -87,55 +92,114 @@ pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<Inserted, sqlx:
     Ok(inserted)
 }
 
+/// [`insert_batch`] on a connection of the caller's (the log writer keeps one, so its page
+/// cache and prepared statements stay warm).
+pub async fn insert_batch_on(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let inserted = insert_rows(&mut tx, rows).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
 /// Writes rows on `conn` (inside the caller's transaction); rows whose request id is already
-/// stored are ignored: the first arrival of a request wins. Returns how many were new (and
-/// flagged).
+/// stored (or that repeat an earlier row of `rows`) are ignored: the first arrival of a request
+/// wins. Returns how many were new (and flagged).
+///
+/// Rows go in multi-row statements of a few fixed sizes ([`CHUNK_ROWS`]), each statement's
+/// count of new rows read from SQLite (`changes()`); a flagged row goes alone, so whether it
+/// was new is known exactly. The order of `rows` is kept.
 pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
     let mut inserted = Inserted::default();
-    for r in rows {
-        let new = sqlx::query(
-            "INSERT OR IGNORE INTO access_logs (request_id, client_request_id, started_at_ms, method, \
-             path, status, duration_ms, upstream_cluster, upstream_host, response_flags, bytes_sent, \
-             app_id, key_id, user_id, model, stream, prompt_tokens, completion_tokens, total_tokens, \
-             usage_source, ttft_ms, client_disconnected, gateway_error, upstream_error, anomaly, limited, cut_off) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.request_id)
-        .bind(&r.client_request_id)
-        .bind(r.started_at_ms)
-        .bind(&r.method)
-        .bind(&r.path)
-        .bind(r.status)
-        .bind(r.duration_ms)
-        .bind(&r.upstream_cluster)
-        .bind(&r.upstream_host)
-        .bind(&r.response_flags)
-        .bind(r.bytes_sent)
-        .bind(r.app_id)
-        .bind(r.key_id)
-        .bind(r.user_id)
-        .bind(&r.model)
-        .bind(r.stream)
-        .bind(r.prompt_tokens)
-        .bind(r.completion_tokens)
-        .bind(r.total_tokens)
-        .bind(&r.usage_source)
-        .bind(r.ttft_ms)
-        .bind(r.client_disconnected)
-        .bind(&r.gateway_error)
-        .bind(&r.upstream_error)
-        .bind(&r.anomaly)
-        .bind(&r.limited)
-        .bind(r.cut_off)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let plain = rest.iter().position(|r| r.anomaly.is_some()).unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(plain);
+        inserted.rows += insert_run(conn, run).await?;
+        let Some((flagged, tail)) = tail.split_first() else { break };
+        let new = insert_run(conn, std::slice::from_ref(flagged)).await?;
         inserted.rows += new;
-        if r.anomaly.is_some() {
-            inserted.flagged += new;
-        }
+        inserted.flagged += new;
+        rest = tail;
     }
     Ok(inserted)
+}
+
+/// The columns an insert writes, in the order [`bind_row`] binds them.
+const COLUMNS: [&str; 27] = [
+    "request_id", "client_request_id", "started_at_ms", "method", "path", "status", "duration_ms",
+    "upstream_cluster", "upstream_host", "response_flags", "bytes_sent", "app_id", "key_id", "user_id",
+    "model", "stream", "prompt_tokens", "completion_tokens", "total_tokens", "usage_source", "ttft_ms",
+    "client_disconnected", "gateway_error", "upstream_error", "anomaly", "limited", "cut_off",
+];
+
+/// Rows per statement, largest first: a run of rows is written in statements of these sizes
+/// (the binary digits of its length), so there are only this many statement texts, each
+/// prepared once per connection and then taken from sqlx's statement cache.
+pub const CHUNK_ROWS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
+
+/// SQLite's limit on the values one statement binds (`SQLITE_MAX_VARIABLE_NUMBER`, 32,766 in
+/// the bundled SQLite); the largest statement binds 3,456.
+const MAX_BOUND_VALUES: usize = 32_766;
+const _: () = assert!(CHUNK_ROWS[0] * COLUMNS.len() <= MAX_BOUND_VALUES);
+
+/// The insert of each size in [`CHUNK_ROWS`].
+static INSERTS: LazyLock<[String; CHUNK_ROWS.len()]> = LazyLock::new(|| CHUNK_ROWS.map(insert_sql));
+
+/// `INSERT OR IGNORE` of `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
+    let values = vec![row.as_str(); rows].join(", ");
+    format!("INSERT OR IGNORE INTO access_logs ({}) VALUES {values}", COLUMNS.join(", "))
+}
+
+/// Writes `run` in order, in statements of the sizes in [`CHUNK_ROWS`]; returns how many rows
+/// were new.
+async fn insert_run(conn: &mut SqliteConnection, mut run: &[AccessLog]) -> Result<u64, sqlx::Error> {
+    let mut new = 0;
+    for (size, sql) in CHUNK_ROWS.iter().zip(INSERTS.iter()) {
+        while run.len() >= *size {
+            let (chunk, tail) = run.split_at(*size);
+            let mut args = SqliteArguments::default();
+            args.reserve(chunk.len() * COLUMNS.len(), 0);
+            for row in chunk {
+                bind_row(&mut args, row).map_err(sqlx::Error::Encode)?;
+            }
+            new += sqlx::query_with(sql.as_str(), args).execute(&mut *conn).await?.rows_affected();
+            run = tail;
+        }
+    }
+    Ok(new)
+}
+
+/// Binds one row's values in the order of [`COLUMNS`]; text is borrowed, not copied.
+fn bind_row<'r>(args: &mut SqliteArguments<'r>, r: &'r AccessLog) -> Result<(), BoxDynError> {
+    args.add(r.request_id.as_str())?;
+    args.add(r.client_request_id.as_deref())?;
+    args.add(r.started_at_ms)?;
+    args.add(r.method.as_deref())?;
+    args.add(r.path.as_deref())?;
+    args.add(r.status)?;
+    args.add(r.duration_ms)?;
+    args.add(r.upstream_cluster.as_deref())?;
+    args.add(r.upstream_host.as_deref())?;
+    args.add(r.response_flags.as_deref())?;
+    args.add(r.bytes_sent)?;
+    args.add(r.app_id)?;
+    args.add(r.key_id)?;
+    args.add(r.user_id)?;
+    args.add(r.model.as_deref())?;
+    args.add(r.stream)?;
+    args.add(r.prompt_tokens)?;
+    args.add(r.completion_tokens)?;
+    args.add(r.total_tokens)?;
+    args.add(r.usage_source.as_deref())?;
+    args.add(r.ttft_ms)?;
+    args.add(r.client_disconnected)?;
+    args.add(r.gateway_error.as_deref())?;
+    args.add(r.upstream_error.as_deref())?;
+    args.add(r.anomaly.as_deref())?;
+    args.add(r.limited.as_deref())?;
+    args.add(r.cut_off)
 }
 
 /// Which rows a listing shows; times are Unix milliseconds, `from` inclusive, `to` exclusive.
@@ -225,3 +289,6 @@ pub async fn page(db: &Db, filter: &LogFilter, offset: i64, limit: i64) -> Resul
     let total = count.build_query_scalar().fetch_one(db).await?;
     Ok((records, total))
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,7 +46,7 @@ pub(crate) fn entry(request_id: &str, usage_json: Option<&str>) -> HttpAccessLog
 #[test]
 fn envoy_facts_and_the_usage_record_make_one_row() {
     let usage = r#"{"app_id":3,"key_id":4,"user_id":9,"model":"m","cluster":"model_0_a","stream":true,"status":200,"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,"usage_source":"reported","ttft_ms":12,"duration_ms":30,"client_disconnected":false,"gateway_error":null,"upstream_error":null}"#;
-    let row = to_row(&entry("req-1", Some(usage)));
+    let row = to_row(entry("req-1", Some(usage)));
     assert_eq!(row.request_id, "req-1");
     assert_eq!(row.started_at_ms, 1_700_000_000_250);
     assert_eq!(row.duration_ms, Some(1005));
@@ -65,13 +65,13 @@ fn envoy_facts_and_the_usage_record_make_one_row() {
 
 #[test]
 fn entries_without_usage_or_with_garbage_still_make_rows() {
-    let row = to_row(&entry("req-2", None));
+    let row = to_row(entry("req-2", None));
     assert_eq!(row.status, Some(200));
     assert_eq!(row.app_id, None);
-    let row = to_row(&entry("req-3", Some("not json")));
+    let row = to_row(entry("req-3", Some("not json")));
     assert_eq!(row.request_id, "req-3");
     assert_eq!(row.model, None);
-    let row = to_row(&HttpAccessLogEntry::default());
+    let row = to_row(HttpAccessLogEntry::default());
     assert!(row.request_id.starts_with("envoy-"));
 }
 
@@ -80,10 +80,10 @@ fn the_clients_request_id_comes_from_its_header_and_never_keys_the_row() {
     let mut e = entry("gateway-id", None);
     let request = e.request.as_mut().unwrap();
     request.request_headers.insert("x-client-request-id".into(), "client-7".into());
-    let row = to_row(&e);
+    let row = to_row(e);
     assert_eq!(row.request_id, "gateway-id");
     assert_eq!(row.client_request_id.as_deref(), Some("client-7"));
-    assert_eq!(to_row(&entry("gateway-id", None)).client_request_id, None);
+    assert_eq!(to_row(entry("gateway-id", None)).client_request_id, None);
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn connections_cut_before_their_headers_get_one_row_each_with_the_file_logs_id()
         .map(|port| {
             let mut e = entry("", None);
             e.common_properties.as_mut().unwrap().downstream_remote_address = peer(port);
-            to_row(&e).request_id
+            to_row(e).request_id
         })
         .collect();
     assert_eq!(ids, ["envoy-1700000000250-10.0.0.7:40001", "envoy-1700000000250-10.0.0.7:40002"]);

@@ -1,0 +1,117 @@
+//! Batched inserts against a real SQLite file: statements of several sizes in one batch, repeats
+//! (within a statement, across statements, of stored rows) ignored and counted exactly, flagged
+//! rows counted only when new, every column stored as given.
+
+use super::*;
+
+async fn open() -> (Db, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::db::open(&dir.path().join("l.db").display().to_string()).await.unwrap();
+    (db, dir)
+}
+
+fn row(id: &str, started_at_ms: i64) -> AccessLog {
+    AccessLog { request_id: id.into(), started_at_ms, ..AccessLog::default() }
+}
+
+/// A row with every column set, each to a value of its own.
+fn full(n: i64) -> AccessLog {
+    let text = |what: &str| Some(format!("{what}-{n}"));
+    AccessLog {
+        request_id: format!("full-{n}"),
+        client_request_id: text("client"),
+        started_at_ms: 1_700_000_000_000 + n,
+        method: text("POST"),
+        path: text("/v1/chat/completions"),
+        status: Some(200 + n),
+        duration_ms: Some(1000 + n),
+        upstream_cluster: text("cluster"),
+        upstream_host: text("host"),
+        response_flags: text("UF"),
+        bytes_sent: Some(2000 + n),
+        app_id: Some(3000 + n),
+        key_id: Some(4000 + n),
+        user_id: Some(5000 + n),
+        model: text("model"),
+        stream: Some(n % 2 == 0),
+        prompt_tokens: Some(6000 + n),
+        completion_tokens: Some(7000 + n),
+        total_tokens: Some(13000 + 2 * n),
+        usage_source: text("reported"),
+        ttft_ms: Some(8000 + n),
+        client_disconnected: Some(n % 2 == 1),
+        gateway_error: text("gateway"),
+        upstream_error: text("upstream"),
+        anomaly: None,
+        limited: text("tokens_per_day"),
+        cut_off: Some(n % 3 == 0),
+    }
+}
+
+async fn stored(db: &Db) -> Vec<AccessLog> {
+    sqlx::query_as("SELECT * FROM access_logs ORDER BY started_at_ms, request_id").fetch_all(db).await.unwrap()
+}
+
+async fn counted(db: &Db) -> i64 {
+    sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1").fetch_one(db).await.unwrap()
+}
+
+#[test]
+fn statements_have_one_value_per_column_and_row() {
+    for size in CHUNK_ROWS {
+        let sql = insert_sql(size);
+        assert_eq!(sql.matches('?').count(), size * COLUMNS.len());
+        assert_eq!(sql.matches('(').count(), size + 1, "one column list, then `size` rows");
+    }
+}
+
+#[tokio::test]
+async fn every_column_is_stored_as_given_in_statements_of_every_size() {
+    let (db, _dir) = open().await;
+    // 255 rows: one statement of each size.
+    let rows: Vec<AccessLog> = (0..255).map(full).collect();
+    assert_eq!(insert_batch(&db, &rows).await.unwrap(), Inserted { rows: 255, flagged: 0 });
+    assert_eq!(stored(&db).await, rows);
+    assert_eq!(counted(&db).await, 255);
+}
+
+#[tokio::test]
+async fn repeats_are_ignored_and_counted_exactly_wherever_they_are() {
+    let (db, _dir) = open().await;
+    insert_batch(&db, &[row("stored", 1)]).await.unwrap();
+    let mut rows: Vec<AccessLog> = (0..300).map(|i| row(&format!("r{i}"), 10 + i)).collect();
+    // A repeat of a row of the same statement, of a row of an earlier statement, of a stored row.
+    rows.insert(150, AccessLog { path: Some("/second".into()), ..row("r140", 9) });
+    rows.insert(200, row("r3", 9));
+    rows.insert(250, row("stored", 9));
+    let inserted = insert_batch(&db, &rows).await.unwrap();
+    assert_eq!(inserted, Inserted { rows: 300, flagged: 0 });
+    let all = stored(&db).await;
+    assert_eq!(all.len(), 301);
+    assert_eq!(counted(&db).await, 301);
+    assert!(all.iter().all(|r| r.started_at_ms != 9), "the first arrival of each request id wins");
+}
+
+#[tokio::test]
+async fn flagged_rows_count_only_when_they_are_new() {
+    let (db, _dir) = open().await;
+    insert_batch(&db, &[row("old", 1)]).await.unwrap();
+    let flagged = |id: &str| AccessLog { anomaly: Some("prompt_tokens < 0".into()), ..row(id, 2) };
+    let mut rows: Vec<AccessLog> = (0..40).map(|i| row(&format!("r{i}"), 10 + i)).collect();
+    rows.insert(5, flagged("f1"));
+    rows.insert(20, flagged("old"));
+    rows.insert(21, flagged("r7"));
+    rows.insert(30, flagged("f1"));
+    rows.push(flagged("f2"));
+    let inserted = insert_batch(&db, &rows).await.unwrap();
+    assert_eq!(inserted, Inserted { rows: 42, flagged: 2 });
+    let flagged_stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs WHERE anomaly IS NOT NULL").fetch_one(&db).await.unwrap();
+    assert_eq!(flagged_stored, 2);
+}
+
+#[tokio::test]
+async fn an_empty_batch_writes_nothing() {
+    let (db, _dir) = open().await;
+    assert_eq!(insert_batch(&db, &[]).await.unwrap(), Inserted::default());
+    assert_eq!(counted(&db).await, 0);
+}
