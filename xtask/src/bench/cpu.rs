@@ -2,6 +2,7 @@
 //! `/proc/<pid>/stat`), per completed request. On a 2-core machine every arm is CPU-bound, so a
 //! throughput ratio is a ratio of whole-machine CPU per request; this splits it by process, so
 //! the report shows what the filter adds to Envoy itself and what it adds elsewhere.
+//! [`group_cpu`] sums a whole process group (a peer proxy and its worker processes).
 
 use std::time::Duration;
 
@@ -32,16 +33,47 @@ pub struct Snapshot {
     load_generator: Duration,
 }
 
+/// The fields of a `/proc/<pid>/stat` line after the command name, which may hold spaces and
+/// parentheses (so they start after the last `)`): state is field 3 of proc(5), index 0 here.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect()
+}
+
+/// Field `i` of [`stat_fields`], as a number.
+fn field(fields: &[&str], i: usize) -> Result<f64> {
+    Ok(fields.get(i).context("a short /proc stat line")?.parse::<f64>()?)
+}
+
+fn ticks(n: f64) -> Duration {
+    Duration::from_secs_f64(n / TICKS_PER_SECOND)
+}
+
 /// User plus system time of a process, and of its waited-for children, from its stat line.
 fn times(pid: &str) -> Result<(Duration, Duration)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
-    // The command name may hold spaces and parentheses: the fields start after the last `)`.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
-    let tick = |i: usize| -> Result<f64> { Ok(fields.get(i).context("a short /proc stat line")?.parse::<f64>()?) };
-    // After the name: state is field 3 of proc(5), so utime (14) is index 11 here.
-    let own = tick(11)? + tick(12)?;
-    let children = tick(13)? + tick(14)?;
-    Ok((Duration::from_secs_f64(own / TICKS_PER_SECOND), Duration::from_secs_f64(children / TICKS_PER_SECOND)))
+    let fields = stat_fields(&stat);
+    // utime (field 14 of proc(5)) is index 11 here; then stime, cutime, cstime.
+    let own = field(&fields, 11)? + field(&fields, 12)?;
+    let children = field(&fields, 13)? + field(&fields, 14)?;
+    Ok((ticks(own), ticks(children)))
+}
+
+/// User plus system time used so far by the live processes of the process group `pgid` (a
+/// server and its worker processes, started in a group of their own).
+pub fn group_cpu(pgid: u32) -> Result<Duration> {
+    let mut total = Duration::ZERO;
+    for entry in std::fs::read_dir("/proc")? {
+        let name = entry?.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        // A process may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let fields = stat_fields(&stat);
+        // pgrp is field 5 of proc(5).
+        if field(&fields, 2)? == f64::from(pgid) {
+            total += ticks(field(&fields, 11)? + field(&fields, 12)?);
+        }
+    }
+    Ok(total)
 }
 
 impl Snapshot {
@@ -49,6 +81,11 @@ impl Snapshot {
     pub fn take(p: Processes) -> Result<Snapshot> {
         let (mock, load_generator) = times("self")?;
         Ok(Snapshot { envoy: times(&p.envoy.to_string())?.0, control_plane: times(&p.control_plane.to_string())?.0, mock, load_generator })
+    }
+
+    /// Envoy's and the control plane's CPU so far: the gateway's whole stack.
+    pub fn stack(&self) -> Duration {
+        self.envoy + self.control_plane
     }
 
     /// Microseconds of CPU per request between `self` (before) and `after`, per process.
@@ -80,6 +117,24 @@ impl CpuPerRequest {
     /// All processes together.
     pub fn total(&self) -> f64 {
         self.envoy + self.control_plane + self.mock + self.load_generator
+    }
+
+    /// What the gateway's whole stack costs per request: Envoy plus the control plane (which
+    /// ingests every request's access-log entry).
+    pub fn stack(&self) -> f64 {
+        self.envoy + self.control_plane
+    }
+
+    /// The note of `stack_cpu_us_per_request`: `self` is the filtered arm's, `plain` plain
+    /// Envoy's (router only) under the same load.
+    pub fn stack_note(&self, plain: &CpuPerRequest) -> String {
+        format!(
+            "Envoy with the filter ({:.0}) plus the control plane's access-log ingest ({:.0}), per request, non-streamed, concurrency 32; plain Envoy (router only) {:.0} us: {:.0} us more",
+            self.envoy,
+            self.control_plane,
+            plain.envoy,
+            self.stack() - plain.envoy
+        )
     }
 
     /// The request-weighted mean of several runs' figures.
@@ -120,7 +175,16 @@ mod tests {
         let c = before.per_request(&after, 1000.0);
         assert_eq!((c.envoy, c.control_plane, c.load_generator), (100.0, 50.0, 10.0));
         assert_eq!(c.total(), 160.0);
+        assert_eq!(c.stack(), 150.0);
         let m = CpuPerRequest::mean(&[(c, 1000.0), (CpuPerRequest::default(), 3000.0)]);
         assert_eq!(m.envoy, 25.0);
+    }
+
+    #[test]
+    fn this_process_group_uses_at_least_this_process_cpu() {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let pgid = field(&stat_fields(&stat), 2).unwrap() as u32;
+        let own = times("self").unwrap().0;
+        assert!(group_cpu(pgid).unwrap() >= own);
     }
 }

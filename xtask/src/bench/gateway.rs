@@ -1,7 +1,8 @@
-//! The side-by-side arms: one control plane, one mock vLLM, and two Envoys from the same binary
-//! on the same rendered configuration, one with the wasm filter and one without it (the filter
-//! removed and `/v1/` routed straight to the model's cluster). Each scenario alternates the arms
-//! (ABBA) so that machine noise hits both.
+//! The side-by-side arms: one control plane, one mock vLLM, and Envoys from the same binary on
+//! the same rendered configuration: one with the wasm filter, one without it (the filter
+//! removed and `/v1/` routed straight to the model's cluster), one with the minimal floor
+//! filter and one with the native dynamic module. Each scenario alternates two arms (ABBA) so
+//! that machine noise hits both.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,16 +31,20 @@ pub struct Arms {
     pub(super) plain: String,
     /// Envoy with the minimal body-routing filter (see [`super::floor`]).
     floor: String,
-    mock: String,
+    /// Envoy with the native dynamic module in place of the wasm filter.
+    native: String,
+    /// The mock's own URL (the peer arm, [`super::peers`], goes straight to it).
+    pub(super) mock: String,
     pub(super) api_key: String,
     /// The key of an app with limits so generous they never refuse (see [`super::limits`]).
     pub(super) limited_key: String,
     /// The processes of the filtered and the plain arm.
     processes: (Processes, Processes),
     floor_process: Processes,
+    native_process: Processes,
     /// The mock's state (to pace its streams like a real server).
     pub(super) mock_state: mock_vllm::MockState,
-    _envoys: (ChildGuard, ChildGuard, ChildGuard),
+    _envoys: [ChildGuard; 4],
     _mock_stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -65,30 +70,38 @@ impl Arms {
         let cluster = gateway_envoy::cluster_name(0, MODEL);
         let without_filter = strip_filter(&with_filter, &cluster)?;
         let floor_wasm = super::floor::build(DEFAULT_CLUSTER_HEADER, &cluster).context("building the floor filter")?;
+        let native_dir = gateway_e2e::paths::native_module_dir()?;
+        let native_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { filter: gateway_envoy::FilterBuild::Native(native_dir), ..spec.clone() })?;
         let floor_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { filter: gateway_envoy::FilterBuild::Wasm(floor_wasm), ..spec })?;
         let (filtered_envoy, filtered) = start_envoy(dir, "with-filter", &with_filter).await?;
         let (plain_envoy, plain) = start_envoy(dir, "without-filter", &without_filter).await?;
         let (floor_envoy, floor) = start_envoy(dir, "floor-filter", &floor_filter).await?;
+        let (native_envoy, native) = start_envoy(dir, "native-filter", &native_filter).await?;
         let api_key = cp.create_app_key().await?;
         let limited_key = cp.create_limited_app_key(super::limits::generous()).await?;
         let filtered = format!("http://{filtered}");
         wait_for_key(&filtered, &api_key).await?;
         wait_for_key(&filtered, &limited_key).await?;
+        let native = format!("http://{native}");
+        wait_for_key(&native, &api_key).await?;
         let control_plane = cp.pid().context("the control plane has exited")?;
         let pid = |envoy: &ChildGuard| envoy.pid().context("an Envoy has exited");
         let processes = (Processes { envoy: pid(&filtered_envoy)?, control_plane }, Processes { envoy: pid(&plain_envoy)?, control_plane });
         let floor_process = Processes { envoy: pid(&floor_envoy)?, control_plane };
+        let native_process = Processes { envoy: pid(&native_envoy)?, control_plane };
         Ok(Arms {
             filtered,
             plain: format!("http://{plain}"),
             floor: format!("http://{floor}"),
+            native,
             mock: format!("http://{mock}"),
             api_key,
             limited_key,
             processes,
             floor_process,
+            native_process,
             mock_state,
-            _envoys: (filtered_envoy, plain_envoy, floor_envoy),
+            _envoys: [filtered_envoy, plain_envoy, floor_envoy, native_envoy],
             _mock_stop: mock_stop,
         })
     }
@@ -251,6 +264,8 @@ pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()
         } else {
             report.set("throughput_ratio", ratio, "ratio", "non-streamed, concurrency 32, with/without filter");
             report.set("filter_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, with minus without the filter (non-streamed, concurrency 32)");
+            let (stack, plain) = (cpu(&with), cpu(&without));
+            report.set("stack_cpu_us_per_request", stack.stack(), "us", stack.stack_note(&plain));
             report.set("added_p50_ms_c32", added_p50, "ms", "non-streamed, concurrency 32");
             report.set("added_p99_ms_c32", added_p99, "ms", "non-streamed, concurrency 32");
         }
@@ -266,6 +281,27 @@ pub fn floor(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
     report.set("floor_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, minimal filter minus none");
     report.detail("floor", summary(&with, &without));
     Ok(())
+}
+
+/// The native dynamic module against the plain arm: non-streamed at concurrency 32 and 256-token
+/// streams at concurrency 8, as the wasm filter is measured.
+pub fn native(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
+    let arm = (&arms.native, arms.native_process);
+    let (with, without) = alternate_with(arms, arm, s, &chat_body(false, 16), 32)?;
+    report.set("native_throughput_ratio", total_rps(&with) / total_rps(&without), "ratio", "the native dynamic module vs no filter, non-streamed, concurrency 32");
+    report.set("native_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, native module minus no filter (non-streamed, concurrency 32)");
+    let (streams_with, streams_without) = alternate_with(arms, arm, s, &chat_body(true, 256), 8)?;
+    report.set("native_stream_throughput_ratio", total_rps(&streams_with) / total_rps(&streams_without), "ratio", "256-token streams, concurrency 8, native module / no filter");
+    report.set("native_cpu_us_per_stream", filter_cpu_us(&streams_with, &streams_without), "us", "Envoy's CPU per 256-token stream, native module minus no filter");
+    report.detail("native", json!({"non_streamed": summary(&with, &without), "streamed_256": summary(&streams_with, &streams_without)}));
+    Ok(())
+}
+
+/// How far the wasm filter is from the floor (a do-almost-nothing wasm filter), in the same run.
+pub fn floor_gap(report: &mut Report) {
+    if let (Some(floor), Some(ratio)) = (report.value("floor_throughput_ratio"), report.value("throughput_ratio")) {
+        report.set("floor_gap", floor - ratio, "ratio", "floor_throughput_ratio minus throughput_ratio, same run: what the wasm filter costs beyond V8's own price");
+    }
 }
 
 /// (b) Streamed chat completions of 256 tokens: total time and throughput under load (wrk), and

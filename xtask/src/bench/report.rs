@@ -7,7 +7,12 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 /// The keys every report has (the list); each is present even when not measured.
-pub const REQUIRED_KEYS: [&str; 16] = [
+pub const REQUIRED_KEYS: [&str; 23] = [
+    "native_throughput_ratio",
+    "native_cpu_us_per_request",
+    "native_stream_throughput_ratio",
+    "floor_gap",
+    "ingest_cpu_us_per_row",
     "throughput_ratio",
     "limits_throughput_ratio",
     "added_p50_ms",
@@ -24,6 +29,8 @@ pub const REQUIRED_KEYS: [&str; 16] = [
     "rss_mib_per_worker_100k",
     "change_p99_ratio_100k",
     "first_use_ms",
+    "stack_cpu_us_per_request",
+    "litellm_throughput_ratio",
 ];
 
 /// A direction and a bound.
@@ -74,6 +81,16 @@ pub fn target_of(key: &str) -> Option<Target> {
         // The first request with a new key succeeds: no key needs a second one.
         "first_use_retries" => Target::AtMost(0.0),
         "revocation_ms_p99" => Target::AtMost(1000.0),
+        // The whole stack's requests per second over the LiteLLM proxy's (`--peers`).
+        "litellm_throughput_ratio" => Target::AtLeast(60.0),
+        // The native dynamic module: close to no filter at all.
+        "native_throughput_ratio" => Target::AtLeast(0.93),
+        "native_cpu_us_per_request" => Target::AtMost(10.0),
+        "native_stream_throughput_ratio" => Target::AtLeast(0.85),
+        // The wasm filter within 0.08 of the floor, streams at 0.6 or better.
+        "floor_gap" => Target::AtMost(0.08),
+        "stream_throughput_ratio" => Target::AtLeast(0.6),
+        "ingest_cpu_us_per_row" => Target::AtMost(10.0),
         _ => return None,
     })
 }
@@ -95,6 +112,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// A figure measured earlier in the run.
+    pub fn value(&self, key: &str) -> Option<f64> {
+        self.figures.iter().find(|f| f.key == key).and_then(|f| f.value)
+    }
+
     /// Records a measured figure; a non-finite value is recorded as not measured.
     pub fn set(&mut self, key: &str, value: f64, unit: &'static str, note: impl Into<String>) {
         let value = value.is_finite().then_some(value);
