@@ -187,21 +187,27 @@ impl StreamRewriter {
 fn event_end(bytes: &[u8], scan: Scan) -> Result<usize, Scan> {
     let Scan { at: mut i, mut line_start } = scan;
     while let Some(&b) = bytes.get(i) {
-        if b == b'\n' || b == b'\r' {
-            let len = if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
-            if b == b'\r' && bytes.get(i + 1).is_none() {
-                // Maybe the first half of a CRLF: looked at again with the next bytes.
-                return Err(Scan { at: i, line_start });
+        if b != b'\n' && b != b'\r' {
+            // The rest of a line: jump to its break a word at a time.
+            match memchr::memchr2(b'\n', b'\r', bytes.get(i..).unwrap_or_default()) {
+                Some(offset) => {
+                    i += offset;
+                    line_start = false;
+                    continue;
+                }
+                None => return Err(Scan { at: bytes.len(), line_start: false }),
             }
-            if line_start {
-                return Ok(i + len);
-            }
-            line_start = true;
-            i += len;
-        } else {
-            line_start = false;
-            i += 1;
         }
+        let len = if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+        if b == b'\r' && bytes.get(i + 1).is_none() {
+            // Maybe the first half of a CRLF: looked at again with the next bytes.
+            return Err(Scan { at: i, line_start });
+        }
+        if line_start {
+            return Ok(i + len);
+        }
+        line_start = true;
+        i += len;
     }
     Err(Scan { at: i, line_start })
 }
@@ -218,6 +224,11 @@ fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
         return;
     };
     let json = event.get(prefix_len..prefix_len + json_len).unwrap_or_default();
+    if memchr::memmem::find(json, b"\"usage\"").is_none() {
+        // No usage member anywhere (most content chunks): nothing to look for member by member.
+        out.extend_from_slice(event);
+        return;
+    }
     let Some(members) = top_level_members(json) else {
         out.extend_from_slice(event);
         return;
