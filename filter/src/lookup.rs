@@ -243,10 +243,10 @@ impl<W> Lookups<W> {
         gone.into_iter().map(|f: Flight<W>| (f.key, f.waiters)).collect()
     }
 
-    /// A waiter of the lookup of `key` (to send it again through, when the host answers a call
-    /// only to the request that sent it).
-    pub fn waiter(&self, key: LookupKey) -> Option<&W> {
-        self.flights.iter().find(|f| f.key == key).and_then(|f| f.waiters.first())
+    /// The waiters of the lookup of `key` (to send it again through one of them, when the host
+    /// answers a call only to the request that sent it).
+    pub fn waiters(&self, key: LookupKey) -> impl Iterator<Item = &W> {
+        self.flights.iter().filter(move |f| f.key == key).flat_map(|f| f.waiters.iter())
     }
 
     /// Number of lookups in flight.

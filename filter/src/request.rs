@@ -121,6 +121,12 @@ impl<H: StreamHost> Request<H> {
         self.waiting
     }
 
+    /// Whether the request is held undecided (reading its body, or waiting for a lookup or a
+    /// lease): trailers must not let it through.
+    pub fn is_held(&self) -> bool {
+        self.reading_body || self.waiting || self.leasing
+    }
+
     /// Checks the credential against the worker's state (as it is now) from a fresh exchange.
     fn authenticate(&mut self, worker: &SharedWorker<H>) -> Step {
         self.exchange = Exchange::new(self.config.clone(), self.exchange.started_ms());

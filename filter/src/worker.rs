@@ -111,9 +111,9 @@ impl<W> Worker<W> {
         self.lookups.to_resend(now_ms)
     }
 
-    /// A waiter of the lookup of `key`.
-    pub fn lookup_waiter(&self, key: LookupKey) -> Option<&W> {
-        self.lookups.waiter(key)
+    /// The waiters of the lookup of `key`.
+    pub fn lookup_waiters(&self, key: LookupKey) -> impl Iterator<Item = &W> {
+        self.lookups.waiters(key)
     }
 
     /// The lookups whose answer is lost (past their deadline), with their waiters, to refuse.

@@ -88,6 +88,8 @@ pub const RECEIVED_RESPONSE_BODY: i32 = 2;
 pub const CONTINUE: i32 = 0;
 /// `request_headers_status_StopIteration`: the headers wait, the body still comes here.
 pub const HEADERS_STOP_ITERATION: i32 = 1;
+/// `request_trailers_status_StopIteration`.
+pub const TRAILERS_STOP_ITERATION: i32 = 1;
 /// `request_body_status_StopIterationAndBuffer`.
 pub const BODY_STOP_AND_BUFFER: i32 = 1;
 /// `http_callout_init_result_Success` / `http_callout_result_Success`.

@@ -250,7 +250,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
     if config.is_null() {
         return;
     }
-    // SAFETY: made by `config_new`, destroyed once, on the main thread.
+    // SAFETY: made by `config_new`, destroyed once (on the main thread, or on the worker whose
+    // stream held the configuration last).
     let native = unsafe { Box::from_raw(config.cast_mut().cast::<NativeConfig>()) };
     if let Some(ticker) = native.ticker.lock().ok().and_then(|mut t| t.take()) {
         ticker.stop();

@@ -1,16 +1,19 @@
 //! One HTTP stream, on its worker: each hook reads what the core needs from Envoy and hands it
-//! to the stream's [`RequestContext`]; the core's [`Flow`] becomes the hook's status.
+//! to the stream's [`RequestContext`]; the core's [`Flow`] becomes the hook's status. Each hook
+//! lets go of the stream before it runs the calls the core queued ([`deferred::run`]), which may
+//! end this stream (and free it) or resume others.
 
 use std::ffi::c_void;
 use std::rc::Rc;
 
 use super::abi::{self, EnvoyBuffer, EnvoyHeader};
 use super::config::{self, NativeConfig};
+use super::deferred;
 use super::host::{self, NativeStream};
 use super::worker::{self, WorkerParts};
 use crate::exchange::RequestHead;
 use crate::request::context::ResponseHead;
-use crate::request::{tick, Flow, RequestContext};
+use crate::request::{tick, waiting, Flow, RequestContext};
 
 /// See the module docs.
 struct NativeFilter {
@@ -55,48 +58,70 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
-    let head = RequestHead {
-        method: f.host.header(abi::REQUEST_HEADER, ":method").unwrap_or_default(),
-        path: f.host.header(abi::REQUEST_HEADER, ":path").unwrap_or_default(),
-        authorization: f.host.header(abi::REQUEST_HEADER, "authorization"),
+    let status = {
+        // SAFETY: Envoy's contract for this hook.
+        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+        let head = RequestHead {
+            method: f.host.header(abi::REQUEST_HEADER, ":method").unwrap_or_default(),
+            path: f.host.header(abi::REQUEST_HEADER, ":path").unwrap_or_default(),
+            authorization: f.host.header(abi::REQUEST_HEADER, "authorization"),
+        };
+        headers_status(f.context.on_request_headers(head, end_of_stream))
     };
-    headers_status(f.context.on_request_headers(head, end_of_stream))
+    deferred::run();
+    status
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
-    let size = f.host.request_body_size();
-    body_status(f.context.on_request_body(size, end_of_stream))
+    let status = {
+        // SAFETY: Envoy's contract for this hook.
+        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+        let size = f.host.request_body_size();
+        body_status(f.context.on_request_body(size, end_of_stream))
+    };
+    deferred::run();
+    status
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_envoy: *mut c_void, _filter: *const c_void) -> i32 {
-    abi::CONTINUE
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_envoy: *mut c_void, filter: *const c_void) -> i32 {
+    // SAFETY: Envoy's contract for this hook.
+    let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+    match f.context.on_request_trailers() {
+        Flow::Continue => abi::CONTINUE,
+        Flow::Pause => abi::TRAILERS_STOP_ITERATION,
+    }
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
-    let head = ResponseHead {
-        status: f.host.header(abi::RESPONSE_HEADER, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),
-        content_type: f.host.header(abi::RESPONSE_HEADER, "content-type"),
-        content_encoding: f.host.header(abi::RESPONSE_HEADER, "content-encoding"),
+    let status = {
+        // SAFETY: Envoy's contract for this hook.
+        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+        let head = ResponseHead {
+            status: f.host.header(abi::RESPONSE_HEADER, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+            content_type: f.host.header(abi::RESPONSE_HEADER, "content-type"),
+            content_encoding: f.host.header(abi::RESPONSE_HEADER, "content-encoding"),
+        };
+        headers_status(f.context.on_response_headers(&head, end_of_stream))
     };
-    headers_status(f.context.on_response_headers(&head, end_of_stream))
+    deferred::run();
+    status
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
-    // SAFETY: `envoy` is this stream, on its worker.
-    let size = unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(envoy, abi::RECEIVED_RESPONSE_BODY) };
-    body_status(f.context.on_response_body(size, end_of_stream))
+    let status = {
+        // SAFETY: Envoy's contract for this hook.
+        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+        // SAFETY: `envoy` is this stream, on its worker.
+        let size = unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(envoy, abi::RECEIVED_RESPONSE_BODY) };
+        body_status(f.context.on_response_body(size, end_of_stream))
+    };
+    // A cut-off stream is reset here: its `stream_complete` and `destroy` run before this returns.
+    deferred::run();
+    status
 }
 
 #[no_mangle]
@@ -106,11 +131,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_envoy: 
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_envoy: *mut c_void, filter: *const c_void) {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return };
-    f.context.on_log();
-    // Lookups this request sent for others go again, through one of them.
-    tick::resend_through_waiters(&f.parts.config.state, &f.parts.worker, host::now_ms());
+    {
+        // SAFETY: Envoy's contract for this hook.
+        let Some(f) = (unsafe { stream(filter) }) else { return };
+        f.context.on_log();
+        // Lookups this request sent for others go again, through one of them.
+        let mut host = f.host.clone();
+        tick::sweep_lookups_through_waiters(&f.parts.config.state, &f.parts.worker, host::now_ms(), |result| waiting::count(&mut host, result));
+    }
+    deferred::run();
 }
 
 #[no_mangle]
@@ -134,12 +163,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     chunks: *const EnvoyBuffer,
     chunks_len: usize,
 ) {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return };
-    let Some(token) = f.host.token_of(id) else { return };
-    // SAFETY: Envoy's pointers, read during the call.
-    let answer = unsafe { config::call_answer(result, headers, headers_len, chunks, chunks_len) };
-    f.context.on_call_answer(token, &answer);
+    {
+        // SAFETY: Envoy's contract for this hook.
+        let Some(f) = (unsafe { stream(filter) }) else { return };
+        let Some(token) = f.host.token_of(id) else { return };
+        // SAFETY: Envoy's pointers, read during the call.
+        let answer = unsafe { config::call_answer(result, headers, headers_len, chunks, chunks_len) };
+        f.context.on_call_answer(token, &answer);
+    }
+    // The answer may resume or refuse this request and others; a refusal ends this stream.
+    deferred::run();
 }
 
 #[no_mangle]

@@ -1,6 +1,7 @@
 //! The core's host traits over the dynamic-module callbacks of one HTTP stream. Every callback
 //! takes the stream's Envoy pointer, which is valid until the stream is destroyed: the handle
 //! says when it is gone ([`StreamHost::activate`]), and nothing is called through it after.
+//! Replies, resumes and resets are queued ([`super::deferred`]): they can run other hooks.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::{self, EnvoyBuffer, ModuleBuffer, ModuleHeader};
+use super::deferred::{self, Deferred};
 use super::metrics::Metrics;
 use super::store::Store;
 use crate::config::StateFeed;
@@ -39,6 +41,12 @@ struct Stream {
     alive: Cell<bool>,
     /// Envoy's callout id → the core's token, for the calls in flight.
     calls: RefCell<Vec<(u64, u32)>>,
+}
+
+impl deferred::Target for Stream {
+    fn envoy(&self) -> Option<*mut c_void> {
+        self.alive.get().then_some(self.envoy)
+    }
 }
 
 /// See the module docs.
@@ -214,27 +222,16 @@ impl StreamHost for NativeStream {
     }
 
     fn send_reply(&mut self, status: u16, body: &[u8], headers: &[(&str, String)]) {
-        let Some(envoy) = self.envoy() else { return };
-        let mut all = vec![ModuleHeader::of("content-type", "application/json")];
-        all.extend(headers.iter().map(|(name, value)| ModuleHeader::of(name, value)));
-        // SAFETY: as in `body`; every buffer outlives the call.
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_send_response(envoy, u32::from(status), all.as_mut_ptr(), all.len(), ModuleBuffer::of(body), ModuleBuffer::of(b"vllm_gateway"));
-        }
+        let headers = headers.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
+        deferred::defer(self.stream.clone(), Deferred::Reply { status, body: body.to_vec(), headers });
     }
 
     fn resume_request(&mut self) {
-        // SAFETY: as in `body`.
-        if let Some(envoy) = self.envoy() {
-            unsafe { abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy) }
-        }
+        deferred::defer(self.stream.clone(), Deferred::Resume);
     }
 
     fn reset_response(&mut self) {
-        // SAFETY: as in `body`.
-        if let Some(envoy) = self.envoy() {
-            unsafe { abi::envoy_dynamic_module_callback_http_filter_reset_stream(envoy, abi::RESET_LOCAL, ModuleBuffer::of(b"vllm_gateway_cut_off")) }
-        }
+        deferred::defer(self.stream.clone(), Deferred::Reset);
     }
 
     fn store_record(&mut self, bytes: &[u8]) {

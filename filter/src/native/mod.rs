@@ -19,6 +19,8 @@ pub mod store;
 #[cfg(not(test))]
 mod config;
 #[cfg(not(test))]
+mod deferred;
+#[cfg(not(test))]
 mod filter;
 #[cfg(not(test))]
 mod host;

@@ -7,7 +7,7 @@
 //! control plane ([`crate::lookup`]). The request that dispatched the lookup gets the answer and
 //! resumes or refuses every request waiting for it, each on its own stream; if that request ends
 //! first, the lookup is sent again for the others ([`super::tick::sync_lookups`], or
-//! [`super::tick::resend_through_waiters`] where only a request can send a call).
+//! [`super::tick::sweep_lookups_through_waiters`] where only a request can send a call).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -133,6 +133,17 @@ impl<H: StreamHost + Clone> RequestContext<H> {
 
     pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
         self.with_request(Flow::Pause, |r| r.on_body(body_size, end_of_stream))
+    }
+
+    /// Request trailers: a request still undecided stays paused (Envoy would otherwise let it
+    /// through); a request whose body ends with trailers is refused by the body-size check or
+    /// Envoy's timeout, never forwarded unread.
+    pub fn on_request_trailers(&mut self) -> Flow {
+        if self.with_request(false, |r| r.is_held()) {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
     }
 
     pub fn on_response_headers(&mut self, head: &ResponseHead, end_of_stream: bool) -> Flow {

@@ -87,20 +87,29 @@ pub fn state_answered<W>(host: &mut impl Calls, worker: &mut Worker<W>, token: u
     true
 }
 
-/// Sends again the lookups whose sender is gone, each through one of its own waiters (the
-/// answer comes to that request): for a host whose calls are answered only to the request that
-/// made them and whose workers have no tick (the native module). A lookup none of whose waiters
-/// can send is given up: its waiters are checked again against the state as it is.
-pub fn resend_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &SharedWorker<H>, now_ms: u64) {
+/// Sends again the lookups whose sender is gone, each through one of its waiters still there
+/// (the answer comes to that request), and gives up on those whose answer is lost (past their
+/// deadline) or that no waiter can send: their waiters are checked again against the state as
+/// it is, and each is counted (`count`). For a host whose calls are answered only to the request
+/// that made them and whose workers have no tick (the native module).
+pub fn sweep_lookups_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &SharedWorker<H>, now_ms: u64, mut count: impl FnMut(LookupResult)) {
     let lost = {
         let Ok(mut w) = worker.try_borrow_mut() else { return };
         let mut lost: Vec<Waiter<H>> = Vec::new();
         for key in w.lookups_to_resend(now_ms) {
-            let sent = w.lookup_waiter(key).and_then(|waiter| waiter.resend(feed, &key.call(feed)));
+            let call = key.call(feed);
+            let sent = w.lookup_waiters(key).find_map(|waiter| waiter.resend(feed, &call));
             match sent {
                 Some(token) => w.lookup_sent(key, token),
-                None => lost.extend(w.lookup_not_sent(key)),
+                None => {
+                    count(LookupResult::Error);
+                    lost.extend(w.lookup_not_sent(key));
+                }
             }
+        }
+        for (_, waiters) in w.expired_lookups(now_ms) {
+            count(LookupResult::Error);
+            lost.extend(waiters);
         }
         lost
     };

@@ -51,6 +51,10 @@ impl HttpContext for GatewayHttp {
         action(self.context.on_request_body(body_size, end_of_stream))
     }
 
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        action(self.context.on_request_trailers())
+    }
+
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let head = ResponseHead {
             status: host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),

@@ -22,6 +22,7 @@ use crate::config::PluginConfig;
 use crate::limits::float::Float;
 use crate::limits::lease::{self, Upkeep};
 use crate::request::tick::{self, UpkeepCall};
+use crate::request::waiting::SharedUpkeep;
 use crate::request::{waiting, LimitsGlue, SharedBudget, SharedLimits, SharedWorker};
 use crate::worker::Worker;
 
@@ -36,20 +37,22 @@ pub struct GatewayRoot {
     worker: Option<SharedWorker<WasmStream>>,
     budget: Option<SharedBudget>,
     limits: Option<SharedLimits<WasmStream>>,
+    /// What the worker keeps up with the control plane (also in `limits`, for its requests).
+    upkeep: Option<SharedUpkeep>,
     upkeep_call: UpkeepCall,
 }
 
 impl GatewayRoot {
     pub fn new(id: u32) -> Self {
-        Self { id, calls: RootCalls::default(), config: None, worker: None, budget: None, limits: None, upkeep_call: None }
+        Self { id, calls: RootCalls::default(), config: None, worker: None, budget: None, limits: None, upkeep: None, upkeep_call: None }
     }
 }
 
 impl Context for GatewayRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let answer = host::call_answer(body_size);
-        if let Some(Ok(limits)) = self.limits.as_ref().map(|l| l.try_borrow()) {
-            if tick::upkeep_answered(&mut self.calls, &limits.upkeep, &mut self.upkeep_call, token, &answer) {
+        if let Some(upkeep) = &self.upkeep {
+            if tick::upkeep_answered(&mut self.calls, upkeep, &mut self.upkeep_call, token, &answer) {
                 return;
             }
         }
@@ -84,6 +87,7 @@ impl RootContext for GatewayRoot {
                 let seed = u64::try_from(host::now().as_nanos()).unwrap_or_default() ^ u64::from(self.id);
                 let instance = lease::instance(&mut HostSharedData, seed);
                 let upkeep = Arc::new(Mutex::new(Upkeep::default()));
+                self.upkeep = Some(upkeep.clone());
                 self.limits = Some(Rc::new(RefCell::new(LimitsGlue::new(instance, upkeep, Float::default()))));
                 self.config = Some(Rc::new(config));
                 // The first pull waits for the first tick: during configuration Envoy's clusters
