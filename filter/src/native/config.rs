@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::abi::{self, EnvoyBuffer, EnvoyHeader, ModuleBuffer};
-use super::host::{self, call_headers};
+use super::abi::{self, EnvoyBuffer, EnvoyHeader};
+use super::host::{self, callout};
 use super::metrics::Metrics;
 use super::store::Store;
 use crate::config::{PluginConfig, StateFeed};
@@ -60,18 +60,11 @@ impl Calls for MainCalls {
     fn emit(&mut self, _observations: &[Observation]) {}
 
     fn dispatch(&mut self, feed: &StateFeed, call: &CallRequest) -> Option<u32> {
-        let headers = call.headers(feed);
-        let mut abi_headers = call_headers(&headers);
-        let body = call.body.as_deref().map_or(ModuleBuffer::NONE, ModuleBuffer::of);
-        let mut id = 0u64;
+        let envoy = self.envoy;
         // SAFETY: main thread, the configuration is alive; every buffer outlives the call.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_http_callout(self.envoy, &mut id, ModuleBuffer::of(feed.cluster.as_bytes()), abi_headers.as_mut_ptr(), abi_headers.len(), body, call.timeout_ms)
-        };
-        if result != abi::CALLOUT_SUCCESS {
-            log::warn!("calling the control plane on cluster {} failed: {result}", feed.cluster);
-            return None;
-        }
+        let id = callout(feed, call, &mut |cluster, headers, body, timeout_ms, id| unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_http_callout(envoy, id, cluster, headers.as_mut_ptr(), headers.len(), body, timeout_ms)
+        })?;
         self.next_token = self.next_token.wrapping_add(1).max(1);
         self.calls.push((id, self.next_token));
         Some(self.next_token)

@@ -31,6 +31,17 @@ unsafe fn stream<'a>(filter: *const c_void) -> Option<&'a mut NativeFilter> {
     unsafe { filter.cast_mut().cast::<NativeFilter>().as_mut() }
 }
 
+/// Runs a hook's work on the stream behind `filter` (`otherwise` when there is none), lets go of
+/// it, then runs the calls the work queued ([`deferred::run`]): after that nothing of the stream
+/// may be touched, as they can have ended it.
+fn in_hook<T>(filter: *const c_void, otherwise: T, work: impl FnOnce(&mut NativeFilter) -> T) -> T {
+    // SAFETY: Envoy's contract for every per-stream hook.
+    let Some(f) = (unsafe { stream(filter) }) else { return otherwise };
+    let out = work(f);
+    deferred::run();
+    out
+}
+
 fn headers_status(flow: Flow) -> i32 {
     match flow {
         Flow::Continue => abi::CONTINUE,
@@ -58,70 +69,52 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void,
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    let status = {
-        // SAFETY: Envoy's contract for this hook.
-        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+    in_hook(filter, abi::CONTINUE, |f| {
         let head = RequestHead {
             method: f.host.header(abi::REQUEST_HEADER, ":method").unwrap_or_default(),
             path: f.host.header(abi::REQUEST_HEADER, ":path").unwrap_or_default(),
             authorization: f.host.header(abi::REQUEST_HEADER, "authorization"),
         };
         headers_status(f.context.on_request_headers(head, end_of_stream))
-    };
-    deferred::run();
-    status
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    let status = {
-        // SAFETY: Envoy's contract for this hook.
-        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+    in_hook(filter, abi::CONTINUE, |f| {
         let size = f.host.request_body_size();
         body_status(f.context.on_request_body(size, end_of_stream))
-    };
-    deferred::run();
-    status
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_envoy: *mut c_void, filter: *const c_void) -> i32 {
-    // SAFETY: Envoy's contract for this hook.
-    let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
-    match f.context.on_request_trailers() {
+    in_hook(filter, abi::CONTINUE, |f| match f.context.on_request_trailers() {
         Flow::Continue => abi::CONTINUE,
         Flow::Pause => abi::TRAILERS_STOP_ITERATION,
-    }
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    let status = {
-        // SAFETY: Envoy's contract for this hook.
-        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
+    in_hook(filter, abi::CONTINUE, |f| {
         let head = ResponseHead {
             status: f.host.header(abi::RESPONSE_HEADER, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),
             content_type: f.host.header(abi::RESPONSE_HEADER, "content-type"),
             content_encoding: f.host.header(abi::RESPONSE_HEADER, "content-encoding"),
         };
         headers_status(f.context.on_response_headers(&head, end_of_stream))
-    };
-    deferred::run();
-    status
+    })
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
-    let status = {
-        // SAFETY: Envoy's contract for this hook.
-        let Some(f) = (unsafe { stream(filter) }) else { return abi::CONTINUE };
-        // SAFETY: `envoy` is this stream, on its worker.
-        let size = unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(envoy, abi::RECEIVED_RESPONSE_BODY) };
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
+    // A cut-off stream is reset in `in_hook`: its `stream_complete` and `destroy` run before
+    // this returns.
+    in_hook(filter, abi::CONTINUE, |f| {
+        let size = f.host.response_body_size();
         body_status(f.context.on_response_body(size, end_of_stream))
-    };
-    // A cut-off stream is reset here: its `stream_complete` and `destroy` run before this returns.
-    deferred::run();
-    status
+    })
 }
 
 #[no_mangle]
@@ -131,15 +124,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_envoy: 
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_envoy: *mut c_void, filter: *const c_void) {
-    {
-        // SAFETY: Envoy's contract for this hook.
-        let Some(f) = (unsafe { stream(filter) }) else { return };
+    in_hook(filter, (), |f| {
         f.context.on_log();
         // Lookups this request sent for others go again, through one of them.
         let mut host = f.host.clone();
         tick::sweep_lookups_through_waiters(&f.parts.config.state, &f.parts.worker, host::now_ms(), |result| waiting::count(&mut host, result));
-    }
-    deferred::run();
+    });
 }
 
 #[no_mangle]
@@ -163,16 +153,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     chunks: *const EnvoyBuffer,
     chunks_len: usize,
 ) {
-    {
-        // SAFETY: Envoy's contract for this hook.
-        let Some(f) = (unsafe { stream(filter) }) else { return };
+    // The answer may resume or refuse this request and others; a refusal ends this stream.
+    in_hook(filter, (), |f| {
         let Some(token) = f.host.token_of(id) else { return };
         // SAFETY: Envoy's pointers, read during the call.
         let answer = unsafe { config::call_answer(result, headers, headers_len, chunks, chunks_len) };
         f.context.on_call_answer(token, &answer);
-    }
-    // The answer may resume or refuse this request and others; a refusal ends this stream.
-    deferred::run();
+    });
 }
 
 #[no_mangle]

@@ -139,6 +139,11 @@ impl NativeStream {
         }
     }
 
+    /// The size of the response chunk at hand.
+    pub fn response_body_size(&self) -> usize {
+        self.body_size(abi::RECEIVED_RESPONSE_BODY)
+    }
+
     /// The size of the request body Envoy holds for this filter (buffered and just received).
     pub fn request_body_size(&self) -> usize {
         self.body_size(abi::BUFFERED_REQUEST_BODY) + self.body_size(abi::RECEIVED_REQUEST_BODY)
@@ -151,9 +156,22 @@ pub fn now_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The headers of a call, as the ABI takes them (borrowing `headers`).
-pub fn call_headers(headers: &[(&'static str, String)]) -> Vec<ModuleHeader> {
-    headers.iter().map(|(name, value)| ModuleHeader::of(name, value)).collect()
+/// A callout Envoy makes on a stream or on the configuration (`start`: the ABI call, given the
+/// cluster, the headers, the body, the timeout and where to put Envoy's callout id).
+pub type StartCallout<'a> = &'a mut dyn FnMut(ModuleBuffer, &mut [ModuleHeader], ModuleBuffer, u64, &mut u64) -> i32;
+
+/// Sends `call` to the control plane on the state cluster with `start`; Envoy's callout id.
+pub fn callout(feed: &StateFeed, call: &CallRequest, start: StartCallout<'_>) -> Option<u64> {
+    let headers = call.headers(feed);
+    let mut abi_headers: Vec<ModuleHeader> = headers.iter().map(|(name, value)| ModuleHeader::of(name, value)).collect();
+    let body = call.body.as_deref().map_or(ModuleBuffer::NONE, ModuleBuffer::of);
+    let mut id = 0u64;
+    let result = start(ModuleBuffer::of(feed.cluster.as_bytes()), &mut abi_headers, body, call.timeout_ms, &mut id);
+    if result != abi::CALLOUT_SUCCESS {
+        log::warn!("calling the control plane on cluster {} failed: {result}", feed.cluster);
+        return None;
+    }
+    Some(id)
 }
 
 impl Calls for NativeStream {
@@ -169,18 +187,10 @@ impl Calls for NativeStream {
 
     fn dispatch(&mut self, feed: &StateFeed, call: &CallRequest) -> Option<u32> {
         let envoy = self.envoy()?;
-        let headers = call.headers(feed);
-        let mut abi_headers = call_headers(&headers);
-        let body = call.body.as_deref().map_or(ModuleBuffer::NONE, ModuleBuffer::of);
-        let mut id = 0u64;
         // SAFETY: as in `body`; every buffer outlives the call.
-        let result = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_http_callout(envoy, &mut id, ModuleBuffer::of(feed.cluster.as_bytes()), abi_headers.as_mut_ptr(), abi_headers.len(), body, call.timeout_ms)
-        };
-        if result != abi::CALLOUT_SUCCESS {
-            log::warn!("calling the control plane on cluster {} failed: {result}", feed.cluster);
-            return None;
-        }
+        let id = callout(feed, call, &mut |cluster, headers, body, timeout_ms, id| unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_http_callout(envoy, id, cluster, headers.as_mut_ptr(), headers.len(), body, timeout_ms)
+        })?;
         let token = next_token();
         self.stream.calls.borrow_mut().push((id, token));
         Some(token)

@@ -7,11 +7,11 @@
 use super::waiting::{self, SharedUpkeep, SharedWorker, Waiter};
 use super::{Calls, StreamHost};
 use crate::config::StateFeed;
-use crate::control_plane::CallAnswer;
+use crate::control_plane::{CallAnswer, CallRequest};
 use crate::feed::limits::LeaseAsk;
 use crate::limits::float::Float;
 use crate::limits::lease;
-use crate::lookup::LookupResult;
+use crate::lookup::{LookupKey, LookupResult};
 use crate::worker::Worker;
 
 /// The upkeep's lease call in flight, and what it asked.
@@ -93,28 +93,9 @@ pub fn state_answered<W>(host: &mut impl Calls, worker: &mut Worker<W>, token: u
 /// it is, and each is counted (`count`). For a host whose calls are answered only to the request
 /// that made them and whose workers have no tick (the native module).
 pub fn sweep_lookups_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &SharedWorker<H>, now_ms: u64, mut count: impl FnMut(LookupResult)) {
-    let lost = {
-        let Ok(mut w) = worker.try_borrow_mut() else { return };
-        let mut lost: Vec<Waiter<H>> = Vec::new();
-        for key in w.lookups_to_resend(now_ms) {
-            let call = key.call(feed);
-            let sent = w.lookup_waiters(key).find_map(|waiter| waiter.resend(feed, &call));
-            match sent {
-                Some(token) => w.lookup_sent(key, token),
-                None => {
-                    count(LookupResult::Error);
-                    lost.extend(w.lookup_not_sent(key));
-                }
-            }
-        }
-        for (_, waiters) in w.expired_lookups(now_ms) {
-            count(LookupResult::Error);
-            lost.extend(waiters);
-        }
-        lost
-    };
-    if !lost.is_empty() {
-        waiting::resume_waiters(worker, lost);
+    let given_up = sweep_lookups(feed, worker, now_ms, |w, key, call| w.lookup_waiters(key).find_map(|waiter| waiter.resend(feed, call)));
+    for _ in 0..given_up {
+        count(LookupResult::Error);
     }
 }
 
@@ -122,26 +103,42 @@ pub fn sweep_lookups_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &S
 /// context), and gives up on those whose answer is lost: their waiters are checked again
 /// against the state as it is (refused unless it now knows them).
 pub fn sync_lookups<C: Calls, H: StreamHost>(host: &mut C, feed: &StateFeed, worker: &SharedWorker<H>) {
-    let lost = {
-        let Ok(mut worker) = worker.try_borrow_mut() else { return };
-        let now_ms = host.now_ms();
-        let mut lost: Vec<Waiter<H>> = Vec::new();
-        for key in worker.lookups_to_resend(now_ms) {
-            match host.dispatch(feed, &key.call(feed)) {
-                Some(token) => worker.lookup_sent(key, token),
+    let now_ms = host.now_ms();
+    let given_up = sweep_lookups(feed, worker, now_ms, |_, _, call| host.dispatch(feed, call));
+    for _ in 0..given_up {
+        host.emit(&[crate::metrics::credential_lookup(LookupResult::Error)]);
+    }
+}
+
+/// Sends again each lookup whose sender is gone with `send` (its token, or `None`), and gives up
+/// on those `send` cannot send and on those past their deadline: their waiters are checked
+/// again against the state as it is. How many lookups were given up.
+fn sweep_lookups<H: StreamHost>(
+    feed: &StateFeed,
+    worker: &SharedWorker<H>,
+    now_ms: u64,
+    mut send: impl FnMut(&Worker<Waiter<H>>, LookupKey, &CallRequest) -> Option<u32>,
+) -> usize {
+    let (lost, given_up) = {
+        let Ok(mut w) = worker.try_borrow_mut() else { return 0 };
+        let (mut lost, mut given_up): (Vec<Waiter<H>>, usize) = (Vec::new(), 0);
+        for key in w.lookups_to_resend(now_ms) {
+            match send(&w, key, &key.call(feed)) {
+                Some(token) => w.lookup_sent(key, token),
                 None => {
-                    host.emit(&[crate::metrics::credential_lookup(LookupResult::Error)]);
-                    lost.extend(worker.lookup_not_sent(key));
+                    given_up += 1;
+                    lost.extend(w.lookup_not_sent(key));
                 }
             }
         }
-        for (_, waiters) in worker.expired_lookups(now_ms) {
-            host.emit(&[crate::metrics::credential_lookup(LookupResult::Error)]);
+        for (_, waiters) in w.expired_lookups(now_ms) {
+            given_up += 1;
             lost.extend(waiters);
         }
-        lost
+        (lost, given_up)
     };
     if !lost.is_empty() {
         waiting::resume_waiters(worker, lost);
     }
+    given_up
 }
