@@ -48,8 +48,14 @@ impl Cidr {
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = canonical(address);
         match (self.network, address) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => same_prefix(u128::from(u32::from(net)) << 96, u128::from(u32::from(a)) << 96, self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(a)) => same_prefix(u128::from(net), u128::from(a), self.prefix),
+            (IpAddr::V4(net), IpAddr::V4(a)) => same_prefix(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(a)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                same_prefix(u128::from(net), u128::from(a), self.prefix)
+            }
             _ => false,
         }
     }
@@ -75,7 +81,10 @@ pub struct TrustedProxies(Vec<Cidr>);
 impl Default for TrustedProxies {
     /// Loopback only: an Envoy on the same host (or in the same pod).
     fn default() -> Self {
-        Self(vec![Cidr { network: IpAddr::from([127, 0, 0, 0]), prefix: 8 }, Cidr { network: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), prefix: 128 }])
+        Self(vec![
+            Cidr { network: IpAddr::from([127, 0, 0, 0]), prefix: 8 },
+            Cidr { network: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), prefix: 128 },
+        ])
     }
 }
 
@@ -98,7 +107,11 @@ impl TrustedProxies {
         if !self.trusts(client) {
             return client;
         }
-        let forwarded = headers.get_all(FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+        let forwarded = headers
+            .get_all(FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','));
         let hops: Vec<&str> = forwarded.collect();
         for hop in hops.iter().rev() {
             let Ok(address) = hop.trim().parse::<IpAddr>() else { break };
@@ -135,7 +148,11 @@ mod tests {
         assert!(net.contains(ip("10.1.255.3")) && !net.contains(ip("10.2.0.1")));
         assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped");
         let v6: Cidr = "fd00::/8".parse().unwrap();
-        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")) && !v6.contains(ip("10.1.0.1")));
+        assert!(
+            v6.contains(ip("fd12::1"))
+                && !v6.contains(ip("fe80::1"))
+                && !v6.contains(ip("10.1.0.1"))
+        );
         assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains(ip("8.8.8.8")));
         assert!("192.0.2.7".parse::<Cidr>().unwrap().contains(ip("192.0.2.7")));
         for bad in ["10.0.0.0/33", "::/129", "nope", "10.0.0.0/x", ""] {
@@ -146,7 +163,10 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let trusted = TrustedProxies::default();
-        assert_eq!(trusted.client(ip("203.0.113.5"), &forwarded(&["198.51.100.1"])), ip("203.0.113.5"));
+        assert_eq!(
+            trusted.client(ip("203.0.113.5"), &forwarded(&["198.51.100.1"])),
+            ip("203.0.113.5")
+        );
     }
 
     #[test]
@@ -155,10 +175,22 @@ mod tests {
         let peer = ip("127.0.0.1");
         // The client wrote "1.1.1.1" itself; Envoy appended the peer it saw.
         assert_eq!(trusted.client(peer, &forwarded(&["1.1.1.1, 203.0.113.9"])), ip("203.0.113.9"));
-        assert_eq!(trusted.client(peer, &forwarded(&["1.1.1.1", "203.0.113.9"])), ip("203.0.113.9"), "several headers");
-        assert_eq!(trusted.client(peer, &forwarded(&["203.0.113.9, 127.0.0.1"])), ip("203.0.113.9"), "past a trusted hop");
+        assert_eq!(
+            trusted.client(peer, &forwarded(&["1.1.1.1", "203.0.113.9"])),
+            ip("203.0.113.9"),
+            "several headers"
+        );
+        assert_eq!(
+            trusted.client(peer, &forwarded(&["203.0.113.9, 127.0.0.1"])),
+            ip("203.0.113.9"),
+            "past a trusted hop"
+        );
         assert_eq!(trusted.client(peer, &forwarded(&[])), peer, "no header: the proxy itself");
-        assert_eq!(trusted.client(peer, &forwarded(&["203.0.113.9, junk"])), peer, "unreadable: the last good address");
+        assert_eq!(
+            trusted.client(peer, &forwarded(&["203.0.113.9, junk"])),
+            peer,
+            "unreadable: the last good address"
+        );
         assert_eq!(trusted.client(ip("::1"), &forwarded(&["2001:db8::7"])), ip("2001:db8::7"));
         let none = TrustedProxies::new(Vec::new());
         assert_eq!(none.client(peer, &forwarded(&["203.0.113.9"])), peer);

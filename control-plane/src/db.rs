@@ -50,7 +50,11 @@ pub enum OpenError {
 
 /// A database URL: `sqlite:…` as it is, a bare path as `sqlite://path`.
 fn url_of(url: &str) -> String {
-    if url.starts_with("sqlite:") { url.to_owned() } else { format!("sqlite://{url}") }
+    if url.starts_with("sqlite:") {
+        url.to_owned()
+    } else {
+        format!("sqlite://{url}")
+    }
 }
 
 /// The file of the database at `url` (`sqlite://path` or a path); `None` for an in-memory
@@ -77,11 +81,8 @@ pub async fn open(url: &str) -> Result<Db, OpenError> {
     if let Some(path) = &path {
         create_owner_only(path)?;
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .map_err(fail)?;
+    let pool =
+        SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(fail)?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     if let Some(path) = &path {
         restrict_files(path)?;
@@ -92,7 +93,8 @@ pub async fn open(url: &str) -> Result<Db, OpenError> {
 /// Creates the database's folder and, when missing, the file itself with mode 0600.
 fn create_owner_only(path: &Path) -> Result<(), OpenError> {
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder).map_err(|source| OpenError::Folder { path: path.display().to_string(), source })?;
+        std::fs::create_dir_all(folder)
+            .map_err(|source| OpenError::Folder { path: path.display().to_string(), source })?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -147,7 +149,10 @@ mod tests {
         let path = dir.path().join("fresh").join("gateway.db");
         let db = open(&path.display().to_string()).await.unwrap();
         // A write, so the WAL and the shared-memory file certainly exist.
-        sqlx::query("INSERT INTO settings (key, value) VALUES ('k', 'v')").execute(&db).await.unwrap();
+        sqlx::query("INSERT INTO settings (key, value) VALUES ('k', 'v')")
+            .execute(&db)
+            .await
+            .unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
             assert_eq!(mode(&file), 0o600, "{}", file.display());

@@ -28,7 +28,6 @@ pub enum JwtError {
     Sign(String),
 }
 
-
 /// The key that signs now; created if there is none.
 pub async fn current_key(db: &Db) -> Result<(String, SecretKey), JwtError> {
     let row: Option<(String, String)> = sqlx::query_as(
@@ -46,7 +45,9 @@ pub async fn current_key(db: &Db) -> Result<(String, SecretKey), JwtError> {
 }
 
 async fn create_key(db: &Db) -> Result<(String, String), JwtError> {
-    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(secrets::random_bytes::<32>()));
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(
+        secrets::random_bytes::<32>(),
+    ));
     let kid = hex::encode(secrets::random_bytes::<8>());
     let secret = hex::encode(&pair.sk[..]);
     sqlx::query("INSERT INTO signing_keys (kid, secret_key_hex, public_key_hex, created_at) VALUES (?, ?, ?, ?)")
@@ -62,7 +63,10 @@ async fn create_key(db: &Db) -> Result<(String, String), JwtError> {
 
 /// Retires the signing key and makes a new one; returns the new `kid`.
 pub async fn rotate(db: &Db) -> Result<String, JwtError> {
-    sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL").bind(now_secs()).execute(db).await?;
+    sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+        .bind(now_secs())
+        .execute(db)
+        .await?;
     Ok(create_key(db).await?.0)
 }
 
@@ -80,12 +84,18 @@ pub async fn published_keys<'c>(
     .bind(now_secs())
     .fetch_all(db)
     .await?;
-    let published = |(kid, public_key_hex)| PublishedKey { kid, alg: "EdDSA".to_owned(), public_key_hex };
+    let published =
+        |(kid, public_key_hex)| PublishedKey { kid, alg: "EdDSA".to_owned(), public_key_hex };
     Ok(rows.into_iter().map(published).collect())
 }
 
 /// Issues a token for a user at its current token version.
-pub async fn issue(db: &Db, user_id: i64, version: i64, lifetime_secs: i64) -> Result<String, JwtError> {
+pub async fn issue(
+    db: &Db,
+    user_id: i64,
+    version: i64,
+    lifetime_secs: i64,
+) -> Result<String, JwtError> {
     let (kid, key) = current_key(db).await?;
     let now = now_secs();
     let at = |secs: i64| DateTime::from_timestamp(secs, 0);

@@ -100,7 +100,9 @@ pub async fn serve(
     let pruner = retention::spawn(db.clone(), tasks.retention, metrics.clone());
     let ledger_pruner = ledger::spawn_pruning(db.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ingest = tasks.access_log_file.map(|config| file_log::spawn(db.clone(), config, metrics.clone(), stop_rx.clone()));
+    let ingest = tasks
+        .access_log_file
+        .map(|config| file_log::spawn(db.clone(), config, metrics.clone(), stop_rx.clone()));
     let scrapes = reconcile::spawn(state.scraper().clone(), db, metrics, stop_rx.clone());
     let long_polls = state.clone();
     tokio::spawn(async move {
@@ -109,10 +111,17 @@ pub async fn serve(
         long_polls.stop_long_polls();
         let _ = stop_tx.send(true);
     });
-    let sink = als::service(writer, stop_rx.clone(), state.state_token().to_owned(), state.metrics().clone());
-    let als_server = tonic::transport::Server::builder()
-        .add_service(sink)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.als), stopped(stop_rx.clone()));
+    let sink = als::service(
+        writer,
+        stop_rx.clone(),
+        state.state_token().to_owned(),
+        state.metrics().clone(),
+    );
+    let als_server =
+        tonic::transport::Server::builder().add_service(sink).serve_with_incoming_shutdown(
+            TcpListenerStream::new(listeners.als),
+            stopped(stop_rx.clone()),
+        );
     let http_servers = serve_http(state, listeners.http, listeners.admin, stop_rx);
     let (http_result, als_result) = tokio::join!(http_servers, als_server);
     // Both servers are gone, so every sender is dropped: the writer drains and ends.

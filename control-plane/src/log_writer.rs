@@ -105,7 +105,9 @@ impl OwnConnection {
     async fn insert(&mut self, batch: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(SqliteConnection::connect_with(&self.db.connect_options()).await?),
+            None => {
+                self.conn.insert(SqliteConnection::connect_with(&self.db.connect_options()).await?)
+            }
         };
         let result = logs::insert_batch_on(conn, batch).await;
         if result.is_err() {
@@ -163,13 +165,18 @@ mod tests {
         let db = crate::db::open(&dir.path().join("w.db").display().to_string()).await.unwrap();
         let metrics = Arc::new(Metrics::default());
         let (sender, task) = spawn(db.clone(), metrics.clone());
-        let row = |id: &str| AccessLog { request_id: id.into(), started_at_ms: 1, ..AccessLog::default() };
+        let row = |id: &str| AccessLog {
+            request_id: id.into(),
+            started_at_ms: 1,
+            ..AccessLog::default()
+        };
         for id in ["a", "b", "a", "c"] {
             sender.send(row(id)).await.unwrap();
         }
         drop(sender);
         task.await.unwrap();
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await.unwrap();
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await.unwrap();
         assert_eq!(stored, 3);
         assert_eq!(metrics.rows_received.load(Relaxed), 4);
         assert_eq!(metrics.rows_written.load(Relaxed), 3);
@@ -184,7 +191,10 @@ mod tests {
         let db = crate::db::open(&dir.path().join("w.db").display().to_string()).await.unwrap();
         let metrics = Arc::new(Metrics::default());
         let (sender, task) = spawn(db.clone(), metrics.clone());
-        sender.send(AccessLog { request_id: "first".into(), ..AccessLog::default() }).await.unwrap();
+        sender
+            .send(AccessLog { request_id: "first".into(), ..AccessLog::default() })
+            .await
+            .unwrap();
         while metrics.rows_written.load(Relaxed) < 1 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -193,16 +203,24 @@ mod tests {
         for id in ["a", "b", "a"] {
             sender.send(AccessLog { request_id: id.into(), ..AccessLog::default() }).await.unwrap();
         }
-        let batches = || metrics.render().lines().find_map(|l| l.strip_prefix("gateway_access_log_batch_write_seconds_count ")?.parse::<u64>().ok());
+        let batches = || {
+            metrics.render().lines().find_map(|l| {
+                l.strip_prefix("gateway_access_log_batch_write_seconds_count ")?.parse::<u64>().ok()
+            })
+        };
         while batches() < Some(2) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         sqlx::query("ALTER TABLE away RENAME TO access_logs").execute(&db).await.unwrap();
         drop(sender);
         task.await.unwrap();
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await.unwrap();
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await.unwrap();
         assert_eq!(stored, 3);
-        assert_eq!((metrics.rows_written.load(Relaxed), metrics.rows_duplicate.load(Relaxed)), (3, 1));
+        assert_eq!(
+            (metrics.rows_written.load(Relaxed), metrics.rows_duplicate.load(Relaxed)),
+            (3, 1)
+        );
         assert_eq!(metrics.rows_lost.load(Relaxed), 0);
         assert!(batches() > Some(2), "the batch failed at least once before it was written");
     }
@@ -222,9 +240,15 @@ mod tests {
         let (sender, task) = spawn(db.clone(), metrics.clone());
         sender.send(AccessLog { request_id: "r".into(), ..AccessLog::default() }).await.unwrap();
         drop(sender);
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("the writer waited for the pool").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the writer waited for the pool")
+            .unwrap();
         assert_eq!(metrics.rows_written.load(Relaxed), 1);
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&mut *held[0]).await.unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs")
+            .fetch_one(&mut *held[0])
+            .await
+            .unwrap();
         assert_eq!(stored, 1);
     }
 }

@@ -96,7 +96,10 @@ impl<K: Hash + Eq + Clone> Table<K> {
     fn charge(&mut self, key: &K, now: Instant, policy: &Policy) {
         if let Some(e) = self.entries.get_mut(key) {
             let forgotten = now.saturating_duration_since(e.last) >= policy.forget_after;
-            *e = Entry { failures: if forgotten { 1 } else { e.failures.saturating_add(1) }, last: now };
+            *e = Entry {
+                failures: if forgotten { 1 } else { e.failures.saturating_add(1) },
+                last: now,
+            };
             return;
         }
         if self.entries.len() >= policy.max_entries.max(1) {
@@ -121,7 +124,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
         if self.entries.len() < policy.max_entries {
             return;
         }
-        let mut by_age: Vec<(Instant, K)> = self.entries.iter().map(|(k, e)| (e.last, k.clone())).collect();
+        let mut by_age: Vec<(Instant, K)> =
+            self.entries.iter().map(|(k, e)| (e.last, k.clone())).collect();
         by_age.sort_unstable_by_key(|(last, _)| *last);
         let drop = (policy.max_entries / 10).max(1);
         for (_, key) in by_age.into_iter().take(drop) {
@@ -158,7 +162,10 @@ pub fn account_key(email: &str) -> String {
 impl LoginThrottle {
     /// A throttle with `policy` and no failure yet.
     pub fn new(policy: Policy) -> Self {
-        Self { policy, tables: Mutex::new(Tables { accounts: Table::new(), addresses: Table::new() }) }
+        Self {
+            policy,
+            tables: Mutex::new(Tables { accounts: Table::new(), addresses: Table::new() }),
+        }
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -167,7 +174,12 @@ impl LoginThrottle {
 
     /// Admits an attempt on `account` (an [`account_key`]) from `address` (when known) at `now`,
     /// charging it as a failure of both; or says which is throttled, and for how long.
-    pub fn admit(&self, account: &str, address: Option<IpAddr>, now: Instant) -> Result<(), Throttled> {
+    pub fn admit(
+        &self,
+        account: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Throttled> {
         let mut tables = self.tables();
         let account = account.to_owned();
         if let Some(address) = address {

@@ -48,7 +48,13 @@ struct Cli {
     dev: bool,
     /// Proxies whose `x-forwarded-for` names the client of a login (comma-separated CIDRs),
     /// for login throttling by client address; other peers are the client themselves.
-    #[arg(long, env = "GATEWAY_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',', default_value = "127.0.0.0/8,::1/128")]
+    #[arg(
+        long,
+        env = "GATEWAY_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
     trusted_proxies: Vec<Cidr>,
     /// How long a JWT issued by `/user/user_login` is valid, in seconds.
     #[arg(long, env = "GATEWAY_JWT_LIFETIME_SECS", default_value_t = control_plane::api::DEFAULT_JWT_LIFETIME_SECS,
@@ -82,7 +88,12 @@ struct Cli {
     envoy_admin: Option<String>,
     /// A model and the vLLM server serving it, for reconciliation with vLLM's own token
     /// counters (repeatable; the environment variable takes a comma-separated list).
-    #[arg(long = "upstream", env = "GATEWAY_MODELS", value_name = "NAME=URL", value_delimiter = ',')]
+    #[arg(
+        long = "upstream",
+        env = "GATEWAY_MODELS",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
     upstreams: Vec<Upstream>,
     /// Seconds between two scrapes of each upstream's /metrics (0 = only when
     /// GET /api/usage/reconcile asks about now).
@@ -106,7 +117,9 @@ impl Cli {
         control_plane::Retention {
             max_age_days: self.log_retention_days,
             max_rows: self.log_retention_rows,
-            max_unauthenticated_rows: self.log_retention_unauthenticated_rows.unwrap_or(self.log_retention_rows / 10),
+            max_unauthenticated_rows: self
+                .log_retention_unauthenticated_rows
+                .unwrap_or(self.log_retention_rows / 10),
             ..control_plane::Retention::default()
         }
     }
@@ -121,8 +134,16 @@ impl Cli {
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             anyhow::bail!("--admin-token must be at least 16 characters");
         }
-        refuse_placeholder("--admin-token / GATEWAY_ADMIN_TOKEN", self.admin_token.as_deref(), self.dev)?;
-        refuse_placeholder("--state-token / GATEWAY_STATE_TOKEN", self.state_token.as_deref(), self.dev)?;
+        refuse_placeholder(
+            "--admin-token / GATEWAY_ADMIN_TOKEN",
+            self.admin_token.as_deref(),
+            self.dev,
+        )?;
+        refuse_placeholder(
+            "--state-token / GATEWAY_STATE_TOKEN",
+            self.state_token.as_deref(),
+            self.dev,
+        )?;
         let mut models: Vec<&str> = self.upstreams.iter().map(|u| u.model.as_str()).collect();
         models.sort_unstable();
         if let Some(twice) = models.windows(2).find(|w| w[0] == w[1]) {
@@ -152,15 +173,30 @@ async fn settle_tokens(cli: &Cli, db: &control_plane::Db) -> anyhow::Result<(Str
         let dir = dir.clone();
         move |token: &str| {
             let path = secret_files::write_owner_only(&dir, name, token)?;
-            println!("{what} generated: written to {} (mode 0600; shown nowhere else)", path.display());
+            println!(
+                "{what} generated: written to {} (mode 0600; shown nowhere else)",
+                path.display()
+            );
             Ok(())
         }
     };
-    let admin_hash = settings::admin_token(db, cli.admin_token.as_deref(), publish(secret_files::ADMIN_TOKEN_FILE, "admin token")).await?;
-    let state_publish = publish(secret_files::STATE_TOKEN_FILE, "state token (the filter's state.token and Envoy's access-log metadata)");
+    let admin_hash = settings::admin_token(
+        db,
+        cli.admin_token.as_deref(),
+        publish(secret_files::ADMIN_TOKEN_FILE, "admin token"),
+    )
+    .await?;
+    let state_publish = publish(
+        secret_files::STATE_TOKEN_FILE,
+        "state token (the filter's state.token and Envoy's access-log metadata)",
+    );
     let state_token = settings::state_token(db, cli.state_token.as_deref(), state_publish).await?;
     // One stored by an earlier start (from the flag then) is held to the same rule.
-    refuse_placeholder("the stored state token (set a new one with --state-token / GATEWAY_STATE_TOKEN)", Some(&state_token), cli.dev)?;
+    refuse_placeholder(
+        "the stored state token (set a new one with --state-token / GATEWAY_STATE_TOKEN)",
+        Some(&state_token),
+        cli.dev,
+    )?;
     Ok((admin_hash, state_token))
 }
 
@@ -193,7 +229,8 @@ async fn main() -> anyhow::Result<()> {
         .with_jwt_lifetime(cli.jwt_lifetime_secs)
         .with_trusted_proxies(TrustedProxies::new(cli.trusted_proxies.clone()))
         .with_upstreams(cli.upstreams.clone(), Duration::from_secs(cli.reconcile_interval_secs));
-    let tasks = control_plane::Tasks { retention: cli.retention(), access_log_file: cli.access_log_file() };
+    let tasks =
+        control_plane::Tasks { retention: cli.retention(), access_log_file: cli.access_log_file() };
     control_plane::serve(state, tasks, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -202,14 +239,17 @@ async fn main() -> anyhow::Result<()> {
 /// Binds every listener and prints one machine-readable line of the addresses bound, for
 /// whoever started us with port 0.
 async fn bind(cli: &Cli) -> anyhow::Result<control_plane::Listeners> {
-    let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.with_context(|| format!("binding {addr}")) };
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+    };
     let http = bind(cli.http_addr).await?;
     let als = bind(cli.als_addr).await?;
     let admin = match cli.admin_addr {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    let mut line = format!("control-plane listening http={} als={}", http.local_addr()?, als.local_addr()?);
+    let mut line =
+        format!("control-plane listening http={} als={}", http.local_addr()?, als.local_addr()?);
     if let Some(admin) = &admin {
         line.push_str(&format!(" admin={}", admin.local_addr()?));
     }
@@ -222,10 +262,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -245,7 +286,14 @@ mod tests {
         let cli = Cli::try_parse_from(["control-plane"]).unwrap();
         assert_eq!((cli.log_retention_days, cli.log_retention_rows), (30, 10_000_000));
         assert!(!cli.dev);
-        let cli = Cli::try_parse_from(["control-plane", "--log-retention-days", "0", "--log-retention-rows", "5"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "control-plane",
+            "--log-retention-days",
+            "0",
+            "--log-retention-rows",
+            "5",
+        ])
+        .unwrap();
         assert_eq!((cli.log_retention_days, cli.log_retention_rows), (0, 5));
         assert!(Cli::try_parse_from(["control-plane", "--log-retention-days", "-1"]).is_err());
     }
@@ -253,30 +301,47 @@ mod tests {
     #[test]
     fn rows_without_identity_keep_a_tenth_of_the_row_budget_unless_told() {
         let retention = Cli::try_parse_from(["control-plane"]).unwrap().retention();
-        assert_eq!((retention.max_rows, retention.max_unauthenticated_rows), (10_000_000, 1_000_000));
+        assert_eq!(
+            (retention.max_rows, retention.max_unauthenticated_rows),
+            (10_000_000, 1_000_000)
+        );
         let cli = Cli::try_parse_from(["control-plane", "--log-retention-rows", "500"]).unwrap();
         assert_eq!(cli.retention().max_unauthenticated_rows, 50);
-        let cli = Cli::try_parse_from(["control-plane", "--log-retention-unauthenticated-rows", "7"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["control-plane", "--log-retention-unauthenticated-rows", "7"])
+                .unwrap();
         assert_eq!(cli.retention().max_unauthenticated_rows, 7);
     }
 
     #[test]
     fn demo_and_placeholder_tokens_are_refused_unless_dev() {
-        for (flag, token) in [("--admin-token", "compose-demo-admin-token"), ("--state-token", "compose-demo-state-token-change-me"), ("--state-token", "xxxxxxxxxxxxxxxxxxxxxxxx")] {
+        for (flag, token) in [
+            ("--admin-token", "compose-demo-admin-token"),
+            ("--state-token", "compose-demo-state-token-change-me"),
+            ("--state-token", "xxxxxxxxxxxxxxxxxxxxxxxx"),
+        ] {
             let cli = Cli::try_parse_from(["control-plane", flag, token]).unwrap();
             let error = cli.check().unwrap_err().to_string();
             assert!(error.contains(flag) && error.contains("--dev"), "{error}");
             Cli::try_parse_from(["control-plane", flag, token, "--dev"]).unwrap().check().unwrap();
         }
         let random = secrets::new_token();
-        Cli::try_parse_from(["control-plane", "--admin-token", &random, "--state-token", &random]).unwrap().check().unwrap();
+        Cli::try_parse_from(["control-plane", "--admin-token", &random, "--state-token", &random])
+            .unwrap()
+            .check()
+            .unwrap();
     }
 
     #[test]
     fn trusted_proxies_default_to_loopback_and_take_a_cidr_list() {
         let cli = Cli::try_parse_from(["control-plane"]).unwrap();
-        assert_eq!(cli.trusted_proxies, vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
-        let cli = Cli::try_parse_from(["control-plane", "--trusted-proxies", "10.0.0.0/8,fd00::/8"]).unwrap();
+        assert_eq!(
+            cli.trusted_proxies,
+            vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
+        let cli =
+            Cli::try_parse_from(["control-plane", "--trusted-proxies", "10.0.0.0/8,fd00::/8"])
+                .unwrap();
         assert_eq!(cli.trusted_proxies.len(), 2);
         assert!(Cli::try_parse_from(["control-plane", "--trusted-proxies", "10.0.0.0/99"]).is_err());
     }
@@ -286,7 +351,8 @@ mod tests {
         assert_eq!(Cli::try_parse_from(["control-plane"]).unwrap().admin_addr, None);
         let cli = Cli::try_parse_from(["control-plane", "--admin-addr", "127.0.0.1:8083"]).unwrap();
         assert_eq!(cli.admin_addr, Some("127.0.0.1:8083".parse().unwrap()));
-        let cli = Cli::try_parse_from(["control-plane", "--db", "sqlite:///var/lib/gw/gateway.db"]).unwrap();
+        let cli = Cli::try_parse_from(["control-plane", "--db", "sqlite:///var/lib/gw/gateway.db"])
+            .unwrap();
         assert_eq!(cli.secrets_dir(), PathBuf::from("/var/lib/gw"));
     }
 
@@ -294,25 +360,76 @@ mod tests {
     fn the_file_log_is_off_by_default_and_rotates_only_with_envoys_admin_address() {
         let cli = Cli::try_parse_from(["control-plane"]).unwrap();
         assert!(cli.access_log_file().is_none());
-        let cli = Cli::try_parse_from(["control-plane", "--access-log-file", "/l/a.jsonl", "--envoy-admin", "http://127.0.0.1:9901/"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "control-plane",
+            "--access-log-file",
+            "/l/a.jsonl",
+            "--envoy-admin",
+            "http://127.0.0.1:9901/",
+        ])
+        .unwrap();
         let config = cli.access_log_file().unwrap();
-        assert_eq!((config.max_bytes, config.envoy_admin.as_deref()), (64 << 20, Some("http://127.0.0.1:9901")));
+        assert_eq!(
+            (config.max_bytes, config.envoy_admin.as_deref()),
+            (64 << 20, Some("http://127.0.0.1:9901"))
+        );
         assert_eq!(config.rotated_path(), PathBuf::from("/l/a.jsonl.1"));
-        assert!(Cli::try_parse_from(["control-plane", "--envoy-admin", "http://e:1"]).is_err(), "nothing to rotate");
-        assert!(Cli::try_parse_from(["control-plane", "--access-log-file", "f", "--envoy-admin", "e:1"]).is_err());
-        assert!(Cli::try_parse_from(["control-plane", "--access-log-file", "f", "--access-log-max-bytes", "0"]).is_err());
-        assert!(Cli::try_parse_from(["control-plane", "--access-log-max-bytes", "9"]).is_err(), "no file to bound");
-        let cli = Cli::try_parse_from(["control-plane", "--access-log-file", "f", "--access-log-max-bytes", "9"]).unwrap();
+        assert!(
+            Cli::try_parse_from(["control-plane", "--envoy-admin", "http://e:1"]).is_err(),
+            "nothing to rotate"
+        );
+        assert!(Cli::try_parse_from([
+            "control-plane",
+            "--access-log-file",
+            "f",
+            "--envoy-admin",
+            "e:1"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "control-plane",
+            "--access-log-file",
+            "f",
+            "--access-log-max-bytes",
+            "0"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["control-plane", "--access-log-max-bytes", "9"]).is_err(),
+            "no file to bound"
+        );
+        let cli = Cli::try_parse_from([
+            "control-plane",
+            "--access-log-file",
+            "f",
+            "--access-log-max-bytes",
+            "9",
+        ])
+        .unwrap();
         assert_eq!(cli.access_log_file().unwrap().max_bytes, 9);
     }
 
     #[test]
     fn upstreams_are_repeated_or_comma_separated_and_a_model_is_given_once() {
-        let cli = Cli::try_parse_from(["control-plane", "--upstream", "a=http://h:1,b=http://h:2", "--upstream", "c=http://h:3"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "control-plane",
+            "--upstream",
+            "a=http://h:1,b=http://h:2",
+            "--upstream",
+            "c=http://h:3",
+        ])
+        .unwrap();
         let models: Vec<&str> = cli.upstreams.iter().map(|u| u.model.as_str()).collect();
         assert_eq!((models, cli.reconcile_interval_secs), (vec!["a", "b", "c"], 15));
         cli.check().unwrap();
-        let twice = Cli::try_parse_from(["control-plane", "--upstream", "a=http://h:1", "--upstream", "a=http://h:2"]).unwrap();
+        let twice = Cli::try_parse_from([
+            "control-plane",
+            "--upstream",
+            "a=http://h:1",
+            "--upstream",
+            "a=http://h:2",
+        ])
+        .unwrap();
         assert!(twice.check().is_err());
         assert!(Cli::try_parse_from(["control-plane", "--upstream", "a"]).is_err());
     }
@@ -321,9 +438,16 @@ mod tests {
     fn every_flag_names_its_environment_variable_in_help() {
         let help = <Cli as clap::CommandFactory>::command().render_long_help().to_string();
         let vars = [
-            "GATEWAY_ACCESS_LOG_FILE", "GATEWAY_ACCESS_LOG_MAX_BYTES", "GATEWAY_ENVOY_ADMIN", "GATEWAY_MODELS",
-            "GATEWAY_RECONCILE_INTERVAL_SECS", "GATEWAY_ADMIN_ADDR", "GATEWAY_SECRETS_DIR", "GATEWAY_DEV",
-            "GATEWAY_TRUSTED_PROXIES", "GATEWAY_LOG_RETENTION_UNAUTHENTICATED_ROWS",
+            "GATEWAY_ACCESS_LOG_FILE",
+            "GATEWAY_ACCESS_LOG_MAX_BYTES",
+            "GATEWAY_ENVOY_ADMIN",
+            "GATEWAY_MODELS",
+            "GATEWAY_RECONCILE_INTERVAL_SECS",
+            "GATEWAY_ADMIN_ADDR",
+            "GATEWAY_SECRETS_DIR",
+            "GATEWAY_DEV",
+            "GATEWAY_TRUSTED_PROXIES",
+            "GATEWAY_LOG_RETENTION_UNAUTHENTICATED_ROWS",
         ];
         for var in vars {
             assert!(help.contains(&format!("[env: {var}")), "{var} missing from\n{help}");

@@ -15,7 +15,8 @@ use std::time::Duration;
 use vllm_gateway_filter::feed::limits::{LeaseAsk, LeaseGrant, LimitKind};
 
 /// Upper bounds (seconds) of the batch-latency histogram's buckets.
-const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LATENCY_BUCKETS: [f64; 12] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// Every metric of the process. Shared as an `Arc` by the API, the sink and the writer.
 #[derive(Debug, Default)]
@@ -106,7 +107,12 @@ impl FeedMetrics {
         header(out, name, "How long the last whole-state build took.", "gauge");
         let _ = writeln!(out, "{name} {}", self.last_build_micros.load(Relaxed) as f64 / 1e6);
         let name = "gateway_state_feed_deltas_total";
-        header(out, name, "State pulls answered with a delta (what changed since the puller's version).", "counter");
+        header(
+            out,
+            name,
+            "State pulls answered with a delta (what changed since the puller's version).",
+            "counter",
+        );
         let _ = writeln!(out, "{name} {}", self.deltas.load(Relaxed));
         let name = "gateway_state_feed_delta_fallbacks_total";
         header(out, name, "State pulls that asked for a delta and got the whole state (another epoch, a version ahead, or changes pruned from the log).", "counter");
@@ -119,12 +125,21 @@ impl FeedMetrics {
         let _ = writeln!(out, "{name} {}", self.long_polls_waiting.load(Relaxed).max(0));
         let name = "gateway_state_long_polls_total";
         header(out, name, "State-feed long polls by outcome: a new state, time up, or refused at once (too many held, or shutting down).", "counter");
-        let outcomes = [("changed", &self.long_polls_changed), ("timeout", &self.long_polls_timed_out), ("refused", &self.long_polls_refused)];
+        let outcomes = [
+            ("changed", &self.long_polls_changed),
+            ("timeout", &self.long_polls_timed_out),
+            ("refused", &self.long_polls_refused),
+        ];
         for (result, n) in outcomes {
             let _ = writeln!(out, "{name}{{result=\"{result}\"}} {}", n.load(Relaxed));
         }
         let name = "gateway_credential_lookups_total";
-        header(out, name, "Single-credential lookups by the filter (/internal/lookup), by kind and result.", "counter");
+        header(
+            out,
+            name,
+            "Single-credential lookups by the filter (/internal/lookup), by kind and result.",
+            "counter",
+        );
         let lookups = [
             ("key", "found", &self.key_lookups_found),
             ("key", "absent", &self.key_lookups_absent),
@@ -132,7 +147,8 @@ impl FeedMetrics {
             ("user", "absent", &self.user_lookups_absent),
         ];
         for (kind, result, n) in lookups {
-            let _ = writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {}", n.load(Relaxed));
+            let _ =
+                writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {}", n.load(Relaxed));
         }
     }
 }
@@ -163,7 +179,12 @@ impl LimitMetrics {
 
     fn render(&self, out: &mut String) {
         let name = "gateway_limit_leases_total";
-        header(out, name, "Lease calls of the Envoys answered (POST /internal/limits/lease).", "counter");
+        header(
+            out,
+            name,
+            "Lease calls of the Envoys answered (POST /internal/limits/lease).",
+            "counter",
+        );
         let _ = writeln!(out, "{name} {}", self.leases.load(Relaxed));
         let families = [
             ("gateway_limit_units_granted_total", "Units of limits leased out to Envoys, by limit kind (requests, tokens or concurrency slots).", &self.granted),
@@ -241,20 +262,41 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", value.load(Relaxed));
         }
         let gauges = [
-            ("gateway_access_log_queue_depth", "Access-log rows waiting for the writer.", &self.queue_depth),
-            ("gateway_access_log_file_lag_bytes", "Bytes of the file log (live and rotated file) not ingested yet.", &self.file_lag_bytes),
+            (
+                "gateway_access_log_queue_depth",
+                "Access-log rows waiting for the writer.",
+                &self.queue_depth,
+            ),
+            (
+                "gateway_access_log_file_lag_bytes",
+                "Bytes of the file log (live and rotated file) not ingested yet.",
+                &self.file_lag_bytes,
+            ),
         ];
         for (name, help, value) in gauges {
             header(&mut out, name, help, "gauge");
             let _ = writeln!(out, "{name} {}", value.load(Relaxed).max(0));
         }
         let name = "gateway_upstream_scrapes_total";
-        header(&mut out, name, "Scrapes of an upstream's /metrics for reconciliation, by result.", "counter");
+        header(
+            &mut out,
+            name,
+            "Scrapes of an upstream's /metrics for reconciliation, by result.",
+            "counter",
+        );
         let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", self.upstream_scrapes_ok.load(Relaxed));
-        let _ = writeln!(out, "{name}{{result=\"error\"}} {}", self.upstream_scrapes_failed.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"error\"}} {}",
+            self.upstream_scrapes_failed.load(Relaxed)
+        );
         let name = "gateway_login_throttled_total";
         header(&mut out, name, "Logins answered 429 at once: the account or the client address failed too often, or too many password checks were running and waiting.", "counter");
-        let scopes = [("account", &self.login_throttled_account), ("address", &self.login_throttled_address), ("busy", &self.login_throttled_busy)];
+        let scopes = [
+            ("account", &self.login_throttled_account),
+            ("address", &self.login_throttled_address),
+            ("busy", &self.login_throttled_busy),
+        ];
         for (scope, n) in scopes {
             let _ = writeln!(out, "{name}{{scope=\"{scope}\"}} {}", n.load(Relaxed));
         }
@@ -286,7 +328,11 @@ impl Metrics {
         let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (l, n) in requests.iter() {
             let (method, route) = (escape(&l.method), escape(&l.route));
-            let _ = writeln!(out, "{name}{{method=\"{method}\",route=\"{route}\",status=\"{}\"}} {n}", l.class);
+            let _ = writeln!(
+                out,
+                "{name}{{method=\"{method}\",route=\"{route}\",status=\"{}\"}} {n}",
+                l.class
+            );
         }
     }
 }

@@ -76,7 +76,11 @@ impl Drop for Waiting<'_> {
 impl PasswordChecks {
     /// `permits` checks at once (at least one), `max_waiting` waiting.
     pub fn new(permits: usize, max_waiting: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(permits.max(1))), waiting: AtomicUsize::new(0), max_waiting }
+        Self {
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
     }
 
     /// A permit to check one password: at once when one is free, after a wait when fewer than
@@ -162,10 +166,12 @@ mod tests {
 
     /// Polls a future once: `Some` when it is ready.
     async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Option<F::Output> {
-        std::future::poll_fn(|cx| std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
-            std::task::Poll::Ready(out) => Some(out),
-            std::task::Poll::Pending => None,
-        }))
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
         .await
     }
 }

@@ -98,7 +98,8 @@ fn apply_usage(row: &mut AccessLog, usage: LoggedUsage) {
     row.completion_tokens = counts.completion;
     row.total_tokens = counts.total;
     row.anomaly = counts.anomaly;
-    row.usage_source = serde_json::to_value(r.usage_source).ok().and_then(|v| v.as_str().map(str::to_owned));
+    row.usage_source =
+        serde_json::to_value(r.usage_source).ok().and_then(|v| v.as_str().map(str::to_owned));
     row.ttft_ms = r.ttft_ms.and_then(|v| i64::try_from(v).ok());
     row.client_disconnected = Some(r.client_disconnected);
     row.gateway_error = r.gateway_error;
@@ -168,14 +169,21 @@ mod tests {
     fn impossible_counts_are_corrected_and_the_row_flagged() {
         let usage = parse_usage(br#"{"app_id":2,"status":200,"prompt_tokens":-3,"completion_tokens":9223372036854775807,"total_tokens":4,"usage_source":"reported"}"#);
         let row = to_row(RequestFacts { request_id: "r".into(), usage, ..RequestFacts::default() });
-        assert_eq!((row.app_id, row.prompt_tokens, row.completion_tokens, row.total_tokens), (Some(2), Some(0), None, Some(4)));
+        assert_eq!(
+            (row.app_id, row.prompt_tokens, row.completion_tokens, row.total_tokens),
+            (Some(2), Some(0), None, Some(4))
+        );
         assert_eq!(row.anomaly.as_deref(), Some("prompt_tokens < 0; completion_tokens > 10000000"));
     }
 
     #[test]
     fn a_long_client_id_is_cut_on_a_character_boundary() {
         let id = "é".repeat(200);
-        let row = to_row(RequestFacts { request_id: "r".into(), client_request_id: Some(id), ..RequestFacts::default() });
+        let row = to_row(RequestFacts {
+            request_id: "r".into(),
+            client_request_id: Some(id),
+            ..RequestFacts::default()
+        });
         let kept = row.client_request_id.unwrap();
         assert_eq!(kept.len(), MAX_CLIENT_REQUEST_ID_BYTES);
         assert!(kept.chars().all(|c| c == 'é'));

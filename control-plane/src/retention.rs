@@ -31,7 +31,8 @@ const OLDEST: &str = "DELETE FROM access_logs WHERE rowid IN \
 /// index `access_logs_unauthenticated` (migration 0011), which the queries name
 /// ([`JUNK_ROWS`]): without statistics SQLite could pick the `user_id` index instead, whose
 /// NULL entries are most of the log.
-pub const UNAUTHENTICATED: &str = "app_id IS NULL AND user_id IS NULL AND IFNULL(prompt_tokens, 0) = 0 \
+pub const UNAUTHENTICATED: &str =
+    "app_id IS NULL AND user_id IS NULL AND IFNULL(prompt_tokens, 0) = 0 \
      AND IFNULL(completion_tokens, 0) = 0 AND IFNULL(total_tokens, 0) = 0";
 /// The table read through that index (SQLite fails the query rather than read it otherwise).
 const JUNK_ROWS: &str = "access_logs INDEXED BY access_logs_unauthenticated";
@@ -74,7 +75,10 @@ impl Default for Retention {
 /// aborted (deleting is safe to stop between any two statements).
 pub fn spawn(db: Db, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if retention.max_age_days == 0 && retention.max_rows == 0 && retention.max_unauthenticated_rows == 0 {
+        if retention.max_age_days == 0
+            && retention.max_rows == 0
+            && retention.max_unauthenticated_rows == 0
+        {
             return;
         }
         loop {
@@ -82,7 +86,9 @@ pub fn spawn(db: Db, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<
             match prune(&db, &retention, now_ms, &metrics).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "access-log retention pruned rows"),
-                Err(e) => tracing::warn!(error = %e, "access-log retention failed; trying again later"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "access-log retention failed; trying again later")
+                }
             }
             tokio::time::sleep(retention.every).await;
         }
@@ -92,7 +98,12 @@ pub fn spawn(db: Db, retention: Retention, metrics: Arc<Metrics>) -> JoinHandle<
 /// One pass: deletes rows older than the age limit, then the oldest rows without identity
 /// beyond their limit, then the oldest rows beyond the row limit (without identity first).
 /// Returns how many rows were deleted (each is also counted in `metrics`).
-pub async fn prune(db: &Db, retention: &Retention, now_ms: i64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
+pub async fn prune(
+    db: &Db,
+    retention: &Retention,
+    now_ms: i64,
+    metrics: &Metrics,
+) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
     if retention.max_age_days > 0 {
         let cutoff = now_ms.saturating_sub(i64::from(retention.max_age_days) * DAY_MS);
@@ -100,7 +111,8 @@ pub async fn prune(db: &Db, retention: &Retention, now_ms: i64, metrics: &Metric
         prune_samples(db, retention, cutoff).await?;
     }
     if retention.max_unauthenticated_rows > 0 {
-        let rows = count(db, &format!("SELECT COUNT(*) FROM {JUNK_ROWS} WHERE {UNAUTHENTICATED}")).await?;
+        let rows =
+            count(db, &format!("SELECT COUNT(*) FROM {JUNK_ROWS} WHERE {UNAUTHENTICATED}")).await?;
         let excess = rows.saturating_sub(retention.max_unauthenticated_rows);
         deleted += delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;
     }
@@ -128,12 +140,18 @@ async fn count(db: &Db, sql: &str) -> Result<u64, sqlx::Error> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-async fn prune_older_than(db: &Db, retention: &Retention, cutoff_ms: i64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
+async fn prune_older_than(
+    db: &Db,
+    retention: &Retention,
+    cutoff_ms: i64,
+    metrics: &Metrics,
+) -> Result<u64, sqlx::Error> {
     let batch = i64::from(retention.batch_rows.max(1));
     let mut deleted = 0;
     loop {
         let started = Instant::now();
-        let n = delete_batch(db, sqlx::query(OLDER_THAN).bind(cutoff_ms).bind(batch), metrics).await?;
+        let n =
+            delete_batch(db, sqlx::query(OLDER_THAN).bind(cutoff_ms).bind(batch), metrics).await?;
         deleted += n;
         if n < batch as u64 {
             return Ok(deleted);
@@ -144,7 +162,13 @@ async fn prune_older_than(db: &Db, retention: &Retention, cutoff_ms: i64, metric
 
 /// Deletes up to `wanted` rows with `delete` (one batch per statement, its `LIMIT` bound),
 /// until none is left to delete; returns how many were deleted.
-async fn delete_oldest(db: &Db, retention: &Retention, delete: &str, wanted: u64, metrics: &Metrics) -> Result<u64, sqlx::Error> {
+async fn delete_oldest(
+    db: &Db,
+    retention: &Retention,
+    delete: &str,
+    wanted: u64,
+    metrics: &Metrics,
+) -> Result<u64, sqlx::Error> {
     let batch = i64::from(retention.batch_rows.max(1));
     let mut deleted = 0;
     while deleted < wanted {
@@ -178,7 +202,11 @@ async fn prune_samples(db: &Db, retention: &Retention, cutoff_ms: i64) -> Result
 }
 
 /// Runs one batch delete and counts what it deleted.
-async fn delete_batch<'q>(db: &Db, delete: Query<'q, Sqlite, SqliteArguments<'q>>, metrics: &Metrics) -> Result<u64, sqlx::Error> {
+async fn delete_batch<'q>(
+    db: &Db,
+    delete: Query<'q, Sqlite, SqliteArguments<'q>>,
+    metrics: &Metrics,
+) -> Result<u64, sqlx::Error> {
     let n = delete.execute(db).await?.rows_affected();
     metrics.rows_pruned.fetch_add(n, Relaxed);
     Ok(n)

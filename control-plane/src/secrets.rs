@@ -50,7 +50,8 @@ pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
 }
 
 /// Words that mark a demo or placeholder token (compared in any case).
-pub const PLACEHOLDER_WORDS: [&str; 6] = ["change-me", "changeme", "demo", "example", "placeholder", "secret"];
+pub const PLACEHOLDER_WORDS: [&str; 6] =
+    ["change-me", "changeme", "demo", "example", "placeholder", "secret"];
 
 /// Why `token` looks like a demo or placeholder value rather than a random secret, if it does:
 /// it contains one of [`PLACEHOLDER_WORDS`], or is one character repeated.
@@ -96,12 +97,24 @@ mod tests {
 
     #[test]
     fn demo_and_placeholder_tokens_are_recognised() {
-        for token in ["compose-demo-state-token-change-me", "CHANGEME-please-1234", "my-Secret-token", "an-example-token", "xxxxxxxxxxxxxxxxxxxx", "placeholder"] {
+        for token in [
+            "compose-demo-state-token-change-me",
+            "CHANGEME-please-1234",
+            "my-Secret-token",
+            "an-example-token",
+            "xxxxxxxxxxxxxxxxxxxx",
+            "placeholder",
+        ] {
             assert!(placeholder_reason(token).is_some(), "{token}");
         }
         assert_eq!(placeholder_reason("aaaa").as_deref(), Some("it is one character repeated"));
         assert_eq!(placeholder_reason("x-Demo-y").as_deref(), Some("it contains `demo`"));
-        for token in [new_token().as_str(), "bench-admin-token-4242-0badcafe", "feed-token-for-tests-0001", ""] {
+        for token in [
+            new_token().as_str(),
+            "bench-admin-token-4242-0badcafe",
+            "feed-token-for-tests-0001",
+            "",
+        ] {
             assert_eq!(placeholder_reason(token), None, "{token}");
         }
     }
@@ -110,7 +123,9 @@ mod tests {
     fn bearer_values_match_only_the_expected_token() {
         assert!(bearer_matches(Some("Bearer tok"), "tok"));
         assert!(bearer_matches(Some(" bearer  tok "), "tok"));
-        for value in [None, Some("tok"), Some("Basic tok"), Some("Bearer tok2"), Some("Bearer "), Some("")] {
+        for value in
+            [None, Some("tok"), Some("Basic tok"), Some("Bearer tok2"), Some("Bearer "), Some("")]
+        {
             assert!(!bearer_matches(value, "tok"), "{value:?}");
         }
     }

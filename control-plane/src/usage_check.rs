@@ -87,8 +87,11 @@ pub fn check(usage: &LoggedUsage) -> CheckedCounts {
         }
         plausible
     };
-    let (prompt, completion, total) =
-        (keep("prompt_tokens", u.prompt_tokens), keep("completion_tokens", u.completion_tokens), keep("total_tokens", u.total_tokens));
+    let (prompt, completion, total) = (
+        keep("prompt_tokens", u.prompt_tokens),
+        keep("completion_tokens", u.completion_tokens),
+        keep("total_tokens", u.total_tokens),
+    );
     if let (Some(p), Some(c), Some(t)) = (prompt, completion, total) {
         if reasons.is_empty() && p + c != t {
             reasons.push("total_tokens != prompt_tokens + completion_tokens".to_owned());
@@ -103,7 +106,9 @@ mod tests {
     use super::*;
 
     fn record(prompt: &str, completion: &str, total: &str) -> String {
-        format!(r#"{{"app_id":1,"status":200,"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{total},"usage_source":"reported"}}"#)
+        format!(
+            r#"{{"app_id":1,"status":200,"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{total},"usage_source":"reported"}}"#
+        )
     }
 
     fn checked(prompt: &str, completion: &str, total: &str) -> CheckedCounts {
@@ -112,7 +117,10 @@ mod tests {
 
     #[test]
     fn plausible_counts_are_stored_as_reported() {
-        assert_eq!(checked("3", "4", "7"), CheckedCounts { prompt: Some(3), completion: Some(4), total: Some(7), anomaly: None });
+        assert_eq!(
+            checked("3", "4", "7"),
+            CheckedCounts { prompt: Some(3), completion: Some(4), total: Some(7), anomaly: None }
+        );
         let at_limit = MAX_TOKENS_PER_REQUEST.to_string();
         assert_eq!(checked(&at_limit, "0", &at_limit).anomaly, None);
         assert_eq!(checked("0", "0", "0").anomaly, None);
@@ -123,7 +131,11 @@ mod tests {
         let c = checked("-5", "4", "-1");
         assert_eq!((c.prompt, c.completion, c.total), (Some(0), Some(4), Some(0)));
         assert_eq!(c.anomaly.as_deref(), Some("prompt_tokens < 0; total_tokens < 0"));
-        assert_eq!(parse(record("-5", "4", "-1").as_bytes()).unwrap().record.app_id, Some(1), "the rest of the record is kept");
+        assert_eq!(
+            parse(record("-5", "4", "-1").as_bytes()).unwrap().record.app_id,
+            Some(1),
+            "the rest of the record is kept"
+        );
     }
 
     #[test]
@@ -132,9 +144,18 @@ mod tests {
         let c = checked(&max, "1", &max);
         assert_eq!((c.prompt, c.completion, c.total), (None, Some(1), None));
         assert_eq!(c.anomaly.as_deref(), Some("prompt_tokens > 10000000; total_tokens > 10000000"));
-        for (p, t) in [(u64::MAX.to_string(), "1"), ("1e30".to_owned(), "1"), ("2.5".to_owned(), "1"), ("10000001".to_owned(), "1")] {
+        for (p, t) in [
+            (u64::MAX.to_string(), "1"),
+            ("1e30".to_owned(), "1"),
+            ("2.5".to_owned(), "1"),
+            ("10000001".to_owned(), "1"),
+        ] {
             let c = checked(&p, "0", t);
-            assert_eq!((c.prompt, c.anomaly.as_deref()), (None, Some("prompt_tokens > 10000000")), "{p}");
+            assert_eq!(
+                (c.prompt, c.anomaly.as_deref()),
+                (None, Some("prompt_tokens > 10000000")),
+                "{p}"
+            );
         }
     }
 

@@ -6,9 +6,13 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::RequestMethod;
-use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties};
+use envoy_types::pb::envoy::data::accesslog::v3::{
+    AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties,
+};
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{HttpAccessLogEntries, LogEntries};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+    HttpAccessLogEntries, LogEntries,
+};
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use envoy_types::pb::google::protobuf::{Any, BytesValue, Timestamp};
 use prost::Message;
@@ -20,12 +24,18 @@ use tonic::metadata::MetadataValue;
 const STATE_TOKEN: &str = "als-test-state-token-0001";
 
 fn entry(id: &str, n: i64) -> HttpAccessLogEntry {
-    entry_with_usage(id, n, &format!(r#""prompt_tokens":{n},"completion_tokens":1,"total_tokens":{}"#, n + 1))
+    entry_with_usage(
+        id,
+        n,
+        &format!(r#""prompt_tokens":{n},"completion_tokens":1,"total_tokens":{}"#, n + 1),
+    )
 }
 
 /// An entry whose usage record reports `counts` (the three token fields, as JSON members).
 fn entry_with_usage(id: &str, n: i64, counts: &str) -> HttpAccessLogEntry {
-    let usage = format!(r#"{{"app_id":1,"key_id":1,"model":"m","cluster":"c","stream":false,"status":200,{counts},"usage_source":"reported","ttft_ms":null,"duration_ms":null,"client_disconnected":false,"gateway_error":null,"upstream_error":null}}"#);
+    let usage = format!(
+        r#"{{"app_id":1,"key_id":1,"model":"m","cluster":"c","stream":false,"status":200,{counts},"usage_source":"reported","ttft_ms":null,"duration_ms":null,"client_disconnected":false,"gateway_error":null,"upstream_error":null}}"#
+    );
     let mut common = AccessLogCommon {
         start_time: Some(Timestamp { seconds: 1_700_000_000 + n, nanos: 0 }),
         ..Default::default()
@@ -61,15 +71,21 @@ struct Running {
 
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let db = control_plane::db::open(&dir.path().join("als.db").display().to_string()).await.unwrap();
+    let db =
+        control_plane::db::open(&dir.path().join("als.db").display().to_string()).await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http.local_addr().unwrap();
     let als = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let als_addr = als.local_addr().unwrap();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = control_plane::api::AppState::new(db.clone(), STATE_TOKEN.into(), control_plane::secrets::hash(ADMIN_TOKEN));
+    let state = control_plane::api::AppState::new(
+        db.clone(),
+        STATE_TOKEN.into(),
+        control_plane::secrets::hash(ADMIN_TOKEN),
+    );
     // The entries are from 2023: retention by age would race the test for them.
-    let keep_all = control_plane::Retention { max_age_days: 0, ..control_plane::Retention::default() };
+    let keep_all =
+        control_plane::Retention { max_age_days: 0, ..control_plane::Retention::default() };
     let listeners = control_plane::Listeners::new(http, als);
     let server = tokio::spawn(control_plane::serve(state, keep_all, listeners, async {
         let _ = stop_rx.await;
@@ -89,7 +105,10 @@ fn call<S>(messages: S, authorization: Option<&str>) -> tonic::Request<S> {
 }
 
 fn batch(entries: Vec<HttpAccessLogEntry>) -> StreamAccessLogsMessage {
-    StreamAccessLogsMessage { identifier: None, log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: entries })) }
+    StreamAccessLogsMessage {
+        identifier: None,
+        log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: entries })),
+    }
 }
 
 /// Waits until `sql` (a count) gives `want`; a deadline for eventual consistency, not a speed
@@ -114,7 +133,9 @@ async fn streamed_entries_become_rows_once_each() {
         .map(|b| StreamAccessLogsMessage {
             identifier: None,
             log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
-                log_entry: (0..100).map(|i| entry(&format!("req-{}", b * 100 + i), i64::from(b * 100 + i))).collect(),
+                log_entry: (0..100)
+                    .map(|i| entry(&format!("req-{}", b * 100 + i), i64::from(b * 100 + i)))
+                    .collect(),
             })),
         })
         .collect();
@@ -130,7 +151,11 @@ async fn streamed_entries_become_rows_once_each() {
     }
     let count = count_until(&db, "SELECT COUNT(*) FROM access_logs", 1000).await;
     assert_eq!(count, 1000, "every entry once, the repeated batch ignored");
-    let tokens: i64 = sqlx::query_scalar("SELECT prompt_tokens FROM access_logs WHERE request_id = 'req-345'").fetch_one(&db).await.unwrap();
+    let tokens: i64 =
+        sqlx::query_scalar("SELECT prompt_tokens FROM access_logs WHERE request_id = 'req-345'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(tokens, 345);
 
     // Ingestion shows in the metrics: 1,100 entries received, 1,000 new rows, 100 repeats.
@@ -151,11 +176,18 @@ async fn streamed_entries_become_rows_once_each() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
-    assert!(!metrics.contains("gateway_access_log_batch_write_seconds_count 0\n"), "batches were timed");
+    assert!(
+        !metrics.contains("gateway_access_log_batch_write_seconds_count 0\n"),
+        "batches were timed"
+    );
 
     // Shut down while the stream is still open, as it is with Envoy: the server must still stop.
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown hangs").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("shutdown hangs")
+        .unwrap()
+        .unwrap();
     drop(tx);
     let _ = call.await;
 }
@@ -163,7 +195,8 @@ async fn streamed_entries_become_rows_once_each() {
 #[tokio::test]
 async fn a_stream_without_the_state_token_is_refused_and_writes_nothing() {
     let running = start().await;
-    let mut client = AccessLogServiceClient::connect(format!("http://{}", running.als_addr)).await.unwrap();
+    let mut client =
+        AccessLogServiceClient::connect(format!("http://{}", running.als_addr)).await.unwrap();
     let wrong = format!("Bearer {STATE_TOKEN}x");
     for authorization in [None, Some("Bearer "), Some(wrong.as_str()), Some(STATE_TOKEN)] {
         let messages = tokio_stream::iter(vec![batch(vec![entry("forged", 1)])]);
@@ -176,7 +209,11 @@ async fn a_stream_without_the_state_token_is_refused_and_writes_nothing() {
     client.stream_access_logs(call(messages, Some(&bearer))).await.unwrap();
     let count = count_until(&running.db, "SELECT COUNT(*) FROM access_logs", 1).await;
     assert_eq!(count, 1);
-    let tokens: i64 = sqlx::query_scalar("SELECT prompt_tokens FROM access_logs WHERE request_id = 'forged'").fetch_one(&running.db).await.unwrap();
+    let tokens: i64 =
+        sqlx::query_scalar("SELECT prompt_tokens FROM access_logs WHERE request_id = 'forged'")
+            .fetch_one(&running.db)
+            .await
+            .unwrap();
     assert_eq!(tokens, 2, "Envoy's entry, not a refused stream's");
     let metrics = get(running.http_addr, "/metrics").await;
     assert!(metrics.lines().any(|l| l == "gateway_als_streams_refused_total 4"), "{metrics}");
@@ -187,30 +224,60 @@ async fn a_stream_without_the_state_token_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn impossible_counts_are_kept_flagged_and_never_break_the_usage_summary() {
     let running = start().await;
-    let mut client = AccessLogServiceClient::connect(format!("http://{}", running.als_addr)).await.unwrap();
+    let mut client =
+        AccessLogServiceClient::connect(format!("http://{}", running.als_addr)).await.unwrap();
     let max = i64::MAX;
     let entries = vec![
-        entry_with_usage("negative", 1, r#""prompt_tokens":-7,"completion_tokens":2,"total_tokens":-5"#),
-        entry_with_usage("absurd-1", 2, &format!(r#""prompt_tokens":{max},"completion_tokens":{max},"total_tokens":{max}"#)),
-        entry_with_usage("absurd-2", 3, &format!(r#""prompt_tokens":{max},"completion_tokens":1,"total_tokens":{max}"#)),
+        entry_with_usage(
+            "negative",
+            1,
+            r#""prompt_tokens":-7,"completion_tokens":2,"total_tokens":-5"#,
+        ),
+        entry_with_usage(
+            "absurd-1",
+            2,
+            &format!(r#""prompt_tokens":{max},"completion_tokens":{max},"total_tokens":{max}"#),
+        ),
+        entry_with_usage(
+            "absurd-2",
+            3,
+            &format!(r#""prompt_tokens":{max},"completion_tokens":1,"total_tokens":{max}"#),
+        ),
         entry("plain", 4),
     ];
     let bearer = format!("Bearer {STATE_TOKEN}");
-    client.stream_access_logs(call(tokio_stream::iter(vec![batch(entries)]), Some(&bearer))).await.unwrap();
-    assert_eq!(count_until(&running.db, "SELECT COUNT(*) FROM access_logs", 4).await, 4, "flagged rows are kept");
+    client
+        .stream_access_logs(call(tokio_stream::iter(vec![batch(entries)]), Some(&bearer)))
+        .await
+        .unwrap();
+    assert_eq!(
+        count_until(&running.db, "SELECT COUNT(*) FROM access_logs", 4).await,
+        4,
+        "flagged rows are kept"
+    );
 
     let logs = admin_get(running.http_addr, "/api/logs?size=10").await;
     let records = logs["records"].as_array().unwrap();
     let by_id = |id: &str| records.iter().find(|r| r["requestId"] == id).unwrap().clone();
     let negative = by_id("negative");
-    assert_eq!((negative["promptTokens"].as_i64(), negative["totalTokens"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (negative["promptTokens"].as_i64(), negative["totalTokens"].as_i64()),
+        (Some(0), Some(0))
+    );
     assert_eq!(negative["anomaly"], "prompt_tokens < 0; total_tokens < 0");
     let absurd = by_id("absurd-2");
-    assert_eq!((absurd["promptTokens"].is_null(), absurd["completionTokens"].as_i64()), (true, Some(1)));
+    assert_eq!(
+        (absurd["promptTokens"].is_null(), absurd["completionTokens"].as_i64()),
+        (true, Some(1))
+    );
     assert!(absurd["anomaly"].as_str().unwrap().contains("prompt_tokens > 10000000"), "{absurd}");
     assert!(by_id("plain")["anomaly"].is_null());
 
-    let usage = admin_get(running.http_addr, "/api/usage?from=2023-01-01T00:00:00Z&to=2023-12-31T00:00:00Z").await;
+    let usage = admin_get(
+        running.http_addr,
+        "/api/usage?from=2023-01-01T00:00:00Z&to=2023-12-31T00:00:00Z",
+    )
+    .await;
     assert_eq!(usage["totals"]["requests"], 4, "{usage}");
     assert_eq!(usage["totals"]["promptTokens"], 4, "only the plain row's count: {usage}");
     // Counted just after the rows' commit: eventually, not necessarily by now.
@@ -228,12 +295,22 @@ async fn impossible_counts_are_kept_flagged_and_never_break_the_usage_summary() 
 
 async fn stop(running: Running) {
     running.stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.server).await.expect("shutdown hangs").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.server)
+        .await
+        .expect("shutdown hangs")
+        .unwrap()
+        .unwrap();
 }
 
 /// The JSON body of an admin GET.
 async fn admin_get(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
-    let body = request(addr, &format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n")).await;
+    let body = request(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        ),
+    )
+    .await;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 

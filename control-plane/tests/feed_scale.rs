@@ -54,12 +54,20 @@ async fn seed(db: &control_plane::Db) {
     tx.commit().await.unwrap();
 }
 
-async fn get(state: &AppState, uri: &str, etag: Option<&axum::http::HeaderValue>) -> (StatusCode, axum::http::HeaderMap, usize) {
+async fn get(
+    state: &AppState,
+    uri: &str,
+    etag: Option<&axum::http::HeaderValue>,
+) -> (StatusCode, axum::http::HeaderMap, usize) {
     let (status, headers, body) = get_body(state, uri, etag).await;
     (status, headers, body.len())
 }
 
-async fn get_body(state: &AppState, uri: &str, etag: Option<&axum::http::HeaderValue>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn get_body(
+    state: &AppState,
+    uri: &str,
+    etag: Option<&axum::http::HeaderValue>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut request = Request::get(uri).header("authorization", format!("Bearer {FEED}"));
     if let Some(etag) = etag {
         request = request.header("if-none-match", etag);
@@ -81,7 +89,8 @@ async fn measure_delta(state: &AppState, db: &control_plane::Db, changes: i64, r
             .await
             .unwrap();
     }
-    let uri = format!("/internal/state?{SINCE_PARAM}={}&{EPOCH_PARAM}={}", feed.version, feed.epoch);
+    let uri =
+        format!("/internal/state?{SINCE_PARAM}={}&{EPOCH_PARAM}={}", feed.version, feed.epoch);
     let started = Instant::now();
     let (status, headers, bytes) = get(state, &uri, None).await;
     let took = started.elapsed();
@@ -94,7 +103,8 @@ async fn measure_delta(state: &AppState, db: &control_plane::Db, changes: i64, r
 #[ignore = "a measurement at 100,000 keys; run on purpose, in release"]
 async fn state_feed_size_and_build_time_at_100k_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let db = control_plane::db::open(&dir.path().join("feed.db").display().to_string()).await.unwrap();
+    let db =
+        control_plane::db::open(&dir.path().join("feed.db").display().to_string()).await.unwrap();
     seed(&db).await;
     let state = AppState::new(db.clone(), FEED.into(), secrets::hash("admin-token-unused-here"));
 
@@ -104,14 +114,21 @@ async fn state_feed_size_and_build_time_at_100k_keys() {
         let users = control_plane::store::feed::users(&db).await.unwrap();
         let queried = started.elapsed();
         let body = serde_json::to_vec(&Feed { keys, users, ..Feed::default() }).unwrap();
-        println!("round {round}: query {queried:?}, query+JSON {:?}; {} bytes", started.elapsed(), body.len());
+        println!(
+            "round {round}: query {queried:?}, query+JSON {:?}; {} bytes",
+            started.elapsed(),
+            body.len()
+        );
 
         // A change, so that the pull below builds (not the cached body).
         sqlx::query("UPDATE state_version SET version = version + 1").execute(&db).await.unwrap();
         let started = Instant::now();
         let (status, headers, bytes) = get(&state, "/internal/state", None).await;
         assert_eq!(status, StatusCode::OK);
-        println!("round {round}: GET /internal/state 200 (a build) in {:?}, {bytes} bytes", started.elapsed());
+        println!(
+            "round {round}: GET /internal/state 200 (a build) in {:?}, {bytes} bytes",
+            started.elapsed()
+        );
         let started = Instant::now();
         let (status, _, _) = get(&state, "/internal/state", Some(&headers["etag"])).await;
         assert_eq!(status, StatusCode::NOT_MODIFIED);
@@ -128,9 +145,16 @@ async fn state_feed_size_and_build_time_at_100k_keys() {
     let started = Instant::now();
     for i in 0..1_000i64 {
         let one = Instant::now();
-        let uri = format!("/internal/lookup?keyHash={}&userId={}", hash_key(&(i * 97).to_string()), i + 1);
+        let uri = format!(
+            "/internal/lookup?keyHash={}&userId={}",
+            hash_key(&(i * 97).to_string()),
+            i + 1
+        );
         assert_eq!(get(&state, &uri, None).await.0, StatusCode::OK);
         slowest = slowest.max(one.elapsed());
     }
-    println!("1,000 lookups (key and user): {:?} each on average, slowest {slowest:?}", started.elapsed() / 1_000);
+    println!(
+        "1,000 lookups (key and user): {:?} each on average, slowest {slowest:?}",
+        started.elapsed() / 1_000
+    );
 }

@@ -17,7 +17,10 @@ use tokio::sync::watch;
 
 /// One line as Envoy writes it.
 fn line(id: &str, prompt: u64) -> String {
-    let usage = format!(r#"{{"app_id":1,"model":"m","status":200,"prompt_tokens":{prompt},"completion_tokens":2,"total_tokens":{},"usage_source":"reported"}}"#, prompt + 2);
+    let usage = format!(
+        r#"{{"app_id":1,"model":"m","status":200,"prompt_tokens":{prompt},"completion_tokens":2,"total_tokens":{},"usage_source":"reported"}}"#,
+        prompt + 2
+    );
     let usage = serde_json::to_string(&usage).unwrap();
     format!(
         r#"{{"bytes_sent":2,"client_request_id":"c-{id}","duration_ms":0,"method":"POST","path":"/v1/chat/completions","request_id":"{id}","response_flags":"-","start_ms":"1796018700551","status":200,"upstream_cluster":"model_0_m","upstream_host":"127.0.0.1:4000","usage":{usage}}}"#
@@ -70,7 +73,11 @@ impl Setup {
     }
 
     fn config(&self) -> Config {
-        Config { grace: Duration::ZERO, idle: Duration::from_millis(100), ..Config::new(self.log()) }
+        Config {
+            grace: Duration::ZERO,
+            idle: Duration::from_millis(100),
+            ..Config::new(self.log())
+        }
     }
 
     fn ingester(&self, config: Config) -> Ingester {
@@ -96,7 +103,13 @@ async fn every_line_becomes_one_row_whichever_path_delivers_it_first() {
     // The gRPC stream delivered 5 of the 20 requests before the file is read.
     let (sender, writer) = control_plane::log_writer::spawn(s.db.clone(), s.metrics.clone());
     for i in 0..5 {
-        sender.send(to_row(RequestFacts { request_id: format!("req-{i}"), ..RequestFacts::default() })).await.unwrap();
+        sender
+            .send(to_row(RequestFacts {
+                request_id: format!("req-{i}"),
+                ..RequestFacts::default()
+            }))
+            .await
+            .unwrap();
     }
     drop(sender);
     writer.await.unwrap();
@@ -104,7 +117,11 @@ async fn every_line_becomes_one_row_whichever_path_delivers_it_first() {
     let mut ingester = s.ingester(s.config());
     ingester.pass(&s.stop).await.unwrap();
     assert_eq!(s.rows().await, 20);
-    assert_eq!((s.count(&s.metrics.file_rows_read), s.count(&s.metrics.file_rows_inserted)), (20, 15), "15 the stream missed");
+    assert_eq!(
+        (s.count(&s.metrics.file_rows_read), s.count(&s.metrics.file_rows_inserted)),
+        (20, 15),
+        "15 the stream missed"
+    );
     let row: (Option<String>, Option<i64>, Option<String>) =
         sqlx::query_as("SELECT client_request_id, prompt_tokens, response_flags FROM access_logs WHERE request_id = 'req-7'").fetch_one(&s.db).await.unwrap();
     assert_eq!(row, (Some("c-req-7".into()), Some(7), None));
@@ -115,12 +132,21 @@ async fn every_line_becomes_one_row_whichever_path_delivers_it_first() {
     ingester.pass(&s.stop).await.unwrap();
     let (sender, writer) = control_plane::log_writer::spawn(s.db.clone(), s.metrics.clone());
     for i in 0..20 {
-        sender.send(to_row(RequestFacts { request_id: format!("req-{i}"), ..RequestFacts::default() })).await.unwrap();
+        sender
+            .send(to_row(RequestFacts {
+                request_id: format!("req-{i}"),
+                ..RequestFacts::default()
+            }))
+            .await
+            .unwrap();
     }
     drop(sender);
     writer.await.unwrap();
     assert_eq!(s.rows().await, 20);
-    assert_eq!((s.count(&s.metrics.file_rows_read), s.count(&s.metrics.file_rows_inserted)), (40, 15));
+    assert_eq!(
+        (s.count(&s.metrics.file_rows_read), s.count(&s.metrics.file_rows_inserted)),
+        (40, 15)
+    );
     assert_eq!(s.metrics.file_lag_bytes.load(Relaxed), 0);
 }
 
@@ -160,7 +186,8 @@ async fn the_cursor_survives_a_restart_and_the_file_grown_meanwhile_is_read_on()
     let metrics = Arc::new(Metrics::default());
     let mut ingester = Ingester::new(db.clone(), s.config(), metrics.clone());
     ingester.pass(&s.stop).await.unwrap();
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await.unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM access_logs").fetch_one(&db).await.unwrap();
     assert_eq!(rows, 50);
     assert_eq!(metrics.file_rows_read.load(Relaxed), 20, "nothing read twice, nothing skipped");
 }
@@ -232,7 +259,10 @@ async fn rotates_past_the_limit_and_reads_the_renamed_file_until_envoy_switched(
     ingester.pass(&s.stop).await.unwrap();
     assert_eq!(s.rows().await, 24);
     assert_eq!(s.count(&s.metrics.file_rows_read), 24, "every line once");
-    let cursors: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_log_file_cursors").fetch_one(&s.db).await.unwrap();
+    let cursors: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_log_file_cursors")
+        .fetch_one(&s.db)
+        .await
+        .unwrap();
     assert_eq!(cursors, 2, "the live file and the rotated one");
     assert_eq!(std::fs::read_to_string(&rotated).unwrap(), lines(13..23), "the second live file");
 }
@@ -270,14 +300,21 @@ async fn the_served_control_plane_ingests_the_file_and_shows_it_in_its_metrics()
     let als = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let state = control_plane::api::AppState::new(s.db.clone(), "f".repeat(20), "h".into());
     let config = Config { poll: Duration::from_millis(20), ..s.config() };
-    let tasks = control_plane::Tasks { access_log_file: Some(config), ..control_plane::Tasks::default() };
+    let tasks =
+        control_plane::Tasks { access_log_file: Some(config), ..control_plane::Tasks::default() };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(control_plane::serve(state, tasks, control_plane::Listeners::new(http, als), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(control_plane::serve(
+        state,
+        tasks,
+        control_plane::Listeners::new(http, als),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let mut metrics = String::new();
     for _ in 0..500 {
-        metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        metrics =
+            reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
         if metrics.contains("gateway_access_log_file_rows_inserted_total 7\n") {
             break;
         }
@@ -292,6 +329,10 @@ async fn the_served_control_plane_ingests_the_file_and_shows_it_in_its_metrics()
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.expect("shutdown hangs").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("shutdown hangs")
+        .unwrap()
+        .unwrap();
     assert_eq!(s.rows().await, 7);
 }

@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use control_plane::api::AppState;
 use control_plane::password::PasswordChecks;
-use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties};
+use envoy_types::pb::envoy::data::accesslog::v3::{
+    AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties,
+};
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{HttpAccessLogEntries, LogEntries};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+    HttpAccessLogEntries, LogEntries,
+};
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use envoy_types::pb::google::protobuf::Timestamp;
 use serde_json::json;
@@ -37,7 +41,8 @@ struct Running {
 
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let db = control_plane::db::open(&dir.path().join("storm.db").display().to_string()).await.unwrap();
+    let db =
+        control_plane::db::open(&dir.path().join("storm.db").display().to_string()).await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let als = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, als_addr) = (http.local_addr().unwrap(), als.local_addr().unwrap());
@@ -46,9 +51,14 @@ async fn start() -> Running {
     let checks = Arc::clone(state.password_checks());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = control_plane::Listeners::new(http, als);
-    tokio::spawn(control_plane::serve(state, control_plane::Retention::default(), listeners, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(control_plane::serve(
+        state,
+        control_plane::Retention::default(),
+        listeners,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Running { db, http: http_addr, als: als_addr, checks, _stop: stop, _dir: dir }
 }
 
@@ -62,7 +72,11 @@ fn storm_login(i: usize) -> (String, String) {
 }
 
 /// Starts the storm; each answer's status is sent on the returned channel.
-fn storm(client: &reqwest::Client, http: SocketAddr, answered: &Arc<AtomicUsize>) -> tokio::sync::mpsc::UnboundedReceiver<u16> {
+fn storm(
+    client: &reqwest::Client,
+    http: SocketAddr,
+    answered: &Arc<AtomicUsize>,
+) -> tokio::sync::mpsc::UnboundedReceiver<u16> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     for i in 0..LOGINS {
         let (email, forwarded) = storm_login(i);
@@ -96,7 +110,12 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 /// The state feed's current ETag.
 async fn etag(client: &reqwest::Client, http: SocketAddr) -> String {
-    let response = client.get(format!("http://{http}/internal/state")).bearer_auth(STATE).send().await.unwrap();
+    let response = client
+        .get(format!("http://{http}/internal/state"))
+        .bearer_auth(STATE)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.headers()["etag"].to_str().unwrap().to_owned()
 }
@@ -104,8 +123,15 @@ async fn etag(client: &reqwest::Client, http: SocketAddr) -> String {
 /// Streams one access-log entry, authenticated as Envoy.
 async fn stream_one_entry(als: SocketAddr, request_id: &str) {
     let entry = HttpAccessLogEntry {
-        common_properties: Some(AccessLogCommon { start_time: Some(Timestamp { seconds: 1_800_000_000, nanos: 0 }), ..Default::default() }),
-        request: Some(HttpRequestProperties { request_id: request_id.into(), path: "/v1/models".into(), ..Default::default() }),
+        common_properties: Some(AccessLogCommon {
+            start_time: Some(Timestamp { seconds: 1_800_000_000, nanos: 0 }),
+            ..Default::default()
+        }),
+        request: Some(HttpRequestProperties {
+            request_id: request_id.into(),
+            path: "/v1/models".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let message = StreamAccessLogsMessage {
@@ -130,7 +156,10 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
     let answered = Arc::new(AtomicUsize::new(0));
     let mut statuses = storm(&client, cp.http, &answered);
     let (checks, counted) = (Arc::clone(&cp.checks), Arc::clone(&answered));
-    eventually("every login answered or waiting for a check", || counted.load(SeqCst) + checks.waiting() == LOGINS).await;
+    eventually("every login answered or waiting for a check", || {
+        counted.load(SeqCst) + checks.waiting() == LOGINS
+    })
+    .await;
     assert_eq!(cp.checks.waiting(), QUEUE, "the queue is full; the rest were answered at once");
 
     // (a) A key change reaches a held long poll while the logins are in flight.
@@ -141,7 +170,13 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
         .header("if-none-match", &before)
         .send();
     let poll = tokio::spawn(poll);
-    let created = client.post(format!("http://{}/api/apps", cp.http)).bearer_auth(ADMIN).json(&json!({"orgName": "storm"})).send().await.unwrap();
+    let created = client
+        .post(format!("http://{}/api/apps", cp.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"orgName": "storm"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(created.status(), 201);
     let changed = poll.await.unwrap().unwrap();
     assert_eq!(changed.status(), 200, "the long poll is answered with the change");
@@ -152,7 +187,12 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
     let db = cp.db.clone();
     let mut written = 0i64;
     for _ in 0..1200 {
-        written = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs WHERE request_id = 'during-the-storm'").fetch_one(&db).await.unwrap();
+        written = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_logs WHERE request_id = 'during-the-storm'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
         if written == 1 {
             break;
         }
@@ -160,23 +200,43 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
     }
     assert_eq!(written, 1);
 
-    assert_eq!((cp.checks.waiting(), answered.load(SeqCst)), (QUEUE, LOGINS - QUEUE), "the storm is still in flight");
+    assert_eq!(
+        (cp.checks.waiting(), answered.load(SeqCst)),
+        (QUEUE, LOGINS - QUEUE),
+        "the storm is still in flight"
+    );
     drop(held);
     let mut by_status = std::collections::BTreeMap::new();
     for _ in 0..LOGINS {
         *by_status.entry(statuses.recv().await.unwrap()).or_insert(0) += 1;
     }
-    assert_eq!(by_status, [(401, QUEUE), (429, LOGINS - QUEUE)].into_iter().collect(), "each waiting check ran once");
-    let metrics = client.get(format!("http://{}/metrics", cp.http)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        by_status,
+        [(401, QUEUE), (429, LOGINS - QUEUE)].into_iter().collect(),
+        "each waiting check ran once"
+    );
+    let metrics = client
+        .get(format!("http://{}/metrics", cp.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let throttled: usize = ["account", "address", "busy"]
         .iter()
-        .map(|scope| counter(&metrics, &format!("gateway_login_throttled_total{{scope=\"{scope}\"}}")))
+        .map(|scope| {
+            counter(&metrics, &format!("gateway_login_throttled_total{{scope=\"{scope}\"}}"))
+        })
         .sum();
     assert_eq!(throttled, LOGINS - QUEUE, "{metrics}");
     assert!(counter(&metrics, "gateway_login_throttled_total{scope=\"busy\"}") > 0, "{metrics}");
 }
 
 fn counter(metrics: &str, series: &str) -> usize {
-    let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
     line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap()
 }

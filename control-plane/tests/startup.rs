@@ -85,11 +85,19 @@ async fn a_demo_state_token_is_refused_unless_dev() {
     let dir = tempfile::tempdir().unwrap();
     let demo = [("GATEWAY_STATE_TOKEN", "compose-demo-state-token-change-me")];
     let mut child = control_plane(dir.path(), &demo).spawn().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("it should exit").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("it should exit")
+        .unwrap();
     assert!(!status.success());
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
-    assert!(stderr.contains("--state-token") && stderr.contains("change-me") && stderr.contains("--dev"), "{stderr}");
+    assert!(
+        stderr.contains("--state-token")
+            && stderr.contains("change-me")
+            && stderr.contains("--dev"),
+        "{stderr}"
+    );
 
     let dev = [demo[0], ("GATEWAY_DEV", "true")];
     let mut child = control_plane(dir.path(), &dev).spawn().unwrap();
@@ -98,6 +106,9 @@ async fn a_demo_state_token_is_refused_unless_dev() {
 
     // Stored by the dev start, it is refused from the database too once --dev is gone.
     let mut child = control_plane(dir.path(), &[]).spawn().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("it should exit").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("it should exit")
+        .unwrap();
     assert!(!status.success(), "the stored demo token is not served");
 }

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use vllm_gateway_filter::config::{self, ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER};
+use vllm_gateway_filter::config::{
+    self, ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER,
+};
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use upstream::{ModelUpstream, Upstream, UpstreamError};
@@ -99,7 +101,9 @@ impl FilterBuild {
             FilterBuild::Wasm(path) => WASM_FILTER
                 .replace("{{WASM_PATH}}", &yaml_double_quoted(&path.to_string_lossy()))
                 .replace("{{PLUGIN_CONFIG}}", &config),
-            FilterBuild::Native(_) => NATIVE_FILTER.replace("{{MODULE}}", NATIVE_MODULE_NAME).replace("{{PLUGIN_CONFIG}}", &config),
+            FilterBuild::Native(_) => NATIVE_FILTER
+                .replace("{{MODULE}}", NATIVE_MODULE_NAME)
+                .replace("{{PLUGIN_CONFIG}}", &config),
         }
     }
 }
@@ -198,7 +202,11 @@ pub fn render(spec: &GatewaySpec) -> Result<String, RenderError> {
 
 /// Renders the Envoy configuration for a spec whose control plane is reached by host name (such
 /// as `control-plane:8081` in docker-compose); `spec.control_plane_http`/`_als` are ignored.
-pub fn render_with_control_plane(spec: &GatewaySpec, http: &Endpoint, als: &Endpoint) -> Result<String, RenderError> {
+pub fn render_with_control_plane(
+    spec: &GatewaySpec,
+    http: &Endpoint,
+    als: &Endpoint,
+) -> Result<String, RenderError> {
     let plugin = plugin_config(spec)?;
     let plugin_json = serde_json::to_string(&plugin).unwrap_or_default();
     let clusters: Vec<String> = spec

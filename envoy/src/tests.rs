@@ -30,14 +30,23 @@ fn parses_model_urls() {
     assert_eq!((m.upstream.tls, m.upstream.port), (true, 443));
     let m: ModelUpstream = "a=http://[::1]:9".parse().unwrap();
     assert_eq!(m.upstream.host, "::1");
-    for bad in ["noequals", "=http://x:1", "a=ftp://x", "a=http://x:1/v1", "a=http://x:port", "a=http://", "a=http://x y:1"] {
+    for bad in [
+        "noequals",
+        "=http://x:1",
+        "a=ftp://x",
+        "a=http://x:1/v1",
+        "a=http://x:port",
+        "a=http://",
+        "a=http://x y:1",
+    ] {
         assert!(bad.parse::<ModelUpstream>().is_err(), "{bad}");
     }
 }
 
 #[test]
 fn renders_every_placeholder() {
-    let yaml = render(&spec(&["model-a=http://127.0.0.1:7001", "Model/B=http://localhost:7002"])).unwrap();
+    let yaml =
+        render(&spec(&["model-a=http://127.0.0.1:7001", "Model/B=http://localhost:7002"])).unwrap();
     assert!(yaml.contains("port_value: 5000"));
     assert!(yaml.contains("name: model_0_model_a"));
     assert!(yaml.contains("name: model_1_model_b"));
@@ -52,7 +61,8 @@ fn renders_every_placeholder() {
 fn plugin_config_round_trips_through_the_filter_parser() {
     let yaml = render(&spec(&["m=http://127.0.0.1:1"])).unwrap();
     let line = yaml.lines().find(|l| l.trim_start().starts_with("value: '")).unwrap();
-    let json = line.trim_start().trim_start_matches("value: '").trim_end_matches('\'').replace("''", "'");
+    let json =
+        line.trim_start().trim_start_matches("value: '").trim_end_matches('\'').replace("''", "'");
     let parsed = PluginConfig::parse(json.as_bytes()).unwrap();
     assert_eq!(parsed, plugin_config(&spec(&["m=http://127.0.0.1:1"])).unwrap());
 }
@@ -84,7 +94,10 @@ fn upstream_keys_and_the_default_model_reach_the_plugin_config() {
 fn control_plane_by_host_name_resolves_through_dns() {
     let http: Endpoint = "control-plane:8081".parse().unwrap();
     let als: Endpoint = "10.1.2.3:8082".parse().unwrap();
-    assert_eq!((http.host.as_str(), http.port, http.cluster_type()), ("control-plane", 8081, "STRICT_DNS"));
+    assert_eq!(
+        (http.host.as_str(), http.port, http.cluster_type()),
+        ("control-plane", 8081, "STRICT_DNS")
+    );
     assert_eq!(als.cluster_type(), "STATIC");
     let yaml = render_with_control_plane(&spec(&["m=http://127.0.0.1:1"]), &http, &als).unwrap();
     assert!(yaml.contains("- name: control_plane\n    type: STRICT_DNS"), "{yaml}");

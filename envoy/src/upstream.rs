@@ -43,7 +43,8 @@ impl FromStr for ModelUpstream {
     type Err = UpstreamError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, url) = s.split_once('=').ok_or_else(|| UpstreamError::NotNameUrl(s.to_owned()))?;
+        let (name, url) =
+            s.split_once('=').ok_or_else(|| UpstreamError::NotNameUrl(s.to_owned()))?;
         let name = name.trim();
         if name.is_empty() {
             return Err(UpstreamError::NotNameUrl(s.to_owned()));
@@ -59,16 +60,22 @@ impl FromStr for ModelUpstream {
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains('/') || authority.contains('?') || authority.contains('@') {
-            return Err(bad("only scheme, host and port are allowed; request paths are kept as sent"));
+            return Err(bad(
+                "only scheme, host and port are allowed; request paths are kept as sent",
+            ));
         }
-        let (host, port) = split_host_port(authority).ok_or_else(|| bad("the port is not a number"))?;
+        let (host, port) =
+            split_host_port(authority).ok_or_else(|| bad("the port is not a number"))?;
         let valid_host = !host.is_empty()
             && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
         if !valid_host {
             return Err(bad("the host is empty or has characters a host name cannot have"));
         }
         let port = port.unwrap_or(if tls { 443 } else { 80 });
-        Ok(ModelUpstream { name: name.to_owned(), upstream: Upstream { tls, host: host.to_owned(), port } })
+        Ok(ModelUpstream {
+            name: name.to_owned(),
+            upstream: Upstream { tls, host: host.to_owned(), port },
+        })
     }
 }
 

@@ -60,18 +60,27 @@ impl<'a> Authority<'a> {
         let (jwt_keys, keys_looked_up) = self.jwt_keys();
         let subject = jwt_keys.verify(token, now).map_err(|error| Refusal {
             error,
-            lookup: jwt_keys.unknown_key_subject(token).filter(|_| !keys_looked_up).map(LookupKey::User),
+            lookup: jwt_keys
+                .unknown_key_subject(token)
+                .filter(|_| !keys_looked_up)
+                .map(LookupKey::User),
         })?;
         let user = self.user(subject.user_id);
         let lookup = Some(LookupKey::User(subject.user_id));
         let refuse = |error, lookup| Err(Refusal { error, lookup });
         match user {
             None => refuse(GatewayError::UserDisabled, lookup),
-            Some(User { status: Status::Disabled, .. }) => refuse(GatewayError::UserDisabled, lookup),
+            Some(User { status: Status::Disabled, .. }) => {
+                refuse(GatewayError::UserDisabled, lookup)
+            }
             // A newer token than the state knows (issued after a revocation it has not seen yet)
             // may be good; an older one has been revoked for good.
-            Some(user) if user.token_version < subject.version => refuse(GatewayError::RevokedToken, lookup),
-            Some(user) if user.token_version != subject.version => refuse(GatewayError::RevokedToken, None),
+            Some(user) if user.token_version < subject.version => {
+                refuse(GatewayError::RevokedToken, lookup)
+            }
+            Some(user) if user.token_version != subject.version => {
+                refuse(GatewayError::RevokedToken, None)
+            }
             Some(user) => Ok((subject.user_id, user)),
         }
     }

@@ -314,7 +314,10 @@ fn endpoint_problem(endpoint: &str) -> Option<String> {
         "must not contain '?' or '#' (it is compared without the query string)"
     } else if endpoint.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
         "must not contain whitespace or control characters"
-    } else if ["//", "/./", "/../"].iter().any(|s| endpoint.contains(s)) || endpoint.ends_with("/.") || endpoint.ends_with("/..") {
+    } else if ["//", "/./", "/../"].iter().any(|s| endpoint.contains(s))
+        || endpoint.ends_with("/.")
+        || endpoint.ends_with("/..")
+    {
         "must be a normalised path (no //, /./ or /../)"
     } else {
         return None;

@@ -55,7 +55,12 @@ pub struct CallAnswer {
 impl CallAnswer {
     /// An answer from the `:status`, `etag` and [`crate::feed::DELTA_HEADER`] header values and
     /// the body, as the host gives them.
-    pub fn new(status: Option<&str>, etag: Option<&str>, delta: Option<&str>, body: Vec<u8>) -> Self {
+    pub fn new(
+        status: Option<&str>,
+        etag: Option<&str>,
+        delta: Option<&str>,
+        body: Vec<u8>,
+    ) -> Self {
         Self {
             status: status.and_then(|s| s.trim().parse().ok()),
             etag: etag.map(|e| e.replace(['\r', '\n'], "")),
@@ -82,7 +87,10 @@ mod tests {
 
     #[test]
     fn queries_are_appended_whatever_the_path_has() {
-        assert_eq!(with_query("/internal/state", "wait_ms", "20000"), "/internal/state?wait_ms=20000");
+        assert_eq!(
+            with_query("/internal/state", "wait_ms", "20000"),
+            "/internal/state?wait_ms=20000"
+        );
         assert_eq!(with_query("/s?tenant=a", "wait_ms", "1"), "/s?tenant=a&wait_ms=1");
         assert_eq!(with_query("/s?", "wait_ms", "1"), "/s?wait_ms=1");
         assert_eq!(with_query("/s?a=1&", "b", "2"), "/s?a=1&b=2");
@@ -94,7 +102,12 @@ mod tests {
             "cluster": "cp", "authority": "control-plane", "token": "0123456789abcdef"
         }))
         .unwrap();
-        let call = CallRequest { path: "/internal/state".into(), if_none_match: Some("\"v1\"".into()), timeout_ms: 5, body: None };
+        let call = CallRequest {
+            path: "/internal/state".into(),
+            if_none_match: Some("\"v1\"".into()),
+            timeout_ms: 5,
+            body: None,
+        };
         let headers = call.headers(&feed);
         assert!(headers.contains(&("authorization", "Bearer 0123456789abcdef".to_owned())));
         assert!(headers.contains(&(":authority", "control-plane".to_owned())));
@@ -106,7 +119,10 @@ mod tests {
     #[test]
     fn answers_read_status_and_etag() {
         let answer = CallAnswer::new(Some("304"), Some("\"v2\"\n"), None, vec![]);
-        assert_eq!((answer.status, answer.etag.as_deref(), answer.delta), (Some(304), Some("\"v2\""), false));
+        assert_eq!(
+            (answer.status, answer.etag.as_deref(), answer.delta),
+            (Some(304), Some("\"v2\""), false)
+        );
         assert_eq!(CallAnswer::new(None, None, None, vec![]).status, None);
         assert_eq!(CallAnswer::new(Some("abc"), None, None, vec![]).status, None);
         assert!(CallAnswer::new(Some("200"), None, Some("4"), vec![]).delta);

@@ -27,9 +27,7 @@ pub fn find(authorization: Option<&str>, path: &str) -> Option<Credential> {
     if let Some(token) = authorization.and_then(bearer) {
         return Some(Credential::Header(token.to_owned()));
     }
-    query_param(path, "token")
-        .filter(|t| !t.is_empty())
-        .map(Credential::Query)
+    query_param(path, "token").filter(|t| !t.is_empty()).map(Credential::Query)
 }
 
 fn bearer(header: &str) -> Option<&str> {
@@ -70,11 +68,7 @@ pub fn strip_token_param(path: &str) -> Option<String> {
         return None;
     }
     let kept: Vec<&str> = kept.into_iter().filter(|p| !p.is_empty()).collect();
-    Some(if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    })
+    Some(if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) })
 }
 
 fn percent_decode(input: &str) -> String {

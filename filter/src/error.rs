@@ -139,7 +139,10 @@ impl GatewayError {
             | Self::RevokedToken => 401,
             Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => 403,
             Self::NotReady | Self::Busy => 503,
-            Self::BadJson(_) | Self::MissingModel | Self::InvalidType { .. } | Self::Unsupported { .. } => 400,
+            Self::BadJson(_)
+            | Self::MissingModel
+            | Self::InvalidType { .. }
+            | Self::Unsupported { .. } => 400,
             Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge(_) => 413,
             Self::Limited(_) => 429,
@@ -215,17 +218,26 @@ impl GatewayError {
             Self::BadJson(why) => format!("The request body is not valid JSON: {why}"),
             Self::MissingModel => "The request body must have a string `model`.".to_owned(),
             Self::UnknownModel(model) => format!("The model `{model}` does not exist."),
-            Self::ModelNotAllowed(model) => format!("This API key may not use the model `{model}`."),
+            Self::ModelNotAllowed(model) => {
+                format!("This API key may not use the model `{model}`.")
+            }
             Self::BodyTooLarge(limit) => {
                 format!("The request body is larger than the gateway's limit of {limit} bytes.")
             }
-            Self::Busy => "The gateway is receiving too many large request bodies at once; retry shortly.".to_owned(),
+            Self::Busy => {
+                "The gateway is receiving too many large request bodies at once; retry shortly."
+                    .to_owned()
+            }
             Self::UnknownPath(path) => format!("Unknown request URL: {path}."),
-            Self::InvalidType { message, .. } | Self::Unsupported { message, .. } => message.clone(),
+            Self::InvalidType { message, .. } | Self::Unsupported { message, .. } => {
+                message.clone()
+            }
             Self::Limited(e) => e.message(),
-            Self::LimitsUnavailable => "The gateway cannot check this caller's limits right now (its control plane \
+            Self::LimitsUnavailable => {
+                "The gateway cannot check this caller's limits right now (its control plane \
                                         is unreachable); retry shortly."
-                .to_owned(),
+                    .to_owned()
+            }
         }
     }
 
@@ -308,11 +320,17 @@ mod tests {
         let rate = GatewayError::Limited(Box::new(limit_error(LimitKind::RequestsPerMinute)));
         let v: serde_json::Value = serde_json::from_slice(&rate.body()).unwrap();
         assert_eq!((rate.status(), rate.retry_after_secs()), (429, Some(6)));
-        assert_eq!((&v["error"]["type"], &v["error"]["code"]), (&"requests".into(), &"rate_limit_exceeded".into()));
+        assert_eq!(
+            (&v["error"]["type"], &v["error"]["code"]),
+            (&"requests".into(), &"rate_limit_exceeded".into())
+        );
         assert!(v["error"]["message"].as_str().unwrap().contains("requests per minute"), "{v}");
         let budget = GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerMonth)));
         let v: serde_json::Value = serde_json::from_slice(&budget.body()).unwrap();
-        assert_eq!((&v["error"]["type"], &v["error"]["code"]), (&"insufficient_quota".into(), &"insufficient_quota".into()));
+        assert_eq!(
+            (&v["error"]["type"], &v["error"]["code"]),
+            (&"insufficient_quota".into(), &"insufficient_quota".into())
+        );
         assert!(v["error"]["message"].as_str().unwrap().contains("tokens per month budget"), "{v}");
         let tokens = GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerMinute)));
         assert_eq!((tokens.kind(), tokens.code()), ("tokens", "rate_limit_exceeded"));
@@ -330,11 +348,17 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_its_param() {
-        let e = GatewayError::InvalidType { param: "stream", message: "`stream` must be a boolean or null.".into() };
+        let e = GatewayError::InvalidType {
+            param: "stream",
+            message: "`stream` must be a boolean or null.".into(),
+        };
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(e.status(), 400);
-        assert_eq!(v, serde_json::json!({"error": {
-            "message": "`stream` must be a boolean or null.", "type": "invalid_request_error", "param": "stream", "code": "invalid_type"
-        }}));
+        assert_eq!(
+            v,
+            serde_json::json!({"error": {
+                "message": "`stream` must be a boolean or null.", "type": "invalid_request_error", "param": "stream", "code": "invalid_type"
+            }})
+        );
     }
 }

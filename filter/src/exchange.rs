@@ -204,7 +204,8 @@ impl Exchange {
         let keys = keys.ok_or(GatewayError::NotReady)?;
         let token = credential.token();
         if KeyState::is_jwt(token) {
-            let (user_id, user) = keys.authorize_jwt(token, now_secs).map_err(|r| self.refused(r))?;
+            let (user_id, user) =
+                keys.authorize_jwt(token, now_secs).map_err(|r| self.refused(r))?;
             self.record.user_id = Some(user_id);
             self.limit_caller(Subject::User(user_id), user.limits.clone());
             return Ok(());
@@ -284,7 +285,12 @@ impl Exchange {
 
     /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]); the body as
     /// forwarded, when it changed.
-    fn inject_usage(&mut self, host: &mut dyn Host, body: &[u8], facts: &RequestFacts) -> Option<Vec<u8>> {
+    fn inject_usage(
+        &mut self,
+        host: &mut dyn Host,
+        body: &[u8],
+        facts: &RequestFacts,
+    ) -> Option<Vec<u8>> {
         let continuous = match self.config.usage_injection {
             UsageInjection::Off => return None,
             UsageInjection::Continuous => true,
@@ -310,19 +316,25 @@ impl Exchange {
     ) -> bool {
         self.record.status = status;
         let is_sse = content_type.is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
-        let encoded =
-            content_encoding.is_some_and(|e| e.split(',').any(|e| !e.trim().eq_ignore_ascii_case("identity")));
+        let encoded = content_encoding
+            .is_some_and(|e| e.split(',').any(|e| !e.trim().eq_ignore_ascii_case("identity")));
         let cut_may_come = self.cut_may_come(is_sse);
         self.rewriter = match self.injected {
             _ if encoded || self.finished => None,
-            Some(ask) if is_sse && (ask.needs_rewrite() || cut_may_come) => Some(StreamRewriter::new(ask)),
+            Some(ask) if is_sse && (ask.needs_rewrite() || cut_may_come) => {
+                Some(StreamRewriter::new(ask))
+            }
             // Passed unchanged, but whole events at a time: the stream may be cut between two.
-            None if cut_may_come => Some(StreamRewriter::new(UsageAsk { include_usage: true, continuous: true })),
+            None if cut_may_come => {
+                Some(StreamRewriter::new(UsageAsk { include_usage: true, continuous: true }))
+            }
             _ => None,
         };
         self.counting = Some(match (encoded, is_sse) {
             (true, _) => Counting::Opaque,
-            (false, true) => Counting::Stream(Box::new(StreamAccounting::new(self.prompt_layout()))),
+            (false, true) => {
+                Counting::Stream(Box::new(StreamAccounting::new(self.prompt_layout())))
+            }
             (false, false) => Counting::Body(Box::default()),
         });
         self.rewriter.is_some()
@@ -332,7 +344,9 @@ impl Exchange {
     fn prompt_layout(&self) -> PromptLayout {
         match self.endpoint {
             Endpoint::Chat => PromptLayout::Single,
-            Endpoint::Responses | Endpoint::Embeddings | Endpoint::Other => PromptLayout::Batched { n: self.n },
+            Endpoint::Responses | Endpoint::Embeddings | Endpoint::Other => {
+                PromptLayout::Batched { n: self.n }
+            }
         }
     }
 
@@ -344,7 +358,12 @@ impl Exchange {
     /// A piece of the response body. `now_ms` is read only while [`Self::awaits_first_byte`].
     /// Returns the bytes to send instead of `chunk` when the
     /// stream is rewritten for the caller; `None` means pass `chunk` on unchanged.
-    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, now_ms: u64) -> Option<Vec<u8>> {
+    pub fn on_response_body(
+        &mut self,
+        chunk: &[u8],
+        end_of_stream: bool,
+        now_ms: u64,
+    ) -> Option<Vec<u8>> {
         if !self.tracked || self.finished {
             return None;
         }

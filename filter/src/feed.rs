@@ -196,7 +196,10 @@ mod tests {
 
     #[test]
     fn hashes_like_sha256sum() {
-        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -231,8 +234,17 @@ mod tests {
                     ..Limits::default()
                 }),
             }],
-            users: vec![FeedUser { id: 3, status: Status::Disabled, token_version: 4, limits: None }],
-            jwt_keys: vec![PublishedKey { kid: "k1".into(), alg: "EdDSA".into(), public_key_hex: "00".into() }],
+            users: vec![FeedUser {
+                id: 3,
+                status: Status::Disabled,
+                token_version: 4,
+                limits: None,
+            }],
+            jwt_keys: vec![PublishedKey {
+                kid: "k1".into(),
+                alg: "EdDSA".into(),
+                public_key_hex: "00".into(),
+            }],
         };
         let json = serde_json::to_value(&feed).unwrap();
         assert_eq!(json["keys"][0]["appId"], 1);

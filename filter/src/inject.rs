@@ -25,7 +25,10 @@ pub struct UsageAsk {
 impl UsageAsk {
     /// What a request body's `stream_options` asked for.
     pub fn of(facts: &RequestFacts) -> Self {
-        Self { include_usage: facts.include_usage, continuous: facts.include_usage && facts.continuous_usage_stats }
+        Self {
+            include_usage: facts.include_usage,
+            continuous: facts.include_usage && facts.continuous_usage_stats,
+        }
     }
 
     /// Whether the stream the caller gets differs from what the injected request returns.
@@ -43,7 +46,8 @@ impl UsageAsk {
 pub fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
     let members = top_level_members(body)?;
     let existing = members.iter().find(|m| key_is(body, m, "stream_options"));
-    let options = existing.and_then(|m| serde_json::from_slice::<Value>(body.get(m.value_start..m.end)?).ok());
+    let options = existing
+        .and_then(|m| serde_json::from_slice::<Value>(body.get(m.value_start..m.end)?).ok());
     let options = serde_json::to_vec(&with_usage_options(options, continuous)).ok()?;
     let mut out = Vec::with_capacity(body.len() + options.len() + 20);
     match existing {
@@ -239,7 +243,8 @@ fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
     };
     let usage_only = is_usage_only(json, &members);
     let is_null = json.get(usage.value_start..usage.end) == Some(b"null");
-    let caused_by_injection = if usage_only || is_null { !ask.include_usage } else { !ask.continuous };
+    let caused_by_injection =
+        if usage_only || is_null { !ask.include_usage } else { !ask.continuous };
     if !caused_by_injection {
         out.extend_from_slice(event);
         return;
@@ -257,7 +262,13 @@ fn rewrite_event(event: &[u8], ask: UsageAsk, out: &mut Vec<u8>) {
 
 /// For an event made of one `data:` line: where its JSON starts and how long it is.
 fn single_data_line(event: &[u8]) -> Option<(usize, usize)> {
-    let prefix = if event.starts_with(b"data: ") { 6 } else if event.starts_with(b"data:") { 5 } else { return None };
+    let prefix = if event.starts_with(b"data: ") {
+        6
+    } else if event.starts_with(b"data:") {
+        5
+    } else {
+        return None;
+    };
     let line_end = event.iter().position(|&b| b == b'\n' || b == b'\r')?;
     let rest = event.get(line_end..)?;
     let is_blank_terminated = matches!(rest, b"\n\n" | b"\r\n\r\n" | b"\r\r");
@@ -270,9 +281,8 @@ fn is_usage_only(json: &[u8], members: &[Member<'_>]) -> bool {
         let m = members.iter().find(|m| m.key == name)?;
         json.get(m.value_start..m.end)
     };
-    let empty_array = value(b"choices").is_some_and(|v| {
-        v.first() == Some(&b'[') && v.get(skip_ws(v, 1)) == Some(&b']')
-    });
+    let empty_array = value(b"choices")
+        .is_some_and(|v| v.first() == Some(&b'[') && v.get(skip_ws(v, 1)) == Some(&b']'));
     empty_array && value(b"usage").is_some_and(|v| v != b"null")
 }
 
@@ -376,7 +386,10 @@ fn value_end(json: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while json.get(j).is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace()) {
+            while json
+                .get(j)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+            {
                 j += 1;
             }
             (j > i).then_some(j)

@@ -277,7 +277,9 @@ impl JsonScanner {
                     None => at = chunk.len(),
                 }
             } else {
-                let Some(i) = rest.iter().position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']')) else {
+                let Some(i) =
+                    rest.iter().position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
+                else {
                     at = chunk.len();
                     break;
                 };

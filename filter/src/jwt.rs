@@ -31,7 +31,6 @@ pub struct JwtSubject {
     pub version: i64,
 }
 
-
 /// The published verification keys, by `kid`.
 #[derive(Debug, Clone, Default)]
 pub struct JwtKeys {
@@ -44,11 +43,13 @@ impl JwtKeys {
         let by_kid = published
             .into_iter()
             .filter(|k| ALGORITHMS.contains(&k.alg.as_str()))
-            .filter_map(|k| match decode_hex(&k.public_key_hex).and_then(|b| PublicKey::from_slice(&b).ok()) {
-                Some(key) => Some((k.kid, key)),
-                None => {
-                    log::warn!("published JWT key {} is malformed; skipped", k.kid);
-                    None
+            .filter_map(|k| {
+                match decode_hex(&k.public_key_hex).and_then(|b| PublicKey::from_slice(&b).ok()) {
+                    Some(key) => Some((k.kid, key)),
+                    None => {
+                        log::warn!("published JWT key {} is malformed; skipped", k.kid);
+                        None
+                    }
                 }
             })
             .collect();
@@ -73,10 +74,8 @@ impl JwtKeys {
         }
         let kid = untrusted.header().key_id.as_deref().ok_or(GatewayError::InvalidCredential)?;
         let key = self.by_kid.get(kid).ok_or(GatewayError::InvalidCredential)?;
-        let token: Token<TokenClaims> = Ed25519
-            .validator(key)
-            .validate(&untrusted)
-            .map_err(|e: ValidationError| {
+        let token: Token<TokenClaims> =
+            Ed25519.validator(key).validate(&untrusted).map_err(|e: ValidationError| {
                 log::debug!("JWT refused: {e}");
                 GatewayError::InvalidCredential
             })?;

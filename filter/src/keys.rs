@@ -188,4 +188,3 @@ impl KeyState {
 
 #[cfg(test)]
 mod tests;
-

@@ -25,8 +25,8 @@ pub mod lease;
 pub mod rate_headers;
 mod spend;
 
-pub use spend::{extend, release, settle};
 use spend::take;
+pub use spend::{extend, release, settle};
 
 use float::Float;
 use ledger::{Entry, Ledger};
@@ -151,19 +151,28 @@ pub enum Admission {
 /// Decides a request's admission at `now_ms` (see the module docs): from the worker's `float`
 /// when it holds all the request wants, else from the Envoy's ledger. With `may_lease` false
 /// (the lease call was made, or failed) it is decided with the leases there are.
-pub fn admit(shared: &mut dyn SharedData, float: &mut Float, ask: &Ask<'_>, now_ms: u64, may_lease: bool) -> Admission {
+pub fn admit(
+    shared: &mut dyn SharedData,
+    float: &mut Float,
+    ask: &Ask<'_>,
+    now_ms: u64,
+    may_lease: bool,
+) -> Admission {
     let needs = needs(ask);
     if let Some(grant) = from_float(float, &needs, ask, now_ms) {
         return Admission::Granted(grant);
     }
     'attempts: for _ in 0..ADMIT_ATTEMPTS {
         let ledgers = Ledgers::read(shared, &needs);
-        let entries: Vec<Option<Entry>> = needs.iter().map(|n| ledgers.current(n, now_ms)).collect();
+        let entries: Vec<Option<Entry>> =
+            needs.iter().map(|n| ledgers.current(n, now_ms)).collect();
         let mut tokens = ask.prompt_tokens.saturating_add(ask.completion_tokens);
         let mut asks = Vec::new();
         for (need, entry) in needs.iter().zip(&entries) {
             match decide(need, entry.as_ref(), now_ms, may_lease) {
-                Decision::Fits(available) if need.key.kind.counts_tokens() => tokens = tokens.min(available),
+                Decision::Fits(available) if need.key.kind.counts_tokens() => {
+                    tokens = tokens.min(available)
+                }
                 Decision::Fits(_) | Decision::Unlimited => {}
                 Decision::Refuse(_) if !float.is_empty() => {
                     // Units this worker floats are spent in the ledger: give them back first.
@@ -171,7 +180,12 @@ pub fn admit(shared: &mut dyn SharedData, float: &mut Float, ask: &Ask<'_>, now_
                     continue 'attempts;
                 }
                 Decision::Refuse(entry) => {
-                    return Admission::Refused(refusal(need, &entry, standing(&ledgers, &needs, now_ms), now_ms))
+                    return Admission::Refused(refusal(
+                        need,
+                        &entry,
+                        standing(&ledgers, &needs, now_ms),
+                        now_ms,
+                    ))
                 }
                 Decision::Lease(lease_ask) => asks.push(lease_ask),
                 Decision::Unavailable => return Admission::Unavailable,
@@ -215,7 +229,12 @@ fn from_float(float: &mut Float, needs: &[Need], ask: &Ask<'_>, now_ms: u64) -> 
     for (need, f) in needs.iter().zip(floats) {
         let units = units(need);
         float.spend(&need.shared_key, need.key.kind, units);
-        let hold = Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: f.window, units };
+        let hold = Hold {
+            key: need.key.clone(),
+            shared_key: need.shared_key.clone(),
+            window: f.window,
+            units,
+        };
         grant.holds.push(hold);
         grant.standing.push(Standing {
             kind: need.key.kind,
@@ -269,7 +288,8 @@ fn needs(ask: &Ask<'_>) -> Vec<Need> {
             };
             let key = LimitKey { subject: ask.subject, model: model.map(str::to_owned), kind };
             let (min, want) = if kind.counts_tokens() {
-                let min = ask.prompt_tokens.saturating_add(ask.choices.max(1).min(ask.completion_tokens));
+                let min =
+                    ask.prompt_tokens.saturating_add(ask.choices.max(1).min(ask.completion_tokens));
                 (min, ask.prompt_tokens.saturating_add(ask.completion_tokens))
             } else {
                 (1, 1)
@@ -295,7 +315,9 @@ fn decide(need: &Need, entry: Option<&Entry>, now_ms: u64, may_lease: bool) -> D
     match usable {
         Some(e) if e.limit.is_none() => Decision::Unlimited,
         Some(e) if e.available() >= need.want => Decision::Fits(e.available()),
-        Some(e) if e.exhausted() && may_lease && now_ms.saturating_sub(e.renewed_ms) >= STALE_MS => {
+        Some(e)
+            if e.exhausted() && may_lease && now_ms.saturating_sub(e.renewed_ms) >= STALE_MS =>
+        {
             Decision::Lease(lease_ask(need, entry, true))
         }
         Some(e) if e.exhausted() || !may_lease => {

@@ -91,7 +91,9 @@ impl LookupResult {
 /// The answer to a lookup, if it is one: a 200 carrying a [`Feed`].
 pub fn read_answer(answer: &CallAnswer) -> Result<Feed, String> {
     match answer.status {
-        Some(200) => serde_json::from_slice(&answer.body).map_err(|e| format!("malformed answer: {e}")),
+        Some(200) => {
+            serde_json::from_slice(&answer.body).map_err(|e| format!("malformed answer: {e}"))
+        }
         Some(status) => Err(format!("answered {status}")),
         None => Err("no answer (control plane unreachable, or timed out)".to_owned()),
     }
@@ -163,7 +165,13 @@ impl<W> Lookups<W> {
         }
         self.window.1 += 1;
         let deadline_ms = self.deadline(now_ms);
-        self.flights.push(Flight { key, token: None, orphaned: false, deadline_ms, waiters: vec![waiter] });
+        self.flights.push(Flight {
+            key,
+            token: None,
+            orphaned: false,
+            deadline_ms,
+            waiters: vec![waiter],
+        });
         Start::Send
     }
 
@@ -238,7 +246,8 @@ impl<W> Lookups<W> {
 
     /// Every flight past its deadline (its answer is lost): its key and its waiters, to refuse.
     pub fn expired(&mut self, now_ms: u64) -> Vec<(LookupKey, Vec<W>)> {
-        let (gone, kept) = std::mem::take(&mut self.flights).into_iter().partition(|f| f.deadline_ms <= now_ms);
+        let (gone, kept) =
+            std::mem::take(&mut self.flights).into_iter().partition(|f| f.deadline_ms <= now_ms);
         self.flights = kept;
         gone.into_iter().map(|f: Flight<W>| (f.key, f.waiters)).collect()
     }

@@ -74,26 +74,43 @@ pub fn observations(record: &UsageRecord, config: &PluginConfig) -> Vec<Observat
         None => "none".to_owned(),
     };
     let counter = |name: String, value: u64| Observation { name, kind: MetricKind::Counter, value };
-    let histogram = |name: String, value: u64| Observation { name, kind: MetricKind::Histogram, value };
+    let histogram =
+        |name: String, value: u64| Observation { name, kind: MetricKind::Histogram, value };
     let mut out = vec![counter(
-        format!("vllm_gateway_requests_total;model={model};status_class={}", status_class(record.status)),
+        format!(
+            "vllm_gateway_requests_total;model={model};status_class={}",
+            status_class(record.status)
+        ),
         1,
     )];
     if let Some(reason) = record.gateway_error.as_deref().filter(|r| AUTH_REASONS.contains(r)) {
         out.push(counter(format!("vllm_gateway_auth_failures_total;reason={reason}"), 1));
     }
     if let Some(reason) = limit_reason(record) {
-        let metric = if record.cut_off { "vllm_gateway_cut_off_total" } else { "vllm_gateway_limited_total" };
+        let metric = if record.cut_off {
+            "vllm_gateway_cut_off_total"
+        } else {
+            "vllm_gateway_limited_total"
+        };
         out.push(counter(format!("{metric};reason={reason}"), 1));
     }
     let usage = record.usage;
-    out.push(counter(format!("vllm_gateway_prompt_tokens_total;model={model}"), usage.prompt_tokens));
-    out.push(counter(format!("vllm_gateway_completion_tokens_total;model={model}"), usage.completion_tokens));
+    out.push(counter(
+        format!("vllm_gateway_prompt_tokens_total;model={model}"),
+        usage.prompt_tokens,
+    ));
+    out.push(counter(
+        format!("vllm_gateway_completion_tokens_total;model={model}"),
+        usage.completion_tokens,
+    ));
     if let (Some(ttft), true) = (record.ttft_ms, record.cluster.is_some()) {
         out.push(histogram(format!("vllm_gateway_time_to_first_token_ms;model={model}"), ttft));
         if let (Some(total), true) = (record.duration_ms, usage.completion_tokens > 1) {
             let per_token = total.saturating_sub(ttft) / (usage.completion_tokens - 1);
-            out.push(histogram(format!("vllm_gateway_time_per_output_token_ms;model={model}"), per_token));
+            out.push(histogram(
+                format!("vllm_gateway_time_per_output_token_ms;model={model}"),
+                per_token,
+            ));
         }
     }
     // Envoy refuses to add zero to a counter.
@@ -142,8 +159,18 @@ mod tests {
     fn every_observation_is_of_a_declared_family() {
         let declared = |o: &Observation| {
             let (base, values) = o.parts();
-            let labels: Vec<&str> = o.name.split(';').skip(1).filter_map(|p| p.split_once('=').map(|(k, _)| k)).collect();
-            FAMILIES.iter().any(|(name, kind, names)| *name == base && *kind == o.kind && *names == labels.as_slice() && values.len() == names.len())
+            let labels: Vec<&str> = o
+                .name
+                .split(';')
+                .skip(1)
+                .filter_map(|p| p.split_once('=').map(|(k, _)| k))
+                .collect();
+            FAMILIES.iter().any(|(name, kind, names)| {
+                *name == base
+                    && *kind == o.kind
+                    && *names == labels.as_slice()
+                    && values.len() == names.len()
+            })
         };
         let record = UsageRecord {
             model: Some("org/m;x=1".into()),
@@ -204,7 +231,8 @@ mod tests {
             duration_ms: Some(240),
             ..Default::default()
         };
-        let names: Vec<(String, u64)> = observations(&record, &config()).into_iter().map(|o| (o.name, o.value)).collect();
+        let names: Vec<(String, u64)> =
+            observations(&record, &config()).into_iter().map(|o| (o.name, o.value)).collect();
         assert_eq!(
             names,
             vec![
@@ -220,17 +248,40 @@ mod tests {
     #[test]
     fn lookups_count_by_result() {
         let o = credential_lookup(LookupResult::Capped);
-        assert_eq!((o.name.as_str(), o.kind, o.value), ("vllm_gateway_credential_lookups_total;result=capped", MetricKind::Counter, 1));
-        assert_eq!(credential_lookup(LookupResult::Found).name, "vllm_gateway_credential_lookups_total;result=found");
+        assert_eq!(
+            (o.name.as_str(), o.kind, o.value),
+            ("vllm_gateway_credential_lookups_total;result=capped", MetricKind::Counter, 1)
+        );
+        assert_eq!(
+            credential_lookup(LookupResult::Found).name,
+            "vllm_gateway_credential_lookups_total;result=found"
+        );
     }
 
     #[test]
     fn refusals_count_their_reason_and_unknown_models_stay_unlabelled() {
-        let record = UsageRecord { status: 401, gateway_error: Some("invalid_api_key".into()), ..Default::default() };
-        let names: Vec<String> = observations(&record, &config()).into_iter().map(|o| o.name).collect();
-        assert_eq!(names, ["vllm_gateway_requests_total;model=none;status_class=4xx", "vllm_gateway_auth_failures_total;reason=invalid_api_key"]);
-        let record = UsageRecord { status: 404, model: Some("made-up-by-a-client".into()), gateway_error: Some("model_not_found".into()), ..Default::default() };
-        let names: Vec<String> = observations(&record, &config()).into_iter().map(|o| o.name).collect();
+        let record = UsageRecord {
+            status: 401,
+            gateway_error: Some("invalid_api_key".into()),
+            ..Default::default()
+        };
+        let names: Vec<String> =
+            observations(&record, &config()).into_iter().map(|o| o.name).collect();
+        assert_eq!(
+            names,
+            [
+                "vllm_gateway_requests_total;model=none;status_class=4xx",
+                "vllm_gateway_auth_failures_total;reason=invalid_api_key"
+            ]
+        );
+        let record = UsageRecord {
+            status: 404,
+            model: Some("made-up-by-a-client".into()),
+            gateway_error: Some("model_not_found".into()),
+            ..Default::default()
+        };
+        let names: Vec<String> =
+            observations(&record, &config()).into_iter().map(|o| o.name).collect();
         assert_eq!(names, ["vllm_gateway_requests_total;model=unknown;status_class=4xx"]);
     }
 }

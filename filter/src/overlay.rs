@@ -33,7 +33,10 @@ impl Overlay {
         self.jwt_keys = Some(JwtKeys::new(answer.jwt_keys));
         match asked {
             LookupKey::Key(hash) => {
-                let found = answer.keys.into_iter().find(|k| parse_key_hash(&k.hash).as_ref() == Some(hash));
+                let found = answer
+                    .keys
+                    .into_iter()
+                    .find(|k| parse_key_hash(&k.hash).as_ref() == Some(hash));
                 match found.and_then(|k| AppKey::from_feed(k, &mut self.rules)) {
                     Some((hash, key)) => {
                         self.keys.insert(hash, key);

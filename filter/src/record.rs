@@ -104,12 +104,22 @@ mod tests {
 
     #[test]
     fn absent_facts_are_left_out_and_read_back_as_defaults() {
-        let record = UsageRecord { status: 401, gateway_error: Some("invalid_api_key".into()), ..Default::default() };
+        let record = UsageRecord {
+            status: 401,
+            gateway_error: Some("invalid_api_key".into()),
+            ..Default::default()
+        };
         let text = String::from_utf8(record.to_bytes()).unwrap();
-        assert_eq!(text, r#"{"status":401,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"usage_source":"none","gateway_error":"invalid_api_key"}"#);
+        assert_eq!(
+            text,
+            r#"{"status":401,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"usage_source":"none","gateway_error":"invalid_api_key"}"#
+        );
         assert_eq!(serde_json::from_str::<UsageRecord>(&text).unwrap(), record);
         let full = r#"{"app_id":1,"key_id":2,"user_id":null,"model":"m","cluster":"c","stream":true,"status":200,"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"usage_source":"reported","ttft_ms":4,"duration_ms":5,"client_disconnected":false,"gateway_error":null,"upstream_error":null}"#;
         let older: UsageRecord = serde_json::from_str(full).unwrap();
-        assert_eq!((older.app_id, older.stream, older.ttft_ms, older.client_disconnected), (Some(1), true, Some(4), false));
+        assert_eq!(
+            (older.app_id, older.stream, older.ttft_ms, older.client_disconnected),
+            (Some(1), true, Some(4), false)
+        );
     }
 }

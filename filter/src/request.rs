@@ -73,11 +73,22 @@ pub struct Request<H> {
 
 impl<H: StreamHost> Request<H> {
     /// A request on `host`'s stream, shared so that another request's callback can resume it.
-    pub fn shared(host: H, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits<H>) -> Rc<RefCell<Self>> {
+    pub fn shared(
+        host: H,
+        config: Rc<PluginConfig>,
+        budget: SharedBudget,
+        limits: SharedLimits<H>,
+    ) -> Rc<RefCell<Self>> {
         Rc::new_cyclic(|me| RefCell::new(Self::new(host, me.clone(), config, budget, limits)))
     }
 
-    fn new(host: H, me: Weak<RefCell<Self>>, config: Rc<PluginConfig>, budget: SharedBudget, limits: SharedLimits<H>) -> Self {
+    fn new(
+        host: H,
+        me: Weak<RefCell<Self>>,
+        config: Rc<PluginConfig>,
+        budget: SharedBudget,
+        limits: SharedLimits<H>,
+    ) -> Self {
         let exchange = Exchange::new(config.clone(), host.now_ms());
         let head = RequestHead::default();
         Self {
@@ -136,11 +147,18 @@ impl<H: StreamHost> Request<H> {
         self.exchange.on_request_headers(&mut self.host, &self.head, worker.authority(), now_secs)
     }
 
-    pub fn on_headers(&mut self, worker: &SharedWorker<H>, head: RequestHead, end_of_stream: bool) -> Headers {
+    pub fn on_headers(
+        &mut self,
+        worker: &SharedWorker<H>,
+        head: RequestHead,
+        end_of_stream: bool,
+    ) -> Headers {
         self.head = head;
         self.body = (0, end_of_stream);
         let mut step = self.authenticate(worker);
-        if matches!(&step, Step::Refuse(e) if may_be_stale(e)) && adopt_shared(worker, self.host.shared()) {
+        if matches!(&step, Step::Refuse(e) if may_be_stale(e))
+            && adopt_shared(worker, self.host.shared())
+        {
             // Another worker has a newer state (a key created or a user re-enabled a moment ago).
             step = self.authenticate(worker);
         }
@@ -231,7 +249,9 @@ impl<H: StreamHost> Request<H> {
         let Ok(mut glue) = self.limits.try_borrow_mut() else { return Flow::Continue };
         let decision = match self.exchange.limit_ask() {
             None => return Flow::Continue,
-            Some(ask) => limits::admit(self.host.shared(), &mut glue.float, &ask, now_ms, may_lease),
+            Some(ask) => {
+                limits::admit(self.host.shared(), &mut glue.float, &ask, now_ms, may_lease)
+            }
         };
         drop(glue);
         match decision {
@@ -256,7 +276,9 @@ impl<H: StreamHost> Request<H> {
     /// Asks the control plane for leases; the request waits for the answer (see
     /// [`waiting::lease_answered`]).
     fn lease(&mut self, asks: Vec<LeaseAsk>) -> Flow {
-        let (Some(me), Ok(mut glue)) = (self.me.upgrade(), self.limits.try_borrow_mut()) else { return self.admit(false) };
+        let (Some(me), Ok(mut glue)) = (self.me.upgrade(), self.limits.try_borrow_mut()) else {
+            return self.admit(false);
+        };
         glue.note(&asks);
         let call = lease::call(&self.config.state, &glue.instance, &asks);
         match self.host.dispatch(&self.config.state, &call) {
@@ -302,7 +324,13 @@ impl<H: StreamHost> Request<H> {
     }
 
     /// Response headers; whether the body will be rewritten (its length changes).
-    pub fn on_response_headers(&mut self, status: u16, content_type: Option<&str>, content_encoding: Option<&str>, end_of_stream: bool) -> bool {
+    pub fn on_response_headers(
+        &mut self,
+        status: u16,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        end_of_stream: bool,
+    ) -> bool {
         let rewritten = self.exchange.on_response_headers(status, content_type, content_encoding);
         for (name, value) in self.exchange.rate_headers() {
             self.host.set_response_header(name, value);
@@ -386,7 +414,8 @@ impl<H: StreamHost> Request<H> {
             return;
         };
         if let Some((grant, used, failed)) = self.exchange.take_grant() {
-            let overdrawn = limits::settle(self.host.shared(), &mut glue.float, &grant, used, failed, now_ms);
+            let overdrawn =
+                limits::settle(self.host.shared(), &mut glue.float, &grant, used, failed, now_ms);
             glue.note_overdrawn(overdrawn);
         }
     }

@@ -73,7 +73,8 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(GatewayError::BadJson("expected a JSON object".to_owned()));
     }
-    let head: Head<'_> = serde_json::from_slice(body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+    let head: Head<'_> =
+        serde_json::from_slice(body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
     let model = match head.model {
         Some(Value::String(m)) if !m.is_empty() => m,
         _ => return Err(GatewayError::MissingModel),
@@ -86,7 +87,9 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
     let (include_usage, continuous_usage_stats) = match head.stream_options {
         None | Some(Value::Null) => (false, false),
         Some(Value::Object(options)) => usage_options(&options)?,
-        Some(_) => return Err(wrong_type("stream_options", "`stream_options` must be an object or null.")),
+        Some(_) => {
+            return Err(wrong_type("stream_options", "`stream_options` must be an object or null."))
+        }
     };
     if !matches!(head.background, None | Some(Value::Null) | Some(Value::Bool(false))) {
         // The Responses API answers a background request at once and generates afterwards,
@@ -114,7 +117,10 @@ fn usage_options(options: &Map<String, Value>) -> Result<(bool, bool), GatewayEr
         None => Ok(default),
         Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(wrong_type("stream_options", &format!("`stream_options.{name}` must be a boolean or null."))),
+        Some(_) => Err(wrong_type(
+            "stream_options",
+            &format!("`stream_options.{name}` must be a boolean or null."),
+        )),
     };
     let include = flag("include_usage", true)?;
     let continuous = flag("continuous_usage_stats", false)?;
@@ -135,12 +141,26 @@ mod tests {
 
     #[test]
     fn reads_model_and_stream_flags() {
-        let f = facts(r#"{"model":"qwen","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#);
-        assert_eq!(f, RequestFacts { model: "qwen".into(), stream: true, include_usage: true, continuous_usage_stats: false, n: 1, completion: CompletionAsk { prompts: 1, ..CompletionAsk::default() } });
+        let f = facts(
+            r#"{"model":"qwen","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
+        );
+        assert_eq!(
+            f,
+            RequestFacts {
+                model: "qwen".into(),
+                stream: true,
+                include_usage: true,
+                continuous_usage_stats: false,
+                n: 1,
+                completion: CompletionAsk { prompts: 1, ..CompletionAsk::default() }
+            }
+        );
         let f = facts("{\"model\":\"模型\",\"prompt\":\"你好\"}");
         assert_eq!(f.model, "模型");
         assert!(!f.stream && !f.include_usage);
-        let f = facts(r#" {"stream_options":{"include_usage":true,"continuous_usage_stats":true,"x":[1]},"model":"m\u00e9"}"#);
+        let f = facts(
+            r#" {"stream_options":{"include_usage":true,"continuous_usage_stats":true,"x":[1]},"model":"m\u00e9"}"#,
+        );
         assert_eq!((f.model.as_str(), f.continuous_usage_stats), ("mé", true));
         assert!(!facts(r#"{"model":"m","stream_options":null,"stream":null}"#).include_usage);
         assert!(!facts(r#"{"model":"m","stream":null}"#).stream);
@@ -149,12 +169,21 @@ mod tests {
     #[test]
     fn background_responses_are_refused_and_false_is_fine() {
         for background in ["true", "\"true\"", "1", "{}"] {
-            let e = read(format!(r#"{{"model":"m","input":"x","background":{background}}}"#).as_bytes()).unwrap_err();
-            assert!(matches!(&e, GatewayError::Unsupported { param: "background", .. }), "{background}: {e:?}");
+            let e = read(
+                format!(r#"{{"model":"m","input":"x","background":{background}}}"#).as_bytes(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, GatewayError::Unsupported { param: "background", .. }),
+                "{background}: {e:?}"
+            );
             assert_eq!((e.status(), e.code()), (400, "unsupported_parameter"));
         }
         for background in ["false", "null"] {
-            assert!(read(format!(r#"{{"model":"m","input":"x","background":{background}}}"#).as_bytes()).is_ok());
+            assert!(read(
+                format!(r#"{{"model":"m","input":"x","background":{background}}}"#).as_bytes()
+            )
+            .is_ok());
         }
     }
 
@@ -166,7 +195,11 @@ mod tests {
         };
         assert_eq!(ask("{}"), (true, false), "include_usage defaults to true");
         assert_eq!(ask(r#"{"continuous_usage_stats":true}"#), (true, true));
-        assert_eq!(ask(r#"{"include_usage":null,"continuous_usage_stats":true}"#), (false, false), "null is false");
+        assert_eq!(
+            ask(r#"{"include_usage":null,"continuous_usage_stats":true}"#),
+            (false, false),
+            "null is false"
+        );
         assert_eq!(ask(r#"{"include_usage":false,"continuous_usage_stats":true}"#), (false, false));
         assert_eq!(ask(r#"{"include_usage":true,"continuous_usage_stats":null}"#), (true, false));
         assert_eq!(ask("null"), (false, false));
@@ -176,16 +209,33 @@ mod tests {
     fn a_stream_that_is_not_a_boolean_is_refused() {
         for stream in [r#""true""#, "1", "0", r#""false""#, "[]", "{}", "1.0"] {
             let e = read(format!(r#"{{"model":"m","stream":{stream}}}"#).as_bytes()).unwrap_err();
-            assert!(matches!(&e, GatewayError::InvalidType { param: "stream", .. }), "{stream}: {e:?}");
+            assert!(
+                matches!(&e, GatewayError::InvalidType { param: "stream", .. }),
+                "{stream}: {e:?}"
+            );
             assert_eq!((e.status(), e.code()), (400, "invalid_type"));
         }
     }
 
     #[test]
     fn stream_options_of_the_wrong_type_are_refused() {
-        for options in [r#""yes""#, "true", "[]", "1", r#"{"include_usage":"true"}"#, r#"{"include_usage":1}"#, r#"{"continuous_usage_stats":"yes"}"#] {
-            let e = read(format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#).as_bytes()).unwrap_err();
-            assert!(matches!(&e, GatewayError::InvalidType { param: "stream_options", .. }), "{options}: {e:?}");
+        for options in [
+            r#""yes""#,
+            "true",
+            "[]",
+            "1",
+            r#"{"include_usage":"true"}"#,
+            r#"{"include_usage":1}"#,
+            r#"{"continuous_usage_stats":"yes"}"#,
+        ] {
+            let e = read(
+                format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#).as_bytes(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, GatewayError::InvalidType { param: "stream_options", .. }),
+                "{options}: {e:?}"
+            );
         }
         let e = read(br#"{"model":"m","stream_options":{"include_usage":"1"}}"#).unwrap_err();
         assert_eq!(e.message(), "`stream_options.include_usage` must be a boolean or null.");
@@ -193,7 +243,9 @@ mod tests {
 
     #[test]
     fn the_completion_caps_and_prompts_are_read_as_given() {
-        let f = facts(r#"{"model":"m","max_tokens":50,"max_completion_tokens":"x","prompt":["a","b"]}"#);
+        let f = facts(
+            r#"{"model":"m","max_tokens":50,"max_completion_tokens":"x","prompt":["a","b"]}"#,
+        );
         assert_eq!(f.completion.max_tokens, Cap::Int(50));
         assert_eq!(f.completion.max_completion_tokens, Cap::Other);
         assert_eq!((f.completion.max_output_tokens, f.completion.prompts), (Cap::Absent, 2));
@@ -223,8 +275,14 @@ mod tests {
     #[test]
     fn a_member_named_twice_is_refused() {
         let e = read(br#"{"model":"cheap","messages":[],"model":"expensive"}"#).unwrap_err();
-        assert!(matches!(&e, GatewayError::BadJson(m) if m.contains("duplicate field `model`")), "{e:?}");
+        assert!(
+            matches!(&e, GatewayError::BadJson(m) if m.contains("duplicate field `model`")),
+            "{e:?}"
+        );
         let e = read(br#"{"model":"m","stream":false,"stream":true}"#).unwrap_err();
-        assert!(matches!(&e, GatewayError::BadJson(m) if m.contains("duplicate field `stream`")), "{e:?}");
+        assert!(
+            matches!(&e, GatewayError::BadJson(m) if m.contains("duplicate field `stream`")),
+            "{e:?}"
+        );
     }
 }

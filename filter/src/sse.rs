@@ -60,7 +60,14 @@ impl Default for SseParser {
 impl SseParser {
     /// A parser at the start of a stream.
     pub fn new() -> Self {
-        Self { pending: Vec::new(), at: 0, line: Line::Start, has_data: false, owes_newline: false, after_cr: false }
+        Self {
+            pending: Vec::new(),
+            at: 0,
+            line: Line::Start,
+            has_data: false,
+            owes_newline: false,
+            after_cr: false,
+        }
     }
 
     /// Bytes currently held (at most the last chunk fed).

@@ -185,7 +185,9 @@ impl<S: SyncedState> StateSync<S> {
         let mut changed = false;
         while self.seq < head {
             let next = self.seq + 1;
-            let Some((mark, change)) = ring::read_change(shared, next) else { return (changed, false) };
+            let Some((mark, change)) = ring::read_change(shared, next) else {
+                return (changed, false);
+            };
             let applied = match change {
                 Change::Delta(delta) => self.apply(&delta),
                 Change::Whole => match self.adopt_base(shared) {
@@ -218,7 +220,11 @@ impl<S: SyncedState> StateSync<S> {
     /// held (so following may go on) or not usable (a gap).
     fn base_is_held(&self, shared: &dyn SharedData) -> Applied {
         match (ring::read_mark(shared, BASE_KEY), &self.state) {
-            (Some(base), Some(state)) if !base.is_newer_than(state.position().0, state.position().1) => Applied::AlreadyHeld,
+            (Some(base), Some(state))
+                if !base.is_newer_than(state.position().0, state.position().1) =>
+            {
+                Applied::AlreadyHeld
+            }
             _ => Applied::Gap,
         }
     }
@@ -227,7 +233,8 @@ impl<S: SyncedState> StateSync<S> {
     /// before); whether it did. The ring is then followed from the base's place.
     fn adopt_base(&mut self, shared: &dyn SharedData) -> bool {
         let Some(base) = ring::read_mark(shared, BASE_KEY) else { return false };
-        let newer = self.state.as_ref().is_none_or(|s| base.is_newer_than(s.position().0, s.position().1));
+        let newer =
+            self.state.as_ref().is_none_or(|s| base.is_newer_than(s.position().0, s.position().1));
         if !newer || self.rejected_base.as_ref() == Some(&base) {
             return false;
         }

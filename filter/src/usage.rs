@@ -116,10 +116,17 @@ struct ErrorObject {
 /// Reads a captured `error` value: its `type` (else its `code`, else `error`); `None` for
 /// `null`.
 fn parse_error(bytes: &[u8]) -> Option<UpstreamError> {
-    let object: Option<ErrorObject> = serde_json::from_slice(bytes).unwrap_or(Some(ErrorObject::default()));
+    let object: Option<ErrorObject> =
+        serde_json::from_slice(bytes).unwrap_or(Some(ErrorObject::default()));
     let object = object?;
-    let text = |v: &Option<serde_json::Value>| v.as_ref().and_then(serde_json::Value::as_str).map(str::to_owned);
-    Some(UpstreamError { kind: text(&object.kind).or_else(|| text(&object.code)).unwrap_or_else(|| "error".to_owned()) })
+    let text = |v: &Option<serde_json::Value>| {
+        v.as_ref().and_then(serde_json::Value::as_str).map(str::to_owned)
+    };
+    Some(UpstreamError {
+        kind: text(&object.kind)
+            .or_else(|| text(&object.code))
+            .unwrap_or_else(|| "error".to_owned()),
+    })
 }
 
 /// Reads a captured JSON string (`None` when it is not one).

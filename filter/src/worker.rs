@@ -21,7 +21,11 @@ pub struct Worker<W> {
 impl<W> Worker<W> {
     /// A worker configured by `feed`, holding no state yet.
     pub fn new(feed: &StateFeed) -> Self {
-        Self { sync: StateSync::new(feed), overlay: Overlay::default(), lookups: Lookups::new(feed) }
+        Self {
+            sync: StateSync::new(feed),
+            overlay: Overlay::default(),
+            lookups: Lookups::new(feed),
+        }
     }
 
     /// What credentials are checked against; `None` until the first state.
@@ -39,7 +43,11 @@ impl<W> Worker<W> {
     }
 
     /// The next state call to dispatch now, if any (see [`StateSync::next_call`]).
-    pub fn next_state_call(&mut self, shared: &mut dyn SharedData, now_ms: u64) -> Option<CallRequest> {
+    pub fn next_state_call(
+        &mut self,
+        shared: &mut dyn SharedData,
+        now_ms: u64,
+    ) -> Option<CallRequest> {
         self.sync.next_call(shared, now_ms)
     }
 
@@ -59,7 +67,13 @@ impl<W> Worker<W> {
     }
 
     /// The answer to state call `token`: what changed is applied (and shared, for the pull).
-    pub fn state_call_answered(&mut self, shared: &mut dyn SharedData, now_ms: u64, token: u32, answer: &CallAnswer) {
+    pub fn state_call_answered(
+        &mut self,
+        shared: &mut dyn SharedData,
+        now_ms: u64,
+        token: u32,
+        answer: &CallAnswer,
+    ) {
         let wholes = self.sync.wholes_installed();
         let changed = self.sync.call_answered(shared, now_ms, token, answer);
         self.changed(changed, wholes);
@@ -83,7 +97,12 @@ impl<W> Worker<W> {
     /// Call `token` answered a lookup: the answer is merged into the overlay (an absent credential
     /// is remembered as such) and the waiters are handed back, to check again and resume or
     /// refuse. `None` when `token` is no lookup of this worker.
-    pub fn lookup_answered(&mut self, token: u32, now_ms: u64, answer: &CallAnswer) -> Option<(LookupResult, Vec<W>)> {
+    pub fn lookup_answered(
+        &mut self,
+        token: u32,
+        now_ms: u64,
+        answer: &CallAnswer,
+    ) -> Option<(LookupResult, Vec<W>)> {
         let (key, waiters) = self.lookups.answered(token)?;
         let result = match read_answer(answer) {
             Ok(feed) => self.overlay.merge(&key, feed),
@@ -131,9 +150,17 @@ impl<W> Worker<W> {
         let Some(state) = self.sync.state() else { return };
         let version = state.position().1;
         if self.sync.wholes_installed() != wholes_before {
-            log::info!("key state adopted: {} keys, {} JWT keys, version {version}", state.len(), state.jwt_key_count());
+            log::info!(
+                "key state adopted: {} keys, {} JWT keys, version {version}",
+                state.len(),
+                state.jwt_key_count()
+            );
         } else {
-            log::info!("key state changed: {} keys, {} JWT keys, version {version}", state.len(), state.jwt_key_count());
+            log::info!(
+                "key state changed: {} keys, {} JWT keys, version {version}",
+                state.len(),
+                state.jwt_key_count()
+            );
         }
     }
 }

@@ -9,12 +9,14 @@ use serde_json::{json, Value};
 use vllm_gateway_filter::config::PluginConfig;
 use vllm_gateway_filter::credential::{self, Credential};
 use vllm_gateway_filter::error::GatewayError;
-use vllm_gateway_filter::inject::{StreamRewriter, UsageAsk};
 use vllm_gateway_filter::feed::hash_key;
+use vllm_gateway_filter::inject::{StreamRewriter, UsageAsk};
 use vllm_gateway_filter::keys::KeyState;
 use vllm_gateway_filter::request_body;
 use vllm_gateway_filter::sse::{SseParser, SsePiece};
-use vllm_gateway_filter::usage::{Accounting, BodyAccounting, PromptLayout, StreamAccounting, Usage, UsageSource};
+use vllm_gateway_filter::usage::{
+    Accounting, BodyAccounting, PromptLayout, StreamAccounting, Usage, UsageSource,
+};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -176,11 +178,17 @@ fn the_vllm_recording_reports_its_exact_usage() {
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
 fn a_stream_without_usage_is_estimated_from_its_content_chunks() {
-    let no_usage: String =
-        events_of(VLLM_STREAM).into_iter().filter(|e| !e.contains("\"usage\"")).map(|e| e + "\n\n").collect();
+    let no_usage: String = events_of(VLLM_STREAM)
+        .into_iter()
+        .filter(|e| !e.contains("\"usage\""))
+        .map(|e| e + "\n\n")
+        .collect();
     let accounting = count_stream(&[no_usage.as_bytes()]);
     assert_eq!(accounting.source, UsageSource::Estimated);
-    assert_eq!(accounting.usage, Usage { prompt_tokens: 0, completion_tokens: 13, total_tokens: 13 });
+    assert_eq!(
+        accounting.usage,
+        Usage { prompt_tokens: 0, completion_tokens: 13, total_tokens: 13 }
+    );
 }
 
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -203,8 +211,14 @@ fn recorded_bodies_report_their_usage() {
     for body in [&fixture!("vllm-completions.json")[..], &fixture!("vllm-embeddings.json")[..]] {
         let recorded: Value = serde_json::from_slice(body).unwrap();
         let accounting = count_body(body, 3);
-        assert_eq!(accounting.usage.prompt_tokens, recorded["usage"]["prompt_tokens"].as_u64().unwrap());
-        assert_eq!(accounting.usage.total_tokens, recorded["usage"]["total_tokens"].as_u64().unwrap());
+        assert_eq!(
+            accounting.usage.prompt_tokens,
+            recorded["usage"]["prompt_tokens"].as_u64().unwrap()
+        );
+        assert_eq!(
+            accounting.usage.total_tokens,
+            recorded["usage"]["total_tokens"].as_u64().unwrap()
+        );
     }
     let error = count_body(fixture!("vllm-error.json"), 5);
     assert_eq!(error.error.unwrap().kind, "BadRequestError");
@@ -218,7 +232,10 @@ fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
     let mut generated = 0;
     let mut out = String::new();
     for event in events_of(stream) {
-        match event.strip_prefix("data: ").filter(|e| e.starts_with('{') && !e.contains("\"usage\"")) {
+        match event
+            .strip_prefix("data: ")
+            .filter(|e| e.starts_with('{') && !e.contains("\"usage\""))
+        {
             Some(json) => {
                 generated += 1;
                 let usage = format!("\"usage\":{{\"prompt_tokens\":46,\"total_tokens\":{},\"completion_tokens\":{generated}}}", 46 + generated);
@@ -235,8 +252,11 @@ fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
 fn a_caller_that_asked_nothing_gets_no_usage_at_any_split() {
     let upstream = with_continuous_usage(VLLM_STREAM);
-    let expected: String =
-        events_of(VLLM_STREAM).into_iter().filter(|e| !e.contains("\"usage\"")).map(|e| e + "\n\n").collect();
+    let expected: String = events_of(VLLM_STREAM)
+        .into_iter()
+        .filter(|e| !e.contains("\"usage\""))
+        .map(|e| e + "\n\n")
+        .collect();
     assert!(!expected.contains("usage") && expected.ends_with("data: [DONE]\n\n"));
     for_every_split(&upstream, |chunks, how| {
         assert_eq!(rewrite_in(chunks, UsageAsk::default()), expected.as_bytes(), "{how}");
@@ -267,10 +287,18 @@ fn what_the_caller_asked_is_read_from_stream_options() {
         ask(json!({"stream_options": {"include_usage": true}})),
         UsageAsk { include_usage: true, continuous: false }
     );
-    assert_eq!(ask(json!({"stream_options": {}})), UsageAsk { include_usage: true, continuous: false }, "vLLM's default");
-    assert_eq!(ask(json!({"stream_options": {"continuous_usage_stats": true}})), UsageAsk { include_usage: true, continuous: true });
+    assert_eq!(
+        ask(json!({"stream_options": {}})),
+        UsageAsk { include_usage: true, continuous: false },
+        "vLLM's default"
+    );
+    assert_eq!(
+        ask(json!({"stream_options": {"continuous_usage_stats": true}})),
+        UsageAsk { include_usage: true, continuous: true }
+    );
     assert_eq!(ask(json!({"stream_options": {"include_usage": null}})), UsageAsk::default());
-    let everything = ask(json!({"stream_options": {"include_usage": true, "continuous_usage_stats": true}}));
+    let everything =
+        ask(json!({"stream_options": {"include_usage": true, "continuous_usage_stats": true}}));
     assert!(!everything.needs_rewrite());
     assert!(UsageAsk::default().needs_rewrite());
 }
@@ -298,13 +326,25 @@ fn keys_are_looked_up_by_their_sha256() {
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
 fn credentials_are_found_and_stripped() {
-    assert_eq!(credential::find(Some("Bearer sk-live-a"), "/v1/models?token=other"), Some(Credential::Header("sk-live-a".into())));
-    assert_eq!(credential::find(Some("bearer   sk-live-b  "), "/v1/x").unwrap().token(), "sk-live-b");
-    assert_eq!(credential::find(None, "/v1/chat/completions?a=1&token=ab%2Ecd"), Some(Credential::Query("ab.cd".into())));
+    assert_eq!(
+        credential::find(Some("Bearer sk-live-a"), "/v1/models?token=other"),
+        Some(Credential::Header("sk-live-a".into()))
+    );
+    assert_eq!(
+        credential::find(Some("bearer   sk-live-b  "), "/v1/x").unwrap().token(),
+        "sk-live-b"
+    );
+    assert_eq!(
+        credential::find(None, "/v1/chat/completions?a=1&token=ab%2Ecd"),
+        Some(Credential::Query("ab.cd".into()))
+    );
     assert_eq!(credential::find(Some("Basic dXNlcg=="), "/v1/x?token=t").unwrap().token(), "t");
     assert_eq!(credential::find(Some("Bearer "), "/v1/models?token="), None);
     assert_eq!(credential::find(None, "/v1/models?tokens=x"), None);
-    assert_eq!(credential::strip_token_param("/v1/x?a=1&token=a&b=2"), Some("/v1/x?a=1&b=2".into()));
+    assert_eq!(
+        credential::strip_token_param("/v1/x?a=1&token=a&b=2"),
+        Some("/v1/x?a=1&b=2".into())
+    );
     assert_eq!(credential::strip_token_param("/v1/x?token=a&token=b"), Some("/v1/x".into()));
     assert_eq!(credential::strip_token_param("/v1/x?to%6Ben=a&c=3"), Some("/v1/x?c=3".into()));
     assert_eq!(credential::strip_token_param("/v1/x?a=1"), None);
@@ -313,11 +353,22 @@ fn credentials_are_found_and_stripped() {
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
 fn request_bodies_give_model_and_stream_flags() {
-    let facts = request_body::read(br#"{"model":"qwen","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+    let facts = request_body::read(
+        br#"{"model":"qwen","stream":true,"stream_options":{"include_usage":true}}"#,
+    )
+    .unwrap();
     assert_eq!((facts.model.as_str(), facts.stream, facts.include_usage), ("qwen", true, true));
-    let facts = request_body::read("{\"model\":\"模型\",\"stream\":null,\"n\":3}".as_bytes()).unwrap();
-    assert_eq!((facts.model.as_str(), facts.stream, facts.include_usage, facts.n), ("模型", false, false, 3));
-    for bad in [r#"{"model":"m","stream":"true"}"#, r#"{"model":"m","stream":1}"#, r#"{"model":"m","stream_options":[]}"#] {
+    let facts =
+        request_body::read("{\"model\":\"模型\",\"stream\":null,\"n\":3}".as_bytes()).unwrap();
+    assert_eq!(
+        (facts.model.as_str(), facts.stream, facts.include_usage, facts.n),
+        ("模型", false, false, 3)
+    );
+    for bad in [
+        r#"{"model":"m","stream":"true"}"#,
+        r#"{"model":"m","stream":1}"#,
+        r#"{"model":"m","stream_options":[]}"#,
+    ] {
         let e = request_body::read(bad.as_bytes()).unwrap_err();
         assert_eq!((e.status(), e.code()), (400, "invalid_type"), "{bad}");
     }
@@ -343,11 +394,20 @@ fn plugin_config_fills_defaults_and_names_the_wrong_field() {
         change(&mut config);
         PluginConfig::parse(config.to_string().as_bytes()).unwrap_err().0
     };
-    assert_eq!(error_of(|c| c["models"]["qwen"]["cluster"] = "".into()), "models.qwen.cluster: must not be empty");
+    assert_eq!(
+        error_of(|c| c["models"]["qwen"]["cluster"] = "".into()),
+        "models.qwen.cluster: must not be empty"
+    );
     assert!(error_of(|c| c["state"]["refresh_ms"] = 5.into()).starts_with("state.refresh_ms:"));
     assert!(error_of(|c| c["modles"] = json!({})).contains("unknown field `modles`"));
-    assert_eq!(error_of(|c| c["endpoints"] = json!(["/v1/a", "/v1/b", "/v2/c"])), "endpoints[2]: must start with /v1/");
-    assert_eq!(error_of(|c| c["endpoints"] = json!(["/v1/a", "/v1/a"])), "endpoints[1]: duplicate of endpoints[0]");
+    assert_eq!(
+        error_of(|c| c["endpoints"] = json!(["/v1/a", "/v1/b", "/v2/c"])),
+        "endpoints[2]: must start with /v1/"
+    );
+    assert_eq!(
+        error_of(|c| c["endpoints"] = json!(["/v1/a", "/v1/a"])),
+        "endpoints[1]: duplicate of endpoints[0]"
+    );
     assert!(config.forwards("/v1/responses") && !config.forwards("/v1/load_lora_adapter"));
     assert!(PluginConfig::parse(b"not json").is_err());
 }
@@ -366,7 +426,10 @@ fn error_bodies_are_openai_shaped() {
         GatewayError::UnknownModel("gpt-\"x\"".into()),
         GatewayError::BodyTooLarge(10),
         GatewayError::UnknownPath("/v1/nope".into()),
-        GatewayError::InvalidType { param: "stream", message: "`stream` must be a boolean or null.".into() },
+        GatewayError::InvalidType {
+            param: "stream",
+            message: "`stream` must be a boolean or null.".into(),
+        },
     ];
     for e in all {
         let body: Value = serde_json::from_slice(&e.body()).unwrap();
@@ -377,9 +440,13 @@ fn error_bodies_are_openai_shaped() {
         assert_eq!(error["code"], e.code());
         assert!(error.contains_key("param"));
     }
-    let unknown: Value = serde_json::from_slice(&GatewayError::UnknownModel("m".into()).body()).unwrap();
-    assert_eq!(unknown, json!({"error": {
-        "message": "The model `m` does not exist.", "type": "invalid_request_error", "param": "model", "code": "model_not_found"
-    }}));
+    let unknown: Value =
+        serde_json::from_slice(&GatewayError::UnknownModel("m".into()).body()).unwrap();
+    assert_eq!(
+        unknown,
+        json!({"error": {
+            "message": "The model `m` does not exist.", "type": "invalid_request_error", "param": "model", "code": "model_not_found"
+        }})
+    );
     assert_eq!(GatewayError::NotReady.status(), 503);
 }

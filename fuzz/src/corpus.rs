@@ -29,7 +29,8 @@ pub fn seeds(target: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_file() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name =
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             seeds.push((name, std::fs::read(&path)?));
         }
     }
@@ -49,6 +50,10 @@ pub fn save(dir: &Path, target: &str, input: &[u8]) -> io::Result<PathBuf> {
 /// The start of an input as printable text, for a log.
 pub fn preview(input: &[u8], limit: usize) -> String {
     let shown = input.get(..limit).unwrap_or(input);
-    let more = if shown.len() < input.len() { format!("… ({} bytes)", input.len()) } else { String::new() };
+    let more = if shown.len() < input.len() {
+        format!("… ({} bytes)", input.len())
+    } else {
+        String::new()
+    };
     format!("{}{more}", shown.escape_ascii())
 }

@@ -56,7 +56,10 @@ fn main() -> Result<()> {
         for crash in &crashes {
             eprintln!("fuzz: {crash}");
         }
-        bail!("{} target(s) crashed; each input is saved above (replay: --target NAME --replay FILE)", crashes.len());
+        bail!(
+            "{} target(s) crashed; each input is saved above (replay: --target NAME --replay FILE)",
+            crashes.len()
+        );
     }
     Ok(())
 }
@@ -128,6 +131,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args> {
 }
 
 fn clock_seed() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     now.as_nanos() as u64 ^ u64::from(std::process::id())
 }

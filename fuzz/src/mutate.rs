@@ -11,12 +11,50 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 
 /// Tokens every target gets: the grammar of SSE and JSON, and text that breaks naive parsers.
 const COMMON_TOKENS: &[&[u8]] = &[
-    b"data:", b"data: ", b"data", b"\n\n", b"\r\n", b"\r\n\r\n", b"\r", b"\n", b": keep-alive\n", b"event: x\n",
-    b"id: 1\n", b"{", b"}", b"[", b"]", b"{}", b"[]", b"\"", b"\\", b"\\\"", b":", b",", b"\"usage\"",
-    b"\"usage\":null", b"\"usage\":{\"prompt_tokens\":1,\"total_tokens\":3,\"completion_tokens\":2}",
-    b"\"choices\":[]", b"\"choices\":[{\"index\":1,\"delta\":{\"content\":\"x\"}}]", b"null", b"true", b"false",
-    b"[DONE]", b"\\u0000", b"\\u00e9", b"\\ud83d\\ude00", b"\\ud83d", "é".as_bytes(), "€".as_bytes(), "😀".as_bytes(),
-    b"\xf0\x9f", b"\xc3", b"\xff", b"\x00", b" ", b"\t",
+    b"data:",
+    b"data: ",
+    b"data",
+    b"\n\n",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\r",
+    b"\n",
+    b": keep-alive\n",
+    b"event: x\n",
+    b"id: 1\n",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"{}",
+    b"[]",
+    b"\"",
+    b"\\",
+    b"\\\"",
+    b":",
+    b",",
+    b"\"usage\"",
+    b"\"usage\":null",
+    b"\"usage\":{\"prompt_tokens\":1,\"total_tokens\":3,\"completion_tokens\":2}",
+    b"\"choices\":[]",
+    b"\"choices\":[{\"index\":1,\"delta\":{\"content\":\"x\"}}]",
+    b"null",
+    b"true",
+    b"false",
+    b"[DONE]",
+    b"\\u0000",
+    b"\\u00e9",
+    b"\\ud83d\\ude00",
+    b"\\ud83d",
+    "é".as_bytes(),
+    "€".as_bytes(),
+    "😀".as_bytes(),
+    b"\xf0\x9f",
+    b"\xc3",
+    b"\xff",
+    b"\x00",
+    b" ",
+    b"\t",
 ];
 
 /// Bytes worth setting: delimiters of the grammars and the edges of the byte range.
@@ -24,8 +62,23 @@ const INTERESTING_BYTES: &[u8] = b"\x00\x01\x7f\x80\xc3\xff\"\\\n\r:{}[],0-. %+=
 
 /// Numbers worth putting where a number was: zero, signs, the edges of `i64` and `u64`, floats.
 const INTERESTING_NUMBERS: &[&[u8]] = &[
-    b"0", b"-0", b"1", b"-1", b"2", b"4096", b"4097", b"1800000000", b"9223372036854775807", b"-9223372036854775808",
-    b"9223372036854775808", b"18446744073709551615", b"18446744073709551616", b"1e309", b"1.5", b"-1e-7", b"00",
+    b"0",
+    b"-0",
+    b"1",
+    b"-1",
+    b"2",
+    b"4096",
+    b"4097",
+    b"1800000000",
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"9223372036854775808",
+    b"18446744073709551615",
+    b"18446744073709551616",
+    b"1e309",
+    b"1.5",
+    b"-1e-7",
+    b"00",
 ];
 
 /// One mutation.
@@ -91,7 +144,9 @@ impl Mutator {
                     *b ^= 1 << rng.below(8);
                 }
             }
-            Mutation::InterestingByte => set_byte(input, rng.pick(INTERESTING_BYTES).copied().unwrap_or(0), rng),
+            Mutation::InterestingByte => {
+                set_byte(input, rng.pick(INTERESTING_BYTES).copied().unwrap_or(0), rng)
+            }
             Mutation::RandomByte => set_byte(input, rng.next_u64() as u8, rng),
             Mutation::InsertRandom => {
                 let bytes: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.next_u64() as u8).collect();
@@ -185,6 +240,9 @@ mod tests {
         let first = run(3);
         assert_eq!(first, run(3));
         assert!(first.iter().all(|m| m.len() <= MAX_INPUT_BYTES));
-        assert!(first.iter().filter(|m| **m != pool[0] && **m != pool[1]).count() > 1000, "most inputs change");
+        assert!(
+            first.iter().filter(|m| **m != pool[0] && **m != pool[1]).count() > 1000,
+            "most inputs change"
+        );
     }
 }

@@ -44,7 +44,9 @@ impl Rng {
 /// A stable 64-bit hash of bytes (FNV-1a): names crash files and derives an input's own split
 /// points, so that a saved input reproduces without the run that found it.
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

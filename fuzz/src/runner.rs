@@ -92,14 +92,26 @@ pub struct Crash {
 
 impl fmt::Display for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} crashed: {}\n  input: {}\n  saved: {}", self.target, self.panic, self.preview, self.path.display())
+        write!(
+            f,
+            "{} crashed: {}\n  input: {}\n  saved: {}",
+            self.target,
+            self.panic,
+            self.preview,
+            self.path.display()
+        )
     }
 }
 
 impl std::error::Error for Crash {}
 
 /// Fuzzes `target` from `seeds` within `budget`; crashes are written under `crash_dir`.
-pub fn fuzz(target: &'static Target, seeds: &[Vec<u8>], budget: &Budget, crash_dir: &Path) -> Result<Report, Crash> {
+pub fn fuzz(
+    target: &'static Target,
+    seeds: &[Vec<u8>],
+    budget: &Budget,
+    crash_dir: &Path,
+) -> Result<Report, Crash> {
     quiet_panics();
     let watchdog = Watchdog::start(target.name, crash_dir.to_owned());
     let started = Instant::now();
@@ -115,7 +127,9 @@ pub fn fuzz(target: &'static Target, seeds: &[Vec<u8>], budget: &Budget, crash_d
     let mut rng = Rng::new(budget.seed ^ hash_bytes(target.name.as_bytes()));
     let deadline = budget.time.map(|t| started + t);
     let mut mutated = 0;
-    while budget.iterations.is_none_or(|n| mutated < n) && deadline.is_none_or(|d| Instant::now() < d) {
+    while budget.iterations.is_none_or(|n| mutated < n)
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
         let base = pool.get(rng.below(pool.len())).map_or(&[][..], Vec::as_slice);
         let input = mutator.mutate(base, &pool, &mut rng);
         mutated += 1;
@@ -125,7 +139,13 @@ pub fn fuzz(target: &'static Target, seeds: &[Vec<u8>], budget: &Budget, crash_d
         }
     }
     watchdog.stop();
-    Ok(Report { target: target.name, runs: runs + mutated, elapsed: started.elapsed(), pool: pool.len(), outcomes: outcomes.len() })
+    Ok(Report {
+        target: target.name,
+        runs: runs + mutated,
+        elapsed: started.elapsed(),
+        pool: pool.len(),
+        outcomes: outcomes.len(),
+    })
 }
 
 /// Runs one input, reporting a panic as an error (with the panic's message and place).
@@ -188,14 +208,26 @@ fn run_caught(target: &Target, input: &[u8]) -> Result<u64, Panic> {
     })
 }
 
-fn save_crash(target: &'static Target, input: &[u8], panic: Panic, dir: &Path, watchdog: &Watchdog) -> Crash {
+fn save_crash(
+    target: &'static Target,
+    input: &[u8],
+    panic: Panic,
+    dir: &Path,
+    watchdog: &Watchdog,
+) -> Crash {
     let shrunk = shrink(target, input, &panic, watchdog);
-    let path = corpus::save(dir, target.name, &shrunk).unwrap_or_else(|e| PathBuf::from(format!("(not saved: {e})")));
+    let path = corpus::save(dir, target.name, &shrunk)
+        .unwrap_or_else(|e| PathBuf::from(format!("(not saved: {e})")));
     if shrunk.len() != input.len() {
         let _ = corpus::save(dir, &format!("{}-unshrunk", target.name), input);
     }
     watchdog.stop();
-    Crash { target: target.name, path, panic: panic.to_string(), preview: corpus::preview(&shrunk, 400) }
+    Crash {
+        target: target.name,
+        path,
+        panic: panic.to_string(),
+        preview: corpus::preview(&shrunk, 400),
+    }
 }
 
 /// `input` with as many bytes removed as can be while it still panics at the same place.
@@ -241,7 +273,11 @@ struct Watched {
 
 impl Watchdog {
     fn start(target: &'static str, crash_dir: PathBuf) -> Self {
-        let shared = Arc::new(Watched { started: AtomicU64::new(0), input: Mutex::new(Vec::new()), stopped: AtomicBool::new(false) });
+        let shared = Arc::new(Watched {
+            started: AtomicU64::new(0),
+            input: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+        });
         let watched = shared.clone();
         std::thread::spawn(move || watch(&watched, target, &crash_dir));
         Self { shared }
@@ -277,7 +313,10 @@ fn watch(watched: &Watched, target: &str, crash_dir: &Path) {
         } else if last.1.elapsed() >= Duration::from_secs(HANG_SECS) {
             let input = watched.input.lock().map(|i| i.clone()).unwrap_or_default();
             let saved = corpus::save(crash_dir, target, &input);
-            eprintln!("fuzz: {target} hangs (one input ran {HANG_SECS} s): {}", corpus::preview(&input, 400));
+            eprintln!(
+                "fuzz: {target} hangs (one input ran {HANG_SECS} s): {}",
+                corpus::preview(&input, 400)
+            );
             match saved {
                 Ok(path) => eprintln!("fuzz: saved: {}", path.display()),
                 Err(e) => eprintln!("fuzz: could not save it: {e}"),

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::chat_stream;
 use crate::error::ApiError;
-use crate::fault;
 use crate::fanout::{self, Choice};
+use crate::fault;
 use crate::generate::{new_id, Null, Plan, Usage};
 use crate::lax;
 use crate::logprobs::{self, LogprobsRequest, Wanted};
@@ -56,11 +56,7 @@ struct Message {
 
 /// Prompt tokens of a conversation: per message, 1 plus the words of its text.
 fn prompt_tokens(messages: &[Message]) -> u32 {
-    messages
-        .iter()
-        .map(|m| message_tokens(m.content.as_ref()))
-        .fold(0, u32::saturating_add)
-        .max(1)
+    messages.iter().map(|m| message_tokens(m.content.as_ref())).fold(0, u32::saturating_add).max(1)
 }
 
 /// The handler.
@@ -79,14 +75,8 @@ pub(crate) async fn handle(
     let choices = fanout::fan_out(&[plan], n);
     let meter = state.meter(&model);
     meter.add_prompt(fanout::prefilled(&choices));
-    let reply = Reply {
-        id: new_id("chatcmpl-"),
-        created: unix_now(),
-        model,
-        plan,
-        choices,
-        logprobs,
-    };
+    let reply =
+        Reply { id: new_id("chatcmpl-"), created: unix_now(), model, plan, choices, logprobs };
     Ok(match mode {
         Some(mode) => sse::reply(&state, chat_stream::events(&reply, mode), meter),
         None => {

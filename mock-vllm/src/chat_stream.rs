@@ -59,15 +59,10 @@ struct Delta<'a> {
 
 /// Every event of the stream, `[DONE]` included.
 pub(crate) fn events(reply: &Reply, mode: UsageMode) -> Vec<Event> {
-    let mut events: Vec<Event> = reply
-        .choices
-        .iter()
-        .map(|c| role_chunk(reply, c.index, mode))
-        .collect();
+    let mut events: Vec<Event> =
+        reply.choices.iter().map(|c| role_chunk(reply, c.index, mode)).collect();
     events.extend(
-        fanout::schedule(&reply.choices)
-            .into_iter()
-            .map(|step| step_chunk(reply, step, mode)),
+        fanout::schedule(&reply.choices).into_iter().map(|step| step_chunk(reply, step, mode)),
     );
     if mode.include_usage {
         let (prompt, completion) = fanout::totals(&[reply.plan], &reply.choices);
@@ -84,16 +79,12 @@ pub(crate) fn events(reply: &Reply, mode: UsageMode) -> Vec<Event> {
 
 /// The running usage of a choice that has generated `tokens`, if the stream carries it.
 fn running(reply: &Reply, mode: UsageMode, tokens: u32) -> Option<Usage> {
-    mode.continuous
-        .then(|| Usage::running(reply.plan.prompt_tokens, tokens))
+    mode.continuous.then(|| Usage::running(reply.plan.prompt_tokens, tokens))
 }
 
 /// The first chunk of choice `index`: its role, and `prompt_token_ids`/`prompt_text`.
 fn role_chunk(reply: &Reply, index: u32, mode: UsageMode) -> Event {
-    let role = Delta {
-        role: Some("assistant"),
-        content: Some(""),
-    };
+    let role = Delta { role: Some("assistant"), content: Some("") };
     let chunk = Chunk {
         prompt_token_ids: Some(Null),
         prompt_text: Some(Null),
@@ -105,32 +96,18 @@ fn role_chunk(reply: &Reply, index: u32, mode: UsageMode) -> Event {
 /// A token or finish chunk of one choice.
 fn step_chunk(reply: &Reply, step: Step, mode: UsageMode) -> Event {
     match step {
-        Step::Token {
-            choice: at,
-            piece,
-            so_far,
-        } => {
-            let delta = Delta {
-                role: None,
-                content: Some(piece),
-            };
+        Step::Token { choice: at, piece, so_far } => {
+            let delta = Delta { role: None, content: Some(piece) };
             let token = StreamChoice {
                 token_ids: Some(Null),
                 logprobs: reply.logprobs.chat(so_far as usize - 1, [piece]),
                 ..choice(reply.choices[at].index, delta, None)
             };
-            Event::token(sse::event(&chunk(
-                reply,
-                token,
-                running(reply, mode, so_far),
-            )))
+            Event::token(sse::event(&chunk(reply, token, running(reply, mode, so_far))))
         }
         Step::Finish { choice: at } => {
             let c = &reply.choices[at];
-            let delta = Delta {
-                role: None,
-                content: None,
-            };
+            let delta = Delta { role: None, content: None };
             let finish = StreamChoice {
                 stop_reason: Some(Null),
                 token_ids: Some(Null),
@@ -169,12 +146,5 @@ fn choice<'a>(
     delta: Delta<'a>,
     finish_reason: Option<&'static str>,
 ) -> StreamChoice<'a> {
-    StreamChoice {
-        index,
-        delta,
-        logprobs: None,
-        finish_reason,
-        stop_reason: None,
-        token_ids: None,
-    }
+    StreamChoice { index, delta, logprobs: None, finish_reason, stop_reason: None, token_ids: None }
 }

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::completions_stream;
 use crate::error::ApiError;
-use crate::fault;
 use crate::fanout::{self, Choice};
+use crate::fault;
 use crate::generate::{new_id, Null, Plan, Usage};
 use crate::lax;
 use crate::logprobs::{CompletionLogprobs, LogprobsRequest, PromptLogprobs, Wanted};
@@ -65,14 +65,7 @@ pub(crate) async fn handle(
     let choices = fanout::fan_out(&plans, n);
     let meter = state.meter(&model);
     meter.add_prompt(fanout::prefilled(&choices));
-    let reply = Reply {
-        id: new_id("cmpl-"),
-        created: unix_now(),
-        model,
-        plans,
-        choices,
-        logprobs,
-    };
+    let reply = Reply { id: new_id("cmpl-"), created: unix_now(), model, plans, choices, logprobs };
     Ok(match mode {
         Some(mode) => sse::reply(&state, completions_stream::events(&reply, mode), meter),
         None => {

@@ -43,25 +43,17 @@ struct StreamChoice<'a> {
 
 /// Every event of the stream, `[DONE]` included.
 pub(crate) fn events(reply: &Reply, mode: UsageMode) -> Vec<Event> {
-    let running = |c: &Choice, tokens| {
-        mode.continuous
-            .then(|| Usage::running(c.plan.prompt_tokens, tokens))
-    };
+    let running =
+        |c: &Choice, tokens| mode.continuous.then(|| Usage::running(c.plan.prompt_tokens, tokens));
     // Characters each choice has sent so far: the `text_offset` of its next logprobs.
     let mut offsets = vec![0usize; reply.choices.len()];
     let mut events = Vec::new();
     for step in fanout::schedule(&reply.choices) {
         events.push(match step {
-            Step::Token {
-                choice: at,
-                piece,
-                so_far,
-            } => {
+            Step::Token { choice: at, piece, so_far } => {
                 let c = &reply.choices[at];
                 let token = StreamChoice {
-                    logprobs: reply
-                        .logprobs
-                        .completion(so_far as usize - 1, [piece], offsets[at]),
+                    logprobs: reply.logprobs.completion(so_far as usize - 1, [piece], offsets[at]),
                     ..choice(c.index, piece, None)
                 };
                 offsets[at] += piece.chars().count();
@@ -79,11 +71,7 @@ pub(crate) fn events(reply: &Reply, mode: UsageMode) -> Vec<Event> {
         let (prompt, completion) = fanout::totals(&reply.plans, &reply.choices);
         let last = Chunk {
             system_fingerprint: Some(SYSTEM_FINGERPRINT),
-            ..chunk(
-                reply,
-                Vec::new(),
-                Some(Usage::final_chunk(prompt, completion)),
-            )
+            ..chunk(reply, Vec::new(), Some(Usage::final_chunk(prompt, completion)))
         };
         events.push(Event::data(sse::event(&last)));
     }

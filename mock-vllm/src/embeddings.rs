@@ -94,11 +94,7 @@ pub(crate) async fn handle(
             } else {
                 Vector::Floats(widen(&values))
             };
-            Item {
-                index: count(i),
-                object: "embedding",
-                embedding,
-            }
+            Item { index: count(i), object: "embedding", embedding }
         })
         .collect();
     let prompt_tokens = inputs.iter().map(|i| i.tokens).fold(0, u32::saturating_add);
@@ -120,18 +116,13 @@ fn is_base64(encoding_format: Option<&str>) -> Result<bool, ApiError> {
     match encoding_format {
         None | Some("float") => Ok(false),
         Some("base64") => Ok(true),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "Unsupported encoding_format `{other}`."
-        ))),
+        Some(other) => Err(ApiError::BadRequest(format!("Unsupported encoding_format `{other}`."))),
     }
 }
 
 /// Every input of a request (embeddings take batches).
 fn inputs(prompt: &Prompt) -> Vec<Input> {
-    let text = |t: &String| Input {
-        tokens: prompt_tokens_of_text(t),
-        seed: fnv1a(t.bytes()),
-    };
+    let text = |t: &String| Input { tokens: prompt_tokens_of_text(t), seed: fnv1a(t.bytes()) };
     let ids = |ids: &Vec<i64>| Input {
         tokens: count(ids.len()).max(1),
         seed: fnv1a(ids.iter().flat_map(|id| id.to_le_bytes())),
@@ -146,9 +137,9 @@ fn inputs(prompt: &Prompt) -> Vec<Input> {
 
 /// FNV-1a, 64 bits.
 fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes
+        .into_iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `dimensions` values from `seed`, multiples of 1/1024 in [-0.5, 0.5).
@@ -174,10 +165,7 @@ fn encode_base64(values: &[f32]) -> String {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for group in bytes.chunks(3) {
-        let n = group
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        let n = group.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
         for i in 0..4 {
             if i <= group.len() {
                 out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
@@ -198,9 +186,7 @@ mod tests {
         let a = vector(fnv1a("Follow the white rabbit.".bytes()), 32);
         assert_eq!(a, vector(fnv1a("Follow the white rabbit.".bytes()), 32));
         assert_ne!(a, vector(fnv1a("Another text".bytes()), 32));
-        assert!(a
-            .iter()
-            .all(|v| (-0.5..0.5).contains(v) && (v * 1024.0).fract() == 0.0));
+        assert!(a.iter().all(|v| (-0.5..0.5).contains(v) && (v * 1024.0).fract() == 0.0));
     }
 
     #[test]

@@ -85,21 +85,11 @@ impl IntoResponse for ApiError {
             Self::BadRequest(_) => "BadRequestError",
             Self::ModelNotFound(_) => "NotFoundError",
             Self::RouteNotFound | Self::MethodNotAllowed => {
-                return (
-                    status,
-                    Json(Detail {
-                        detail: self.to_string(),
-                    }),
-                )
-                    .into_response();
+                return (status, Json(Detail { detail: self.to_string() })).into_response();
             }
         };
-        let error = ErrorInfo {
-            message: self.to_string(),
-            kind,
-            param: None,
-            code: status.as_u16(),
-        };
+        let error =
+            ErrorInfo { message: self.to_string(), kind, param: None, code: status.as_u16() };
         (status, Json(ErrorBody { error })).into_response()
     }
 }

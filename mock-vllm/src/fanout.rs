@@ -40,11 +40,7 @@ pub(crate) fn fan_out(plans: &[Plan], n: u32) -> Vec<Choice> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Choice `choice` (a position in the choices) generates one token; `so_far` counts it.
-    Token {
-        choice: usize,
-        piece: &'static str,
-        so_far: u32,
-    },
+    Token { choice: usize, piece: &'static str, so_far: u32 },
     /// Choice `choice` finishes.
     Finish { choice: usize },
 }
@@ -59,11 +55,7 @@ pub(crate) fn schedule(choices: &[Choice]) -> Vec<Step> {
         for (choice, pieces) in pieces.iter().enumerate() {
             if let Some(piece) = pieces.get(round) {
                 let so_far = count(round + 1);
-                steps.push(Step::Token {
-                    choice,
-                    piece,
-                    so_far,
-                });
+                steps.push(Step::Token { choice, piece, so_far });
             } else if round == pieces.len() {
                 steps.push(Step::Finish { choice });
             }
@@ -75,14 +67,8 @@ pub(crate) fn schedule(choices: &[Choice]) -> Vec<Step> {
 /// The usage of a whole reply, as vLLM sums it: prompt tokens once per prompt, completion
 /// tokens of every choice.
 pub(crate) fn totals(plans: &[Plan], choices: &[Choice]) -> (u32, u32) {
-    let prompt = plans
-        .iter()
-        .map(|p| p.prompt_tokens)
-        .fold(0, u32::saturating_add);
-    let completion = choices
-        .iter()
-        .map(|c| c.plan.completion_tokens)
-        .fold(0, u32::saturating_add);
+    let prompt = plans.iter().map(|p| p.prompt_tokens).fold(0, u32::saturating_add);
+    let completion = choices.iter().map(|c| c.plan.completion_tokens).fold(0, u32::saturating_add);
     (prompt, completion)
 }
 
@@ -90,10 +76,7 @@ pub(crate) fn totals(plans: &[Plan], choices: &[Choice]) -> (u32, u32) {
 /// prompt prefills it (`IterationStats.update_from_output` adds `prompt_len` per request), so
 /// `vllm:prompt_tokens_total` grows by `n` times the prompt while `usage` counts it once.
 pub(crate) fn prefilled(choices: &[Choice]) -> u64 {
-    choices
-        .iter()
-        .map(|c| u64::from(c.plan.prompt_tokens))
-        .sum()
+    choices.iter().map(|c| u64::from(c.plan.prompt_tokens)).sum()
 }
 
 #[cfg(test)]
@@ -108,10 +91,8 @@ mod tests {
     #[test]
     fn indexes_run_over_prompts_then_samples() {
         let choices = fan_out(&[plan(2, 3), plan(5, 3)], 2);
-        let got: Vec<(u32, usize, u32)> = choices
-            .iter()
-            .map(|c| (c.index, c.prompt, c.plan.completion_tokens))
-            .collect();
+        let got: Vec<(u32, usize, u32)> =
+            choices.iter().map(|c| (c.index, c.prompt, c.plan.completion_tokens)).collect();
         assert_eq!(got, [(0, 0, 3), (1, 0, 2), (2, 1, 3), (3, 1, 2)]);
         assert_eq!(totals(&[plan(2, 3), plan(5, 3)], &choices), (7, 10));
         assert_eq!(prefilled(&choices), 2 + 2 + 5 + 5);

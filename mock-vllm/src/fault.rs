@@ -56,10 +56,7 @@ pub enum Fault {
 
 /// The error a cut stream ends with (hyper then closes the connection without the last chunk).
 fn cut() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::ConnectionReset,
-        "mock-vllm fault: the stream is cut",
-    )
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "mock-vllm fault: the stream is cut")
 }
 
 /// The middleware of [`Fault::StallBeforeHeaders`] and [`Fault::HoldBeforeHeaders`]: a `POST`
@@ -89,11 +86,9 @@ pub(crate) async fn stall_before_headers(
 /// `plan` as `fault` generates it: [`Fault::IgnoreMaxTokens`] replaces its completion tokens.
 pub(crate) fn overrun(plan: Plan, fault: Fault) -> Plan {
     match fault {
-        Fault::IgnoreMaxTokens { tokens } => Plan {
-            completion_tokens: tokens,
-            finish_reason: "length",
-            ..plan
-        },
+        Fault::IgnoreMaxTokens { tokens } => {
+            Plan { completion_tokens: tokens, finish_reason: "length", ..plan }
+        }
         _ => plan,
     }
 }
@@ -132,9 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_stream_ends_with_an_error_after_its_frames() {
-        let got: Vec<_> = apply(frames(5), Fault::ResetAfter { frames: 2 })
-            .collect()
-            .await;
+        let got: Vec<_> = apply(frames(5), Fault::ResetAfter { frames: 2 }).collect().await;
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].as_ref().unwrap()[..], [0]);
         assert_eq!(got[1].as_ref().unwrap()[..], [1]);
@@ -157,12 +150,20 @@ mod tests {
         let plan = Plan::new(3, Some(5), &crate::MockConfig::default()).unwrap();
         assert_eq!(overrun(plan, Fault::None), plan);
         let over = overrun(plan, Fault::IgnoreMaxTokens { tokens: 200 });
-        assert_eq!((over.completion_tokens, over.finish_reason, over.prompt_tokens), (200, "length", 3));
+        assert_eq!(
+            (over.completion_tokens, over.finish_reason, over.prompt_tokens),
+            (200, "length", 3)
+        );
     }
 
     #[tokio::test]
     async fn without_a_fault_every_frame_passes() {
-        let faults = [Fault::None, Fault::StallBeforeHeaders, Fault::HoldBeforeHeaders, Fault::IgnoreMaxTokens { tokens: 1 }];
+        let faults = [
+            Fault::None,
+            Fault::StallBeforeHeaders,
+            Fault::HoldBeforeHeaders,
+            Fault::IgnoreMaxTokens { tokens: 1 },
+        ];
         for fault in faults {
             let got: Vec<_> = apply(frames(4), fault).collect().await;
             assert_eq!(got.len(), 4);

@@ -80,41 +80,23 @@ impl Plan {
             None if config.default_max_tokens > room => (room, "length"),
             None => (config.default_max_tokens, "stop"),
         };
-        Ok(Self {
-            prompt_tokens,
-            completion_tokens,
-            finish_reason,
-        })
+        Ok(Self { prompt_tokens, completion_tokens, finish_reason })
     }
 
     /// Choice `output_index` when `n` choices are sampled from this plan: choice 0 is the plan
     /// itself, choice `i` ends `i` tokens earlier on a `stop` (at least 1 token), as independent
     /// samples do; so a sum over the choices differs from `n` times one of them.
     pub fn choice(&self, output_index: u32) -> Self {
-        let completion_tokens = self
-            .completion_tokens
-            .saturating_sub(output_index)
-            .max(1)
-            .min(self.completion_tokens);
-        let finish_reason = if completion_tokens == self.completion_tokens {
-            self.finish_reason
-        } else {
-            "stop"
-        };
-        Self {
-            completion_tokens,
-            finish_reason,
-            ..*self
-        }
+        let completion_tokens =
+            self.completion_tokens.saturating_sub(output_index).max(1).min(self.completion_tokens);
+        let finish_reason =
+            if completion_tokens == self.completion_tokens { self.finish_reason } else { "stop" };
+        Self { completion_tokens, finish_reason, ..*self }
     }
 
     /// The generated tokens, one piece each.
     pub fn pieces(&self) -> impl Iterator<Item = &'static str> {
-        PIECES
-            .iter()
-            .cycle()
-            .take(self.completion_tokens as usize)
-            .copied()
+        PIECES.iter().cycle().take(self.completion_tokens as usize).copied()
     }
 
     /// The whole generated text.
@@ -147,12 +129,7 @@ impl Usage {
         details: Option<Option<CachedTokens>>,
     ) -> Self {
         let total_tokens = prompt_tokens.saturating_add(completion_tokens);
-        Self {
-            prompt_tokens,
-            total_tokens,
-            completion_tokens,
-            prompt_tokens_details: details,
-        }
+        Self { prompt_tokens, total_tokens, completion_tokens, prompt_tokens_details: details }
     }
 
     /// The usage of a non-streamed reply: `"prompt_tokens_details":null` (as recorded).
@@ -167,11 +144,7 @@ impl Usage {
 
     /// The usage of the final usage-only chunk: `{"cached_tokens":0}` (as recorded).
     pub fn final_chunk(prompt_tokens: u32, completion_tokens: u32) -> Self {
-        Self::new(
-            prompt_tokens,
-            completion_tokens,
-            Some(Some(CachedTokens { cached_tokens: 0 })),
-        )
+        Self::new(prompt_tokens, completion_tokens, Some(Some(CachedTokens { cached_tokens: 0 })))
     }
 }
 
@@ -201,10 +174,7 @@ mod tests {
     #[test]
     fn text_cycles_through_the_pieces() {
         assert_eq!(completion_text(3), "Hello world,");
-        assert_eq!(
-            completion_text(PIECES.len() + 1),
-            format!("{}Hello", PIECES.concat())
-        );
+        assert_eq!(completion_text(PIECES.len() + 1), format!("{}Hello", PIECES.concat()));
         assert!(PIECES.concat().chars().any(|c| c.len_utf8() == 4));
     }
 
@@ -217,20 +187,11 @@ mod tests {
 
     #[test]
     fn plan_follows_max_tokens_and_the_context_window() {
-        let config = MockConfig {
-            max_model_len: 100,
-            default_max_tokens: 16,
-            ..MockConfig::default()
-        };
-        assert_eq!(
-            Plan::new(5, Some(7), &config).unwrap().finish_reason,
-            "length"
-        );
+        let config =
+            MockConfig { max_model_len: 100, default_max_tokens: 16, ..MockConfig::default() };
+        assert_eq!(Plan::new(5, Some(7), &config).unwrap().finish_reason, "length");
         let default = Plan::new(5, None, &config).unwrap();
-        assert_eq!(
-            (default.completion_tokens, default.finish_reason),
-            (16, "stop")
-        );
+        assert_eq!((default.completion_tokens, default.finish_reason), (16, "stop"));
         assert_eq!(Plan::new(90, None, &config).unwrap().completion_tokens, 10);
         assert!(Plan::new(100, None, &config).is_err());
         assert!(Plan::new(5, Some(96), &config).is_err());
@@ -242,17 +203,10 @@ mod tests {
         let plan = Plan::new(5, Some(4), &MockConfig::default()).unwrap();
         assert_eq!(plan.choice(0), plan);
         let second = plan.choice(1);
-        assert_eq!(
-            (second.completion_tokens, second.finish_reason),
-            (3, "stop")
-        );
+        assert_eq!((second.completion_tokens, second.finish_reason), (3, "stop"));
         assert_eq!(plan.choice(9).completion_tokens, 1);
         let one = Plan::new(5, Some(1), &MockConfig::default()).unwrap();
-        assert_eq!(
-            one.choice(3).finish_reason,
-            "length",
-            "still the whole budget"
-        );
+        assert_eq!(one.choice(3).finish_reason, "length", "still the whole budget");
     }
 
     #[test]

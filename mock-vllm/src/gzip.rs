@@ -44,13 +44,9 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
 /// Whether an `Accept-Encoding` value accepts gzip (prometheus_client's `gzip_accepted`: any
 /// comma-separated item whose name, before `;`, is `gzip` in any case).
 pub(crate) fn accepted(accept_encoding: &str) -> bool {
-    accept_encoding.split(',').any(|item| {
-        item.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .eq_ignore_ascii_case("gzip")
-    })
+    accept_encoding
+        .split(',')
+        .any(|item| item.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("gzip"))
 }
 
 #[cfg(test)]
@@ -88,11 +84,9 @@ mod tests {
 
     #[test]
     fn round_trips_empty_small_and_multi_block_bodies() {
-        for data in [
-            Vec::new(),
-            b"vllm:prompt_tokens_total 1.0\n".to_vec(),
-            vec![7u8; 3 * MAX_BLOCK + 10],
-        ] {
+        for data in
+            [Vec::new(), b"vllm:prompt_tokens_total 1.0\n".to_vec(), vec![7u8; 3 * MAX_BLOCK + 10]]
+        {
             assert_eq!(decode(&encode(&data)), data);
         }
     }

@@ -113,15 +113,9 @@ mod tests {
 
     #[test]
     fn truthiness_is_python_s() {
-        for falsy in [
-            json!(null),
-            json!(false),
-            json!(0),
-            json!(0.0),
-            json!(""),
-            json!([]),
-            json!({}),
-        ] {
+        for falsy in
+            [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})]
+        {
             assert!(!truthy(&falsy), "{falsy}");
         }
         for truthy_value in [

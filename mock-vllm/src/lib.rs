@@ -75,14 +75,8 @@ pub fn app(state: MockState) -> Router {
         // The recorder has already read the whole body (bounded by `record::MAX_BODY`).
         .layer(DefaultBodyLimit::disable())
         // Inside the recorder: a request that is never answered is still recorded.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            fault::stall_before_headers,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            record::record,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), fault::stall_before_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record::record))
         .with_state(state)
 }
 
@@ -99,7 +93,5 @@ pub async fn serve(
             tracing::warn!(error = %e, "setting TCP_NODELAY failed");
         }
     });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }

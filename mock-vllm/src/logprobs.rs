@@ -90,10 +90,7 @@ impl LogprobsRequest {
             Some(true) => Some(within_max(top, "sample")?),
             _ => None,
         };
-        Ok(Wanted {
-            sample,
-            prompt: self.prompt(streamed)?,
-        })
+        Ok(Wanted { sample, prompt: self.prompt(streamed)? })
     }
 
     /// A completion request's: `logprobs` is `k` itself.
@@ -108,21 +105,12 @@ impl LogprobsRequest {
                 }
                 Some(k) => Some(within_max(k, "sample")?),
                 None => {
-                    return Err(ApiError::BadRequest(
-                        "`logprobs` must be an integer.".to_owned(),
-                    ))
+                    return Err(ApiError::BadRequest("`logprobs` must be an integer.".to_owned()))
                 }
             },
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "`logprobs` must be an integer.".to_owned(),
-                ))
-            }
+            _ => return Err(ApiError::BadRequest("`logprobs` must be an integer.".to_owned())),
         };
-        Ok(Wanted {
-            sample,
-            prompt: self.prompt(streamed)?,
-        })
+        Ok(Wanted { sample, prompt: self.prompt(streamed)? })
     }
 }
 
@@ -157,18 +145,11 @@ pub(crate) type PromptLogprobs = Vec<Option<Position>>;
 fn prompt_position(at: usize, k: u32) -> Position {
     let own_rank = 1 + count(at % 5);
     let own_id = 1000 + count(at * 7919 % 30_000);
-    let own = Entry {
-        logprob: logprob(own_rank, at),
-        rank: own_rank,
-        decoded_token: format!("p{at}"),
-    };
+    let own =
+        Entry { logprob: logprob(own_rank, at), rank: own_rank, decoded_token: format!("p{at}") };
     let mut entries = vec![(own_id, own)];
     for rank in (1..=k).filter(|r| *r != own_rank) {
-        let entry = Entry {
-            logprob: logprob(rank, at),
-            rank,
-            decoded_token: format!("a{rank}"),
-        };
+        let entry = Entry { logprob: logprob(rank, at), rank, decoded_token: format!("a{rank}") };
         entries.push((100 + rank, entry));
     }
     Position(entries)
@@ -247,8 +228,7 @@ impl Wanted {
             offset += piece.chars().count();
             out.token_logprobs.push(logprob(1, at));
             out.tokens.push(piece);
-            out.top_logprobs
-                .push(TopTokens(alternatives(piece, k + 1, at)));
+            out.top_logprobs.push(TopTokens(alternatives(piece, k + 1, at)));
         }
         Some(out)
     }
@@ -291,9 +271,7 @@ mod tests {
 
     #[test]
     fn prompt_logprobs_lead_with_the_prompt_token() {
-        let wanted = request(json!({"prompt_logprobs": 2}))
-            .completion(false)
-            .unwrap();
+        let wanted = request(json!({"prompt_logprobs": 2})).completion(false).unwrap();
         let text = serde_json::to_string(&wanted.prompt(3).unwrap()).unwrap();
         assert!(
             text.starts_with(r#"[null,{"8919":{"logprob":-0.625,"rank":2,"#),
@@ -306,11 +284,7 @@ mod tests {
             json!({"8919": {"logprob": -0.625, "rank": 2, "decoded_token": "p1"},
                    "101": {"logprob": -0.125, "rank": 1, "decoded_token": "a1"}})
         );
-        assert_eq!(
-            json[2].as_object().unwrap().len(),
-            3,
-            "rank 3 is outside the top 2"
-        );
+        assert_eq!(json[2].as_object().unwrap().len(), 3, "rank 3 is outside the top 2");
     }
 
     #[test]
@@ -321,9 +295,7 @@ mod tests {
         assert_eq!(json["text_offset"], json!([0, 5]));
         assert_eq!(json["tokens"], json!(["Hello", " 你好"]));
         assert_eq!(json["top_logprobs"][1].as_object().unwrap().len(), 3);
-        let wanted = request(json!({"logprobs": "true", "top_logprobs": 2}))
-            .chat(false)
-            .unwrap();
+        let wanted = request(json!({"logprobs": "true", "top_logprobs": 2})).chat(false).unwrap();
         let json = serde_json::to_value(wanted.chat(0, [" é"]).unwrap()).unwrap();
         let token = &json["content"][0];
         assert_eq!(token["bytes"], json!([32, 195, 169]));
@@ -334,22 +306,12 @@ mod tests {
     #[test]
     fn vllm_s_checks_apply() {
         let chat = |j| request(j).chat(false);
-        assert!(
-            chat(json!({"top_logprobs": 2})).is_err(),
-            "top_logprobs without logprobs"
-        );
+        assert!(chat(json!({"top_logprobs": 2})).is_err(), "top_logprobs without logprobs");
         assert!(chat(json!({"logprobs": true, "top_logprobs": 21})).is_err());
         assert_eq!(chat(json!({"logprobs": false})).unwrap(), Wanted::default());
-        assert!(
-            request(json!({"prompt_logprobs": 1})).chat(true).is_err(),
-            "not when streamed"
-        );
-        assert!(request(json!({"prompt_logprobs": -2}))
-            .completion(false)
-            .is_err());
+        assert!(request(json!({"prompt_logprobs": 1})).chat(true).is_err(), "not when streamed");
+        assert!(request(json!({"prompt_logprobs": -2})).completion(false).is_err());
         assert!(request(json!({"logprobs": -1})).completion(false).is_err());
-        assert!(request(json!({"logprobs": true}))
-            .completion(false)
-            .is_err());
+        assert!(request(json!({"logprobs": true})).completion(false).is_err());
     }
 }

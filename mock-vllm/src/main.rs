@@ -59,18 +59,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(listen: SocketAddr, config: MockConfig) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(models = ?config.models, "serving");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "mock-vllm listening on http://{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    mock_vllm::serve(listener, MockState::new(config), shutdown_signal())
-        .await
-        .context("serving")
+    mock_vllm::serve(listener, MockState::new(config), shutdown_signal()).await.context("serving")
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM.

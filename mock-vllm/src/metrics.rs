@@ -57,25 +57,17 @@ impl TokenCounters {
 
     /// `(prompt, generation)` so far.
     pub(crate) fn totals(&self) -> (u64, u64) {
-        (
-            self.prompt.load(Ordering::Relaxed),
-            self.generation.load(Ordering::Relaxed),
-        )
+        (self.prompt.load(Ordering::Relaxed), self.generation.load(Ordering::Relaxed))
     }
 }
 
 /// The handler.
 pub(crate) async fn handle(State(state): State<MockState>, headers: HeaderMap) -> Response {
     let body = render(&state.meters(), state.created_at());
-    let gzipped = headers
-        .get(ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(gzip::accepted);
+    let gzipped =
+        headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(gzip::accepted);
     if gzipped {
-        let headers = [
-            (CONTENT_TYPE, CONTENT_TYPE_PROMETHEUS),
-            (CONTENT_ENCODING, "gzip"),
-        ];
+        let headers = [(CONTENT_TYPE, CONTENT_TYPE_PROMETHEUS), (CONTENT_ENCODING, "gzip")];
         (headers, gzip::encode(body.as_bytes())).into_response()
     } else {
         ([(CONTENT_TYPE, CONTENT_TYPE_PROMETHEUS)], body).into_response()
@@ -88,31 +80,17 @@ type Family = (&'static str, &'static str, fn(&TokenCounters) -> u64);
 /// The exposition of both counters for every model; `created` is their `_created` value.
 pub(crate) fn render(meters: &[(String, Meter)], created: f64) -> String {
     let families: [Family; 2] = [
-        (
-            "vllm:prompt_tokens",
-            "Number of prefill tokens processed.",
-            |c| c.totals().0,
-        ),
-        (
-            "vllm:generation_tokens",
-            "Number of generation tokens processed.",
-            |c| c.totals().1,
-        ),
+        ("vllm:prompt_tokens", "Number of prefill tokens processed.", |c| c.totals().0),
+        ("vllm:generation_tokens", "Number of generation tokens processed.", |c| c.totals().1),
     ];
     let mut out = String::new();
     for (name, help, value) in families {
-        let _ = writeln!(
-            out,
-            "# HELP {name}_total {help}\n# TYPE {name}_total counter"
-        );
+        let _ = writeln!(out, "# HELP {name}_total {help}\n# TYPE {name}_total counter");
         for (model, counters) in meters {
             let tokens = value(counters) as f64;
             let _ = writeln!(out, "{name}_total{} {}", labels(model), go_float(tokens));
         }
-        let _ = writeln!(
-            out,
-            "# HELP {name}_created {help}\n# TYPE {name}_created gauge"
-        );
+        let _ = writeln!(out, "# HELP {name}_created {help}\n# TYPE {name}_created gauge");
         for (model, _) in meters {
             let _ = writeln!(out, "{name}_created{} {}", labels(model), go_float(created));
         }
@@ -122,10 +100,7 @@ pub(crate) fn render(meters: &[(String, Meter)], created: f64) -> String {
 
 /// `{engine="0",model_name="…"}`, sorted by label name and escaped as prometheus_client does.
 fn labels(model: &str) -> String {
-    let escaped = model
-        .replace('\\', r"\\")
-        .replace('\n', r"\n")
-        .replace('"', "\\\"");
+    let escaped = model.replace('\\', r"\\").replace('\n', r"\n").replace('"', "\\\"");
     format!("{{engine=\"0\",model_name=\"{escaped}\"}}")
 }
 

@@ -46,25 +46,14 @@ struct Permission {
 pub(crate) async fn handle(State(state): State<MockState>) -> Response {
     let created = state.started();
     let config = state.config();
-    let data = config
-        .models
-        .iter()
-        .map(|name| model(name, created, config.max_model_len))
-        .collect();
-    Json(ModelList {
-        object: "list",
-        data,
-    })
-    .into_response()
+    let data =
+        config.models.iter().map(|name| model(name, created, config.max_model_len)).collect();
+    Json(ModelList { object: "list", data }).into_response()
 }
 
 fn model(name: &str, created: u64, max_model_len: u32) -> Model {
     let permission = Permission {
-        id: format!(
-            "modelperm-{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        ),
+        id: format!("modelperm-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()),
         object: "model_permission",
         created,
         allow_create_engine: false,

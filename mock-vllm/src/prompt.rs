@@ -31,11 +31,9 @@ fn words(text: &str) -> u32 {
 pub(crate) fn message_tokens(content: Option<&Content>) -> u32 {
     let text_words = match content {
         Some(Content::Text(text)) => words(text),
-        Some(Content::Parts(parts)) => parts
-            .iter()
-            .filter_map(|p| p.text.as_deref())
-            .map(words)
-            .fold(0, u32::saturating_add),
+        Some(Content::Parts(parts)) => {
+            parts.iter().filter_map(|p| p.text.as_deref()).map(words).fold(0, u32::saturating_add)
+        }
         None => 0,
     };
     text_words.saturating_add(1)
@@ -99,20 +97,11 @@ mod tests {
     #[test]
     fn every_prompt_form_is_a_batch() {
         let prompt = |json| serde_json::from_str::<Prompt>(json).unwrap();
-        let tokens = |p: &Prompt| {
-            p.each()
-                .into_iter()
-                .map(OnePrompt::tokens)
-                .collect::<Vec<_>>()
-        };
+        let tokens = |p: &Prompt| p.each().into_iter().map(OnePrompt::tokens).collect::<Vec<_>>();
         assert_eq!(tokens(&prompt(r#""two words""#)), [2]);
         assert_eq!(tokens(&prompt("[1,2,3]")), [3]);
         assert_eq!(tokens(&prompt(r#"["a", "b c"]"#)), [1, 2]);
         assert_eq!(tokens(&prompt("[[1],[1,2,3,4]]")), [1, 4]);
-        assert_eq!(
-            tokens(&prompt("[]")),
-            [1],
-            "an empty token list still counts 1"
-        );
+        assert_eq!(tokens(&prompt("[]")), [1], "an empty token list still counts 1");
     }
 }

@@ -30,18 +30,13 @@ pub(crate) async fn record(
         // Monitoring scrapes (the control plane's reconciliation) are not API requests.
         return next.run(Request::from_parts(parts, Body::from(body))).await;
     }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
+    let path =
+        parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), ToString::to_string);
     let headers = parts
         .headers
         .iter()
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
         })
         .collect();
     tracing::debug!(method = %parts.method, %path, bytes = body.len(), "request");

@@ -26,9 +26,7 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, A
 
 /// A pydantic-style validation error on one field.
 pub(crate) fn invalid(what: &str, field: &str, message: &str) -> ApiError {
-    ApiError::BadRequest(format!(
-        "1 validation error for {what}\n{field}\n  {message}"
-    ))
+    ApiError::BadRequest(format!("1 validation error for {what}\n{field}\n  {message}"))
 }
 
 /// `stream_options` of a request; its booleans are lax too. As in vLLM's `StreamOptions`
@@ -88,18 +86,13 @@ pub(crate) fn stream_mode(
     let options = options.unwrap_or_default();
     let include_usage = options.include_usage == Some(true);
     let continuous = include_usage && options.continuous_usage_stats == Some(true);
-    Ok(Some(UsageMode {
-        include_usage,
-        continuous,
-    }))
+    Ok(Some(UsageMode { include_usage, continuous }))
 }
 
 /// The number of choices, `n` (absent or `null`: 1); below 1 is vLLM's 400.
 pub(crate) fn choices(n: Option<i64>) -> Result<u32, ApiError> {
     match n.unwrap_or(1) {
-        n if n < 1 => Err(ApiError::BadRequest(format!(
-            "n must be at least 1, got {n}."
-        ))),
+        n if n < 1 => Err(ApiError::BadRequest(format!("n must be at least 1, got {n}."))),
         n if n > MAX_N => Err(ApiError::BadRequest(format!(
             "mock-vllm answers at most {MAX_N} choices, got n={n}."
         ))),
@@ -116,10 +109,7 @@ mod tests {
         stream_mode("R", &stream, &options)
     }
 
-    const NONE: UsageMode = UsageMode {
-        include_usage: false,
-        continuous: false,
-    };
+    const NONE: UsageMode = UsageMode { include_usage: false, continuous: false };
 
     #[test]
     fn stream_options_need_a_truthy_stream() {
@@ -130,10 +120,7 @@ mod tests {
         // vLLM's raw check: `{}` is falsy, so it passes and means nothing.
         assert_eq!(mode(json!(false), json!({})).unwrap(), None);
         // "false" is a truthy string: the raw check passes, then it reads as False.
-        assert_eq!(
-            mode(json!("false"), json!({"include_usage": true})).unwrap(),
-            None
-        );
+        assert_eq!(mode(json!("false"), json!({"include_usage": true})).unwrap(), None);
     }
 
     #[test]
@@ -146,45 +133,22 @@ mod tests {
         assert_eq!(streamed(json!({"include_usage": null})), NONE);
         assert_eq!(
             streamed(json!({"include_usage": true, "continuous_usage_stats": true})),
-            UsageMode {
-                include_usage: true,
-                continuous: true
-            }
+            UsageMode { include_usage: true, continuous: true }
         );
         assert_eq!(streamed(json!(null)), NONE);
     }
 
     #[test]
     fn lax_values_stream_and_ask_for_usage() {
-        for stream in [
-            json!("true"),
-            json!(1),
-            json!("yes"),
-            json!("on"),
-            json!("1"),
-            json!("T"),
-        ] {
+        for stream in [json!("true"), json!(1), json!("yes"), json!("on"), json!("1"), json!("T")] {
             let options = json!({"include_usage": "true", "continuous_usage_stats": 1});
             let got = mode(stream.clone(), options).unwrap();
-            assert_eq!(
-                got,
-                Some(UsageMode {
-                    include_usage: true,
-                    continuous: true
-                }),
-                "{stream}"
-            );
+            assert_eq!(got, Some(UsageMode { include_usage: true, continuous: true }), "{stream}");
         }
         assert!(mode(json!("maybe"), json!(null)).is_err());
         assert!(mode(json!(true), json!({"include_usage": "sometimes"})).is_err());
-        assert!(
-            mode(json!(true), json!("include_usage")).is_err(),
-            "options of the wrong type"
-        );
-        assert!(
-            mode(json!(true), json!([])).is_err(),
-            "options of the wrong type"
-        );
+        assert!(mode(json!(true), json!("include_usage")).is_err(), "options of the wrong type");
+        assert!(mode(json!(true), json!([])).is_err(), "options of the wrong type");
     }
 
     #[test]
@@ -205,9 +169,6 @@ mod tests {
         let err = parse::<R>(b"{", "R").unwrap_err();
         assert!(err.to_string().starts_with("JSON decode error"), "{err}");
         let err = parse::<R>(b"{}", "R").unwrap_err();
-        assert!(
-            err.to_string().contains("missing field `messages`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("missing field `messages`"), "{err}");
     }
 }

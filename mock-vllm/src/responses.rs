@@ -271,18 +271,13 @@ impl Reply {
         ResponseObject {
             id: &self.id,
             created_at: self.created_at,
-            incomplete_details: (done && self.incomplete()).then_some(IncompleteDetails {
-                reason: "max_output_tokens",
-            }),
+            incomplete_details: (done && self.incomplete())
+                .then_some(IncompleteDetails { reason: "max_output_tokens" }),
             instructions: request.instructions.as_deref(),
             metadata: &request.metadata,
             model: &self.model,
             object: "response",
-            output: if done {
-                vec![self.message(new_id_hex("msg_"), None)]
-            } else {
-                Vec::new()
-            },
+            output: if done { vec![self.message(new_id_hex("msg_"), None)] } else { Vec::new() },
             parallel_tool_calls: self.parallel_tool_calls,
             temperature: request.temperature.unwrap_or(1.0),
             tool_choice: &request.tool_choice,
@@ -325,12 +320,7 @@ impl Reply {
 
     /// An `output_text` part.
     pub(crate) fn part(&self, text: String, logprobs: Option<[Null; 0]>) -> TextPart {
-        TextPart {
-            annotations: [],
-            text,
-            kind: "output_text",
-            logprobs,
-        }
+        TextPart { annotations: [], text, kind: "output_text", logprobs }
     }
 
     fn usage(&self) -> ResponseUsage {
@@ -356,11 +346,7 @@ impl Reply {
 
 /// `prefix` + 32 lowercase hex digits (vLLM's `random_uuid()` is `uuid4().hex`).
 pub(crate) fn new_id_hex(prefix: &str) -> String {
-    format!(
-        "{prefix}{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
+    format!("{prefix}{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }
 
 #[cfg(test)]
@@ -370,10 +356,7 @@ mod tests {
     #[test]
     fn prompt_tokens_count_instructions_and_every_message() {
         let request = |json: &str| serde_json::from_str::<ResponsesRequest>(json).unwrap();
-        assert_eq!(
-            request(r#"{"input":"three small words"}"#).prompt_tokens(),
-            4
-        );
+        assert_eq!(request(r#"{"input":"three small words"}"#).prompt_tokens(), 4);
         let items = r#"{"instructions":"Be brief.","input":[{"role":"user","content":"hi there"},
             {"role":"user","content":[{"type":"input_text","text":"你好"}]},{"type":"function_call_output","output":"x"}]}"#;
         assert_eq!(request(items).prompt_tokens(), 3 + 3 + 2 + 1);

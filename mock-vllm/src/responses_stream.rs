@@ -82,28 +82,17 @@ impl Numbered {
     }
 
     fn push<T: Serialize>(&mut self, kind: &str, value: &T, tokens: u32) {
-        self.events.push(Event {
-            bytes: sse::named_event(kind, value),
-            tokens,
-        });
+        self.events.push(Event { bytes: sse::named_event(kind, value), tokens });
     }
 
     fn lifecycle(&mut self, reply: &Reply, kind: &'static str, status: Status) {
-        let event = Lifecycle {
-            response: reply.object(status),
-            sequence_number: self.next(),
-            kind,
-        };
+        let event =
+            Lifecycle { response: reply.object(status), sequence_number: self.next(), kind };
         self.push(kind, &event, 0);
     }
 
     fn item(&mut self, item: MessageItem, kind: &'static str) {
-        let event = ItemEvent {
-            item,
-            output_index: 0,
-            sequence_number: self.next(),
-            kind,
-        };
+        let event = ItemEvent { item, output_index: 0, sequence_number: self.next(), kind };
         self.push(kind, &event, 0);
     }
 
@@ -137,14 +126,8 @@ impl Numbered {
 
     fn part(&mut self, item_id: &str, part: TextPart, kind: &'static str) {
         let sequence_number = self.next();
-        let event = PartEvent {
-            content_index: 0,
-            item_id,
-            output_index: 0,
-            part,
-            sequence_number,
-            kind,
-        };
+        let event =
+            PartEvent { content_index: 0, item_id, output_index: 0, part, sequence_number, kind };
         self.push(kind, &event, 0);
     }
 }
@@ -163,24 +146,13 @@ pub(crate) fn events(reply: &Reply) -> Vec<Event> {
         ..reply.message(item_id.clone(), None)
     };
     out.item(announced, "response.output_item.added");
-    out.part(
-        &item_id,
-        reply.part(String::new(), Some([])),
-        "response.content_part.added",
-    );
+    out.part(&item_id, reply.part(String::new(), Some([])), "response.content_part.added");
     for delta in reply.plan.pieces() {
         out.delta(&item_id, delta);
     }
     out.text_done(&item_id, reply.plan.text());
-    out.part(
-        &item_id,
-        reply.part(reply.plan.text(), None),
-        "response.content_part.done",
-    );
-    out.item(
-        reply.message(item_id.clone(), Some([])),
-        "response.output_item.done",
-    );
+    out.part(&item_id, reply.part(reply.plan.text(), None), "response.content_part.done");
+    out.item(reply.message(item_id.clone(), Some([])), "response.output_item.done");
     out.lifecycle(reply, "response.completed", Status::Done);
     out.events
 }

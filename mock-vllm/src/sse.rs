@@ -89,19 +89,17 @@ pub(crate) fn reply(state: &MockState, events: Vec<Event>, meter: Meter) -> Resp
     let delay = state.token_delay();
     let sent = Arc::new(AtomicU32::new(0));
     let counted = Arc::clone(&sent);
-    let body = futures::stream::iter(frames)
-        .enumerate()
-        .then(move |(i, frame)| {
-            let (meter, counted) = (meter.clone(), Arc::clone(&counted));
-            async move {
-                if i > 0 && !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                meter.add_generation(u64::from(frame.tokens));
-                counted.fetch_add(frame.tokens, Ordering::Relaxed);
-                Ok::<_, Infallible>(frame.bytes)
+    let body = futures::stream::iter(frames).enumerate().then(move |(i, frame)| {
+        let (meter, counted) = (meter.clone(), Arc::clone(&counted));
+        async move {
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
-        });
+            meter.add_generation(u64::from(frame.tokens));
+            counted.fetch_add(frame.tokens, Ordering::Relaxed);
+            Ok::<_, Infallible>(frame.bytes)
+        }
+    });
     let body = Watched {
         frames: fault::apply(body.boxed(), state.fault()),
         ended: false,
@@ -143,10 +141,7 @@ impl Drop for Watched {
 
 /// [`split`] for events: each event's tokens go with the frame that holds its first byte.
 fn split_events(events: &[Event], seed: u64) -> Vec<Event> {
-    let body: Vec<u8> = events
-        .iter()
-        .flat_map(|e| e.bytes.iter().copied())
-        .collect();
+    let body: Vec<u8> = events.iter().flat_map(|e| e.bytes.iter().copied()).collect();
     let mut starts = Vec::with_capacity(events.len());
     let mut offset = 0;
     for event in events {
@@ -177,14 +172,8 @@ pub(crate) fn split(body: &[u8], seed: u64) -> Vec<Bytes> {
     let mut frames = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let limit = if rng.next_u64().is_multiple_of(8) {
-            MAX_SPLIT_FRAME
-        } else {
-            16
-        };
-        let len = usize::try_from(1 + rng.next_u64() % limit)
-            .unwrap_or(1)
-            .min(rest.len());
+        let limit = if rng.next_u64().is_multiple_of(8) { MAX_SPLIT_FRAME } else { 16 };
+        let len = usize::try_from(1 + rng.next_u64() % limit).unwrap_or(1).min(rest.len());
         let (frame, tail) = rest.split_at(len);
         frames.push(Bytes::copy_from_slice(frame));
         rest = tail;
@@ -229,16 +218,10 @@ mod tests {
         for seed in 0..16 {
             let frames = split_events(&events, seed);
             assert_eq!(frames.iter().map(|f| f.tokens).sum::<u32>(), 20);
-            let body: Vec<u8> = frames
-                .iter()
-                .flat_map(|f| f.bytes.iter().copied())
-                .collect();
+            let body: Vec<u8> = frames.iter().flat_map(|f| f.bytes.iter().copied()).collect();
             assert_eq!(
                 body,
-                events
-                    .iter()
-                    .flat_map(|e| e.bytes.iter().copied())
-                    .collect::<Vec<_>>()
+                events.iter().flat_map(|e| e.bytes.iter().copied()).collect::<Vec<_>>()
             );
         }
     }
@@ -246,24 +229,16 @@ mod tests {
     #[test]
     fn named_events_have_an_event_line() {
         let e = named_event("response.created", &serde_json::json!({"a": "é"}));
-        assert_eq!(
-            &e[..],
-            "event: response.created\ndata: {\"a\":\"é\"}\n\n".as_bytes()
-        );
+        assert_eq!(&e[..], "event: response.created\ndata: {\"a\":\"é\"}\n\n".as_bytes());
     }
 
     #[test]
     fn split_cuts_inside_characters_and_sometimes_spans_events() {
         let body = "data: {\"x\":\"你好 🚀 é\"}\n\n".repeat(40);
         let frames = split(body.as_bytes(), 7);
+        assert!(frames.iter().any(|f| std::str::from_utf8(f).is_err()), "a cut inside a character");
         assert!(
-            frames.iter().any(|f| std::str::from_utf8(f).is_err()),
-            "a cut inside a character"
-        );
-        assert!(
-            frames
-                .iter()
-                .any(|f| f.windows(2).filter(|w| w == b"\n\n").count() >= 2),
+            frames.iter().any(|f| f.windows(2).filter(|w| w == b"\n\n").count() >= 2),
             "a frame with 2 events"
         );
     }

@@ -31,20 +31,13 @@ impl SeenRequest {
     /// The first value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     /// Every value of header `name` (any case), in arrival order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 
@@ -80,9 +73,7 @@ impl MockState {
                 meters.push((model.clone(), Meter::default()));
             }
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let inner = Inner {
             token_delay_ns: AtomicU64::new(
                 u64::try_from(config.token_delay.as_nanos()).unwrap_or(u64::MAX),
@@ -95,9 +86,7 @@ impl MockState {
             abandoned: Mutex::new(Vec::new()),
             meters,
         };
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self { inner: Arc::new(inner) }
     }
 
     /// The configuration it was started with.
@@ -179,11 +168,7 @@ impl MockState {
 
     /// `(prompt, generation)` tokens counted so far for `model`; `None` if it is not served.
     pub fn model_token_totals(&self, model: &str) -> Option<(u64, u64)> {
-        self.inner
-            .meters
-            .iter()
-            .find(|(m, _)| m == model)
-            .map(|(_, counters)| counters.totals())
+        self.inner.meters.iter().find(|(m, _)| m == model).map(|(_, counters)| counters.totals())
     }
 
     /// The counters of a served model (one the request resolved with [`Self::resolve_model`]).
@@ -192,10 +177,7 @@ impl MockState {
             .meters
             .iter()
             .find(|(m, _)| m == model)
-            .map_or_else(
-                || Arc::new(TokenCounters::default()),
-                |(_, m)| Arc::clone(m),
-            )
+            .map_or_else(|| Arc::new(TokenCounters::default()), |(_, m)| Arc::clone(m))
     }
 
     /// Every model's counters, in configuration order.
@@ -223,10 +205,9 @@ impl MockState {
         match requested {
             Some(name) if models.iter().any(|m| m == name) => Ok(name.to_owned()),
             Some(name) => Err(ApiError::ModelNotFound(name.to_owned())),
-            None => models
-                .first()
-                .cloned()
-                .ok_or_else(|| ApiError::ModelNotFound("None".to_owned())),
+            None => {
+                models.first().cloned().ok_or_else(|| ApiError::ModelNotFound("None".to_owned()))
+            }
         }
     }
 
@@ -242,7 +223,5 @@ fn lock<T>(list: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

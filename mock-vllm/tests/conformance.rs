@@ -25,10 +25,7 @@ async fn a_completion_has_the_recorded_shape() {
         json!({"model": MODEL, "prompt": "What is AWS ECS?", "max_tokens": 100, "temperature": 0});
     let reply = post(&state(), "/v1/completions", &body).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        shape(&reply.text()),
-        shape(&fixture("vllm-completions.json"))
-    );
+    assert_eq!(shape(&reply.text()), shape(&fixture("vllm-completions.json")));
     let v = reply.json();
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["usage"]["prompt_tokens"], 4, "the words of the prompt");
@@ -40,16 +37,9 @@ async fn embeddings_have_the_recorded_shape() {
     let body = json!({"model": MODEL, "input": "Follow the white rabbit.", "encoding_format": "float", "dimensions": 32});
     let reply = post(&state(), "/v1/embeddings", &body).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        shape(&reply.text()),
-        shape(&fixture("vllm-embeddings.json"))
-    );
+    assert_eq!(shape(&reply.text()), shape(&fixture("vllm-embeddings.json")));
     let again = post(&state(), "/v1/embeddings", &body).await.json();
-    assert_eq!(
-        reply.json()["data"],
-        again["data"],
-        "the vector depends on the input alone"
-    );
+    assert_eq!(reply.json()["data"], again["data"], "the vector depends on the input alone");
     assert!(reply.json()["id"].as_str().unwrap().starts_with("embd-"));
 }
 
@@ -73,12 +63,8 @@ async fn errors_have_the_recorded_shape() {
     assert_eq!(bad.json()["error"]["type"], "BadRequestError");
     assert_eq!(bad.json()["error"]["code"], 400);
 
-    let unknown = post(
-        &state(),
-        "/v1/chat/completions",
-        &json!({"model": "nope", "messages": []}),
-    )
-    .await;
+    let unknown =
+        post(&state(), "/v1/chat/completions", &json!({"model": "nope", "messages": []})).await;
     assert_eq!(unknown.status, 404);
     assert_eq!(shape(&unknown.text()), recorded);
     let error = &unknown.json()["error"];
@@ -106,10 +92,8 @@ async fn a_streamed_chat_with_usage_has_the_recorded_shape_chunk_by_chunk() {
     assert_eq!(recorded.last().map(String::as_str), Some("[DONE]"));
 
     let chunks = &events[..events.len() - 1];
-    let kinds: Vec<&str> = chunks
-        .iter()
-        .map(|c| chunk_kind(&serde_json::from_str(c).unwrap()))
-        .collect();
+    let kinds: Vec<&str> =
+        chunks.iter().map(|c| chunk_kind(&serde_json::from_str(c).unwrap())).collect();
     let mut expected = vec!["first"];
     expected.extend(std::iter::repeat_n("content", kinds.len() - 3));
     expected.extend(["finish", "usage"]);
@@ -117,14 +101,9 @@ async fn a_streamed_chat_with_usage_has_the_recorded_shape_chunk_by_chunk() {
     for (chunk, kind) in chunks.iter().zip(&kinds) {
         assert_eq!(shape(chunk), recorded_kind(kind), "a {kind} chunk: {chunk}");
     }
-    let ids: Vec<Value> = chunks
-        .iter()
-        .map(|c| serde_json::from_str::<Value>(c).unwrap()["id"].clone())
-        .collect();
-    assert!(
-        ids.iter().all(|id| *id == ids[0]),
-        "one id for the whole stream"
-    );
+    let ids: Vec<Value> =
+        chunks.iter().map(|c| serde_json::from_str::<Value>(c).unwrap()["id"].clone()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "one id for the whole stream");
 }
 
 #[tokio::test]
@@ -146,11 +125,7 @@ async fn every_choice_of_a_batch_and_every_input_has_the_recorded_shape() {
         json!({"model": MODEL, "input": ["Follow the white rabbit.", "Another"], "dimensions": 32});
     let text = post(&state(), "/v1/embeddings", &body).await.text();
     for i in ["0", "1"] {
-        assert_eq!(
-            shape_at(&text, &["data", i]),
-            shape_at(&recorded, &["data", "0"]),
-            "item {i}"
-        );
+        assert_eq!(shape_at(&text, &["data", i]), shape_at(&recorded, &["data", "0"]), "item {i}");
     }
     assert_eq!(shape_at(&text, &["usage"]), shape_at(&recorded, &["usage"]));
 }
@@ -183,26 +158,10 @@ async fn non_ascii_text_is_written_raw() {
 
 #[test]
 fn the_shape_comparison_has_teeth() {
-    assert_ne!(
-        shape(r#"{"a":1,"b":2}"#),
-        shape(r#"{"b":2,"a":1}"#),
-        "key order counts"
-    );
-    assert_ne!(
-        shape(r#"{"a":null}"#),
-        shape(r#"{"a":"x"}"#),
-        "value kinds count"
-    );
-    assert_eq!(
-        shape(r#"{"a":[1,"x"]}"#),
-        shape(r#"{"a":[2.5,"y"]}"#),
-        "values do not"
-    );
+    assert_ne!(shape(r#"{"a":1,"b":2}"#), shape(r#"{"b":2,"a":1}"#), "key order counts");
+    assert_ne!(shape(r#"{"a":null}"#), shape(r#"{"a":"x"}"#), "value kinds count");
+    assert_eq!(shape(r#"{"a":[1,"x"]}"#), shape(r#"{"a":[2.5,"y"]}"#), "values do not");
     let openai = common::events(&fixture("openai-chat-stream-usage.sse"));
     let vllm = common::events(&fixture("vllm-chat-stream-include-usage.sse"));
-    assert_ne!(
-        shape(&openai[0]),
-        shape(&vllm[0]),
-        "OpenAI's chunks are not vLLM's"
-    );
+    assert_ne!(shape(&openai[0]), shape(&vllm[0]), "OpenAI's chunks are not vLLM's");
 }

@@ -14,17 +14,11 @@ const MODEL: &str = "test-model";
 
 /// A mock serving [`MODEL`] on 127.0.0.1; its base URL and state. It stops with the runtime.
 async fn serve() -> (String, MockState) {
-    let state = MockState::new(MockConfig {
-        models: vec![MODEL.to_owned()],
-        ..MockConfig::default()
-    });
+    let state =
+        MockState::new(MockConfig { models: vec![MODEL.to_owned()], ..MockConfig::default() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(mock_vllm::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    tokio::spawn(mock_vllm::serve(listener, state.clone(), std::future::pending()));
     (url, state)
 }
 
@@ -91,9 +85,7 @@ async fn a_stalled_request_is_recorded_and_never_answered() {
         .json(&json!({"model": MODEL, "prompt": "hi"}))
         .send();
     // No answer ever comes; the wait only bounds the test.
-    assert!(tokio::time::timeout(Duration::from_millis(500), send)
-        .await
-        .is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(500), send).await.is_err());
     assert_eq!(state.seen().len(), 1, "recorded before the stall");
     // Only POSTs stall.
     let models = client.get(format!("{url}/v1/models")).send().await.unwrap();
@@ -116,11 +108,7 @@ async fn a_stalled_stream_sends_its_first_frames_then_nothing() {
         read.extend_from_slice(&body.next().await.unwrap().unwrap());
     }
     // Nothing more comes; the wait only bounds the test.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), body.next())
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(500), body.next()).await.is_err());
     assert_eq!(events(&read), 2);
 }
 
@@ -166,12 +154,7 @@ async fn an_overrunning_upstream_generates_past_max_tokens() {
     assert_eq!(reply["choices"][0]["finish_reason"], "length");
     let mut body = streamed_chat(5);
     body["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
-    let resp = client
-        .post(format!("{url}/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = client.post(format!("{url}/v1/chat/completions")).json(&body).send().await.unwrap();
     let (read, broke) = read_body(resp).await;
     assert!(!broke);
     let text = String::from_utf8_lossy(&read);

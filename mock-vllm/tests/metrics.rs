@@ -22,40 +22,26 @@ fn two_models() -> MockState {
 /// The value of `name{labels}` in an exposition.
 fn sample(text: &str, name: &str, model: &str) -> Option<f64> {
     let prefix = format!("{name}{{engine=\"0\",model_name=\"{model}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.parse().unwrap())
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.parse().unwrap())
 }
 
 #[tokio::test]
 async fn the_counters_are_listed_at_zero_in_prometheus_client_s_format() {
     let reply = get(&two_models(), "/metrics").await;
     assert_eq!(reply.status, 200);
-    assert_eq!(
-        reply.content_type(),
-        "text/plain; version=0.0.4; charset=utf-8"
-    );
+    assert_eq!(reply.content_type(), "text/plain; version=0.0.4; charset=utf-8");
     let text = reply.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        "# HELP vllm:prompt_tokens_total Number of prefill tokens processed."
-    );
+    assert_eq!(lines[0], "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.");
     assert_eq!(lines[1], "# TYPE vllm:prompt_tokens_total counter");
     assert_eq!(
         lines[2],
         format!("vllm:prompt_tokens_total{{engine=\"0\",model_name=\"{MODEL}\"}} 0.0")
     );
-    assert_eq!(
-        lines[3],
-        "vllm:prompt_tokens_total{engine=\"0\",model_name=\"other-model\"} 0.0"
-    );
+    assert_eq!(lines[3], "vllm:prompt_tokens_total{engine=\"0\",model_name=\"other-model\"} 0.0");
     assert_eq!(lines[5], "# TYPE vllm:prompt_tokens_created gauge");
     assert!(text.contains("# TYPE vllm:generation_tokens_total counter\n"));
-    assert_eq!(
-        sample(&text, "vllm:generation_tokens_total", "other-model"),
-        Some(0.0)
-    );
+    assert_eq!(sample(&text, "vllm:generation_tokens_total", "other-model"), Some(0.0));
     let created = sample(&text, "vllm:generation_tokens_created", MODEL).unwrap();
     assert!(created > 1.7e9, "Unix seconds: {created}");
     assert!(text.ends_with('\n'));
@@ -65,10 +51,7 @@ async fn the_counters_are_listed_at_zero_in_prometheus_client_s_format() {
 async fn every_endpoint_counts_as_vllm_s_engine_does() {
     let state = two_models();
     let chat = json!({"model": MODEL, "n": 2, "max_tokens": 5, "messages": [{"role": "user", "content": "two words"}]});
-    assert_eq!(
-        post(&state, "/v1/chat/completions", &chat).await.status,
-        200
-    );
+    assert_eq!(post(&state, "/v1/chat/completions", &chat).await.status, 200);
     // n = 2: the prompt (3 tokens) is prefilled twice; 5 + 4 tokens generated.
     assert_eq!(state.token_totals(), (6, 9));
     let mut streamed = chat.clone();
@@ -88,37 +71,19 @@ async fn every_endpoint_counts_as_vllm_s_engine_does() {
 
     let text = get(&state, "/metrics").await.text();
     assert_eq!(sample(&text, "vllm:prompt_tokens_total", MODEL), Some(14.0));
-    assert_eq!(
-        sample(&text, "vllm:generation_tokens_total", MODEL),
-        Some(21.0)
-    );
-    assert_eq!(
-        sample(&text, "vllm:prompt_tokens_total", "other-model"),
-        Some(8.0)
-    );
+    assert_eq!(sample(&text, "vllm:generation_tokens_total", MODEL), Some(21.0));
+    assert_eq!(sample(&text, "vllm:prompt_tokens_total", "other-model"), Some(8.0));
     // Refused requests count nothing.
-    post(
-        &state,
-        "/v1/chat/completions",
-        &json!({"model": MODEL, "messages": [], "max_tokens": 0}),
-    )
-    .await;
+    post(&state, "/v1/chat/completions", &json!({"model": MODEL, "messages": [], "max_tokens": 0}))
+        .await;
     assert_eq!(state.token_totals(), (22, 25));
 }
 
 #[tokio::test]
 async fn large_counters_switch_to_go_s_exponent_form() {
-    let state = state_with(MockConfig {
-        max_model_len: 2_000_000,
-        ..MockConfig::default()
-    });
+    let state = state_with(MockConfig { max_model_len: 2_000_000, ..MockConfig::default() });
     let prompt = vec![1; 1_234_567];
-    post(
-        &state,
-        "/v1/embeddings",
-        &json!({"model": MODEL, "input": prompt}),
-    )
-    .await;
+    post(&state, "/v1/embeddings", &json!({"model": MODEL, "input": prompt})).await;
     let text = get(&state, "/metrics").await.text();
     let line =
         format!("vllm:prompt_tokens_total{{engine=\"0\",model_name=\"{MODEL}\"}} 1.234567e+06");
@@ -158,27 +123,17 @@ async fn metrics_are_gzipped_when_the_client_accepts_it() {
 
 #[tokio::test]
 async fn a_stream_the_client_leaves_counts_what_was_generated_until_then() {
-    let state = state_with(MockConfig {
-        token_delay: Duration::from_millis(20),
-        ..MockConfig::default()
-    });
+    let state =
+        state_with(MockConfig { token_delay: Duration::from_millis(20), ..MockConfig::default() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/v1/chat/completions",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(mock_vllm::serve(listener, state.clone(), async move {
         let _ = stopped.await;
     }));
     let body = json!({"model": MODEL, "stream": true, "n": 2, "max_tokens": 200,
                       "messages": [{"role": "user", "content": "hi"}]});
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
     let mut stream = response.bytes_stream();
     let mut frames = 0;
     while frames < 12 {
@@ -189,20 +144,10 @@ async fn a_stream_the_client_leaves_counts_what_was_generated_until_then() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (prompt, generated) = state.token_totals();
     assert_eq!(prompt, 2 * 2, "the prompt, once per choice");
-    assert!(
-        generated >= 10,
-        "the 2 role frames and 10 token frames were read: {generated}"
-    );
-    assert!(
-        generated < 30,
-        "not the whole reply (399 tokens): {generated}"
-    );
+    assert!(generated >= 10, "the 2 role frames and 10 token frames were read: {generated}");
+    assert!(generated < 30, "not the whole reply (399 tokens): {generated}");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        state.token_totals().1,
-        generated,
-        "nothing more after the client left"
-    );
+    assert_eq!(state.token_totals().1, generated, "nothing more after the client left");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

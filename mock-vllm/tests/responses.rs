@@ -42,35 +42,14 @@ const RESPONSE_KEYS: [&str; 28] = [
 ];
 
 /// `ResponseTextDeltaEvent` (openai-python).
-const DELTA_KEYS: [&str; 7] = [
-    "content_index",
-    "delta",
-    "item_id",
-    "logprobs",
-    "output_index",
-    "sequence_number",
-    "type",
-];
+const DELTA_KEYS: [&str; 7] =
+    ["content_index", "delta", "item_id", "logprobs", "output_index", "sequence_number", "type"];
 /// `ResponseTextDoneEvent` (openai-python).
-const TEXT_DONE_KEYS: [&str; 7] = [
-    "content_index",
-    "item_id",
-    "logprobs",
-    "output_index",
-    "sequence_number",
-    "text",
-    "type",
-];
+const TEXT_DONE_KEYS: [&str; 7] =
+    ["content_index", "item_id", "logprobs", "output_index", "sequence_number", "text", "type"];
 /// `ResponseOutputMessage` with the extras vLLM passes in `output_item.done`.
-const DONE_ITEM_KEYS: [&str; 7] = [
-    "id",
-    "content",
-    "role",
-    "status",
-    "type",
-    "annotations",
-    "logprobs",
-];
+const DONE_ITEM_KEYS: [&str; 7] =
+    ["id", "content", "role", "status", "type", "annotations", "logprobs"];
 /// `ResponseUsage` (vLLM `responses/protocol.py`).
 const USAGE_KEYS: [&str; 5] = [
     "input_tokens",
@@ -94,21 +73,12 @@ async fn a_response_has_vllm_s_object_keys_and_usage() {
     assert!(
         v["id"].as_str().unwrap().starts_with("resp_") && v["id"].as_str().unwrap().len() == 37
     );
-    assert_eq!(
-        (v["object"].as_str(), v["model"].as_str()),
-        (Some("response"), Some(MODEL))
-    );
+    assert_eq!((v["object"].as_str(), v["model"].as_str()), (Some("response"), Some(MODEL)));
     assert_eq!(v["status"], "incomplete", "stopped on max_output_tokens");
-    assert_eq!(
-        v["incomplete_details"],
-        json!({"reason": "max_output_tokens"})
-    );
+    assert_eq!(v["incomplete_details"], json!({"reason": "max_output_tokens"}));
     assert_eq!(v["max_output_tokens"], 9);
     let message = &v["output"][0];
-    assert_eq!(
-        keys_at(&text, &["output", "0"]),
-        ["id", "content", "role", "status", "type"]
-    );
+    assert_eq!(keys_at(&text, &["output", "0"]), ["id", "content", "role", "status", "type"]);
     assert_eq!(
         keys_at(&text, &["output", "0", "content", "0"]),
         ["annotations", "text", "type", "logprobs"]
@@ -129,38 +99,18 @@ async fn a_response_has_vllm_s_object_keys_and_usage() {
 
 #[tokio::test]
 async fn without_max_output_tokens_it_completes_with_the_default_length() {
-    let config = MockConfig {
-        default_max_tokens: 5,
-        max_model_len: 100,
-        ..MockConfig::default()
-    };
+    let config = MockConfig { default_max_tokens: 5, max_model_len: 100, ..MockConfig::default() };
     let body = json!({"input": [{"role": "user", "content": "hi there"},
                                 {"role": "user", "content": [{"type": "input_text", "text": "and you"}]}],
                       "instructions": "Be brief.", "temperature": 0.5, "metadata": {"k": "v"}, "user": "u1"});
-    let v = post(&state_with(config), "/v1/responses", &body)
-        .await
-        .json();
+    let v = post(&state_with(config), "/v1/responses", &body).await.json();
     assert_eq!(v["status"], "completed");
     assert_eq!(v["incomplete_details"], Value::Null);
-    assert_eq!(
-        v["usage"]["input_tokens"],
-        3 + 3 + 3,
-        "instructions and two messages"
-    );
+    assert_eq!(v["usage"]["input_tokens"], 3 + 3 + 3, "instructions and two messages");
     assert_eq!(v["usage"]["output_tokens"], 5);
-    assert_eq!(
-        v["max_output_tokens"],
-        100 - 9,
-        "the room left, as the sampling params have it"
-    );
-    assert_eq!(
-        (v["instructions"].as_str(), v["user"].as_str()),
-        (Some("Be brief."), Some("u1"))
-    );
-    assert_eq!(
-        (v["temperature"].as_f64(), v["top_p"].as_f64()),
-        (Some(0.5), Some(1.0))
-    );
+    assert_eq!(v["max_output_tokens"], 100 - 9, "the room left, as the sampling params have it");
+    assert_eq!((v["instructions"].as_str(), v["user"].as_str()), (Some("Be brief."), Some("u1")));
+    assert_eq!((v["temperature"].as_f64(), v["top_p"].as_f64()), (Some(0.5), Some(1.0)));
     assert_eq!(v["metadata"], json!({"k": "v"}));
     assert_eq!(v["output"][0]["content"][0]["text"], completion_text(5));
 }
@@ -202,11 +152,7 @@ async fn a_streamed_response_sends_vllm_s_named_events_in_order() {
     assert_eq!(keys_at(&data[13], &["response"]), RESPONSE_KEYS);
     assert_eq!(keys_at(&data[4], &[]), DELTA_KEYS);
     assert_eq!(keys_at(&data[10], &[]), TEXT_DONE_KEYS);
-    assert_eq!(
-        keys_at(&data[12], &["item"]),
-        DONE_ITEM_KEYS,
-        "vLLM's extras last"
-    );
+    assert_eq!(keys_at(&data[12], &["item"]), DONE_ITEM_KEYS, "vLLM's extras last");
 }
 
 #[tokio::test]
@@ -221,9 +167,7 @@ async fn a_streamed_response_carries_the_text_and_the_usage() {
     let item_id = events[2]["item"]["id"].clone();
     let announced = json!({"id": item_id, "content": [], "role": "assistant", "status": "in_progress", "type": "message"});
     assert_eq!(events[2]["item"], announced);
-    assert!(events[3..13]
-        .iter()
-        .all(|e| e["item_id"] == item_id || e["item"]["id"] == item_id));
+    assert!(events[3..13].iter().all(|e| e["item_id"] == item_id || e["item"]["id"] == item_id));
     let deltas: String = events.iter().filter_map(|e| e["delta"].as_str()).collect();
     assert_eq!(deltas, completion_text(6));
     assert_eq!(events[10]["text"], completion_text(6));
@@ -234,10 +178,7 @@ async fn a_streamed_response_carries_the_text_and_the_usage() {
     assert_eq!(completed["usage"]["input_tokens"], 4);
     assert_eq!(completed["usage"]["output_tokens"], 6);
     assert_eq!(completed["usage"]["total_tokens"], 10);
-    assert!(completed["output"][0]["id"]
-        .as_str()
-        .unwrap()
-        .starts_with("msg_"));
+    assert!(completed["output"][0]["id"].as_str().unwrap().starts_with("msg_"));
 }
 
 #[tokio::test]
@@ -248,79 +189,48 @@ async fn the_streamed_and_the_plain_response_agree() {
     streamed["stream"] = json!(true);
     let events = named_events(&post(&state(), "/v1/responses", &streamed).await.text());
     let completed = &events.last().unwrap()["response"];
-    let completed_text = named_event_data(&post(&state(), "/v1/responses", &streamed).await.text())
-        .pop()
-        .unwrap();
+    let completed_text =
+        named_event_data(&post(&state(), "/v1/responses", &streamed).await.text()).pop().unwrap();
     let plain_text = post(&state(), "/v1/responses", &body).await.text();
     assert_eq!(shape_at(&completed_text, &["response"]), shape(&plain_text));
     assert_eq!(completed["usage"], plain["usage"]);
-    assert_eq!(
-        completed["output"][0]["content"],
-        plain["output"][0]["content"]
-    );
+    assert_eq!(completed["output"][0]["content"], plain["output"][0]["content"]);
 }
 
 #[tokio::test]
 async fn stream_is_a_lax_boolean() {
-    for stream in [
-        json!("true"),
-        json!(1),
-        json!("yes"),
-        json!("on"),
-        json!("1"),
-        json!("TRUE"),
-    ] {
+    for stream in [json!("true"), json!(1), json!("yes"), json!("on"), json!("1"), json!("TRUE")] {
         let body = json!({"input": "hi", "max_output_tokens": 2, "stream": stream});
         let reply = post(&state(), "/v1/responses", &body).await;
-        assert_eq!(
-            reply.content_type(),
-            "text/event-stream; charset=utf-8",
-            "{stream}"
-        );
+        assert_eq!(reply.content_type(), "text/event-stream; charset=utf-8", "{stream}");
     }
     for stream in [json!("false"), json!(0), json!("off"), json!(null)] {
         let body = json!({"input": "hi", "max_output_tokens": 2, "stream": stream});
         let reply = post(&state(), "/v1/responses", &body).await;
         assert_eq!(reply.json()["object"], "response", "{stream}");
     }
-    let reply = post(
-        &state(),
-        "/v1/responses",
-        &json!({"input": "hi", "stream": "sometimes"}),
-    )
-    .await;
+    let reply =
+        post(&state(), "/v1/responses", &json!({"input": "hi", "stream": "sometimes"})).await;
     assert_eq!(reply.status, 400);
 }
 
 #[tokio::test]
 async fn bad_requests_are_refused_as_vllm_refuses_them() {
-    let state = state_with(MockConfig {
-        max_model_len: 10,
-        ..MockConfig::default()
-    });
+    let state = state_with(MockConfig { max_model_len: 10, ..MockConfig::default() });
     let cases = [
         (json!({"model": "other", "input": "x"}), 404),
         (json!({"model": MODEL}), 400),
         (json!({"model": MODEL, "input": "word ".repeat(9)}), 400),
-        (
-            json!({"model": MODEL, "input": "x", "max_output_tokens": 0}),
-            400,
-        ),
+        (json!({"model": MODEL, "input": "x", "max_output_tokens": 0}), 400),
     ];
     for (body, status) in cases {
         let reply = post(&state, "/v1/responses", &body).await;
         assert_eq!(reply.status, status, "{body}");
         assert!(reply.json()["error"]["message"].is_string());
     }
-    let capped = post(
-        &state,
-        "/v1/responses",
-        &json!({"input": "two words", "max_output_tokens": 100}),
-    )
-    .await;
-    assert_eq!(
-        capped.status, 200,
-        "max_output_tokens is capped, not refused"
-    );
+    let capped =
+        post(&state, "/v1/responses", &json!({"input": "two words", "max_output_tokens": 100}))
+            .await;
+    assert_eq!(capped.status, 200, "max_output_tokens is capped, not refused");
     assert_eq!(capped.json()["usage"]["output_tokens"], 10 - 3);
 }

@@ -26,10 +26,7 @@ fn chunks(reply: &Reply) -> Vec<Value> {
     assert_eq!(reply.status, 200);
     let mut events = reply.events();
     assert_eq!(events.pop().as_deref(), Some("[DONE]"), "[DONE] last");
-    events
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
+    events.iter().map(|e| serde_json::from_str(e).unwrap()).collect()
 }
 
 fn content_chunks(chunks: &[Value]) -> usize {
@@ -44,23 +41,11 @@ async fn without_include_usage_there_is_no_usage_at_all() {
         // vLLM's `include_usage` defaults to true only when `stream_options` is there.
         Some(json!({"include_usage": false, "continuous_usage_stats": true})),
     ] {
-        let reply = post(
-            &state(),
-            "/v1/chat/completions",
-            &chat(Some(5), options.clone()),
-        )
-        .await;
+        let reply = post(&state(), "/v1/chat/completions", &chat(Some(5), options.clone())).await;
         let chunks = chunks(&reply);
-        assert!(
-            !reply.text().contains("usage"),
-            "{options:?}: {}",
-            reply.text()
-        );
+        assert!(!reply.text().contains("usage"), "{options:?}: {}", reply.text());
         assert_eq!(chunks.len(), 1 + 5 + 1, "role, 5 tokens, finish");
-        assert_eq!(
-            chunks.last().unwrap()["choices"][0]["finish_reason"],
-            "length"
-        );
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
     }
 }
 
@@ -87,10 +72,7 @@ async fn include_usage_adds_one_usage_chunk_counting_the_content_chunks() {
 
 #[tokio::test]
 async fn without_max_tokens_the_default_count_ends_with_stop() {
-    let config = MockConfig {
-        default_max_tokens: 9,
-        ..MockConfig::default()
-    };
+    let config = MockConfig { default_max_tokens: 9, ..MockConfig::default() };
     let reply = post(
         &state_with(config),
         "/v1/chat/completions",
@@ -99,29 +81,18 @@ async fn without_max_tokens_the_default_count_ends_with_stop() {
     .await;
     let chunks = chunks(&reply);
     assert_eq!(content_chunks(&chunks), 9);
-    assert_eq!(
-        chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
-        "stop"
-    );
+    assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "stop");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 9);
 }
 
 #[tokio::test]
 async fn continuous_usage_puts_a_running_usage_on_every_chunk() {
     let options = json!({"include_usage": true, "continuous_usage_stats": true});
-    let chunks = chunks(
-        &post(
-            &state(),
-            "/v1/chat/completions",
-            &chat(Some(4), Some(options)),
-        )
-        .await,
-    );
+    let chunks =
+        chunks(&post(&state(), "/v1/chat/completions", &chat(Some(4), Some(options))).await);
     assert_eq!(chunks.len(), 1 + 4 + 1 + 1);
-    let completion: Vec<u64> = chunks
-        .iter()
-        .map(|c| c["usage"]["completion_tokens"].as_u64().unwrap())
-        .collect();
+    let completion: Vec<u64> =
+        chunks.iter().map(|c| c["usage"]["completion_tokens"].as_u64().unwrap()).collect();
     assert_eq!(completion, [0, 1, 2, 3, 4, 4, 4]);
     for chunk in &chunks {
         let usage = &chunk["usage"];
@@ -146,10 +117,8 @@ async fn stream_options_without_stream_is_a_400() {
 #[tokio::test]
 async fn the_streamed_text_is_the_non_streamed_text() {
     let streamed = chunks(&post(&state(), "/v1/chat/completions", &chat(Some(12), None)).await);
-    let text: String = streamed
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let text: String =
+        streamed.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     let mut plain = chat(Some(12), None);
     plain.as_object_mut().unwrap().remove("stream");
     let reply = post(&state(), "/v1/chat/completions", &plain).await.json();
@@ -164,19 +133,13 @@ async fn completions_stream_one_text_chunk_per_token() {
                       "stream_options": {"include_usage": true}});
     let chunks = chunks(&post(&state(), "/v1/completions", &body).await);
     assert_eq!(chunks.len(), 6 + 1 + 1, "tokens, finish, usage");
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["choices"][0]["text"].as_str())
-        .collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
     assert_eq!(text, mock_vllm::completion_text(6));
     assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
     assert_eq!(chunks[6]["choices"][0]["finish_reason"], "length");
     let usage = &chunks[7]["usage"];
     assert_eq!(
-        (
-            usage["prompt_tokens"].as_u64(),
-            usage["completion_tokens"].as_u64()
-        ),
+        (usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()),
         (Some(4), Some(6))
     );
 }
@@ -186,19 +149,12 @@ async fn split_seed_recuts_the_same_bytes() {
     let body = chat(Some(20), Some(json!({"include_usage": true})));
     let whole = post(&state(), "/v1/chat/completions", &body).await;
     let split = post(
-        &state_with(MockConfig {
-            split_seed: Some(3),
-            ..MockConfig::default()
-        }),
+        &state_with(MockConfig { split_seed: Some(3), ..MockConfig::default() }),
         "/v1/chat/completions",
         &body,
     )
     .await;
-    assert_eq!(
-        whole.frames.len(),
-        1 + 20 + 1 + 1 + 1,
-        "one frame per event"
-    );
+    assert_eq!(whole.frames.len(), 1 + 20 + 1 + 1 + 1, "one frame per event");
     assert!(split.frames.len() > whole.frames.len());
     assert_eq!(normalize(&split.text()), normalize(&whole.text()));
 }
@@ -209,10 +165,7 @@ async fn some_split_seeds_cut_inside_a_character() {
     let mut cut_inside = false;
     for seed in 0..16 {
         let reply = post(
-            &state_with(MockConfig {
-                split_seed: Some(seed),
-                ..MockConfig::default()
-            }),
+            &state_with(MockConfig { split_seed: Some(seed), ..MockConfig::default() }),
             "/v1/chat/completions",
             &body,
         )
@@ -234,25 +187,15 @@ fn normalize(text: &str) -> String {
 /// A 5-token stream over real TCP from `state`: its frames and how long it took.
 async fn five_token_frames(state: MockState) -> (Vec<bytes::Bytes>, Duration) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/v1/chat/completions",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(mock_vllm::serve(listener, state, async move {
         let _ = stopped.await;
     }));
     let started = Instant::now();
-    let response = reqwest::Client::new()
-        .post(url)
-        .json(&chat(Some(5), None))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/event-stream; charset=utf-8"
-    );
+    let response =
+        reqwest::Client::new().post(url).json(&chat(Some(5), None)).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
     let frames: Vec<bytes::Bytes> = response.bytes_stream().map(Result::unwrap).collect().await;
     let elapsed = started.elapsed();
     stop.send(()).unwrap();
@@ -261,27 +204,15 @@ async fn five_token_frames(state: MockState) -> (Vec<bytes::Bytes>, Duration) {
 }
 
 fn assert_paced(frames: &[bytes::Bytes], elapsed: Duration, delay: Duration) {
-    assert_eq!(
-        frames.len(),
-        1 + 5 + 1 + 1,
-        "role, tokens, finish, [DONE], one frame each"
-    );
-    assert!(frames
-        .iter()
-        .all(|f| f.starts_with(b"data: ") && f.ends_with(b"\n\n")));
-    assert!(
-        elapsed >= delay * 7,
-        "7 pauses between 8 frames, took {elapsed:?}"
-    );
+    assert_eq!(frames.len(), 1 + 5 + 1 + 1, "role, tokens, finish, [DONE], one frame each");
+    assert!(frames.iter().all(|f| f.starts_with(b"data: ") && f.ends_with(b"\n\n")));
+    assert!(elapsed >= delay * 7, "7 pauses between 8 frames, took {elapsed:?}");
 }
 
 #[tokio::test]
 async fn token_delay_sends_each_event_as_its_own_frame_over_tcp() {
     let delay = Duration::from_millis(30);
-    let state = state_with(MockConfig {
-        token_delay: delay,
-        ..MockConfig::default()
-    });
+    let state = state_with(MockConfig { token_delay: delay, ..MockConfig::default() });
     let (frames, elapsed) = five_token_frames(state).await;
     assert_paced(&frames, elapsed, delay);
 }
@@ -300,24 +231,13 @@ async fn a_running_mock_can_be_paced_and_let_go_again() {
 
 #[tokio::test]
 async fn stream_and_its_options_are_lax_booleans_as_in_vllm() {
-    for stream in [
-        json!("true"),
-        json!(1),
-        json!("yes"),
-        json!("on"),
-        json!("1"),
-        json!("True"),
-    ] {
+    for stream in [json!("true"), json!(1), json!("yes"), json!("on"), json!("1"), json!("True")] {
         for path in ["/v1/chat/completions", "/v1/completions"] {
             let body = json!({"model": MODEL, "stream": stream, "max_tokens": 3, "prompt": "a b",
                               "messages": [{"role": "user", "content": "hi"}],
                               "stream_options": {"include_usage": "yes", "continuous_usage_stats": 1}});
             let reply = post(&state(), path, &body).await;
-            assert_eq!(
-                reply.content_type(),
-                "text/event-stream; charset=utf-8",
-                "{path} {stream}"
-            );
+            assert_eq!(reply.content_type(), "text/event-stream; charset=utf-8", "{path} {stream}");
             let chunks = chunks(&reply);
             assert!(
                 chunks.iter().all(|c| c["usage"].is_object()),
@@ -336,22 +256,14 @@ async fn stream_options_are_checked_on_the_raw_body_as_vllm_does() {
     };
     // A truthy string passes vLLM's raw check, then reads as False: a plain JSON reply.
     for stream in [json!("false"), json!("0"), json!("no")] {
-        let reply = post(
-            &state(),
-            "/v1/chat/completions",
-            &body(stream, json!({"include_usage": true})),
-        )
-        .await;
+        let reply =
+            post(&state(), "/v1/chat/completions", &body(stream, json!({"include_usage": true})))
+                .await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.json()["object"], "chat.completion");
     }
     // `{}` is falsy: no 400 even without stream.
-    let reply = post(
-        &state(),
-        "/v1/chat/completions",
-        &body(json!(false), json!({})),
-    )
-    .await;
+    let reply = post(&state(), "/v1/chat/completions", &body(json!(false), json!({}))).await;
     assert_eq!(reply.status, 200);
     for (stream, options) in [
         (json!(0), json!({"include_usage": true})),

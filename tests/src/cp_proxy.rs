@@ -76,7 +76,11 @@ impl Drop for ControlPlaneProxy {
 
 impl Shared {
     fn garbles(&self, path: &str) -> bool {
-        self.garbled.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|prefix| path.starts_with(prefix.as_str()))
+        self.garbled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
     }
 }
 
@@ -89,7 +93,13 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("http://{}{path_and_query}", shared.target);
-    let sent = shared.client.request(parts.method, url).headers(end_to_end(&parts.headers)).body(body).send().await;
+    let sent = shared
+        .client
+        .request(parts.method, url)
+        .headers(end_to_end(&parts.headers))
+        .body(body)
+        .send()
+        .await;
     let Ok(answer) = sent else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
@@ -109,7 +119,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
 /// The headers worth passing on: all but the hop-by-hop ones and the length (set again).
 fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let mut out = headers.clone();
-    for name in [header::HOST, header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING] {
+    for name in
+        [header::HOST, header::CONTENT_LENGTH, header::CONNECTION, header::TRANSFER_ENCODING]
+    {
         out.remove(name);
     }
     out

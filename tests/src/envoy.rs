@@ -46,7 +46,8 @@ impl Envoy {
         echo: bool,
         short_timeouts: Option<Duration>,
     ) -> Result<Envoy> {
-        let (process, admin, gateway) = start_envoy(&spec, dir.clone(), workers, echo, short_timeouts).await?;
+        let (process, admin, gateway) =
+            start_envoy(&spec, dir.clone(), workers, echo, short_timeouts).await?;
         Ok(Envoy {
             gateway_url: format!("http://{gateway}"),
             admin,
@@ -85,7 +86,8 @@ impl Envoy {
         // The new process writes its own admin address; a stale one would be read first.
         let _ = std::fs::remove_file(self.dir.join("envoy-admin-address"));
         let (process, admin, _) =
-            start_envoy(&self.spec, self.dir.clone(), self.workers, self.echo, self.short_timeouts).await?;
+            start_envoy(&self.spec, self.dir.clone(), self.workers, self.echo, self.short_timeouts)
+                .await?;
         (self.process, self.admin) = (process, admin);
         Ok(())
     }
@@ -129,7 +131,8 @@ impl Stack {
         spec.listen = SocketAddr::new(spec.listen.ip(), 0);
         spec.admin_port = 0;
         spec.access_log_file = own.path().join("access-log.jsonl");
-        let (workers, echo, short) = (self.envoy.workers, self.envoy.echo, self.envoy.short_timeouts);
+        let (workers, echo, short) =
+            (self.envoy.workers, self.envoy.echo, self.envoy.short_timeouts);
         let mut envoy = Envoy::start(spec, own.path().to_path_buf(), workers, echo, short)
             .await
             .context("starting a second Envoy")?;

@@ -40,7 +40,9 @@ pub(crate) struct ControlPlaneLaunch {
 }
 
 /// Starts the control plane; returns it with the addresses it bound.
-pub(crate) async fn start_control_plane(launch: &ControlPlaneLaunch) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+pub(crate) async fn start_control_plane(
+    launch: &ControlPlaneLaunch,
+) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let mut command = Command::new(&launch.bin);
     command
         .arg("--http-addr")
@@ -74,7 +76,9 @@ pub(crate) async fn start_control_plane(launch: &ControlPlaneLaunch) -> Result<(
     Ok((guard, http, als))
 }
 
-pub(crate) async fn start_upstreams(upstreams: &Upstreams) -> Result<(Vec<MockUpstream>, Vec<ModelUpstream>)> {
+pub(crate) async fn start_upstreams(
+    upstreams: &Upstreams,
+) -> Result<(Vec<MockUpstream>, Vec<ModelUpstream>)> {
     let (models, token_delay, split_seed) = match upstreams {
         Upstreams::Real(models) => return Ok((Vec::new(), models.clone())),
         Upstreams::Mock { models, token_delay, split_seed } => (models, *token_delay, *split_seed),
@@ -130,7 +134,13 @@ pub(crate) async fn start_envoy(
 }
 
 /// Starts Envoy with `workers` worker threads on an already rendered configuration file.
-pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: SocketAddr, workers: u16, echo: bool) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
+pub async fn start_envoy_with(
+    config: &std::path::Path,
+    dir: PathBuf,
+    listen: SocketAddr,
+    workers: u16,
+    echo: bool,
+) -> Result<(ChildGuard, SocketAddr, SocketAddr)> {
     let admin_path = dir.join("envoy-admin-address");
     let mut command = Command::new(paths::envoy_bin()?);
     command
@@ -158,7 +168,10 @@ pub async fn start_envoy_with(config: &std::path::Path, dir: PathBuf, listen: So
     Ok((envoy, admin, gateway))
 }
 
-async fn wait_for_admin(envoy: &mut ChildGuard, admin_path: &std::path::Path) -> Result<SocketAddr> {
+async fn wait_for_admin(
+    envoy: &mut ChildGuard,
+    admin_path: &std::path::Path,
+) -> Result<SocketAddr> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let client = reqwest::Client::new();
     loop {
@@ -181,11 +194,16 @@ async fn wait_for_admin(envoy: &mut ChildGuard, admin_path: &std::path::Path) ->
 }
 
 /// The gateway listener's real address (it may have been bound to port 0).
-async fn wait_for_listener(envoy: &mut ChildGuard, admin: SocketAddr, asked: SocketAddr) -> Result<SocketAddr> {
+async fn wait_for_listener(
+    envoy: &mut ChildGuard,
+    admin: SocketAddr,
+    asked: SocketAddr,
+) -> Result<SocketAddr> {
     if asked.port() != 0 {
         return Ok(asked);
     }
-    let listeners: Value = reqwest::get(format!("http://{admin}/listeners?format=json")).await?.json().await?;
+    let listeners: Value =
+        reqwest::get(format!("http://{admin}/listeners?format=json")).await?.json().await?;
     let address = listeners["listener_statuses"]
         .as_array()
         .into_iter()
@@ -198,4 +216,3 @@ async fn wait_for_listener(envoy: &mut ChildGuard, admin: SocketAddr, asked: Soc
         None => bail!("Envoy reported no gateway listener: {listeners}\n{}", envoy.output_text()),
     }
 }
-

@@ -20,8 +20,8 @@ pub mod stack;
 pub mod timeouts;
 mod wait;
 
-pub use launch::start_envoy_with;
-pub use wait::eventually;
 pub use cp_proxy::ControlPlaneProxy;
 pub use envoy::Envoy;
+pub use launch::start_envoy_with;
 pub use stack::{CreatedApp, FaultKnobs, Stack, StackOptions, Upstreams};
+pub use wait::eventually;

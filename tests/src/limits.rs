@@ -10,7 +10,11 @@ use crate::stack::{CreatedApp, Stack};
 impl Stack {
     /// Creates an app with `limits` (the admin API's `limits` object) and waits until the
     /// gateway accepts its key: the key and its limits reach the filter in the same state.
-    pub async fn create_app_with_limits(&self, org_name: &str, limits: Value) -> Result<CreatedApp> {
+    pub async fn create_app_with_limits(
+        &self,
+        org_name: &str,
+        limits: Value,
+    ) -> Result<CreatedApp> {
         let body = json!({"orgName": org_name, "remark": "created with limits", "limits": limits});
         let (status, app) = self.admin(Method::POST, "/api/apps", Some(body)).await?;
         if status != 201 {
@@ -22,7 +26,12 @@ impl Stack {
     }
 
     /// Creates a user with `limits`; returns its id.
-    pub async fn create_user_with_limits(&self, email: &str, password: &str, limits: Value) -> Result<i64> {
+    pub async fn create_user_with_limits(
+        &self,
+        email: &str,
+        password: &str,
+        limits: Value,
+    ) -> Result<i64> {
         let body = json!({"email": email, "password": password, "limits": limits});
         let (status, user) = self.admin(Method::POST, "/api/users", Some(body)).await?;
         if status != 201 {
@@ -47,7 +56,13 @@ impl Stack {
 
     /// The `limitUsage` entry of limit `kind` (`tokens_per_day`, …) over every model (`model`
     /// `None`) or one model.
-    pub async fn limit_standing(&self, id: i64, user: bool, kind: &str, model: Option<&str>) -> Result<Value> {
+    pub async fn limit_standing(
+        &self,
+        id: i64,
+        user: bool,
+        kind: &str,
+        model: Option<&str>,
+    ) -> Result<Value> {
         let usage = self.limit_usage(id, user).await?;
         let model = model.map_or(Value::Null, |m| Value::String(m.to_owned()));
         usage
@@ -56,5 +71,4 @@ impl Stack {
             .cloned()
             .ok_or_else(|| anyhow!("no {kind} (model {model}) in limitUsage {usage:?}"))
     }
-
 }

@@ -12,7 +12,9 @@ pub fn workspace_root() -> PathBuf {
 
 /// Cargo's target folder (`CARGO_TARGET_DIR` or `target/` in the workspace).
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Where `cargo xtask` installs tools (git-ignored).
@@ -37,7 +39,9 @@ pub fn envoy_bin() -> Result<PathBuf> {
     if let Some(on_path) = find_on_path("envoy") {
         return Ok(on_path);
     }
-    bail!("no Envoy binary: run `cargo xtask test` (it installs one into .tools/), or set ENVOY_BIN")
+    bail!(
+        "no Envoy binary: run `cargo xtask test` (it installs one into .tools/), or set ENVOY_BIN"
+    )
 }
 
 /// An executable named `name` on `PATH`.
@@ -48,11 +52,14 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 
 /// The built filter (`GATEWAY_WASM` overrides).
 pub fn filter_wasm() -> Result<PathBuf> {
-    let path = std::env::var_os("GATEWAY_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip1").join("wasm").join("vllm_gateway_filter.wasm"));
+    let path = std::env::var_os("GATEWAY_WASM").map(PathBuf::from).unwrap_or_else(|| {
+        target_dir().join("wasm32-wasip1").join("wasm").join("vllm_gateway_filter.wasm")
+    });
     if !path.is_file() {
-        bail!("the filter is not built at {}: run `cargo xtask test` or `cargo xtask build`", path.display());
+        bail!(
+            "the filter is not built at {}: run `cargo xtask test` or `cargo xtask build`",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -60,7 +67,9 @@ pub fn filter_wasm() -> Result<PathBuf> {
 /// The built native module's folder (`libvllm_gateway_filter.so`, `target/native/`;
 /// `GATEWAY_NATIVE_DIR` overrides).
 pub fn native_module_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("GATEWAY_NATIVE_DIR").map(PathBuf::from).unwrap_or_else(|| target_dir().join("native"));
+    let dir = std::env::var_os("GATEWAY_NATIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("native"));
     let module = dir.join(format!("lib{}.so", gateway_envoy::NATIVE_MODULE_NAME));
     if !module.is_file() {
         bail!("the native module is not built at {}: run `cargo xtask build`", module.display());
@@ -89,7 +98,10 @@ pub fn control_plane_bin() -> Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("debug").join("control-plane"));
     if !path.is_file() {
-        bail!("the control plane is not built at {}: run `cargo xtask test` or `cargo xtask build`", path.display());
+        bail!(
+            "the control plane is not built at {}: run `cargo xtask test` or `cargo xtask build`",
+            path.display()
+        );
     }
     Ok(path)
 }

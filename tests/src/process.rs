@@ -28,7 +28,11 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Starts `command` (stdin closed, output captured); `echo` also prints its lines live.
     pub fn spawn(name: &str, mut command: Command, echo: bool) -> Result<Self> {
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("starting {name}: {command:?}"))?;
         let output = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::channel(LINES_WAITING);
@@ -47,8 +51,20 @@ impl ChildGuard {
         loop {
             let line = tokio::time::timeout_at(deadline, self.lines.recv())
                 .await
-                .map_err(|_| anyhow!("{} printed no `{prefix}` line within {timeout:?}\n{}", self.name, self.output_text()))?
-                .ok_or_else(|| anyhow!("{} exited before printing `{prefix}`\n{}", self.name, self.output_text()))?;
+                .map_err(|_| {
+                    anyhow!(
+                        "{} printed no `{prefix}` line within {timeout:?}\n{}",
+                        self.name,
+                        self.output_text()
+                    )
+                })?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{} exited before printing `{prefix}`\n{}",
+                        self.name,
+                        self.output_text()
+                    )
+                })?;
             if let Some(rest) = line.strip_prefix(prefix) {
                 return Ok(rest.trim().to_owned());
             }
@@ -90,7 +106,12 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
         if std::thread::panicking() {
-            eprintln!("----- output of {} -----\n{}\n----- end of {} -----", self.name, self.output_text(), self.name);
+            eprintln!(
+                "----- output of {} -----\n{}\n----- end of {} -----",
+                self.name,
+                self.output_text(),
+                self.name
+            );
         }
     }
 }

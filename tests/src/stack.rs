@@ -171,7 +171,8 @@ impl Stack {
                 (m.name.clone(), format!("{scheme}://{}:{}", m.upstream.host, m.upstream.port))
             })
             .collect();
-        let access_log_file = options.access_log_file.clone().unwrap_or_else(|| dir.path().join("access-log.jsonl"));
+        let access_log_file =
+            options.access_log_file.clone().unwrap_or_else(|| dir.path().join("access-log.jsonl"));
         // The control plane starts first and is told where Envoy's admin will be.
         let admin_port = match options.envoy_admin_port {
             0 => free_port().await?,
@@ -181,7 +182,10 @@ impl Stack {
             bin: options.control_plane_bin.clone().map_or_else(paths::control_plane_bin, Ok)?,
             http: options.control_plane_http,
             als: options.control_plane_als,
-            db: options.db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display())),
+            db: options
+                .db
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display())),
             admin_token: options.admin_token.clone(),
             state_token: random_hex(),
             access_log_file: access_log_file.clone(),
@@ -194,8 +198,11 @@ impl Stack {
         // A restart binds the same addresses: Envoy's clusters point at them.
         (launch.http, launch.als) = (cp_http, cp_als);
         let state_token = launch.state_token.clone();
-        let control_plane_proxy =
-            if knobs.control_plane_proxy { Some(ControlPlaneProxy::start(cp_http).await?) } else { None };
+        let control_plane_proxy = if knobs.control_plane_proxy {
+            Some(ControlPlaneProxy::start(cp_http).await?)
+        } else {
+            None
+        };
         let mut spec = GatewaySpec {
             listen: options.gateway,
             admin_port,
@@ -208,7 +215,10 @@ impl Stack {
             models,
             state_token,
             state_refresh_ms: options.state_refresh_ms,
-            cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+            cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS
+                .iter()
+                .map(|o| o.to_string())
+                .collect(),
             default_model: options.default_model.clone(),
             upstream_keys: options.upstream_keys.clone(),
             access_log_file: access_log_file.clone(),
@@ -216,7 +226,15 @@ impl Stack {
         let mut attempts = 0;
         let envoy = loop {
             let (workers, echo) = (options.envoy_workers, options.echo);
-            match Envoy::start(spec.clone(), dir.path().to_path_buf(), workers, echo, knobs.short_timeouts).await {
+            match Envoy::start(
+                spec.clone(),
+                dir.path().to_path_buf(),
+                workers,
+                echo,
+                knobs.short_timeouts,
+            )
+            .await
+            {
                 // Envoy's admin port was picked before Envoy could bind it (the control plane is
                 // told it first); another process took it meanwhile: pick again, and tell the
                 // control plane.
@@ -262,7 +280,10 @@ impl Stack {
 
     /// The mock serving `model`.
     pub fn mock(&self, model: &str) -> &MockUpstream {
-        self.mocks.iter().find(|m| m.model == model).unwrap_or_else(|| panic!("no mock for {model}"))
+        self.mocks
+            .iter()
+            .find(|m| m.model == model)
+            .unwrap_or_else(|| panic!("no mock for {model}"))
     }
 
     /// Creates an app through the gateway's `/api/apps` (admin token) and returns its key.
@@ -284,8 +305,16 @@ impl Stack {
 
     /// An admin API call through the gateway: `method` on `path` with an optional JSON body;
     /// returns the status and the JSON reply.
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.gateway_url)).bearer_auth(&self.admin_token);
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.gateway_url))
+            .bearer_auth(&self.admin_token);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -349,7 +378,10 @@ impl Stack {
             last = format!("{} {}", resp.status(), resp.text().await.unwrap_or_default());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(anyhow!("the gateway never accepted the new key; last answer: {last}\n{}", self.envoy.output_text()))
+        Err(anyhow!(
+            "the gateway never accepted the new key; last answer: {last}\n{}",
+            self.envoy.output_text()
+        ))
     }
 
     /// `GET /api/logs` rows (newest first).
@@ -373,9 +405,17 @@ impl Stack {
         let to = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
         let mut rows = Vec::new();
         for page in 1.. {
-            let url = format!("http://{}/api/logs?size=500&page={page}&to={to}", self.control_plane);
-            let reply: Value =
-                self.http.get(url).bearer_auth(&self.admin_token).send().await?.error_for_status()?.json().await?;
+            let url =
+                format!("http://{}/api/logs?size=500&page={page}&to={to}", self.control_plane);
+            let reply: Value = self
+                .http
+                .get(url)
+                .bearer_auth(&self.admin_token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
             let records = reply["records"].as_array().cloned().unwrap_or_default();
             let done = records.len() < 500;
             rows.extend(records);
@@ -399,7 +439,13 @@ impl Stack {
 
     /// The sum of the samples of metric `name` at the control plane's `/metrics` (every label).
     pub async fn control_plane_metric(&self, name: &str) -> Result<f64> {
-        let text = self.http.get(format!("http://{}/metrics", self.control_plane)).send().await?.text().await?;
+        let text = self
+            .http
+            .get(format!("http://{}/metrics", self.control_plane))
+            .send()
+            .await?
+            .text()
+            .await?;
         Ok(text
             .lines()
             .filter(|l| l.split([' ', '{']).next() == Some(name))

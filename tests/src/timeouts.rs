@@ -53,7 +53,8 @@ fn cap_in(value: &mut Value, cap: Duration) {
 /// Caps a duration written as Envoy's JSON form (`"30s"`, `"0.5s"`); leaves `0s` and anything
 /// else alone.
 fn cap_duration(value: &mut Value, cap: Duration) {
-    let seconds = value.as_str().and_then(|s| s.strip_suffix('s')).and_then(|s| s.parse::<f64>().ok());
+    let seconds =
+        value.as_str().and_then(|s| s.strip_suffix('s')).and_then(|s| s.parse::<f64>().ok());
     if seconds.is_some_and(|s| s > cap.as_secs_f64()) {
         *value = Value::String(format!("{}s", cap.as_secs_f64()));
     }
@@ -93,10 +94,14 @@ static_resources:
     #[test]
     fn set_timeouts_are_capped_and_disabled_ones_stay_disabled() {
         let doc = capped();
-        let hcm = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let hcm = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
         assert_eq!(hcm["request_headers_timeout"], "2s");
         assert_eq!(hcm["stream_idle_timeout"], "2s");
-        assert_eq!(hcm["common_http_protocol_options"]["idle_timeout"], "300s", "a connection's: kept");
+        assert_eq!(
+            hcm["common_http_protocol_options"]["idle_timeout"], "300s",
+            "a connection's: kept"
+        );
         let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
         assert_eq!(routes[0]["route"]["timeout"], "0s", "disabled stays disabled");
         assert_eq!(routes[0]["route"]["idle_timeout"], "2s");
@@ -107,7 +112,8 @@ static_resources:
     #[test]
     fn other_timeouts_and_aliases_are_kept() {
         let doc = capped();
-        let logs = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["access_log"];
+        let logs = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["access_log"];
         assert_eq!(logs[0]["typed_config"]["common_config"]["grpc_service"]["timeout"], "9s");
         assert_eq!(logs[1]["typed_config"]["formatters"][0]["name"], "a");
     }

@@ -11,7 +11,14 @@ use gateway_e2e::{Stack, StackOptions, Upstreams};
 use serde_json::{json, Value};
 
 async fn post(stack: &Stack, key: &str, path: &str, body: &Value) -> (String, reqwest::Response) {
-    let resp = stack.http().post(format!("{}{path}", stack.gateway_url)).bearer_auth(key).json(body).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}{path}", stack.gateway_url))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "{path} {body}");
     (resp.headers()["x-request-id"].to_str().unwrap().to_owned(), resp)
 }
@@ -52,10 +59,20 @@ async fn the_responses_api_is_counted_with_its_input_and_output_split() {
     let before = stack.mock("model-a").state.seen().len();
     let mut background = body.clone();
     background["background"] = json!(true);
-    let resp = stack.http().post(format!("{}/v1/responses", stack.gateway_url)).bearer_auth(&app.api_key).json(&background).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/responses", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&background)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let error: Value = resp.json().await.unwrap();
-    assert_eq!((error["error"]["param"].as_str(), error["error"]["code"].as_str()), (Some("background"), Some("unsupported_parameter")));
+    assert_eq!(
+        (error["error"]["param"].as_str(), error["error"]["code"].as_str()),
+        (Some("background"), Some("unsupported_parameter"))
+    );
     assert_eq!(stack.mock("model-a").state.seen().len(), before, "nothing reached the upstream");
     stack.stop().await;
 }
@@ -67,7 +84,11 @@ async fn batched_prompts_inputs_and_several_choices_are_summed() {
     let (id, resp) = post(&stack, &app.api_key, "/v1/completions", &completions).await;
     let reply: Value = resp.json().await.unwrap();
     assert_eq!(reply["choices"].as_array().unwrap().len(), 4, "{reply}");
-    assert_counted(&row_of(&stack, &id).await, &reply["usage"]["prompt_tokens"], &reply["usage"]["completion_tokens"]);
+    assert_counted(
+        &row_of(&stack, &id).await,
+        &reply["usage"]["prompt_tokens"],
+        &reply["usage"]["completion_tokens"],
+    );
 
     // Streamed, with the usage the caller asked for and without (then injected, invisibly).
     for include_usage in [true, false] {
@@ -79,10 +100,15 @@ async fn batched_prompts_inputs_and_several_choices_are_summed() {
         let (id, resp) = post(&stack, &app.api_key, "/v1/completions", &body).await;
         let text = resp.text().await.unwrap();
         assert_eq!(text.contains("usage"), include_usage, "{text}");
-        assert_counted(&row_of(&stack, &id).await, &reply["usage"]["prompt_tokens"], &reply["usage"]["completion_tokens"]);
+        assert_counted(
+            &row_of(&stack, &id).await,
+            &reply["usage"]["prompt_tokens"],
+            &reply["usage"]["completion_tokens"],
+        );
     }
 
-    let embeddings = json!({"model": "model-b", "input": ["first input", "a second, longer input"]});
+    let embeddings =
+        json!({"model": "model-b", "input": ["first input", "a second, longer input"]});
     let (id, resp) = post(&stack, &app.api_key, "/v1/embeddings", &embeddings).await;
     let reply: Value = resp.json().await.unwrap();
     assert_eq!(reply["data"].as_array().unwrap().len(), 2);
@@ -93,7 +119,11 @@ async fn batched_prompts_inputs_and_several_choices_are_summed() {
 #[tokio::test]
 async fn a_stream_of_several_choices_cut_anywhere_counts_every_choice_so_far() {
     let mut options = StackOptions::for_tests();
-    options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: Duration::from_millis(40), split_seed: None };
+    options.upstreams = Upstreams::Mock {
+        models: vec!["slow".into()],
+        token_delay: Duration::from_millis(40),
+        split_seed: None,
+    };
     let (stack, app) = common::stack_with_app_using(options).await;
     let body = json!({"model": "slow", "stream": true, "n": 3, "max_tokens": 300, "messages": [{"role": "user", "content": "long"}]});
     let (id, resp) = post(&stack, &app.api_key, "/v1/chat/completions", &body).await;
@@ -103,7 +133,9 @@ async fn a_stream_of_several_choices_cut_anywhere_counts_every_choice_so_far() {
     while per_choice.iter().any(|n| *n < 4) {
         text.push_str(&String::from_utf8_lossy(&stream.next().await.unwrap().unwrap()));
         per_choice = [0; 3];
-        for chunk in common::sse_data(&text).iter().filter_map(|d| serde_json::from_str::<Value>(d).ok()) {
+        for chunk in
+            common::sse_data(&text).iter().filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        {
             let choice = &chunk["choices"][0];
             if choice["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
                 per_choice[choice["index"].as_u64().unwrap() as usize] += 1;
@@ -116,7 +148,10 @@ async fn a_stream_of_several_choices_cut_anywhere_counts_every_choice_so_far() {
     assert_eq!(row["usageSource"], "reported", "{row}");
     let received: u64 = per_choice.iter().sum();
     let counted = row["completionTokens"].as_u64().unwrap();
-    assert!(counted >= received, "every choice is counted: {counted} < {received} received ({per_choice:?})");
+    assert!(
+        counted >= received,
+        "every choice is counted: {counted} < {received} received ({per_choice:?})"
+    );
     assert!(counted < 900, "not the whole request: {counted}");
     assert!(!text.contains("usage"), "the caller never saw the injected usage");
     stack.stop().await;
@@ -126,12 +161,17 @@ async fn a_stream_of_several_choices_cut_anywhere_counts_every_choice_so_far() {
 async fn a_reply_of_several_mebibytes_is_counted_exactly() {
     let (stack, app) = common::stack_with_app().await;
     let prompt = (0..3000).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
-    let body = json!({"model": "model-a", "prompt": prompt, "max_tokens": 8, "prompt_logprobs": 20});
+    let body =
+        json!({"model": "model-a", "prompt": prompt, "max_tokens": 8, "prompt_logprobs": 20});
     let (id, resp) = post(&stack, &app.api_key, "/v1/completions", &body).await;
     let bytes = resp.bytes().await.unwrap();
     assert!(bytes.len() > 1024 * 1024, "the reply is over 1 MiB: {}", bytes.len());
     let reply: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_counted(&row_of(&stack, &id).await, &reply["usage"]["prompt_tokens"], &reply["usage"]["completion_tokens"]);
+    assert_counted(
+        &row_of(&stack, &id).await,
+        &reply["usage"]["prompt_tokens"],
+        &reply["usage"]["completion_tokens"],
+    );
 
     stack.stop().await;
 }
@@ -139,12 +179,21 @@ async fn a_reply_of_several_mebibytes_is_counted_exactly() {
 #[tokio::test]
 async fn a_non_streamed_request_whose_client_leaves_is_logged_and_marked() {
     let mut options = StackOptions::for_tests();
-    options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: Duration::from_millis(40), split_seed: None };
+    options.upstreams = Upstreams::Mock {
+        models: vec!["slow".into()],
+        token_delay: Duration::from_millis(40),
+        split_seed: None,
+    };
     let (stack, app) = common::stack_with_app_using(options).await;
     let body = json!({"model": "slow", "max_tokens": 100, "messages": [{"role": "user", "content": "take your time"}]});
     let gone = tokio::time::timeout(
         Duration::from_millis(600),
-        stack.http().post(format!("{}/v1/chat/completions", stack.gateway_url)).bearer_auth(&app.api_key).json(&body).send(),
+        stack
+            .http()
+            .post(format!("{}/v1/chat/completions", stack.gateway_url))
+            .bearer_auth(&app.api_key)
+            .json(&body)
+            .send(),
     )
     .await;
     assert!(gone.is_err(), "the reply takes longer than the client waits");
@@ -160,7 +209,8 @@ async fn a_non_streamed_request_whose_client_leaves_is_logged_and_marked() {
 /// (`shared/fixtures/openai-chat-stream-usage.sse`, with `"usage":null` on every chunk).
 async fn openai_replay() -> (std::net::SocketAddr, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fixture = gateway_e2e::paths::workspace_root().join("../shared/fixtures/openai-chat-stream-usage.sse");
+    let fixture = gateway_e2e::paths::workspace_root()
+        .join("../shared/fixtures/openai-chat-stream-usage.sse");
     let body = std::fs::read(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -176,7 +226,11 @@ async fn openai_replay() -> (std::net::SocketAddr, Vec<u8>) {
                     request.extend_from_slice(&buf[..n]);
                     let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
                     if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0);
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
                         if request.len() >= end + 4 + length {
                             break;
                         }
@@ -203,7 +257,11 @@ async fn an_openai_style_stream_passes_byte_for_byte_when_the_caller_asked_for_u
     let mut body = json!({"model": "gpt-5.4", "stream": true, "messages": [{"role": "user", "content": "What is 1 + 1?"}]});
     body["stream_options"] = json!({"include_usage": true});
     let (id, resp) = post(&stack, &app.api_key, "/v1/chat/completions", &body).await;
-    assert_eq!(resp.bytes().await.unwrap(), fixture, "the caller asked for this stream: nothing is removed");
+    assert_eq!(
+        resp.bytes().await.unwrap(),
+        fixture,
+        "the caller asked for this stream: nothing is removed"
+    );
     assert_counted(&row_of(&stack, &id).await, &json!(26), &json!(4));
 
     // Without include_usage, what only the injection caused is removed: the `"usage":null`

@@ -35,7 +35,13 @@ async fn a_replayed_request_id_never_drops_or_merges_a_row() {
     }
     let mut logged = Vec::new();
     for _ in 0..50 {
-        logged = stack.logs().await.unwrap().into_iter().filter(|r| r["clientRequestId"] == "replayed-id").collect();
+        logged = stack
+            .logs()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r["clientRequestId"] == "replayed-id")
+            .collect();
         if logged.len() == 3 {
             break;
         }
@@ -59,7 +65,11 @@ async fn a_stream_flag_that_is_not_a_boolean_is_refused_before_the_upstream() {
         (json!({"on": true}), Value::Null, "stream"),
         (json!(true), json!("include"), "stream_options"),
         (json!(true), json!({"include_usage": "yes"}), "stream_options"),
-        (json!(true), json!({"include_usage": true, "continuous_usage_stats": 1}), "stream_options"),
+        (
+            json!(true),
+            json!({"include_usage": true, "continuous_usage_stats": 1}),
+            "stream_options",
+        ),
     ];
     for (stream, options, param) in cases {
         let mut body = chat("model-a");
@@ -84,7 +94,14 @@ async fn a_stream_flag_that_is_not_a_boolean_is_refused_before_the_upstream() {
     // `null` is vLLM's default and stays accepted.
     let mut body = chat("model-a");
     body["stream"] = Value::Null;
-    let resp = stack.http().post(format!("{}/v1/chat/completions", stack.gateway_url)).bearer_auth(&app.api_key).json(&body).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/chat/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     stack.stop().await;
 }
@@ -116,7 +133,14 @@ async fn only_listed_endpoints_reach_an_upstream_whatever_the_path_spelling() {
     }
     assert!(stack.mock("model-a").state.seen().is_empty(), "no refused path reached the upstream");
     // A listed endpoint spelled with a doubled slash is normalised and served.
-    let reply = common::raw_request(&stack, "POST", "/v1//chat/completions", &headers, &chat("model-a").to_string()).await;
+    let reply = common::raw_request(
+        &stack,
+        "POST",
+        "/v1//chat/completions",
+        &headers,
+        &chat("model-a").to_string(),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{:?}", String::from_utf8_lossy(&reply.body));
     assert_eq!(stack.mock("model-a").state.seen().pop().unwrap().path, "/v1/chat/completions");
     stack.stop().await;
@@ -138,7 +162,11 @@ async fn upstreams_answer_identity_and_envoy_compresses_towards_the_client() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "compressed towards the client");
+    assert_eq!(
+        resp.headers().get("content-encoding").map(|v| v.to_str().unwrap()),
+        Some("gzip"),
+        "compressed towards the client"
+    );
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let compressed = resp.bytes().await.unwrap();
     let mut text = String::new();
@@ -146,7 +174,10 @@ async fn upstreams_answer_identity_and_envoy_compresses_towards_the_client() {
     let reply: Value = serde_json::from_str(&text).unwrap();
     let seen = stack.mock("model-a").state.seen().pop().unwrap();
     assert_eq!(seen.header("accept-encoding"), None, "the upstream was asked for identity");
-    let row = stack.wait_for_log("the compressed reply", |r| r["requestId"] == id.as_str()).await.unwrap();
+    let row = stack
+        .wait_for_log("the compressed reply", |r| r["requestId"] == id.as_str())
+        .await
+        .unwrap();
     assert_eq!(row["usageSource"], "reported");
     assert_eq!(row["promptTokens"], reply["usage"]["prompt_tokens"]);
     assert_eq!(row["completionTokens"], reply["usage"]["completion_tokens"]);

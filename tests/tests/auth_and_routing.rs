@@ -30,7 +30,10 @@ async fn requests_without_a_valid_key_get_openai_shaped_401s() {
     for mock in &stack.mocks {
         assert!(mock.state.seen().is_empty(), "nothing reached an upstream");
     }
-    let row = stack.wait_for_log("a refused request", |r| r["gatewayError"] == "invalid_api_key").await.unwrap();
+    let row = stack
+        .wait_for_log("a refused request", |r| r["gatewayError"] == "invalid_api_key")
+        .await
+        .unwrap();
     assert_eq!(row["status"], 401);
     stack.stop().await;
 }
@@ -58,7 +61,10 @@ async fn each_model_reaches_its_own_upstream_and_never_sees_the_key() {
         assert_eq!(seen.len(), 1, "{} saw {} requests", mock.model, seen.len());
         let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
         assert_eq!(body["model"], mock.model.as_str(), "a spoofed cluster header never routes");
-        assert!(seen[0].headers.iter().all(|(name, value)| name != "authorization" && !value.contains(&app.api_key)));
+        assert!(seen[0]
+            .headers
+            .iter()
+            .all(|(name, value)| name != "authorization" && !value.contains(&app.api_key)));
     }
     stack.stop().await;
 }
@@ -67,7 +73,13 @@ async fn each_model_reaches_its_own_upstream_and_never_sees_the_key() {
 async fn a_query_token_works_and_is_stripped() {
     let (stack, app) = common::stack_with_app().await;
     let url = format!("{}/v1/completions?token={}", stack.gateway_url, app.api_key);
-    let resp = stack.http().post(&url).json(&json!({"model": "model-b", "prompt": "你好", "max_tokens": 3})).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(&url)
+        .json(&json!({"model": "model-b", "prompt": "你好", "max_tokens": 3}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let seen = stack.mock("model-b").state.seen();
     assert_eq!(seen.len(), 1);
@@ -87,7 +99,15 @@ async fn unroutable_bodies_are_refused_before_any_upstream() {
         (r#"{"model": "model-a", "#, 400, "invalid_json"),
     ];
     for (body, status, code) in cases {
-        let resp = stack.http().post(&url).bearer_auth(&app.api_key).header("content-type", "application/json").body(body).send().await.unwrap();
+        let resp = stack
+            .http()
+            .post(&url)
+            .bearer_auth(&app.api_key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), status);
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["error"]["code"], code);
@@ -115,10 +135,22 @@ async fn upstreams_get_their_own_key_and_the_default_model_serves_listed_endpoin
     assert_eq!(resp.status(), 200);
     // A listed endpoint without a body to route by goes to the default model (vLLM answers the
     // GET with 405; what matters is who answered).
-    let resp = stack.http().get(format!("{}/v1/completions", stack.gateway_url)).bearer_auth(&app.api_key).send().await.unwrap();
+    let resp = stack
+        .http()
+        .get(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
     // A path that is not listed is the gateway's 404, default model or not.
-    let resp = stack.http().get(format!("{}/v1/models/model-b", stack.gateway_url)).bearer_auth(&app.api_key).send().await.unwrap();
+    let resp = stack
+        .http()
+        .get(format!("{}/v1/models/model-b", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "unknown_url");
     let seen = stack.mock("model-b").state.seen();
@@ -139,7 +171,8 @@ async fn app_changes_reach_the_gateway_within_the_propagation_window() {
         .await
         .unwrap();
     assert_eq!(status, 201, "{created}");
-    let (id, key) = (created["id"].as_i64().unwrap(), created["apiKey"].as_str().unwrap().to_owned());
+    let (id, key) =
+        (created["id"].as_i64().unwrap(), created["apiKey"].as_str().unwrap().to_owned());
     stack.wait_for_key(&key).await.unwrap();
     let chat = |model: &'static str| {
         stack
@@ -153,13 +186,24 @@ async fn app_changes_reach_the_gateway_within_the_propagation_window() {
     let refused: Value = chat("model-b").await.unwrap().json().await.unwrap();
     assert_eq!(refused["error"]["code"], "model_not_allowed");
 
-    stack.admin(Method::PATCH, &format!("/api/apps/{id}/status"), Some(json!({"status": "disabled"}))).await.unwrap();
+    stack
+        .admin(
+            Method::PATCH,
+            &format!("/api/apps/{id}/status"),
+            Some(json!({"status": "disabled"})),
+        )
+        .await
+        .unwrap();
     let refused = stack.wait_for_status(&key, 403).await.unwrap();
     assert_eq!(refused["error"]["code"], "app_disabled");
-    stack.admin(Method::PATCH, &format!("/api/apps/{id}/status"), Some(json!({"status": "enabled"}))).await.unwrap();
+    stack
+        .admin(Method::PATCH, &format!("/api/apps/{id}/status"), Some(json!({"status": "enabled"})))
+        .await
+        .unwrap();
     stack.wait_for_status(&key, 200).await.unwrap();
 
-    let (status, rotated) = stack.admin(Method::POST, &format!("/api/apps/{id}/key"), None).await.unwrap();
+    let (status, rotated) =
+        stack.admin(Method::POST, &format!("/api/apps/{id}/key"), None).await.unwrap();
     assert_eq!(status, 201);
     let new_key = rotated["apiKey"].as_str().unwrap().to_owned();
     stack.wait_for_status(&key, 401).await.unwrap();
@@ -175,7 +219,11 @@ async fn an_expired_app_gets_401_expired_api_key() {
     use reqwest::Method;
     let stack = gateway_e2e::Stack::start(gateway_e2e::StackOptions::for_tests()).await.unwrap();
     let (status, created) = stack
-        .admin(Method::POST, "/api/apps", Some(json!({"orgName": "o", "expireTime": "2001-01-01T00:00:00.000+08:00"})))
+        .admin(
+            Method::POST,
+            "/api/apps",
+            Some(json!({"orgName": "o", "expireTime": "2001-01-01T00:00:00.000+08:00"})),
+        )
         .await
         .unwrap();
     assert_eq!(status, 201, "{created}");
@@ -205,20 +253,43 @@ async fn a_query_token_never_reaches_any_log_line() {
     ];
     for (path, status) in &cases {
         let body = json!({"model": "model-a", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
-        let resp = stack.http().post(format!("{}{path}", stack.gateway_url)).json(&body).send().await.unwrap();
+        let resp = stack
+            .http()
+            .post(format!("{}{path}", stack.gateway_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), *status, "{path}");
     }
-    let rows = gateway_e2e::eventually("every request logged", std::time::Duration::from_secs(10), || async {
-        let rows = stack.all_logs().await?;
-        Ok((rows.len() >= cases.len()).then_some(rows))
-    })
+    let rows = gateway_e2e::eventually(
+        "every request logged",
+        std::time::Duration::from_secs(10),
+        || async {
+            let rows = stack.all_logs().await?;
+            Ok((rows.len() >= cases.len()).then_some(rows))
+        },
+    )
     .await
     .unwrap();
     // Envoy's stdout access log and the durable file have flushed by now (250 ms).
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let file = std::fs::read_to_string(&stack.access_log_file).unwrap_or_default();
-    let everything = [stack.envoy_output(), stack.control_plane_output(), file, serde_json::to_string(&rows).unwrap()];
-    for (what, text) in ["Envoy's output", "the control plane's output", "the durable log file", "the access-log rows"].iter().zip(&everything) {
+    let everything = [
+        stack.envoy_output(),
+        stack.control_plane_output(),
+        file,
+        serde_json::to_string(&rows).unwrap(),
+    ];
+    for (what, text) in [
+        "Envoy's output",
+        "the control plane's output",
+        "the durable log file",
+        "the access-log rows",
+    ]
+    .iter()
+    .zip(&everything)
+    {
         for secret in [app.api_key.as_str(), forged] {
             assert!(!text.contains(secret), "{what} holds a query credential");
         }

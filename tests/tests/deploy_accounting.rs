@@ -48,7 +48,9 @@ fn the_reference_moves_the_client_request_id_aside_and_generates_its_own() -> Re
     let mutations = &hcm["early_header_mutation_extensions"][0]["typed_config"]["mutations"];
     let mutations = mutations.as_sequence().ok_or_else(|| anyhow!("no early header mutations"))?;
     // Copied aside first, then removed: Envoy then always generates the id.
-    let copy = mutations.iter().position(|m| m["append"]["header"]["key"].as_str() == Some("x-client-request-id"));
+    let copy = mutations
+        .iter()
+        .position(|m| m["append"]["header"]["key"].as_str() == Some("x-client-request-id"));
     let remove = mutations.iter().position(|m| m["remove"].as_str() == Some("x-request-id"));
     assert!(matches!((copy, remove), (Some(c), Some(r)) if c < r), "{mutations:?}");
     assert_eq!(hcm["generate_request_id"].as_bool(), Some(true));
@@ -64,13 +66,19 @@ fn every_shipped_config_has_the_same_connection_manager_settings() -> Result<()>
     let istio = yaml("deploy/istio/envoyfilter-hcm.yaml")?;
     let istio_hcm = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"];
     assert_eq!(istio["spec"]["configPatches"][0]["patch"]["operation"].as_str(), Some("MERGE"));
-    for (name, config) in [(COMPOSE_ENVOY, yaml(COMPOSE_ENVOY)?), (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?)] {
+    for (name, config) in
+        [(COMPOSE_ENVOY, yaml(COMPOSE_ENVOY)?), (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?)]
+    {
         for key in HCM_SETTINGS {
             assert_eq!(hcm(&config)[key], hcm(&reference)[key], "{name}: {key}");
         }
     }
     for key in HCM_SETTINGS {
-        assert_eq!(istio_hcm[key], hcm(&reference)[key], "deploy/istio/envoyfilter-hcm.yaml: {key}");
+        assert_eq!(
+            istio_hcm[key],
+            hcm(&reference)[key],
+            "deploy/istio/envoyfilter-hcm.yaml: {key}"
+        );
     }
     Ok(())
 }
@@ -82,7 +90,8 @@ fn the_istio_connection_manager_patch_validates() -> Result<()> {
     let mut config = reference()?;
     let istio = yaml("deploy/istio/envoyfilter-hcm.yaml")?;
     let patch = istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"].clone();
-    let hcm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let hcm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
     let (Value::Mapping(hcm), Value::Mapping(patch)) = (hcm, patch) else {
         return Err(anyhow!("not a mapping"));
     };
@@ -92,8 +101,10 @@ fn the_istio_connection_manager_patch_validates() -> Result<()> {
     for (key, value) in patch {
         hcm.insert(key, value);
     }
-    let text = serde_yaml::to_string(&config)?
-        .replace("filename: /etc/envoy/vllm_gateway_filter.wasm", "filename: \"/etc/envoy/vllm_gateway_filter.wasm\"");
+    let text = serde_yaml::to_string(&config)?.replace(
+        "filename: /etc/envoy/vllm_gateway_filter.wasm",
+        "filename: \"/etc/envoy/vllm_gateway_filter.wasm\"",
+    );
     envoy_validate(&text, "istio-hcm.yaml")
 }
 
@@ -104,17 +115,26 @@ fn every_shipped_config_writes_the_durable_log_and_logs_the_client_id() -> Resul
     for key in ["request_id", "client_request_id", "start_ms", "path", "status", "usage"] {
         assert!(!file_log["log_format"]["json_format"][key].is_null(), "the file log has no {key}");
     }
-    for (name, config) in [(COMPOSE_ENVOY, yaml(COMPOSE_ENVOY)?), (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?)] {
+    for (name, config) in
+        [(COMPOSE_ENVOY, yaml(COMPOSE_ENVOY)?), (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?)]
+    {
         let file = access_logger(&config, "envoy.access_loggers.file")?;
         assert_eq!(file["log_format"], file_log["log_format"], "{name}: the file log's format");
         let grpc = access_logger(&config, "envoy.access_loggers.http_grpc")?;
-        assert_eq!(strings(&grpc["additional_request_headers_to_log"]), ["x-client-request-id"], "{name}");
+        assert_eq!(
+            strings(&grpc["additional_request_headers_to_log"]),
+            ["x-client-request-id"],
+            "{name}"
+        );
     }
     let istio = yaml("deploy/istio/envoyfilter-als.yaml")?;
-    let als = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["access_log"][0]["typed_config"];
+    let als = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["access_log"][0]
+        ["typed_config"];
     assert_eq!(strings(&als["additional_request_headers_to_log"]), ["x-client-request-id"]);
     // No access log prints a query string (`?token=` is a credential).
-    for (name, text) in [(COMPOSE_ENVOY, read(COMPOSE_ENVOY)?), (EXISTING_ENVOY, read(EXISTING_ENVOY)?)] {
+    for (name, text) in
+        [(COMPOSE_ENVOY, read(COMPOSE_ENVOY)?), (EXISTING_ENVOY, read(EXISTING_ENVOY)?)]
+    {
         assert!(!text.contains("%REQ(:PATH)%"), "{name} logs paths with their query");
     }
     Ok(())
@@ -124,12 +144,19 @@ fn every_shipped_config_writes_the_durable_log_and_logs_the_client_id() -> Resul
 fn compose_shares_the_durable_log_with_the_control_plane() -> Result<()> {
     let compose = yaml("docker-compose.yml")?;
     let config = yaml(COMPOSE_ENVOY)?;
-    let path = str_of(&access_logger(&config, "envoy.access_loggers.file")?["path"], "file log path")?.to_owned();
+    let path =
+        str_of(&access_logger(&config, "envoy.access_loggers.file")?["path"], "file log path")?
+            .to_owned();
     assert_eq!(path, COMPOSE_ACCESS_LOG);
     let cp = &compose["services"]["control-plane"];
     assert_eq!(cp["environment"]["GATEWAY_ACCESS_LOG_FILE"].as_str(), Some(path.as_str()));
     let dir = path.rsplit_once('/').map(|(d, _)| d.to_owned()).unwrap_or_default();
-    let volume_at = |service: &Value| mounts(service).into_iter().find(|(s, t, ro)| *t == dir && !s.starts_with('.') && !ro).map(|m| m.0);
+    let volume_at = |service: &Value| {
+        mounts(service)
+            .into_iter()
+            .find(|(s, t, ro)| *t == dir && !s.starts_with('.') && !ro)
+            .map(|m| m.0)
+    };
     let envoy_volume = volume_at(&compose["services"]["envoy"]);
     assert!(envoy_volume.is_some(), "Envoy does not write {dir} on a volume");
     assert_eq!(envoy_volume, volume_at(cp), "Envoy and the control plane do not share {dir}");
@@ -141,14 +168,25 @@ fn compose_shares_the_durable_log_with_the_control_plane() -> Result<()> {
 /// the filter has read the response: the compressor comes before the filter.
 #[test]
 fn every_shipped_config_compresses_after_the_filter_has_counted() -> Result<()> {
-    for (name, config) in [("the template", reference()?), (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?)] {
+    for (name, config) in [("the template", reference()?), (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?)]
+    {
         let filters = listener_filters(&config)?;
         let position = |n: &str| filters.iter().position(|f| f["name"].as_str() == Some(n));
-        let (compressor, wasm) = (position("envoy.filters.http.compressor"), position("envoy.filters.http.wasm"));
-        assert!(matches!((compressor, wasm), (Some(c), Some(w)) if c < w), "{name}: compressor {compressor:?}, wasm {wasm:?}");
-        let settings = &filters[compressor.unwrap_or_default()]["typed_config"]["response_direction_config"];
+        let (compressor, wasm) =
+            (position("envoy.filters.http.compressor"), position("envoy.filters.http.wasm"));
+        assert!(
+            matches!((compressor, wasm), (Some(c), Some(w)) if c < w),
+            "{name}: compressor {compressor:?}, wasm {wasm:?}"
+        );
+        let settings =
+            &filters[compressor.unwrap_or_default()]["typed_config"]["response_direction_config"];
         assert_eq!(settings["remove_accept_encoding_header"].as_bool(), Some(true), "{name}");
-        assert!(!strings(&settings["common_config"]["content_type"]).iter().any(|t| t.contains("event-stream")), "{name}: streams are compressed");
+        assert!(
+            !strings(&settings["common_config"]["content_type"])
+                .iter()
+                .any(|t| t.contains("event-stream")),
+            "{name}: streams are compressed"
+        );
     }
     Ok(())
 }

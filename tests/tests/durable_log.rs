@@ -21,7 +21,12 @@ struct Expected {
 
 /// Sends `count` requests, every other one streamed (asking for usage, so the client knows the
 /// exact counts), `concurrency` at a time; returns request id → what its row must say.
-async fn send(stack: &Arc<Stack>, key: &str, count: usize, concurrency: usize) -> BTreeMap<String, Expected> {
+async fn send(
+    stack: &Arc<Stack>,
+    key: &str,
+    count: usize,
+    concurrency: usize,
+) -> BTreeMap<String, Expected> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
     for i in 0..count {
@@ -46,17 +51,36 @@ async fn one_request(stack: &Stack, key: &str, i: usize) -> (String, Expected) {
         body["stream"] = json!(true);
         body["stream_options"] = json!({"include_usage": true});
     }
-    let resp = stack.http().post(format!("{}/v1/chat/completions", stack.gateway_url)).bearer_auth(key).json(&body).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/chat/completions", stack.gateway_url))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
     let usage = if stream {
-        common::sse_data(&text).iter().filter_map(|d| serde_json::from_str::<Value>(d).ok()).find(|c| !c["usage"].is_null()).unwrap()["usage"].clone()
+        common::sse_data(&text)
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|c| !c["usage"].is_null())
+            .unwrap()["usage"]
+            .clone()
     } else {
         serde_json::from_str::<Value>(&text).unwrap()["usage"].clone()
     };
     let tokens = |k: &str| usage[k].as_u64().unwrap();
-    (id, Expected { stream, prompt: tokens("prompt_tokens"), completion: tokens("completion_tokens") })
+    (
+        id,
+        Expected {
+            stream,
+            prompt: tokens("prompt_tokens"),
+            completion: tokens("completion_tokens"),
+        },
+    )
 }
 
 /// Waits until every sent request has its row; checks each row's counts and that no request
@@ -64,8 +88,11 @@ async fn one_request(stack: &Stack, key: &str, i: usize) -> (String, Expected) {
 async fn assert_recorded_once(stack: &Stack, sent: &BTreeMap<String, Expected>) {
     eventually("every request's row", Duration::from_secs(30), || async {
         let rows = stack.all_logs().await?;
-        let found: std::collections::BTreeSet<&str> =
-            rows.iter().filter_map(|r| r["requestId"].as_str()).filter(|id| sent.contains_key(*id)).collect();
+        let found: std::collections::BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|r| r["requestId"].as_str())
+            .filter(|id| sent.contains_key(*id))
+            .collect();
         Ok((found.len() == sent.len()).then_some(()))
     })
     .await
@@ -73,7 +100,9 @@ async fn assert_recorded_once(stack: &Stack, sent: &BTreeMap<String, Expected>) 
     // Pages shift while rows arrive; once every row is in, a listing is a stable snapshot.
     let rows = stack.all_logs().await.unwrap();
     let mut seen = BTreeMap::new();
-    for row in rows.iter().filter(|r| r["requestId"].as_str().is_some_and(|id| sent.contains_key(id))) {
+    for row in
+        rows.iter().filter(|r| r["requestId"].as_str().is_some_and(|id| sent.contains_key(id)))
+    {
         let id = row["requestId"].as_str().unwrap().to_owned();
         let got = Expected {
             stream: row["stream"].as_bool().unwrap_or(false),
@@ -88,7 +117,12 @@ async fn assert_recorded_once(stack: &Stack, sent: &BTreeMap<String, Expected>) 
     // The usage summary counts each request once.
     let (status, usage) = stack.admin(reqwest::Method::GET, "/api/usage", None).await.unwrap();
     assert_eq!(status, 200);
-    let total: u64 = usage["records"].as_array().unwrap().iter().map(|r| r["completionTokens"].as_u64().unwrap()).sum();
+    let total: u64 = usage["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["completionTokens"].as_u64().unwrap())
+        .sum();
     let expected: u64 = sent.values().map(|e| e.completion).sum();
     assert_eq!(total, expected, "the usage summary: {usage}");
 }
@@ -119,7 +153,8 @@ async fn a_control_plane_killed_mid_ingest_counts_no_request_twice() {
     stack.restart_control_plane().await.unwrap();
     assert_recorded_once(&stack, &sent).await;
     let rows = stack.all_logs().await.unwrap();
-    let distinct: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["requestId"].as_str()).collect();
+    let distinct: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r["requestId"].as_str()).collect();
     assert_eq!(distinct.len(), rows.len(), "no row twice");
     stack.stop().await;
 }
@@ -131,7 +166,15 @@ async fn under_load_every_request_is_recorded_once_and_drops_are_visible() {
     let sent = send(&stack, &app.api_key, 1000, 32).await;
     assert_recorded_once(&stack, &sent).await;
     // What the gRPC stream missed and the file filled is counted in the control plane's metrics.
-    let metrics = stack.http().get(format!("http://{}/metrics", stack.control_plane)).send().await.unwrap().text().await.unwrap();
+    let metrics = stack
+        .http()
+        .get(format!("http://{}/metrics", stack.control_plane))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("gateway_access_log_file_rows_inserted_total"), "{metrics}");
     Arc::into_inner(stack).unwrap().stop().await;
 }
@@ -143,26 +186,40 @@ async fn envoys_access_log_stream_carries_the_secret_the_sink_requires() {
     send(&stack, &app.api_key, 4, 2).await;
     // The rows come over the gRPC stream (not only from the file), and no stream was refused.
     eventually("rows received over the gRPC stream", Duration::from_secs(10), || async {
-        Ok((stack.control_plane_metric("gateway_access_log_rows_received_total").await.unwrap() >= 4.0).then_some(()))
+        Ok((stack.control_plane_metric("gateway_access_log_rows_received_total").await.unwrap()
+            >= 4.0)
+            .then_some(()))
     })
     .await
     .unwrap();
     assert_eq!(stack.control_plane_metric("gateway_als_streams_refused_total").await.unwrap(), 0.0);
     // A stream without the secret (anyone who reaches the port) is refused and writes nothing:
     // its entry never becomes a row, while a request sent after it does.
-    use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties};
-    use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{HttpAccessLogEntries, LogEntries};
-    use envoy_types::pb::envoy::service::accesslog::v3::{access_log_service_client::AccessLogServiceClient, StreamAccessLogsMessage};
+    use envoy_types::pb::envoy::data::accesslog::v3::{
+        AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties,
+    };
+    use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+        HttpAccessLogEntries, LogEntries,
+    };
+    use envoy_types::pb::envoy::service::accesslog::v3::{
+        access_log_service_client::AccessLogServiceClient, StreamAccessLogsMessage,
+    };
     let entry = HttpAccessLogEntry {
         common_properties: Some(AccessLogCommon::default()),
-        request: Some(HttpRequestProperties { request_id: "forged-request-id".into(), ..Default::default() }),
+        request: Some(HttpRequestProperties {
+            request_id: "forged-request-id".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let forged = StreamAccessLogsMessage {
         identifier: None,
         log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: vec![entry] })),
     };
-    let mut client = AccessLogServiceClient::connect(format!("http://{}", stack.control_plane_als())).await.unwrap();
+    let mut client =
+        AccessLogServiceClient::connect(format!("http://{}", stack.control_plane_als()))
+            .await
+            .unwrap();
     let answer = client.stream_access_logs(tokio_stream::iter([forged])).await;
     assert_eq!(answer.map_err(|s| s.code()).err(), Some(tonic::Code::Unauthenticated));
     assert_eq!(stack.control_plane_metric("gateway_als_streams_refused_total").await.unwrap(), 1.0);
@@ -174,6 +231,9 @@ async fn envoys_access_log_stream_carries_the_secret_the_sink_requires() {
     })
     .await
     .unwrap();
-    assert!(!rows.iter().any(|r| r["requestId"] == "forged-request-id"), "the refused stream wrote a row");
+    assert!(
+        !rows.iter().any(|r| r["requestId"] == "forged-request-id"),
+        "the refused stream wrote a row"
+    );
     Arc::try_unwrap(stack).ok().unwrap().stop().await;
 }

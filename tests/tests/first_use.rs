@@ -44,7 +44,8 @@ async fn new_and_rotated_keys_work_on_their_first_request() {
         let app = stack.create_app(&format!("first-use-{i}")).await.unwrap();
         let (status, body) = chat(&client, &stack, &app.api_key).await;
         assert_eq!(status, 200, "new key {i}: {body}");
-        let (status, rotated) = stack.admin(Method::POST, &format!("/api/apps/{}/key", app.id), None).await.unwrap();
+        let (status, rotated) =
+            stack.admin(Method::POST, &format!("/api/apps/{}/key", app.id), None).await.unwrap();
         assert_eq!(status, 201, "{rotated}");
         let (status, body) = chat(&client, &stack, rotated["apiKey"].as_str().unwrap()).await;
         assert_eq!(status, 200, "rotated key {i}: {body}");
@@ -58,7 +59,10 @@ async fn a_re_enabled_app_works_on_its_first_request() {
     let client = fresh_connections();
     let status_path = format!("/api/apps/{}/status", app.id);
     for i in 0..10 {
-        let (status, _) = stack.admin(Method::PATCH, &status_path, Some(json!({"status": "disabled"}))).await.unwrap();
+        let (status, _) = stack
+            .admin(Method::PATCH, &status_path, Some(json!({"status": "disabled"})))
+            .await
+            .unwrap();
         assert_eq!(status, 200);
         // Refused on every worker (eventually: the change travels to each of them).
         eventually("the disabled app refused everywhere", Duration::from_secs(10), || async {
@@ -70,7 +74,10 @@ async fn a_re_enabled_app_works_on_its_first_request() {
         })
         .await
         .unwrap();
-        let (status, _) = stack.admin(Method::PATCH, &status_path, Some(json!({"status": "enabled"}))).await.unwrap();
+        let (status, _) = stack
+            .admin(Method::PATCH, &status_path, Some(json!({"status": "enabled"})))
+            .await
+            .unwrap();
         assert_eq!(status, 200);
         let (status, body) = chat(&client, &stack, &app.api_key).await;
         assert_eq!(status, 200, "re-enabled, round {i}: {body}");
@@ -98,7 +105,8 @@ async fn a_revocation_reaches_every_worker() {
     let client = fresh_connections();
     assert_eq!(chat(&client, &stack, &app.api_key).await.0, 200);
     let started = Instant::now();
-    let (status, _) = stack.admin(Method::DELETE, &format!("/api/apps/{}", app.id), None).await.unwrap();
+    let (status, _) =
+        stack.admin(Method::DELETE, &format!("/api/apps/{}", app.id), None).await.unwrap();
     assert_eq!(status, 204);
     // Twenty refusals in a row on fresh connections: every worker knows.
     eventually("the deleted app's key refused everywhere", Duration::from_secs(10), || async {
@@ -131,14 +139,32 @@ async fn changes_reach_every_worker_as_deltas_not_whole_states() {
             assert_eq!(chat(&client, &stack, &app.api_key).await.0, 200);
         }
     }
-    eventually("every worker holds a state", Duration::from_secs(10), || async { Ok((adopted() >= 5).then_some(())) }).await.unwrap();
+    eventually("every worker holds a state", Duration::from_secs(10), || async {
+        Ok((adopted() >= 5).then_some(()))
+    })
+    .await
+    .unwrap();
     let adopted_before = adopted();
     for i in 0..20 {
         let other = stack.create_app(&format!("churn-{i}")).await.unwrap();
-        let (status, _) = stack.admin(Method::PATCH, &format!("/api/apps/{}/status", other.id), Some(json!({"status": "disabled"}))).await.unwrap();
+        let (status, _) = stack
+            .admin(
+                Method::PATCH,
+                &format!("/api/apps/{}/status", other.id),
+                Some(json!({"status": "disabled"})),
+            )
+            .await
+            .unwrap();
         assert_eq!(status, 200);
     }
-    let (status, _) = stack.admin(Method::PATCH, &format!("/api/apps/{}/status", app.id), Some(json!({"status": "disabled"}))).await.unwrap();
+    let (status, _) = stack
+        .admin(
+            Method::PATCH,
+            &format!("/api/apps/{}/status", app.id),
+            Some(json!({"status": "disabled"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     eventually("the last change reached every worker", Duration::from_secs(10), || async {
         for _ in 0..20 {
@@ -153,7 +179,11 @@ async fn changes_reach_every_worker_as_deltas_not_whole_states() {
     let output = stack.envoy_output();
     assert_eq!(adopted(), adopted_before, "no worker read a whole state again:\n{output}");
     assert!(output.contains("key state changed: "), "{output}");
-    assert_eq!(stack.control_plane_metric("gateway_state_feed_builds_total").await.unwrap(), whole_builds, "no whole state built");
+    assert_eq!(
+        stack.control_plane_metric("gateway_state_feed_builds_total").await.unwrap(),
+        whole_builds,
+        "no whole state built"
+    );
     assert!(stack.control_plane_metric("gateway_state_feed_deltas_total").await.unwrap() > deltas);
     stack.stop().await;
 }
@@ -162,14 +192,22 @@ async fn changes_reach_every_worker_as_deltas_not_whole_states() {
 async fn a_flood_of_unknown_keys_does_not_reach_the_control_plane_in_bulk() {
     let (stack, app) = common::stack_with_app_using(four_workers()).await;
     let client = fresh_connections();
-    let lookups = || async { stack.control_plane_metric("gateway_credential_lookups_total").await.unwrap() };
+    let lookups =
+        || async { stack.control_plane_metric("gateway_credential_lookups_total").await.unwrap() };
     let before = lookups().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..400 {
         let (client, url) = (client.clone(), format!("{}/v1/models", stack.gateway_url));
         tasks.push(tokio::spawn(async move {
-            client.get(url).bearer_auth(format!("sk-live-random-{i:08}")).send().await.unwrap().status().as_u16()
+            client
+                .get(url)
+                .bearer_auth(format!("sk-live-random-{i:08}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         }));
     }
     for task in tasks {

@@ -9,13 +9,26 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn streams_cut_at_random_bytes_are_passed_intact_and_counted_exactly() {
     let mut options = StackOptions::for_tests();
-    options.upstreams = Upstreams::Mock { models: vec!["split".into()], token_delay: std::time::Duration::ZERO, split_seed: Some(7) };
+    options.upstreams = Upstreams::Mock {
+        models: vec!["split".into()],
+        token_delay: std::time::Duration::ZERO,
+        split_seed: Some(7),
+    };
     let (stack, app) = common::stack_with_app_using(options).await;
     for (i, max_tokens) in [5u64, 17, 40].into_iter().enumerate() {
         let body = json!({"model": "split", "stream": true, "max_tokens": max_tokens,
                           "messages": [{"role": "user", "content": format!("多字节 {i}")}]});
-        let via = stack.http().post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key).json(&body).send().await.unwrap().text().await.unwrap();
+        let via = stack
+            .http()
+            .post(format!("{}/v1/chat/completions", stack.gateway_url))
+            .bearer_auth(&app.api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(!via.contains("usage"), "no usage for a caller that did not ask");
         let text: String = via
             .split("\n\n")
@@ -24,7 +37,10 @@ async fn streams_cut_at_random_bytes_are_passed_intact_and_counted_exactly() {
             .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
             .collect();
         assert_eq!(text, mock_vllm::completion_text(max_tokens as usize));
-        let row = stack.wait_for_log("the split stream", |r| r["completionTokens"] == max_tokens).await.unwrap();
+        let row = stack
+            .wait_for_log("the split stream", |r| r["completionTokens"] == max_tokens)
+            .await
+            .unwrap();
         assert_eq!(row["usageSource"], "reported");
     }
     stack.stop().await;
@@ -35,8 +51,15 @@ async fn a_body_over_the_limit_gets_an_openai_shaped_413() {
     let (stack, app) = common::stack_with_app().await;
     let huge = "x".repeat(9 * 1024 * 1024);
     let body = json!({"model": "model-a", "prompt": huge}).to_string();
-    let resp = stack.http().post(format!("{}/v1/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key).header("content-type", "application/json").body(body).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "request_too_large");
@@ -49,12 +72,26 @@ async fn upstream_errors_pass_unchanged_and_are_logged_with_their_type() {
     let (stack, app) = common::stack_with_app().await;
     let long_prompt = "word ".repeat(5000);
     let body = json!({"model": "model-a", "prompt": long_prompt});
-    let resp = stack.http().post(format!("{}/v1/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key).json(&body).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth(&app.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     let via: Value = resp.json().await.unwrap();
-    let direct: Value = stack.http().post(format!("http://{}/v1/completions", stack.mock("model-a").addr))
-        .json(&body).send().await.unwrap().json().await.unwrap();
+    let direct: Value = stack
+        .http()
+        .post(format!("http://{}/v1/completions", stack.mock("model-a").addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(via, direct, "vLLM's error reaches the caller as vLLM sent it");
     let row = stack.wait_for_log("the refused completion", |r| r["status"] == 400).await.unwrap();
     assert_eq!(row["upstreamError"], "BadRequestError");
@@ -107,7 +144,11 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
     let ok = validate(&good, "good.yaml");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let refused = validate(&bad, "bad.yaml");
-    let log = format!("{}{}", String::from_utf8_lossy(&refused.stdout), String::from_utf8_lossy(&refused.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert!(!refused.status.success(), "Envoy accepted it:\n{log}");
     assert!(log.contains("state.refresh_ms"), "the log names the field:\n{log}");
 }

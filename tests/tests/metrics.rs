@@ -19,16 +19,25 @@ async fn requests_tokens_latencies_and_auth_failures_are_exported() {
     let url = format!("{}/v1/chat/completions", stack.gateway_url);
     for stream in [false, true, true] {
         let body = json!({"model": "model-b", "stream": stream, "max_tokens": 6, "messages": [{"role": "user", "content": "count me"}]});
-        let resp = stack.http().post(&url).bearer_auth(&app.api_key).json(&body).send().await.unwrap();
+        let resp =
+            stack.http().post(&url).bearer_auth(&app.api_key).json(&body).send().await.unwrap();
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap();
     }
-    stack.http().post(&url).bearer_auth("sk-live-nope").json(&json!({"model": "model-b"})).send().await.unwrap();
+    stack
+        .http()
+        .post(&url)
+        .bearer_auth("sk-live-nope")
+        .json(&json!({"model": "model-b"}))
+        .send()
+        .await
+        .unwrap();
 
     let mut logged_prompt = 0;
     for _ in 0..50 {
         let rows = stack.logs().await.unwrap();
-        let served: Vec<_> = rows.iter().filter(|r| r["model"] == "model-b" && r["status"] == 200).collect();
+        let served: Vec<_> =
+            rows.iter().filter(|r| r["model"] == "model-b" && r["status"] == 200).collect();
         if served.len() == 3 {
             logged_prompt = served.iter().map(|r| r["promptTokens"].as_i64().unwrap()).sum::<i64>();
             break;
@@ -40,16 +49,33 @@ async fn requests_tokens_latencies_and_auth_failures_are_exported() {
     let mut text = String::new();
     for _ in 0..50 {
         text = prometheus(&stack).await;
-        if value(&text, "vllm_gateway_time_to_first_token_ms_count{model=\"model-b\"}").is_some_and(|c| c >= 3.0) {
+        if value(&text, "vllm_gateway_time_to_first_token_ms_count{model=\"model-b\"}")
+            .is_some_and(|c| c >= 3.0)
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert_eq!(value(&text, "vllm_gateway_requests_total{model=\"model-b\",status_class=\"2xx\"}"), Some(3.0), "{text}");
-    assert_eq!(value(&text, "vllm_gateway_prompt_tokens_total{model=\"model-b\"}"), Some(logged_prompt as f64));
+    assert_eq!(
+        value(&text, "vllm_gateway_requests_total{model=\"model-b\",status_class=\"2xx\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "vllm_gateway_prompt_tokens_total{model=\"model-b\"}"),
+        Some(logged_prompt as f64)
+    );
     assert_eq!(value(&text, "vllm_gateway_completion_tokens_total{model=\"model-b\"}"), Some(18.0));
-    assert_eq!(value(&text, "vllm_gateway_auth_failures_total{reason=\"invalid_api_key\"}"), Some(1.0));
-    assert_eq!(value(&text, "vllm_gateway_time_to_first_token_ms_count{model=\"model-b\"}"), Some(3.0));
-    assert!(text.contains("vllm_gateway_time_per_output_token_ms_bucket{model=\"model-b\",le=\"1\"}"));
+    assert_eq!(
+        value(&text, "vllm_gateway_auth_failures_total{reason=\"invalid_api_key\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "vllm_gateway_time_to_first_token_ms_count{model=\"model-b\"}"),
+        Some(3.0)
+    );
+    assert!(
+        text.contains("vllm_gateway_time_per_output_token_ms_bucket{model=\"model-b\",le=\"1\"}")
+    );
     stack.stop().await;
 }

@@ -4,18 +4,27 @@
 mod common;
 
 use async_openai::types::chat::{
-    ChatCompletionRequestUserMessageArgs, ChatCompletionStreamOptions, CreateChatCompletionRequestArgs,
+    ChatCompletionRequestUserMessageArgs, ChatCompletionStreamOptions,
+    CreateChatCompletionRequestArgs,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-fn request(model: &str, stream_usage: Option<bool>) -> async_openai::types::chat::CreateChatCompletionRequest {
+fn request(
+    model: &str,
+    stream_usage: Option<bool>,
+) -> async_openai::types::chat::CreateChatCompletionRequest {
     let mut args = CreateChatCompletionRequestArgs::default();
-    args.model(model)
-        .max_tokens(12u32)
-        .messages([ChatCompletionRequestUserMessageArgs::default().content("你好, gateway").build().unwrap().into()]);
+    args.model(model).max_tokens(12u32).messages([ChatCompletionRequestUserMessageArgs::default()
+        .content("你好, gateway")
+        .build()
+        .unwrap()
+        .into()]);
     if let Some(include_usage) = stream_usage {
-        args.stream_options(ChatCompletionStreamOptions { include_usage: Some(include_usage), ..Default::default() });
+        args.stream_options(ChatCompletionStreamOptions {
+            include_usage: Some(include_usage),
+            ..Default::default()
+        });
     }
     args.build().unwrap()
 }
@@ -33,7 +42,8 @@ async fn direct(stack: &gateway_e2e::Stack, model: &str) -> Value {
 async fn a_non_streamed_reply_arrives_intact_and_is_logged_with_its_usage() {
     let (stack, app) = common::stack_with_app().await;
     let expected = direct(&stack, "model-a").await;
-    let reply = common::openai(&stack, &app.api_key).chat().create(request("model-a", None)).await.unwrap();
+    let reply =
+        common::openai(&stack, &app.api_key).chat().create(request("model-a", None)).await.unwrap();
     let text = reply.choices[0].message.content.clone().unwrap();
     assert_eq!(text, expected["choices"][0]["message"]["content"].as_str().unwrap());
     let usage = reply.usage.unwrap();
@@ -55,7 +65,11 @@ async fn a_non_streamed_reply_arrives_intact_and_is_logged_with_its_usage() {
 async fn a_streamed_reply_arrives_chunk_by_chunk_and_is_logged_with_its_usage() {
     let (stack, app) = common::stack_with_app().await;
     let expected = direct(&stack, "model-b").await;
-    let mut stream = common::openai(&stack, &app.api_key).chat().create_stream(request("model-b", Some(true))).await.unwrap();
+    let mut stream = common::openai(&stack, &app.api_key)
+        .chat()
+        .create_stream(request("model-b", Some(true)))
+        .await
+        .unwrap();
     let (mut text, mut chunks, mut usage) = (String::new(), 0, None);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.unwrap();
@@ -67,10 +81,17 @@ async fn a_streamed_reply_arrives_chunk_by_chunk_and_is_logged_with_its_usage() 
             usage = chunk.usage;
         }
     }
-    assert_eq!(text, expected["choices"][0]["message"]["content"].as_str().unwrap(), "multi-byte text intact");
+    assert_eq!(
+        text,
+        expected["choices"][0]["message"]["content"].as_str().unwrap(),
+        "multi-byte text intact"
+    );
     assert!(chunks > 3, "one chunk per token, not one blob: {chunks}");
     let usage = usage.expect("the caller asked for usage and got it");
-    assert_eq!(u64::from(usage.completion_tokens), expected["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        u64::from(usage.completion_tokens),
+        expected["usage"]["completion_tokens"].as_u64().unwrap()
+    );
 
     let row = stack.wait_for_log("the streamed chat", |r| r["model"] == "model-b").await.unwrap();
     assert_eq!(row["appId"], app.id);
@@ -98,18 +119,36 @@ async fn the_caller_gets_exactly_the_stream_it_asked_for_while_usage_is_counted(
         if !stream_options.is_null() {
             body["stream_options"] = stream_options.clone();
         }
-        let via_gateway = stack.http().post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key).json(&body).send().await.unwrap();
+        let via_gateway = stack
+            .http()
+            .post(format!("{}/v1/chat/completions", stack.gateway_url))
+            .bearer_auth(&app.api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(via_gateway.status(), 200);
-        assert!(via_gateway.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(via_gateway.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
         let via_gateway = via_gateway.text().await.unwrap();
-        let direct = stack.http().post(format!("http://{}/v1/chat/completions", stack.mock("model-a").addr))
-            .json(&body).send().await.unwrap().text().await.unwrap();
+        let direct = stack
+            .http()
+            .post(format!("http://{}/v1/chat/completions", stack.mock("model-a").addr))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(normalize(&via_gateway), normalize(&direct), "asked {stream_options}");
         assert!(via_gateway.ends_with("data: [DONE]\n\n"));
         assert_eq!(via_gateway.contains("usage"), !stream_options.is_null());
 
-        let row = stack.wait_for_log("the stream", |r| r["completionTokens"] == 8 + i).await.unwrap();
+        let row =
+            stack.wait_for_log("the stream", |r| r["completionTokens"] == 8 + i).await.unwrap();
         assert_eq!(row["usageSource"], "reported", "counted from the injected usage");
         assert_eq!(row["stream"], true);
     }

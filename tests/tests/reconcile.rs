@@ -31,7 +31,8 @@ fn sum(usages: &[(u64, u64)]) -> (i64, i64) {
 async fn traffic_that_bypassed_the_gateway_shows_as_the_difference() {
     let (stack, app) = common::stack_with_app().await;
     // The window opens now: the control plane took its first samples when it started.
-    let from = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let from =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
     let upstream = format!("http://{}", stack.mock("model-a").addr);
     let mut through = Vec::new();
     for i in 0..5 {
@@ -42,14 +43,24 @@ async fn traffic_that_bypassed_the_gateway_shows_as_the_difference() {
         direct.push(chat(&stack, &upstream, None, i).await);
     }
     eventually("the gateway's rows", Duration::from_secs(20), || async {
-        Ok((stack.logs().await?.iter().filter(|r| r["model"] == "model-a").count() == 5).then_some(()))
+        Ok((stack.logs().await?.iter().filter(|r| r["model"] == "model-a").count() == 5)
+            .then_some(()))
     })
     .await
     .unwrap();
 
-    let (status, report) = stack.admin(reqwest::Method::GET, &format!("/api/usage/reconcile?from={from}"), None).await.unwrap();
+    let (status, report) = stack
+        .admin(reqwest::Method::GET, &format!("/api/usage/reconcile?from={from}"), None)
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{report}");
-    let record = report["records"].as_array().unwrap().iter().find(|r| r["model"] == "model-a").cloned().expect("model-a");
+    let record = report["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "model-a")
+        .cloned()
+        .expect("model-a");
     assert_eq!(record["upstream"], upstream.as_str(), "{record}");
     let ((through_p, through_c), (direct_p, direct_c)) = (sum(&through), sum(&direct));
     assert_eq!(record["gateway"]["promptTokens"], through_p, "{record}");
@@ -59,10 +70,19 @@ async fn traffic_that_bypassed_the_gateway_shows_as_the_difference() {
     assert_eq!(record["difference"]["completionTokens"], direct_c, "{record}");
     assert_eq!(record["difference"]["promptTokens"], direct_p, "{record}");
     let causes = record["likelyCauses"].as_array().unwrap();
-    assert!(causes.iter().any(|c| c.as_str().unwrap().contains("did not pass the gateway")), "{record}");
+    assert!(
+        causes.iter().any(|c| c.as_str().unwrap().contains("did not pass the gateway")),
+        "{record}"
+    );
 
     // The other model had no traffic on either side: nothing to explain.
-    let quiet = report["records"].as_array().unwrap().iter().find(|r| r["model"] == "model-b").cloned().expect("model-b");
+    let quiet = report["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "model-b")
+        .cloned()
+        .expect("model-b");
     assert_eq!(quiet["difference"]["completionTokens"], 0, "{quiet}");
     assert_eq!(quiet["vllm"]["coversWindow"], true, "{quiet}");
     assert!(quiet["likelyCauses"].as_array().unwrap().is_empty(), "{quiet}");

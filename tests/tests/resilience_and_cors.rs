@@ -23,7 +23,10 @@ async fn cors_preflights_are_answered_for_the_allow_list_only() {
         let resp = preflight(origin).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["access-control-allow-origin"], origin);
-        assert!(resp.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+        assert!(resp.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization"));
     }
     let resp = preflight("http://evil.example").await.unwrap();
     assert!(resp.headers().get("access-control-allow-origin").is_none());
@@ -36,7 +39,8 @@ async fn a_model_whose_server_is_down_gets_502_upstream_error() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let mut options = StackOptions::for_tests();
-    options.upstreams = Upstreams::Real(vec![format!("down-model=http://127.0.0.1:{port}").parse().unwrap()]);
+    options.upstreams =
+        Upstreams::Real(vec![format!("down-model=http://127.0.0.1:{port}").parse().unwrap()]);
     let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
         .http()
@@ -68,7 +72,14 @@ async fn keys_keep_working_while_the_control_plane_is_down() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = stack.http().post(format!("{}/v1/completions", stack.gateway_url)).bearer_auth("sk-live-unknown").json(&json!({"model": "model-a"})).send().await.unwrap();
+    let resp = stack
+        .http()
+        .post(format!("{}/v1/completions", stack.gateway_url))
+        .bearer_auth("sk-live-unknown")
+        .json(&json!({"model": "model-a"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     stack.stop().await;
 }
@@ -77,7 +88,11 @@ async fn keys_keep_working_while_the_control_plane_is_down() {
 async fn a_client_that_goes_away_mid_stream_is_logged_with_what_was_generated() {
     use futures::StreamExt;
     let mut options = StackOptions::for_tests();
-    options.upstreams = Upstreams::Mock { models: vec!["slow".into()], token_delay: std::time::Duration::from_millis(50), split_seed: None };
+    options.upstreams = Upstreams::Mock {
+        models: vec!["slow".into()],
+        token_delay: std::time::Duration::from_millis(50),
+        split_seed: None,
+    };
     let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
         .http()
@@ -97,7 +112,13 @@ async fn a_client_that_goes_away_mid_stream_is_logged_with_what_was_generated() 
     assert_eq!(row["clientDisconnected"], true, "{row}");
     assert_eq!(row["usageSource"], "reported", "continuous usage counts a cut-off stream");
     let completion = row["completionTokens"].as_i64().unwrap();
-    assert!((3..200).contains(&completion), "counted what was generated, not the whole request: {completion}");
-    assert!(!String::from_utf8_lossy(&seen).contains("usage"), "the caller never saw the injected usage");
+    assert!(
+        (3..200).contains(&completion),
+        "counted what was generated, not the whole request: {completion}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("usage"),
+        "the caller never saw the injected usage"
+    );
     stack.stop().await;
 }

@@ -40,7 +40,10 @@ async fn a_user_logs_in_calls_with_the_jwt_and_is_revoked() {
     let row = stack.wait_for_log("the JWT call", |r| r["userId"] == user_id).await.unwrap();
     assert_eq!(row["status"], 200);
 
-    let (status, _) = stack.admin(Method::POST, &format!("/api/users/{user_id}/revoke-tokens"), None).await.unwrap();
+    let (status, _) = stack
+        .admin(Method::POST, &format!("/api/users/{user_id}/revoke-tokens"), None)
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let refused = stack.wait_for_status(&token, 401).await.unwrap();
     assert_eq!(refused["error"]["code"], "revoked_token");
@@ -49,7 +52,14 @@ async fn a_user_logs_in_calls_with_the_jwt_and_is_revoked() {
     assert_eq!(fresh["version"], 2);
     let fresh = fresh["token"].as_str().unwrap().to_owned();
     stack.wait_for_key(&fresh).await.unwrap();
-    stack.admin(Method::PATCH, &format!("/api/users/{user_id}/status"), Some(json!({"status": "disabled"}))).await.unwrap();
+    stack
+        .admin(
+            Method::PATCH,
+            &format!("/api/users/{user_id}/status"),
+            Some(json!({"status": "disabled"})),
+        )
+        .await
+        .unwrap();
     let refused = stack.wait_for_status(&fresh, 403).await.unwrap();
     assert_eq!(refused["error"]["code"], "user_disabled");
     stack.stop().await;
@@ -61,13 +71,26 @@ async fn login_answers_like_the_replaced_gateway() {
     stack.create_user(EMAIL, PASSWORD).await.unwrap();
     let url = format!("{}/user/user_login", stack.gateway_url);
     for (email, password) in [(EMAIL, "wrong password"), ("nobody@example.com", PASSWORD)] {
-        let resp = stack.http().post(&url).json(&json!({"email": email, "password": password})).send().await.unwrap();
+        let resp = stack
+            .http()
+            .post(&url)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401);
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["success"], false);
         assert!(v["message"].is_string());
     }
-    let (status, _) = stack.admin(Method::POST, "/api/users", Some(json!({"email": "TEST@example.com", "password": "another-pass"}))).await.unwrap();
+    let (status, _) = stack
+        .admin(
+            Method::POST,
+            "/api/users",
+            Some(json!({"email": "TEST@example.com", "password": "another-pass"})),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 409, "e-mails are unique regardless of case");
     stack.stop().await;
 }
@@ -90,7 +113,12 @@ async fn forged_tokens_never_pass() {
         format!("{}.{}.", b64(&json!({"alg": "none", "kid": header["kid"]}).to_string()), parts[1]),
         format!("{}.{}.{}", parts[0], b64(&other_user.to_string()), parts[2]),
         format!("{}.{}.{}", parts[0], b64(&later.to_string()), parts[2]),
-        format!("{}.{}.{}", b64(&json!({"alg": "HS256", "kid": header["kid"]}).to_string()), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            b64(&json!({"alg": "HS256", "kid": header["kid"]}).to_string()),
+            parts[1],
+            parts[2]
+        ),
         format!("{}.{}.{}", parts[0], parts[1], b64("not a signature")),
         format!("{}.{}", parts[0], parts[1]),
     ];
@@ -108,7 +136,8 @@ fn base64url(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n =
+            chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
         }
@@ -118,7 +147,8 @@ fn base64url(bytes: &[u8]) -> String {
 
 fn base64url_decode(s: &str) -> Vec<u8> {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let values: Vec<u32> = s.bytes().map(|c| ABC.iter().position(|&a| a == c).unwrap() as u32).collect();
+    let values: Vec<u32> =
+        s.bytes().map(|c| ABC.iter().position(|&a| a == c).unwrap() as u32).collect();
     let mut out = Vec::new();
     for chunk in values.chunks(4) {
         let n = chunk.iter().enumerate().fold(0u32, |acc, (i, v)| acc | v << (18 - 6 * i));

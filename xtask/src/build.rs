@@ -9,8 +9,23 @@ use gateway_e2e::paths;
 
 /// Builds everything the stack runs.
 pub fn run() -> Result<()> {
-    run_checked(cargo().args(["build", "--package", "vllm-gateway-filter", "--target", "wasm32-wasip1", "--profile", "wasm"]))?;
-    run_checked(cargo().args(["build", "--package", "control-plane", "--package", "mock-vllm", "--bins"]))?;
+    run_checked(cargo().args([
+        "build",
+        "--package",
+        "vllm-gateway-filter",
+        "--target",
+        "wasm32-wasip1",
+        "--profile",
+        "wasm",
+    ]))?;
+    run_checked(cargo().args([
+        "build",
+        "--package",
+        "control-plane",
+        "--package",
+        "mock-vllm",
+        "--bins",
+    ]))?;
     let wasm = paths::filter_wasm()?;
     let size = std::fs::metadata(&wasm)?.len();
     eprintln!("xtask: filter built: {} ({} KiB)", wasm.display(), size / 1024);
@@ -22,7 +37,15 @@ pub fn run() -> Result<()> {
 /// Builds the native dynamic module and copies it to its own folder (`target/native/`): the
 /// library cargo leaves in `target/release/` is whichever build of the crate ran last.
 pub fn native_module() -> Result<std::path::PathBuf> {
-    run_checked(cargo().args(["build", "--release", "--package", "vllm-gateway-filter", "--features", "dynamic-module", "--lib"]))?;
+    run_checked(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "vllm-gateway-filter",
+        "--features",
+        "dynamic-module",
+        "--lib",
+    ]))?;
     let name = format!("lib{}.so", gateway_envoy::NATIVE_MODULE_NAME);
     let built = paths::target_dir().join("release").join(&name);
     let dir = paths::target_dir().join("native");
@@ -38,7 +61,14 @@ pub fn native_module() -> Result<std::path::PathBuf> {
 /// Builds the control plane with the release profile (what `cargo xtask up` runs: a debug build
 /// cannot keep up with Envoy's access-log stream under load); returns the binary.
 pub fn release_control_plane() -> Result<std::path::PathBuf> {
-    run_checked(cargo().args(["build", "--release", "--package", "control-plane", "--bin", "control-plane"]))?;
+    run_checked(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "control-plane",
+        "--bin",
+        "control-plane",
+    ]))?;
     Ok(paths::target_dir().join("release").join("control-plane"))
 }
 

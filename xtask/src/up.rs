@@ -107,7 +107,12 @@ fn upstreams(args: &UpArgs) -> Result<Upstreams> {
     let mut given: Vec<String> = args.models.clone();
     if given.is_empty() {
         if let Ok(env) = std::env::var("GATEWAY_MODELS") {
-            given = env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            given = env
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
     }
     if given.is_empty() {
@@ -129,13 +134,20 @@ fn upstream_keys(args: &UpArgs) -> Result<std::collections::BTreeMap<String, Str
     let mut given = args.model_api_keys.clone();
     if given.is_empty() {
         if let Ok(env) = std::env::var("GATEWAY_MODEL_API_KEYS") {
-            given = env.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            given = env
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
     }
     given
         .iter()
         .map(|pair| match pair.split_once('=') {
-            Some((name, key)) if !name.trim().is_empty() && !key.is_empty() => Ok((name.trim().to_owned(), key.to_owned())),
+            Some((name, key)) if !name.trim().is_empty() && !key.is_empty() => {
+                Ok((name.trim().to_owned(), key.to_owned()))
+            }
             _ => bail!("--model-api-key / GATEWAY_MODEL_API_KEYS: expected NAME=KEY, got `{pair}`"),
         })
         .collect()
@@ -190,7 +202,8 @@ fn print_welcome(stack: &Stack, admin_token: &str, api_key: &str) {
     let gw = &stack.gateway_url;
     let model = stack.models.first().map_or("<your model>", |(name, _)| name.as_str());
     let kind = if stack.mocks.is_empty() { "vLLM" } else { "built-in mock vLLM" };
-    let models: Vec<String> = stack.models.iter().map(|(name, url)| format!("{name} → {url} ({kind})")).collect();
+    let models: Vec<String> =
+        stack.models.iter().map(|(name, url)| format!("{name} → {url} ({kind})")).collect();
     println!(
         "\nvllm-gateway is up.\n\
          \n  gateway       {gw}  (OpenAI API under {gw}/v1)\

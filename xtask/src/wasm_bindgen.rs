@@ -55,7 +55,10 @@ fn package_version(lock: &str, name: &str) -> Result<String> {
     match versions.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("{name} is not locked (is wasm-bindgen-test a dev-dependency of the filter?)"),
-        many => bail!("several versions of {name} are locked ({}): the test runner can match only one", many.join(", ")),
+        many => bail!(
+            "several versions of {name} are locked ({}): the test runner can match only one",
+            many.join(", ")
+        ),
     }
 }
 
@@ -72,7 +75,10 @@ fn installed_version(runner: &Path) -> Option<String> {
 /// crates.io), installs it again with dependencies resolved from the registry: the runner's own
 /// version, the one that must match, is exact either way.
 fn install(root: &Path, version: &str) -> Result<()> {
-    eprintln!("xtask: installing wasm-bindgen-cli {version} into {} (a few minutes, once)", root.display());
+    eprintln!(
+        "xtask: installing wasm-bindgen-cli {version} into {} (a few minutes, once)",
+        root.display()
+    );
     let install = |locked: bool| {
         let mut command = crate::build::cargo();
         command.args(["install", "--force", "--root"]).arg(root);

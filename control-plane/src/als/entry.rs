@@ -4,7 +4,9 @@
 //! filter state `wasm.gw_usage`.
 
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, RequestMethod};
-use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, ResponseFlags};
+use envoy_types::pb::envoy::data::accesslog::v3::{
+    AccessLogCommon, HttpAccessLogEntry, ResponseFlags,
+};
 use envoy_types::pb::google::protobuf::{Any, BytesValue, Duration, StringValue, Timestamp};
 use prost::Message;
 
@@ -31,7 +33,8 @@ pub fn facts(entry: HttpAccessLogEntry) -> RequestFacts {
     let response = entry.response.unwrap_or_default();
     let started_at_ms = common.start_time.as_ref().map_or(0, timestamp_ms);
     let request_id = if request.request_id.is_empty() {
-        let peer = socket_text(common.downstream_remote_address.as_ref()).unwrap_or_else(|| common.stream_id.clone());
+        let peer = socket_text(common.downstream_remote_address.as_ref())
+            .unwrap_or_else(|| common.stream_id.clone());
         request_facts::fallback_request_id(started_at_ms, &peer)
     } else {
         request.request_id
@@ -91,9 +94,15 @@ fn upstream_host(common: &AccessLogCommon) -> Option<String> {
 }
 
 /// An address as Envoy's access-log formatters write it: `ip:port`, `[ipv6]:port`.
-fn socket_text(address: Option<&envoy_types::pb::envoy::config::core::v3::Address>) -> Option<String> {
+fn socket_text(
+    address: Option<&envoy_types::pb::envoy::config::core::v3::Address>,
+) -> Option<String> {
     let address::Address::SocketAddress(socket) = address?.address.as_ref()? else { return None };
-    let ip = if socket.address.contains(':') { format!("[{}]", socket.address) } else { socket.address.clone() };
+    let ip = if socket.address.contains(':') {
+        format!("[{}]", socket.address)
+    } else {
+        socket.address.clone()
+    };
     match socket.port_specifier {
         Some(socket_address::PortSpecifier::PortValue(port)) => Some(format!("{ip}:{port}")),
         _ => non_empty(&socket.address),

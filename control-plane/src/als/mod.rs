@@ -13,7 +13,9 @@ use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
     AccessLogService, AccessLogServiceServer,
 };
 use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
-use envoy_types::pb::envoy::service::accesslog::v3::{StreamAccessLogsMessage, StreamAccessLogsResponse};
+use envoy_types::pb::envoy::service::accesslog::v3::{
+    StreamAccessLogsMessage, StreamAccessLogsResponse,
+};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -39,7 +41,12 @@ pub struct Sink {
 /// The service ready to add to a tonic server, accepting streams that carry `state_token`
 /// (refusals are counted in `metrics`). Envoy never ends its stream, so each stream also ends
 /// when `stopping` turns true: that is what lets a graceful shutdown finish.
-pub fn service(writer: LogSender, stopping: watch::Receiver<bool>, state_token: String, metrics: Arc<Metrics>) -> AccessLogServiceServer<Sink> {
+pub fn service(
+    writer: LogSender,
+    stopping: watch::Receiver<bool>,
+    state_token: String,
+    metrics: Arc<Metrics>,
+) -> AccessLogServiceServer<Sink> {
     AccessLogServiceServer::new(Sink { writer, stopping, state_token, metrics })
 }
 
@@ -51,7 +58,9 @@ impl Sink {
             return Ok(());
         }
         self.metrics.als_streams_refused.fetch_add(1, Relaxed);
-        tracing::warn!("access-log stream refused: no or a wrong state token in its authorization metadata");
+        tracing::warn!(
+            "access-log stream refused: no or a wrong state token in its authorization metadata"
+        );
         Err(Status::unauthenticated("send the state token: authorization: Bearer <state token>"))
     }
 }

@@ -7,8 +7,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::ApiError;
 use super::limits_input::{self, LimitsSchema};
+use super::ApiError;
 use crate::store::apps::{AppChanges, AppStatus, NewApp};
 
 /// Most models an app may list.
@@ -92,7 +92,9 @@ pub struct StatusChange {
 
 /// A field that is present, even as `null`, becomes `Some(…)`; an absent one stays `None`
 /// (through `#[serde(default)]`).
-pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -119,7 +121,10 @@ fn expire(given: Option<String>) -> Result<Option<(String, i64)>, ApiError> {
         return Ok(None);
     };
     let at = OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
-        ApiError::invalid("expireTime", "must be an ISO-8601 date-time with offset, e.g. 2026-12-31T23:59:59.000+08:00")
+        ApiError::invalid(
+            "expireTime",
+            "must be an ISO-8601 date-time with offset, e.g. 2026-12-31T23:59:59.000+08:00",
+        )
     })?;
     Ok(Some((text, at.unix_timestamp())))
 }
@@ -154,11 +159,13 @@ mod tests {
     fn absent_null_and_given_fields_differ_in_an_update() {
         let changes = update(r#"{"remark":"r"}"#).validate().unwrap();
         assert_eq!((changes.expire, changes.models, changes.limits), (None, None, None));
-        let changes = update(r#"{"expireTime":null,"models":null,"limits":null}"#).validate().unwrap();
+        let changes =
+            update(r#"{"expireTime":null,"models":null,"limits":null}"#).validate().unwrap();
         assert_eq!(changes.expire, Some(None));
         assert_eq!(changes.models, Some(vec![]));
         assert_eq!(changes.limits, Some(Default::default()));
-        let changes = update(r#"{"models":[" a ","b"],"limits":{"tokensPerMinute":5}}"#).validate().unwrap();
+        let changes =
+            update(r#"{"models":[" a ","b"],"limits":{"tokensPerMinute":5}}"#).validate().unwrap();
         assert_eq!(changes.models, Some(vec!["a".to_owned(), "b".to_owned()]));
         assert_eq!(changes.limits.unwrap().all.tokens_per_minute, Some(5));
     }

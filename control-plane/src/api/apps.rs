@@ -64,7 +64,10 @@ pub async fn create(
 /// One app.
 #[utoipa::path(get, path = "/api/apps/{id}", tag = "apps", params(("id" = i64, Path, description = "App id")),
     responses((status = 200, body = App), (status = 404, body = ErrorBody)))]
-pub async fn get_one(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Result<Json<App>, ApiError> {
+pub async fn get_one(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<App>, ApiError> {
     let id = app_id(id)?;
     apps::get(state.db(), id).await?.map(Json).ok_or_else(|| not_found(id))
 }
@@ -125,7 +128,10 @@ pub async fn set_status(
 /// Deletes an app; its key stops working (it leaves the state feed). Its logs stay.
 #[utoipa::path(delete, path = "/api/apps/{id}", tag = "apps", params(("id" = i64, Path, description = "App id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
     let id = app_id(id)?;
     if !apps::delete(state.db(), id).await? {
         return Err(not_found(id));
@@ -138,7 +144,10 @@ pub async fn delete(State(state): State<AppState>, id: Result<Path<i64>, PathRej
 #[utoipa::path(post, path = "/api/apps/{id}/key", tag = "apps", params(("id" = i64, Path, description = "App id")),
     responses((status = 201, body = AppWithKey, description = "The new `apiKey`, shown this once"),
         (status = 404, body = ErrorBody)))]
-pub async fn rotate_key(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Result<(StatusCode, Json<AppWithKey>), ApiError> {
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<(StatusCode, Json<AppWithKey>), ApiError> {
     let id = app_id(id)?;
     let (app, api_key) = apps::rotate_key(state.db(), id).await?.ok_or_else(|| not_found(id))?;
     tracing::info!(app_id = id, prefix = ?app.key_prefix, "app key rotated");

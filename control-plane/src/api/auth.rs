@@ -16,8 +16,14 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Lets the request through only with the admin token (compared by hash, in constant time).
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let token = authorization(request.headers()).and_then(secrets::bearer_token).ok_or(ApiError::Unauthorized)?;
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = authorization(request.headers())
+        .and_then(secrets::bearer_token)
+        .ok_or(ApiError::Unauthorized)?;
     if !secrets::constant_time_eq(&secrets::hash(token), &state.inner.admin_token_hash) {
         return Err(ApiError::Unauthorized);
     }

@@ -66,7 +66,8 @@ impl ApiError {
     pub fn from_query(rejection: QueryRejection) -> Self {
         let text = rejection.body_text();
         let detail = text.split_once("query string: ").map_or(text.as_str(), |(_, d)| d);
-        let is_name = |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let is_name =
+            |f: &str| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match detail.split_once(": ").filter(|(f, _)| is_name(f)) {
             Some((field, why)) => Self::invalid(field.to_owned(), why.to_owned()),
             None => Self::invalid("query", detail.to_owned()),
@@ -110,8 +111,12 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, code) = match &self {
-            Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_field"),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_admin_token"),
+            Self::Invalid { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_field")
+            }
+            Self::Unauthorized => {
+                (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_admin_token")
+            }
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "invalid_request_error", "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "invalid_request_error", "conflict"),
             Self::Database(e) => {
@@ -124,7 +129,9 @@ impl IntoResponse for ApiError {
             }
         };
         let message = match &self {
-            Self::Unauthorized => "A valid admin token is required: Authorization: Bearer <admin token>.".to_owned(),
+            Self::Unauthorized => {
+                "A valid admin token is required: Authorization: Bearer <admin token>.".to_owned()
+            }
             Self::Database(_) | Self::Internal(_) => "Internal error.".to_owned(),
             other => other.to_string(),
         };
@@ -160,7 +167,10 @@ mod tests {
         let (status, body) = reply(ApiError::from(duplicate)).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["error"]["code"], "conflict");
-        assert!(!body.to_string().contains("UNIQUE") && !body.to_string().contains("settings"), "{body}");
+        assert!(
+            !body.to_string().contains("UNIQUE") && !body.to_string().contains("settings"),
+            "{body}"
+        );
 
         let missing = sqlx::query("SELECT nothing FROM nowhere").execute(&db).await.unwrap_err();
         let (status, body) = reply(ApiError::from(missing)).await;
@@ -171,7 +181,8 @@ mod tests {
 
     #[tokio::test]
     async fn internal_details_are_not_returned() {
-        let (status, body) = reply(ApiError::Internal("signing key file /secret unreadable".into())).await;
+        let (status, body) =
+            reply(ApiError::Internal("signing key file /secret unreadable".into())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"]["message"], "Internal error.");
     }
@@ -179,7 +190,10 @@ mod tests {
     #[tokio::test]
     async fn conflicts_keep_their_message() {
         let (status, body) = reply(ApiError::Conflict("email already registered".into())).await;
-        assert_eq!((status, body["error"]["message"].as_str()), (StatusCode::CONFLICT, Some("email already registered")));
+        assert_eq!(
+            (status, body["error"]["message"].as_str()),
+            (StatusCode::CONFLICT, Some("email already registered"))
+        );
         assert_eq!(body["error"]["param"], serde_json::Value::Null);
     }
 }

@@ -36,21 +36,25 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     match unready_reason(state.db()).await {
         None => (StatusCode::OK, Json(Readiness { status: "ready", reason: None })),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "not ready", reason: Some(reason) })),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness { status: "not ready", reason: Some(reason) }),
+        ),
     }
 }
 
 async fn unready_reason(db: &Db) -> Option<&'static str> {
-    let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
-        .fetch_all(db)
-        .await
-    {
-        Ok(versions) => versions,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: the database does not answer");
-            return Some("database unavailable");
-        }
-    };
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(db)
+            .await
+        {
+            Ok(versions) => versions,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: the database does not answer");
+                return Some("database unavailable");
+            }
+        };
     let pending = sqlx::migrate!("./migrations").iter().any(|m| !applied.contains(&m.version));
     pending.then_some("migrations pending")
 }
@@ -64,9 +68,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Counts every request by method, matched route template and status class.
-pub async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().as_str().to_owned();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let response = next.run(request).await;
     state.metrics().count_request(&method, &route, response.status().as_u16());
     response

@@ -33,7 +33,13 @@ pub async fn lease(
     require_state_token(&state, &headers)?;
     let Json(request) = body.map_err(ApiError::from_json)?;
     check(&request)?;
-    let grants = ledger::lease::lease(state.db(), &request.instance, &request.items, crate::store::now_secs()).await?;
+    let grants = ledger::lease::lease(
+        state.db(),
+        &request.instance,
+        &request.items,
+        crate::store::now_secs(),
+    )
+    .await?;
     let metrics = &state.metrics().limits;
     metrics.leases.fetch_add(1, Relaxed);
     for (ask, grant) in request.items.iter().zip(&grants) {
@@ -45,7 +51,10 @@ pub async fn lease(
 /// Refuses a body the ledger should not see, naming the field.
 fn check(request: &LeaseRequest) -> Result<(), ApiError> {
     if request.instance.is_empty() || request.instance.len() > MAX_INSTANCE_BYTES {
-        return Err(ApiError::invalid("instance", format!("must be 1 to {MAX_INSTANCE_BYTES} bytes")));
+        return Err(ApiError::invalid(
+            "instance",
+            format!("must be 1 to {MAX_INSTANCE_BYTES} bytes"),
+        ));
     }
     if request.items.len() > MAX_ITEMS {
         return Err(ApiError::invalid("items", format!("at most {MAX_ITEMS} asks per call")));
@@ -54,13 +63,24 @@ fn check(request: &LeaseRequest) -> Result<(), ApiError> {
     for (i, ask) in request.items.iter().enumerate() {
         if let Some(model) = &ask.key.model {
             if model.is_empty() || model.chars().count() > MAX_MODEL_CHARS {
-                return Err(ApiError::invalid(format!("items[{i}].model"), format!("must be 1 to {MAX_MODEL_CHARS} characters")));
+                return Err(ApiError::invalid(
+                    format!("items[{i}].model"),
+                    format!("must be 1 to {MAX_MODEL_CHARS} characters"),
+                ));
             }
         }
         let held = ask.held.unwrap_or(0);
-        for (name, n) in [("take", ask.take), ("charge", ask.charge), ("giveBack", ask.give_back), ("held", held)] {
+        for (name, n) in [
+            ("take", ask.take),
+            ("charge", ask.charge),
+            ("giveBack", ask.give_back),
+            ("held", held),
+        ] {
             if n > most {
-                return Err(ApiError::invalid(format!("items[{i}].{name}"), format!("must be at most {MAX_LIMIT}")));
+                return Err(ApiError::invalid(
+                    format!("items[{i}].{name}"),
+                    format!("must be at most {MAX_LIMIT}"),
+                ));
             }
         }
     }

@@ -54,21 +54,37 @@ pub fn parse(given: Option<Value>) -> Result<Limits, ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::Object(sets)) => {
             if sets.len() > MAX_MODEL_SETS {
-                return Err(ApiError::invalid("limits.models", format!("at most {MAX_MODEL_SETS} models may have their own limits")));
+                return Err(ApiError::invalid(
+                    "limits.models",
+                    format!("at most {MAX_MODEL_SETS} models may have their own limits"),
+                ));
             }
             for (model, set) in sets {
                 let field = format!("limits.models.{model}");
                 if model.trim().is_empty() || model.chars().count() > 200 || model.trim() != model {
-                    return Err(ApiError::invalid(field, "model names must be 1 to 200 characters, without surrounding spaces"));
+                    return Err(ApiError::invalid(
+                        field,
+                        "model names must be 1 to 200 characters, without surrounding spaces",
+                    ));
                 }
-                let Value::Object(members) = set else { return Err(ApiError::invalid(field, "must be an object")) };
+                let Value::Object(members) = set else {
+                    return Err(ApiError::invalid(field, "must be an object"));
+                };
                 if members.contains_key(MODELS) {
-                    return Err(ApiError::invalid(format!("{field}.{MODELS}"), "a model's limits cannot hold per-model limits"));
+                    return Err(ApiError::invalid(
+                        format!("{field}.{MODELS}"),
+                        "a model's limits cannot hold per-model limits",
+                    ));
                 }
                 limits.models.insert(model, caps(&field, members)?);
             }
         }
-        Some(_) => return Err(ApiError::invalid("limits.models", "must be an object: model name → limits")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "limits.models",
+                "must be an object: model name → limits",
+            ))
+        }
     }
     Ok(limits)
 }
@@ -88,9 +104,14 @@ fn caps(prefix: &str, members: Map<String, Value>) -> Result<Caps, ApiError> {
         };
         let n = match value {
             Value::Null => None,
-            value => Some(value.as_i64().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-                ApiError::invalid(field.clone(), format!("must be an integer from 1 to {MAX_LIMIT} (or null for none)"))
-            })?),
+            value => {
+                Some(value.as_i64().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::invalid(
+                        field.clone(),
+                        format!("must be an integer from 1 to {MAX_LIMIT} (or null for none)"),
+                    )
+                })?)
+            }
         };
         match kind {
             LimitKind::RequestsPerMinute => caps.requests_per_minute = n,
@@ -107,7 +128,10 @@ fn time_zone(field: &str, value: Value) -> Result<Option<String>, ApiError> {
     match value {
         Value::Null => Ok(None),
         Value::String(name) if crate::ledger::window::zone(Some(&name)).is_some() => Ok(Some(name)),
-        _ => Err(ApiError::invalid(field.to_owned(), "must be an IANA time zone name, such as Asia/Shanghai or UTC")),
+        _ => Err(ApiError::invalid(
+            field.to_owned(),
+            "must be an IANA time zone name, such as Asia/Shanghai or UTC",
+        )),
     }
 }
 
@@ -147,21 +171,29 @@ impl utoipa::ToSchema for LimitsSchema {
 
 /// A set's members: the five limits and the time zone.
 fn caps_schema(object: ObjectBuilder) -> ObjectBuilder {
-    let mut object = object.schema_type(Type::Object).additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
+    let mut object = object
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
     for (name, kind) in limit_fields() {
         let what = match kind {
             LimitKind::RequestsPerMinute => "Requests per calendar minute (UTC)",
-            LimitKind::TokensPerMinute => "Tokens (prompt and completion) per calendar minute (UTC)",
+            LimitKind::TokensPerMinute => {
+                "Tokens (prompt and completion) per calendar minute (UTC)"
+            }
             LimitKind::ConcurrentRequests => "Requests in flight at once",
             LimitKind::TokensPerDay => "Tokens per calendar day of `timeZone`",
             LimitKind::TokensPerMonth => "Tokens per calendar month of `timeZone`",
         };
-        let schema = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(MAX_LIMIT)).description(Some(what));
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .description(Some(what));
         object = object.property(name, schema);
     }
-    let zone = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .description(Some("IANA time zone of the daily and monthly budgets (`Asia/Shanghai`); UTC when absent"));
+    let zone = ObjectBuilder::new().schema_type(Type::String).description(Some(
+        "IANA time zone of the daily and monthly budgets (`Asia/Shanghai`); UTC when absent",
+    ));
     object.property(TIME_ZONE, zone)
 }
 
@@ -183,7 +215,11 @@ mod tests {
         let given = json!({"requestsPerMinute": 1, "tokensPerMinute": 2, "concurrentRequests": 3, "tokensPerDay": 4,
             "tokensPerMonth": MAX_LIMIT, "timeZone": "America/New_York", "models": {"m": {"tokensPerDay": 9}}});
         let limits = parse(Some(given.clone())).unwrap();
-        assert_eq!(serde_json::to_value(&limits).unwrap(), given, "what is stored is what was given");
+        assert_eq!(
+            serde_json::to_value(&limits).unwrap(),
+            given,
+            "what is stored is what was given"
+        );
         assert_eq!(parse(None).unwrap(), Limits::default());
         assert_eq!(parse(Some(Value::Null)).unwrap(), Limits::default());
         assert_eq!(parse(Some(json!({"tokensPerDay": null}))).unwrap(), Limits::default());
@@ -203,7 +239,10 @@ mod tests {
             (json!({"timeZone": 8}), "limits.timeZone"),
             (json!({"tokensPerHour": 5}), "limits.tokensPerHour"),
             (json!({"models": []}), "limits.models"),
-            (json!({"models": {"m": {"concurrentRequests": 0}}}), "limits.models.m.concurrentRequests"),
+            (
+                json!({"models": {"m": {"concurrentRequests": 0}}}),
+                "limits.models.m.concurrentRequests",
+            ),
             (json!({"models": {"m": {"models": {}}}}), "limits.models.m.models"),
             (json!({"models": {"m": 3}}), "limits.models.m"),
             (json!({"models": {"": {}}}), "limits.models."),
@@ -211,7 +250,8 @@ mod tests {
         ] {
             assert_eq!(field_of(value.clone()), field, "{value}");
         }
-        let many: Map<String, Value> = (0..=MAX_MODEL_SETS).map(|i| (format!("m{i}"), json!({"tokensPerDay": 1}))).collect();
+        let many: Map<String, Value> =
+            (0..=MAX_MODEL_SETS).map(|i| (format!("m{i}"), json!({"tokensPerDay": 1}))).collect();
         assert_eq!(field_of(json!({"models": many})), "limits.models");
     }
 }

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use crate::jwt;
 use crate::login_throttle::{account_key, Throttled};
 use crate::password::Busy;
-use crate::jwt;
 use crate::store::users;
 
 /// The login route (no admin token: it is how users get theirs).
@@ -48,7 +48,10 @@ fn refused(status: StatusCode, message: &str) -> Response {
 fn too_many(wait: Duration) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);
-    let mut response = refused(StatusCode::TOO_MANY_REQUESTS, &format!("too many login attempts, retry in {secs} s"));
+    let mut response = refused(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("too many login attempts, retry in {secs} s"),
+    );
     response.headers_mut().insert(RETRY_AFTER, secs.into());
     response
 }
@@ -82,7 +85,9 @@ pub async fn login(
         return refused(StatusCode::BAD_REQUEST, "send {\"email\",\"password\"} as JSON");
     };
     let account = account_key(&body.email);
-    let address = peer.map(|Extension(ConnectInfo(peer))| state.inner.trusted_proxies.client(peer.ip(), &headers));
+    let address = peer.map(|Extension(ConnectInfo(peer))| {
+        state.inner.trusted_proxies.client(peer.ip(), &headers)
+    });
     let throttle = &state.inner.login_throttle;
     if let Err(throttled) = throttle.admit(&account, address, Instant::now()) {
         return throttled_reply(&state, throttled);

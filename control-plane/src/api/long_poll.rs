@@ -210,14 +210,22 @@ mod tests {
     async fn the_watcher_publishes_a_change_within_a_few_ticks_and_ends_when_nobody_waits() {
         let (db, _dir) = db().await;
         let poll = Arc::new(LongPoll::new(Arc::new(Metrics::default())));
-        let before = state_version::current(&mut db.acquire().await.unwrap(), 60).await.unwrap().etag;
+        let before =
+            state_version::current(&mut db.acquire().await.unwrap(), 60).await.unwrap().etag;
         let mut waiter = poll.waiter(&db, 60).unwrap();
         tokio::time::sleep(TICK * 2).await;
         sqlx::query("UPDATE state_version SET version = version + 1").execute(&db).await.unwrap();
         let changed_at = Instant::now();
         let deadline = changed_at + Duration::from_secs(5);
-        assert!(waiter.next_change(&before, deadline).await, "the watcher's first reading is no change");
-        assert!(changed_at.elapsed() < TICK * 4, "woken {:?} after the change", changed_at.elapsed());
+        assert!(
+            waiter.next_change(&before, deadline).await,
+            "the watcher's first reading is no change"
+        );
+        assert!(
+            changed_at.elapsed() < TICK * 4,
+            "woken {:?} after the change",
+            changed_at.elapsed()
+        );
         let published = waiter.latest.borrow().clone();
         assert!(published.starts_with("\"v") && published != before, "{published}");
         drop(waiter);

@@ -54,8 +54,17 @@ pub async fn lookup(
         None => None,
     };
     tx.commit().await?;
-    count(&state, key_hash.is_some().then_some(key.is_some()), user_id.is_some().then_some(user.is_some()));
-    let feed = Feed { keys: key.into_iter().collect(), users: user.into_iter().collect(), jwt_keys: tag.jwt_keys, ..Feed::default() };
+    count(
+        &state,
+        key_hash.is_some().then_some(key.is_some()),
+        user_id.is_some().then_some(user.is_some()),
+    );
+    let feed = Feed {
+        keys: key.into_iter().collect(),
+        users: user.into_iter().collect(),
+        jwt_keys: tag.jwt_keys,
+        ..Feed::default()
+    };
     Ok(([(ETAG, state_version::header(&tag.etag))], Json(feed)).into_response())
 }
 
@@ -91,7 +100,13 @@ mod tests {
         let hash = vllm_gateway_filter::feed::hash_key("sk-live-x");
         assert_eq!(parse_key_hash(&hash).unwrap(), hash);
         assert_eq!(parse_key_hash(&hash.to_ascii_uppercase()).unwrap(), hash);
-        let bad = [String::new(), "abc".to_owned(), hash[1..].to_owned(), format!("{hash}0"), format!("g{}", &hash[1..])];
+        let bad = [
+            String::new(),
+            "abc".to_owned(),
+            hash[1..].to_owned(),
+            format!("{hash}0"),
+            format!("g{}", &hash[1..]),
+        ];
         for text in bad {
             assert!(parse_key_hash(&text).is_err(), "{text}");
         }

@@ -96,7 +96,11 @@ impl AppState {
 
     /// The same state reconciling with these vLLM upstreams, scraped every `interval` (zero:
     /// only when `GET /api/usage/reconcile` asks about now).
-    pub fn with_upstreams(mut self, upstreams: Vec<Upstream>, interval: std::time::Duration) -> Self {
+    pub fn with_upstreams(
+        mut self,
+        upstreams: Vec<Upstream>,
+        interval: std::time::Duration,
+    ) -> Self {
         Arc::make_mut(&mut self.inner).scraper = Arc::new(Scraper::new(upstreams, interval));
         self
     }

@@ -45,7 +45,9 @@ impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let bearer = |what: &str| {
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build())
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(what)).build(),
+            )
         };
         components.add_security_scheme("admin_token", bearer("The admin token"));
         components.add_security_scheme("feed_token", bearer("The state feed's shared secret"));

@@ -125,18 +125,23 @@ pub async fn reconcile(
         return Err(ApiError::invalid("to", "must be after from"));
     }
     if to.saturating_sub(from) > MAX_DAYS * 24 * HOUR_MS {
-        return Err(ApiError::invalid("from", format!("the window may span at most {MAX_DAYS} days")));
+        return Err(ApiError::invalid(
+            "from",
+            format!("the window may span at most {MAX_DAYS} days"),
+        ));
     }
     let scraper = state.scraper();
     let interval_ms = i64::try_from(scraper.interval().as_millis()).unwrap_or(i64::MAX);
     if to >= now.saturating_sub(interval_ms.max(5_000)) {
         scrape_behind(&state, to).await?;
     }
-    let slack_ms = i64::try_from(scraper.interval().max(Duration::from_secs(30)).as_millis() * 2).unwrap_or(i64::MAX);
+    let slack_ms = i64::try_from(scraper.interval().max(Duration::from_secs(30)).as_millis() * 2)
+        .unwrap_or(i64::MAX);
     let mut gateway = usage::by_model(state.db(), from, to).await?;
     let mut records = Vec::new();
     for upstream in scraper.upstreams() {
-        let totals = gateway.iter().find(|t| t.model == upstream.model).cloned().unwrap_or_default();
+        let totals =
+            gateway.iter().find(|t| t.model == upstream.model).cloned().unwrap_or_default();
         let increase = samples::increase(state.db(), upstream, from, to, slack_ms).await?;
         records.push(record(upstream, totals, increase, scraper.last_scrape(upstream), (from, to)));
     }
@@ -159,7 +164,13 @@ async fn scrape_behind(state: &AppState, to: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn record(upstream: &Upstream, gateway: ModelTotals, increase: Option<Increase>, last: Option<LastScrape>, window: (i64, i64)) -> ReconcileRecord {
+fn record(
+    upstream: &Upstream,
+    gateway: ModelTotals,
+    increase: Option<Increase>,
+    last: Option<LastScrape>,
+    window: (i64, i64),
+) -> ReconcileRecord {
     let side = GatewaySide {
         prompt: gateway.prompt_tokens,
         completion: gateway.completion_tokens,
@@ -169,7 +180,8 @@ fn record(upstream: &Upstream, gateway: ModelTotals, increase: Option<Increase>,
     };
     let no_samples = match last.as_ref().and_then(|l| l.error.as_deref()) {
         Some(error) => format!("no vLLM samples in the window: the latest scrape failed ({error})"),
-        None => "no vLLM samples in the window: the upstream was unreachable or not scraped then".to_owned(),
+        None => "no vLLM samples in the window: the upstream was unreachable or not scraped then"
+            .to_owned(),
     };
     let likely_causes = likely_causes(side, increase, window, &no_samples);
     let vllm = increase.map(|v| VllmCounters {
@@ -186,7 +198,15 @@ fn record(upstream: &Upstream, gateway: ModelTotals, increase: Option<Increase>,
         completion_tokens: v.generation - gateway.completion_tokens,
     });
     let last_scrape = last.map(|l| ScrapeStatus { at: format_ms(l.at_ms), error: l.error });
-    ReconcileRecord { model: upstream.model.clone(), upstream: Some(upstream.url.clone()), gateway, vllm, difference, last_scrape, likely_causes }
+    ReconcileRecord {
+        model: upstream.model.clone(),
+        upstream: Some(upstream.url.clone()),
+        gateway,
+        vllm,
+        difference,
+        last_scrape,
+        likely_causes,
+    }
 }
 
 fn unconfigured(gateway: ModelTotals) -> ReconcileRecord {

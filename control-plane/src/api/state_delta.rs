@@ -42,7 +42,11 @@ pub struct Since {
 
 /// 200 with what changed after version `since` of `epoch`; `None` when the log cannot tell
 /// (the caller answers with the whole state).
-pub(super) async fn delta(state: &AppState, since: i64, epoch: &str) -> Result<Option<Response>, ApiError> {
+pub(super) async fn delta(
+    state: &AppState,
+    since: i64,
+    epoch: &str,
+) -> Result<Option<Response>, ApiError> {
     let metrics = &state.metrics().feed;
     let mut cache = state.inner.delta_cache.lock().await;
     let mut tx = state.db().begin().await?;
@@ -138,7 +142,11 @@ mod tests {
         let since = |version, etag: &str| Since { version, etag: etag.to_owned() };
         remember(&mut cache, since(1, "a"), Bytes::from_static(b"1"));
         remember(&mut cache, since(2, "b"), Bytes::from_static(b"2"));
-        assert_eq!(cache.iter().map(|(k, _)| k.version).collect::<Vec<_>>(), [2], "a's deltas are stale");
+        assert_eq!(
+            cache.iter().map(|(k, _)| k.version).collect::<Vec<_>>(),
+            [2],
+            "a's deltas are stale"
+        );
         for version in 3..20 {
             remember(&mut cache, since(version, "b"), Bytes::new());
         }

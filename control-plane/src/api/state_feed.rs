@@ -101,9 +101,15 @@ fn not_modified(etag: &str) -> Response {
 
 /// Holds a pull whose version `etag` is current until the version changes (the new state, or
 /// the delta the query asks for) or `wait` passes (304). Holds no database connection meanwhile.
-async fn hold(state: &AppState, etag: String, wait: Duration, query: &StateQuery) -> Result<Response, ApiError> {
+async fn hold(
+    state: &AppState,
+    etag: String,
+    wait: Duration,
+    query: &StateQuery,
+) -> Result<Response, ApiError> {
     let metrics = &state.metrics().feed;
-    let Some(mut waiter) = state.inner.long_poll.waiter(state.db(), state.jwt_lifetime_secs()) else {
+    let Some(mut waiter) = state.inner.long_poll.waiter(state.db(), state.jwt_lifetime_secs())
+    else {
         metrics.long_polls_refused.fetch_add(1, Relaxed);
         return Ok(not_modified(&etag));
     };
@@ -165,13 +171,16 @@ async fn build(state: &AppState, tx: &mut SqliteConnection, tag: &Tag) -> Result
     let body = to_json(feed).await?;
     let metrics = &state.metrics().feed;
     metrics.builds.fetch_add(1, Relaxed);
-    metrics.last_build_micros.store(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), Relaxed);
+    metrics
+        .last_build_micros
+        .store(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), Relaxed);
     Ok(body)
 }
 
 /// `value` as JSON, written off the async workers (a large state takes tens of milliseconds).
 pub(super) async fn to_json<T: Serialize + Send + 'static>(value: T) -> Result<Bytes, ApiError> {
-    let fail = |e: &dyn std::fmt::Display| ApiError::Internal(format!("serialising the state: {e}"));
+    let fail =
+        |e: &dyn std::fmt::Display| ApiError::Internal(format!("serialising the state: {e}"));
     let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&value))
         .await
         .map_err(|e| fail(&e))?

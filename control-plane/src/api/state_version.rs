@@ -21,7 +21,10 @@ pub(super) struct Tag {
 }
 
 /// The current version; two small queries (read them in a transaction for one snapshot).
-pub(super) async fn current(conn: &mut SqliteConnection, jwt_lifetime_secs: i64) -> Result<Tag, sqlx::Error> {
+pub(super) async fn current(
+    conn: &mut SqliteConnection,
+    jwt_lifetime_secs: i64,
+) -> Result<Tag, sqlx::Error> {
     let jwt_keys = jwt::published_keys(&mut *conn, jwt_lifetime_secs).await?;
     let version = feed::version(&mut *conn).await?;
     let kids: Vec<&str> = jwt_keys.iter().map(|k| k.kid.as_str()).collect();

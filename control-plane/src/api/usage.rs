@@ -71,7 +71,10 @@ pub async fn summary(
         return Err(ApiError::invalid("to", "must be after from"));
     }
     if to.saturating_sub(from) > MAX_DAYS * DAY_MS {
-        return Err(ApiError::invalid("from", format!("the range may span at most {MAX_DAYS} days")));
+        return Err(ApiError::invalid(
+            "from",
+            format!("the range may span at most {MAX_DAYS} days"),
+        ));
     }
     let records = usage::by_app_model_day(state.db(), from, to).await?;
     // Saturating: each row's sums may already be at i64::MAX (see `store::usage`).

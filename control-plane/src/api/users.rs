@@ -1,11 +1,11 @@
 //! `/api/users`: users who log in with e-mail and password and call the gateway with JWTs (and
 //! their limits), and `/api/signing-keys/rotate`.
 
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use axum::extract::rejection::{JsonRejection, PathRejection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,7 +68,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let Json(body) = body.map_err(ApiError::from_json)?;
     let email = body.email.unwrap_or_default().trim().to_owned();
-    let valid_email = email.len() <= 254 && email.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'));
+    let valid_email = email.len() <= 254
+        && email.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'));
     if !valid_email {
         return Err(ApiError::invalid("email", "must be an e-mail address"));
     }
@@ -83,7 +84,9 @@ pub async fn create(
     })?;
     match users::create(state.db(), &email, &hash, &limits).await {
         Ok(user) => Ok((StatusCode::CREATED, Json(user))),
-        Err(e) if users::is_duplicate(&e) => Err(ApiError::Conflict(format!("a user with e-mail {email} exists"))),
+        Err(e) if users::is_duplicate(&e) => {
+            Err(ApiError::Conflict(format!("a user with e-mail {email} exists")))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -91,7 +94,10 @@ pub async fn create(
 /// `GET /api/users?page=&size=`: users, newest first.
 #[utoipa::path(get, path = "/api/users", tag = "users", params(PageQuery),
     responses((status = 200, body = Page<User>), (status = 400, body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Result<Json<Page<User>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<User>>, ApiError> {
     let (page, size) = q.resolve()?;
     let (records, total) = users::list(state.db(), (page - 1) * size, size).await?;
     Ok(Json(Page { records, total, page, size }))
@@ -100,7 +106,10 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> 
 /// `GET /api/users/{id}`: one user, with where its limits stand.
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_one(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Result<Json<User>, ApiError> {
+pub async fn get_one(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<User>, ApiError> {
     let id = user_id(id)?;
     users::get(state.db(), id).await?.map(Json).ok_or_else(|| no_user(id))
 }
@@ -151,7 +160,10 @@ pub async fn set_status(
 #[utoipa::path(post, path = "/api/users/{id}/revoke-tokens", tag = "users",
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, body = User, description = "`tokenVersion` is the new version"), (status = 404, body = ErrorBody)))]
-pub async fn revoke_tokens(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<User>, ApiError> {
+pub async fn revoke_tokens(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<User>, ApiError> {
     users::revoke_tokens(state.db(), id).await?.map(Json).ok_or_else(|| no_user(id))
 }
 

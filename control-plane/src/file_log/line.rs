@@ -48,7 +48,11 @@ pub fn complete_lines(buf: &[u8], base: u64) -> Vec<Line<'_>> {
     let mut start = 0;
     while let Some(newline) = buf[start..].iter().position(|b| *b == b'\n') {
         let end = start + newline + 1;
-        lines.push(Line { offset: base + start as u64, end: base + end as u64, raw: &buf[start..end] });
+        lines.push(Line {
+            offset: base + start as u64,
+            end: base + end as u64,
+            raw: &buf[start..end],
+        });
         start = end;
     }
     lines
@@ -95,7 +99,8 @@ pub fn parse_line(text: &[u8]) -> Parsed {
 }
 
 fn parse_record(text: &[u8]) -> Result<RequestFacts, LineError> {
-    let value: Value = serde_json::from_slice(text).map_err(|e| LineError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(text).map_err(|e| LineError::NotJson(e.to_string()))?;
     let Value::Object(map) = value else { return Err(LineError::NotAnObject) };
     let started_at_ms = integer(&map, "start_ms").ok_or(LineError::Missing("start_ms"))?;
     let request_id = string(&map, "request_id").filter(|id| !id.is_empty() && id != "-");
@@ -161,17 +166,26 @@ mod tests {
         let Parsed::Row(facts) = parse_line(ENVOY_LINE.as_bytes()) else { panic!("not a row") };
         assert_eq!(facts.request_id, "d150a0a8-36bb-4ab3-8aef-987b7263f8d5");
         assert_eq!(facts.client_request_id.as_deref(), Some("dup1"));
-        assert_eq!((facts.started_at_ms, facts.status, facts.bytes_sent), (1_796_018_700_551, Some(200), Some(2)));
+        assert_eq!(
+            (facts.started_at_ms, facts.status, facts.bytes_sent),
+            (1_796_018_700_551, Some(200), Some(2))
+        );
         assert_eq!(facts.upstream_host.as_deref(), Some("127.0.0.1:4000"));
         let usage = facts.usage.unwrap().record;
-        assert_eq!((usage.app_id, usage.usage.prompt_tokens, usage.usage.total_tokens), (Some(1), 3, 7));
+        assert_eq!(
+            (usage.app_id, usage.usage.prompt_tokens, usage.usage.total_tokens),
+            (Some(1), 3, 7)
+        );
     }
 
     #[test]
     fn reads_numbers_as_strings_and_absent_values_leniently() {
         let line = br#"{"request_id":"r","start_ms":1700000000000.0,"status":"503","duration_ms":"-","bytes_sent":null,"usage":null,"method":null}"#;
         let Parsed::Row(facts) = parse_line(line) else { panic!("not a row") };
-        assert_eq!((facts.started_at_ms, facts.status, facts.duration_ms, facts.bytes_sent), (1_700_000_000_000, Some(503), None, None));
+        assert_eq!(
+            (facts.started_at_ms, facts.status, facts.duration_ms, facts.bytes_sent),
+            (1_700_000_000_000, Some(503), None, None)
+        );
         assert_eq!((facts.method, facts.usage), (None, None));
         let object = br#"{"request_id":"r","start_ms":"1","usage":{"model":"m","status":200,"prompt_tokens":1,"completion_tokens":0,"total_tokens":1,"usage_source":"reported"}}"#;
         let Parsed::Row(facts) = parse_line(object) else { panic!("not a row") };
@@ -182,9 +196,18 @@ mod tests {
     fn garbage_is_named_and_a_cut_off_line_is_recovered() {
         assert!(matches!(parse_line(b"hello"), Parsed::Garbage(LineError::NotJson(_))));
         assert_eq!(parse_line(b"[1]"), Parsed::Garbage(LineError::NotAnObject));
-        assert_eq!(parse_line(br#"{"start_ms":"1"}"#), Parsed::Garbage(LineError::Missing("request_id")));
-        assert_eq!(parse_line(br#"{"request_id":"-","start_ms":"1"}"#), Parsed::Garbage(LineError::Missing("request_id")));
-        assert_eq!(parse_line(br#"{"request_id":"r"}"#), Parsed::Garbage(LineError::Missing("start_ms")));
+        assert_eq!(
+            parse_line(br#"{"start_ms":"1"}"#),
+            Parsed::Garbage(LineError::Missing("request_id"))
+        );
+        assert_eq!(
+            parse_line(br#"{"request_id":"-","start_ms":"1"}"#),
+            Parsed::Garbage(LineError::Missing("request_id"))
+        );
+        assert_eq!(
+            parse_line(br#"{"request_id":"r"}"#),
+            Parsed::Garbage(LineError::Missing("start_ms"))
+        );
         let cut = format!("{}{ENVOY_LINE}", &ENVOY_LINE[..120]);
         let Parsed::Recovered(facts) = parse_line(cut.as_bytes()) else { panic!("not recovered") };
         assert_eq!(facts.request_id, "d150a0a8-36bb-4ab3-8aef-987b7263f8d5");

@@ -84,12 +84,21 @@ impl Config {
     }
 
     fn policy(&self) -> Policy {
-        Policy { max_bytes: self.max_bytes, can_reopen: self.envoy_admin.is_some(), idle: self.idle }
+        Policy {
+            max_bytes: self.max_bytes,
+            can_reopen: self.envoy_admin.is_some(),
+            idle: self.idle,
+        }
     }
 }
 
 /// Starts the ingest task; it ends soon after `stop` turns true (between two transactions).
-pub fn spawn(db: Db, config: Config, metrics: Arc<Metrics>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    db: Db,
+    config: Config,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(run(Ingester::new(db, config, metrics), stop))
 }
 
@@ -127,8 +136,18 @@ pub struct Ingester {
 impl Ingester {
     /// An ingester that has not looked at the files yet.
     pub fn new(db: Db, config: Config, metrics: Arc<Metrics>) -> Self {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { db, config, metrics, client, files: HashMap::new(), draining: None, started: false, warned_over_limit: false }
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self {
+            db,
+            config,
+            metrics,
+            client,
+            files: HashMap::new(),
+            draining: None,
+            started: false,
+            warned_over_limit: false,
+        }
     }
 
     /// One pass: reads what is new in the rotated and the live file, then rotates if due.
@@ -154,7 +173,8 @@ impl Ingester {
         let live_inode = live.as_ref().map(|l| l.inode);
         if let Some(file) = &mut rotated {
             // Envoy writes elsewhere now: a cut-off last line will never be completed.
-            let finished = live_inode.is_some() && self.files[&file.inode].idle(now) >= self.config.idle;
+            let finished =
+                live_inode.is_some() && self.files[&file.inode].idle(now) >= self.config.idle;
             self.ingest(file, finished, now, stop).await?;
         }
         if let Some(file) = &mut live {
@@ -182,9 +202,16 @@ impl Ingester {
         Ok(())
     }
 
-    async fn ingest(&mut self, file: &mut Opened, finished: bool, now: Instant, stop: &watch::Receiver<bool>) -> Result<(), TailError> {
+    async fn ingest(
+        &mut self,
+        file: &mut Opened,
+        finished: bool,
+        now: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), TailError> {
         let tracked = self.files.get_mut(&file.inode).expect("tracked before");
-        let limit = if finished { file.size } else { tracked.limit(now, self.config.grace).min(file.size) };
+        let limit =
+            if finished { file.size } else { tracked.limit(now, self.config.grace).min(file.size) };
         let sink = Sink { db: &self.db, metrics: &self.metrics, limit, finished, stop };
         tail::ingest(file, tracked, &sink).await
     }
@@ -192,10 +219,20 @@ impl Ingester {
     fn view(&self, file: Option<&Opened>, now: Instant) -> Option<View> {
         let file = file?;
         let tracked = self.files.get(&file.inode)?;
-        Some(View { inode: file.inode, size: file.size, pending: tracked.pending(), idle: tracked.idle(now) })
+        Some(View {
+            inode: file.inode,
+            size: file.size,
+            pending: tracked.pending(),
+            idle: tracked.idle(now),
+        })
     }
 
-    async fn rotate(&mut self, live: Option<View>, rotated: Option<View>, now: Instant) -> Result<(), TailError> {
+    async fn rotate(
+        &mut self,
+        live: Option<View>,
+        rotated: Option<View>,
+        now: Instant,
+    ) -> Result<(), TailError> {
         match rotate::next_step(live, rotated, self.draining, self.config.policy(), now) {
             Step::Wait => {}
             Step::OverLimit => {
@@ -218,7 +255,9 @@ impl Ingester {
             }
             Step::Reopen => self.reopen(now).await,
             Step::Drained => {
-                tracing::debug!("Envoy writes the new access-log file; the rotated one is ingested");
+                tracing::debug!(
+                    "Envoy writes the new access-log file; the rotated one is ingested"
+                );
                 self.draining = None;
             }
         }
@@ -226,13 +265,19 @@ impl Ingester {
     }
 
     async fn reopen(&mut self, now: Instant) {
-        let (Some(admin), Some(draining)) = (&self.config.envoy_admin, &mut self.draining) else { return };
+        let (Some(admin), Some(draining)) = (&self.config.envoy_admin, &mut self.draining) else {
+            return;
+        };
         let first = draining.last_reopen.is_none();
         draining.last_reopen = Some(now);
         match rotate::reopen_logs(&self.client, admin).await {
             Ok(()) => tracing::debug!("asked Envoy to reopen its access logs"),
-            Err(e) if first => tracing::warn!(error = %e, "could not ask Envoy to reopen its access logs; retrying"),
-            Err(e) => tracing::debug!(error = %e, "Envoy still not asked to reopen its access logs"),
+            Err(e) if first => {
+                tracing::warn!(error = %e, "could not ask Envoy to reopen its access logs; retrying")
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Envoy still not asked to reopen its access logs")
+            }
         }
     }
 }

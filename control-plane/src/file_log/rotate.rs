@@ -61,11 +61,18 @@ pub enum Step {
 }
 
 /// The next step, from the live and rotated files as seen and the rotation under way.
-pub fn next_step(live: Option<View>, rotated: Option<View>, draining: Option<Draining>, policy: Policy, now: Instant) -> Step {
+pub fn next_step(
+    live: Option<View>,
+    rotated: Option<View>,
+    draining: Option<Draining>,
+    policy: Policy,
+    now: Instant,
+) -> Step {
     if let Some(d) = draining {
         let switched = live.is_some_and(|l| l.inode != d.inode);
         if switched {
-            let done = rotated.is_none_or(|r| r.inode != d.inode || (r.pending == 0 && r.idle >= policy.idle));
+            let done = rotated
+                .is_none_or(|r| r.inode != d.inode || (r.pending == 0 && r.idle >= policy.idle));
             return if done { Step::Drained } else { Step::Wait };
         }
         let ask = d.last_reopen.is_none_or(|at| now.saturating_duration_since(at) >= REOPEN_RETRY);
@@ -85,7 +92,9 @@ pub fn next_step(live: Option<View>, rotated: Option<View>, draining: Option<Dra
 /// did not see Envoy switch (or Envoy has not started yet); asking it to reopen is harmless.
 pub fn unfinished(live: Option<View>, rotated: Option<View>, policy: Policy) -> Option<Draining> {
     match (live, rotated) {
-        (None, Some(r)) if policy.can_reopen => Some(Draining { inode: r.inode, last_reopen: None }),
+        (None, Some(r)) if policy.can_reopen => {
+            Some(Draining { inode: r.inode, last_reopen: None })
+        }
         _ => None,
     }
 }
@@ -101,7 +110,8 @@ pub async fn reopen_logs(client: &reqwest::Client, admin: &str) -> Result<(), re
 mod tests {
     use super::*;
 
-    const POLICY: Policy = Policy { max_bytes: 100, can_reopen: true, idle: Duration::from_secs(2) };
+    const POLICY: Policy =
+        Policy { max_bytes: 100, can_reopen: true, idle: Duration::from_secs(2) };
 
     fn view(inode: u64, size: u64, pending: u64, idle_secs: u64) -> Option<View> {
         Some(View { inode, size, pending, idle: Duration::from_secs(idle_secs) })
@@ -110,11 +120,30 @@ mod tests {
     #[test]
     fn rotates_a_live_file_over_the_limit_once_the_old_rotated_file_is_done() {
         let now = Instant::now();
-        assert_eq!(next_step(view(1, 100, 0, 0), None, None, POLICY, now), Step::Wait, "at the limit");
-        assert_eq!(next_step(view(1, 101, 50, 0), None, None, POLICY, now), Step::Rotate, "read on by inode");
-        assert_eq!(next_step(view(1, 101, 0, 0), view(2, 9, 1, 9), None, POLICY, now), Step::Wait, "old .1 not ingested");
-        assert_eq!(next_step(view(1, 101, 0, 0), view(2, 9, 0, 1), None, POLICY, now), Step::Wait, "old .1 still written");
-        assert_eq!(next_step(view(1, 101, 0, 0), view(2, 9, 0, 2), None, POLICY, now), Step::Rotate);
+        assert_eq!(
+            next_step(view(1, 100, 0, 0), None, None, POLICY, now),
+            Step::Wait,
+            "at the limit"
+        );
+        assert_eq!(
+            next_step(view(1, 101, 50, 0), None, None, POLICY, now),
+            Step::Rotate,
+            "read on by inode"
+        );
+        assert_eq!(
+            next_step(view(1, 101, 0, 0), view(2, 9, 1, 9), None, POLICY, now),
+            Step::Wait,
+            "old .1 not ingested"
+        );
+        assert_eq!(
+            next_step(view(1, 101, 0, 0), view(2, 9, 0, 1), None, POLICY, now),
+            Step::Wait,
+            "old .1 still written"
+        );
+        assert_eq!(
+            next_step(view(1, 101, 0, 0), view(2, 9, 0, 2), None, POLICY, now),
+            Step::Rotate
+        );
         let no_admin = Policy { can_reopen: false, ..POLICY };
         assert_eq!(next_step(view(1, 101, 0, 0), None, None, no_admin, now), Step::OverLimit);
     }
@@ -123,13 +152,39 @@ mod tests {
     fn a_rotation_ends_when_envoy_has_switched_and_the_renamed_file_is_done() {
         let now = Instant::now();
         let asked = Draining { inode: 1, last_reopen: Some(now) };
-        assert_eq!(next_step(None, view(1, 200, 0, 9), Some(Draining { last_reopen: None, ..asked }), POLICY, now), Step::Reopen);
+        assert_eq!(
+            next_step(
+                None,
+                view(1, 200, 0, 9),
+                Some(Draining { last_reopen: None, ..asked }),
+                POLICY,
+                now
+            ),
+            Step::Reopen
+        );
         assert_eq!(next_step(None, view(1, 200, 0, 9), Some(asked), POLICY, now), Step::Wait);
-        assert_eq!(next_step(None, view(1, 200, 0, 9), Some(asked), POLICY, now + REOPEN_RETRY), Step::Reopen);
-        assert_eq!(next_step(view(3, 0, 0, 0), view(1, 200, 0, 1), Some(asked), POLICY, now), Step::Wait, "still written");
-        assert_eq!(next_step(view(3, 0, 0, 0), view(1, 200, 5, 9), Some(asked), POLICY, now), Step::Wait, "not ingested");
-        assert_eq!(next_step(view(3, 500, 0, 0), view(1, 200, 0, 2), Some(asked), POLICY, now), Step::Drained);
-        assert_eq!(unfinished(None, view(1, 5, 0, 0), POLICY), Some(Draining { inode: 1, last_reopen: None }));
+        assert_eq!(
+            next_step(None, view(1, 200, 0, 9), Some(asked), POLICY, now + REOPEN_RETRY),
+            Step::Reopen
+        );
+        assert_eq!(
+            next_step(view(3, 0, 0, 0), view(1, 200, 0, 1), Some(asked), POLICY, now),
+            Step::Wait,
+            "still written"
+        );
+        assert_eq!(
+            next_step(view(3, 0, 0, 0), view(1, 200, 5, 9), Some(asked), POLICY, now),
+            Step::Wait,
+            "not ingested"
+        );
+        assert_eq!(
+            next_step(view(3, 500, 0, 0), view(1, 200, 0, 2), Some(asked), POLICY, now),
+            Step::Drained
+        );
+        assert_eq!(
+            unfinished(None, view(1, 5, 0, 0), POLICY),
+            Some(Draining { inode: 1, last_reopen: None })
+        );
         assert_eq!(unfinished(view(2, 5, 0, 0), view(1, 5, 0, 0), POLICY), None);
     }
 }

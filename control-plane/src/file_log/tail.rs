@@ -89,7 +89,8 @@ impl Tracked {
     /// How far this pass may read: the size the file had a grace period ago, so the gRPC
     /// stream gets the first chance to deliver each request.
     pub fn limit(&self, now: Instant, grace: Duration) -> u64 {
-        let old_enough = self.seen.iter().filter(|(at, _)| *at + grace <= now).map(|(_, size)| *size);
+        let old_enough =
+            self.seen.iter().filter(|(at, _)| *at + grace <= now).map(|(_, size)| *size);
         old_enough.max().unwrap_or(self.offset).max(self.offset)
     }
 
@@ -135,7 +136,11 @@ pub async fn verify(file: &mut Opened, tracked: &mut Tracked) -> Result<(), Tail
         None => false,
     };
     if replaced {
-        tracing::warn!(inode = file.inode, offset = tracked.offset, "the access-log file was truncated or replaced; reading it from the start");
+        tracing::warn!(
+            inode = file.inode,
+            offset = tracked.offset,
+            "the access-log file was truncated or replaced; reading it from the start"
+        );
         tracked.restart();
     }
     Ok(())
@@ -157,7 +162,11 @@ pub struct Sink<'a> {
 }
 
 /// Ingests the complete lines of `file` from the cursor up to `sink.limit`.
-pub async fn ingest(file: &mut Opened, tracked: &mut Tracked, sink: &Sink<'_>) -> Result<(), TailError> {
+pub async fn ingest(
+    file: &mut Opened,
+    tracked: &mut Tracked,
+    sink: &Sink<'_>,
+) -> Result<(), TailError> {
     while tracked.offset < sink.limit && !*sink.stop.borrow() {
         let want = usize::try_from(sink.limit - tracked.offset).unwrap_or(CHUNK).min(CHUNK);
         let buf = file.read_at(tracked.offset, want).await?;
@@ -170,7 +179,8 @@ pub async fn ingest(file: &mut Opened, tracked: &mut Tracked, sink: &Sink<'_>) -
             if buf.len() < CHUNK && !(sink.finished && at_end) {
                 return Ok(()); // a line still being written
             }
-            let cut = Line { offset: tracked.offset, end: tracked.offset + buf.len() as u64, raw: &buf };
+            let cut =
+                Line { offset: tracked.offset, end: tracked.offset + buf.len() as u64, raw: &buf };
             commit(file.inode, tracked, &[cut], sink).await?;
             continue;
         }
@@ -185,7 +195,12 @@ pub async fn ingest(file: &mut Opened, tracked: &mut Tracked, sink: &Sink<'_>) -
 }
 
 /// Writes one batch's rows and the cursor past it in one transaction.
-async fn commit(inode: u64, tracked: &mut Tracked, batch: &[Line<'_>], sink: &Sink<'_>) -> Result<(), TailError> {
+async fn commit(
+    inode: u64,
+    tracked: &mut Tracked,
+    batch: &[Line<'_>],
+    sink: &Sink<'_>,
+) -> Result<(), TailError> {
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Ok(()) };
     let mut rows = Vec::with_capacity(batch.len());
     let mut garbage = 0;
@@ -196,7 +211,11 @@ async fn commit(inode: u64, tracked: &mut Tracked, batch: &[Line<'_>], sink: &Si
         match parse_line(line.text()) {
             Parsed::Row(facts) => rows.push(request_facts::to_row(facts)),
             Parsed::Recovered(facts) => {
-                tracing::warn!(inode, offset = line.offset, "access-log file: a line began with a cut-off record; skipped that part");
+                tracing::warn!(
+                    inode,
+                    offset = line.offset,
+                    "access-log file: a line began with a cut-off record; skipped that part"
+                );
                 garbage += 1;
                 rows.push(request_facts::to_row(facts));
             }
@@ -220,7 +239,12 @@ async fn commit(inode: u64, tracked: &mut Tracked, batch: &[Line<'_>], sink: &Si
     sink.metrics.rows_flagged.fetch_add(inserted.flagged, Relaxed);
     sink.metrics.file_lines_unparseable.fetch_add(garbage, Relaxed);
     if inserted.rows > 0 {
-        tracing::debug!(inode, rows = rows.len(), inserted = inserted.rows, "access-log file: rows the gRPC stream had not delivered");
+        tracing::debug!(
+            inode,
+            rows = rows.len(),
+            inserted = inserted.rows,
+            "access-log file: rows the gRPC stream had not delivered"
+        );
     }
     Ok(())
 }

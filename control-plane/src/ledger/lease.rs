@@ -6,7 +6,9 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use sqlx::SqliteConnection;
-use vllm_gateway_filter::feed::limits::{LeaseAsk, LeaseGrant, LimitKey, Subject, CONCURRENCY_LEASE_TTL_SECS};
+use vllm_gateway_filter::feed::limits::{
+    LeaseAsk, LeaseGrant, LimitKey, Subject, CONCURRENCY_LEASE_TTL_SECS,
+};
 use vllm_gateway_filter::feed::Limits;
 
 use super::window::{window_at, Window};
@@ -16,7 +18,12 @@ use crate::Db;
 
 /// Answers every ask of `instance` at the instant `now` (Unix seconds), in order, in one write
 /// transaction taken at its start.
-pub async fn lease(db: &Db, instance: &str, asks: &[LeaseAsk], now: i64) -> Result<Vec<LeaseGrant>, sqlx::Error> {
+pub async fn lease(
+    db: &Db,
+    instance: &str,
+    asks: &[LeaseAsk],
+    now: i64,
+) -> Result<Vec<LeaseGrant>, sqlx::Error> {
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     let mut subjects: HashMap<Subject, Option<Limits>> = HashMap::new();
     let mut grants = Vec::with_capacity(asks.len());
@@ -28,10 +35,14 @@ pub async fn lease(db: &Db, instance: &str, asks: &[LeaseAsk], now: i64) -> Resu
         let (limit, tz) = limit_of(subjects[&subject].as_ref(), &ask.key);
         let kind = ask.key.kind;
         let grant = match (limit, window_at(kind, now, tz)) {
-            (Some(limit), _) if !kind.is_windowed() => hold(&mut tx, instance, &ask.key, ask, limit, now).await?,
+            (Some(limit), _) if !kind.is_windowed() => {
+                hold(&mut tx, instance, &ask.key, ask, limit, now).await?
+            }
             (Some(limit), Some(current)) => {
                 let target = match ask.window.filter(|start| *start != current.start) {
-                    Some(start) => window_at(kind, start, tz).map_or(current, |w| Window { start, end: w.end }),
+                    Some(start) => {
+                        window_at(kind, start, tz).map_or(current, |w| Window { start, end: w.end })
+                    }
                     None => current,
                 };
                 count(&mut tx, &ask.key, ask, limit, current, target).await?
@@ -69,7 +80,13 @@ async fn count(
     let (charge, give_back) = (units(ask.charge), units(ask.give_back));
     if charge > 0 || give_back > 0 {
         let used = used_in(&mut *tx, key, target.start).await?;
-        store_used(&mut *tx, key, target, used.saturating_add(charge).saturating_sub(give_back).max(0)).await?;
+        store_used(
+            &mut *tx,
+            key,
+            target,
+            used.saturating_add(charge).saturating_sub(give_back).max(0),
+        )
+        .await?;
     }
     let used = used_in(&mut *tx, key, current.start).await?;
     let granted = units(ask.take).min((limit - used).max(0));
@@ -86,7 +103,11 @@ async fn count(
 }
 
 /// The units counted in the window of `key` that starts at `start`.
-pub(super) async fn used_in(conn: &mut SqliteConnection, key: &LimitKey, start: i64) -> Result<i64, sqlx::Error> {
+pub(super) async fn used_in(
+    conn: &mut SqliteConnection,
+    key: &LimitKey,
+    start: i64,
+) -> Result<i64, sqlx::Error> {
     let (subject, id) = subject_parts(key.subject);
     let used: Option<i64> = sqlx::query_scalar(
         "SELECT used FROM limit_ledger WHERE subject = ? AND subject_id = ? AND model = ? AND kind = ? AND window_start = ?",
@@ -101,7 +122,12 @@ pub(super) async fn used_in(conn: &mut SqliteConnection, key: &LimitKey, start: 
     Ok(used.unwrap_or(0))
 }
 
-async fn store_used(conn: &mut SqliteConnection, key: &LimitKey, window: Window, used: i64) -> Result<(), sqlx::Error> {
+async fn store_used(
+    conn: &mut SqliteConnection,
+    key: &LimitKey,
+    window: Window,
+    used: i64,
+) -> Result<(), sqlx::Error> {
     let (subject, id) = subject_parts(key.subject);
     sqlx::query(
         "INSERT INTO limit_ledger (subject, subject_id, model, kind, window_start, window_end, used) \
@@ -147,7 +173,11 @@ async fn hold(
     // A renewal says what the instance holds; else its holding moves by what the ask says.
     let own = match ask.held {
         Some(held) => units(held),
-        None => own.unwrap_or(0).saturating_add(units(ask.charge)).saturating_sub(units(ask.give_back)).max(0),
+        None => own
+            .unwrap_or(0)
+            .saturating_add(units(ask.charge))
+            .saturating_sub(units(ask.give_back))
+            .max(0),
     };
     let granted = units(ask.take).min((limit - others - own).max(0));
     let own = own + granted;
@@ -164,7 +194,13 @@ async fn hold(
     .execute(&mut *tx)
     .await?;
     let used = u64::try_from(others + own).unwrap_or(0);
-    Ok(LeaseGrant { granted: granted as u64, limit: Some(limit as u64), used, window: 0, resets_at_ms: 0 })
+    Ok(LeaseGrant {
+        granted: granted as u64,
+        limit: Some(limit as u64),
+        used,
+        window: 0,
+        resets_at_ms: 0,
+    })
 }
 
 /// Concurrency slots of `key`'s subject and model held now by every instance but `except`.

@@ -68,7 +68,8 @@ pub async fn prune(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     ];
     for (sql, cutoff) in statements {
         loop {
-            let n = sqlx::query(sql).bind(cutoff).bind(PRUNE_BATCH).execute(db).await?.rows_affected();
+            let n =
+                sqlx::query(sql).bind(cutoff).bind(PRUNE_BATCH).execute(db).await?.rows_affected();
             deleted += n;
             if n < PRUNE_BATCH as u64 {
                 break;
@@ -86,7 +87,9 @@ pub fn spawn_pruning(db: Db) -> JoinHandle<()> {
             match prune(&db, crate::store::now_secs()).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::debug!(deleted, "limit ledger pruned"),
-                Err(e) => tracing::warn!(error = %e, "pruning the limit ledger failed; trying again later"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the limit ledger failed; trying again later")
+                }
             }
             tokio::time::sleep(PRUNE_EVERY).await;
         }

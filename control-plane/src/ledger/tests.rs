@@ -2,7 +2,9 @@
 //! the limit, give-backs, concurrency slots that expire and are renewed, limits read from the
 //! subject, and restarts.
 
-use vllm_gateway_filter::feed::limits::{LeaseAsk, LeaseGrant, LimitKey, LimitKind, Subject, CONCURRENCY_LEASE_TTL_SECS};
+use vllm_gateway_filter::feed::limits::{
+    LeaseAsk, LeaseGrant, LimitKey, LimitKind, Subject, CONCURRENCY_LEASE_TTL_SECS,
+};
 use vllm_gateway_filter::feed::Limits;
 
 use super::lease::lease;
@@ -53,7 +55,11 @@ async fn takes_are_granted_up_to_the_limit_and_charges_pass_it() {
     let refused = one(&db, "e1", take(tpm.clone(), 1), NOW).await;
     assert_eq!((refused.granted, refused.used), (0, 115));
     let next_minute = one(&db, "e1", take(tpm, 5), NOW + 30).await;
-    assert_eq!((next_minute.granted, next_minute.used, next_minute.window), (5, 5, NOW + 30), "a new window");
+    assert_eq!(
+        (next_minute.granted, next_minute.used, next_minute.window),
+        (5, 5, NOW + 30),
+        "a new window"
+    );
 }
 
 #[tokio::test]
@@ -70,7 +76,11 @@ async fn a_give_back_frees_its_own_window_never_below_zero() {
     let tomorrow = NOW + 8 * 3600;
     let late = LeaseAsk { window: Some(granted.window), give_back: 5000, take: 10, ..tpd.clone() };
     let next = one(&db, "e1", late, tomorrow).await;
-    assert_eq!((next.used, next.window), (10, granted.resets_at_ms as i64 / 1000), "today's window is untouched");
+    assert_eq!(
+        (next.used, next.window),
+        (10, granted.resets_at_ms as i64 / 1000),
+        "today's window is untouched"
+    );
     let used: i64 = sqlx::query_scalar("SELECT used FROM limit_ledger WHERE window_start = ?")
         .bind(granted.window)
         .fetch_one(&db)
@@ -102,7 +112,9 @@ async fn concurrency_slots_are_held_per_instance_expire_and_are_renewed() {
     assert_eq!((lost.granted, lost.used), (1, 2));
     let renewed = one(&db, "e3", LeaseAsk { held: Some(1), ..slots.clone() }, later).await;
     assert_eq!(renewed.used, 1, "e3 holds 1, not 2");
-    let unscoped = one(&db, "e1", take(ask(Subject::App(id), None, LimitKind::ConcurrentRequests), 9), later).await;
+    let unscoped =
+        one(&db, "e1", take(ask(Subject::App(id), None, LimitKind::ConcurrentRequests), 9), later)
+            .await;
     assert_eq!((unscoped.granted, unscoped.limit), (9, None), "no subject-wide concurrency limit");
 }
 
@@ -125,7 +137,8 @@ async fn without_the_limit_everything_is_granted_and_nothing_counted() {
     .unwrap();
     assert!(grants.iter().all(|g| g.limit.is_none() && g.used == 0));
     assert_eq!(grants.iter().map(|g| g.granted).collect::<Vec<_>>(), [500, 7, 50]);
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM limit_ledger").fetch_one(&db).await.unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM limit_ledger").fetch_one(&db).await.unwrap();
     assert_eq!(rows, 0);
 }
 
@@ -175,13 +188,16 @@ async fn pruning_deletes_long_ended_windows_and_expired_holdings_only() {
     let tpm = ask(Subject::App(id), None, LimitKind::TokensPerMinute);
     one(&db, "e1", take(tpm.clone(), 1), NOW - KEEP_ENDED_WINDOWS_SECS - 120).await;
     one(&db, "e1", take(tpm, 1), NOW).await;
-    one(&db, "e1", take(ask(Subject::App(id), None, LimitKind::ConcurrentRequests), 1), NOW - 3600).await;
+    one(&db, "e1", take(ask(Subject::App(id), None, LimitKind::ConcurrentRequests), 1), NOW - 3600)
+        .await;
     one(&db, "e2", take(ask(Subject::App(id), None, LimitKind::ConcurrentRequests), 1), NOW).await;
     assert_eq!(prune(&db, NOW).await.unwrap(), 2);
-    let left: (i64, i64) = sqlx::query_as("SELECT (SELECT COUNT(*) FROM limit_ledger), (SELECT COUNT(*) FROM limit_holdings)")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let left: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM limit_ledger), (SELECT COUNT(*) FROM limit_holdings)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
     assert_eq!(left, (1, 1));
 }
 
@@ -191,7 +207,11 @@ fn a_model_set_counts_in_its_own_zone_else_the_subject_wide_one() {
         r#"{"tokensPerDay":1,"timeZone":"Asia/Shanghai","models":{"a":{"tokensPerDay":2},"b":{"tokensPerDay":3,"timeZone":"UTC"}}}"#,
     )
     .unwrap();
-    let key = |model: Option<&str>| LimitKey { subject: Subject::User(1), model: model.map(str::to_owned), kind: LimitKind::TokensPerDay };
+    let key = |model: Option<&str>| LimitKey {
+        subject: Subject::User(1),
+        model: model.map(str::to_owned),
+        kind: LimitKind::TokensPerDay,
+    };
     assert_eq!(limit_of(Some(&limits), &key(None)), (Some(1), chrono_tz::Tz::Asia__Shanghai));
     assert_eq!(limit_of(Some(&limits), &key(Some("a"))), (Some(2), chrono_tz::Tz::Asia__Shanghai));
     assert_eq!(limit_of(Some(&limits), &key(Some("b"))), (Some(3), chrono_tz::Tz::UTC));

@@ -39,9 +39,15 @@ pub struct LimitUsage {
 }
 
 /// Every limit of `limits` (subject-wide first, then per model by name), at the instant `now`.
-pub async fn usage(db: &Db, subject: Subject, limits: Option<&Limits>, now: i64) -> Result<Vec<LimitUsage>, sqlx::Error> {
+pub async fn usage(
+    db: &Db,
+    subject: Subject,
+    limits: Option<&Limits>,
+    now: i64,
+) -> Result<Vec<LimitUsage>, sqlx::Error> {
     let Some(limits) = limits else { return Ok(Vec::new()) };
-    let scopes = std::iter::once((None, &limits.all)).chain(limits.models.iter().map(|(m, caps)| (Some(m.clone()), caps)));
+    let scopes = std::iter::once((None, &limits.all))
+        .chain(limits.models.iter().map(|(m, caps)| (Some(m.clone()), caps)));
     let mut conn = db.acquire().await?;
     let mut out = Vec::new();
     for (model, caps) in scopes {

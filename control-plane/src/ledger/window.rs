@@ -93,16 +93,21 @@ mod tests {
 
     #[test]
     fn minutes_are_utc_calendar_minutes() {
-        let w = window_at(LimitKind::TokensPerMinute, at("2026-01-31T10:15:42Z"), tz("Asia/Shanghai")).unwrap();
+        let w =
+            window_at(LimitKind::TokensPerMinute, at("2026-01-31T10:15:42Z"), tz("Asia/Shanghai"))
+                .unwrap();
         assert_eq!((w.start, w.end), (at("2026-01-31T10:15:00Z"), at("2026-01-31T10:16:00Z")));
         assert_eq!(window_at(LimitKind::ConcurrentRequests, 5, Tz::UTC), None);
     }
 
     #[test]
     fn a_shanghai_day_starts_at_16_utc() {
-        let w = window_at(LimitKind::TokensPerDay, at("2026-01-31T15:59:59Z"), tz("Asia/Shanghai")).unwrap();
+        let w = window_at(LimitKind::TokensPerDay, at("2026-01-31T15:59:59Z"), tz("Asia/Shanghai"))
+            .unwrap();
         assert_eq!((w.start, w.end), (at("2026-01-30T16:00:00Z"), at("2026-01-31T16:00:00Z")));
-        let next = window_at(LimitKind::TokensPerDay, at("2026-01-31T16:00:00Z"), tz("Asia/Shanghai")).unwrap();
+        let next =
+            window_at(LimitKind::TokensPerDay, at("2026-01-31T16:00:00Z"), tz("Asia/Shanghai"))
+                .unwrap();
         assert_eq!(next.start, w.end);
         assert_eq!(rfc3339(next.start, tz("Asia/Shanghai")), "2026-02-01T00:00:00+08:00");
         assert_eq!(rfc3339(next.start, Tz::UTC), "2026-01-31T16:00:00Z");
@@ -111,26 +116,40 @@ mod tests {
     #[test]
     fn new_york_days_are_23_and_25_hours_when_the_clocks_change() {
         let ny = tz("America/New_York");
-        let spring = window_at(LimitKind::TokensPerDay, at("2026-03-08T12:00:00-04:00"), ny).unwrap();
+        let spring =
+            window_at(LimitKind::TokensPerDay, at("2026-03-08T12:00:00-04:00"), ny).unwrap();
         assert_eq!(spring.start, at("2026-03-08T00:00:00-05:00"));
         assert_eq!(spring.end - spring.start, 23 * 3600);
-        let autumn = window_at(LimitKind::TokensPerDay, at("2026-11-01T12:00:00-05:00"), ny).unwrap();
+        let autumn =
+            window_at(LimitKind::TokensPerDay, at("2026-11-01T12:00:00-05:00"), ny).unwrap();
         assert_eq!(autumn.start, at("2026-11-01T00:00:00-04:00"));
         assert_eq!(autumn.end - autumn.start, 25 * 3600);
     }
 
     #[test]
     fn months_are_calendar_months_of_the_zone_and_december_rolls_over() {
-        let w = window_at(LimitKind::TokensPerMonth, at("2026-12-31T20:00:00Z"), tz("Asia/Shanghai")).unwrap();
-        assert_eq!((w.start, w.end), (at("2026-12-31T16:00:00Z"), at("2027-01-31T16:00:00Z")), "already January there");
-        let utc = window_at(LimitKind::TokensPerMonth, at("2026-02-15T00:00:00Z"), Tz::UTC).unwrap();
+        let w =
+            window_at(LimitKind::TokensPerMonth, at("2026-12-31T20:00:00Z"), tz("Asia/Shanghai"))
+                .unwrap();
+        assert_eq!(
+            (w.start, w.end),
+            (at("2026-12-31T16:00:00Z"), at("2027-01-31T16:00:00Z")),
+            "already January there"
+        );
+        let utc =
+            window_at(LimitKind::TokensPerMonth, at("2026-02-15T00:00:00Z"), Tz::UTC).unwrap();
         assert_eq!((utc.start, utc.end), (at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")));
     }
 
     #[test]
     fn a_zone_whose_clocks_jump_at_midnight_starts_its_day_at_the_first_existing_time() {
         // Santiago moved its clocks from 00:00 to 01:00 on 2024-09-08.
-        let w = window_at(LimitKind::TokensPerDay, at("2024-09-08T12:00:00-03:00"), tz("America/Santiago")).unwrap();
+        let w = window_at(
+            LimitKind::TokensPerDay,
+            at("2024-09-08T12:00:00-03:00"),
+            tz("America/Santiago"),
+        )
+        .unwrap();
         assert_eq!(w.start, at("2024-09-08T01:00:00-03:00"));
         assert_eq!(zone(Some("Mars/Olympus")), None);
         assert_eq!(zone(None), Some(Tz::UTC));

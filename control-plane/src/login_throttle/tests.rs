@@ -12,7 +12,9 @@ fn ip(last: u8) -> Option<IpAddr> {
 /// Fails `n` attempts on `account` from `address` at `now` (each must be admitted).
 fn fail(throttle: &LoginThrottle, account: &str, address: Option<IpAddr>, now: Instant, n: u32) {
     for i in 0..n {
-        throttle.admit(account, address, now).unwrap_or_else(|t| panic!("attempt {i} refused: {t:?}"));
+        throttle
+            .admit(account, address, now)
+            .unwrap_or_else(|t| panic!("attempt {i} refused: {t:?}"));
     }
 }
 
@@ -32,10 +34,20 @@ fn an_account_is_throttled_from_any_address_and_released_after_its_wait() {
         fail(&throttle, "victim@example.com", ip(i), t0, 1);
     }
     assert_eq!(throttle.admit("victim@example.com", ip(99), t0), Err(Throttled::Account(SEC)));
-    assert_eq!(throttle.admit("victim@example.com", ip(99), t0 + SEC / 2), Err(Throttled::Account(SEC / 2)));
+    assert_eq!(
+        throttle.admit("victim@example.com", ip(99), t0 + SEC / 2),
+        Err(Throttled::Account(SEC / 2))
+    );
     fail(&throttle, "victim@example.com", ip(99), t0 + SEC, 1);
-    assert_eq!(throttle.admit("victim@example.com", ip(98), t0 + SEC), Err(Throttled::Account(2 * SEC)), "the wait doubled");
-    assert!(throttle.admit("other@example.com", ip(98), t0 + SEC).is_ok(), "other accounts are not affected");
+    assert_eq!(
+        throttle.admit("victim@example.com", ip(98), t0 + SEC),
+        Err(Throttled::Account(2 * SEC)),
+        "the wait doubled"
+    );
+    assert!(
+        throttle.admit("other@example.com", ip(98), t0 + SEC).is_ok(),
+        "other accounts are not affected"
+    );
 }
 
 #[test]
@@ -47,7 +59,10 @@ fn an_address_is_throttled_for_every_account() {
     }
     assert_eq!(throttle.admit("fresh@example.com", ip(1), t0), Err(Throttled::Address(SEC)));
     assert!(throttle.admit("fresh@example.com", ip(2), t0).is_ok());
-    assert!(throttle.admit("fresh2@example.com", None, t0).is_ok(), "an unknown address is throttled by account only");
+    assert!(
+        throttle.admit("fresh2@example.com", None, t0).is_ok(),
+        "an unknown address is throttled by account only"
+    );
 }
 
 #[test]
@@ -80,7 +95,10 @@ fn idle_entries_are_forgotten() {
     fail(&throttle, "a@example.com", ip(1), t0, 5);
     let later = t0 + Duration::from_secs(3600);
     fail(&throttle, "a@example.com", ip(1), later, 5);
-    assert!(throttle.admit("a@example.com", ip(1), later).is_err(), "counted afresh from the forgotten entry");
+    assert!(
+        throttle.admit("a@example.com", ip(1), later).is_err(),
+        "counted afresh from the forgotten entry"
+    );
 }
 
 #[test]
@@ -90,11 +108,20 @@ fn the_tables_stay_bounded_dropping_the_oldest() {
     fail(&throttle, "victim@example.com", None, t0, 5);
     for i in 0..1000u32 {
         let at = t0 + Duration::from_millis(u64::from(i) + 1);
-        fail(&throttle, &format!("spray{i}@example.com"), Some(IpAddr::from(i.to_be_bytes())), at, 1);
+        fail(
+            &throttle,
+            &format!("spray{i}@example.com"),
+            Some(IpAddr::from(i.to_be_bytes())),
+            at,
+            1,
+        );
         let (accounts, addresses) = throttle.entries();
         assert!(accounts <= 100 && addresses <= 100, "{accounts} {addresses}");
     }
-    assert!(throttle.admit("spray999@example.com", None, t0 + SEC * 2).is_ok(), "the newest is kept");
+    assert!(
+        throttle.admit("spray999@example.com", None, t0 + SEC * 2).is_ok(),
+        "the newest is kept"
+    );
     let (accounts, _) = throttle.entries();
     assert!(accounts >= 90, "only a tenth is dropped at a time: {accounts}");
 }

@@ -46,7 +46,8 @@ impl FromStr for Upstream {
         let bad = || BadUpstream(s.to_owned());
         let (model, url) = s.trim().split_once('=').ok_or_else(bad)?;
         let url = url.trim().trim_end_matches('/');
-        let host = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or_else(bad)?;
+        let host =
+            url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or_else(bad)?;
         if model.trim().is_empty() || host.is_empty() || host.contains(char::is_whitespace) {
             return Err(bad());
         }
@@ -106,7 +107,8 @@ impl Scraper {
         for u in which {
             by_url.entry(u.url.as_str()).or_default().push(u);
         }
-        let scrapes = by_url.into_iter().map(|(url, models)| self.scrape_url(db, metrics, url, models));
+        let scrapes =
+            by_url.into_iter().map(|(url, models)| self.scrape_url(db, metrics, url, models));
         for scrape in scrapes {
             scrape.await;
         }
@@ -118,11 +120,19 @@ impl Scraper {
         for upstream in models {
             let totals = text.as_ref().map_err(Clone::clone).and_then(|t| {
                 prom::token_totals(t, &upstream.model).ok_or_else(|| {
-                    format!("{url}/metrics has no {} and {} for model_name=\"{}\"", prom::PROMPT_TOKENS, prom::GENERATION_TOKENS, upstream.model)
+                    format!(
+                        "{url}/metrics has no {} and {} for model_name=\"{}\"",
+                        prom::PROMPT_TOKENS,
+                        prom::GENERATION_TOKENS,
+                        upstream.model
+                    )
                 })
             });
             let error = match totals {
-                Ok(t) => samples::insert(db, upstream, at_ms, t).await.err().map(|e| format!("storing the sample: {e}")),
+                Ok(t) => samples::insert(db, upstream, at_ms, t)
+                    .await
+                    .err()
+                    .map(|e| format!("storing the sample: {e}")),
                 Err(e) => Some(e),
             };
             match &error {
@@ -138,7 +148,12 @@ impl Scraper {
     }
 
     async fn fetch(&self, url: &str) -> Result<String, String> {
-        let reply = self.client.get(format!("{url}/metrics")).send().await.map_err(|e| format!("{url}/metrics: {e}"))?;
+        let reply = self
+            .client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .map_err(|e| format!("{url}/metrics: {e}"))?;
         let reply = reply.error_for_status().map_err(|e| format!("{url}/metrics: {e}"))?;
         reply.text().await.map_err(|e| format!("{url}/metrics: {e}"))
     }
@@ -150,7 +165,12 @@ fn key(upstream: &Upstream) -> String {
 
 /// Starts the background scrapes (none without upstreams or with a zero interval): one at once,
 /// then one every interval, until `stop` turns true.
-pub fn spawn(scraper: Arc<Scraper>, db: Db, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+pub fn spawn(
+    scraper: Arc<Scraper>,
+    db: Db,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<JoinHandle<()>> {
     if scraper.upstreams.is_empty() || scraper.interval.is_zero() {
         return None;
     }

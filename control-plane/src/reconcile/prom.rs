@@ -28,7 +28,8 @@ pub fn token_totals(text: &str, model: &str) -> Option<TokenTotals> {
             GENERATION_TOKENS => &mut generation,
             _ => continue,
         };
-        let ours = sample.labels.iter().any(|(name, value)| *name == "model_name" && value == model);
+        let ours =
+            sample.labels.iter().any(|(name, value)| *name == "model_name" && value == model);
         if ours && sample.value.is_finite() {
             *slot = Some(slot.unwrap_or(0.0) + sample.value);
         }
@@ -123,7 +124,10 @@ vllm:generation_tokens_total{engine="2",model_name="m"} NaN
 
     #[test]
     fn sums_a_models_counters_over_engines() {
-        assert_eq!(token_totals(VLLM, "m"), Some(TokenTotals { prompt: 1_230_007, generation: 456 }));
+        assert_eq!(
+            token_totals(VLLM, "m"),
+            Some(TokenTotals { prompt: 1_230_007, generation: 456 })
+        );
         assert_eq!(token_totals(VLLM, "a \"quoted\", name"), None, "no prompt series");
         assert_eq!(token_totals(VLLM, "absent"), None);
         assert_eq!(token_totals("", "m"), None);

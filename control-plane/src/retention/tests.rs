@@ -13,32 +13,58 @@ async fn db_with_rows(started: impl Iterator<Item = i64>) -> (Db, tempfile::Temp
     let db = crate::db::open(&dir.path().join("r.db").display().to_string()).await.unwrap();
     let rows: Vec<AccessLog> = started
         .enumerate()
-        .map(|(i, started_at_ms)| AccessLog { request_id: format!("r{i}"), started_at_ms, ..AccessLog::default() })
+        .map(|(i, started_at_ms)| AccessLog {
+            request_id: format!("r{i}"),
+            started_at_ms,
+            ..AccessLog::default()
+        })
         .collect();
     insert_batch(&db, &rows).await.unwrap();
     (db, dir)
 }
 
 async fn remaining(db: &Db) -> Vec<i64> {
-    sqlx::query_scalar("SELECT started_at_ms FROM access_logs ORDER BY started_at_ms").fetch_all(db).await.unwrap()
+    sqlx::query_scalar("SELECT started_at_ms FROM access_logs ORDER BY started_at_ms")
+        .fetch_all(db)
+        .await
+        .unwrap()
 }
 
 /// `accounted` rows of app 1 (the oldest), then `junk` 401s without identity, a second apart.
 async fn db_with_accounted_and_junk(accounted: i64, junk: i64) -> (Db, tempfile::TempDir) {
     let (db, dir) = db_with_rows(std::iter::empty()).await;
-    let row = |i: i64| AccessLog { request_id: format!("r{i}"), started_at_ms: NOW_MS - 1_000_000 + i * 1000, ..AccessLog::default() };
-    let mut rows: Vec<AccessLog> = (0..accounted).map(|i| AccessLog { app_id: Some(1), total_tokens: Some(3), ..row(i) }).collect();
-    rows.extend((accounted..accounted + junk).map(|i| AccessLog { status: Some(401), gateway_error: Some("invalid_api_key".into()), ..row(i) }));
+    let row = |i: i64| AccessLog {
+        request_id: format!("r{i}"),
+        started_at_ms: NOW_MS - 1_000_000 + i * 1000,
+        ..AccessLog::default()
+    };
+    let mut rows: Vec<AccessLog> = (0..accounted)
+        .map(|i| AccessLog { app_id: Some(1), total_tokens: Some(3), ..row(i) })
+        .collect();
+    rows.extend((accounted..accounted + junk).map(|i| AccessLog {
+        status: Some(401),
+        gateway_error: Some("invalid_api_key".into()),
+        ..row(i)
+    }));
     insert_batch(&db, &rows).await.unwrap();
     (db, dir)
 }
 
 async fn count_where(db: &Db, condition: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM access_logs WHERE {condition}")).fetch_one(db).await.unwrap()
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM access_logs WHERE {condition}"))
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 fn policy(max_age_days: u32, max_rows: u64) -> Retention {
-    Retention { max_age_days, max_rows, batch_rows: 3, pause: Duration::ZERO, ..Retention::default() }
+    Retention {
+        max_age_days,
+        max_rows,
+        batch_rows: 3,
+        pause: Duration::ZERO,
+        ..Retention::default()
+    }
 }
 
 #[tokio::test]
@@ -62,7 +88,10 @@ async fn vllm_samples_are_kept_as_many_days_as_rows() {
         crate::store::samples::insert(&db, &upstream, NOW_MS - d * DAY_MS, totals).await.unwrap();
     }
     prune(&db, &policy(4, 0), NOW_MS, &Metrics::default()).await.unwrap();
-    let kept: Vec<i64> = sqlx::query_scalar("SELECT at_ms FROM upstream_samples ORDER BY at_ms").fetch_all(&db).await.unwrap();
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT at_ms FROM upstream_samples ORDER BY at_ms")
+        .fetch_all(&db)
+        .await
+        .unwrap();
     assert_eq!(kept, (0..5).rev().map(|d| NOW_MS - d * DAY_MS).collect::<Vec<_>>());
 }
 
@@ -107,7 +136,11 @@ async fn junk_beyond_its_own_cap_never_evicts_accounted_rows() {
     prune(&db, &retention, NOW_MS, &Metrics::default()).await.unwrap();
     assert_eq!(count_where(&db, "app_id = 1").await, 40, "every accounted row survives");
     assert_eq!(count_where(&db, UNAUTHENTICATED).await, 5);
-    let newest_junk: i64 = sqlx::query_scalar("SELECT MIN(started_at_ms) FROM access_logs WHERE app_id IS NULL").fetch_one(&db).await.unwrap();
+    let newest_junk: i64 =
+        sqlx::query_scalar("SELECT MIN(started_at_ms) FROM access_logs WHERE app_id IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(newest_junk, NOW_MS - 1_000_000 + 235 * 1000, "the newest junk is kept");
 }
 
@@ -117,19 +150,32 @@ async fn over_the_row_limit_junk_goes_first_and_accounted_rows_only_beyond_the_l
     let (db, _dir) = db_with_accounted_and_junk(45, 10).await;
     let retention = Retention { max_unauthenticated_rows: 10, ..policy(0, 50) };
     assert_eq!(prune(&db, &retention, NOW_MS, &Metrics::default()).await.unwrap(), 5);
-    assert_eq!((count_where(&db, "app_id = 1").await, count_where(&db, UNAUTHENTICATED).await), (45, 5));
+    assert_eq!(
+        (count_where(&db, "app_id = 1").await, count_where(&db, UNAUTHENTICATED).await),
+        (45, 5)
+    );
     // Accounted rows alone beyond the limit: the oldest of them go, after every junk row.
     let retention = Retention { max_unauthenticated_rows: 10, ..policy(0, 40) };
     assert_eq!(prune(&db, &retention, NOW_MS, &Metrics::default()).await.unwrap(), 10);
-    assert_eq!((count_where(&db, "app_id = 1").await, count_where(&db, UNAUTHENTICATED).await), (40, 0));
-    let oldest: i64 = sqlx::query_scalar("SELECT MIN(started_at_ms) FROM access_logs").fetch_one(&db).await.unwrap();
+    assert_eq!(
+        (count_where(&db, "app_id = 1").await, count_where(&db, UNAUTHENTICATED).await),
+        (40, 0)
+    );
+    let oldest: i64 = sqlx::query_scalar("SELECT MIN(started_at_ms) FROM access_logs")
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(oldest, NOW_MS - 1_000_000 + 5 * 1000);
 }
 
 #[tokio::test]
 async fn rows_with_a_user_or_tokens_are_accounted_and_junk_is_found_by_its_index() {
     let (db, _dir) = db_with_rows(std::iter::empty()).await;
-    let row = |id: &str| AccessLog { request_id: id.into(), started_at_ms: NOW_MS, ..AccessLog::default() };
+    let row = |id: &str| AccessLog {
+        request_id: id.into(),
+        started_at_ms: NOW_MS,
+        ..AccessLog::default()
+    };
     let rows = [
         AccessLog { user_id: Some(7), ..row("user") },
         AccessLog { prompt_tokens: Some(1), ..row("tokens") },
@@ -137,12 +183,26 @@ async fn rows_with_a_user_or_tokens_are_accounted_and_junk_is_found_by_its_index
         row("bare"),
     ];
     insert_batch(&db, &rows).await.unwrap();
-    let junk: Vec<String> = sqlx::query_scalar(&format!("SELECT request_id FROM access_logs WHERE {UNAUTHENTICATED} ORDER BY request_id")).fetch_all(&db).await.unwrap();
+    let junk: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT request_id FROM access_logs WHERE {UNAUTHENTICATED} ORDER BY request_id"
+    ))
+    .fetch_all(&db)
+    .await
+    .unwrap();
     assert_eq!(junk, ["bare", "zero"]);
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", oldest_unauthenticated().replace("DELETE FROM access_logs WHERE rowid IN", "SELECT * FROM access_logs WHERE rowid IN")))
-        .bind(1i64)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    assert!(plan.iter().any(|(_, _, _, detail)| detail.contains("access_logs_unauthenticated")), "{plan:?}");
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        oldest_unauthenticated().replace(
+            "DELETE FROM access_logs WHERE rowid IN",
+            "SELECT * FROM access_logs WHERE rowid IN"
+        )
+    ))
+    .bind(1i64)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|(_, _, _, detail)| detail.contains("access_logs_unauthenticated")),
+        "{plan:?}"
+    );
 }

@@ -77,7 +77,8 @@ impl FromRow<'_, SqliteRow> for App {
 /// The `models` column (a JSON array) of an app row.
 pub(super) fn models_from_row(row: &SqliteRow) -> Result<Vec<String>, sqlx::Error> {
     let text: String = row.try_get("models")?;
-    serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "models".into(), source: e.into() })
+    serde_json::from_str(&text)
+        .map_err(|e| sqlx::Error::ColumnDecode { index: "models".into(), source: e.into() })
 }
 
 fn models_to_text(models: &[String]) -> String {
@@ -153,7 +154,11 @@ pub async fn create(db: &Db, new: &NewApp) -> Result<(App, String), sqlx::Error>
 }
 
 /// Stores a new key for `app_id`; returns its plaintext.
-async fn issue_key(tx: &mut sqlx::SqliteConnection, app_id: i64, now: i64) -> Result<String, sqlx::Error> {
+async fn issue_key(
+    tx: &mut sqlx::SqliteConnection,
+    app_id: i64,
+    now: i64,
+) -> Result<String, sqlx::Error> {
     let key = secrets::new_api_key();
     sqlx::query("INSERT INTO api_keys (app_id, hash, prefix, created_at) VALUES (?, ?, ?, ?)")
         .bind(app_id)
@@ -167,7 +172,8 @@ async fn issue_key(tx: &mut sqlx::SqliteConnection, app_id: i64, now: i64) -> Re
 
 /// One app, with where its limits stand.
 pub async fn get(db: &Db, id: i64) -> Result<Option<App>, sqlx::Error> {
-    let app: Option<App> = sqlx::query_as(&format!("{SELECT_APP} WHERE a.id = ?")).bind(id).fetch_optional(db).await?;
+    let app: Option<App> =
+        sqlx::query_as(&format!("{SELECT_APP} WHERE a.id = ?")).bind(id).fetch_optional(db).await?;
     match app {
         Some(app) => Ok(Some(with_usage(db, app).await?)),
         None => Ok(None),
@@ -181,7 +187,12 @@ async fn with_usage(db: &Db, mut app: App) -> Result<App, sqlx::Error> {
 }
 
 /// A page of apps matching `filter`, newest first, and how many match in all.
-pub async fn list(db: &Db, filter: &AppFilter, offset: i64, limit: i64) -> Result<(Vec<App>, i64), sqlx::Error> {
+pub async fn list(
+    db: &Db,
+    filter: &AppFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<App>, i64), sqlx::Error> {
     let mut page = QueryBuilder::<Sqlite>::new(SELECT_APP);
     push_filter(&mut page, filter);
     page.push(" ORDER BY a.id DESC LIMIT ").push_bind(limit).push(" OFFSET ").push_bind(offset);
@@ -258,7 +269,11 @@ pub async fn delete(db: &Db, id: i64) -> Result<bool, sqlx::Error> {
 pub async fn rotate_key(db: &Db, id: i64) -> Result<Option<(App, String)>, sqlx::Error> {
     let now = now_secs();
     let mut tx = db.begin().await?;
-    let touched = sqlx::query("UPDATE apps SET updated_at = ? WHERE id = ?").bind(now).bind(id).execute(&mut *tx).await?;
+    let touched = sqlx::query("UPDATE apps SET updated_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     if touched.rows_affected() == 0 {
         return Ok(None);
     }

@@ -14,7 +14,8 @@ use vllm_gateway_filter::feed::{FeedKey, FeedUser, Status};
 use super::apps::models_from_row;
 
 /// The columns [`feed_key`] reads, from `api_keys k JOIN apps a`.
-pub(super) const SELECT_KEY: &str = "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
+pub(super) const SELECT_KEY: &str =
+    "SELECT k.hash, k.app_id, k.id AS key_id, a.status, a.expires_at, a.models, \
      a.limits FROM api_keys k JOIN apps a ON a.id = k.app_id \
      WHERE k.retired_at IS NULL";
 
@@ -56,12 +57,18 @@ pub(super) fn feed_user(row: &SqliteRow) -> Result<FeedUser, sqlx::Error> {
 
 /// Every live (not retired) key, whatever its app's status or expiry, in key order.
 pub async fn keys<'c>(db: impl SqliteExecutor<'c>) -> Result<Vec<FeedKey>, sqlx::Error> {
-    sqlx::query(&format!("{SELECT_KEY} ORDER BY k.id")).try_map(|row| feed_key(&row)).fetch_all(db).await
+    sqlx::query(&format!("{SELECT_KEY} ORDER BY k.id"))
+        .try_map(|row| feed_key(&row))
+        .fetch_all(db)
+        .await
 }
 
 /// The live key with this hash, whatever its app's status or expiry; `None` when no live key
 /// has it (unknown, its app deleted, or rotated out).
-pub async fn key_by_hash<'c>(db: impl SqliteExecutor<'c>, hash: &str) -> Result<Option<FeedKey>, sqlx::Error> {
+pub async fn key_by_hash<'c>(
+    db: impl SqliteExecutor<'c>,
+    hash: &str,
+) -> Result<Option<FeedKey>, sqlx::Error> {
     sqlx::query(&format!("{SELECT_KEY} AND k.hash = ?"))
         .bind(hash)
         .try_map(|row| feed_key(&row))
@@ -78,7 +85,10 @@ pub async fn users<'c>(db: impl SqliteExecutor<'c>) -> Result<Vec<FeedUser>, sql
 }
 
 /// The user with this id, whatever its status.
-pub async fn user_by_id<'c>(db: impl SqliteExecutor<'c>, id: i64) -> Result<Option<FeedUser>, sqlx::Error> {
+pub async fn user_by_id<'c>(
+    db: impl SqliteExecutor<'c>,
+    id: i64,
+) -> Result<Option<FeedUser>, sqlx::Error> {
     sqlx::query(&format!("{SELECT_USER} WHERE id = ?"))
         .bind(id)
         .try_map(|row| feed_user(&row))
@@ -97,7 +107,11 @@ mod tests {
 
     /// The plan of a lookup query: what SQLite will do, one line per step.
     async fn plan(db: &crate::Db, query: &str) -> Vec<String> {
-        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}")).bind("x").fetch_all(db).await.unwrap();
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {query}"))
+            .bind("x")
+            .fetch_all(db)
+            .await
+            .unwrap();
         rows.iter().map(|r| r.get::<String, _>("detail")).collect()
     }
 

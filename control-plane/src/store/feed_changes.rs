@@ -12,9 +12,11 @@ use vllm_gateway_filter::feed::{FeedKey, FeedUser};
 use super::feed::{feed_key, feed_user, SELECT_KEY, SELECT_USER};
 
 /// The hashes of keys changed after the parameter.
-const CHANGED_HASHES: &str = "SELECT key_hash FROM state_changes WHERE version > ? AND key_hash IS NOT NULL";
+const CHANGED_HASHES: &str =
+    "SELECT key_hash FROM state_changes WHERE version > ? AND key_hash IS NOT NULL";
 /// The apps changed (or whose keys changed) after the parameter.
-const CHANGED_APPS: &str = "SELECT app_id FROM state_changes WHERE version > ? AND app_id IS NOT NULL";
+const CHANGED_APPS: &str =
+    "SELECT app_id FROM state_changes WHERE version > ? AND app_id IS NOT NULL";
 /// Changed users that exist, by id.
 fn users_query() -> String {
     format!("{SELECT_USER} WHERE id IN (SELECT user_id FROM state_changes WHERE version > ? AND user_id IS NOT NULL) ORDER BY id")
@@ -71,23 +73,40 @@ pub async fn oldest_change<'c>(db: impl SqliteExecutor<'c>) -> Result<Option<i64
 }
 
 /// Live keys whose hash changed after `since`, or whose app did (or whose app's keys did).
-pub async fn changed_keys<'c>(db: impl SqliteExecutor<'c>, since: i64) -> Result<Vec<FeedKey>, sqlx::Error> {
-    sqlx::query(&keys_query()).bind(since).bind(since).try_map(|row| feed_key(&row)).fetch_all(db).await
+pub async fn changed_keys<'c>(
+    db: impl SqliteExecutor<'c>,
+    since: i64,
+) -> Result<Vec<FeedKey>, sqlx::Error> {
+    sqlx::query(&keys_query())
+        .bind(since)
+        .bind(since)
+        .try_map(|row| feed_key(&row))
+        .fetch_all(db)
+        .await
 }
 
 /// Hashes of keys that changed after `since` and are not live now (deleted, retired, their app
 /// deleted).
-pub async fn removed_keys<'c>(db: impl SqliteExecutor<'c>, since: i64) -> Result<Vec<String>, sqlx::Error> {
+pub async fn removed_keys<'c>(
+    db: impl SqliteExecutor<'c>,
+    since: i64,
+) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(REMOVED_KEYS).bind(since).fetch_all(db).await
 }
 
 /// Users that changed after `since` and exist now.
-pub async fn changed_users<'c>(db: impl SqliteExecutor<'c>, since: i64) -> Result<Vec<FeedUser>, sqlx::Error> {
+pub async fn changed_users<'c>(
+    db: impl SqliteExecutor<'c>,
+    since: i64,
+) -> Result<Vec<FeedUser>, sqlx::Error> {
     sqlx::query(&users_query()).bind(since).try_map(|row| feed_user(&row)).fetch_all(db).await
 }
 
 /// Ids of users that changed after `since` and no longer exist.
-pub async fn removed_users<'c>(db: impl SqliteExecutor<'c>, since: i64) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn removed_users<'c>(
+    db: impl SqliteExecutor<'c>,
+    since: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(REMOVED_USERS).bind(since).fetch_all(db).await
 }
 

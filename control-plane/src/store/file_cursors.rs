@@ -69,7 +69,11 @@ pub async fn load(db: &Db, inode: u64) -> Result<Option<FileCursor>, sqlx::Error
 }
 
 /// Saves a cursor on `conn` (the transaction that wrote the rows it covers).
-pub async fn save(conn: &mut SqliteConnection, cursor: &FileCursor, now_ms: i64) -> Result<(), sqlx::Error> {
+pub async fn save(
+    conn: &mut SqliteConnection,
+    cursor: &FileCursor,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO access_log_file_cursors (inode, offset, head_len, head_sha256, updated_at_ms) \
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (inode) DO UPDATE SET offset = excluded.offset, \
@@ -88,7 +92,8 @@ pub async fn save(conn: &mut SqliteConnection, cursor: &FileCursor, now_ms: i64)
 /// Forgets every cursor but those of `keep` (the files that exist): a file that is gone can
 /// never be read again, and its inode may be reused.
 pub async fn forget_all_but(db: &Db, keep: &[u64]) -> Result<u64, sqlx::Error> {
-    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM access_log_file_cursors WHERE 1 = 1");
+    let mut query =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM access_log_file_cursors WHERE 1 = 1");
     for inode in keep {
         query.push(" AND inode <> ").push_bind(signed(*inode));
     }
@@ -97,6 +102,9 @@ pub async fn forget_all_but(db: &Db, keep: &[u64]) -> Result<u64, sqlx::Error> {
 
 /// Forgets the cursor of one file.
 pub async fn forget(db: &Db, inode: u64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM access_log_file_cursors WHERE inode = ?").bind(signed(inode)).execute(db).await?;
+    sqlx::query("DELETE FROM access_log_file_cursors WHERE inode = ?")
+        .bind(signed(inode))
+        .execute(db)
+        .await?;
     Ok(())
 }

@@ -10,7 +10,8 @@ use vllm_gateway_filter::feed::Limits;
 /// The `limits` column of a row; `None` when nothing is limited.
 pub fn from_row(row: &SqliteRow) -> Result<Option<Limits>, sqlx::Error> {
     let text: Option<String> = row.try_get("limits")?;
-    from_text(text.as_deref()).map_err(|e| sqlx::Error::ColumnDecode { index: "limits".into(), source: e.into() })
+    from_text(text.as_deref())
+        .map_err(|e| sqlx::Error::ColumnDecode { index: "limits".into(), source: e.into() })
 }
 
 /// Stored text as limits; `None` for `NULL` or a set that limits nothing.
@@ -37,13 +38,18 @@ pub fn subject_parts(subject: Subject) -> (&'static str, i64) {
 }
 
 /// The current limits of an app or a user; `None` when it has none or does not exist.
-pub async fn of_subject<'c>(db: impl SqliteExecutor<'c>, subject: Subject) -> Result<Option<Limits>, sqlx::Error> {
+pub async fn of_subject<'c>(
+    db: impl SqliteExecutor<'c>,
+    subject: Subject,
+) -> Result<Option<Limits>, sqlx::Error> {
     let sql = match subject {
         Subject::App(_) => "SELECT limits FROM apps WHERE id = ?",
         Subject::User(_) => "SELECT limits FROM users WHERE id = ?",
     };
-    let text: Option<Option<String>> = sqlx::query_scalar(sql).bind(subject_parts(subject).1).fetch_optional(db).await?;
-    from_text(text.flatten().as_deref()).map_err(|e| sqlx::Error::ColumnDecode { index: "limits".into(), source: e.into() })
+    let text: Option<Option<String>> =
+        sqlx::query_scalar(sql).bind(subject_parts(subject).1).fetch_optional(db).await?;
+    from_text(text.flatten().as_deref())
+        .map_err(|e| sqlx::Error::ColumnDecode { index: "limits".into(), source: e.into() })
 }
 
 #[cfg(test)]
@@ -55,8 +61,14 @@ mod tests {
         assert_eq!(to_text(&Limits::default()), None);
         assert_eq!(from_text(None).unwrap(), None);
         assert_eq!(from_text(Some("{}")).unwrap(), None);
-        assert_eq!(from_text(Some(r#"{"timeZone":"Asia/Shanghai"}"#)).unwrap(), None, "a zone alone limits nothing");
-        let limits: Limits = serde_json::from_str(r#"{"tokensPerDay":5,"models":{"m":{"concurrentRequests":1}}}"#).unwrap();
+        assert_eq!(
+            from_text(Some(r#"{"timeZone":"Asia/Shanghai"}"#)).unwrap(),
+            None,
+            "a zone alone limits nothing"
+        );
+        let limits: Limits =
+            serde_json::from_str(r#"{"tokensPerDay":5,"models":{"m":{"concurrentRequests":1}}}"#)
+                .unwrap();
         let text = to_text(&limits).unwrap();
         assert_eq!(from_text(Some(&text)).unwrap(), Some(limits));
     }
@@ -68,7 +80,8 @@ mod tests {
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
         let old = sqlx::SqlitePool::connect_with(options.create_if_missing(true)).await.unwrap();
         let mut before = sqlx::migrate!("./migrations");
-        before.migrations = before.migrations.iter().filter(|m| m.version < 12).cloned().collect::<Vec<_>>().into();
+        before.migrations =
+            before.migrations.iter().filter(|m| m.version < 12).cloned().collect::<Vec<_>>().into();
         before.run(&old).await.unwrap();
         for (rpm, tpm) in [(Some(60), Some(1000)), (None, Some(5)), (None, None)] {
             sqlx::query("INSERT INTO apps (org_name, requests_per_minute, tokens_per_minute, created_at, updated_at) VALUES ('o', ?, ?, 0, 0)")
@@ -80,11 +93,19 @@ mod tests {
         }
         old.close().await;
         let db = crate::db::open(&url).await.unwrap();
-        let stored: Vec<Option<String>> = sqlx::query_scalar("SELECT limits FROM apps ORDER BY id").fetch_all(&db).await.unwrap();
-        let expected = [Some(r#"{"requestsPerMinute":60,"tokensPerMinute":1000}"#), Some(r#"{"tokensPerMinute":5}"#), None];
+        let stored: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT limits FROM apps ORDER BY id").fetch_all(&db).await.unwrap();
+        let expected = [
+            Some(r#"{"requestsPerMinute":60,"tokensPerMinute":1000}"#),
+            Some(r#"{"tokensPerMinute":5}"#),
+            None,
+        ];
         assert_eq!(stored, expected.map(|s| s.map(str::to_owned)));
         let limits = of_subject(&db, Subject::App(1)).await.unwrap().unwrap();
-        assert_eq!((limits.all.requests_per_minute, limits.all.tokens_per_minute), (Some(60), Some(1000)));
+        assert_eq!(
+            (limits.all.requests_per_minute, limits.all.tokens_per_minute),
+            (Some(60), Some(1000))
+        );
         assert_eq!(of_subject(&db, Subject::User(1)).await.unwrap(), None);
     }
 }

@@ -94,7 +94,10 @@ pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<Inserted, sqlx:
 
 /// [`insert_batch`] on a connection of the caller's (the log writer keeps one, so its page
 /// cache and prepared statements stay warm).
-pub async fn insert_batch_on(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
+pub async fn insert_batch_on(
+    conn: &mut SqliteConnection,
+    rows: &[AccessLog],
+) -> Result<Inserted, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let inserted = insert_rows(&mut tx, rows).await?;
     tx.commit().await?;
@@ -108,7 +111,10 @@ pub async fn insert_batch_on(conn: &mut SqliteConnection, rows: &[AccessLog]) ->
 /// Rows go in multi-row statements of a few fixed sizes ([`CHUNK_ROWS`]), each statement's
 /// count of new rows read from SQLite (`changes()`); a flagged row goes alone, so whether it
 /// was new is known exactly. The order of `rows` is kept.
-pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
+pub async fn insert_rows(
+    conn: &mut SqliteConnection,
+    rows: &[AccessLog],
+) -> Result<Inserted, sqlx::Error> {
     let mut inserted = Inserted::default();
     let mut rest = rows;
     while !rest.is_empty() {
@@ -126,10 +132,33 @@ pub async fn insert_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Res
 
 /// The columns an insert writes, in the order [`bind_row`] binds them.
 const COLUMNS: [&str; 27] = [
-    "request_id", "client_request_id", "started_at_ms", "method", "path", "status", "duration_ms",
-    "upstream_cluster", "upstream_host", "response_flags", "bytes_sent", "app_id", "key_id", "user_id",
-    "model", "stream", "prompt_tokens", "completion_tokens", "total_tokens", "usage_source", "ttft_ms",
-    "client_disconnected", "gateway_error", "upstream_error", "anomaly", "limited", "cut_off",
+    "request_id",
+    "client_request_id",
+    "started_at_ms",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "upstream_cluster",
+    "upstream_host",
+    "response_flags",
+    "bytes_sent",
+    "app_id",
+    "key_id",
+    "user_id",
+    "model",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "usage_source",
+    "ttft_ms",
+    "client_disconnected",
+    "gateway_error",
+    "upstream_error",
+    "anomaly",
+    "limited",
+    "cut_off",
 ];
 
 /// Rows per statement, largest first: a run of rows is written in statements of these sizes
@@ -154,7 +183,10 @@ fn insert_sql(rows: usize) -> String {
 
 /// Writes `run` in order, in statements of the sizes in [`CHUNK_ROWS`]; returns how many rows
 /// were new.
-async fn insert_run(conn: &mut SqliteConnection, mut run: &[AccessLog]) -> Result<u64, sqlx::Error> {
+async fn insert_run(
+    conn: &mut SqliteConnection,
+    mut run: &[AccessLog],
+) -> Result<u64, sqlx::Error> {
     let mut new = 0;
     for (size, sql) in CHUNK_ROWS.iter().zip(INSERTS.iter()) {
         while run.len() >= *size {
@@ -272,7 +304,12 @@ impl LogFilter {
 }
 
 /// A page of rows matching `filter`, newest first, and how many match in all.
-pub async fn page(db: &Db, filter: &LogFilter, offset: i64, limit: i64) -> Result<(Vec<AccessLog>, i64), sqlx::Error> {
+pub async fn page(
+    db: &Db,
+    filter: &LogFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<AccessLog>, i64), sqlx::Error> {
     let mut page = QueryBuilder::<Sqlite>::new("SELECT * FROM access_logs");
     filter.push_where(&mut page);
     // rowid ends every index entry, so the indexes give this order without a sort.
@@ -281,7 +318,9 @@ pub async fn page(db: &Db, filter: &LogFilter, offset: i64, limit: i64) -> Resul
     let records = page.build_query_as().fetch_all(db).await?;
     if filter.is_empty() {
         // Kept by triggers (migration 0005): no count over every row.
-        let total = sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1").fetch_one(db).await?;
+        let total = sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1")
+            .fetch_one(db)
+            .await?;
         return Ok((records, total));
     }
     let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM access_logs");

@@ -9,7 +9,12 @@ use crate::reconcile::Upstream;
 use crate::Db;
 
 /// Stores one sample (a second one at the same millisecond is ignored).
-pub async fn insert(db: &Db, upstream: &Upstream, at_ms: i64, totals: TokenTotals) -> Result<(), sqlx::Error> {
+pub async fn insert(
+    db: &Db,
+    upstream: &Upstream,
+    at_ms: i64,
+    totals: TokenTotals,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT OR IGNORE INTO upstream_samples (model, upstream, at_ms, prompt_total, generation_total) \
          VALUES (?, ?, ?, ?, ?)",
@@ -35,7 +40,13 @@ pub async fn latest_at(db: &Db, upstream: &Upstream) -> Result<Option<i64>, sqlx
 
 /// vLLM's increase over `[from_ms, to_ms)`, from the samples up to `slack_ms` outside it (see
 /// [`Fold`]); `None` without any sample there.
-pub async fn increase(db: &Db, upstream: &Upstream, from_ms: i64, to_ms: i64, slack_ms: i64) -> Result<Option<Increase>, sqlx::Error> {
+pub async fn increase(
+    db: &Db,
+    upstream: &Upstream,
+    from_ms: i64,
+    to_ms: i64,
+    slack_ms: i64,
+) -> Result<Option<Increase>, sqlx::Error> {
     let mut rows = sqlx::query_as::<_, (i64, i64, i64)>(
         "SELECT at_ms, prompt_total, generation_total FROM upstream_samples \
          WHERE model = ? AND upstream = ? AND at_ms BETWEEN ? AND ? ORDER BY at_ms",

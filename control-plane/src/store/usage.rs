@@ -36,7 +36,11 @@ pub struct UsageRow {
 ///
 /// The day is `started_at_ms / 86400000` written exactly as in the `access_logs_daily` index,
 /// so SQLite groups in index order, reading the index alone.
-pub async fn by_app_model_day(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<UsageRow>, sqlx::Error> {
+pub async fn by_app_model_day(
+    db: &Db,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<UsageRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT app_id, model, date(started_at_ms / 86400000 * 86400, 'unixepoch') AS day, \
          COUNT(*) AS requests, CAST(TOTAL(prompt_tokens) AS INTEGER) AS prompt_tokens, \

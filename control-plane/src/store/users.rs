@@ -49,7 +49,8 @@ impl FromRow<'_, SqliteRow> for User {
     }
 }
 
-const SELECT_USER: &str = "SELECT id, email, status, token_version, created_at, updated_at, limits FROM users";
+const SELECT_USER: &str =
+    "SELECT id, email, status, token_version, created_at, updated_at, limits FROM users";
 
 /// Whether a failed insert was a duplicate e-mail.
 pub fn is_duplicate(e: &sqlx::Error) -> bool {
@@ -57,7 +58,12 @@ pub fn is_duplicate(e: &sqlx::Error) -> bool {
 }
 
 /// Creates a user with these limits.
-pub async fn create(db: &Db, email: &str, password_hash: &str, limits: &Limits) -> Result<User, sqlx::Error> {
+pub async fn create(
+    db: &Db,
+    email: &str,
+    password_hash: &str,
+    limits: &Limits,
+) -> Result<User, sqlx::Error> {
     let now = now_secs();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (email, password_hash, limits, created_at, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -74,7 +80,8 @@ pub async fn create(db: &Db, email: &str, password_hash: &str, limits: &Limits) 
 
 /// One user, with where its limits stand.
 pub async fn get(db: &Db, id: i64) -> Result<Option<User>, sqlx::Error> {
-    let user: Option<User> = sqlx::query_as(&format!("{SELECT_USER} WHERE id = ?")).bind(id).fetch_optional(db).await?;
+    let user: Option<User> =
+        sqlx::query_as(&format!("{SELECT_USER} WHERE id = ?")).bind(id).fetch_optional(db).await?;
     match user {
         Some(user) => Ok(Some(with_usage(db, user).await?)),
         None => Ok(None),
@@ -101,21 +108,26 @@ pub async fn set_limits(db: &Db, id: i64, limits: &Limits) -> Result<Option<User
 
 /// A user and its password hash, by e-mail (any case).
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<(User, String)>, sqlx::Error> {
-    let user: Option<User> =
-        sqlx::query_as(&format!("{SELECT_USER} WHERE email = ?")).bind(email).fetch_optional(db).await?;
+    let user: Option<User> = sqlx::query_as(&format!("{SELECT_USER} WHERE email = ?"))
+        .bind(email)
+        .fetch_optional(db)
+        .await?;
     let Some(user) = user else { return Ok(None) };
-    let hash: String =
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?").bind(user.id).fetch_one(db).await?;
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+        .bind(user.id)
+        .fetch_one(db)
+        .await?;
     Ok(Some((user, hash)))
 }
 
 /// A page of users, newest first, and the total.
 pub async fn list(db: &Db, offset: i64, limit: i64) -> Result<(Vec<User>, i64), sqlx::Error> {
-    let page: Vec<User> = sqlx::query_as(&format!("{SELECT_USER} ORDER BY id DESC LIMIT ? OFFSET ?"))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
+    let page: Vec<User> =
+        sqlx::query_as(&format!("{SELECT_USER} ORDER BY id DESC LIMIT ? OFFSET ?"))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(db)
+            .await?;
     let mut records = Vec::with_capacity(page.len());
     for user in page {
         records.push(with_usage(db, user).await?);

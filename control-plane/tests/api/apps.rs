@@ -20,7 +20,11 @@ async fn feed(state: &AppState) -> Vec<Value> {
 }
 
 async fn age_updated_at(state: &AppState, id: i64) {
-    sqlx::query("UPDATE apps SET updated_at = 0 WHERE id = ?").bind(id).execute(state.db()).await.unwrap();
+    sqlx::query("UPDATE apps SET updated_at = 0 WHERE id = ?")
+        .bind(id)
+        .execute(state.db())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -64,7 +68,8 @@ async fn creation_rejects_bad_models_and_limits_naming_the_field() {
         let reply = admin(&state, "POST", "/api/apps", Some(body.clone())).await;
         assert_invalid(&reply, field);
     }
-    let none: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apps").fetch_one(state.db()).await.unwrap();
+    let none: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM apps").fetch_one(state.db()).await.unwrap();
     assert_eq!(none, 0);
 }
 
@@ -75,13 +80,28 @@ async fn the_list_filters_by_org_name_and_status_and_pages() {
         create(&state, json!({"orgName": org})).await;
     }
     let beta = create(&state, json!({"orgName": "beta-2"})).await;
-    admin(&state, "PATCH", &format!("/api/apps/{}/status", beta["id"]), Some(json!({"status": "disabled"}))).await;
+    admin(
+        &state,
+        "PATCH",
+        &format!("/api/apps/{}/status", beta["id"]),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
 
     let orgs = |v: &Value| -> Vec<String> {
-        v["records"].as_array().unwrap().iter().map(|a| a["orgName"].as_str().unwrap().to_owned()).collect()
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["orgName"].as_str().unwrap().to_owned())
+            .collect()
     };
     let reply = admin(&state, "GET", "/api/apps?orgName=alpha", None).await;
-    assert_eq!(orgs(&reply.json), ["alphabet", "Alpha Labs"], "substring, case-insensitive, newest first");
+    assert_eq!(
+        orgs(&reply.json),
+        ["alphabet", "Alpha Labs"],
+        "substring, case-insensitive, newest first"
+    );
     assert_eq!(reply.json["total"], 2);
     let reply = admin(&state, "GET", "/api/apps?orgName=0%25_", None).await;
     assert_eq!(orgs(&reply.json), ["100%_sure"], "% and _ are matched literally");
@@ -111,7 +131,11 @@ async fn get_answers_404_and_400_for_unknown_and_malformed_ids() {
 #[tokio::test]
 async fn update_changes_only_the_fields_given_and_bumps_updated_at() {
     let (state, _dir) = state().await;
-    let created = create(&state, json!({"orgName": "o", "remark": "r", "expireTime": "2099-01-01T00:00:00+08:00"})).await;
+    let created = create(
+        &state,
+        json!({"orgName": "o", "remark": "r", "expireTime": "2099-01-01T00:00:00+08:00"}),
+    )
+    .await;
     let id = created["id"].as_i64().unwrap();
     age_updated_at(&state, id).await;
     let body = json!({"orgName": "o2", "models": ["m"], "limits": {"requestsPerMinute": 5}});
@@ -126,7 +150,10 @@ async fn update_changes_only_the_fields_given_and_bumps_updated_at() {
     assert!(app["updatedAt"].as_i64().unwrap() > 0);
     assert_eq!(app["keyPrefix"], created["keyPrefix"], "the key is unchanged");
     let key = &feed(&state).await[0];
-    assert_eq!((key["models"].clone(), key["limits"].clone()), (json!(["m"]), json!({"requestsPerMinute": 5})));
+    assert_eq!(
+        (key["models"].clone(), key["limits"].clone()),
+        (json!(["m"]), json!({"requestsPerMinute": 5}))
+    );
     assert_eq!(key["expiresAt"], 4_070_880_000i64);
 
     let body = json!({"expireTime": null, "models": null, "limits": null, "remark": ""});
@@ -168,9 +195,14 @@ async fn status_changes_reach_the_feed() {
     admin(&state, "PATCH", &uri, Some(json!({"status": "enabled"}))).await;
     assert_eq!(feed(&state).await[0]["status"], "enabled");
 
-    assert_invalid(&admin(&state, "PATCH", &uri, Some(json!({"status": "paused"}))).await, "status");
+    assert_invalid(
+        &admin(&state, "PATCH", &uri, Some(json!({"status": "paused"}))).await,
+        "status",
+    );
     assert_invalid(&admin(&state, "PATCH", &uri, Some(json!({}))).await, "body");
-    assert_not_found(&admin(&state, "PATCH", "/api/apps/999/status", Some(json!({"status": "enabled"}))).await);
+    assert_not_found(
+        &admin(&state, "PATCH", "/api/apps/999/status", Some(json!({"status": "enabled"}))).await,
+    );
 }
 
 #[tokio::test]

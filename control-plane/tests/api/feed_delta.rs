@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use vllm_gateway_filter::feed::{hash_key, Feed, FeedDelta, Status, DELTA_HEADER, EPOCH_PARAM, SINCE_PARAM};
+use vllm_gateway_filter::feed::{
+    hash_key, Feed, FeedDelta, Status, DELTA_HEADER, EPOCH_PARAM, SINCE_PARAM,
+};
 
 use super::*;
 
@@ -64,7 +66,13 @@ fn apply(feed: &Feed, delta: &FeedDelta) -> Feed {
     let mut keys: Vec<_> = keys.into_values().collect();
     keys.sort_by_key(|k| k.key_id);
     let users = users.into_values().collect();
-    Feed { epoch: delta.epoch.clone(), version: delta.version, keys, users, jwt_keys: delta.jwt_keys.clone() }
+    Feed {
+        epoch: delta.epoch.clone(),
+        version: delta.version,
+        keys,
+        users,
+        jwt_keys: delta.jwt_keys.clone(),
+    }
 }
 
 /// The delta from `feed` to now, checked against the whole state; `feed` becomes the new state.
@@ -78,7 +86,13 @@ async fn step(state: &AppState, feed: &mut Feed) -> FeedDelta {
 }
 
 async fn new_app(state: &AppState) -> (i64, String) {
-    let created = admin(state, "POST", "/api/apps", Some(json!({"orgName": "o", "limits": {"requestsPerMinute": 5}}))).await;
+    let created = admin(
+        state,
+        "POST",
+        "/api/apps",
+        Some(json!({"orgName": "o", "limits": {"requestsPerMinute": 5}})),
+    )
+    .await;
     (created.json["id"].as_i64().unwrap(), created.json["apiKey"].as_str().unwrap().to_owned())
 }
 
@@ -111,19 +125,29 @@ async fn deltas_follow_apps_and_keys() {
     let new_key = rotated.json["apiKey"].as_str().unwrap().to_owned();
     let delta = step(&state, &mut feed).await;
     assert_eq!(delta.removed_keys, [hash_key(&key)], "rotated out");
-    assert_eq!(delta.keys.iter().map(|k| k.hash.as_str()).collect::<Vec<_>>(), [hash_key(&new_key)]);
+    assert_eq!(
+        delta.keys.iter().map(|k| k.hash.as_str()).collect::<Vec<_>>(),
+        [hash_key(&new_key)]
+    );
 
-    admin(&state, "PATCH", &format!("/api/apps/{id}/status"), Some(json!({"status": "disabled"}))).await;
+    admin(&state, "PATCH", &format!("/api/apps/{id}/status"), Some(json!({"status": "disabled"})))
+        .await;
     let delta = step(&state, &mut feed).await;
     assert_eq!(delta.keys.len(), 1);
-    assert_eq!((delta.keys[0].hash.clone(), delta.keys[0].status), (hash_key(&new_key), Status::Disabled));
+    assert_eq!(
+        (delta.keys[0].hash.clone(), delta.keys[0].status),
+        (hash_key(&new_key), Status::Disabled)
+    );
 
     let (_, other) = new_app(&state).await;
     admin(&state, "DELETE", &format!("/api/apps/{id}"), None).await;
     let delta = step(&state, &mut feed).await;
     let mut removed = [hash_key(&key), hash_key(&new_key)];
     removed.sort();
-    assert_eq!(delta.removed_keys, removed, "its app deleted: its live key, and its retired one again");
+    assert_eq!(
+        delta.removed_keys, removed,
+        "its app deleted: its live key, and its retired one again"
+    );
     assert_eq!(delta.keys.iter().map(|k| k.hash.as_str()).collect::<Vec<_>>(), [hash_key(&other)]);
 
     let (all, _) = delta_from(&state, &oldest).await;
@@ -136,15 +160,33 @@ async fn deltas_follow_users_and_signing_keys() {
     let (state, _dir) = state().await;
     control_plane::jwt::current_key(state.db()).await.unwrap();
     let mut feed = whole(&state).await;
-    let user = admin(&state, "POST", "/api/users", Some(json!({"email": "u@example.com", "password": "your_password"}))).await;
+    let user = admin(
+        &state,
+        "POST",
+        "/api/users",
+        Some(json!({"email": "u@example.com", "password": "your_password"})),
+    )
+    .await;
     let user_id = user.json["id"].as_i64().unwrap();
     let delta = step(&state, &mut feed).await;
-    assert_eq!(delta.users.iter().map(|u| (u.id, u.status)).collect::<Vec<_>>(), [(user_id, Status::Enabled)]);
+    assert_eq!(
+        delta.users.iter().map(|u| (u.id, u.status)).collect::<Vec<_>>(),
+        [(user_id, Status::Enabled)]
+    );
 
-    admin(&state, "PATCH", &format!("/api/users/{user_id}/status"), Some(json!({"status": "disabled"}))).await;
+    admin(
+        &state,
+        "PATCH",
+        &format!("/api/users/{user_id}/status"),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
     admin(&state, "POST", &format!("/api/users/{user_id}/revoke-tokens"), None).await;
     let delta = step(&state, &mut feed).await;
-    assert_eq!(delta.users.iter().map(|u| (u.status, u.token_version)).collect::<Vec<_>>(), [(Status::Disabled, 2)]);
+    assert_eq!(
+        delta.users.iter().map(|u| (u.status, u.token_version)).collect::<Vec<_>>(),
+        [(Status::Disabled, 2)]
+    );
 
     sqlx::query("DELETE FROM users WHERE id = ?").bind(user_id).execute(state.db()).await.unwrap();
     let delta = step(&state, &mut feed).await;
@@ -183,18 +225,33 @@ async fn another_epoch_a_version_ahead_or_pruned_changes_get_the_whole_state() {
         assert_eq!(serde_json::from_str::<Feed>(&reply.text).unwrap().keys.len(), 1, "{query}");
     }
     // As if 100,000 changes had been made since `feed`: the log has pruned the ones it needs.
-    sqlx::query("UPDATE state_version SET version = version + 100000").execute(state.db()).await.unwrap();
+    sqlx::query("UPDATE state_version SET version = version + 100000")
+        .execute(state.db())
+        .await
+        .unwrap();
     let latest = whole(&state).await;
     new_app(&state).await;
     let reply = pull(&state, &since(&feed)).await;
     assert!(!reply.headers.contains_key(DELTA_HEADER), "pruned: {}", reply.text);
     assert_eq!(serde_json::from_str::<Feed>(&reply.text).unwrap().keys.len(), 2);
-    assert_eq!(delta_from(&state, &latest).await.0.keys.len(), 1, "a recent version still gets a delta");
+    assert_eq!(
+        delta_from(&state, &latest).await.0.keys.len(),
+        1,
+        "a recent version still gets a delta"
+    );
     let metrics = call(&state, "GET", "/metrics", None, None).await.text;
-    for line in ["gateway_state_feed_delta_fallbacks_total 3", "gateway_state_feed_deltas_total 1"] {
+    for line in ["gateway_state_feed_delta_fallbacks_total 3", "gateway_state_feed_deltas_total 1"]
+    {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
-    let reply = call(&state, "GET", &format!("/internal/state?{SINCE_PARAM}=soon&{EPOCH_PARAM}=x"), Some(FEED), None).await;
+    let reply = call(
+        &state,
+        "GET",
+        &format!("/internal/state?{SINCE_PARAM}=soon&{EPOCH_PARAM}=x"),
+        Some(FEED),
+        None,
+    )
+    .await;
     assert_invalid(&reply, SINCE_PARAM);
 }
 
@@ -243,7 +300,9 @@ async fn call_with_etag(state: &AppState, uri: &str, etag: &str) -> Reply {
     use axum::http::Request;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
-    let request = Request::get(uri).header("authorization", format!("Bearer {FEED}")).header("if-none-match", etag);
+    let request = Request::get(uri)
+        .header("authorization", format!("Bearer {FEED}"))
+        .header("if-none-match", etag);
     let response = app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
     let (status, headers) = (response.status(), response.headers().clone());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();

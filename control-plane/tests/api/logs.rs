@@ -9,7 +9,15 @@ use super::*;
 /// 2026-01-31T00:00:00Z.
 pub const T0: i64 = 1_769_817_600_000;
 
-fn row(id: &str, at: i64, app: i64, user: Option<i64>, model: &str, status: i64, stream: bool) -> AccessLog {
+fn row(
+    id: &str,
+    at: i64,
+    app: i64,
+    user: Option<i64>,
+    model: &str,
+    status: i64,
+    stream: bool,
+) -> AccessLog {
     AccessLog {
         request_id: id.into(),
         started_at_ms: at,
@@ -45,7 +53,11 @@ async fn ids(state: &AppState, query: &str) -> Vec<String> {
 #[tokio::test]
 async fn lists_newest_first_with_paging() {
     let (state, _dir) = seeded().await;
-    assert_eq!(ids(&state, "").await, ["e", "d", "c", "b", "a"], "ties keep the later insert first");
+    assert_eq!(
+        ids(&state, "").await,
+        ["e", "d", "c", "b", "a"],
+        "ties keep the later insert first"
+    );
     let reply = admin(&state, "GET", "/api/logs?page=2&size=2", None).await;
     assert_eq!(reply.json["total"], 5);
     assert_eq!(reply.json["records"][0]["requestId"], "c");
@@ -73,13 +85,25 @@ async fn filters_by_app_user_model_status_and_stream() {
 #[tokio::test]
 async fn the_clients_own_id_is_shown_and_filters_but_never_merges_rows() {
     let (state, _dir) = seeded().await;
-    let with_client_id = |id: &str, at: i64| AccessLog { client_request_id: Some("replayed".into()), ..row(id, at, 1, None, "m1", 200, false) };
-    insert_batch(state.db(), &[with_client_id("g1", T0 + 5000), with_client_id("g2", T0 + 6000)]).await.unwrap();
-    assert_eq!(ids(&state, "clientRequestId=replayed").await, ["g2", "g1"], "one row per gateway id");
+    let with_client_id = |id: &str, at: i64| AccessLog {
+        client_request_id: Some("replayed".into()),
+        ..row(id, at, 1, None, "m1", 200, false)
+    };
+    insert_batch(state.db(), &[with_client_id("g1", T0 + 5000), with_client_id("g2", T0 + 6000)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&state, "clientRequestId=replayed").await,
+        ["g2", "g1"],
+        "one row per gateway id"
+    );
     assert!(ids(&state, "clientRequestId=other").await.is_empty());
     assert_eq!(ids(&state, "clientRequestId=").await.len(), 7, "empty means no filter");
     let first = &admin(&state, "GET", "/api/logs?size=1", None).await.json["records"][0];
-    assert_eq!((first["requestId"].as_str(), first["clientRequestId"].as_str()), (Some("g2"), Some("replayed")));
+    assert_eq!(
+        (first["requestId"].as_str(), first["clientRequestId"].as_str()),
+        (Some("g2"), Some("replayed"))
+    );
     let plain = &admin(&state, "GET", "/api/logs?appId=3", None).await.json["records"][0];
     assert_eq!(plain["clientRequestId"], Value::Null);
 }
@@ -88,10 +112,17 @@ async fn the_clients_own_id_is_shown_and_filters_but_never_merges_rows() {
 async fn filters_by_time_range_in_rfc3339_or_milliseconds() {
     let (state, _dir) = seeded().await;
     let (from, to) = (T0 + 1000, T0 + 3000);
-    assert_eq!(ids(&state, &format!("from={from}&to={to}")).await, ["c", "b"], "from inclusive, to exclusive");
+    assert_eq!(
+        ids(&state, &format!("from={from}&to={to}")).await,
+        ["c", "b"],
+        "from inclusive, to exclusive"
+    );
     assert_eq!(ids(&state, "from=2026-01-31T00:00:02Z").await, ["e", "d", "c"]);
     assert_eq!(ids(&state, "to=2026-01-31T08:00:01%2B08:00").await, ["a"], "any offset");
-    assert_eq!(ids(&state, "from=2026-01-31T00:00:01.500Z&to=2026-01-31T00:00:02.001Z").await, ["c"]);
+    assert_eq!(
+        ids(&state, "from=2026-01-31T00:00:01.500Z&to=2026-01-31T00:00:02.001Z").await,
+        ["c"]
+    );
 }
 
 #[tokio::test]
@@ -118,10 +149,16 @@ async fn bad_filters_name_the_parameter() {
 async fn the_unfiltered_total_follows_inserts_repeats_and_deletes() {
     let (state, _dir) = seeded().await;
     // A repeated request id is ignored and not counted.
-    insert_batch(state.db(), &[row("a", T0, 1, None, "m1", 200, false), row("f", T0 + 4000, 1, None, "m1", 200, false)])
+    insert_batch(
+        state.db(),
+        &[row("a", T0, 1, None, "m1", 200, false), row("f", T0 + 4000, 1, None, "m1", 200, false)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(admin(&state, "GET", "/api/logs", None).await.json["total"], 6);
+    sqlx::query("DELETE FROM access_logs WHERE request_id IN ('a', 'b')")
+        .execute(state.db())
         .await
         .unwrap();
-    assert_eq!(admin(&state, "GET", "/api/logs", None).await.json["total"], 6);
-    sqlx::query("DELETE FROM access_logs WHERE request_id IN ('a', 'b')").execute(state.db()).await.unwrap();
     assert_eq!(admin(&state, "GET", "/api/logs", None).await.json["total"], 4);
 }

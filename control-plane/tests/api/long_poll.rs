@@ -13,22 +13,34 @@ use vllm_gateway_filter::feed::hash_key;
 use super::*;
 
 /// Status, ETag and body of one pull.
-async fn pull(state: &AppState, query: &str, if_none_match: Option<&str>) -> (StatusCode, String, String) {
-    let mut req = Request::get(format!("/internal/state{query}")).header("authorization", format!("Bearer {FEED}"));
+async fn pull(
+    state: &AppState,
+    query: &str,
+    if_none_match: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut req = Request::get(format!("/internal/state{query}"))
+        .header("authorization", format!("Bearer {FEED}"));
     if let Some(etag) = if_none_match {
         req = req.header("if-none-match", etag);
     }
     let resp = app(state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     let status = resp.status();
-    let etag = resp.headers().get("etag").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let etag =
+        resp.headers().get("etag").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, etag, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A poll held in the background: its reply and when it came.
-fn hold(state: &AppState, etag: &str, wait_ms: u64) -> tokio::task::JoinHandle<((StatusCode, String, String), Instant)> {
+fn hold(
+    state: &AppState,
+    etag: &str,
+    wait_ms: u64,
+) -> tokio::task::JoinHandle<((StatusCode, String, String), Instant)> {
     let (state, etag) = (state.clone(), etag.to_owned());
-    tokio::spawn(async move { (pull(&state, &format!("?wait_ms={wait_ms}"), Some(&etag)).await, Instant::now()) })
+    tokio::spawn(async move {
+        (pull(&state, &format!("?wait_ms={wait_ms}"), Some(&etag)).await, Instant::now())
+    })
 }
 
 #[tokio::test]
@@ -48,7 +60,10 @@ async fn a_held_poll_answers_the_new_state_promptly_after_a_key_is_created() {
     assert!(body.contains(&hash_key(created.json["apiKey"].as_str().unwrap())), "{body}");
     assert!(took < Duration::from_millis(500), "took {took:?}");
     let metrics = call(&state, "GET", "/metrics", None, None).await.text;
-    for line in ["gateway_state_long_polls_total{result=\"changed\"} 1", "gateway_state_long_polls_waiting 0"] {
+    for line in [
+        "gateway_state_long_polls_total{result=\"changed\"} 1",
+        "gateway_state_long_polls_waiting 0",
+    ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
 }
@@ -74,10 +89,16 @@ async fn an_unchanged_state_is_a_304_once_wait_ms_has_passed() {
     let started = Instant::now();
     let (status, same, body) = pull(&state, "?wait_ms=300", Some(&etag)).await;
     let took = started.elapsed();
-    assert_eq!((status, same.as_str(), body.as_str()), (StatusCode::NOT_MODIFIED, etag.as_str(), ""));
+    assert_eq!(
+        (status, same.as_str(), body.as_str()),
+        (StatusCode::NOT_MODIFIED, etag.as_str(), "")
+    );
     assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "took {took:?}");
     let metrics = call(&state, "GET", "/metrics", None, None).await.text;
-    assert!(metrics.lines().any(|l| l == "gateway_state_long_polls_total{result=\"timeout\"} 1"), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l == "gateway_state_long_polls_total{result=\"timeout\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +107,11 @@ async fn without_the_current_etag_or_without_wait_ms_the_answer_is_immediate() {
     let (_, etag, _) = pull(&state, "", None).await;
     let started = Instant::now();
     assert_eq!(pull(&state, "?wait_ms=10000", None).await.0, StatusCode::OK, "no If-None-Match");
-    assert_eq!(pull(&state, "?wait_ms=10000", Some("\"v0-stale\"")).await.0, StatusCode::OK, "an old ETag");
+    assert_eq!(
+        pull(&state, "?wait_ms=10000", Some("\"v0-stale\"")).await.0,
+        StatusCode::OK,
+        "an old ETag"
+    );
     assert_eq!(pull(&state, "?wait_ms=0", Some(&etag)).await.0, StatusCode::NOT_MODIFIED);
     assert_eq!(pull(&state, "", Some(&etag)).await.0, StatusCode::NOT_MODIFIED);
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
@@ -122,16 +147,26 @@ async fn a_graceful_shutdown_does_not_wait_for_held_polls() {
     let shutdown = async move {
         let _ = stopped.await;
     };
-    let server = tokio::spawn(control_plane::serve(state, control_plane::Retention::default(), control_plane::Listeners::new(http, als), shutdown));
+    let server = tokio::spawn(control_plane::serve(
+        state,
+        control_plane::Retention::default(),
+        control_plane::Listeners::new(http, als),
+        shutdown,
+    ));
     let client = reqwest::Client::new();
     let first = client.get(&url).bearer_auth(FEED).send().await.unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
-    let held = client.get(format!("{url}?wait_ms=20000")).bearer_auth(FEED).header("if-none-match", etag).send();
+    let held = client
+        .get(format!("{url}?wait_ms=20000"))
+        .bearer_auth(FEED)
+        .header("if-none-match", etag)
+        .send();
     let held = tokio::spawn(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     stop.send(()).unwrap();
-    let served = tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server drained");
+    let served =
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server drained");
     served.unwrap().unwrap();
     assert_eq!(held.await.unwrap().unwrap().status(), reqwest::StatusCode::NOT_MODIFIED);
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());

@@ -15,7 +15,13 @@ async fn lookup(state: &AppState, query: &str) -> (Reply, Feed) {
 }
 
 async fn new_app(state: &AppState) -> (i64, String) {
-    let created = admin(state, "POST", "/api/apps", Some(json!({"orgName": "o", "limits": {"requestsPerMinute": 5}}))).await;
+    let created = admin(
+        state,
+        "POST",
+        "/api/apps",
+        Some(json!({"orgName": "o", "limits": {"requestsPerMinute": 5}})),
+    )
+    .await;
     (created.json["id"].as_i64().unwrap(), created.json["apiKey"].as_str().unwrap().to_owned())
 }
 
@@ -25,36 +31,64 @@ async fn a_key_is_found_whatever_its_apps_status_and_is_gone_once_rotated_or_del
     let (id, key) = new_app(&state).await;
     let (reply, feed) = lookup(&state, &format!("keyHash={}", hash_key(&key))).await;
     let whole = call(&state, "GET", "/internal/state", Some(FEED), None).await;
-    assert_eq!(reply.headers["etag"], whole.headers["etag"], "the version, as the state feed names it");
+    assert_eq!(
+        reply.headers["etag"], whole.headers["etag"],
+        "the version, as the state feed names it"
+    );
     let served: Feed = serde_json::from_str(&whole.text).unwrap();
     assert_eq!(feed.keys, served.keys, "the key as the state feed has it, limits included");
     assert!(feed.users.is_empty());
     assert_eq!(feed.jwt_keys, served.jwt_keys);
 
-    admin(&state, "PATCH", &format!("/api/apps/{id}/status"), Some(json!({"status": "disabled"}))).await;
+    admin(&state, "PATCH", &format!("/api/apps/{id}/status"), Some(json!({"status": "disabled"})))
+        .await;
     let upper = hash_key(&key).to_ascii_uppercase();
     let (disabled, feed) = lookup(&state, &format!("keyHash={upper}")).await;
     assert_eq!(feed.keys[0].status, Status::Disabled, "found, and said disabled");
     assert_ne!(disabled.headers["etag"], reply.headers["etag"]);
 
     let rotated = admin(&state, "POST", &format!("/api/apps/{id}/key"), None).await;
-    assert!(lookup(&state, &format!("keyHash={}", hash_key(&key))).await.1.keys.is_empty(), "rotated out");
+    assert!(
+        lookup(&state, &format!("keyHash={}", hash_key(&key))).await.1.keys.is_empty(),
+        "rotated out"
+    );
     let new_key = rotated.json["apiKey"].as_str().unwrap();
     assert_eq!(lookup(&state, &format!("keyHash={}", hash_key(new_key))).await.1.keys.len(), 1);
     admin(&state, "DELETE", &format!("/api/apps/{id}"), None).await;
-    assert!(lookup(&state, &format!("keyHash={}", hash_key(new_key))).await.1.keys.is_empty(), "app deleted");
-    assert!(lookup(&state, &format!("keyHash={}", "0".repeat(64))).await.1.keys.is_empty(), "unknown");
+    assert!(
+        lookup(&state, &format!("keyHash={}", hash_key(new_key))).await.1.keys.is_empty(),
+        "app deleted"
+    );
+    assert!(
+        lookup(&state, &format!("keyHash={}", "0".repeat(64))).await.1.keys.is_empty(),
+        "unknown"
+    );
 }
 
 #[tokio::test]
 async fn a_user_is_found_whatever_its_status_alone_or_with_a_key() {
     let (state, _dir) = state().await;
-    let user = admin(&state, "POST", "/api/users", Some(json!({"email": "u@example.com", "password": "your_password"}))).await;
+    let user = admin(
+        &state,
+        "POST",
+        "/api/users",
+        Some(json!({"email": "u@example.com", "password": "your_password"})),
+    )
+    .await;
     let user_id = user.json["id"].as_i64().unwrap();
     admin(&state, "POST", &format!("/api/users/{user_id}/revoke-tokens"), None).await;
-    admin(&state, "PATCH", &format!("/api/users/{user_id}/status"), Some(json!({"status": "disabled"}))).await;
+    admin(
+        &state,
+        "PATCH",
+        &format!("/api/users/{user_id}/status"),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
     let (_, feed) = lookup(&state, &format!("userId={user_id}")).await;
-    assert_eq!(feed.users, [FeedUser { id: user_id, status: Status::Disabled, token_version: 2, limits: None }]);
+    assert_eq!(
+        feed.users,
+        [FeedUser { id: user_id, status: Status::Disabled, token_version: 2, limits: None }]
+    );
     assert!(feed.keys.is_empty());
     let (_, key) = new_app(&state).await;
     let (_, both) = lookup(&state, &format!("keyHash={}&userId={user_id}", hash_key(&key))).await;
@@ -90,7 +124,8 @@ async fn only_the_feed_token_and_well_formed_parameters_are_answered() {
     let (state, _dir) = state().await;
     let hash = hash_key("sk-live-anything");
     for token in [None, Some(ADMIN)] {
-        let reply = call(&state, "GET", &format!("/internal/lookup?keyHash={hash}"), token, None).await;
+        let reply =
+            call(&state, "GET", &format!("/internal/lookup?keyHash={hash}"), token, None).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token:?}");
     }
     let short = &hash[..63];
@@ -103,7 +138,8 @@ async fn only_the_feed_token_and_well_formed_parameters_are_answered() {
         (format!("keyHash={hash}&userId=1.5"), "userId"),
     ];
     for (query, field) in cases {
-        let reply = call(&state, "GET", &format!("/internal/lookup?{query}"), Some(FEED), None).await;
+        let reply =
+            call(&state, "GET", &format!("/internal/lookup?{query}"), Some(FEED), None).await;
         assert_invalid(&reply, field);
     }
 }

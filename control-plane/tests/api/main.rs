@@ -28,7 +28,8 @@ pub const FEED: &str = "feed-token-for-tests-0001";
 /// A fresh database in a temporary folder (kept alive by the returned guard).
 pub async fn state() -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let db = control_plane::db::open(&dir.path().join("api.db").display().to_string()).await.unwrap();
+    let db =
+        control_plane::db::open(&dir.path().join("api.db").display().to_string()).await.unwrap();
     (AppState::new(db, FEED.into(), secrets::hash(ADMIN)), dir)
 }
 
@@ -41,7 +42,13 @@ pub struct Reply {
 }
 
 /// One request through the router, with `token` as the bearer.
-pub async fn call(state: &AppState, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+pub async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));

@@ -19,7 +19,10 @@ async fn health_and_readiness_answer_without_a_token() {
 #[tokio::test]
 async fn not_ready_while_a_migration_is_missing() {
     let (state, _dir) = state().await;
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2").execute(state.db()).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2")
+        .execute(state.db())
+        .await
+        .unwrap();
     let reply = call(&state, "GET", "/readyz", None, None).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.json, json!({"status": "not ready", "reason": "migrations pending"}));
@@ -32,7 +35,11 @@ async fn not_ready_without_the_database() {
     let reply = call(&state, "GET", "/readyz", None, None).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.json, json!({"status": "not ready", "reason": "database unavailable"}));
-    assert_eq!(call(&state, "GET", "/healthz", None, None).await.status, StatusCode::OK, "still alive");
+    assert_eq!(
+        call(&state, "GET", "/healthz", None, None).await.status,
+        StatusCode::OK,
+        "still alive"
+    );
 }
 
 #[tokio::test]
@@ -45,7 +52,10 @@ async fn metrics_count_api_requests_by_route_and_status_class() {
     call(&state, "GET", "/nowhere", None, None).await;
     let reply = call(&state, "GET", "/metrics", None, None).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(reply.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     for line in [
         r#"gateway_api_requests_total{method="POST",route="/api/apps",status="2xx"} 1"#,
         r#"gateway_api_requests_total{method="GET",route="/api/apps/{id}",status="4xx"} 2"#,

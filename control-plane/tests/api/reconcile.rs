@@ -91,11 +91,19 @@ async fn a_fresh_call_scrapes_and_sets_vllms_increase_beside_the_gateways_totals
     vllm.set(1000, 500);
     let first = reconcile(&state, "").await;
     assert_eq!(first["records"][0]["vllm"]["samples"], 1);
-    let start: i64 = sqlx::query_scalar("SELECT MAX(at_ms) FROM upstream_samples").fetch_one(state.db()).await.unwrap();
+    let start: i64 = sqlx::query_scalar("SELECT MAX(at_ms) FROM upstream_samples")
+        .fetch_one(state.db())
+        .await
+        .unwrap();
 
     // Two requests through the gateway, then the same counted by vLLM.
     let at = now_ms();
-    insert_batch(state.db(), &[row("a", at, "m", 20, 5), row("b", at, "m", 10, 15), row("old", start - 1, "m", 99, 99)]).await.unwrap();
+    insert_batch(
+        state.db(),
+        &[row("a", at, "m", 20, 5), row("b", at, "m", 10, 15), row("old", start - 1, "m", 99, 99)],
+    )
+    .await
+    .unwrap();
     vllm.set(1030, 520);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let r = reconcile(&state, &format!("from={start}")).await;
@@ -103,7 +111,13 @@ async fn a_fresh_call_scrapes_and_sets_vllms_increase_beside_the_gateways_totals
     assert_eq!(record["model"], "m");
     assert_eq!(record["upstream"], vllm.url);
     assert_eq!(record["gateway"]["requests"], 2);
-    assert_eq!((record["gateway"]["promptTokens"].as_i64(), record["gateway"]["completionTokens"].as_i64()), (Some(30), Some(20)));
+    assert_eq!(
+        (
+            record["gateway"]["promptTokens"].as_i64(),
+            record["gateway"]["completionTokens"].as_i64()
+        ),
+        (Some(30), Some(20))
+    );
     assert_eq!(record["vllm"]["promptTokens"], 30, "{record}");
     assert_eq!(record["vllm"]["generationTokens"], 20);
     assert_eq!(record["vllm"]["coversWindow"], true, "{record}");
@@ -116,7 +130,10 @@ async fn a_fresh_call_scrapes_and_sets_vllms_increase_beside_the_gateways_totals
     let r = reconcile(&state, &format!("from={start}")).await;
     let record = &r["records"][0];
     assert_eq!(record["difference"], json!({"promptTokens": 40, "completionTokens": 0}));
-    assert!(record["likelyCauses"][0].as_str().unwrap().contains("did not pass the gateway"), "{record}");
+    assert!(
+        record["likelyCauses"][0].as_str().unwrap().contains("did not pass the gateway"),
+        "{record}"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +141,9 @@ async fn a_restart_between_samples_adds_the_new_count_and_estimates_are_named() 
     let (state, _dir) = state().await;
     let upstream: Upstream = "m=http://127.0.0.1:9".parse().unwrap();
     let state = state.with_upstreams(vec![upstream.clone()], Duration::from_secs(15));
-    let sample = |at, prompt, generation| samples::insert(state.db(), &upstream, at, TokenTotals { prompt, generation });
+    let sample = |at, prompt, generation| {
+        samples::insert(state.db(), &upstream, at, TokenTotals { prompt, generation })
+    };
     sample(T0 - 1000, 100, 50).await.unwrap();
     sample(T0 + 10_000, 160, 80).await.unwrap();
     sample(T0 + 20_000, 40, 10).await.unwrap(); // restarted
@@ -156,8 +175,14 @@ async fn an_unreachable_upstream_or_a_missing_model_says_why_there_is_no_vllm_si
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let (state, _dir) = state().await;
     let down: Upstream = format!("down=http://{closed}").parse().unwrap();
-    let state = state.with_upstreams(vec![down, vllm.upstream("other-name")], Duration::from_secs(15));
-    insert_batch(state.db(), &[row("a", now_ms() - 1000, "down", 5, 5), row("b", now_ms() - 1000, "direct", 1, 1)]).await.unwrap();
+    let state =
+        state.with_upstreams(vec![down, vllm.upstream("other-name")], Duration::from_secs(15));
+    insert_batch(
+        state.db(),
+        &[row("a", now_ms() - 1000, "down", 5, 5), row("b", now_ms() - 1000, "direct", 1, 1)],
+    )
+    .await
+    .unwrap();
     let mut refused = row("c", now_ms() - 1000, "made-up", 0, 0);
     refused.gateway_error = Some("model_not_found".into());
     insert_batch(state.db(), &[refused]).await.unwrap();
@@ -167,9 +192,19 @@ async fn an_unreachable_upstream_or_a_missing_model_says_why_there_is_no_vllm_si
     assert_eq!((records[0]["model"].as_str(), records[0]["vllm"].is_null()), (Some("down"), true));
     assert_eq!(records[0]["gateway"]["promptTokens"], 5);
     assert!(records[0]["lastScrape"]["error"].as_str().unwrap().contains(&closed.to_string()));
-    assert!(records[0]["likelyCauses"][0].as_str().unwrap().starts_with("no vLLM samples in the window"));
-    assert!(records[1]["lastScrape"]["error"].as_str().unwrap().contains("model_name=\"other-name\""), "{}", records[1]);
-    assert_eq!((records[2]["model"].as_str(), &records[2]["upstream"]), (Some("direct"), &Value::Null));
+    assert!(records[0]["likelyCauses"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("no vLLM samples in the window"));
+    assert!(
+        records[1]["lastScrape"]["error"].as_str().unwrap().contains("model_name=\"other-name\""),
+        "{}",
+        records[1]
+    );
+    assert_eq!(
+        (records[2]["model"].as_str(), &records[2]["upstream"]),
+        (Some("direct"), &Value::Null)
+    );
     assert!(records[2]["likelyCauses"][0].as_str().unwrap().contains("no upstream is configured"));
     let metrics = call(&state, "GET", "/metrics", None, None).await.text;
     assert!(metrics.contains("gateway_upstream_scrapes_total{result=\"error\"} 2"), "{metrics}");
@@ -182,10 +217,15 @@ async fn the_background_task_samples_every_interval() {
     vllm.set(7, 3);
     let scraper = Arc::new(Scraper::new(vec![vllm.upstream("m")], Duration::from_millis(50)));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = control_plane::reconcile::spawn(scraper, state.db().clone(), state.metrics().clone(), stop).unwrap();
+    let task =
+        control_plane::reconcile::spawn(scraper, state.db().clone(), state.metrics().clone(), stop)
+            .unwrap();
     let mut count = 0i64;
     for _ in 0..200 {
-        count = sqlx::query_scalar("SELECT COUNT(*) FROM upstream_samples WHERE prompt_total = 7").fetch_one(state.db()).await.unwrap();
+        count = sqlx::query_scalar("SELECT COUNT(*) FROM upstream_samples WHERE prompt_total = 7")
+            .fetch_one(state.db())
+            .await
+            .unwrap();
         if count >= 2 {
             break;
         }
@@ -194,7 +234,13 @@ async fn the_background_task_samples_every_interval() {
     assert!(count >= 2, "samples: {count}");
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
-    assert!(control_plane::reconcile::spawn(Arc::new(Scraper::new(vec![vllm.upstream("m")], Duration::ZERO)), state.db().clone(), state.metrics().clone(), tokio::sync::watch::channel(false).1).is_none());
+    assert!(control_plane::reconcile::spawn(
+        Arc::new(Scraper::new(vec![vllm.upstream("m")], Duration::ZERO)),
+        state.db().clone(),
+        state.metrics().clone(),
+        tokio::sync::watch::channel(false).1
+    )
+    .is_none());
 }
 
 #[tokio::test]
@@ -202,8 +248,18 @@ async fn bad_windows_are_refused() {
     let (state, _dir) = state().await;
     let r = reconcile(&state, "").await;
     assert_eq!(r["records"], json!([]));
-    for (query, field) in [("from=yesterday", "from"), (&format!("from={T0}&to={T0}") as &str, "to"), (&format!("from={}&to={T0}", T0 - 32 * 86_400_000), "from")] {
-        assert_invalid(&admin(&state, "GET", &format!("/api/usage/reconcile?{query}"), None).await, field);
+    for (query, field) in [
+        ("from=yesterday", "from"),
+        (&format!("from={T0}&to={T0}") as &str, "to"),
+        (&format!("from={}&to={T0}", T0 - 32 * 86_400_000), "from"),
+    ] {
+        assert_invalid(
+            &admin(&state, "GET", &format!("/api/usage/reconcile?{query}"), None).await,
+            field,
+        );
     }
-    assert_eq!(call(&state, "GET", "/api/usage/reconcile", None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&state, "GET", "/api/usage/reconcile", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -9,7 +9,14 @@ use super::*;
 
 const DAY: i64 = 86_400_000;
 
-fn row(id: &str, at: i64, app: Option<i64>, model: &str, prompt: i64, completion: i64) -> AccessLog {
+fn row(
+    id: &str,
+    at: i64,
+    app: Option<i64>,
+    model: &str,
+    prompt: i64,
+    completion: i64,
+) -> AccessLog {
     AccessLog {
         request_id: id.into(),
         started_at_ms: at,
@@ -31,12 +38,24 @@ async fn groups_by_app_model_and_utc_day_with_totals() {
         row("c", T0 + DAY, Some(1), "m1", 30, 3),
         row("d", T0 + 5, Some(2), "m1", 40, 4),
         row("e", T0 + 6, Some(1), "m2", 50, 5),
-        AccessLog { request_id: "f".into(), started_at_ms: T0 + 7, app_id: Some(2), model: Some("m1".into()), ..AccessLog::default() },
+        AccessLog {
+            request_id: "f".into(),
+            started_at_ms: T0 + 7,
+            app_id: Some(2),
+            model: Some("m1".into()),
+            ..AccessLog::default()
+        },
         row("g", T0 - 1, Some(1), "m1", 1000, 1000),
         row("h", T0 + 2 * DAY, Some(1), "m1", 1000, 1000),
     ];
     insert_batch(state.db(), &rows).await.unwrap();
-    let reply = admin(&state, "GET", &format!("/api/usage?from=2026-01-31T00:00:00Z&to={}", T0 + 2 * DAY), None).await;
+    let reply = admin(
+        &state,
+        "GET",
+        &format!("/api/usage?from=2026-01-31T00:00:00Z&to={}", T0 + 2 * DAY),
+        None,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     let r = reply.json;
     assert_eq!(r["from"], "2026-01-31T00:00:00Z");
@@ -54,7 +73,10 @@ async fn groups_by_app_model_and_utc_day_with_totals() {
             record("2026-02-01", 1, "m1", 1, 30, 3),
         ])
     );
-    assert_eq!(r["totals"], json!({"requests": 6, "promptTokens": 150, "completionTokens": 15, "totalTokens": 165}));
+    assert_eq!(
+        r["totals"],
+        json!({"requests": 6, "promptTokens": 150, "completionTokens": 15, "totalTokens": 165})
+    );
 }
 
 #[tokio::test]
@@ -64,8 +86,16 @@ async fn defaults_to_the_last_30_days_and_rejects_bad_ranges() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json["records"], json!([]));
     assert_eq!(reply.json["totals"]["requests"], 0);
-    let from = time::OffsetDateTime::parse(reply.json["from"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-    let to = time::OffsetDateTime::parse(reply.json["to"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let from = time::OffsetDateTime::parse(
+        reply.json["from"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let to = time::OffsetDateTime::parse(
+        reply.json["to"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     assert_eq!((to - from).whole_days(), 30);
 
     for (query, field) in [

@@ -27,7 +27,10 @@ fn fills_defaults() {
     assert_eq!(config.state.lookups_per_second, 20);
     assert_eq!(config.route("qwen").unwrap().cluster, "model_qwen");
     assert!(config.route("other").is_none());
-    assert_eq!(config.endpoints, ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]);
+    assert_eq!(
+        config.endpoints,
+        ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
+    );
     assert!(config.forwards("/v1/responses") && !config.forwards("/v1/load_lora_adapter"));
     assert!(!config.forwards("/v1/Chat/completions") && !config.forwards("/v1/chat/completions/"));
 }
@@ -39,14 +42,30 @@ fn endpoints_are_validated_and_named_by_index() {
         v["endpoints"] = serde_json::json!(endpoints);
         error_of(v)
     };
-    assert_eq!(with(&["/v1/completions", "/v1/x", "/v2/chat"]), "endpoints[2]: must start with /v1/");
+    assert_eq!(
+        with(&["/v1/completions", "/v1/x", "/v2/chat"]),
+        "endpoints[2]: must start with /v1/"
+    );
     assert_eq!(with(&["v1/chat"]), "endpoints[0]: must start with /v1/");
     assert_eq!(with(&["/v1/"]), "endpoints[0]: must name an endpoint after /v1/");
-    assert_eq!(with(&["/v1/chat?x=1"]), "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)");
-    assert_eq!(with(&["/v1/chat#x"]), "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)");
-    assert_eq!(with(&["/v1/a b"]), "endpoints[0]: must not contain whitespace or control characters");
+    assert_eq!(
+        with(&["/v1/chat?x=1"]),
+        "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)"
+    );
+    assert_eq!(
+        with(&["/v1/chat#x"]),
+        "endpoints[0]: must not contain '?' or '#' (it is compared without the query string)"
+    );
+    assert_eq!(
+        with(&["/v1/a b"]),
+        "endpoints[0]: must not contain whitespace or control characters"
+    );
     for bad in ["/v1//chat", "/v1/./chat", "/v1/../admin", "/v1/a/..", "/v1/a/."] {
-        assert_eq!(with(&[bad]), "endpoints[0]: must be a normalised path (no //, /./ or /../)", "{bad}");
+        assert_eq!(
+            with(&[bad]),
+            "endpoints[0]: must be a normalised path (no //, /./ or /../)",
+            "{bad}"
+        );
     }
     assert_eq!(with(&["/v1/a", "/v1/b", "/v1/a"]), "endpoints[2]: duplicate of endpoints[0]");
     assert_eq!(with(&["/v1/audio/transcriptions", "/v1/rerank"]), "accepted");
@@ -98,14 +117,23 @@ fn the_long_poll_and_the_lookups_are_bounded() {
         assert_eq!(with("long_poll_ms", ok), "accepted", "{ok}");
     }
     for bad in [1, 999, 30_001] {
-        assert_eq!(with("long_poll_ms", bad), "state.long_poll_ms: must be 0 (off) or between 1000 and 30000");
+        assert_eq!(
+            with("long_poll_ms", bad),
+            "state.long_poll_ms: must be 0 (off) or between 1000 and 30000"
+        );
     }
     assert_eq!(with("lookup_negative_ttl_ms", 0), "accepted");
     assert_eq!(with("lookup_negative_ttl_ms", 60_000), "accepted");
-    assert_eq!(with("lookup_negative_ttl_ms", 60_001), "state.lookup_negative_ttl_ms: must be between 0 and 60000");
+    assert_eq!(
+        with("lookup_negative_ttl_ms", 60_001),
+        "state.lookup_negative_ttl_ms: must be between 0 and 60000"
+    );
     assert_eq!(with("lookups_per_second", 0), "accepted");
     assert_eq!(with("lookups_per_second", 10_000), "accepted");
-    assert_eq!(with("lookups_per_second", 10_001), "state.lookups_per_second: must be between 0 (off) and 10000");
+    assert_eq!(
+        with("lookups_per_second", 10_001),
+        "state.lookups_per_second: must be between 0 (off) and 10000"
+    );
     let mut v = valid();
     v["state"]["lookups_per_second"] = (-1).into();
     assert!(error_of(v).starts_with("not valid: invalid value"));

@@ -107,14 +107,18 @@ impl Exchange {
         let completion = if members.is_empty() {
             0
         } else {
-            let per_choice = honoured.unwrap_or(self.endpoint.default_cap(self.config.limits.default_max_tokens));
+            let per_choice = honoured
+                .unwrap_or(self.endpoint.default_cap(self.config.limits.default_max_tokens));
             per_choice.saturating_mul(choices)
         };
-        if limits.applying_to(&facts.model).any(|(_, kind, _)| kind.counts_tokens()) && !members.is_empty() {
+        if limits.applying_to(&facts.model).any(|(_, kind, _)| kind.counts_tokens())
+            && !members.is_empty()
+        {
             self.limited.body = Some(body.to_vec());
         }
         let capped = honoured.is_some();
-        self.limited.asked = Some(Asked { model: facts.model.clone(), prompt, completion, capped, choices });
+        self.limited.asked =
+            Some(Asked { model: facts.model.clone(), prompt, completion, capped, choices });
     }
 
     /// What the request asks of its caller's limits; `None` when the caller is not limited (or
@@ -138,11 +142,16 @@ impl Exchange {
         self.limited.headers = rate_headers::headers(&grant.standing);
         let body = self.limited.body.take();
         if let (Some(body), Some(completion)) = (body, grant.completion_tokens()) {
-            let (asked, capped, choices) =
-                self.limited.asked.as_ref().map_or((0, false, 1), |a| (a.completion, a.capped, a.choices));
+            let (asked, capped, choices) = self
+                .limited
+                .asked
+                .as_ref()
+                .map_or((0, false, 1), |a| (a.completion, a.capped, a.choices));
             let per_choice = (completion / choices.max(1)).max(1);
             if completion < asked || !capped {
-                if let Some(body) = set_number_members(&body, self.endpoint.max_token_members(), per_choice) {
+                if let Some(body) =
+                    set_number_members(&body, self.endpoint.max_token_members(), per_choice)
+                {
                     host.set_request_body(&body);
                     host.set_request_header("content-length", Some(&body.len().to_string()));
                 }
@@ -181,7 +190,8 @@ impl Exchange {
     pub fn take_grant(&mut self) -> Option<(Grant, Option<u64>, bool)> {
         let grant = self.limited.grant.take()?;
         let record = &self.record;
-        let failed = record.usage_source == UsageSource::None && (record.status == 0 || record.status >= 400);
+        let failed = record.usage_source == UsageSource::None
+            && (record.status == 0 || record.status >= 400);
         let used = match record.usage_source {
             UsageSource::Reported | UsageSource::Estimated => Some(record.usage.total_tokens),
             UsageSource::None if failed => Some(0),
@@ -215,7 +225,10 @@ impl Exchange {
             }
             Cut::Within => {}
         }
-        let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant) else { return true };
+        let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant)
+        else {
+            return true;
+        };
         let Some(granted) = grant.completion_tokens() else { return true };
         if acc.completion_so_far() > granted {
             self.cut_off(out);
@@ -227,7 +240,10 @@ impl Exchange {
     /// was made with: the tokens its grant lacks (to take, see [`Self::prompt_corrected`], or
     /// else cut the stream off).
     pub fn grant_overrun(&self) -> Option<u64> {
-        let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant) else { return None };
+        let (Some(Counting::Stream(acc)), Some(grant)) = (&self.counting, &self.limited.grant)
+        else {
+            return None;
+        };
         if self.limited.cut != Cut::Within || grant.tokens.is_none() {
             return None;
         }
@@ -258,7 +274,8 @@ impl Exchange {
         self.record.cut_off = true;
         self.record.limited = Some(kind.name().to_owned());
         let held = grant.holds.iter().find(|h| h.key.kind == kind);
-        let (subject, model) = held.map_or((Subject::App(0), None), |h| (h.key.subject, h.key.model.clone()));
+        let (subject, model) =
+            held.map_or((Subject::App(0), None), |h| (h.key.subject, h.key.model.clone()));
         let limit = grant.standing.iter().find(|s| s.kind == kind).map_or(0, |s| s.limit);
         let error = GatewayError::Limited(Box::new(LimitError {
             kind,

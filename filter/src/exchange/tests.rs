@@ -33,7 +33,10 @@ impl Host for FakeHost {
 fn config() -> Rc<PluginConfig> {
     let mut models = BTreeMap::new();
     models.insert("model-a".to_owned(), ModelRoute { cluster: "cluster_a".into(), api_key: None });
-    models.insert("model-b".to_owned(), ModelRoute { cluster: "cluster_b".into(), api_key: Some("upstream-secret".into()) });
+    models.insert(
+        "model-b".to_owned(),
+        ModelRoute { cluster: "cluster_b".into(), api_key: Some("upstream-secret".into()) },
+    );
     Rc::new(PluginConfig {
         models,
         state: StateFeed {
@@ -79,23 +82,41 @@ fn start(host: &mut FakeHost, h: &RequestHead) -> (Exchange, Step) {
 #[test]
 fn a_good_key_is_stripped_and_the_body_routes_by_model() {
     let mut host = FakeHost::default();
-    let (mut ex, step) = start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-good")));
+    let (mut ex, step) =
+        start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-good")));
     assert_eq!(step, Step::ReadBody);
     assert_eq!(host.headers["authorization"], None);
     let step = ex.on_request_body(&mut host, br#"{"model":"model-b","stream":true}"#);
     assert_eq!(step, Step::Continue);
     assert_eq!(host.headers["x-gateway-cluster"].as_deref(), Some("cluster_b"));
-    assert_eq!(host.headers["authorization"].as_deref(), Some("Bearer upstream-secret"), "the model's own key");
+    assert_eq!(
+        host.headers["authorization"].as_deref(),
+        Some("Bearer upstream-secret"),
+        "the model's own key"
+    );
     assert_eq!(host.route_cache_cleared, 1);
 
     let injected: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
     assert_eq!(injected["stream_options"]["include_usage"], true);
-    assert_eq!(host.headers["content-length"].as_deref(), Some(&*host.body.as_ref().unwrap().len().to_string()));
+    assert_eq!(
+        host.headers["content-length"].as_deref(),
+        Some(&*host.body.as_ref().unwrap().len().to_string())
+    );
 
-    assert!(ex.on_response_headers(200, Some("text/event-stream; charset=utf-8"), None), "rewritten for the caller");
+    assert!(
+        ex.on_response_headers(200, Some("text/event-stream; charset=utf-8"), None),
+        "rewritten for the caller"
+    );
     let first = ex.on_response_body(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":{\"prompt_tokens\":4,\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,", false, 1_005);
-    assert_eq!(first.unwrap(), b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec());
-    let rest = ex.on_response_body(b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n", true, 1_009);
+    assert_eq!(
+        first.unwrap(),
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec()
+    );
+    let rest = ex.on_response_body(
+        b"\"total_tokens\":5,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n",
+        true,
+        1_009,
+    );
     assert_eq!(rest.unwrap(), b"data: [DONE]\n\n".to_vec(), "the caller did not ask for usage");
     let record = ex.finish(1_010, Ending::Complete).unwrap();
     assert_eq!(record.app_id, Some(7));
@@ -146,14 +167,20 @@ fn credentials_are_checked() {
 fn before_any_state_keys_get_not_ready() {
     let mut host = FakeHost::default();
     let mut ex = Exchange::new(config(), 0);
-    let step = ex.on_request_headers(&mut host, &head("POST", "/v1/x", Some("Bearer sk-live-good")), None, 0);
+    let step = ex.on_request_headers(
+        &mut host,
+        &head("POST", "/v1/x", Some("Bearer sk-live-good")),
+        None,
+        0,
+    );
     assert_eq!(step, Step::Refuse(GatewayError::NotReady));
 }
 
 #[test]
 fn a_query_token_is_removed_from_the_path() {
     let mut host = FakeHost::default();
-    let (_, step) = start(&mut host, &head("POST", "/v1/chat/completions?token=sk-live-good&x=1", None));
+    let (_, step) =
+        start(&mut host, &head("POST", "/v1/chat/completions?token=sk-live-good&x=1", None));
     assert_eq!(step, Step::ReadBody);
     assert_eq!(host.headers[":path"].as_deref(), Some("/v1/chat/completions?x=1"));
 }
@@ -167,7 +194,8 @@ fn bodies_that_cannot_route_are_refused() {
     ];
     for (body, expected) in cases {
         let mut host = FakeHost::default();
-        let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+        let (mut ex, _) =
+            start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
         match ex.on_request_body(&mut host, body) {
             Step::Refuse(e) => assert_eq!(e.status(), expected.status()),
             other => panic!("expected a refusal, got {other:?}"),
@@ -175,7 +203,8 @@ fn bodies_that_cannot_route_are_refused() {
         assert_eq!(host.headers["x-gateway-cluster"], None, "never routed");
     }
     let mut host = FakeHost::default();
-    let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    let (mut ex, _) =
+        start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
     assert_eq!(ex.check_body_size(65), Err(GatewayError::BodyTooLarge(64)));
 }
 
@@ -186,7 +215,8 @@ fn models_are_listed_by_the_gateway() {
     let Step::Answer(body) = step else { panic!("expected an answer") };
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["model-a", "model-b"]);
     let mut host = FakeHost::default();
     let (_, step) = start(&mut host, &head("GET", "/v1/files", Some("Bearer sk-live-good")));
@@ -196,7 +226,8 @@ fn models_are_listed_by_the_gateway() {
 #[test]
 fn a_cut_off_non_streamed_body_counts_nothing_but_is_recorded() {
     let mut host = FakeHost::default();
-    let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    let (mut ex, _) =
+        start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
     ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
     assert!(!ex.on_response_headers(200, Some("application/json"), None));
     assert_eq!(ex.on_response_body(b"{\"usage\":{\"prompt_tokens\":1", false, 1_002), None);
@@ -214,7 +245,8 @@ fn only_envoys_downstream_termination_flag_blames_the_client() {
         assert_eq!(Ending::unfinished(flags), Ending::Cut, "{flags:#x}");
     }
     let mut host = FakeHost::default();
-    let (mut ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    let (mut ex, _) =
+        start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
     ex.on_request_body(&mut host, br#"{"model":"model-a"}"#);
     assert!(!ex.on_response_headers(200, Some("application/json"), None));
     let record = ex.finish(1_003, Ending::Cut).unwrap();
@@ -224,11 +256,13 @@ fn only_envoys_downstream_termination_flag_blames_the_client() {
 #[test]
 fn an_app_uses_only_its_allowed_models() {
     let mut host = FakeHost::default();
-    let (mut ex, _) = start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-only-a")));
+    let (mut ex, _) =
+        start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-only-a")));
     let step = ex.on_request_body(&mut host, br#"{"model":"model-b"}"#);
     assert_eq!(step, Step::Refuse(GatewayError::ModelNotAllowed("model-b".into())));
     assert_eq!(host.headers["x-gateway-cluster"], None);
-    let (mut ex, _) = start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-only-a")));
+    let (mut ex, _) =
+        start(&mut host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-only-a")));
     assert_eq!(ex.on_request_body(&mut host, br#"{"model":"model-a"}"#), Step::Continue);
     assert_eq!(host.headers["authorization"], None, "model-a has no upstream key: nothing is sent");
 
@@ -238,15 +272,23 @@ fn an_app_uses_only_its_allowed_models() {
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "only the allowed model is listed");
 }
 
-
 #[test]
 fn a_refused_credential_says_what_a_lookup_could_lift() {
     let mut host = FakeHost::default();
     let (ex, step) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-new")));
     assert_eq!(step, Step::Refuse(GatewayError::InvalidCredential));
-    assert_eq!(ex.credential_lookup(), Some(LookupKey::Key(crate::feed::key_digest("sk-live-new"))));
+    assert_eq!(
+        ex.credential_lookup(),
+        Some(LookupKey::Key(crate::feed::key_digest("sk-live-new")))
+    );
     let (ex, step) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-off")));
-    assert_eq!((step, ex.credential_lookup()), (Step::Refuse(GatewayError::AppDisabled), Some(LookupKey::Key(crate::feed::key_digest("sk-live-off")))));
+    assert_eq!(
+        (step, ex.credential_lookup()),
+        (
+            Step::Refuse(GatewayError::AppDisabled),
+            Some(LookupKey::Key(crate::feed::key_digest("sk-live-off")))
+        )
+    );
     let (ex, _) = start(&mut host, &head("GET", "/v1/models", Some("Bearer sk-live-good")));
     assert_eq!(ex.credential_lookup(), None);
     let (ex, _) = start(&mut host, &head("GET", "/v1/models", None));

@@ -118,8 +118,14 @@ impl From<FlatLimits> for Limits {
 
 impl From<Limits> for FlatLimits {
     fn from(limits: Limits) -> Self {
-        let Caps { requests_per_minute, tokens_per_minute, concurrent_requests, tokens_per_day, tokens_per_month, time_zone } =
-            limits.all;
+        let Caps {
+            requests_per_minute,
+            tokens_per_minute,
+            concurrent_requests,
+            tokens_per_day,
+            tokens_per_month,
+            time_zone,
+        } = limits.all;
         Self {
             requests_per_minute,
             tokens_per_minute,
@@ -140,10 +146,16 @@ impl Limits {
 
     /// The limits that apply to a request for `model`: `(model scope, kind, limit)`, the
     /// subject-wide ones first.
-    pub fn applying_to<'a>(&'a self, model: &'a str) -> impl Iterator<Item = (Option<&'a str>, LimitKind, i64)> + 'a {
-        let wide = LimitKind::ALL.iter().filter_map(|kind| Some((None, *kind, self.all.get(*kind)?)));
+    pub fn applying_to<'a>(
+        &'a self,
+        model: &'a str,
+    ) -> impl Iterator<Item = (Option<&'a str>, LimitKind, i64)> + 'a {
+        let wide =
+            LimitKind::ALL.iter().filter_map(|kind| Some((None, *kind, self.all.get(*kind)?)));
         let per_model = self.models.get(model).into_iter().flat_map(move |caps| {
-            LimitKind::ALL.iter().filter_map(move |kind| Some((Some(model), *kind, caps.get(*kind)?)))
+            LimitKind::ALL
+                .iter()
+                .filter_map(move |kind| Some((Some(model), *kind, caps.get(*kind)?)))
         });
         wide.chain(per_model)
     }
@@ -188,7 +200,10 @@ impl LimitKind {
 
     /// Whether the limit counts tokens (else requests).
     pub fn counts_tokens(self) -> bool {
-        matches!(self, LimitKind::TokensPerMinute | LimitKind::TokensPerDay | LimitKind::TokensPerMonth)
+        matches!(
+            self,
+            LimitKind::TokensPerMinute | LimitKind::TokensPerDay | LimitKind::TokensPerMonth
+        )
     }
 
     /// Whether the limit is a budget (refused as `insufficient_quota`) rather than a rate
@@ -323,9 +338,16 @@ mod tests {
         )
         .unwrap();
         let item = &ask.items[0];
-        assert_eq!(item.key, LimitKey { subject: Subject::App(3), model: None, kind: LimitKind::TokensPerDay });
-        assert_eq!((item.take, item.charge, item.give_back, item.window, item.held), (50, 2, 0, None, None));
-        let grant = LeaseGrant { granted: 5, limit: Some(9), used: 9, window: 60, resets_at_ms: 120_000 };
+        assert_eq!(
+            item.key,
+            LimitKey { subject: Subject::App(3), model: None, kind: LimitKind::TokensPerDay }
+        );
+        assert_eq!(
+            (item.take, item.charge, item.give_back, item.window, item.held),
+            (50, 2, 0, None, None)
+        );
+        let grant =
+            LeaseGrant { granted: 5, limit: Some(9), used: 9, window: 60, resets_at_ms: 120_000 };
         let json = serde_json::to_value(LeaseResponse { items: vec![grant] }).unwrap();
         assert_eq!(json["items"][0]["resetsAtMs"], 120_000);
     }

@@ -11,7 +11,8 @@ macro_rules! fixture {
 
 const VLLM_STREAM: &[u8] = fixture!("vllm-chat-stream-include-usage.sse");
 /// OpenAI's own replies to `include_usage`: `"usage":null` on every content chunk.
-const OPENAI_STREAMS: [&[u8]; 2] = [fixture!("openai-chat-stream-usage.sse"), fixture!("openai-chat-stream-tool-call-usage.sse")];
+const OPENAI_STREAMS: [&[u8]; 2] =
+    [fixture!("openai-chat-stream-usage.sse"), fixture!("openai-chat-stream-tool-call-usage.sse")];
 
 fn rewrite_in(chunks: &[&[u8]], ask: UsageAsk) -> Vec<u8> {
     let mut rewriter = StreamRewriter::new(ask);
@@ -32,7 +33,10 @@ fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
     let mut n = 0;
     let mut out = String::new();
     for event in events(stream) {
-        match event.strip_prefix("data: ").filter(|e| !e.contains("\"usage\"") && e.starts_with('{')) {
+        match event
+            .strip_prefix("data: ")
+            .filter(|e| !e.contains("\"usage\"") && e.starts_with('{'))
+        {
             Some(json) => {
                 n += 1;
                 let json = json.trim_end_matches('}');
@@ -48,13 +52,18 @@ fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
 
 fn inject(body: &str, continuous: bool) -> Value {
     let out = inject_usage(body.as_bytes(), continuous).unwrap();
-    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
 }
 
 #[test]
 fn injection_adds_usage_options_and_keeps_the_rest() {
-    let out = inject(r#"{"model":"m","stream":true,"stream_options":{"x":1},"temperature":0.7}"#, true);
-    assert_eq!(out["stream_options"], serde_json::json!({"x":1,"include_usage":true,"continuous_usage_stats":true}));
+    let out =
+        inject(r#"{"model":"m","stream":true,"stream_options":{"x":1},"temperature":0.7}"#, true);
+    assert_eq!(
+        out["stream_options"],
+        serde_json::json!({"x":1,"include_usage":true,"continuous_usage_stats":true})
+    );
     assert_eq!(out["temperature"], 0.7);
     let out = inject(r#"{"model":"m","stream":true,"stream_options":null}"#, false);
     assert_eq!(out["stream_options"], serde_json::json!({"include_usage": true}));
@@ -66,15 +75,29 @@ fn injection_adds_usage_options_and_keeps_the_rest() {
 fn injection_copies_the_rest_of_the_body_byte_for_byte() {
     let body = "\n { \"model\" : \"模型\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"a \\\"q\\\" {x} \\u00e9\"}],\"stream\":true }\n";
     let out = String::from_utf8(inject_usage(body.as_bytes(), true).unwrap()).unwrap();
-    assert_eq!(out, body.replacen('{', "{\"stream_options\":{\"continuous_usage_stats\":true,\"include_usage\":true},", 1));
-    assert_eq!(String::from_utf8(inject_usage(b"{}", false).unwrap()).unwrap(), r#"{"stream_options":{"include_usage":true}}"#);
+    assert_eq!(
+        out,
+        body.replacen(
+            '{',
+            "{\"stream_options\":{\"continuous_usage_stats\":true,\"include_usage\":true},",
+            1
+        )
+    );
+    assert_eq!(
+        String::from_utf8(inject_usage(b"{}", false).unwrap()).unwrap(),
+        r#"{"stream_options":{"include_usage":true}}"#
+    );
     let with_options = r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":false},"z":0}"#;
     let out = String::from_utf8(inject_usage(with_options.as_bytes(), false).unwrap()).unwrap();
     assert_eq!(out, r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":true},"z":0}"#);
     assert!(inject_usage(b"[1]", true).is_none());
     let escaped = r#"{"model":"m","stream\u005foptions":{"include_usage":false,"x":1}}"#;
-    let out: Value = serde_json::from_slice(&inject_usage(escaped.as_bytes(), true).unwrap()).unwrap();
-    assert_eq!(out, serde_json::json!({"model": "m", "stream_options": {"x": 1, "include_usage": true, "continuous_usage_stats": true}}));
+    let out: Value =
+        serde_json::from_slice(&inject_usage(escaped.as_bytes(), true).unwrap()).unwrap();
+    assert_eq!(
+        out,
+        serde_json::json!({"model": "m", "stream_options": {"x": 1, "include_usage": true, "continuous_usage_stats": true}})
+    );
     assert!(inject_usage(b"{\"a\":", true).is_none());
 }
 
@@ -90,8 +113,16 @@ fn an_escaped_key_does_not_make_injection_depend_on_the_rest_of_the_body() {
     ] {
         assert!(crate::request_body::read(body.as_bytes()).is_ok());
         let out = String::from_utf8(inject_usage(body.as_bytes(), true).unwrap()).unwrap();
-        assert_eq!(crate::request_body::read(out.as_bytes()).map(|f| (f.include_usage, f.continuous_usage_stats)), Ok((true, true)), "{out}");
-        assert!(out.contains(r"\ud") && out.contains(r#""stream":true"#), "the rest is copied byte for byte: {out}");
+        assert_eq!(
+            crate::request_body::read(out.as_bytes())
+                .map(|f| (f.include_usage, f.continuous_usage_stats)),
+            Ok((true, true)),
+            "{out}"
+        );
+        assert!(
+            out.contains(r"\ud") && out.contains(r#""stream":true"#),
+            "the rest is copied byte for byte: {out}"
+        );
     }
     let escaped = r#"{"model":"m","stream\u005foptions":{"include_usage":false,"x":1},"z":0}"#;
     let out = String::from_utf8(inject_usage(escaped.as_bytes(), false).unwrap()).unwrap();
@@ -102,12 +133,29 @@ fn an_escaped_key_does_not_make_injection_depend_on_the_rest_of_the_body() {
 fn what_the_caller_asked_is_read() {
     let ask = |s: &str| UsageAsk::of(&crate::request_body::read(s.as_bytes()).unwrap());
     assert_eq!(ask(r#"{"model":"m"}"#), UsageAsk::default());
-    assert_eq!(ask(r#"{"model":"m","stream_options":{"include_usage":true}}"#), UsageAsk { include_usage: true, continuous: false });
+    assert_eq!(
+        ask(r#"{"model":"m","stream_options":{"include_usage":true}}"#),
+        UsageAsk { include_usage: true, continuous: false }
+    );
     // vLLM's `StreamOptions.include_usage` defaults to true once `stream_options` is there.
-    assert_eq!(ask(r#"{"model":"m","stream_options":{}}"#), UsageAsk { include_usage: true, continuous: false });
-    assert_eq!(ask(r#"{"model":"m","stream_options":{"continuous_usage_stats":true}}"#), UsageAsk { include_usage: true, continuous: true });
-    assert_eq!(ask(r#"{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true}}"#), UsageAsk::default());
-    assert!(!ask(r#"{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#).needs_rewrite());
+    assert_eq!(
+        ask(r#"{"model":"m","stream_options":{}}"#),
+        UsageAsk { include_usage: true, continuous: false }
+    );
+    assert_eq!(
+        ask(r#"{"model":"m","stream_options":{"continuous_usage_stats":true}}"#),
+        UsageAsk { include_usage: true, continuous: true }
+    );
+    assert_eq!(
+        ask(
+            r#"{"model":"m","stream_options":{"include_usage":null,"continuous_usage_stats":true}}"#
+        ),
+        UsageAsk::default()
+    );
+    assert!(!ask(
+        r#"{"model":"m","stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#
+    )
+    .needs_rewrite());
 }
 
 #[test]
@@ -192,7 +240,11 @@ fn null_usage_is_removed_only_for_a_caller_that_did_not_ask_for_usage() {
         assert!(!expected.contains("usage"));
         for cut in 0..=stream.len() {
             let (a, b) = stream.split_at(cut);
-            assert_eq!(String::from_utf8(rewrite_in(&[a, b], UsageAsk::default())).unwrap(), expected, "split at {cut}");
+            assert_eq!(
+                String::from_utf8(rewrite_in(&[a, b], UsageAsk::default())).unwrap(),
+                expected,
+                "split at {cut}"
+            );
         }
     }
 }
@@ -202,7 +254,10 @@ fn a_running_usage_is_removed_only_for_a_caller_that_did_not_ask_for_it() {
     let running = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":1,\"total_tokens\":2,\"completion_tokens\":1}}\n\n";
     let without = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n";
     assert_eq!(rewrite_in(&[running], UsageAsk::default()), without);
-    assert_eq!(rewrite_in(&[running], UsageAsk { include_usage: true, continuous: false }), without);
+    assert_eq!(
+        rewrite_in(&[running], UsageAsk { include_usage: true, continuous: false }),
+        without
+    );
     assert_eq!(rewrite_in(&[running], UsageAsk { include_usage: true, continuous: true }), running);
 }
 
@@ -227,21 +282,35 @@ fn an_event_fed_a_byte_at_a_time_is_searched_once_and_rewritten_alike() {
     let mut out = Vec::new();
     for byte in stream.chunks(1) {
         out.extend(rewriter.feed(byte));
-        assert!(rewriter.scan.at <= rewriter.held.len(), "the search never points past what is held");
+        assert!(
+            rewriter.scan.at <= rewriter.held.len(),
+            "the search never points past what is held"
+        );
     }
     out.extend(rewriter.finish());
     assert_eq!(out, whole);
-    assert!(!String::from_utf8_lossy(&whole).contains("usage"), "the usage-only chunk the caller did not ask for is gone");
+    assert!(
+        !String::from_utf8_lossy(&whole).contains("usage"),
+        "the usage-only chunk the caller did not ask for is gone"
+    );
 }
 
 #[test]
 fn max_tokens_is_lowered_in_place_or_added_first() {
-    let set = |body: &str, names: &[&str]| String::from_utf8(set_number_members(body.as_bytes(), names, 7).unwrap()).unwrap();
-    assert_eq!(set(r#"{"model":"m","max_tokens":100}"#, &["max_tokens"]), r#"{"model":"m","max_tokens":7}"#);
+    let set = |body: &str, names: &[&str]| {
+        String::from_utf8(set_number_members(body.as_bytes(), names, 7).unwrap()).unwrap()
+    };
+    assert_eq!(
+        set(r#"{"model":"m","max_tokens":100}"#, &["max_tokens"]),
+        r#"{"model":"m","max_tokens":7}"#
+    );
     assert_eq!(set(r#"{"model":"m"}"#, &["max_tokens"]), r#"{"max_tokens":7,"model":"m"}"#);
     assert_eq!(set("{}", &["max_tokens"]), r#"{"max_tokens":7}"#);
     assert_eq!(
-        set(r#"{"max_completion_tokens":50,"x":[1],"max_tokens":null}"#, &["max_tokens", "max_completion_tokens"]),
+        set(
+            r#"{"max_completion_tokens":50,"x":[1],"max_tokens":null}"#,
+            &["max_tokens", "max_completion_tokens"]
+        ),
         r#"{"max_completion_tokens":7,"x":[1],"max_tokens":7}"#
     );
     assert_eq!(set(r#"{"max\u005ftokens": 90}"#, &["max_tokens"]), r#"{"max\u005ftokens": 7}"#);

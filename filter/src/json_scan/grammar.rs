@@ -1,7 +1,9 @@
 //! The scanner's reading of the levels a path can reach, member by member: the grammar (keys,
 //! values, commas, brackets), which keys lead where, and copying values out.
 
-use super::{Capture, Captured, Expect, JsonScanner, Path, Skip, Status, Token, MAX_KEY_BYTES, MAX_PATHS};
+use super::{
+    Capture, Captured, Expect, JsonScanner, Path, Skip, Status, Token, MAX_KEY_BYTES, MAX_PATHS,
+};
 
 impl JsonScanner {
     pub(super) fn step(&mut self, b: u8) {
@@ -47,8 +49,14 @@ impl JsonScanner {
         let level = self.stack.len().saturating_sub(1);
         let text = decode_key(&self.key, &mut self.decoded);
         let matches = text.map_or(0, |text| {
-            let at_level = |path: &Path| path.get(level).is_some_and(|want| want.as_bytes() == text);
-            self.paths.iter().take(MAX_PATHS).enumerate().filter(|(_, p)| at_level(p)).fold(0, |m, (i, _)| m | 1 << i)
+            let at_level =
+                |path: &Path| path.get(level).is_some_and(|want| want.as_bytes() == text);
+            self.paths
+                .iter()
+                .take(MAX_PATHS)
+                .enumerate()
+                .filter(|(_, p)| at_level(p))
+                .fold(0, |m, (i, _)| m | 1 << i)
         });
         if let Some(slot) = self.keys.get_mut(level) {
             *slot = matches;
@@ -88,7 +96,9 @@ impl JsonScanner {
                 self.record(b);
                 self.expect = if self.in_object() { Expect::Key } else { Expect::Value };
             }
-            _ if matches!(self.expect, Expect::Value | Expect::ValueOrEnd) && self.status == Status::Open => {
+            _ if matches!(self.expect, Expect::Value | Expect::ValueOrEnd)
+                && self.status == Status::Open =>
+            {
                 self.begin_value();
                 self.record(b);
                 self.token = Token::Scalar;
@@ -149,7 +159,11 @@ impl JsonScanner {
     /// Whether a member of the object opening here could sit at one of the paths.
     fn members_may_match(&self) -> bool {
         let (depth, here) = (self.stack.len(), self.paths_here());
-        self.paths.iter().take(MAX_PATHS).enumerate().any(|(i, p)| here & 1 << i != 0 && p.len() > depth)
+        self.paths
+            .iter()
+            .take(MAX_PATHS)
+            .enumerate()
+            .any(|(i, p)| here & 1 << i != 0 && p.len() > depth)
     }
 
     fn in_object(&self) -> bool {

@@ -25,7 +25,12 @@ fn at_every_split(doc: &[u8]) -> Scan {
     let whole = scan_in(&[doc], 1 << 16);
     for cut in 0..=doc.len() {
         let (a, b) = doc.split_at(cut);
-        assert_eq!(scan_in(&[a, b], 1 << 16), whole, "split at {cut} of {}", String::from_utf8_lossy(doc));
+        assert_eq!(
+            scan_in(&[a, b], 1 << 16),
+            whole,
+            "split at {cut} of {}",
+            String::from_utf8_lossy(doc)
+        );
     }
     let bytes: Vec<&[u8]> = doc.chunks(1).collect();
     assert_eq!(scan_in(&bytes, 1 << 16), whole, "byte by byte");
@@ -37,8 +42,15 @@ fn finds_top_level_members_and_nothing_nested() {
     let doc = r#" { "choices" : [ {"usage":{"x":1}, "text":"a \"usage\": {} \\"} ], "usage" : { "prompt_tokens" : 3 , "completion_tokens":[1, 2.5e3, true,null] } , "type":"chat" }  "#;
     let scan = at_every_split(doc.as_bytes());
     assert!(scan.is_object && scan.complete);
-    assert_eq!(value_at(&scan, 0).unwrap(), serde_json::json!({"prompt_tokens": 3, "completion_tokens": [1, 2500.0, true, null]}));
-    assert_eq!(scan.value(0).unwrap(), br#"{ "prompt_tokens" : 3 , "completion_tokens":[1, 2.5e3, true,null] }"#, "as written");
+    assert_eq!(
+        value_at(&scan, 0).unwrap(),
+        serde_json::json!({"prompt_tokens": 3, "completion_tokens": [1, 2500.0, true, null]})
+    );
+    assert_eq!(
+        scan.value(0).unwrap(),
+        br#"{ "prompt_tokens" : 3 , "completion_tokens":[1, 2.5e3, true,null] }"#,
+        "as written"
+    );
     assert_eq!(value_at(&scan, 3).unwrap(), "chat");
     assert_eq!(scan.captured(1), None);
 }
@@ -56,7 +68,10 @@ fn keys_are_compared_decoded_and_the_last_one_wins() {
 fn nested_paths_go_through_objects_only() {
     let doc = br#"{"type":"response.completed","response":{"output":[{"usage":5}],"usage":{"input_tokens":4,"output_tokens":2},"status":"completed"}}"#;
     let scan = at_every_split(doc);
-    assert_eq!(value_at(&scan, 2).unwrap(), serde_json::json!({"input_tokens": 4, "output_tokens": 2}));
+    assert_eq!(
+        value_at(&scan, 2).unwrap(),
+        serde_json::json!({"input_tokens": 4, "output_tokens": 2})
+    );
     assert_eq!(scan.captured(0), None, "`usage` at the top level only");
     let scan = at_every_split(br#"{"response":[{"usage":1}],"x":{"response":{"usage":2}}}"#);
     assert_eq!(scan.captured(2), None);
@@ -71,7 +86,12 @@ fn scalars_end_at_any_delimiter() {
         (br#"{"usage":"a,b}]"}"#, Value::from("a,b}]")),
         (br#"{"usage":true}"#, Value::Bool(true)),
     ] {
-        assert_eq!(value_at(&at_every_split(doc), 0).unwrap(), want, "{}", String::from_utf8_lossy(doc));
+        assert_eq!(
+            value_at(&at_every_split(doc), 0).unwrap(),
+            want,
+            "{}",
+            String::from_utf8_lossy(doc)
+        );
     }
 }
 
@@ -87,14 +107,26 @@ fn values_over_the_cap_are_reported_but_not_kept() {
 
 #[test]
 fn what_is_not_one_json_object_finds_nothing() {
-    for doc in [&b"[DONE]"[..], b"[1,{\"usage\":1}]", b"<html>{\"usage\":1}", b"\"usage\"", b"", b"  ", b"12"] {
+    for doc in [
+        &b"[DONE]"[..],
+        b"[1,{\"usage\":1}]",
+        b"<html>{\"usage\":1}",
+        b"\"usage\"",
+        b"",
+        b"  ",
+        b"12",
+    ] {
         let scan = scan_in(&[doc], 1024);
         assert!(!scan.is_object, "{}", String::from_utf8_lossy(doc));
         assert!(scan.values.iter().all(Option::is_none));
     }
     let broken = scan_in(&[br#"{"usage":{"a":1},"x": nope nope}"#], 1024);
     assert!(broken.is_object && !broken.complete);
-    assert_eq!(value_at(&broken, 0).unwrap(), serde_json::json!({"a": 1}), "what came before the break is kept");
+    assert_eq!(
+        value_at(&broken, 0).unwrap(),
+        serde_json::json!({"a": 1}),
+        "what came before the break is kept"
+    );
     let after = scan_in(&[br#"{"x":1} {"usage":2}"#], 1024);
     assert!(after.complete && after.captured(0).is_none(), "only the first document counts");
 }
@@ -130,12 +162,16 @@ fn any_nesting_is_skipped_in_constant_memory() {
     }
     let scan = scanner.finish();
     assert!(scan.complete);
-    assert_eq!((value_at(&scan, 0).unwrap(), value_at(&scan, 2).unwrap()), (Value::from(1), Value::from(2)));
+    assert_eq!(
+        (value_at(&scan, 0).unwrap(), value_at(&scan, 2).unwrap()),
+        (Value::from(1), Value::from(2))
+    );
 }
 
 #[test]
 fn skipped_containers_keep_strings_with_brackets_and_escapes_apart() {
-    let doc = r#"{"x":[{"a":"]}\"}","b":["[",{"c":"\\"}]}],"usage":{"s":"}]\\","t":[{}]},"type":"t"}"#;
+    let doc =
+        r#"{"x":[{"a":"]}\"}","b":["[",{"c":"\\"}]}],"usage":{"s":"}]\\","t":[{}]},"type":"t"}"#;
     let scan = at_every_split(doc.as_bytes());
     assert_eq!(value_at(&scan, 0).unwrap(), serde_json::json!({"s": "}]\\", "t": [{}]}));
     assert_eq!(value_at(&scan, 3).unwrap(), "t");
@@ -152,9 +188,11 @@ impl Gen {
     }
 
     fn string(&mut self) -> String {
-        const PIECES: [&str; 9] = ["a", "usage", "\\\"", "\\\\", "\\u00e9", "é", "🚀", "\\n", "{]:,"];
+        const PIECES: [&str; 9] =
+            ["a", "usage", "\\\"", "\\\\", "\\u00e9", "é", "🚀", "\\n", "{]:,"];
         let n = self.next(5);
-        let body: String = (0..n).map(|_| PIECES[self.next(PIECES.len() as u64) as usize]).collect();
+        let body: String =
+            (0..n).map(|_| PIECES[self.next(PIECES.len() as u64) as usize]).collect();
         format!("\"{body}\"")
     }
 
@@ -203,7 +241,11 @@ fn generated_documents_agree_with_serde_json_in_pieces_of_every_size() {
         let scan = scan_in(&chunks, 1 << 16);
         assert!(scan.is_object && scan.complete, "{doc}");
         for (index, path) in PATHS.iter().enumerate() {
-            assert_eq!(value_at(&scan, index), expected_at(&parsed, path), "{path:?} in {doc} (pieces of {size})");
+            assert_eq!(
+                value_at(&scan, index),
+                expected_at(&parsed, path),
+                "{path:?} in {doc} (pieces of {size})"
+            );
         }
     }
     assert!(checked > 500, "only {checked} objects generated");
@@ -224,5 +266,8 @@ fn a_20_mib_body_costs_one_pass_and_keeps_only_usage() {
     }
     let scan = scanner.finish();
     assert!(scan.complete);
-    assert_eq!(value_at(&scan, 0).unwrap(), serde_json::json!({"prompt_tokens": 11, "total_tokens": 21, "completion_tokens": 10}));
+    assert_eq!(
+        value_at(&scan, 0).unwrap(),
+        serde_json::json!({"prompt_tokens": 11, "total_tokens": 21, "completion_tokens": 10})
+    );
 }

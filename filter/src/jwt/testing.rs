@@ -38,7 +38,14 @@ pub fn sign(secret_hex: &str, kid: &str, sub: &str, exp: Option<i64>, nbf: Optio
 }
 
 /// A token of `sub` at token version `ver`.
-pub fn sign_at_version(secret_hex: &str, kid: &str, sub: &str, ver: i64, exp: Option<i64>, nbf: Option<i64>) -> String {
+pub fn sign_at_version(
+    secret_hex: &str,
+    kid: &str,
+    sub: &str,
+    ver: i64,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+) -> String {
     let key = SecretKey::from_slice(&decode_hex(secret_hex).unwrap()).unwrap();
     let mut claims = Claims::new(Custom { sub, ver });
     claims.expiration = exp.map(at);
@@ -52,11 +59,11 @@ pub fn b64url(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        let n =
+            chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
         }
     }
     out
 }
-

@@ -5,7 +5,11 @@ use super::testing::{b64url, sign, KEY_A, KEY_B, NOW};
 use super::*;
 
 fn keys() -> JwtKeys {
-    JwtKeys::new(vec![PublishedKey { kid: "k1".into(), alg: "EdDSA".into(), public_key_hex: KEY_A.1.into() }])
+    JwtKeys::new(vec![PublishedKey {
+        kid: "k1".into(),
+        alg: "EdDSA".into(),
+        public_key_hex: KEY_A.1.into(),
+    }])
 }
 
 #[test]
@@ -37,7 +41,8 @@ fn forgeries_are_refused() {
     let alg_none = format!("{none_header}.{}.", parts[1]);
     assert_eq!(keys().verify(&alg_none, NOW), Err(GatewayError::InvalidCredential));
 
-    let tampered_claims = b64url(format!(r#"{{"exp":{},"sub":"1","ver":3}}"#, NOW + 600).as_bytes());
+    let tampered_claims =
+        b64url(format!(r#"{{"exp":{},"sub":"1","ver":3}}"#, NOW + 600).as_bytes());
     let tampered = format!("{}.{tampered_claims}.{}", parts[0], parts[2]);
     assert_eq!(keys().verify(&tampered, NOW), Err(GatewayError::InvalidCredential));
 
@@ -54,7 +59,11 @@ fn forgeries_are_refused() {
     assert_eq!(keys().verify(&not_a_user, NOW), Err(GatewayError::InvalidCredential));
 
     for garbage in ["", "a.b.c", "....", "eyJ.eyJ.", "\u{ff}.\u{fe}.\u{fd}"] {
-        assert_eq!(keys().verify(garbage, NOW), Err(GatewayError::InvalidCredential), "{garbage:?}");
+        assert_eq!(
+            keys().verify(garbage, NOW),
+            Err(GatewayError::InvalidCredential),
+            "{garbage:?}"
+        );
     }
 }
 
@@ -85,9 +94,17 @@ fn the_fed_user_state_decides_revocation_and_status() {
     assert_eq!(state.jwt_key_count(), 1);
     let token = |sub: &str| sign(KEY_A.0, "k1", sub, Some(NOW + 600), None);
     assert_eq!(state.authorize_jwt(&token("42"), NOW), Ok(42));
-    assert_eq!(state.authorize_jwt(&token("43"), NOW), Err(GatewayError::RevokedToken), "ver 3 < 4");
+    assert_eq!(
+        state.authorize_jwt(&token("43"), NOW),
+        Err(GatewayError::RevokedToken),
+        "ver 3 < 4"
+    );
     assert_eq!(state.authorize_jwt(&token("44"), NOW), Err(GatewayError::UserDisabled));
-    assert_eq!(state.authorize_jwt(&token("45"), NOW), Err(GatewayError::UserDisabled), "deleted user");
+    assert_eq!(
+        state.authorize_jwt(&token("45"), NOW),
+        Err(GatewayError::UserDisabled),
+        "deleted user"
+    );
 }
 
 #[test]
@@ -97,7 +114,10 @@ fn an_unknown_kid_names_the_user_to_ask_about() {
     assert_eq!(keys().unknown_key_subject(&fresh), Some(42));
     let known = sign(KEY_A.0, "k1", "42", Some(NOW + 600), None);
     assert_eq!(keys().unknown_key_subject(&known), None, "a known kid is never looked up");
-    assert_eq!(keys().unknown_key_subject(&sign(KEY_B.0, "k2", "admin", Some(NOW + 600), None)), None);
+    assert_eq!(
+        keys().unknown_key_subject(&sign(KEY_B.0, "k2", "admin", Some(NOW + 600), None)),
+        None
+    );
     let parts: Vec<&str> = fresh.split('.').collect();
     let none = format!("{}.{}.", b64url(br#"{"alg":"none","kid":"k2"}"#), parts[1]);
     assert_eq!(keys().unknown_key_subject(&none), None);

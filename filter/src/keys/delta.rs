@@ -24,7 +24,8 @@ impl KeyState {
 
     fn apply(&mut self, delta: FeedDelta) {
         let mut added = Vec::new();
-        let mut removed: Vec<KeyHash> = delta.removed_keys.iter().filter_map(|hex| parse_key_hash(hex)).collect();
+        let mut removed: Vec<KeyHash> =
+            delta.removed_keys.iter().filter_map(|hex| parse_key_hash(hex)).collect();
         let mut malformed = delta.removed_keys.len() - removed.len();
         for key in delta.keys {
             let Some((hash, key)) = AppKey::from_feed(key, &mut self.rules) else {

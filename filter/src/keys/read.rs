@@ -50,7 +50,13 @@ impl<'de> Visitor<'de> for Document {
         let mut rules = RuleSet::default();
         while let Some(field) = map.next_key::<String>()? {
             match field.as_str() {
-                "keys" => keys = Some(map.next_value_seed(Keys { capacity: self.key_capacity, rules: &mut rules })?),
+                "keys" => {
+                    keys =
+                        Some(map.next_value_seed(Keys {
+                            capacity: self.key_capacity,
+                            rules: &mut rules,
+                        })?)
+                }
                 "users" => users = map.next_value_seed(Users)?,
                 "jwtKeys" => jwt_keys = map.next_value()?,
                 "epoch" => epoch = map.next_value()?,
@@ -74,7 +80,10 @@ struct Keys<'a> {
 impl<'de> DeserializeSeed<'de> for Keys<'_> {
     type Value = Vec<(KeyHash, AppKey)>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
@@ -101,7 +110,9 @@ impl<'de> Visitor<'de> for Keys<'_> {
         keys.dedup_by(|(a, _), (b, _)| a == b);
         if malformed > 0 || listed > keys.len() {
             let twice = listed - keys.len();
-            log::warn!("state keys skipped: {malformed} with a malformed hash, {twice} listed twice");
+            log::warn!(
+                "state keys skipped: {malformed} with a malformed hash, {twice} listed twice"
+            );
         }
         Ok(keys)
     }
@@ -114,7 +125,10 @@ struct Users;
 impl<'de> DeserializeSeed<'de> for Users {
     type Value = HashMap<i64, User>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }

@@ -114,5 +114,9 @@ fn only_one_document_is_read() {
 #[test]
 fn a_key_entry_stays_small() {
     // 72 bytes in a wasm VM (32-bit pointers); the models and limits are behind one shared pointer.
-    assert!(std::mem::size_of::<(KeyHash, AppKey)>() <= 80, "{}", std::mem::size_of::<(KeyHash, AppKey)>());
+    assert!(
+        std::mem::size_of::<(KeyHash, AppKey)>() <= 80,
+        "{}",
+        std::mem::size_of::<(KeyHash, AppKey)>()
+    );
 }

@@ -58,7 +58,13 @@ impl Float {
     }
 
     /// The float of a limit (in the scope `scope_key`) usable at `now_ms` under `limit`.
-    pub fn usable(&self, scope_key: &str, kind: LimitKind, limit: u64, now_ms: u64) -> Option<Floated> {
+    pub fn usable(
+        &self,
+        scope_key: &str,
+        kind: LimitKind,
+        limit: u64,
+        now_ms: u64,
+    ) -> Option<Floated> {
         self.find(scope_key, kind)
             .filter(|f| f.limit == limit && (f.resets_at_ms == 0 || now_ms < f.resets_at_ms))
     }
@@ -69,11 +75,17 @@ impl Float {
     }
 
     fn find(&self, scope_key: &str, kind: LimitKind) -> Option<Floated> {
-        self.entries.iter().find(|(k, key, _)| k == scope_key && key.kind == kind).map(|(_, _, f)| *f)
+        self.entries
+            .iter()
+            .find(|(k, key, _)| k == scope_key && key.kind == kind)
+            .map(|(_, _, f)| *f)
     }
 
     fn find_mut(&mut self, scope_key: &str, kind: LimitKind) -> Option<&mut Floated> {
-        self.entries.iter_mut().find(|(k, key, _)| k == scope_key && key.kind == kind).map(|(_, _, f)| f)
+        self.entries
+            .iter_mut()
+            .find(|(k, key, _)| k == scope_key && key.kind == kind)
+            .map(|(_, _, f)| f)
     }
 
     /// Spends `units` of a float that has them (see [`Self::usable`]).
@@ -96,15 +108,28 @@ impl Float {
                 // A float of an older window: its units stay with that window (already counted).
                 *f = floated(entry, extra, remaining);
             }
-            None => self.entries.push((scope_key.to_owned(), key.clone(), floated(entry, extra, remaining))),
+            None => self.entries.push((
+                scope_key.to_owned(),
+                key.clone(),
+                floated(entry, extra, remaining),
+            )),
         }
     }
 
     /// Settles a hold of the window `window` whose units came from this float: `units` held,
     /// `spent` spent. False when the float is gone (flushed, or of another window): the hold is
     /// then settled in the Envoy's ledger, where the float had counted it.
-    pub fn settle(&mut self, scope_key: &str, kind: LimitKind, window: i64, units: u64, spent: u64) -> bool {
-        let Some(f) = self.find_mut(scope_key, kind).filter(|f| f.window == window) else { return false };
+    pub fn settle(
+        &mut self,
+        scope_key: &str,
+        kind: LimitKind,
+        window: i64,
+        units: u64,
+        spent: u64,
+    ) -> bool {
+        let Some(f) = self.find_mut(scope_key, kind).filter(|f| f.window == window) else {
+            return false;
+        };
         if spent <= units {
             f.held = f.held.saturating_add(units - spent);
             f.remaining = f.remaining.saturating_add(units - spent);
@@ -125,7 +150,9 @@ impl Float {
         for (scope_key, key, f) in std::mem::take(&mut self.entries) {
             let kind = key.kind;
             let updated = ledger::update(shared, &scope_key, |ledger| {
-                let Some(e) = ledger.get(kind).filter(|e| e.window == f.window) else { return false };
+                let Some(e) = ledger.get(kind).filter(|e| e.window == f.window) else {
+                    return false;
+                };
                 let spent = e.spent.saturating_sub(f.held).saturating_add(f.owed);
                 // Spending from a float is activity too: the lease is not idle.
                 ledger.set(kind, Entry { spent, touched_ms: now_ms, ..e });

@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use super::ledger::{self, Entry};
 use crate::config::StateFeed;
 use crate::control_plane::{CallAnswer, CallRequest};
-use crate::feed::limits::{LeaseAsk, LeaseGrant, LeaseRequest, LeaseResponse, LimitKey, CONCURRENCY_LEASE_TTL_SECS};
 use crate::feed::limits::LEASE_PATH;
+use crate::feed::limits::{
+    LeaseAsk, LeaseGrant, LeaseRequest, LeaseResponse, LimitKey, CONCURRENCY_LEASE_TTL_SECS,
+};
 use crate::feed::STATE_PATH;
 use crate::state_sync::SharedData;
 
@@ -58,9 +60,14 @@ pub fn read_answer(answer: &CallAnswer, asks: &[LeaseAsk]) -> Result<Vec<LeaseGr
     if answer.status != Some(200) {
         return Err(LeaseError::Status(answer.status));
     }
-    let response: LeaseResponse = serde_json::from_slice(&answer.body).map_err(|e| LeaseError::Body(e.to_string()))?;
+    let response: LeaseResponse =
+        serde_json::from_slice(&answer.body).map_err(|e| LeaseError::Body(e.to_string()))?;
     if response.items.len() != asks.len() {
-        return Err(LeaseError::Body(format!("{} grants for {} asks", response.items.len(), asks.len())));
+        return Err(LeaseError::Body(format!(
+            "{} grants for {} asks",
+            response.items.len(),
+            asks.len()
+        )));
     }
     Ok(response.items)
 }
@@ -84,7 +91,12 @@ fn applied(grant: &LeaseGrant, entry: Option<Entry>, now_ms: u64) -> Option<Entr
     let same_window = entry.filter(|e| e.window == grant.window);
     let base = same_window.unwrap_or(Entry { window: grant.window, ..Entry::default() });
     let Some(limit) = grant.limit else {
-        return Some(Entry { limit: None, resets_at_ms: grant.resets_at_ms, renewed_ms: now_ms, ..base });
+        return Some(Entry {
+            limit: None,
+            resets_at_ms: grant.resets_at_ms,
+            renewed_ms: now_ms,
+            ..base
+        });
     };
     let leased = base.leased.saturating_add(grant.granted);
     let others = grant.used.saturating_sub(leased);
@@ -146,7 +158,9 @@ impl Upkeep {
             asks.extend(ask);
             let done = entry.is_none_or(|e| {
                 let ended = !e.is_current(now_ms);
-                ended || e.leased == 0 || (key.kind.is_windowed() && e.available() == 0 && e.overdraft() == 0)
+                ended
+                    || e.leased == 0
+                    || (key.kind.is_windowed() && e.available() == 0 && e.overdraft() == 0)
             });
             if done {
                 forget.push(key.clone());
@@ -161,7 +175,11 @@ impl Upkeep {
 
 /// The upkeep's ask for one limit, if one is due (taken into the ledger), and the limit's entry
 /// as the ledger now has it.
-fn upkeep_ask(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> (Option<LeaseAsk>, Option<Entry>) {
+fn upkeep_ask(
+    shared: &mut dyn SharedData,
+    key: &LimitKey,
+    now_ms: u64,
+) -> (Option<LeaseAsk>, Option<Entry>) {
     let renew_after = u64::try_from(CONCURRENCY_LEASE_TTL_SECS).unwrap_or(60) * 1000 / 3;
     let mut ask = None;
     let mut seen = None;
@@ -171,7 +189,9 @@ fn upkeep_ask(shared: &mut dyn SharedData, key: &LimitKey, now_ms: u64) -> (Opti
         let charge = e.overdraft();
         let idle = e.is_current(now_ms) && now_ms.saturating_sub(e.touched_ms) >= IDLE_GIVE_BACK_MS;
         let give_back = if idle { e.available() } else { 0 };
-        let renew = !key.kind.is_windowed() && e.leased > 0 && now_ms.saturating_sub(e.renewed_ms) >= renew_after;
+        let renew = !key.kind.is_windowed()
+            && e.leased > 0
+            && now_ms.saturating_sub(e.renewed_ms) >= renew_after;
         if charge == 0 && give_back == 0 && !renew {
             return None;
         }

@@ -153,7 +153,9 @@ impl Ledger {
         let mut entries = Vec::with_capacity(bytes.len() / RECORD_BYTES);
         for record in bytes.chunks_exact(RECORD_BYTES) {
             let (Some(index), Some(numbers)) = (record.first(), record.get(1..)) else { continue };
-            let (Some(kind), Some(entry)) = (LimitKind::ALL.get(usize::from(*index)), Entry::read(numbers)) else {
+            let (Some(kind), Some(entry)) =
+                (LimitKind::ALL.get(usize::from(*index)), Entry::read(numbers))
+            else {
                 return Self::default();
             };
             entries.push((*kind, entry));
@@ -175,7 +177,11 @@ fn read_with_cas(shared: &dyn SharedData, key: &str) -> (Ledger, Option<u32>) {
 /// Changes a scope's ledger by compare-and-swap: `change` gets the ledger as it is and changes
 /// it, or returns false to leave it (then `update` returns `None` too). Retried when another
 /// worker changed the ledger in between; the ledger that was written.
-pub fn update(shared: &mut dyn SharedData, key: &str, mut change: impl FnMut(&mut Ledger) -> bool) -> Option<Ledger> {
+pub fn update(
+    shared: &mut dyn SharedData,
+    key: &str,
+    mut change: impl FnMut(&mut Ledger) -> bool,
+) -> Option<Ledger> {
     for _ in 0..CAS_ATTEMPTS {
         let (mut ledger, cas) = read_with_cas(shared, key);
         if !change(&mut ledger) {
@@ -231,7 +237,16 @@ mod tests {
     #[test]
     fn a_ledger_round_trips_and_junk_reads_as_empty() {
         let mut ledger = Ledger::default();
-        let entry = Entry { window: -60, resets_at_ms: 9, limit: None, leased: 5, spent: 7, others: 1, touched_ms: 2, renewed_ms: 3 };
+        let entry = Entry {
+            window: -60,
+            resets_at_ms: 9,
+            limit: None,
+            leased: 5,
+            spent: 7,
+            others: 1,
+            touched_ms: 2,
+            renewed_ms: 3,
+        };
         ledger.set(LimitKind::TokensPerMonth, entry);
         ledger.set(LimitKind::ConcurrentRequests, Entry { limit: Some(4), ..Entry::default() });
         assert_eq!(Ledger::decode(&ledger.encode()), ledger);
@@ -264,7 +279,8 @@ mod tests {
         let mut shared = Racing(FakeShared::default(), false);
         update_entry(&mut shared, &k, |_| Some(Entry { leased: 10, ..Entry::default() }));
         shared.1 = true;
-        let after = update_entry(&mut shared, &k, |e| e.map(|e| Entry { spent: e.spent + 1, ..e })).unwrap();
+        let after = update_entry(&mut shared, &k, |e| e.map(|e| Entry { spent: e.spent + 1, ..e }))
+            .unwrap();
         assert_eq!(after.spent, 4);
         assert_eq!(read_entry(&shared, &k).unwrap().available(), 6);
     }

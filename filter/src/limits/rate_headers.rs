@@ -9,7 +9,10 @@ use super::Standing;
 pub fn headers(standing: &[Standing]) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let tightest = |tokens: bool| {
-        standing.iter().filter(|s| s.kind.counts_tokens() == tokens).min_by_key(|s| (s.remaining, s.limit))
+        standing
+            .iter()
+            .filter(|s| s.kind.counts_tokens() == tokens)
+            .min_by_key(|s| (s.remaining, s.limit))
     };
     if let Some(s) = tightest(false) {
         out.push(("x-ratelimit-limit-requests", s.limit.to_string()));

@@ -55,7 +55,12 @@ pub(super) fn take(
             if let (true, Some(e)) = (extra > 0, ledger.get(need.key.kind)) {
                 float.refill(scope, &need.key, &e, extra);
             }
-            let hold = Hold { key: need.key.clone(), shared_key: need.shared_key.clone(), window: seen.window, units };
+            let hold = Hold {
+                key: need.key.clone(),
+                shared_key: need.shared_key.clone(),
+                window: seen.window,
+                units,
+            };
             holds.push(hold);
         }
         after.0.push((scope.to_owned(), ledger));
@@ -75,17 +80,28 @@ fn float_extra(need: &Need, entry: &Entry, units: u64) -> u64 {
 /// Takes `extra` more tokens of every token limit a grant holds (a stream's real prompt was
 /// larger than its estimate), from the worker's float or the Envoy's ledger, never leasing;
 /// whether the grant could be extended (else nothing was taken).
-pub fn extend(shared: &mut dyn SharedData, float: &mut Float, grant: &mut Grant, extra: u64, now_ms: u64) -> bool {
+pub fn extend(
+    shared: &mut dyn SharedData,
+    float: &mut Float,
+    grant: &mut Grant,
+    extra: u64,
+    now_ms: u64,
+) -> bool {
     let mut taken: Vec<(Hold, bool)> = Vec::new();
     for hold in grant.holds.iter().filter(|h| h.key.kind.counts_tokens()) {
-        let from_float = float.of_window(&hold.shared_key, hold.key.kind, hold.window).is_some_and(|f| f.held >= extra);
+        let from_float = float
+            .of_window(&hold.shared_key, hold.key.kind, hold.window)
+            .is_some_and(|f| f.held >= extra);
         let ok = if from_float {
             float.spend(&hold.shared_key, hold.key.kind, extra);
             true
         } else {
             ledger::update(shared, &hold.shared_key, |ledger| match ledger.get(hold.key.kind) {
                 Some(e) if e.window == hold.window && e.available() >= extra => {
-                    ledger.set(hold.key.kind, Entry { spent: e.spent.saturating_add(extra), touched_ms: now_ms, ..e });
+                    ledger.set(
+                        hold.key.kind,
+                        Entry { spent: e.spent.saturating_add(extra), touched_ms: now_ms, ..e },
+                    );
                     true
                 }
                 _ => false,
@@ -94,7 +110,9 @@ pub fn extend(shared: &mut dyn SharedData, float: &mut Float, grant: &mut Grant,
         };
         if !ok {
             for (hold, from_float) in &taken {
-                if !(*from_float && float.settle(&hold.shared_key, hold.key.kind, hold.window, hold.units, 0)) {
+                if !(*from_float
+                    && float.settle(&hold.shared_key, hold.key.kind, hold.window, hold.units, 0))
+                {
                     release(shared, std::slice::from_ref(hold), now_ms);
                 }
             }
@@ -170,7 +188,9 @@ fn change_holds(
         ledger::update(shared, scope, |ledger| {
             let mut changed = false;
             for hold in holds.iter().filter(|h| &*h.shared_key == scope) {
-                let Some(e) = ledger.get(hold.key.kind).filter(|e| e.window == hold.window) else { continue };
+                let Some(e) = ledger.get(hold.key.kind).filter(|e| e.window == hold.window) else {
+                    continue;
+                };
                 if let Some(spent) = spent(hold, &e) {
                     ledger.set(hold.key.kind, Entry { spent, touched_ms: now_ms, ..e });
                     changed = true;
@@ -180,4 +200,3 @@ fn change_holds(
         });
     }
 }
-

@@ -15,7 +15,14 @@ fn limits(caps: Caps) -> Limits {
 }
 
 fn ask<'a>(limits: &'a Limits, prompt: u64, completion: u64) -> Ask<'a> {
-    Ask { subject: Subject::App(1), limits, model: "m", prompt_tokens: prompt, completion_tokens: completion, choices: 1 }
+    Ask {
+        subject: Subject::App(1),
+        limits,
+        model: "m",
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        choices: 1,
+    }
 }
 
 /// A control plane with one limit's ledger: grants up to the limit, like the real one.
@@ -33,7 +40,13 @@ impl Ledger {
                 self.used += granted;
                 let window = if a.key.kind.is_windowed() { 60 } else { 0 };
                 let resets_at_ms = if a.key.kind.is_windowed() { MINUTE_END } else { 0 };
-                LeaseGrant { granted, limit: Some(self.limit), used: self.used, window, resets_at_ms }
+                LeaseGrant {
+                    granted,
+                    limit: Some(self.limit),
+                    used: self.used,
+                    window,
+                    resets_at_ms,
+                }
             })
             .collect()
     }
@@ -46,7 +59,12 @@ fn admit_via(shared: &mut FakeShared, cp: &mut Ledger, ask: &Ask<'_>) -> Admissi
 }
 
 /// The same, for a worker with `float`.
-fn admit_floating(shared: &mut FakeShared, float: &mut Float, cp: &mut Ledger, ask: &Ask<'_>) -> Admission {
+fn admit_floating(
+    shared: &mut FakeShared,
+    float: &mut Float,
+    cp: &mut Ledger,
+    ask: &Ask<'_>,
+) -> Admission {
     match admit(shared, float, ask, NOW, true) {
         Admission::Lease(asks) => {
             let grants = cp.answer(&asks);
@@ -58,7 +76,12 @@ fn admit_floating(shared: &mut FakeShared, float: &mut Float, cp: &mut Ledger, a
 }
 
 /// Settles a grant of a worker without a float.
-fn settle_plain(shared: &mut FakeShared, grant: &Grant, used: Option<u64>, now_ms: u64) -> Vec<LimitKey> {
+fn settle_plain(
+    shared: &mut FakeShared,
+    grant: &Grant,
+    used: Option<u64>,
+    now_ms: u64,
+) -> Vec<LimitKey> {
     settle(shared, &mut Float::default(), grant, used, false, now_ms)
 }
 
@@ -71,10 +94,13 @@ fn a_hundred_requests_against_a_limit_of_ten_admit_exactly_ten() {
         let limits = limits(kind_caps);
         let mut shared = FakeShared::default();
         let mut cp = Ledger { limit: 10, used: 0 };
-        let decided: Vec<_> = (0..100).map(|_| admit_via(&mut shared, &mut cp, &ask(&limits, 5, 5))).collect();
+        let decided: Vec<_> =
+            (0..100).map(|_| admit_via(&mut shared, &mut cp, &ask(&limits, 5, 5))).collect();
         let granted = decided.iter().filter(|d| matches!(d, Admission::Granted(_))).count();
         assert_eq!(granted, 10);
-        let Some(Admission::Refused(refusal)) = decided.last() else { panic!("{:?}", decided.last()) };
+        let Some(Admission::Refused(refusal)) = decided.last() else {
+            panic!("{:?}", decided.last())
+        };
         assert_eq!((refusal.limit, refusal.remaining), (10, 0));
         assert_eq!(cp.used, 10, "never leased past the limit");
     }
@@ -84,7 +110,15 @@ fn a_hundred_requests_against_a_limit_of_ten_admit_exactly_ten() {
 fn a_small_limit_is_leased_what_each_request_needs_and_a_large_one_a_share() {
     for (limit, leased) in [(63, 1), (64, 8), (1000, 125)] {
         let limits = limits(Caps { requests_per_minute: Some(limit), ..Caps::default() });
-        let Admission::Lease(asks) = admit(&mut FakeShared::default(), &mut Float::default(), &ask(&limits, 1, 1), NOW, true) else { panic!() };
+        let Admission::Lease(asks) = admit(
+            &mut FakeShared::default(),
+            &mut Float::default(),
+            &ask(&limits, 1, 1),
+            NOW,
+            true,
+        ) else {
+            panic!()
+        };
         assert_eq!(asks[0].take, leased, "limit {limit}");
     }
 }
@@ -94,9 +128,15 @@ fn concurrency_is_given_back_when_a_request_ends() {
     let limits = limits(Caps { concurrent_requests: Some(2), ..Caps::default() });
     let mut shared = FakeShared::default();
     let mut cp = Ledger { limit: 2, used: 0 };
-    let Admission::Granted(first) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
-    let Admission::Granted(_) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
-    let Admission::Refused(refusal) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    let Admission::Granted(first) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else {
+        panic!()
+    };
+    let Admission::Granted(_) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else {
+        panic!()
+    };
+    let Admission::Refused(refusal) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else {
+        panic!()
+    };
     assert_eq!(refusal.retry_after_secs, 1);
     settle_plain(&mut shared, &first, Some(2), NOW);
     assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
@@ -107,16 +147,24 @@ fn the_token_grant_is_reduced_to_what_remains_and_refused_only_when_the_prompt_d
     let limits = limits(Caps { tokens_per_day: Some(100), ..Caps::default() });
     let mut shared = FakeShared::default();
     let mut cp = Ledger { limit: 100, used: 0 };
-    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else {
+        panic!()
+    };
     assert_eq!((g.tokens, g.completion_tokens()), (Some(60), Some(50)));
-    let Admission::Granted(g2) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    let Admission::Granted(g2) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else {
+        panic!()
+    };
     assert_eq!(g2.completion_tokens(), Some(30), "reduced to the 40 that remain");
-    let Admission::Refused(r) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    let Admission::Refused(r) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else {
+        panic!()
+    };
     assert_eq!((r.key.kind, r.needed, r.remaining), (LimitKind::TokensPerDay, 11, 0));
     assert_eq!(r.retry_after_secs, 30);
     // The first used 15 of its 60: 45 come back.
     settle_plain(&mut shared, &g, Some(15), NOW);
-    let Admission::Granted(g3) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else { panic!() };
+    let Admission::Granted(g3) = admit_via(&mut shared, &mut cp, &ask(&limits, 10, 50)) else {
+        panic!()
+    };
     assert_eq!(g3.tokens, Some(45));
 }
 
@@ -126,12 +174,19 @@ fn an_overrun_is_charged_at_the_flush_of_the_float() {
     let mut shared = FakeShared::default();
     let mut float = Float::default();
     let mut cp = Ledger { limit: 1000, used: 0 };
-    let Admission::Granted(g) = admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 10, 90)) else { panic!() };
+    let Admission::Granted(g) =
+        admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 10, 90))
+    else {
+        panic!()
+    };
     // A lease of 1000/8 = 125 (more than the 100 wanted), of which the worker floats 25/16 = 1.
     assert_eq!(cp.used, 125);
     assert!(!float.is_empty());
     // The reply used 300: 200 past its grant, 1 of them from the float.
-    assert!(settle(&mut shared, &mut float, &g, Some(300), false, NOW).is_empty(), "owed in the float until the flush");
+    assert!(
+        settle(&mut shared, &mut float, &g, Some(300), false, NOW).is_empty(),
+        "owed in the float until the flush"
+    );
     float.flush(&mut shared, NOW);
     let overdrawn = float.take_overdrawn();
     assert_eq!(overdrawn.len(), 1);
@@ -142,20 +197,34 @@ fn an_overrun_is_charged_at_the_flush_of_the_float() {
     apply(&mut shared, &due, &cp.answer(&due), NOW);
     assert_eq!(cp.used, 300, "the overrun is charged");
     assert!(upkeep.due(&mut shared, NOW).is_empty(), "once");
-    let Admission::Lease(asks) = admit(&mut shared, &mut float, &ask(&limits, 10, 90), NOW, true) else { panic!() };
+    let Admission::Lease(asks) = admit(&mut shared, &mut float, &ask(&limits, 10, 90), NOW, true)
+    else {
+        panic!()
+    };
     assert_eq!(asks[0].charge, 0);
     apply(&mut shared, &asks, &cp.answer(&asks), NOW);
     assert_eq!(cp.used, 300 + 125, "a new share leased");
-    assert!(matches!(admit(&mut shared, &mut float, &ask(&limits, 10, 90), NOW, false), Admission::Granted(_)));
+    assert!(matches!(
+        admit(&mut shared, &mut float, &ask(&limits, 10, 90), NOW, false),
+        Admission::Granted(_)
+    ));
 }
 
 #[test]
 fn a_large_limit_is_spent_from_the_workers_float_and_the_float_goes_back_at_the_flush() {
-    let limits = limits(Caps { requests_per_minute: Some(10_000), concurrent_requests: Some(10_000), ..Caps::default() });
+    let limits = limits(Caps {
+        requests_per_minute: Some(10_000),
+        concurrent_requests: Some(10_000),
+        ..Caps::default()
+    });
     let mut shared = FakeShared::default();
     let mut float = Float::default();
     let mut cp = Ledger { limit: 10_000, used: 0 };
-    let Admission::Granted(first) = admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    let Admission::Granted(first) =
+        admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 1, 1))
+    else {
+        panic!()
+    };
     /// Shared data that fails the test when touched.
     struct Untouchable;
     impl SharedData for Untouchable {
@@ -168,17 +237,33 @@ fn a_large_limit_is_spent_from_the_workers_float_and_the_float_goes_back_at_the_
     }
     // A float of 64 requests' worth: the next 64 touch no shared data.
     for _ in 0..64 {
-        let Admission::Granted(g) = admit(&mut Untouchable, &mut float, &ask(&limits, 1, 1), NOW, true) else { panic!() };
+        let Admission::Granted(g) =
+            admit(&mut Untouchable, &mut float, &ask(&limits, 1, 1), NOW, true)
+        else {
+            panic!()
+        };
         settle(&mut Untouchable, &mut float, &g, Some(2), false, NOW);
     }
     settle(&mut Untouchable, &mut float, &first, Some(2), false, NOW);
     // Another worker sees the float as spent until it is flushed.
-    let entry = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests }).unwrap();
+    let entry = ledger::read_entry(
+        &shared,
+        &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests },
+    )
+    .unwrap();
     assert_eq!(entry.spent, 65, "the first request's slot and the float's 64");
     float.flush(&mut shared, NOW);
-    let entry = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests }).unwrap();
+    let entry = ledger::read_entry(
+        &shared,
+        &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::ConcurrentRequests },
+    )
+    .unwrap();
     assert_eq!(entry.spent, 0, "every slot back");
-    let rpm = ledger::read_entry(&shared, &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::RequestsPerMinute }).unwrap();
+    let rpm = ledger::read_entry(
+        &shared,
+        &LimitKey { subject: Subject::App(1), model: None, kind: LimitKind::RequestsPerMinute },
+    )
+    .unwrap();
     assert_eq!(rpm.spent, 65, "65 requests this minute: the float's unspent units came back");
 }
 
@@ -186,7 +271,10 @@ fn a_large_limit_is_spent_from_the_workers_float_and_the_float_goes_back_at_the_
 fn without_a_lease_and_without_the_control_plane_the_request_is_unavailable() {
     let limits = limits(Caps { requests_per_minute: Some(5), ..Caps::default() });
     let mut shared = FakeShared::default();
-    assert_eq!(admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, false), Admission::Unavailable);
+    assert_eq!(
+        admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, false),
+        Admission::Unavailable
+    );
 }
 
 #[test]
@@ -195,9 +283,15 @@ fn an_ended_window_asks_for_a_new_lease_and_a_changed_limit_too() {
     let mut shared = FakeShared::default();
     let mut cp = Ledger { limit: 5, used: 0 };
     assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
-    assert!(matches!(admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), MINUTE_END, true), Admission::Lease(_)));
+    assert!(matches!(
+        admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), MINUTE_END, true),
+        Admission::Lease(_)
+    ));
     let raised = super::tests::limits(Caps { requests_per_minute: Some(50), ..Caps::default() });
-    assert!(matches!(admit(&mut shared, &mut Float::default(), &ask(&raised, 1, 1), NOW, true), Admission::Lease(_)));
+    assert!(matches!(
+        admit(&mut shared, &mut Float::default(), &ask(&raised, 1, 1), NOW, true),
+        Admission::Lease(_)
+    ));
 }
 
 #[test]
@@ -209,7 +303,10 @@ fn per_model_limits_apply_to_their_model_only() {
     assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
     assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Refused(_)));
     let other = Ask { model: "other", ..ask(&limits, 1, 1) };
-    assert_eq!(admit(&mut shared, &mut Float::default(), &other, NOW, true), Admission::Granted(Grant { prompt_tokens: 1, ..Grant::default() }));
+    assert_eq!(
+        admit(&mut shared, &mut Float::default(), &other, NOW, true),
+        Admission::Granted(Grant { prompt_tokens: 1, ..Grant::default() })
+    );
 }
 
 #[test]
@@ -218,10 +315,18 @@ fn idle_concurrency_slots_are_given_back_and_held_ones_renewed() {
     let mut shared = FakeShared::default();
     let mut cp = Ledger { limit: 80, used: 0 };
     let mut upkeep = Upkeep::default();
-    let Admission::Lease(asks) = admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, true) else { panic!() };
+    let Admission::Lease(asks) =
+        admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, true)
+    else {
+        panic!()
+    };
     upkeep.note(&asks);
     apply(&mut shared, &asks, &cp.answer(&asks), NOW);
-    let Admission::Granted(g) = admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, false) else { panic!() };
+    let Admission::Granted(g) =
+        admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, false)
+    else {
+        panic!()
+    };
     assert_eq!(cp.used, 10, "a share of 80/8");
     assert!(upkeep.due(&mut shared, NOW + 100).is_empty(), "nothing due yet");
     let due = upkeep.due(&mut shared, NOW + 2_500);
@@ -239,7 +344,15 @@ fn idle_concurrency_slots_are_given_back_and_held_ones_renewed() {
 #[test]
 fn a_hostile_max_tokens_asks_for_no_more_than_the_limit() {
     let limits = limits(Caps { tokens_per_day: Some(1000), ..Caps::default() });
-    let Admission::Lease(asks) = admit(&mut FakeShared::default(), &mut Float::default(), &ask(&limits, 10, u64::MAX), NOW, true) else { panic!() };
+    let Admission::Lease(asks) = admit(
+        &mut FakeShared::default(),
+        &mut Float::default(),
+        &ask(&limits, 10, u64::MAX),
+        NOW,
+        true,
+    ) else {
+        panic!()
+    };
     assert_eq!(asks[0].take, 1000);
 }
 
@@ -248,7 +361,9 @@ fn a_failed_request_gives_its_request_unit_back() {
     let limits = limits(Caps { requests_per_minute: Some(1), ..Caps::default() });
     let mut shared = FakeShared::default();
     let mut cp = Ledger { limit: 1, used: 0 };
-    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else { panic!() };
+    let Admission::Granted(g) = admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)) else {
+        panic!()
+    };
     settle(&mut shared, &mut Float::default(), &g, Some(0), true, NOW);
     assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
 }
@@ -259,9 +374,15 @@ fn a_limit_that_looked_used_up_a_while_ago_is_asked_about_again_before_refusing(
     let mut shared = FakeShared::default();
     let mut cp = Ledger { limit: 1, used: 0 };
     assert!(matches!(admit_via(&mut shared, &mut cp, &ask(&limits, 1, 1)), Admission::Granted(_)));
-    assert!(matches!(admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, true), Admission::Refused(_)));
+    assert!(matches!(
+        admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), NOW, true),
+        Admission::Refused(_)
+    ));
     let later = NOW + STALE_MS;
-    assert!(matches!(admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), later, true), Admission::Lease(_)));
+    assert!(matches!(
+        admit(&mut shared, &mut Float::default(), &ask(&limits, 1, 1), later, true),
+        Admission::Lease(_)
+    ));
 }
 
 #[test]
@@ -273,7 +394,11 @@ fn every_choice_needs_one_token_and_a_grant_is_extended_for_a_larger_prompt() {
     let Admission::Refused(r) = admit_via(&mut shared, &mut cp, &many) else { panic!() };
     assert_eq!(r.needed, 105, "10 of prompt and one token for each of 95 choices");
     let mut float = Float::default();
-    let Admission::Granted(mut g) = admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 10, 20)) else { panic!() };
+    let Admission::Granted(mut g) =
+        admit_floating(&mut shared, &mut float, &mut cp, &ask(&limits, 10, 20))
+    else {
+        panic!()
+    };
     assert_eq!(g.tokens, Some(30));
     assert!(extend(&mut shared, &mut float, &mut g, 50, NOW), "the prompt was 60, not 10");
     assert_eq!((g.tokens, g.holds[0].units), (Some(80), 80));

@@ -27,7 +27,11 @@ fn one_lookup_per_credential_and_everyone_waits_for_its_answer() {
     l.sent(key("a"), 70);
     assert_eq!(l.start(key("a"), 2, 5), Start::Joined);
     assert_eq!(l.start(key("a"), 3, 6), Start::Joined);
-    assert_eq!(l.start(LookupKey::User(7), 4, 7), Start::Send, "another credential has its own flight");
+    assert_eq!(
+        l.start(LookupKey::User(7), 4, 7),
+        Start::Send,
+        "another credential has its own flight"
+    );
     l.sent(LookupKey::User(7), 71);
     assert_eq!(l.in_flight(), 2);
     assert_eq!(l.answered(70), Some((key("a"), vec![1, 2, 3])));
@@ -64,7 +68,10 @@ fn the_negative_cache_is_bounded() {
     l.not_sent(LookupKey::User(-1));
     l.absent(LookupKey::User(-2), 5_000);
     assert_eq!(l.negative.len(), 1, "expired entries make room");
-    assert_eq!(l.start(LookupKey::User(-2), 1, 5_001), Start::Refuse(1, Some(LookupResult::Cached)));
+    assert_eq!(
+        l.start(LookupKey::User(-2), 1, 5_001),
+        Start::Refuse(1, Some(LookupResult::Cached))
+    );
 }
 
 #[test]
@@ -124,10 +131,15 @@ fn the_call_goes_next_to_the_state_path() {
 
 #[test]
 fn only_a_200_with_a_feed_is_an_answer() {
-    let ok = CallAnswer { status: Some(200), body: br#"{"keys":[]}"#.to_vec(), ..CallAnswer::default() };
+    let ok =
+        CallAnswer { status: Some(200), body: br#"{"keys":[]}"#.to_vec(), ..CallAnswer::default() };
     assert_eq!(read_answer(&ok), Ok(Feed::default()));
     for (status, body) in [(Some(200), &b"{"[..]), (Some(401), b"{\"keys\":[]}"), (None, b"")] {
-        assert!(read_answer(&CallAnswer { status, body: body.to_vec(), ..CallAnswer::default() }).is_err(), "{status:?}");
+        assert!(
+            read_answer(&CallAnswer { status, body: body.to_vec(), ..CallAnswer::default() })
+                .is_err(),
+            "{status:?}"
+        );
     }
     assert_eq!(LookupResult::Absent.label(), "absent");
 }

@@ -64,7 +64,12 @@ pub struct ModuleHeader {
 
 impl ModuleHeader {
     pub fn of(key: &str, value: &str) -> Self {
-        Self { key_ptr: key.as_ptr(), key_len: key.len(), value_ptr: value.as_ptr(), value_len: value.len() }
+        Self {
+            key_ptr: key.as_ptr(),
+            key_len: key.len(),
+            value_ptr: value.as_ptr(),
+            value_len: value.len(),
+        }
     }
 }
 
@@ -105,31 +110,126 @@ pub const LOG_INFO: i32 = 2;
 pub const LOG_WARN: i32 = 3;
 pub const LOG_ERROR: i32 = 4;
 
-
 #[cfg(not(test))]
 extern "C" {
-    pub fn envoy_dynamic_module_callback_http_get_header(filter: *mut c_void, header_type: i32, key: ModuleBuffer, result: *mut EnvoyBuffer, index: usize, optional_size: *mut usize) -> bool;
-    pub fn envoy_dynamic_module_callback_http_set_header(filter: *mut c_void, header_type: i32, key: ModuleBuffer, value: ModuleBuffer) -> bool;
-    pub fn envoy_dynamic_module_callback_http_get_body_size(filter: *mut c_void, body_type: i32) -> usize;
-    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(filter: *mut c_void, body_type: i32) -> usize;
-    pub fn envoy_dynamic_module_callback_http_get_body_chunks(filter: *mut c_void, body_type: i32, result: *mut EnvoyBuffer) -> bool;
-    pub fn envoy_dynamic_module_callback_http_drain_body(filter: *mut c_void, body_type: i32, bytes: usize) -> bool;
-    pub fn envoy_dynamic_module_callback_http_append_body(filter: *mut c_void, body_type: i32, data: ModuleBuffer) -> bool;
-    pub fn envoy_dynamic_module_callback_http_send_response(filter: *mut c_void, status: u32, headers: *mut ModuleHeader, headers_len: usize, body: ModuleBuffer, details: ModuleBuffer);
+    pub fn envoy_dynamic_module_callback_http_get_header(
+        filter: *mut c_void,
+        header_type: i32,
+        key: ModuleBuffer,
+        result: *mut EnvoyBuffer,
+        index: usize,
+        optional_size: *mut usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_set_header(
+        filter: *mut c_void,
+        header_type: i32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_get_body_size(
+        filter: *mut c_void,
+        body_type: i32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter: *mut c_void,
+        body_type: i32,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter: *mut c_void,
+        body_type: i32,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_drain_body(
+        filter: *mut c_void,
+        body_type: i32,
+        bytes: usize,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_append_body(
+        filter: *mut c_void,
+        body_type: i32,
+        data: ModuleBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_send_response(
+        filter: *mut c_void,
+        status: u32,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        details: ModuleBuffer,
+    );
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
-    pub fn envoy_dynamic_module_callback_http_filter_reset_stream(filter: *mut c_void, reason: i32, details: ModuleBuffer);
+    pub fn envoy_dynamic_module_callback_http_filter_reset_stream(
+        filter: *mut c_void,
+        reason: i32,
+        details: ModuleBuffer,
+    );
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
-    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_int(filter: *mut c_void, attribute: i32, result: *mut u64) -> bool;
-    pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(filter: *mut c_void, key: ModuleBuffer, value: ModuleBuffer) -> bool;
-    pub fn envoy_dynamic_module_callback_http_filter_http_callout(filter: *mut c_void, callout_id: *mut u64, cluster: ModuleBuffer, headers: *mut ModuleHeader, headers_len: usize, body: ModuleBuffer, timeout_ms: u64) -> i32;
-    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(config: *mut c_void, callout_id: *mut u64, cluster: ModuleBuffer, headers: *mut ModuleHeader, headers_len: usize, body: ModuleBuffer, timeout_ms: u64) -> i32;
-    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config: *mut c_void) -> *mut c_void;
-    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
-    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
-    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(config: *mut c_void, name: ModuleBuffer, label_names: *mut ModuleBuffer, label_names_len: usize, id: *mut usize) -> i32;
-    pub fn envoy_dynamic_module_callback_http_filter_config_define_histogram(config: *mut c_void, name: ModuleBuffer, label_names: *mut ModuleBuffer, label_names_len: usize, id: *mut usize) -> i32;
-    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(filter: *mut c_void, id: usize, label_values: *mut ModuleBuffer, label_values_len: usize, value: u64) -> i32;
-    pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(filter: *mut c_void, id: usize, label_values: *mut ModuleBuffer, label_values_len: usize, value: u64) -> i32;
+    pub fn envoy_dynamic_module_callback_http_filter_get_attribute_int(
+        filter: *mut c_void,
+        attribute: i32,
+        result: *mut u64,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+        filter: *mut c_void,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter: *mut c_void,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> i32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: *mut c_void,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> i32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: *mut c_void,
+    ) -> *mut c_void;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: *mut c_void,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_len: usize,
+        id: *mut usize,
+    ) -> i32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_len: usize,
+        id: *mut usize,
+    ) -> i32;
+    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> i32;
+    pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> i32;
     pub fn envoy_dynamic_module_callback_log(level: i32, message: ModuleBuffer);
     pub fn envoy_dynamic_module_callback_log_enabled(level: i32) -> bool;
 }

@@ -63,7 +63,15 @@ impl Calls for MainCalls {
         let envoy = self.envoy;
         // SAFETY: main thread, the configuration is alive; every buffer outlives the call.
         let id = callout(feed, call, &mut |cluster, headers, body, timeout_ms, id| unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_config_http_callout(envoy, id, cluster, headers.as_mut_ptr(), headers.len(), body, timeout_ms)
+            abi::envoy_dynamic_module_callback_http_filter_config_http_callout(
+                envoy,
+                id,
+                cluster,
+                headers.as_mut_ptr(),
+                headers.len(),
+                body,
+                timeout_ms,
+            )
         })?;
         self.next_token = self.next_token.wrapping_add(1).max(1);
         self.calls.push((id, self.next_token));
@@ -98,25 +106,35 @@ struct Ticker {
 impl Ticker {
     fn start(envoy: *mut c_void) -> Option<Self> {
         // SAFETY: main thread, inside `config_new`.
-        let scheduler = unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
+        let scheduler =
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
         if scheduler.is_null() {
             return None;
         }
         let (stop, stopped) = mpsc::channel::<()>();
         let handle = Scheduler(scheduler);
-        let thread = std::thread::Builder::new().name("vllm-gateway-tick".into()).spawn(move || {
-            let handle = handle;
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
-                // SAFETY: see `Scheduler`.
-                unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(handle.0, 0) };
-            }
-        });
+        let thread =
+            std::thread::Builder::new().name("vllm-gateway-tick".into()).spawn(move || {
+                let handle = handle;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
+                    // SAFETY: see `Scheduler`.
+                    unsafe {
+                        abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                            handle.0, 0,
+                        )
+                    };
+                }
+            });
         match thread {
             Ok(thread) => Some(Self { stop, thread, scheduler }),
             Err(e) => {
                 log::error!("starting the tick thread failed: {e}");
                 // SAFETY: nothing else has the scheduler.
-                unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler) };
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+                        scheduler,
+                    )
+                };
                 None
             }
         }
@@ -128,7 +146,9 @@ impl Ticker {
             log::error!("the tick thread failed");
         }
         // SAFETY: the only thread that committed has stopped.
-        unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.scheduler) };
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.scheduler)
+        };
     }
 }
 
@@ -178,7 +198,14 @@ impl NativeConfig {
         let Ok(mut root) = self.root.lock() else { return };
         let root = &mut *root;
         let feed = &self.plugin.state;
-        tick::keep_leases(&mut root.calls, feed, &self.instance, &self.upkeep, None, &mut root.upkeep_call);
+        tick::keep_leases(
+            &mut root.calls,
+            feed,
+            &self.instance,
+            &self.upkeep,
+            None,
+            &mut root.upkeep_call,
+        );
         tick::sync_state(&mut root.calls, feed, &mut root.worker);
     }
 
@@ -188,7 +215,13 @@ impl NativeConfig {
         let root = &mut *root;
         let Some(at) = root.calls.calls.iter().position(|(i, _)| *i == id) else { return };
         let (_, token) = root.calls.calls.swap_remove(at);
-        if !tick::upkeep_answered(&mut root.calls, &self.upkeep, &mut root.upkeep_call, token, answer) {
+        if !tick::upkeep_answered(
+            &mut root.calls,
+            &self.upkeep,
+            &mut root.upkeep_call,
+            token,
+            answer,
+        ) {
             tick::state_answered(&mut root.calls, &mut root.worker, token, answer);
         }
     }
@@ -198,13 +231,20 @@ impl NativeConfig {
 ///
 /// # Safety
 /// The pointers are those Envoy passed to the hook, read before it returns.
-pub unsafe fn call_answer(result: i32, headers: *const EnvoyHeader, headers_len: usize, chunks: *const EnvoyBuffer, chunks_len: usize) -> CallAnswer {
+pub unsafe fn call_answer(
+    result: i32,
+    headers: *const EnvoyHeader,
+    headers_len: usize,
+    chunks: *const EnvoyBuffer,
+    chunks_len: usize,
+) -> CallAnswer {
     if result != abi::CALLOUT_SUCCESS || headers.is_null() {
         return CallAnswer::default();
     }
     // SAFETY: the caller's contract.
     let (headers, chunks) = unsafe {
-        let chunks = if chunks.is_null() { &[][..] } else { std::slice::from_raw_parts(chunks, chunks_len) };
+        let chunks =
+            if chunks.is_null() { &[][..] } else { std::slice::from_raw_parts(chunks, chunks_len) };
         (std::slice::from_raw_parts(headers, headers_len), chunks)
     };
     let find = |name: &str| {
@@ -212,7 +252,12 @@ pub unsafe fn call_answer(result: i32, headers: *const EnvoyHeader, headers_len:
             // SAFETY: the caller's contract.
             let key = unsafe { EnvoyBuffer { ptr: h.key_ptr, len: h.key_len }.bytes() };
             // SAFETY: the caller's contract.
-            (key.eq_ignore_ascii_case(name.as_bytes())).then(|| String::from_utf8_lossy(unsafe { EnvoyBuffer { ptr: h.value_ptr, len: h.value_len }.bytes() }).into_owned())
+            (key.eq_ignore_ascii_case(name.as_bytes())).then(|| {
+                String::from_utf8_lossy(unsafe {
+                    EnvoyBuffer { ptr: h.value_ptr, len: h.value_len }.bytes()
+                })
+                .into_owned()
+            })
         })
     };
     let mut body = Vec::with_capacity(chunks.iter().map(|c| c.len).sum());
@@ -220,11 +265,20 @@ pub unsafe fn call_answer(result: i32, headers: *const EnvoyHeader, headers_len:
         // SAFETY: the caller's contract.
         body.extend_from_slice(unsafe { chunk.bytes() });
     }
-    CallAnswer::new(find(":status").as_deref(), find("etag").as_deref(), find(crate::feed::DELTA_HEADER).as_deref(), body)
+    CallAnswer::new(
+        find(":status").as_deref(),
+        find("etag").as_deref(),
+        find(crate::feed::DELTA_HEADER).as_deref(),
+        body,
+    )
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(envoy: *mut c_void, _name: EnvoyBuffer, config: EnvoyBuffer) -> *const c_void {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    envoy: *mut c_void,
+    _name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> *const c_void {
     // SAFETY: Envoy's buffer, read during the call.
     let bytes = unsafe { config.bytes() };
     let Some(native) = NativeConfig::new(envoy, bytes) else { return std::ptr::null() };
@@ -255,7 +309,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(_envoy: *mut c_void, config: *const c_void, _event: u64) {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _envoy: *mut c_void,
+    config: *const c_void,
+    _event: u64,
+) {
     // SAFETY: alive until `config_destroy`, which stops the ticks first; main thread.
     if let Some(native) = unsafe { config.cast::<NativeConfig>().as_ref() } {
         native.tick();

@@ -43,7 +43,9 @@ pub fn defer(target: std::rc::Rc<dyn Target>, call: Deferred) {
 /// Runs every queued call whose stream still exists, in order (calls queued meanwhile, by hooks
 /// the calls ran, included). Call it last in a hook, holding no state.
 pub fn run() {
-    while let Some((target, call)) = QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop_front())) {
+    while let Some((target, call)) =
+        QUEUE.with(|q| q.try_borrow_mut().ok().and_then(|mut q| q.pop_front()))
+    {
         let Some(envoy) = target.envoy() else { continue };
         drop(target);
         // SAFETY: `envoy` is alive (its `destroy` has not run) and we are on its worker; no
@@ -61,10 +63,23 @@ unsafe fn carry_out(envoy: *mut c_void, call: Deferred) {
             Deferred::Reply { status, body, headers } => {
                 let mut all = vec![ModuleHeader::of("content-type", "application/json")];
                 all.extend(headers.iter().map(|(name, value)| ModuleHeader::of(name, value)));
-                abi::envoy_dynamic_module_callback_http_send_response(envoy, u32::from(status), all.as_mut_ptr(), all.len(), ModuleBuffer::of(&body), ModuleBuffer::of(b"vllm_gateway"));
+                abi::envoy_dynamic_module_callback_http_send_response(
+                    envoy,
+                    u32::from(status),
+                    all.as_mut_ptr(),
+                    all.len(),
+                    ModuleBuffer::of(&body),
+                    ModuleBuffer::of(b"vllm_gateway"),
+                );
             }
-            Deferred::Resume => abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy),
-            Deferred::Reset => abi::envoy_dynamic_module_callback_http_filter_reset_stream(envoy, abi::RESET_LOCAL, ModuleBuffer::of(b"vllm_gateway_cut_off")),
+            Deferred::Resume => {
+                abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy)
+            }
+            Deferred::Reset => abi::envoy_dynamic_module_callback_http_filter_reset_stream(
+                envoy,
+                abi::RESET_LOCAL,
+                ModuleBuffer::of(b"vllm_gateway_cut_off"),
+            ),
         }
     }
 }

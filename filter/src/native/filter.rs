@@ -57,18 +57,33 @@ fn body_status(flow: Flow) -> i32 {
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_new(config: *const c_void, envoy: *mut c_void) -> *const c_void {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config: *const c_void,
+    envoy: *mut c_void,
+) -> *const c_void {
     // SAFETY: the configuration outlives its streams.
-    let Some(native) = (unsafe { config.cast::<NativeConfig>().as_ref() }) else { return std::ptr::null() };
+    let Some(native) = (unsafe { config.cast::<NativeConfig>().as_ref() }) else {
+        return std::ptr::null();
+    };
     let Some(parts) = worker::parts(native) else { return std::ptr::null() };
     parts.follow_shared(native);
     let host = NativeStream::new(envoy, native.store.clone(), native.metrics.clone());
-    let context = RequestContext::new(host.clone(), parts.config.clone(), parts.worker.clone(), parts.budget.clone(), parts.limits.clone());
+    let context = RequestContext::new(
+        host.clone(),
+        parts.config.clone(),
+        parts.worker.clone(),
+        parts.budget.clone(),
+        parts.limits.clone(),
+    );
     Box::into_raw(Box::new(NativeFilter { host, context, parts })).cast_const().cast()
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    _envoy: *mut c_void,
+    filter: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     in_hook(filter, abi::CONTINUE, |f| {
         let head = RequestHead {
             method: f.host.header(abi::REQUEST_HEADER, ":method").unwrap_or_default(),
@@ -80,7 +95,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(_envoy: *m
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _envoy: *mut c_void,
+    filter: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     in_hook(filter, abi::CONTINUE, |f| {
         let size = f.host.request_body_size();
         body_status(f.context.on_request_body(size, end_of_stream))
@@ -88,7 +107,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_envoy: *mut 
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_envoy: *mut c_void, filter: *const c_void) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _envoy: *mut c_void,
+    filter: *const c_void,
+) -> i32 {
     in_hook(filter, abi::CONTINUE, |f| match f.context.on_request_trailers() {
         Flow::Continue => abi::CONTINUE,
         Flow::Pause => abi::TRAILERS_STOP_ITERATION,
@@ -96,10 +118,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_envoy: *
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    _envoy: *mut c_void,
+    filter: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     in_hook(filter, abi::CONTINUE, |f| {
         let head = ResponseHead {
-            status: f.host.header(abi::RESPONSE_HEADER, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+            status: f
+                .host
+                .header(abi::RESPONSE_HEADER, ":status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
             content_type: f.host.header(abi::RESPONSE_HEADER, "content-type"),
             content_encoding: f.host.header(abi::RESPONSE_HEADER, "content-encoding"),
         };
@@ -108,7 +138,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_envoy: *
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(_envoy: *mut c_void, filter: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _envoy: *mut c_void,
+    filter: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     // A cut-off stream is reset in `in_hook`: its `stream_complete` and `destroy` run before
     // this returns.
     in_hook(filter, abi::CONTINUE, |f| {
@@ -118,17 +152,28 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(_envoy: *mut
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_envoy: *mut c_void, _filter: *const c_void) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+) -> i32 {
     abi::CONTINUE
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_envoy: *mut c_void, filter: *const c_void) {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    _envoy: *mut c_void,
+    filter: *const c_void,
+) {
     in_hook(filter, (), |f| {
         f.context.on_log();
         // Lookups this request sent for others go again, through one of them.
         let mut host = f.host.clone();
-        tick::sweep_lookups_through_waiters(&f.parts.config.state, &f.parts.worker, host::now_ms(), |result| waiting::count(&mut host, result));
+        tick::sweep_lookups_through_waiters(
+            &f.parts.config.state,
+            &f.parts.worker,
+            host::now_ms(),
+            |result| waiting::count(&mut host, result),
+        );
     });
 }
 
@@ -157,31 +202,79 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     in_hook(filter, (), |f| {
         let Some(token) = f.host.token_of(id) else { return };
         // SAFETY: Envoy's pointers, read during the call.
-        let answer = unsafe { config::call_answer(result, headers, headers_len, chunks, chunks_len) };
+        let answer =
+            unsafe { config::call_answer(result, headers, headers_len, chunks, chunks_len) };
         f.context.on_call_answer(token, &answer);
     });
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(_envoy: *mut c_void, _filter: *const c_void, _event: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+    _event: u64,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(_envoy: *mut c_void, _filter: *const c_void) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(_envoy: *mut c_void, _filter: *const c_void) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(_envoy: *mut c_void, _filter: *const c_void, _stream: u64, _headers: *const EnvoyHeader, _len: usize, _end: bool) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream: u64,
+    _headers: *const EnvoyHeader,
+    _len: usize,
+    _end: bool,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(_envoy: *mut c_void, _filter: *const c_void, _stream: u64, _data: *const EnvoyBuffer, _len: usize, _end: bool) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream: u64,
+    _data: *const EnvoyBuffer,
+    _len: usize,
+    _end: bool,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(_envoy: *mut c_void, _filter: *const c_void, _stream: u64, _trailers: *const EnvoyHeader, _len: usize) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream: u64,
+    _trailers: *const EnvoyHeader,
+    _len: usize,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(_envoy: *mut c_void, _filter: *const c_void, _stream: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream: u64,
+) {
+}
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(_envoy: *mut c_void, _filter: *const c_void, _stream: u64, _reason: i32) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _envoy: *mut c_void,
+    _filter: *const c_void,
+    _stream: u64,
+    _reason: i32,
+) {
+}

@@ -59,7 +59,8 @@ pub struct NativeStream {
 
 impl NativeStream {
     pub fn new(envoy: *mut c_void, store: Store, metrics: Arc<Metrics>) -> Self {
-        let stream = Rc::new(Stream { envoy, alive: Cell::new(true), calls: RefCell::new(Vec::new()) });
+        let stream =
+            Rc::new(Stream { envoy, alive: Cell::new(true), calls: RefCell::new(Vec::new()) });
         Self { stream, store, metrics }
     }
 
@@ -90,7 +91,11 @@ impl NativeStream {
                 return Vec::new();
             }
             let mut chunks = vec![EnvoyBuffer::EMPTY; n];
-            if !abi::envoy_dynamic_module_callback_http_get_body_chunks(envoy, kind, chunks.as_mut_ptr()) {
+            if !abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                envoy,
+                kind,
+                chunks.as_mut_ptr(),
+            ) {
                 return Vec::new();
             }
             let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len).sum());
@@ -103,7 +108,9 @@ impl NativeStream {
 
     fn body_size(&self, kind: i32) -> usize {
         // SAFETY: as in `body`.
-        self.envoy().map_or(0, |envoy| unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(envoy, kind) })
+        self.envoy().map_or(0, |envoy| unsafe {
+            abi::envoy_dynamic_module_callback_http_get_body_size(envoy, kind)
+        })
     }
 
     /// Replaces a body buffer's bytes.
@@ -113,7 +120,13 @@ impl NativeStream {
         unsafe {
             let size = abi::envoy_dynamic_module_callback_http_get_body_size(envoy, kind);
             abi::envoy_dynamic_module_callback_http_drain_body(envoy, kind, size);
-            if !bytes.is_empty() && !abi::envoy_dynamic_module_callback_http_append_body(envoy, kind, ModuleBuffer::of(bytes)) {
+            if !bytes.is_empty()
+                && !abi::envoy_dynamic_module_callback_http_append_body(
+                    envoy,
+                    kind,
+                    ModuleBuffer::of(bytes),
+                )
+            {
                 log::warn!("replacing a body failed");
             }
         }
@@ -123,7 +136,14 @@ impl NativeStream {
         let Some(envoy) = self.envoy() else { return };
         let value = value.map_or(ModuleBuffer::NONE, |v| ModuleBuffer::of(v.as_bytes()));
         // SAFETY: as in `body`; the buffers outlive the call.
-        if !unsafe { abi::envoy_dynamic_module_callback_http_set_header(envoy, map, ModuleBuffer::of(name.as_bytes()), value) } {
+        if !unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                envoy,
+                map,
+                ModuleBuffer::of(name.as_bytes()),
+                value,
+            )
+        } {
             log::warn!("setting header {name} failed");
         }
     }
@@ -134,7 +154,14 @@ impl NativeStream {
         let mut value = EnvoyBuffer::EMPTY;
         // SAFETY: as in `body`; the value is copied before the callback returns.
         unsafe {
-            let found = abi::envoy_dynamic_module_callback_http_get_header(envoy, map, ModuleBuffer::of(name.as_bytes()), &mut value, 0, std::ptr::null_mut());
+            let found = abi::envoy_dynamic_module_callback_http_get_header(
+                envoy,
+                map,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut value,
+                0,
+                std::ptr::null_mut(),
+            );
             found.then(|| String::from_utf8_lossy(value.bytes()).into_owned())
         }
     }
@@ -158,15 +185,23 @@ pub fn now_ms() -> u64 {
 
 /// A callout Envoy makes on a stream or on the configuration (`start`: the ABI call, given the
 /// cluster, the headers, the body, the timeout and where to put Envoy's callout id).
-pub type StartCallout<'a> = &'a mut dyn FnMut(ModuleBuffer, &mut [ModuleHeader], ModuleBuffer, u64, &mut u64) -> i32;
+pub type StartCallout<'a> =
+    &'a mut dyn FnMut(ModuleBuffer, &mut [ModuleHeader], ModuleBuffer, u64, &mut u64) -> i32;
 
 /// Sends `call` to the control plane on the state cluster with `start`; Envoy's callout id.
 pub fn callout(feed: &StateFeed, call: &CallRequest, start: StartCallout<'_>) -> Option<u64> {
     let headers = call.headers(feed);
-    let mut abi_headers: Vec<ModuleHeader> = headers.iter().map(|(name, value)| ModuleHeader::of(name, value)).collect();
+    let mut abi_headers: Vec<ModuleHeader> =
+        headers.iter().map(|(name, value)| ModuleHeader::of(name, value)).collect();
     let body = call.body.as_deref().map_or(ModuleBuffer::NONE, ModuleBuffer::of);
     let mut id = 0u64;
-    let result = start(ModuleBuffer::of(feed.cluster.as_bytes()), &mut abi_headers, body, call.timeout_ms, &mut id);
+    let result = start(
+        ModuleBuffer::of(feed.cluster.as_bytes()),
+        &mut abi_headers,
+        body,
+        call.timeout_ms,
+        &mut id,
+    );
     if result != abi::CALLOUT_SUCCESS {
         log::warn!("calling the control plane on cluster {} failed: {result}", feed.cluster);
         return None;
@@ -189,7 +224,15 @@ impl Calls for NativeStream {
         let envoy = self.envoy()?;
         // SAFETY: as in `body`; every buffer outlives the call.
         let id = callout(feed, call, &mut |cluster, headers, body, timeout_ms, id| unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_http_callout(envoy, id, cluster, headers.as_mut_ptr(), headers.len(), body, timeout_ms)
+            abi::envoy_dynamic_module_callback_http_filter_http_callout(
+                envoy,
+                id,
+                cluster,
+                headers.as_mut_ptr(),
+                headers.len(),
+                body,
+                timeout_ms,
+            )
         })?;
         let token = next_token();
         self.stream.calls.borrow_mut().push((id, token));
@@ -232,8 +275,12 @@ impl StreamHost for NativeStream {
     }
 
     fn send_reply(&mut self, status: u16, body: &[u8], headers: &[(&str, String)]) {
-        let headers = headers.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
-        deferred::defer(self.stream.clone(), Deferred::Reply { status, body: body.to_vec(), headers });
+        let headers =
+            headers.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect();
+        deferred::defer(
+            self.stream.clone(),
+            Deferred::Reply { status, body: body.to_vec(), headers },
+        );
     }
 
     fn resume_request(&mut self) {
@@ -248,7 +295,13 @@ impl StreamHost for NativeStream {
         let Some(envoy) = self.envoy() else { return };
         let key = crate::record::FILTER_STATE_KEY.as_bytes();
         // SAFETY: as in `body`; the buffers outlive the call.
-        if !unsafe { abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(envoy, ModuleBuffer::of(key), ModuleBuffer::of(bytes)) } {
+        if !unsafe {
+            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                envoy,
+                ModuleBuffer::of(key),
+                ModuleBuffer::of(bytes),
+            )
+        } {
             log::warn!("storing the usage record failed");
         }
     }
@@ -257,7 +310,13 @@ impl StreamHost for NativeStream {
         let Some(envoy) = self.envoy() else { return 0 };
         let mut flags = 0u64;
         // SAFETY: as in `body`.
-        let found = unsafe { abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(envoy, abi::ATTRIBUTE_RESPONSE_FLAGS, &mut flags) };
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(
+                envoy,
+                abi::ATTRIBUTE_RESPONSE_FLAGS,
+                &mut flags,
+            )
+        };
         if found {
             flags
         } else {

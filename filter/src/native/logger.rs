@@ -15,7 +15,8 @@ fn level_of(level: log::Level) -> i32 {
 impl log::Log for EnvoyLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         // SAFETY: the logger is thread-safe in Envoy.
-        metadata.level() <= log::Level::Info && unsafe { abi::envoy_dynamic_module_callback_log_enabled(level_of(metadata.level())) }
+        metadata.level() <= log::Level::Info
+            && unsafe { abi::envoy_dynamic_module_callback_log_enabled(level_of(metadata.level())) }
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -24,7 +25,12 @@ impl log::Log for EnvoyLogger {
         }
         let message = format!("vllm_gateway: {}", record.args());
         // SAFETY: the buffer outlives the call; the logger is thread-safe in Envoy.
-        unsafe { abi::envoy_dynamic_module_callback_log(level_of(record.level()), ModuleBuffer::of(message.as_bytes())) }
+        unsafe {
+            abi::envoy_dynamic_module_callback_log(
+                level_of(record.level()),
+                ModuleBuffer::of(message.as_bytes()),
+            )
+        }
     }
 
     fn flush(&self) {}

@@ -24,16 +24,29 @@ impl Metrics {
     pub fn declare(config: *mut c_void) -> Self {
         let mut ids = Vec::with_capacity(FAMILIES.len());
         for (name, kind, labels) in FAMILIES {
-            let mut label_names: Vec<ModuleBuffer> = labels.iter().map(|l| ModuleBuffer::of(l.as_bytes())).collect();
+            let mut label_names: Vec<ModuleBuffer> =
+                labels.iter().map(|l| ModuleBuffer::of(l.as_bytes())).collect();
             let mut id = 0usize;
             let define = match kind {
-                MetricKind::Counter => abi::envoy_dynamic_module_callback_http_filter_config_define_counter,
-                MetricKind::Histogram => abi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
+                MetricKind::Counter => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_counter
+                }
+                MetricKind::Histogram => {
+                    abi::envoy_dynamic_module_callback_http_filter_config_define_histogram
+                }
             };
             // SAFETY: `config` is the configuration being made (main thread, inside
             // `config_new`); the buffers outlive the call.
             let short = name.strip_prefix(NAMESPACE_PREFIX).unwrap_or(name);
-            let result = unsafe { define(config, ModuleBuffer::of(short.as_bytes()), label_names.as_mut_ptr(), label_names.len(), &mut id) };
+            let result = unsafe {
+                define(
+                    config,
+                    ModuleBuffer::of(short.as_bytes()),
+                    label_names.as_mut_ptr(),
+                    label_names.len(),
+                    &mut id,
+                )
+            };
             if result == abi::METRICS_SUCCESS {
                 ids.push((name, kind, id));
             } else {
@@ -47,11 +60,18 @@ impl Metrics {
     pub fn emit(&self, filter: *mut c_void, observations: &[Observation]) {
         for o in observations {
             let (base, values) = o.parts();
-            let Some((_, kind, id)) = self.ids.iter().find(|(name, _, _)| *name == base) else { continue };
-            let mut values: Vec<ModuleBuffer> = values.iter().map(|v| ModuleBuffer::of(v.as_bytes())).collect();
+            let Some((_, kind, id)) = self.ids.iter().find(|(name, _, _)| *name == base) else {
+                continue;
+            };
+            let mut values: Vec<ModuleBuffer> =
+                values.iter().map(|v| ModuleBuffer::of(v.as_bytes())).collect();
             let add = match kind {
-                MetricKind::Counter => abi::envoy_dynamic_module_callback_http_filter_increment_counter,
-                MetricKind::Histogram => abi::envoy_dynamic_module_callback_http_filter_record_histogram_value,
+                MetricKind::Counter => {
+                    abi::envoy_dynamic_module_callback_http_filter_increment_counter
+                }
+                MetricKind::Histogram => {
+                    abi::envoy_dynamic_module_callback_http_filter_record_histogram_value
+                }
             };
             // SAFETY: `filter` is alive and we are on its worker; the buffers outlive the call.
             let result = unsafe { add(filter, *id, values.as_mut_ptr(), values.len(), o.value) };

@@ -1,7 +1,6 @@
 //! Checks of the glue that need no Envoy: the callbacks it declares exist in the Envoy the
 //! project installs (a module calling one it lacks would fail to load, or worse).
 
-
 /// The installed Envoy (`ENVOY_BIN`, else the project's own under `.tools/`), if there is one.
 fn envoy_binary() -> Option<std::path::PathBuf> {
     if let Some(bin) = std::env::var_os("ENVOY_BIN") {

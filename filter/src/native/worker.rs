@@ -75,4 +75,3 @@ pub fn parts(native: &NativeConfig) -> Option<Rc<WorkerParts>> {
         Some(made)
     })
 }
-

@@ -40,7 +40,13 @@ pub struct RequestContext<H> {
 }
 
 impl<H: StreamHost + Clone> RequestContext<H> {
-    pub fn new(host: H, config: Rc<PluginConfig>, worker: SharedWorker<H>, budget: SharedBudget, limits: SharedLimits<H>) -> Self {
+    pub fn new(
+        host: H,
+        config: Rc<PluginConfig>,
+        worker: SharedWorker<H>,
+        budget: SharedBudget,
+        limits: SharedLimits<H>,
+    ) -> Self {
         let request = Request::shared(host.clone(), config.clone(), budget, limits.clone());
         Self { host, config, worker, limits, request }
     }
@@ -79,20 +85,22 @@ impl<H: StreamHost + Clone> RequestContext<H> {
         let Ok(mut worker) = self.worker.try_borrow_mut() else { return self.refuse(&refusal) };
         match worker.start_lookup(key, waiter, now_ms) {
             Start::Joined => Flow::Pause,
-            Start::Send => match self.host.dispatch(&self.config.state, &key.call(&self.config.state)) {
-                Some(token) => {
-                    worker.lookup_sent(key, token);
-                    drop(worker);
-                    self.with_request((), |r| r.lookup_call = Some(token));
-                    Flow::Pause
+            Start::Send => {
+                match self.host.dispatch(&self.config.state, &key.call(&self.config.state)) {
+                    Some(token) => {
+                        worker.lookup_sent(key, token);
+                        drop(worker);
+                        self.with_request((), |r| r.lookup_call = Some(token));
+                        Flow::Pause
+                    }
+                    None => {
+                        drop(worker.lookup_not_sent(key));
+                        drop(worker);
+                        waiting::count(&mut self.host, LookupResult::Error);
+                        self.refuse(&refusal)
+                    }
                 }
-                None => {
-                    drop(worker.lookup_not_sent(key));
-                    drop(worker);
-                    waiting::count(&mut self.host, LookupResult::Error);
-                    self.refuse(&refusal)
-                }
-            },
+            }
             Start::Refuse(_, counted) => {
                 drop(worker);
                 if let Some(result) = counted {
@@ -125,7 +133,9 @@ impl<H: StreamHost + Clone> RequestContext<H> {
 
     pub fn on_request_headers(&mut self, head: RequestHead, end_of_stream: bool) -> Flow {
         let worker = self.worker.clone();
-        match self.with_request(Headers::Done(Flow::Pause), |r| r.on_headers(&worker, head, end_of_stream)) {
+        match self.with_request(Headers::Done(Flow::Pause), |r| {
+            r.on_headers(&worker, head, end_of_stream)
+        }) {
             Headers::Done(flow) => flow,
             Headers::LookUp(key, refusal) => self.look_up(key, refusal),
         }
@@ -148,7 +158,12 @@ impl<H: StreamHost + Clone> RequestContext<H> {
 
     pub fn on_response_headers(&mut self, head: &ResponseHead, end_of_stream: bool) -> Flow {
         let rewritten = self.with_request(false, |r| {
-            r.on_response_headers(head.status, head.content_type.as_deref(), head.content_encoding.as_deref(), end_of_stream)
+            r.on_response_headers(
+                head.status,
+                head.content_type.as_deref(),
+                head.content_encoding.as_deref(),
+                end_of_stream,
+            )
         });
         if rewritten {
             // The caller gets the stream without the injected usage: its length changes.

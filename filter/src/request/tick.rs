@@ -19,7 +19,14 @@ pub type UpkeepCall = Option<(u32, Vec<LeaseAsk>)>;
 
 /// Flushes the worker's float (if it has one), then renews the concurrency leases and gives idle
 /// units back (see [`lease::Upkeep`]) unless the last such call is still in flight.
-pub fn keep_leases(host: &mut impl Calls, feed: &StateFeed, instance: &str, upkeep: &SharedUpkeep, float: Option<&mut Float>, in_flight: &mut UpkeepCall) {
+pub fn keep_leases(
+    host: &mut impl Calls,
+    feed: &StateFeed,
+    instance: &str,
+    upkeep: &SharedUpkeep,
+    float: Option<&mut Float>,
+    in_flight: &mut UpkeepCall,
+) {
     let now_ms = host.now_ms();
     let Ok(mut upkeep) = upkeep.lock() else { return };
     if let Some(float) = float {
@@ -45,7 +52,13 @@ pub fn keep_leases(host: &mut impl Calls, feed: &StateFeed, instance: &str, upke
 }
 
 /// Takes in the answer to the upkeep's call, if `token` is it; whether it was.
-pub fn upkeep_answered(host: &mut impl Calls, upkeep: &SharedUpkeep, in_flight: &mut UpkeepCall, token: u32, answer: &CallAnswer) -> bool {
+pub fn upkeep_answered(
+    host: &mut impl Calls,
+    upkeep: &SharedUpkeep,
+    in_flight: &mut UpkeepCall,
+    token: u32,
+    answer: &CallAnswer,
+) -> bool {
     if in_flight.as_ref().is_none_or(|(t, _)| *t != token) {
         return false;
     }
@@ -78,7 +91,12 @@ pub fn sync_state<W>(host: &mut impl Calls, feed: &StateFeed, worker: &mut Worke
 }
 
 /// Takes in the answer to a state call, if `token` is one; whether it was.
-pub fn state_answered<W>(host: &mut impl Calls, worker: &mut Worker<W>, token: u32, answer: &CallAnswer) -> bool {
+pub fn state_answered<W>(
+    host: &mut impl Calls,
+    worker: &mut Worker<W>,
+    token: u32,
+    answer: &CallAnswer,
+) -> bool {
     if !worker.is_state_call(token) {
         return false;
     }
@@ -92,8 +110,15 @@ pub fn state_answered<W>(host: &mut impl Calls, worker: &mut Worker<W>, token: u
 /// deadline) or that no waiter can send: their waiters are checked again against the state as
 /// it is, and each is counted (`count`). For a host whose calls are answered only to the request
 /// that made them and whose workers have no tick (the native module).
-pub fn sweep_lookups_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &SharedWorker<H>, now_ms: u64, mut count: impl FnMut(LookupResult)) {
-    let given_up = sweep_lookups(feed, worker, now_ms, |w, key, call| w.lookup_waiters(key).find_map(|waiter| waiter.resend(feed, call)));
+pub fn sweep_lookups_through_waiters<H: StreamHost>(
+    feed: &StateFeed,
+    worker: &SharedWorker<H>,
+    now_ms: u64,
+    mut count: impl FnMut(LookupResult),
+) {
+    let given_up = sweep_lookups(feed, worker, now_ms, |w, key, call| {
+        w.lookup_waiters(key).find_map(|waiter| waiter.resend(feed, call))
+    });
     for _ in 0..given_up {
         count(LookupResult::Error);
     }
@@ -102,7 +127,11 @@ pub fn sweep_lookups_through_waiters<H: StreamHost>(feed: &StateFeed, worker: &S
 /// Sends again the lookups whose sender is gone (through `host`: the answer comes to its
 /// context), and gives up on those whose answer is lost: their waiters are checked again
 /// against the state as it is (refused unless it now knows them).
-pub fn sync_lookups<C: Calls, H: StreamHost>(host: &mut C, feed: &StateFeed, worker: &SharedWorker<H>) {
+pub fn sync_lookups<C: Calls, H: StreamHost>(
+    host: &mut C,
+    feed: &StateFeed,
+    worker: &SharedWorker<H>,
+) {
     let now_ms = host.now_ms();
     let given_up = sweep_lookups(feed, worker, now_ms, |_, _, call| host.dispatch(feed, call));
     for _ in 0..given_up {

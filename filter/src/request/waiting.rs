@@ -106,7 +106,13 @@ pub type SharedLimits<H> = Rc<RefCell<LimitsGlue<H>>>;
 /// Takes in `answer` to call `token` if it is a lease call: applies it to the ledger and resumes
 /// or refuses the request that waited for it (if it is still there). Whether it was one; the
 /// caller then makes its own stream current again.
-pub fn lease_answered<H: StreamHost>(limits: &SharedLimits<H>, shared: &mut dyn SharedData, now_ms: u64, token: u32, answer: &CallAnswer) -> bool {
+pub fn lease_answered<H: StreamHost>(
+    limits: &SharedLimits<H>,
+    shared: &mut dyn SharedData,
+    now_ms: u64,
+    token: u32,
+    answer: &CallAnswer,
+) -> bool {
     let pending = match limits.try_borrow_mut() {
         Ok(mut glue) => match glue.pending.iter().position(|p| p.token == token) {
             Some(i) => glue.pending.swap_remove(i),
@@ -134,7 +140,12 @@ pub fn count(host: &mut impl StreamHost, result: LookupResult) {
 /// Takes in `answer` to lookup `token`: resumes or refuses the requests that waited for it;
 /// what the lookup came to, for the caller to count. The caller then makes its own stream
 /// current again.
-pub fn lookup_answered<H: StreamHost>(worker: &SharedWorker<H>, now_ms: u64, token: u32, answer: &CallAnswer) -> Option<LookupResult> {
+pub fn lookup_answered<H: StreamHost>(
+    worker: &SharedWorker<H>,
+    now_ms: u64,
+    token: u32,
+    answer: &CallAnswer,
+) -> Option<LookupResult> {
     let answered = match worker.try_borrow_mut() {
         Ok(mut worker) => worker.lookup_answered(token, now_ms, answer),
         Err(_) => None,

@@ -139,11 +139,20 @@ mod tests {
             }
         };
         let chat = ["max_completion_tokens", "max_tokens"];
-        assert_eq!(ask(r#"{"max_tokens":1,"max_completion_tokens":100000}"#).honoured(&chat), Some(100000));
+        assert_eq!(
+            ask(r#"{"max_tokens":1,"max_completion_tokens":100000}"#).honoured(&chat),
+            Some(100000)
+        );
         assert_eq!(ask(r#"{"max_tokens":5}"#).honoured(&chat), Some(5));
-        assert_eq!(ask(r#"{"max_tokens":5,"max_completion_tokens":"100000"}"#).honoured(&chat), None);
+        assert_eq!(
+            ask(r#"{"max_tokens":5,"max_completion_tokens":"100000"}"#).honoured(&chat),
+            None
+        );
         assert_eq!(ask(r#"{"max_output_tokens":1}"#).honoured(&chat), None, "not a chat member");
-        assert_eq!(ask(r#"{"max_tokens":null,"max_completion_tokens":7}"#).honoured(&chat), Some(7));
+        assert_eq!(
+            ask(r#"{"max_tokens":null,"max_completion_tokens":7}"#).honoured(&chat),
+            Some(7)
+        );
         assert_eq!(ask(r#"{"max_tokens":-1}"#).honoured(&["max_tokens"]), None);
     }
 }

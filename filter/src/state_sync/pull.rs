@@ -2,7 +2,10 @@
 //! the catch-up a worker makes for itself (see the parent module's docs for the rules).
 
 use super::ring::{self, Change, Mark, BASE_KEY, HEAD_KEY};
-use super::{Applied, Pending, SharedData, StateSync, SyncedState, FIRST_STATE_RETRY_MS, LEASE_KEY, LEASE_SLACK_MS};
+use super::{
+    Applied, Pending, SharedData, StateSync, SyncedState, FIRST_STATE_RETRY_MS, LEASE_KEY,
+    LEASE_SLACK_MS,
+};
 use crate::control_plane::{with_query, CallAnswer, CallRequest};
 use crate::feed::{EPOCH_PARAM, SINCE_PARAM};
 
@@ -25,7 +28,9 @@ impl<S: SyncedState> StateSync<S> {
 
     /// The call [`Self::next_call`] returned went out as `token`.
     pub fn call_sent(&mut self, token: u32) {
-        if let Some(pending) = [&mut self.catch_up, &mut self.pull].into_iter().flatten().find(|p| p.token.is_none()) {
+        if let Some(pending) =
+            [&mut self.catch_up, &mut self.pull].into_iter().flatten().find(|p| p.token.is_none())
+        {
             pending.token = Some(token);
         }
     }
@@ -47,15 +52,29 @@ impl<S: SyncedState> StateSync<S> {
     }
 
     /// The answer to call `token`; whether the state held changed.
-    pub fn call_answered(&mut self, shared: &mut dyn SharedData, now_ms: u64, token: u32, answer: &CallAnswer) -> bool {
+    pub fn call_answered(
+        &mut self,
+        shared: &mut dyn SharedData,
+        now_ms: u64,
+        token: u32,
+        answer: &CallAnswer,
+    ) -> bool {
         if self.catch_up.as_ref().is_some_and(|c| c.token == Some(token)) {
             return self.catch_up_answered(shared, now_ms, answer);
         }
         let Some(pull) = self.pull.take_if(|p| p.token == Some(token)) else { return false };
-        let retry_at = now_ms + if self.state.is_some() { self.refresh_ms } else { self.timeout_ms.min(FIRST_STATE_RETRY_MS) };
+        let retry_at = now_ms
+            + if self.state.is_some() {
+                self.refresh_ms
+            } else {
+                self.timeout_ms.min(FIRST_STATE_RETRY_MS)
+            };
         let (next_ms, changed) = match answer.status {
             Some(200) => match self.take_pulled(shared, answer) {
-                Ok(changed) => (if self.long_polls() { now_ms } else { pull.started_ms + self.refresh_ms }, changed),
+                Ok(changed) => (
+                    if self.long_polls() { now_ms } else { pull.started_ms + self.refresh_ms },
+                    changed,
+                ),
                 Err(e) => {
                     log::warn!("the pulled key state is not usable, keeping the previous one: {e}");
                     (retry_at, false)
@@ -95,7 +114,12 @@ impl<S: SyncedState> StateSync<S> {
         if long {
             path = with_query(&path, "wait_ms", &self.long_poll_ms.to_string());
         }
-        Some(CallRequest { path, if_none_match: self.etag.clone().filter(|e| !e.is_empty()), timeout_ms, body: None })
+        Some(CallRequest {
+            path,
+            if_none_match: self.etag.clone().filter(|e| !e.is_empty()),
+            timeout_ms,
+            body: None,
+        })
     }
 
     /// A catch-up: the changes since the version held, or the whole state; never held open.
@@ -103,7 +127,12 @@ impl<S: SyncedState> StateSync<S> {
         let head_seq = ring::read_mark(shared, HEAD_KEY).map_or(0, |h| h.seq);
         let until = now_ms + self.timeout_ms + LEASE_SLACK_MS;
         self.catch_up = Some(Pending { until, started_ms: now_ms, token: None, head_seq });
-        CallRequest { path: self.since_path(), if_none_match: None, timeout_ms: self.timeout_ms, body: None }
+        CallRequest {
+            path: self.since_path(),
+            if_none_match: None,
+            timeout_ms: self.timeout_ms,
+            body: None,
+        }
     }
 
     /// The state path, asking for the changes since the version held when one is.
@@ -120,7 +149,11 @@ impl<S: SyncedState> StateSync<S> {
 
     /// A 200 to the pull: a delta is applied and pushed onto the ring, a whole state installed,
     /// shared as the base and announced on the ring.
-    fn take_pulled(&mut self, shared: &mut dyn SharedData, answer: &CallAnswer) -> Result<bool, String> {
+    fn take_pulled(
+        &mut self,
+        shared: &mut dyn SharedData,
+        answer: &CallAnswer,
+    ) -> Result<bool, String> {
         let etag = answer.etag.clone().unwrap_or_default();
         if answer.delta {
             if !self.apply_answered_delta(&answer.body)? {
@@ -149,7 +182,12 @@ impl<S: SyncedState> StateSync<S> {
 
     /// The answer to this worker's catch-up: applied or installed, and the ring followed from
     /// where the head was when it was asked.
-    fn catch_up_answered(&mut self, shared: &mut dyn SharedData, now_ms: u64, answer: &CallAnswer) -> bool {
+    fn catch_up_answered(
+        &mut self,
+        shared: &mut dyn SharedData,
+        now_ms: u64,
+        answer: &CallAnswer,
+    ) -> bool {
         let Some(catch_up) = self.catch_up.take() else { return false };
         match self.take_catch_up(shared, answer, catch_up.head_seq) {
             Ok(changed) => {
@@ -165,7 +203,12 @@ impl<S: SyncedState> StateSync<S> {
         }
     }
 
-    fn take_catch_up(&mut self, shared: &mut dyn SharedData, answer: &CallAnswer, head_seq: u64) -> Result<bool, String> {
+    fn take_catch_up(
+        &mut self,
+        shared: &mut dyn SharedData,
+        answer: &CallAnswer,
+        head_seq: u64,
+    ) -> Result<bool, String> {
         if answer.status != Some(200) {
             return Err(format!("answered {}", describe(answer.status)));
         }
@@ -180,7 +223,8 @@ impl<S: SyncedState> StateSync<S> {
         let state = S::read_whole(&answer.body).map_err(|e| e.to_string())?;
         self.install(state, Some(etag.clone()), head_seq);
         let mark = Mark { seq: head_seq, ..self.mark(etag)? };
-        let base_is_older = ring::read_mark(shared, BASE_KEY).is_none_or(|b| mark.is_newer_than(&b.epoch, b.version));
+        let base_is_older = ring::read_mark(shared, BASE_KEY)
+            .is_none_or(|b| mark.is_newer_than(&b.epoch, b.version));
         if base_is_older && !ring::share_base(shared, &mark, &answer.body) {
             log::warn!("sharing the key state failed");
         }

@@ -99,11 +99,18 @@ pub fn push_change(shared: &mut dyn SharedData, mut mark: Mark, change: &Change)
         let (head, cas) = shared.get(HEAD_KEY);
         let head = head.and_then(|h| Mark::read(std::str::from_utf8(&h).ok()?));
         mark.seq = head.map_or(1, |h| h.seq + 1);
-        let mut value = format!("{} {}\n", mark.write(), if matches!(change, Change::Whole) { "w" } else { "d" }).into_bytes();
+        let mut value = format!(
+            "{} {}\n",
+            mark.write(),
+            if matches!(change, Change::Whole) { "w" } else { "d" }
+        )
+        .into_bytes();
         if let Change::Delta(body) = change {
             value.extend_from_slice(body);
         }
-        if shared.set(&change_key(mark.seq), &value, None) && shared.set(HEAD_KEY, mark.write().as_bytes(), cas) {
+        if shared.set(&change_key(mark.seq), &value, None)
+            && shared.set(HEAD_KEY, mark.write().as_bytes(), cas)
+        {
             return Some(mark.seq);
         }
     }
@@ -138,7 +145,10 @@ mod tests {
     fn changes_go_after_the_head_and_wrap_around_the_ring() {
         let mut shared = FakeShared::default();
         assert_eq!(push_change(&mut shared, mark(2), &Change::Whole), Some(1));
-        assert_eq!(push_change(&mut shared, mark(3), &Change::Delta(b"{\"a\":1}\n".to_vec())), Some(2));
+        assert_eq!(
+            push_change(&mut shared, mark(3), &Change::Delta(b"{\"a\":1}\n".to_vec())),
+            Some(2)
+        );
         assert_eq!(read_mark(&shared, HEAD_KEY).unwrap(), Mark { seq: 2, ..mark(3) });
         assert_eq!(read_change(&shared, 1), Some((Mark { seq: 1, ..mark(2) }, Change::Whole)));
         assert_eq!(read_change(&shared, 2).unwrap().1, Change::Delta(b"{\"a\":1}\n".to_vec()));

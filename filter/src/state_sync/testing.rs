@@ -40,4 +40,3 @@ impl FakeShared {
         self.get(LEASE_KEY).0.and_then(|v| read_ms(&v)).unwrap()
     }
 }
-

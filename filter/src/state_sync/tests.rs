@@ -30,7 +30,8 @@ impl SyncedState for Fake {
 
     fn apply_delta(&mut self, delta: &[u8]) -> Result<Applied, String> {
         let f = fields(delta, "delta:")?;
-        let (since, version) = (f[1].parse().map_err(|_| "since")?, f[2].parse().map_err(|_| "version")?);
+        let (since, version) =
+            (f[1].parse().map_err(|_| "since")?, f[2].parse().map_err(|_| "version")?);
         let applied = check(self.position(), &f[0], since, version);
         if applied == Applied::Changed {
             self.version = version;
@@ -54,11 +55,20 @@ fn feed(long_poll_ms: u64) -> StateFeed {
 }
 
 fn whole(version: i64) -> CallAnswer {
-    CallAnswer { status: Some(200), etag: Some(format!("\"v{version}\"")), body: format!("whole:e:{version}").into_bytes(), delta: false }
+    CallAnswer {
+        status: Some(200),
+        etag: Some(format!("\"v{version}\"")),
+        body: format!("whole:e:{version}").into_bytes(),
+        delta: false,
+    }
 }
 
 fn delta(since: i64, version: i64) -> CallAnswer {
-    CallAnswer { delta: true, body: format!("delta:e:{since}:{version}").into_bytes(), ..whole(version) }
+    CallAnswer {
+        delta: true,
+        body: format!("delta:e:{since}:{version}").into_bytes(),
+        ..whole(version)
+    }
 }
 
 fn status(status: Option<u16>) -> CallAnswer {
@@ -70,7 +80,13 @@ fn version(w: &Sync) -> Option<i64> {
 }
 
 /// Dispatches `w`'s next call as `token` at `now` and answers it.
-fn call(w: &mut Sync, shared: &mut FakeShared, now: u64, token: u32, answer: &CallAnswer) -> (CallRequest, bool) {
+fn call(
+    w: &mut Sync,
+    shared: &mut FakeShared,
+    now: u64,
+    token: u32,
+    answer: &CallAnswer,
+) -> (CallRequest, bool) {
     let request = w.next_call(shared, now).expect("a call is due");
     w.call_sent(token);
     (request, w.call_answered(shared, now, token, answer))
@@ -88,7 +104,16 @@ fn the_lease_is_taken_once_and_the_others_adopt_the_base() {
     let mut shared = FakeShared::default();
     let (mut w1, mut w2) = (Sync::new(&feed(20_000)), Sync::new(&feed(20_000)));
     let first = w1.next_call(&mut shared, 0).unwrap();
-    assert_eq!(first, CallRequest { path: "/internal/state".into(), if_none_match: None, timeout_ms: 2000, body: None }, "short, whole");
+    assert_eq!(
+        first,
+        CallRequest {
+            path: "/internal/state".into(),
+            if_none_match: None,
+            timeout_ms: 2000,
+            body: None
+        },
+        "short, whole"
+    );
     assert_eq!(w2.next_call(&mut shared, 0), None, "the lease is held");
     w1.call_sent(7);
     assert_eq!(w1.next_call(&mut shared, 0), None, "one pull in flight");
@@ -120,7 +145,11 @@ fn pulls_ask_for_changes_and_wait_and_a_change_reaches_every_worker_as_a_delta()
     assert!(changed);
     assert_eq!(shared.lease(), 20_400);
     assert!(w2.adopt(&shared));
-    assert_eq!((version(&w2), w2.wholes_installed()), (Some(5), 1), "moved on by the delta, not replaced");
+    assert_eq!(
+        (version(&w2), w2.wholes_installed()),
+        (Some(5), 1),
+        "moved on by the delta, not replaced"
+    );
     assert_eq!(read_mark(&shared, HEAD_KEY).unwrap().seq, 2);
 }
 
@@ -142,7 +171,10 @@ fn without_long_polls_pulls_go_out_every_refresh() {
     call(&mut w, &mut shared, 100, 1, &whole(1));
     assert_eq!(shared.lease(), 1_100);
     let request = w.next_call(&mut shared, 1_100).unwrap();
-    assert_eq!((request.path.as_str(), request.timeout_ms), ("/internal/state?since=1&epoch=e", 2000));
+    assert_eq!(
+        (request.path.as_str(), request.timeout_ms),
+        ("/internal/state?since=1&epoch=e", 2000)
+    );
 }
 
 #[test]
@@ -152,7 +184,10 @@ fn the_query_joins_the_paths_own_and_no_etag_means_no_long_poll() {
     let mut shared = FakeShared::default();
     let mut w = Sync::new(&f);
     call(&mut w, &mut shared, 0, 1, &whole(1));
-    assert_eq!(w.next_call(&mut shared, 0).unwrap().path, "/internal/state?tenant=a&since=1&epoch=e&wait_ms=5000");
+    assert_eq!(
+        w.next_call(&mut shared, 0).unwrap().path,
+        "/internal/state?tenant=a&since=1&epoch=e&wait_ms=5000"
+    );
 
     let mut shared = FakeShared::default();
     let mut w = Sync::new(&feed(20_000));
@@ -233,7 +268,10 @@ fn a_worker_behind_the_ring_catches_up_with_the_changes_since_its_version() {
     }
     assert!(!w.adopt(&shared), "too far behind; the base is older than what it holds");
     let request = w.next_call(&mut shared, 10).unwrap();
-    assert_eq!((request.path.as_str(), request.if_none_match), ("/internal/state?since=4&epoch=e", None));
+    assert_eq!(
+        (request.path.as_str(), request.if_none_match),
+        ("/internal/state?since=4&epoch=e", None)
+    );
     w.call_sent(9);
     assert!(!w.adopt(&shared), "waits for its catch-up");
     assert!(w.call_answered(&mut shared, 20, 9, &delta(4, last)));
@@ -254,11 +292,19 @@ fn a_new_worker_whose_base_is_too_old_asks_for_the_whole_state_and_shares_it() {
     assert_eq!(request.path, "/internal/state?since=1&epoch=e");
     w.call_sent(4);
     assert!(w.call_answered(&mut shared, 0, 4, &whole(n + 1)));
-    assert_eq!(read_mark(&shared, BASE_KEY).unwrap().version, n + 1, "a newer base for the next one");
+    assert_eq!(
+        read_mark(&shared, BASE_KEY).unwrap().version,
+        n + 1,
+        "a newer base for the next one"
+    );
     let mut next = Sync::new(&feed(20_000));
     assert!(next.adopt(&shared));
     assert_eq!(version(&next), Some(n + 1));
-    assert_eq!(next.next_call(&mut shared, 0).map(|r| r.path.contains("wait_ms")), Some(true), "no catch-up needed");
+    assert_eq!(
+        next.next_call(&mut shared, 0).map(|r| r.path.contains("wait_ms")),
+        Some(true),
+        "no catch-up needed"
+    );
 }
 
 #[test]
@@ -286,12 +332,20 @@ fn older_changes_after_a_newer_base_are_skipped_and_a_malformed_base_is_read_onc
 
     let mut shared = ring_of(1);
     share_base(&mut shared, &Mark { version: 7, ..base }, b"garbage");
-    push_change(&mut shared, Mark { seq: 0, epoch: "e".into(), version: 8, etag: String::new() }, &ring::Change::Whole);
+    push_change(
+        &mut shared,
+        Mark { seq: 0, epoch: "e".into(), version: 8, etag: String::new() },
+        &ring::Change::Whole,
+    );
     let mut w = Sync::new(&feed(20_000));
     assert!(!w.adopt(&shared));
     assert!(!w.adopt(&shared));
     assert!(w.state().is_none());
-    assert_eq!(w.next_call(&mut shared, 0).unwrap().path, "/internal/state", "asks for the whole state itself");
+    assert_eq!(
+        w.next_call(&mut shared, 0).unwrap().path,
+        "/internal/state",
+        "asks for the whole state itself"
+    );
 }
 
 #[test]

@@ -31,7 +31,8 @@ pub(super) const PATHS: &[Path] = &[
 ];
 
 /// The Responses API events whose `response` carries the request's final usage.
-const FINAL_RESPONSE_EVENTS: [&str; 3] = ["response.completed", "response.incomplete", "response.failed"];
+const FINAL_RESPONSE_EVENTS: [&str; 3] =
+    ["response.completed", "response.incomplete", "response.failed"];
 
 /// What one event says.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -162,7 +163,10 @@ impl Choice {
     fn has_content(&self) -> bool {
         let non_empty = |t: &Option<Text>| t.as_ref().is_some_and(|t| !t.empty);
         let delta = |d: &Delta| {
-            non_empty(&d.content) || non_empty(&d.reasoning_content) || non_empty(&d.reasoning) || d.tool_calls.is_some()
+            non_empty(&d.content)
+                || non_empty(&d.reasoning_content)
+                || non_empty(&d.reasoning)
+                || d.tool_calls.is_some()
         };
         non_empty(&self.text) || self.delta.as_ref().is_some_and(delta)
     }
@@ -196,7 +200,13 @@ fn chunk(scan: &Scan) -> EventFacts {
             (choices.count, choices.has_content, choices.first)
         }
     };
-    EventFacts { usage, usage_is_total: usage.is_some() && choices == 0, choice, has_content, error: None }
+    EventFacts {
+        usage,
+        usage_is_total: usage.is_some() && choices == 0,
+        choice,
+        has_content,
+        error: None,
+    }
 }
 
 /// A Responses API event.

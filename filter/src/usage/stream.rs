@@ -101,7 +101,9 @@ impl StreamAccounting {
     pub fn completion_so_far(&self) -> u64 {
         match self.total {
             Some(total) => total.completion_tokens,
-            None => self.completions.values().fold(self.untracked_chunks, |a, b| a.saturating_add(*b)),
+            None => {
+                self.completions.values().fold(self.untracked_chunks, |a, b| a.saturating_add(*b))
+            }
         }
     }
 
@@ -110,7 +112,9 @@ impl StreamAccounting {
     pub fn prompt_so_far(&self) -> u64 {
         match (self.total, self.unattributed) {
             (Some(total), _) => total.prompt_tokens,
-            (None, _) if !self.prompts.is_empty() => self.prompts.values().fold(0u64, |a, b| a.saturating_add(*b)),
+            (None, _) if !self.prompts.is_empty() => {
+                self.prompts.values().fold(0u64, |a, b| a.saturating_add(*b))
+            }
             (None, Some(usage)) => usage.prompt_tokens,
             (None, None) => 0,
         }
@@ -151,7 +155,8 @@ impl StreamAccounting {
 
     /// A chunk's running usage of one choice.
     fn running(&mut self, choice: u64, usage: Usage, has_content: bool) {
-        if self.completions.len() >= MAX_TRACKED_CHOICES && !self.completions.contains_key(&choice) {
+        if self.completions.len() >= MAX_TRACKED_CHOICES && !self.completions.contains_key(&choice)
+        {
             self.untracked_chunks += u64::from(has_content);
             return;
         }
@@ -173,8 +178,13 @@ impl StreamAccounting {
             let generated = self.completions.values().fold(0u64, |a, b| a.saturating_add(*b));
             let completion = generated.saturating_add(self.untracked_chunks);
             let total = prompt.saturating_add(completion);
-            let usage = Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total };
-            let source = if self.untracked_chunks > 0 { UsageSource::Estimated } else { UsageSource::Reported };
+            let usage =
+                Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total };
+            let source = if self.untracked_chunks > 0 {
+                UsageSource::Estimated
+            } else {
+                UsageSource::Reported
+            };
             return Accounting { usage, source, error };
         }
         if let Some(usage) = self.unattributed {

@@ -30,7 +30,11 @@ fn count_stream_as(layout: PromptLayout, chunks: &[&[u8]]) -> Accounting {
 fn reported_usage_of(stream: &[u8]) -> Usage {
     // The usage object of the last `data:` line that has one, read independently of the parser.
     let text = std::str::from_utf8(stream).unwrap();
-    let line = text.lines().filter_map(|l| l.strip_prefix("data: ")).rfind(|l| l.contains("\"usage\":{")).unwrap();
+    let line = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .rfind(|l| l.contains("\"usage\":{"))
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     serde_json::from_value(v["usage"].clone()).unwrap()
 }
@@ -95,7 +99,10 @@ fn an_error_mid_stream_is_seen_in_every_shape() {
     assert_eq!(count_stream(&[responses]).error.unwrap().kind, "server_error");
     let failed = b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"m\"},\"usage\":{\"input_tokens\":5,\"output_tokens\":1,\"total_tokens\":6}}}\n\n";
     let acc = count_stream(&[failed]);
-    assert_eq!((acc.error.unwrap().kind.as_str(), acc.usage.prompt_tokens, acc.source), ("server_error", 5, UsageSource::Reported));
+    assert_eq!(
+        (acc.error.unwrap().kind.as_str(), acc.usage.prompt_tokens, acc.source),
+        ("server_error", 5, UsageSource::Reported)
+    );
     let fine = b"data: {\"type\":\"response.created\",\"response\":{\"status\":\"in_progress\",\"error\":null,\"usage\":null}}\n\n";
     assert_eq!(count_stream(&[fine]), Accounting::default());
 }
@@ -140,7 +147,10 @@ fn recorded_bodies_report_their_usage() {
         let expected: serde_json::Value = serde_json::from_slice(body).unwrap();
         for cut in 1..=body.len().min(400) {
             let acc = count_body(body, cut);
-            assert_eq!(acc.usage.prompt_tokens, expected["usage"]["prompt_tokens"].as_u64().unwrap());
+            assert_eq!(
+                acc.usage.prompt_tokens,
+                expected["usage"]["prompt_tokens"].as_u64().unwrap()
+            );
             assert_eq!(acc.usage.total_tokens, expected["usage"]["total_tokens"].as_u64().unwrap());
         }
     }
@@ -155,7 +165,14 @@ fn a_small_body_counts_the_same_at_every_split() {
         let mut acc = BodyAccounting::new();
         acc.feed(a);
         acc.feed(b);
-        assert_eq!(acc.finish(), Accounting::reported(Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 }, None), "split at {cut}");
+        assert_eq!(
+            acc.finish(),
+            Accounting::reported(
+                Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 },
+                None
+            ),
+            "split at {cut}"
+        );
     }
 }
 
@@ -164,7 +181,10 @@ fn recorded_error_body_is_an_error_without_usage() {
     let acc = count_body(fixture!("vllm-error.json"), 5);
     assert_eq!(acc.error.unwrap().kind, "BadRequestError");
     assert_eq!(acc.source, UsageSource::None);
-    let flat = count_body(br#"{"object":"error","message":"m","type":"NotFoundError","param":null,"code":404}"#, 3);
+    let flat = count_body(
+        br#"{"object":"error","message":"m","type":"NotFoundError","param":null,"code":404}"#,
+        3,
+    );
     assert_eq!(flat.error.unwrap().kind, "NotFoundError");
 }
 
@@ -173,7 +193,9 @@ fn recorded_error_body_is_an_error_without_usage() {
 fn huge_body(size: usize) -> String {
     let entry = r#"{"token":"é\"x","logprob":-0.25,"bytes":[195,169,34,120],"top_logprobs":[{"token":"y","logprob":-1.5,"bytes":[121]}]},"#;
     let prompt_entry = r#"{"123":{"logprob":-2.5,"rank":1,"decoded_token":"}]\"usage\":{"}},"#;
-    let mut body = String::from(r#"{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"hi","logprobs":{"content":["#);
+    let mut body = String::from(
+        r#"{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"hi","logprobs":{"content":["#,
+    );
     while body.len() < size / 2 {
         body.push_str(entry);
     }
@@ -191,7 +213,11 @@ fn a_20_mib_body_with_logprobs_around_its_usage_counts_exactly() {
     assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok());
     for piece in [16 * 1024, 1_000_003] {
         let out = count_body(body.as_bytes(), piece);
-        assert_eq!(out.usage, Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 }, "pieces of {piece}");
+        assert_eq!(
+            out.usage,
+            Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 },
+            "pieces of {piece}"
+        );
         assert_eq!(out.source, UsageSource::Reported);
     }
 }
@@ -200,7 +226,11 @@ fn a_20_mib_body_with_logprobs_around_its_usage_counts_exactly() {
 fn a_body_cut_off_keeps_the_usage_it_had_read() {
     let body = br#"{"usage":{"prompt_tokens":3,"total_tokens":10,"completion_tokens":7},"choices":[{"text":"and more"#;
     assert_eq!(count_body(body, 4).usage.completion_tokens, 7);
-    assert_eq!(count_body(&body[..20], 4).source, UsageSource::None, "a usage read half is not a usage");
+    assert_eq!(
+        count_body(&body[..20], 4).source,
+        UsageSource::None,
+        "a usage read half is not a usage"
+    );
 }
 
 #[test]

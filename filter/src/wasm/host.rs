@@ -77,7 +77,11 @@ impl StreamHost for WasmStream {
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) {
-        if let Err(e) = hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value.as_bytes())) {
+        if let Err(e) = hostcalls::set_map_value_bytes(
+            MapType::HttpResponseHeaders,
+            name,
+            Some(value.as_bytes()),
+        ) {
             log::warn!("setting {name} failed: {e:?}");
         }
     }
@@ -116,7 +120,10 @@ impl StreamHost for WasmStream {
 
     fn response_flags(&self) -> u64 {
         match hostcalls::get_property(vec!["response", "flags"]) {
-            Ok(Some(bytes)) => bytes.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_le_bytes),
+            Ok(Some(bytes)) => bytes
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_le_bytes),
             _ => 0,
         }
     }
@@ -124,10 +131,13 @@ impl StreamHost for WasmStream {
 
 /// The request-editing side, for [`crate::exchange::Exchange`].
 impl Host for WasmStream {
-
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
         let result = match value {
-            Some(v) => hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(v.as_bytes())),
+            Some(v) => hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                name,
+                Some(v.as_bytes()),
+            ),
             None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name),
         };
         if let Err(status) = result {
@@ -208,9 +218,10 @@ pub fn dispatch(feed: &StateFeed, call: &CallRequest) -> Result<u32, Status> {
     let headers = call.headers(feed);
     let headers = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
     let timeout = Duration::from_millis(call.timeout_ms);
-    hostcalls::dispatch_http_call(&feed.cluster, headers, call.body.as_deref(), vec![], timeout).inspect_err(|e| {
-        log::warn!("calling the control plane on cluster {} failed: {e:?}", feed.cluster);
-    })
+    hostcalls::dispatch_http_call(&feed.cluster, headers, call.body.as_deref(), vec![], timeout)
+        .inspect_err(|e| {
+            log::warn!("calling the control plane on cluster {} failed: {e:?}", feed.cluster);
+        })
 }
 
 /// The answer to a call, read in `on_http_call_response`.

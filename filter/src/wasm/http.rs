@@ -18,7 +18,13 @@ pub struct GatewayHttp {
 }
 
 impl GatewayHttp {
-    pub fn new(id: u32, config: Rc<PluginConfig>, worker: SharedWorker<WasmStream>, budget: SharedBudget, limits: SharedLimits<WasmStream>) -> Self {
+    pub fn new(
+        id: u32,
+        config: Rc<PluginConfig>,
+        worker: SharedWorker<WasmStream>,
+        budget: SharedBudget,
+        limits: SharedLimits<WasmStream>,
+    ) -> Self {
         Self { context: RequestContext::new(WasmStream::new(id), config, worker, budget, limits) }
     }
 }
@@ -32,7 +38,13 @@ fn action(flow: Flow) -> Action {
 }
 
 impl Context for GatewayHttp {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         self.context.on_call_answer(token, &host::call_answer(body_size));
     }
 }
@@ -57,7 +69,9 @@ impl HttpContext for GatewayHttp {
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let head = ResponseHead {
-            status: host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+            status: host::header(MapType::HttpResponseHeaders, ":status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
             content_type: host::header(MapType::HttpResponseHeaders, "content-type"),
             content_encoding: host::header(MapType::HttpResponseHeaders, "content-encoding"),
         };

@@ -40,7 +40,9 @@ pub fn emit(observations: &[Observation]) {
     for o in observations {
         let Some(id) = id_of(&o.name, o.kind) else { continue };
         let result = match o.kind {
-            MetricKind::Counter => hostcalls::increment_metric(id, i64::try_from(o.value).unwrap_or(i64::MAX)),
+            MetricKind::Counter => {
+                hostcalls::increment_metric(id, i64::try_from(o.value).unwrap_or(i64::MAX))
+            }
             MetricKind::Histogram => hostcalls::record_metric(id, o.value),
         };
         if let Err(e) = result {

@@ -44,15 +44,31 @@ pub struct GatewayRoot {
 
 impl GatewayRoot {
     pub fn new(id: u32) -> Self {
-        Self { id, calls: RootCalls::default(), config: None, worker: None, budget: None, limits: None, upkeep: None, upkeep_call: None }
+        Self {
+            id,
+            calls: RootCalls::default(),
+            config: None,
+            worker: None,
+            budget: None,
+            limits: None,
+            upkeep: None,
+            upkeep_call: None,
+        }
     }
 }
 
 impl Context for GatewayRoot {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let answer = host::call_answer(body_size);
         if let Some(upkeep) = &self.upkeep {
-            if tick::upkeep_answered(&mut self.calls, upkeep, &mut self.upkeep_call, token, &answer) {
+            if tick::upkeep_answered(&mut self.calls, upkeep, &mut self.upkeep_call, token, &answer)
+            {
                 return;
             }
         }
@@ -66,7 +82,10 @@ impl Context for GatewayRoot {
             let now_ms = host::now_ms();
             if let Some(result) = waiting::lookup_answered(worker, now_ms, token, &answer) {
                 host::act_on(self.id);
-                crate::request::Calls::emit(&mut self.calls, &[crate::metrics::credential_lookup(result)]);
+                crate::request::Calls::emit(
+                    &mut self.calls,
+                    &[crate::metrics::credential_lookup(result)],
+                );
             }
             host::act_on(self.id);
         }
@@ -83,12 +102,18 @@ impl RootContext for GatewayRoot {
                 // A state other workers already hold serves at once (a reconfigured filter).
                 worker.adopt_shared(&HostSharedData);
                 self.worker = Some(Rc::new(RefCell::new(worker)));
-                self.budget = Some(Rc::new(RefCell::new(BodyBudget::new(config.max_buffered_request_bytes))));
-                let seed = u64::try_from(host::now().as_nanos()).unwrap_or_default() ^ u64::from(self.id);
+                self.budget =
+                    Some(Rc::new(RefCell::new(BodyBudget::new(config.max_buffered_request_bytes))));
+                let seed =
+                    u64::try_from(host::now().as_nanos()).unwrap_or_default() ^ u64::from(self.id);
                 let instance = lease::instance(&mut HostSharedData, seed);
                 let upkeep = Arc::new(Mutex::new(Upkeep::default()));
                 self.upkeep = Some(upkeep.clone());
-                self.limits = Some(Rc::new(RefCell::new(LimitsGlue::new(instance, upkeep, Float::default()))));
+                self.limits = Some(Rc::new(RefCell::new(LimitsGlue::new(
+                    instance,
+                    upkeep,
+                    Float::default(),
+                ))));
                 self.config = Some(Rc::new(config));
                 // The first pull waits for the first tick: during configuration Envoy's clusters
                 // may not be ready, and a call dispatched then can be lost.
@@ -108,7 +133,14 @@ impl RootContext for GatewayRoot {
         let Some(config) = self.config.clone() else { return };
         if let Some(Ok(mut limits)) = self.limits.as_ref().map(|l| l.try_borrow_mut()) {
             let limits = &mut *limits;
-            tick::keep_leases(&mut self.calls, &config.state, &limits.instance, &limits.upkeep, Some(&mut limits.float), &mut self.upkeep_call);
+            tick::keep_leases(
+                &mut self.calls,
+                &config.state,
+                &limits.instance,
+                &limits.upkeep,
+                Some(&mut limits.float),
+                &mut self.upkeep_call,
+            );
         }
         let Some(worker) = &self.worker else { return };
         if let Ok(mut w) = worker.try_borrow_mut() {
@@ -120,7 +152,8 @@ impl RootContext for GatewayRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let (config, worker, budget) = (self.config.clone()?, self.worker.clone()?, self.budget.clone()?);
+        let (config, worker, budget) =
+            (self.config.clone()?, self.worker.clone()?, self.budget.clone()?);
         let limits = self.limits.clone()?;
         Some(Box::new(GatewayHttp::new(context_id, config, worker, budget, limits)))
     }

@@ -7,7 +7,8 @@ use crate::feed::{hash_key, key_digest};
 use crate::state_sync::testing::FakeShared;
 
 fn feed() -> StateFeed {
-    serde_json::from_value(serde_json::json!({"cluster": "cp", "token": "0123456789abcdef"})).unwrap()
+    serde_json::from_value(serde_json::json!({"cluster": "cp", "token": "0123456789abcdef"}))
+        .unwrap()
 }
 
 fn document(keys: &[(&str, &str)]) -> Vec<u8> {
@@ -62,7 +63,8 @@ fn a_lookup_lifts_a_refusal_until_a_newer_state_replaces_it() {
     assert_eq!(w.start_lookup(new, 11, 101), Start::Joined);
     w.lookup_sent(new, 5);
     assert_eq!(w.lookup_answered(6, 120, &answer(200, "\"v2\"", vec![])), None, "not a lookup");
-    let found = w.lookup_answered(5, 120, &answer(200, "\"v2\"", document(&[("sk-new", "enabled")])));
+    let found =
+        w.lookup_answered(5, 120, &answer(200, "\"v2\"", document(&[("sk-new", "enabled")])));
     assert_eq!(found, Some((LookupResult::Found, vec![10, 11])));
     assert_eq!(check(&w, "sk-new"), Ok(0));
 
@@ -76,7 +78,10 @@ fn a_lookup_lifts_a_refusal_until_a_newer_state_replaces_it() {
     let delta = CallAnswer { delta: true, ..answer(200, "\"v2\"", delta.to_string().into_bytes()) };
     other.state_call_answered(&mut shared, 200, 2, &delta);
     assert!(w.adopt_shared(&shared));
-    assert_eq!(check(&w, "sk-a"), Err((GatewayError::InvalidCredential, Some(LookupKey::Key(key_digest("sk-a"))))));
+    assert_eq!(
+        check(&w, "sk-a"),
+        Err((GatewayError::InvalidCredential, Some(LookupKey::Key(key_digest("sk-a")))))
+    );
     assert_eq!(check(&w, "sk-new"), Err((GatewayError::InvalidCredential, Some(new))));
 }
 
@@ -87,14 +92,24 @@ fn an_absent_credential_is_remembered_and_a_failed_lookup_is_not() {
     let gone = LookupKey::Key(key_digest("sk-gone"));
     assert_eq!(w.start_lookup(gone, 1, 1_000), Start::Send);
     w.lookup_sent(gone, 2);
-    assert_eq!(w.lookup_answered(2, 1_000, &answer(200, "\"v1\"", document(&[]))), Some((LookupResult::Absent, vec![1])));
+    assert_eq!(
+        w.lookup_answered(2, 1_000, &answer(200, "\"v1\"", document(&[]))),
+        Some((LookupResult::Absent, vec![1]))
+    );
     assert_eq!(w.start_lookup(gone, 3, 1_500), Start::Refuse(3, Some(LookupResult::Cached)));
 
     let flaky = LookupKey::User(9);
-    for (token, failure) in [(4, answer(503, "", vec![])), (5, answer(200, "", b"{".to_vec())), (6, CallAnswer::default())] {
+    for (token, failure) in [
+        (4, answer(503, "", vec![])),
+        (5, answer(200, "", b"{".to_vec())),
+        (6, CallAnswer::default()),
+    ] {
         assert_eq!(w.start_lookup(flaky, token, 1_500), Start::Send);
         w.lookup_sent(flaky, token);
-        assert_eq!(w.lookup_answered(token, 1_500, &failure), Some((LookupResult::Error, vec![token])));
+        assert_eq!(
+            w.lookup_answered(token, 1_500, &failure),
+            Some((LookupResult::Error, vec![token]))
+        );
     }
     assert_eq!(check(&w, "sk-gone").unwrap_err().0, GatewayError::InvalidCredential);
 }

@@ -31,22 +31,37 @@ fn a_huge_body_with_logprobs_before_its_usage_counts_exactly() {
     while body.len() < 4 << 20 {
         body.push_str(entry);
     }
-    body.push_str(r#"null]}}],"usage":{"prompt_tokens":3,"total_tokens":10,"completion_tokens":7}}"#);
+    body.push_str(
+        r#"null]}}],"usage":{"prompt_tokens":3,"total_tokens":10,"completion_tokens":7}}"#,
+    );
     let accounting = count_body(body.as_bytes(), 16 * 1024 + 1);
-    assert_eq!(accounting.usage, Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 });
+    assert_eq!(
+        accounting.usage,
+        Usage { prompt_tokens: 3, completion_tokens: 7, total_tokens: 10 }
+    );
 }
 
 #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "unknown")), test)]
 fn n_choices_and_responses_streams_count_at_every_split() {
-    let chunk = |i: u32, c: u32| format!("data: {{\"choices\":[{{\"index\":{i},\"delta\":{{\"content\":\"x\"}}}}],\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":{},\"completion_tokens\":{c}}}}}\n\n", 7 + c);
+    let chunk = |i: u32, c: u32| {
+        format!("data: {{\"choices\":[{{\"index\":{i},\"delta\":{{\"content\":\"x\"}}}}],\"usage\":{{\"prompt_tokens\":7,\"total_tokens\":{},\"completion_tokens\":{c}}}}}\n\n", 7 + c)
+    };
     let chat = [chunk(0, 1), chunk(1, 1), chunk(2, 1), chunk(0, 2), chunk(1, 2)].concat();
     for_every_split(chat.as_bytes(), |chunks, how| {
-        assert_eq!(count_stream_as(PromptLayout::Single, chunks).usage, Usage { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 }, "{how}");
+        assert_eq!(
+            count_stream_as(PromptLayout::Single, chunks).usage,
+            Usage { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 },
+            "{how}"
+        );
     });
     let responses = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hé\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"output\":[{\"usage\":1}],\"usage\":{\"input_tokens\":8,\"output_tokens\":2,\"total_tokens\":10}}}\n\n";
     for_every_split(responses.as_bytes(), |chunks, how| {
-        assert_eq!(count_stream(chunks).usage, Usage { prompt_tokens: 8, completion_tokens: 2, total_tokens: 10 }, "{how}");
+        assert_eq!(
+            count_stream(chunks).usage,
+            Usage { prompt_tokens: 8, completion_tokens: 2, total_tokens: 10 },
+            "{how}"
+        );
     });
 }
 

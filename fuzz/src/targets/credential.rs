@@ -14,8 +14,26 @@ pub const TARGET: Target = Target {
     about: "credential finder and token stripping: the upstream never sees a token",
     run,
     dictionary: &[
-        b"Bearer ", b"bearer  ", b"Basic ", b"\n", b"?", b"&", b"=", b"token=", b"token", b"to%6Ben", b"%", b"%2", b"%zz",
-        b"%2E", b"%+1", b"%C3%A9", b"+", b"sk-live-", b"eyJ.eyJ.sig", b"/v1/chat/completions?",
+        b"Bearer ",
+        b"bearer  ",
+        b"Basic ",
+        b"\n",
+        b"?",
+        b"&",
+        b"=",
+        b"token=",
+        b"token",
+        b"to%6Ben",
+        b"%",
+        b"%2",
+        b"%zz",
+        b"%2E",
+        b"%+1",
+        b"%C3%A9",
+        b"+",
+        b"sk-live-",
+        b"eyJ.eyJ.sig",
+        b"/v1/chat/completions?",
     ],
 };
 
@@ -29,13 +47,23 @@ fn run(input: &[u8]) -> u64 {
     let found = credential::find(header.as_deref(), &path);
     let stripped = credential::strip_token_param(&path);
     if let Some(stripped) = &stripped {
-        assert_eq!(credential::query_param(stripped, "token"), None, "a token left in {stripped:?}");
-        assert!(stripped.starts_with(credential::path_only(&path)), "the path itself changed: {stripped:?}");
+        assert_eq!(
+            credential::query_param(stripped, "token"),
+            None,
+            "a token left in {stripped:?}"
+        );
+        assert!(
+            stripped.starts_with(credential::path_only(&path)),
+            "the path itself changed: {stripped:?}"
+        );
     }
     let kind = match &found {
         None => 0,
         Some(Credential::Header(token)) => {
-            assert!(!token.is_empty() && token.trim() == token, "a header token with blanks: {token:?}");
+            assert!(
+                !token.is_empty() && token.trim() == token,
+                "a header token with blanks: {token:?}"
+            );
             1
         }
         Some(Credential::Query(token)) => {

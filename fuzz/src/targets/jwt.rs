@@ -38,7 +38,17 @@ pub const TOKEN_TARGET: Target = Target {
     name: "jwt",
     about: "JWT verification of raw tokens",
     run: run_token,
-    dictionary: &[b".", b"eyJ", b"eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0", b"eyJhbGciOiJub25lIn0", b"-", b"_", b"=", b"sk-", b"AAAA"],
+    dictionary: &[
+        b".",
+        b"eyJ",
+        b"eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0",
+        b"eyJhbGciOiJub25lIn0",
+        b"-",
+        b"_",
+        b"=",
+        b"sk-",
+        b"AAAA",
+    ],
 };
 
 pub const CLAIMS_TARGET: Target = Target {
@@ -46,9 +56,26 @@ pub const CLAIMS_TARGET: Target = Target {
     about: "JWT claims and headers behind a valid signature",
     run: run_claims,
     dictionary: &[
-        b"\"exp\":", b"\"nbf\":", b"\"iat\":", b"\"sub\":\"42\"", b"\"sub\":", b"\"ver\":3", b"\"ver\":", b"\"alg\":\"none\"",
-        b"\"alg\":\"EdDSA\"", b"\"kid\":\"k1\"", b"\"kid\":\"k9\"", b"\"kid\":null", b"\"typ\":\"JWT\"", b"\"crit\":[\"x\"]",
-        b"1800000000", b"1799999970", b"1800000030", b"-62135596800", b"8210298412799", b"\n",
+        b"\"exp\":",
+        b"\"nbf\":",
+        b"\"iat\":",
+        b"\"sub\":\"42\"",
+        b"\"sub\":",
+        b"\"ver\":3",
+        b"\"ver\":",
+        b"\"alg\":\"none\"",
+        b"\"alg\":\"EdDSA\"",
+        b"\"kid\":\"k1\"",
+        b"\"kid\":\"k9\"",
+        b"\"kid\":null",
+        b"\"typ\":\"JWT\"",
+        b"\"crit\":[\"x\"]",
+        b"1800000000",
+        b"1799999970",
+        b"1800000030",
+        b"-62135596800",
+        b"8210298412799",
+        b"\n",
     ],
 };
 
@@ -72,7 +99,8 @@ pub fn signed_token(header: &[u8], claims: &[u8], signer: Signer) -> String {
         Signer::Published => PUBLISHED.0,
         Signer::Unpublished => UNPUBLISHED_SECRET,
     };
-    let key = <Ed25519 as Algorithm>::SigningKey::from_slice(&decode_hex(secret)).expect("a fixed, well-formed key");
+    let key = <Ed25519 as Algorithm>::SigningKey::from_slice(&decode_hex(secret))
+        .expect("a fixed, well-formed key");
     let mut token = format!("{}.{}", b64url(header), b64url(claims));
     let signature = Ed25519.sign(&key, token.as_bytes());
     token.push('.');
@@ -90,7 +118,8 @@ fn run_claims(input: &[u8]) -> u64 {
         Some(end) => (&input[..end], &input[end + 1..]),
         None => (DEFAULT_HEADER.as_bytes(), input),
     };
-    let signer = if hash_bytes(input).is_multiple_of(4) { Signer::Unpublished } else { Signer::Published };
+    let signer =
+        if hash_bytes(input).is_multiple_of(4) { Signer::Unpublished } else { Signer::Published };
     let (verified, facts) = check(&signed_token(header, claims, signer));
     if let Ok(subject) = verified {
         assert_eq!(signer, Signer::Published, "a token signed with an unpublished key verified");
@@ -111,11 +140,19 @@ fn check(token: &str) -> (Result<JwtSubject, String>, u64) {
             assert!(KeyState::is_jwt(token), "a verified token would be checked as an API key");
             assert_eq!(unknown_key, None, "a verified token names an unknown key");
             if let Ok(user) = authorized {
-                assert_eq!((user, subject.version), (42, 3), "authorized a user or version never fed");
+                assert_eq!(
+                    (user, subject.version),
+                    (42, 3),
+                    "authorized a user or version never fed"
+                );
             }
         }
         if let Ok(user) = authorized {
-            assert_eq!(verified.as_ref().map(|s| s.user_id), Ok(user), "authorized without verifying");
+            assert_eq!(
+                verified.as_ref().map(|s| s.user_id),
+                Ok(user),
+                "authorized without verifying"
+            );
         }
         let error = match (&verified, &authorized) {
             (Err(e), _) => crate::rng::hash_bytes(e.as_bytes()),
@@ -128,13 +165,24 @@ fn check(token: &str) -> (Result<JwtSubject, String>, u64) {
 
 /// A token that verified says what its header and claims say.
 fn check_claims(header: &[u8], claims: &[u8], subject: JwtSubject) {
-    let header: Value = serde_json::from_slice(header).unwrap_or_else(|e| panic!("a verified header is not JSON: {e}"));
-    assert_eq!(header.get("alg").and_then(Value::as_str), Some("EdDSA"), "verified with another algorithm");
+    let header: Value = serde_json::from_slice(header)
+        .unwrap_or_else(|e| panic!("a verified header is not JSON: {e}"));
+    assert_eq!(
+        header.get("alg").and_then(Value::as_str),
+        Some("EdDSA"),
+        "verified with another algorithm"
+    );
     let Some(claims) = unique_object(claims) else { return };
     let sub = claims.get("sub").and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok());
     assert_eq!(sub, Some(subject.user_id), "the subject is not the `sub` claim");
-    assert_eq!(claims.get("ver").and_then(Value::as_i64), Some(subject.version), "the version is not the `ver` claim");
-    let seconds = |name: &str| claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    assert_eq!(
+        claims.get("ver").and_then(Value::as_i64),
+        Some(subject.version),
+        "the version is not the `ver` claim"
+    );
+    let seconds = |name: &str| {
+        claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    };
     let exp = seconds("exp").unwrap_or_else(|| panic!("verified without `exp`"));
     assert!(exp.saturating_add(LEEWAY_SECS) >= NOW, "verified after `exp`");
     if let Some(nbf) = seconds("nbf") {
@@ -154,7 +202,10 @@ fn key_state() -> KeyState {
 
 fn decode_hex(hex: &str) -> Vec<u8> {
     let digit = |b: u8| char::from(b).to_digit(16).unwrap_or(0) as u8;
-    hex.as_bytes().chunks(2).map(|pair| pair.iter().fold(0, |acc, &b| acc << 4 | digit(b))).collect()
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| pair.iter().fold(0, |acc, &b| acc << 4 | digit(b)))
+        .collect()
 }
 
 /// Base64url without padding, as JWTs write it.
@@ -162,7 +213,8 @@ fn b64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len() * 4 / 3 + 3);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        let n =
+            chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
         }
@@ -180,11 +232,25 @@ mod tests {
 
     #[test]
     fn built_tokens_verify_only_with_the_published_key() {
-        let good = signed_token(DEFAULT_HEADER.as_bytes(), claims(NOW + 600).as_bytes(), Signer::Published);
+        let good = signed_token(
+            DEFAULT_HEADER.as_bytes(),
+            claims(NOW + 600).as_bytes(),
+            Signer::Published,
+        );
         assert_eq!(check(&good).0, Ok(JwtSubject { user_id: 42, version: 3 }));
-        let forged = signed_token(DEFAULT_HEADER.as_bytes(), claims(NOW + 600).as_bytes(), Signer::Unpublished);
+        let forged = signed_token(
+            DEFAULT_HEADER.as_bytes(),
+            claims(NOW + 600).as_bytes(),
+            Signer::Unpublished,
+        );
         assert!(check(&forged).0.is_err());
-        assert!(check(&signed_token(DEFAULT_HEADER.as_bytes(), claims(NOW - 31).as_bytes(), Signer::Published)).0.is_err());
+        assert!(check(&signed_token(
+            DEFAULT_HEADER.as_bytes(),
+            claims(NOW - 31).as_bytes(),
+            Signer::Published
+        ))
+        .0
+        .is_err());
         assert_eq!(b64url(b"\xfb\xff"), "-_8");
     }
 }

@@ -64,7 +64,9 @@ fn run(input: &[u8]) -> u64 {
             match (applied, serde_json::from_slice::<FeedDelta>(delta)) {
                 (Ok(Applied::Changed), Ok(delta)) => current.apply(delta),
                 (Ok(_), Ok(_)) | (Err(_), Err(_)) => {}
-                (applied, delta) => panic!("the delta reads differently: {applied:?} / {:?}", delta.err()),
+                (applied, delta) => {
+                    panic!("the delta reads differently: {applied:?} / {:?}", delta.err())
+                }
             }
             current.check(&state);
         }
@@ -88,7 +90,12 @@ struct Model {
 impl Model {
     fn of(feed: Feed) -> Self {
         let users = feed.users.into_iter().map(|u| (u.id, u)).collect();
-        Self { position: (feed.epoch, feed.version), keys: listed_once(feed.keys), users, removed_users: Vec::new() }
+        Self {
+            position: (feed.epoch, feed.version),
+            keys: listed_once(feed.keys),
+            users,
+            removed_users: Vec::new(),
+        }
     }
 
     fn apply(&mut self, delta: FeedDelta) {
@@ -139,8 +146,22 @@ fn listed_once(keys: Vec<FeedKey>) -> HashMap<KeyHash, ModelKey> {
 }
 
 fn assert_same_key(key: &AppKey, expected: &FeedKey) {
-    let held = (key.app_id, key.key_id, key.status, key.expires_at, &*key.rules.models, key.rules.limits.as_deref());
+    let held = (
+        key.app_id,
+        key.key_id,
+        key.status,
+        key.expires_at,
+        &*key.rules.models,
+        key.rules.limits.as_deref(),
+    );
     let limits = expected.limits.as_ref().filter(|l| !l.is_empty());
-    let fed = (expected.app_id, expected.key_id, expected.status, expected.expires_at, &expected.models[..], limits);
+    let fed = (
+        expected.app_id,
+        expected.key_id,
+        expected.status,
+        expected.expires_at,
+        &expected.models[..],
+        limits,
+    );
     assert_eq!(held, fed, "key {}", expected.hash);
 }

@@ -15,9 +15,21 @@ pub const TARGET: Target = Target {
     about: "request-body reader and usage injection: injected bodies read the same, with usage",
     run,
     dictionary: &[
-        b"\"model\":\"m\"", b"\"model\"", b"\"stream\":true", b"\"stream\"", b"\"stream_options\":{}", b"\"stream_options\"",
-        b"\"include_usage\":true", b"\"include_usage\"", b"\"continuous_usage_stats\":true", b"\"n\":2", b"\"n\"",
-        b"\"background\":false", b"\"stream\\u005foptions\"", b"\"mod\\u0065l\"", b"\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]",
+        b"\"model\":\"m\"",
+        b"\"model\"",
+        b"\"stream\":true",
+        b"\"stream\"",
+        b"\"stream_options\":{}",
+        b"\"stream_options\"",
+        b"\"include_usage\":true",
+        b"\"include_usage\"",
+        b"\"continuous_usage_stats\":true",
+        b"\"n\":2",
+        b"\"n\"",
+        b"\"background\":false",
+        b"\"stream\\u005foptions\"",
+        b"\"mod\\u0065l\"",
+        b"\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]",
     ],
 };
 
@@ -33,23 +45,40 @@ fn run(input: &[u8]) -> u64 {
     for continuous in [false, true] {
         check_injection(input, &facts, continuous);
     }
-    outcome(&[1, u64::from(facts.stream), u64::from(facts.include_usage), u64::from(facts.continuous_usage_stats)])
+    outcome(&[
+        1,
+        u64::from(facts.stream),
+        u64::from(facts.include_usage),
+        u64::from(facts.continuous_usage_stats),
+    ])
 }
 
 fn check_injection(body: &[u8], facts: &RequestFacts, continuous: bool) {
-    let injected = inject_usage(body, continuous).unwrap_or_else(|| panic!("a body that reads was not injected"));
-    let after = request_body::read(&injected).unwrap_or_else(|e| panic!("the injected body no longer reads: {e:?}"));
-    assert_eq!((&after.model, after.stream, after.n), (&facts.model, facts.stream, facts.n), "routing facts changed");
+    let injected = inject_usage(body, continuous)
+        .unwrap_or_else(|| panic!("a body that reads was not injected"));
+    let after = request_body::read(&injected)
+        .unwrap_or_else(|e| panic!("the injected body no longer reads: {e:?}"));
+    assert_eq!(
+        (&after.model, after.stream, after.n),
+        (&facts.model, facts.stream, facts.n),
+        "routing facts changed"
+    );
     assert!(after.include_usage, "usage not asked for after injection");
-    assert!(after.continuous_usage_stats || !continuous, "continuous usage not asked for after injection");
+    assert!(
+        after.continuous_usage_stats || !continuous,
+        "continuous usage not asked for after injection"
+    );
     // `read` skips the members it does not need without checking them (an invalid UTF-8 string
     // there is the upstream's to refuse), so the body may not be a `Value`: then neither is the
     // injected one.
-    let (mut before, mut after): (Value, Value) = match (serde_json::from_slice(body), serde_json::from_slice(&injected)) {
-        (Ok(before), Ok(after)) => (before, after),
-        (Err(_), Err(_)) => return,
-        (before, after) => panic!("one is not JSON: before {:?}, after {:?}", before.err(), after.err()),
-    };
+    let (mut before, mut after): (Value, Value) =
+        match (serde_json::from_slice(body), serde_json::from_slice(&injected)) {
+            (Ok(before), Ok(after)) => (before, after),
+            (Err(_), Err(_)) => return,
+            (before, after) => {
+                panic!("one is not JSON: before {:?}, after {:?}", before.err(), after.err())
+            }
+        };
     for value in [&mut before, &mut after] {
         if let Some(object) = value.as_object_mut() {
             object.remove("stream_options");

@@ -14,11 +14,22 @@ use crate::split::splittings;
 
 pub const TARGET: Target = Target {
     name: "rewriter",
-    about: "usage-injection stream rewriter: split-independent, lossless for a full ask, valid JSON",
+    about:
+        "usage-injection stream rewriter: split-independent, lossless for a full ask, valid JSON",
     run,
     dictionary: &[
-        b"\"usage\"", b"\"usage\":null", b"\"usage\": null ,", b"\"choices\":[]", b"\"choices\": [ ]", b"\"choices\":[{}]",
-        b",\"usage\":{\"prompt_tokens\":1}", b"{\"usage\":1}", b"data:{", b"\n\n", b"\r\n\r\n", b"\r\r",
+        b"\"usage\"",
+        b"\"usage\":null",
+        b"\"usage\": null ,",
+        b"\"choices\":[]",
+        b"\"choices\": [ ]",
+        b"\"choices\":[{}]",
+        b",\"usage\":{\"prompt_tokens\":1}",
+        b"{\"usage\":1}",
+        b"data:{",
+        b"\n\n",
+        b"\r\n\r\n",
+        b"\r\r",
     ],
 };
 

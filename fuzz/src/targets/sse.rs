@@ -11,7 +11,21 @@ pub const TARGET: Target = Target {
     name: "sse",
     about: "SSE parser: any split gives the reference model's events",
     run,
-    dictionary: &[b"data:", b"data: ", b"data", b"dat", b"DATA:", b":", b"\r", b"\n", b"\r\n", b"\n\n", b"event:", b"id:", b"retry: 1"],
+    dictionary: &[
+        b"data:",
+        b"data: ",
+        b"data",
+        b"dat",
+        b"DATA:",
+        b":",
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\n\n",
+        b"event:",
+        b"id:",
+        b"retry: 1",
+    ],
 };
 
 fn run(input: &[u8]) -> u64 {
@@ -21,7 +35,12 @@ fn run(input: &[u8]) -> u64 {
     }
     let multi_line = expected.iter().any(|e| e.contains(&b'\n'));
     let empty = expected.iter().any(Vec::is_empty);
-    outcome(&[expected.len().min(16) as u64, u64::from(multi_line), u64::from(empty), u64::from(input.contains(&b'\r'))])
+    outcome(&[
+        expected.len().min(16) as u64,
+        u64::from(multi_line),
+        u64::from(empty),
+        u64::from(input.contains(&b'\r')),
+    ])
 }
 
 /// The events the parser hands on for a stream fed in `pieces`.

@@ -10,7 +10,9 @@
 //! object with unique top-level keys, a complete scan whose values are `serde_json`'s.
 
 use vllm_gateway_filter::json_scan::{Captured, JsonScanner, Path, Scan};
-use vllm_gateway_filter::usage::{Accounting, BodyAccounting, PromptLayout, StreamAccounting, UsageSource};
+use vllm_gateway_filter::usage::{
+    Accounting, BodyAccounting, PromptLayout, StreamAccounting, UsageSource,
+};
 
 use super::json::{unique_object, value_at};
 use super::{outcome, Target};
@@ -19,11 +21,28 @@ use crate::split::splittings;
 
 /// Member names and shapes of vLLM's replies.
 const REPLY_TOKENS: &[&[u8]] = &[
-    b"\"usage\":", b"\"prompt_tokens\":", b"\"completion_tokens\":", b"\"total_tokens\":", b"\"input_tokens\":",
-    b"\"output_tokens\":", b"\"choices\":[]", b"\"choices\":", b"{\"index\":2,\"delta\":{\"content\":\"x\"}}", b"\"index\":",
-    b"\"delta\":", b"\"text\":\"t\"", b"\"error\":{\"type\":\"BadRequestError\"}", b"\"object\":\"error\"", b"\"type\":",
-    b"\"response\":{\"usage\":{\"input_tokens\":1}}", b"\"response.completed\"", b"\"code\":", b"\"us\\u0061ge\"",
-    b"\"logprobs\":{\"content\":[[[{}]]]}", b"data: ", b"\n\n",
+    b"\"usage\":",
+    b"\"prompt_tokens\":",
+    b"\"completion_tokens\":",
+    b"\"total_tokens\":",
+    b"\"input_tokens\":",
+    b"\"output_tokens\":",
+    b"\"choices\":[]",
+    b"\"choices\":",
+    b"{\"index\":2,\"delta\":{\"content\":\"x\"}}",
+    b"\"index\":",
+    b"\"delta\":",
+    b"\"text\":\"t\"",
+    b"\"error\":{\"type\":\"BadRequestError\"}",
+    b"\"object\":\"error\"",
+    b"\"type\":",
+    b"\"response\":{\"usage\":{\"input_tokens\":1}}",
+    b"\"response.completed\"",
+    b"\"code\":",
+    b"\"us\\u0061ge\"",
+    b"\"logprobs\":{\"content\":[[[{}]]]}",
+    b"data: ",
+    b"\n\n",
 ];
 
 pub const STREAM_TARGET: Target = Target {
@@ -41,7 +60,8 @@ pub const SCAN_TARGET: Target = Target {
 };
 
 /// The paths `json_scan` looks for (as the accounting's, and one inside an array's reach).
-const PATHS: &[Path] = &[&["usage"], &["error"], &["response", "usage"], &["choices"], &["a", "b", "c"]];
+const PATHS: &[Path] =
+    &[&["usage"], &["error"], &["response", "usage"], &["choices"], &["a", "b", "c"]];
 /// Small, so that many values are too large.
 const CAP: usize = 256;
 
@@ -75,7 +95,11 @@ fn run_scan(input: &[u8]) -> u64 {
         Some(Captured::TooLarge) => 2,
     });
     let mut facts: Vec<u64> = found.collect();
-    facts.extend([u64::from(scan.is_object), u64::from(scan.complete), accounting_outcome(&counted)]);
+    facts.extend([
+        u64::from(scan.is_object),
+        u64::from(scan.complete),
+        accounting_outcome(&counted),
+    ]);
     outcome(&facts)
 }
 
@@ -128,9 +152,16 @@ fn check_against_serde(scan: &Scan, object: &serde_json::Map<String, serde_json:
             (None, None) | (Some(Captured::TooLarge), Some(_)) => {}
             (Some(Captured::Value(bytes)), Some(expected)) => {
                 let captured: Result<serde_json::Value, _> = serde_json::from_slice(bytes);
-                assert_eq!(captured.ok().as_ref(), Some(expected), "{path:?}: captured {:?}", bytes.escape_ascii().to_string());
+                assert_eq!(
+                    captured.ok().as_ref(),
+                    Some(expected),
+                    "{path:?}: captured {:?}",
+                    bytes.escape_ascii().to_string()
+                );
             }
-            (captured, expected) => panic!("{path:?}: scanned {captured:?}, serde_json has {expected:?}"),
+            (captured, expected) => {
+                panic!("{path:?}: scanned {captured:?}, serde_json has {expected:?}")
+            }
         }
     }
 }

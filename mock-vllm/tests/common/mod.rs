@@ -25,18 +25,12 @@ pub fn state() -> MockState {
 
 /// A state serving [`MODEL`] with `config`'s knobs.
 pub fn state_with(config: MockConfig) -> MockState {
-    MockState::new(MockConfig {
-        models: vec![MODEL.to_owned()],
-        ..config
-    })
+    MockState::new(MockConfig { models: vec![MODEL.to_owned()], ..config })
 }
 
 /// A recorded fixture from `shared/fixtures/`.
 pub fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/../../shared/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
@@ -61,10 +55,7 @@ impl Reply {
     }
 
     pub fn content_type(&self) -> &str {
-        self.headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
     /// The `data:` payloads of an SSE body, checking vLLM's framing on the way.
@@ -92,10 +83,7 @@ pub fn events(text: &str) -> Vec<String> {
 
 /// The named events of a Responses stream, parsed (see [`named_event_data`]).
 pub fn named_events(text: &str) -> Vec<Value> {
-    named_event_data(text)
-        .iter()
-        .map(|data| serde_json::from_str(data).unwrap())
-        .collect()
+    named_event_data(text).iter().map(|data| serde_json::from_str(data).unwrap()).collect()
 }
 
 /// The `data` of each named event of a Responses stream: each exactly
@@ -145,10 +133,7 @@ pub fn chunks(reply: &Reply) -> Vec<Value> {
     assert_eq!(reply.status, 200, "{}", reply.text());
     let mut events = reply.events();
     assert_eq!(events.pop().as_deref(), Some("[DONE]"), "[DONE] last");
-    events
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
+    events.iter().map(|e| serde_json::from_str(e).unwrap()).collect()
 }
 
 /// `POST path` with a JSON body and extra headers.
@@ -170,10 +155,7 @@ pub async fn post_with(
 
 /// Sends `request` to a fresh router on `state`.
 pub async fn send(state: &MockState, request: Request<Body>) -> Reply {
-    let response = mock_vllm::app(state.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = mock_vllm::app(state.clone()).oneshot(request).await.unwrap();
     let (parts, mut body) = response.into_parts();
     let mut frames = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -181,11 +163,7 @@ pub async fn send(state: &MockState, request: Request<Body>) -> Reply {
             frames.push(data);
         }
     }
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        frames,
-    }
+    Reply { status: parts.status, headers: parts.headers, frames }
 }
 
 /// `POST path` with a JSON body.
@@ -234,10 +212,9 @@ impl fmt::Debug for Shape {
             Self::Number => f.write_str("number"),
             Self::String => f.write_str("string"),
             Self::Array(items) => f.debug_list().entries(items).finish(),
-            Self::Object(entries) => f
-                .debug_map()
-                .entries(entries.iter().map(|(k, v)| (k, v)))
-                .finish(),
+            Self::Object(entries) => {
+                f.debug_map().entries(entries.iter().map(|(k, v)| (k, v))).finish()
+            }
         }
     }
 }

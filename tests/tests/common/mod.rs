@@ -18,7 +18,10 @@ pub async fn stack_with_app_using(options: StackOptions) -> (Stack, CreatedApp) 
 
 /// The OpenAI client library pointed at the gateway with `key`.
 #[allow(dead_code)] // not every test binary uses it
-pub fn openai(stack: &Stack, key: &str) -> async_openai::Client<async_openai::config::OpenAIConfig> {
+pub fn openai(
+    stack: &Stack,
+    key: &str,
+) -> async_openai::Client<async_openai::config::OpenAIConfig> {
     let config = async_openai::config::OpenAIConfig::new()
         .with_api_base(format!("{}/v1", stack.gateway_url))
         .with_api_key(key);
@@ -32,10 +35,19 @@ pub use gateway_e2e::http_wire::WireReply as RawReply;
 /// Sends `method target` with `headers` and `body` exactly as written (no client-side clean-up
 /// of `..`, `//` or escapes, unlike an HTTP library) and reads the whole reply.
 #[allow(dead_code)]
-pub async fn raw_request(stack: &Stack, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> RawReply {
+pub async fn raw_request(
+    stack: &Stack,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawReply {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = stack.gateway_url.trim_start_matches("http://");
-    let mut request = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

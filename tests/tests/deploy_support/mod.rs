@@ -56,10 +56,13 @@ pub fn compose_spec() -> GatewaySpec {
         control_plane_http: "127.0.0.1:8081".parse().expect("address"),
         control_plane_als: "127.0.0.1:8082".parse().expect("address"),
         filter: gateway_envoy::FilterBuild::Wasm("/etc/envoy/vllm_gateway_filter.wasm".into()),
-        models: ["mock-qwen3-32b=http://mock-vllm:8000", "mock-llama-3.3-70b=http://mock-vllm:8000"]
-            .iter()
-            .map(|m| m.parse().expect("model"))
-            .collect(),
+        models: [
+            "mock-qwen3-32b=http://mock-vllm:8000",
+            "mock-llama-3.3-70b=http://mock-vllm:8000",
+        ]
+        .iter()
+        .map(|m| m.parse().expect("model"))
+        .collect(),
         state_token: COMPOSE_STATE_TOKEN_PLACEHOLDER.into(),
         state_refresh_ms: 1000,
         cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
@@ -72,16 +75,22 @@ pub fn compose_spec() -> GatewaySpec {
 pub fn render_compose() -> Result<String> {
     let http: Endpoint = "control-plane:8081".parse()?;
     let als: Endpoint = "control-plane:8082".parse()?;
-    Ok(format!("{GENERATED_HEADER}{}", gateway_envoy::render_with_control_plane(&compose_spec(), &http, &als)?))
+    Ok(format!(
+        "{GENERATED_HEADER}{}",
+        gateway_envoy::render_with_control_plane(&compose_spec(), &http, &als)?
+    ))
 }
 
 /// `existing-envoy.yaml` with its wasm filter replaced by the native module's block of
 /// `native-filter.yaml`.
 pub fn with_native_filter(existing: &str, native: &str) -> Result<String> {
     let block = |text: &str, part: &str| -> Result<(usize, usize)> {
-        let begin = text.find(&format!("          # --- vllm-gateway: begin {part} ---")).ok_or_else(|| anyhow!("no begin {part}"))?;
+        let begin = text
+            .find(&format!("          # --- vllm-gateway: begin {part} ---"))
+            .ok_or_else(|| anyhow!("no begin {part}"))?;
         let end_marker = format!("# --- vllm-gateway: end {part} ---");
-        let end = text.find(&end_marker).ok_or_else(|| anyhow!("no end {part}"))? + end_marker.len();
+        let end =
+            text.find(&end_marker).ok_or_else(|| anyhow!("no end {part}"))? + end_marker.len();
         Ok((begin, end))
     };
     let (b, e) = block(existing, "http_filter")?;
@@ -125,20 +134,28 @@ fn validate(config: &str, name: &str, native: Option<std::path::PathBuf>) -> Res
     let text: Vec<String> = text
         .into_iter()
         .map(|line| match line.find("path: ") {
-            Some(at) if line.trim_end_matches('"').ends_with(".jsonl") => format!("{}path: \"{}\"", &line[..at], log.display()),
+            Some(at) if line.trim_end_matches('"').ends_with(".jsonl") => {
+                format!("{}path: \"{}\"", &line[..at], log.display())
+            }
             _ => line,
         })
         .collect();
     let path = dir.path().join(name);
     std::fs::write(&path, text.join("\n"))?;
     let mut envoy = std::process::Command::new(paths::envoy_bin()?);
-    envoy.args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warn", "-c"]).arg(&path);
+    envoy
+        .args(["--mode", "validate", "--disable-hot-restart", "--log-level", "warn", "-c"])
+        .arg(&path);
     if let Some(dir) = native {
         envoy.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
     }
     let out = envoy.output()?;
     if !out.status.success() {
-        bail!("Envoy refused {name}:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "Envoy refused {name}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -169,12 +186,20 @@ pub fn plugin_config_of(envoy: &Value) -> Result<PluginConfig> {
 
 /// Cluster name → (address, port) of its first endpoint.
 pub fn clusters(envoy: &Value) -> Result<BTreeMap<String, (String, u64)>> {
-    let list = envoy["static_resources"]["clusters"].as_sequence().ok_or_else(|| anyhow!("no clusters"))?;
+    let list = envoy["static_resources"]["clusters"]
+        .as_sequence()
+        .ok_or_else(|| anyhow!("no clusters"))?;
     list.iter()
         .map(|c| {
-            let sa = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
-            let port = sa["port_value"].as_u64().ok_or_else(|| anyhow!("cluster without a port: {c:?}"))?;
-            Ok((str_of(&c["name"], "cluster name")?.to_owned(), (str_of(&sa["address"], "address")?.to_owned(), port)))
+            let sa = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                ["address"]["socket_address"];
+            let port = sa["port_value"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("cluster without a port: {c:?}"))?;
+            Ok((
+                str_of(&c["name"], "cluster name")?.to_owned(),
+                (str_of(&sa["address"], "address")?.to_owned(), port),
+            ))
         })
         .collect()
 }
@@ -184,7 +209,9 @@ pub fn port_of(addr: &str) -> Result<u64> {
 }
 
 pub fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    v.as_sequence()
+        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// The value after `flag` in a command line, for each occurrence.
@@ -198,8 +225,11 @@ pub fn mounts(service: &Value) -> Vec<(String, String, bool)> {
         .iter()
         .map(|v| {
             let parts: Vec<&str> = v.split(':').collect();
-            (parts[0].to_owned(), parts.get(1).copied().unwrap_or("").to_owned(), parts.get(2) == Some(&"ro"))
+            (
+                parts[0].to_owned(),
+                parts.get(1).copied().unwrap_or("").to_owned(),
+                parts.get(2) == Some(&"ro"),
+            )
         })
         .collect()
 }
-

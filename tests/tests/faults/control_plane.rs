@@ -39,7 +39,8 @@ impl Load {
         let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let clients = (0..CLIENTS)
             .map(|client| {
-                let (url, key, http) = (stack.gateway_url.clone(), key.to_owned(), stack.http().clone());
+                let (url, key, http) =
+                    (stack.gateway_url.clone(), key.to_owned(), stack.http().clone());
                 let (stop, done) = (stop.clone(), done.clone());
                 tokio::spawn(async move {
                     let mut answers = Vec::new();
@@ -48,7 +49,13 @@ impl Load {
                             break;
                         }
                         let stream = (client + i) % 2 == 0;
-                        let seen = send_chat(&http, &url, &key, &chat("model-a", 1 + (i % 5) as u32, stream)).await;
+                        let seen = send_chat(
+                            &http,
+                            &url,
+                            &key,
+                            &chat("model-a", 1 + (i % 5) as u32, stream),
+                        )
+                        .await;
                         answers.push(seen.map(|s| answered(s, stream)));
                         done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -62,9 +69,11 @@ impl Load {
     /// Waits until `more` requests beyond those done now are done.
     async fn progress(&self, more: usize) {
         let target = self.done.load(Ordering::Relaxed) + more;
-        eventually(&format!("{more} more requests"), WAIT, || async { Ok((self.done.load(Ordering::Relaxed) >= target).then_some(())) })
-            .await
-            .unwrap();
+        eventually(&format!("{more} more requests"), WAIT, || async {
+            Ok((self.done.load(Ordering::Relaxed) >= target).then_some(()))
+        })
+        .await
+        .unwrap();
     }
 
     /// Stops the clients; every request's id and what it got (an error names what failed).
@@ -81,7 +90,12 @@ impl Load {
 fn answered(seen: Seen, stream: bool) -> (String, Answered) {
     let usage = seen.usage().unwrap_or_default();
     let tokens = |k: &str| usage[k].as_u64().unwrap_or(0);
-    let answer = Answered { status: seen.status, stream, prompt: tokens("prompt_tokens"), completion: tokens("completion_tokens") };
+    let answer = Answered {
+        status: seen.status,
+        stream,
+        prompt: tokens("prompt_tokens"),
+        completion: tokens("completion_tokens"),
+    };
     (seen.request_id, answer)
 }
 
@@ -105,14 +119,19 @@ async fn a_control_plane_killed_under_load_loses_no_request_and_no_row_and_doubl
 
     eventually("a row for every request", WAIT, || async {
         let rows = stack.all_logs().await?;
-        let found = rows.iter().filter(|r| r["requestId"].as_str().is_some_and(|id| sent.contains_key(id))).count();
+        let found = rows
+            .iter()
+            .filter(|r| r["requestId"].as_str().is_some_and(|id| sent.contains_key(id)))
+            .count();
         Ok((found >= sent.len()).then_some(()))
     })
     .await
     .unwrap();
     let rows = stack.all_logs().await.unwrap();
     let mut logged: BTreeMap<String, Answered> = BTreeMap::new();
-    for row in rows.iter().filter(|r| r["requestId"].as_str().is_some_and(|id| sent.contains_key(id))) {
+    for row in
+        rows.iter().filter(|r| r["requestId"].as_str().is_some_and(|id| sent.contains_key(id)))
+    {
         let got = Answered {
             status: row["status"].as_u64().unwrap_or(0) as u16,
             stream: row["stream"].as_bool().unwrap_or(false),
@@ -156,7 +175,9 @@ async fn a_malformed_state_feed_keeps_the_last_good_state_serving() {
     proxy.garble(&["/internal/state"]);
     let (_, looked_up_key) = new_key(&stack, "created-while-garbled").await;
     eventually("malformed states pulled and refused", WAIT, || async {
-        let refused = stack.envoy_output().contains("the pulled key state is not usable, keeping the previous one");
+        let refused = stack
+            .envoy_output()
+            .contains("the pulled key state is not usable, keeping the previous one");
         Ok((proxy.garbled_answers() >= 2 && refused).then_some(()))
     })
     .await
@@ -189,7 +210,10 @@ async fn a_malformed_state_feed_keeps_the_last_good_state_serving() {
     .unwrap();
 
     assert_logged(&stack, old_app, &old_key_answers, &refusal).await;
-    assert!(stack.envoy_output().contains("credential lookup failed"), "the garbled lookup is logged");
+    assert!(
+        stack.envoy_output().contains("credential lookup failed"),
+        "the garbled lookup is logged"
+    );
     stack.stop().await;
 }
 
@@ -198,16 +222,25 @@ async fn assert_logged(stack: &Stack, app_id: i64, served: &[String], refusal: &
     let rows = eventually("the rows of the garbled period", WAIT, || async {
         let rows = stack.all_logs().await?;
         let wanted = |id: &str| served.iter().any(|s| s == id) || id == refusal;
-        let rows: Vec<Value> = rows.into_iter().filter(|r| r["requestId"].as_str().is_some_and(wanted)).collect();
+        let rows: Vec<Value> =
+            rows.into_iter().filter(|r| r["requestId"].as_str().is_some_and(wanted)).collect();
         Ok((rows.len() == served.len() + 1).then_some(rows))
     })
     .await
     .unwrap();
     for row in &rows {
         if row["requestId"] == refusal {
-            assert_eq!((row["status"].as_u64(), row["gatewayError"].as_str()), (Some(401), Some("invalid_api_key")), "{row}");
+            assert_eq!(
+                (row["status"].as_u64(), row["gatewayError"].as_str()),
+                (Some(401), Some("invalid_api_key")),
+                "{row}"
+            );
         } else {
-            assert_eq!((row["status"].as_u64(), row["appId"].as_i64()), (Some(200), Some(app_id)), "{row}");
+            assert_eq!(
+                (row["status"].as_u64(), row["appId"].as_i64()),
+                (Some(200), Some(app_id)),
+                "{row}"
+            );
         }
     }
     // The admin API (through the gateway, not garbled) is untouched by the feed's faults.

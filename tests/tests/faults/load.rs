@@ -17,14 +17,36 @@ const TOKENS: u64 = 5;
 
 /// Sends one streamed request; once its first bytes have arrived, waits at `opened` until every
 /// stream has its first bytes (so all of them are open at once), then reads the rest.
-async fn one_stream(http: reqwest::Client, url: String, key: String, opened: Arc<Barrier>) -> Result<Seen, String> {
+async fn one_stream(
+    http: reqwest::Client,
+    url: String,
+    key: String,
+    opened: Arc<Barrier>,
+) -> Result<Seen, String> {
     use futures::StreamExt;
     let started = async {
-        let resp = http.post(format!("{url}/v1/chat/completions")).bearer_auth(&key).json(&chat("model-a", TOKENS as u32, true)).send().await;
+        let resp = http
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&chat("model-a", TOKENS as u32, true))
+            .send()
+            .await;
         let resp = resp.map_err(|e| format!("the request failed: {e:?}"))?;
-        let (status, request_id) = (resp.status().as_u16(), resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned());
+        let (status, request_id) = (
+            resp.status().as_u16(),
+            resp.headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        );
         let mut body = resp.bytes_stream();
-        let first = body.next().await.transpose().map_err(|e| format!("status {status}, no first bytes: {e:?}"))?.unwrap_or_default();
+        let first = body
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| format!("status {status}, no first bytes: {e:?}"))?
+            .unwrap_or_default();
         Ok::<_, String>((status, request_id, first.to_vec(), body))
     }
     .await;
@@ -49,19 +71,37 @@ async fn one_stream(http: reqwest::Client, url: String, key: String, opened: Arc
 async fn a_thousand_concurrent_streams_all_complete_with_their_usage_and_one_row_each() {
     let mut options = StackOptions::for_tests();
     // Each stream lasts a while (7 frames, a pause between two), so they overlap in Envoy too.
-    options.upstreams = Upstreams::Mock { models: vec!["model-a".into()], token_delay: Duration::from_millis(100), split_seed: None };
+    options.upstreams = Upstreams::Mock {
+        models: vec!["model-a".into()],
+        token_delay: Duration::from_millis(100),
+        split_seed: None,
+    };
     let (stack, app) = crate::common::stack_with_app_using(options).await;
     let opened = Arc::new(Barrier::new(STREAMS));
     let streams: Vec<_> = (0..STREAMS)
-        .map(|_| tokio::spawn(one_stream(stack.http().clone(), stack.gateway_url.clone(), app.api_key.clone(), opened.clone())))
+        .map(|_| {
+            tokio::spawn(one_stream(
+                stack.http().clone(),
+                stack.gateway_url.clone(),
+                app.api_key.clone(),
+                opened.clone(),
+            ))
+        })
         .collect();
     let mut seen = Vec::new();
     for stream in streams {
-        let done = tokio::time::timeout(WAIT * 3, stream).await.expect("every stream ends (all reached their first bytes)");
+        let done = tokio::time::timeout(WAIT * 3, stream)
+            .await
+            .expect("every stream ends (all reached their first bytes)");
         seen.push(done.unwrap());
     }
     let failed: Vec<&String> = seen.iter().filter_map(|s| s.as_ref().err()).collect();
-    assert!(failed.is_empty(), "{} of {STREAMS} streams failed: {:#?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {STREAMS} streams failed: {:#?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     let mut usage = BTreeMap::new();
     for s in seen.into_iter().map(Result::unwrap) {
         assert_eq!((s.status, s.broke, s.content_events() as u64), (200, false, TOKENS), "{s:?}");
@@ -79,7 +119,10 @@ async fn a_thousand_concurrent_streams_all_complete_with_their_usage_and_one_row
 async fn assert_one_row_each(stack: &Stack, prompt_tokens: &BTreeMap<String, u64>) {
     let rows = eventually("a row for every stream", WAIT * 2, || async {
         let rows = stack.all_logs().await?;
-        let ours: Vec<_> = rows.into_iter().filter(|r| r["requestId"].as_str().is_some_and(|id| prompt_tokens.contains_key(id))).collect();
+        let ours: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r["requestId"].as_str().is_some_and(|id| prompt_tokens.contains_key(id)))
+            .collect();
         Ok((ours.len() >= prompt_tokens.len()).then_some(ours))
     })
     .await
@@ -87,7 +130,15 @@ async fn assert_one_row_each(stack: &Stack, prompt_tokens: &BTreeMap<String, u64
     assert_eq!(rows.len(), STREAMS, "one row per stream");
     for row in &rows {
         let id = row["requestId"].as_str().unwrap();
-        assert_eq!((row["status"].as_u64(), row["stream"].as_bool(), row["usageSource"].as_str()), (Some(200), Some(true), Some("reported")), "{row}");
-        assert_eq!((row["promptTokens"].as_u64(), row["completionTokens"].as_u64()), (Some(prompt_tokens[id]), Some(TOKENS)), "{row}");
+        assert_eq!(
+            (row["status"].as_u64(), row["stream"].as_bool(), row["usageSource"].as_str()),
+            (Some(200), Some(true), Some("reported")),
+            "{row}"
+        );
+        assert_eq!(
+            (row["promptTokens"].as_u64(), row["completionTokens"].as_u64()),
+            (Some(prompt_tokens[id]), Some(TOKENS)),
+            "{row}"
+        );
     }
 }

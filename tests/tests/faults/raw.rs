@@ -75,5 +75,9 @@ pub async fn read_rest(mut tcp: TcpStream, mut raw: Vec<u8>) -> Ending {
 /// A reply from its bytes; `None` without a complete head.
 pub fn parse(raw: &[u8]) -> Option<Reply> {
     let reply = gateway_e2e::http_wire::parse_reply(raw)?;
-    Some(Reply { status: reply.status, headers: reply.headers, body: String::from_utf8_lossy(&reply.body).into_owned() })
+    Some(Reply {
+        status: reply.status,
+        headers: reply.headers,
+        body: String::from_utf8_lossy(&reply.body).into_owned(),
+    })
 }

@@ -19,7 +19,8 @@ pub const SHORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A stack whose configured timeouts are short, with an app.
 pub async fn stack_with_short_timeouts() -> (Stack, CreatedApp) {
     let knobs = FaultKnobs { short_timeouts: Some(SHORT_TIMEOUT), ..FaultKnobs::default() };
-    let stack = Stack::start_with(StackOptions::for_tests(), knobs).await.expect("the stack starts");
+    let stack =
+        Stack::start_with(StackOptions::for_tests(), knobs).await.expect("the stack starts");
     let app = stack.create_app("faults").await.expect("an app is created");
     stack.wait_for_key(&app.api_key).await.expect("the key reaches the filter");
     (stack, app)
@@ -80,18 +81,28 @@ impl Seen {
 }
 
 /// Sends `body` to `/v1/chat/completions` with `key`; `Err` when no answer came within [`WAIT`].
-pub async fn send_chat(http: &reqwest::Client, gateway_url: &str, key: &str, body: &Value) -> Result<Seen, String> {
+pub async fn send_chat(
+    http: &reqwest::Client,
+    gateway_url: &str,
+    key: &str,
+    body: &Value,
+) -> Result<Seen, String> {
     let url = format!("{gateway_url}/v1/chat/completions");
     let resp = tokio::time::timeout(WAIT, http.post(url).bearer_auth(key).json(body).send())
         .await
         .map_err(|_| format!("no answer within {WAIT:?}"))?
         .map_err(|e| format!("the request failed: {e:?}"))?;
-    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let (status, content_type, request_id) = (resp.status().as_u16(), header("content-type"), header("x-request-id"));
+    let header = |name: &str| {
+        resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let (status, content_type, request_id) =
+        (resp.status().as_u16(), header("content-type"), header("x-request-id"));
     let read = read_body(resp, WAIT).await;
     let body = String::from_utf8_lossy(&read.bytes).into_owned();
     if read.timed_out {
-        return Err(format!("status {status}; the body did not end within {WAIT:?}; read so far: {body}"));
+        return Err(format!(
+            "status {status}; the body did not end within {WAIT:?}; read so far: {body}"
+        ));
     }
     Ok(Seen { status, content_type, request_id, body, broke: read.broke })
 }
@@ -106,8 +117,15 @@ pub fn gateway_address(stack: &Stack) -> String {
 pub async fn assert_served(stack: &Stack, key: &str, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..count {
-        let seen = send_chat(stack.http(), &stack.gateway_url, key, &chat("model-a", 2, i % 2 == 0)).await.unwrap();
-        assert_eq!((seen.status, seen.broke), (200, false), "a well-behaved client is served: {seen:?}");
+        let seen =
+            send_chat(stack.http(), &stack.gateway_url, key, &chat("model-a", 2, i % 2 == 0))
+                .await
+                .unwrap();
+        assert_eq!(
+            (seen.status, seen.broke),
+            (200, false),
+            "a well-behaved client is served: {seen:?}"
+        );
         ids.push(seen.request_id);
     }
     for id in &ids {
@@ -119,8 +137,12 @@ pub async fn assert_served(stack: &Stack, key: &str, count: usize) -> Vec<String
 /// Asserts an OpenAI-shaped error reply: JSON `{"error":{"message","type","param","code"}}`
 /// with a string message, type and code.
 pub fn assert_openai_error(what: &str, content_type: &str, body: &str) {
-    assert!(content_type.starts_with("application/json"), "{what}: content-type `{content_type}`, body `{body}`");
-    let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{what}: the body is not JSON: `{body}`"));
+    assert!(
+        content_type.starts_with("application/json"),
+        "{what}: content-type `{content_type}`, body `{body}`"
+    );
+    let v: Value = serde_json::from_str(body)
+        .unwrap_or_else(|_| panic!("{what}: the body is not JSON: `{body}`"));
     let error = &v["error"];
     assert!(error["message"].is_string(), "{what}: {v}");
     assert!(error["type"].is_string(), "{what}: {v}");
@@ -131,7 +153,8 @@ pub fn assert_openai_error(what: &str, content_type: &str, body: &str) {
 /// The one access-log row of request `request_id` (waits for it; fails if there are two).
 pub async fn row_of(stack: &Stack, request_id: &str) -> Value {
     let rows = eventually(&format!("the row of {request_id}"), WAIT, || async {
-        let rows: Vec<Value> = stack.all_logs().await?.into_iter().filter(|r| r["requestId"] == request_id).collect();
+        let rows: Vec<Value> =
+            stack.all_logs().await?.into_iter().filter(|r| r["requestId"] == request_id).collect();
         Ok((!rows.is_empty()).then_some(rows))
     })
     .await
@@ -152,7 +175,10 @@ pub async fn configured_timeouts(stack: &Stack) -> String {
         match value {
             Value::Object(map) => {
                 for (key, item) in map {
-                    if key.contains("timeout") && !key.starts_with("connect") && (item.is_string() || item.is_number()) {
+                    if key.contains("timeout")
+                        && !key.starts_with("connect")
+                        && (item.is_string() || item.is_number())
+                    {
                         out.push(format!("{path}.{key}={item}"));
                     }
                     walk(item, key, out);
@@ -168,7 +194,8 @@ pub async fn configured_timeouts(stack: &Stack) -> String {
         Err(e) => out.push(format!("(no config dump: {e})")),
     }
     if out.is_empty() {
-        "none (Envoy's defaults: no request or header timeout, stream_idle_timeout 300 s)".to_owned()
+        "none (Envoy's defaults: no request or header timeout, stream_idle_timeout 300 s)"
+            .to_owned()
     } else {
         out.join(", ")
     }

@@ -17,16 +17,20 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Barrier;
 
 use super::raw::{self, Ending};
-use super::support::{assert_openai_error, assert_served, chat, gateway_address, row_of, send_chat, WAIT};
+use super::support::{
+    assert_openai_error, assert_served, chat, gateway_address, row_of, send_chat, WAIT,
+};
 
 /// Each upload's body, just under the gateway's 8 MiB limit.
 const UPLOAD_BYTES: usize = 7 * 1024 * 1024;
 /// Concurrent large uploads that fit in one worker's budget of buffered request bytes (so in
 /// any worker's, wherever they land).
-const UPLOADS: usize = vllm_gateway_filter::config::DEFAULT_MAX_BUFFERED_REQUEST_BYTES / UPLOAD_BYTES;
+const UPLOADS: usize =
+    vllm_gateway_filter::config::DEFAULT_MAX_BUFFERED_REQUEST_BYTES / UPLOAD_BYTES;
 /// Concurrent large uploads that together are a tenth more than the heap cap of the rendered
 /// Envoy configuration (its overload manager's `fixed_heap`).
-const UPLOADS_OVER_CAP: usize = (gateway_envoy::MAX_HEAP_BYTES as usize * 11 / 10).div_ceil(UPLOAD_BYTES);
+const UPLOADS_OVER_CAP: usize =
+    (gateway_envoy::MAX_HEAP_BYTES as usize * 11 / 10).div_ceil(UPLOAD_BYTES);
 /// Bytes an upload sends at a time, with a pause in between.
 const PIECE: usize = 64 * 1024;
 /// Small requests served while the uploads are held.
@@ -80,7 +84,8 @@ async fn sink_connection(tcp: tokio::net::TcpStream) {
 async fn upload_stack() -> (Stack, CreatedApp) {
     let mock = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mock_addr = mock.local_addr().unwrap();
-    let state = MockState::new(MockConfig { models: vec!["model-a".into()], ..MockConfig::default() });
+    let state =
+        MockState::new(MockConfig { models: vec!["model-a".into()], ..MockConfig::default() });
     tokio::spawn(mock_vllm::serve(mock, state, std::future::pending()));
     let sink = start_sink().await;
     let mut options = StackOptions::for_tests();
@@ -93,9 +98,13 @@ async fn upload_stack() -> (Stack, CreatedApp) {
 
 /// A chat request for `sink` whose one message makes it `UPLOAD_BYTES` long.
 fn large_body() -> Vec<u8> {
-    let frame = json!({"model": "sink", "max_tokens": 1, "messages": [{"role": "user", "content": ""}]}).to_string();
+    let frame =
+        json!({"model": "sink", "max_tokens": 1, "messages": [{"role": "user", "content": ""}]})
+            .to_string();
     let padding = UPLOAD_BYTES - frame.len();
-    frame.replace(r#""content":"""#, &format!(r#""content":"{}""#, "a".repeat(padding))).into_bytes()
+    frame
+        .replace(r#""content":"""#, &format!(r#""content":"{}""#, "a".repeat(padding)))
+        .into_bytes()
 }
 
 /// The two points every upload and the test meet at: all uploads nearly sent (all but their
@@ -140,11 +149,27 @@ async fn slow_upload(addr: String, key: String, body: Arc<Vec<u8>>, hold: Arc<Ho
 }
 
 /// `count` uploads held in flight at once (all but their last piece sent).
-async fn hold_uploads(stack: &Stack, key: &str, count: usize) -> (Vec<tokio::task::JoinHandle<Ending>>, Arc<Hold>) {
+async fn hold_uploads(
+    stack: &Stack,
+    key: &str,
+    count: usize,
+) -> (Vec<tokio::task::JoinHandle<Ending>>, Arc<Hold>) {
     let body = Arc::new(large_body());
-    let hold = Arc::new(Hold { nearly_sent: Barrier::new(count + 1), release: Barrier::new(count + 1) });
-    let uploads = (0..count).map(|_| tokio::spawn(slow_upload(gateway_address(stack), key.to_owned(), body.clone(), hold.clone()))).collect();
-    tokio::time::timeout(WAIT * 3, hold.nearly_sent.wait()).await.expect("every upload got its body nearly sent");
+    let hold =
+        Arc::new(Hold { nearly_sent: Barrier::new(count + 1), release: Barrier::new(count + 1) });
+    let uploads = (0..count)
+        .map(|_| {
+            tokio::spawn(slow_upload(
+                gateway_address(stack),
+                key.to_owned(),
+                body.clone(),
+                hold.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::timeout(WAIT * 3, hold.nearly_sent.wait())
+        .await
+        .expect("every upload got its body nearly sent");
     (uploads, hold)
 }
 
@@ -158,7 +183,11 @@ struct Outcomes {
 
 /// Lets the uploads finish. Each is answered (with its usage), refused with an OpenAI-shaped
 /// error, or shed (closed without an answer); an answer or refusal has its one row.
-async fn finish_uploads(stack: &Stack, uploads: Vec<tokio::task::JoinHandle<Ending>>, hold: &Hold) -> Outcomes {
+async fn finish_uploads(
+    stack: &Stack,
+    uploads: Vec<tokio::task::JoinHandle<Ending>>,
+    hold: &Hold,
+) -> Outcomes {
     hold.release.wait().await;
     let mut outcomes = Outcomes::default();
     for upload in uploads {
@@ -171,7 +200,8 @@ async fn finish_uploads(stack: &Stack, uploads: Vec<tokio::task::JoinHandle<Endi
             Ending::StillOpen => panic!("an upload got no answer"),
         };
         if reply.status == 200 {
-            let v: Value = serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("{reply:?}"));
+            let v: Value =
+                serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("{reply:?}"));
             assert_eq!(v["usage"]["completion_tokens"], 1, "{v}");
             outcomes.answered += 1;
         } else {
@@ -191,7 +221,10 @@ async fn many_slow_large_uploads_do_not_stop_the_gateway_answering_others() {
     assert_served(&stack, &app.api_key, SMALL).await;
     assert!(stack.envoy_ready().await, "Envoy is up");
     let outcomes = finish_uploads(&stack, uploads, &hold).await;
-    assert_eq!(outcomes.answered, UPLOADS, "within the budget every upload is answered: {outcomes:?}");
+    assert_eq!(
+        outcomes.answered, UPLOADS,
+        "within the budget every upload is answered: {outcomes:?}"
+    );
     assert!(stack.envoy_ready().await, "Envoy is still up");
     stack.stop().await;
 }
@@ -210,7 +243,10 @@ async fn uploads_beyond_the_heap_cap_do_not_stop_the_gateway_answering_others() 
     for id in &served {
         assert_eq!(row_of(&stack, id).await["status"], 200);
     }
-    assert!(stack.envoy_ready().await, "Envoy is still up (small requests refused meanwhile: {refused})");
+    assert!(
+        stack.envoy_ready().await,
+        "Envoy is still up (small requests refused meanwhile: {refused})"
+    );
     stack.stop().await;
 }
 
@@ -221,12 +257,18 @@ async fn serve_beside_held_uploads(stack: &Stack, key: &str) -> (Vec<String>, us
     let (mut served, mut refused) = (Vec::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + WAIT;
     while served.len() < SMALL {
-        let seen = send_chat(stack.http(), &stack.gateway_url, key, &chat("model-a", 2, false)).await.unwrap();
+        let seen = send_chat(stack.http(), &stack.gateway_url, key, &chat("model-a", 2, false))
+            .await
+            .unwrap();
         if seen.status == 200 {
             served.push(seen.request_id);
             continue;
         }
-        assert_openai_error(&format!("a small request refused with {}", seen.status), &seen.content_type, &seen.body);
+        assert_openai_error(
+            &format!("a small request refused with {}", seen.status),
+            &seen.content_type,
+            &seen.body,
+        );
         refused.push(seen.status);
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -4,21 +4,26 @@
 //! remainder is enforced after them.
 
 use async_openai::error::OpenAIError;
-use async_openai::types::chat::{ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs};
+use async_openai::types::chat::{
+    ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
+};
 use gateway_e2e::{eventually, Stack};
 use mock_vllm::Fault;
 use serde_json::{json, Value};
 
 use super::support::{
-    assert_limited, burst_held, chat, limited_total, noon_time_zone, prometheus_sum, rows_of, send, split, stack,
-    total_tokens, MODEL, WAIT,
+    assert_limited, burst_held, chat, limited_total, noon_time_zone, prometheus_sum, rows_of, send,
+    split, stack, total_tokens, MODEL, WAIT,
 };
 
 #[tokio::test]
 async fn a_user_with_limits_is_limited_like_an_app() {
     let stack = stack().await;
     let (email, password) = ("limited@example.com", "a-long-password");
-    let user = stack.create_user_with_limits(email, password, json!({"concurrentRequests": 3})).await.unwrap();
+    let user = stack
+        .create_user_with_limits(email, password, json!({"concurrentRequests": 3}))
+        .await
+        .unwrap();
     let token = stack.login(email, password).await.unwrap()["token"].as_str().unwrap().to_owned();
     stack.wait_for_key(&token).await.unwrap();
 
@@ -28,7 +33,11 @@ async fn a_user_with_limits_is_limited_like_an_app() {
         assert_limited(refused, "rate_limit_exceeded", "concurrent", "requests");
     }
     let rows = rows_of(&stack, user, true, 10).await;
-    assert_eq!(rows.iter().filter(|r| r["limited"] == "concurrent_requests").count(), 7, "{rows:#?}");
+    assert_eq!(
+        rows.iter().filter(|r| r["limited"] == "concurrent_requests").count(),
+        7,
+        "{rows:#?}"
+    );
     let standing = stack.limit_standing(user, true, "concurrent_requests", None).await.unwrap();
     assert_eq!(standing["limit"], 3, "{standing}");
     stack.stop().await;
@@ -39,7 +48,11 @@ fn sdk_request(content: &str) -> async_openai::types::chat::CreateChatCompletion
     CreateChatCompletionRequestArgs::default()
         .model(MODEL)
         .max_tokens(4u32)
-        .messages([ChatCompletionRequestUserMessageArgs::default().content(content).build().unwrap().into()])
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content(content)
+            .build()
+            .unwrap()
+            .into()])
         .build()
         .unwrap()
 }
@@ -47,13 +60,17 @@ fn sdk_request(content: &str) -> async_openai::types::chat::CreateChatCompletion
 #[tokio::test]
 async fn an_openai_client_retries_a_rate_limit_after_retry_after_and_not_an_exhausted_budget() {
     let stack = stack().await;
-    let app = stack.create_app_with_limits("sdk-rate", json!({"concurrentRequests": 1})).await.unwrap();
+    let app =
+        stack.create_app_with_limits("sdk-rate", json!({"concurrentRequests": 1})).await.unwrap();
     // The one slot is taken by a request the upstream holds.
     let mock = &stack.mock(MODEL).state;
     mock.set_fault(Fault::HoldBeforeHeaders);
     let (http, base, key) = (stack.http().clone(), stack.gateway_url.clone(), app.api_key.clone());
-    let holder = tokio::spawn(async move { send(&http, &base, &key, &chat(MODEL, 2, false)).await });
-    eventually("the slot taken", WAIT, || async { Ok((mock.seen().len() == 1).then_some(())) }).await.unwrap();
+    let holder =
+        tokio::spawn(async move { send(&http, &base, &key, &chat(MODEL, 2, false)).await });
+    eventually("the slot taken", WAIT, || async { Ok((mock.seen().len() == 1).then_some(())) })
+        .await
+        .unwrap();
     let client = crate::common::openai(&stack, &app.api_key);
     let sdk = tokio::spawn(async move { client.chat().create(sdk_request("hi")).await });
     // The library was refused once; the slot comes free while it waits.
@@ -76,14 +93,21 @@ async fn an_openai_client_retries_a_rate_limit_after_retry_after_and_not_an_exha
     assert_eq!(statuses.last(), Some(&&json!(200)), "{rows:#?}");
     assert!(statuses[..statuses.len() - 1].iter().all(|s| **s == 429), "{rows:#?}");
     for pair in attempts.windows(2) {
-        let gap = pair[1]["startedAtMs"].as_i64().unwrap() - pair[0]["startedAtMs"].as_i64().unwrap();
-        assert!(gap >= 1000, "the library waited Retry-After (at least 1 s) before retrying: {gap} ms; {rows:#?}");
+        let gap =
+            pair[1]["startedAtMs"].as_i64().unwrap() - pair[0]["startedAtMs"].as_i64().unwrap();
+        assert!(
+            gap >= 1000,
+            "the library waited Retry-After (at least 1 s) before retrying: {gap} ms; {rows:#?}"
+        );
     }
 
     // An exhausted budget is not retried: the library raises the 429 at once.
     let limits = json!({"tokensPerDay": 5, "timeZone": noon_time_zone()});
     let poor = stack.create_app_with_limits("sdk-budget", limits).await.unwrap();
-    let refused = crate::common::openai(&stack, &poor.api_key).chat().create(sdk_request(&"word ".repeat(50))).await;
+    let refused = crate::common::openai(&stack, &poor.api_key)
+        .chat()
+        .create(sdk_request(&"word ".repeat(50)))
+        .await;
     match refused {
         Err(OpenAIError::ApiError(e)) => {
             assert_eq!(e.status_code.as_u16(), 429, "{e:?}");
@@ -92,7 +116,11 @@ async fn an_openai_client_retries_a_rate_limit_after_retry_after_and_not_an_exha
         other => panic!("expected the budget's 429, got {other:?}"),
     }
     let label = "reason=\"tokens_per_day\"";
-    assert_eq!(prometheus_sum(stack.envoy_admin, "vllm_gateway_limited_total", label).await, 1.0, "asked once, not retried");
+    assert_eq!(
+        prometheus_sum(stack.envoy_admin, "vllm_gateway_limited_total", label).await,
+        1.0,
+        "asked once, not retried"
+    );
     stack.stop().await;
 }
 
@@ -118,7 +146,12 @@ async fn what_a_budget_has_used_survives_restarts_and_the_remainder_is_enforced(
     let limits = json!({"tokensPerDay": BUDGET, "timeZone": noon_time_zone()});
     let app = stack.create_app_with_limits("restarts", limits).await.unwrap();
     for _ in 0..2 {
-        assert_eq!(send(stack.http(), &stack.gateway_url, &app.api_key, &chat(MODEL, 20, false)).await.status, 200);
+        assert_eq!(
+            send(stack.http(), &stack.gateway_url, &app.api_key, &chat(MODEL, 20, false))
+                .await
+                .status,
+            200
+        );
     }
     let used = |s: &Value| s["used"].as_i64().unwrap();
     let before = stack.limit_standing(app.id, false, "tokens_per_day", None).await.unwrap();
@@ -128,16 +161,28 @@ async fn what_a_budget_has_used_survives_restarts_and_the_remainder_is_enforced(
     stack.stop_control_plane().await;
     stack.restart_control_plane().await.unwrap();
     let after_cp = stack.limit_standing(app.id, false, "tokens_per_day", None).await.unwrap();
-    assert_eq!(used(&after_cp), used(&before), "the control plane's restart keeps the ledger: {after_cp}");
+    assert_eq!(
+        used(&after_cp),
+        used(&before),
+        "the control plane's restart keeps the ledger: {after_cp}"
+    );
 
     stack.restart_envoy().await.unwrap();
     stack.wait_for_key(&app.api_key).await.unwrap();
     let after_envoy = stack.limit_standing(app.id, false, "tokens_per_day", None).await.unwrap();
-    assert_eq!(used(&after_envoy), used(&before), "what the old Envoy leased stays counted: {after_envoy}");
+    assert_eq!(
+        used(&after_envoy),
+        used(&before),
+        "what the old Envoy leased stays counted: {after_envoy}"
+    );
 
     let spent_after = spend_until_refused(&stack, &app.api_key).await;
     assert!(spent_after > 0, "the remainder is usable after the restarts");
-    assert!(spent_after <= BUDGET - used(&before), "only the remainder ({} left) is admitted: {spent_after}", BUDGET - used(&before));
+    assert!(
+        spent_after <= BUDGET - used(&before),
+        "only the remainder ({} left) is admitted: {spent_after}",
+        BUDGET - used(&before)
+    );
     let end = stack.limit_standing(app.id, false, "tokens_per_day", None).await.unwrap();
     assert!(used(&end) >= used(&before) + spent_after && used(&end) <= BUDGET, "{end}");
     stack.stop().await;

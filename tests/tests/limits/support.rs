@@ -77,7 +77,8 @@ impl Reply {
 
     /// The events that carry generated text.
     pub fn content_events(&self) -> usize {
-        let text = |e: &Value| e["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty());
+        let text =
+            |e: &Value| e["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty());
         self.events().iter().filter(|e| text(e)).count()
     }
 }
@@ -97,21 +98,37 @@ pub async fn send(http: &reqwest::Client, base: &str, token: &str, body: &Value)
 }
 
 /// `count` copies of `body` sent at once (each on its own connection) to the gateway at `base`.
-pub async fn burst(http: &reqwest::Client, base: &str, token: &str, body: &Value, count: usize) -> Vec<Reply> {
+pub async fn burst(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &Value,
+    count: usize,
+) -> Vec<Reply> {
     join_all((0..count).map(|_| send(http, base, token, body))).await
 }
 
 /// Sends `count` copies of `body` at once while the upstream holds every request it gets; once
 /// each request is either answered (refused) or held at the upstream, lets the held ones go.
 /// Returns the replies and how many the upstream held.
-pub async fn burst_held(stack: &gateway_e2e::Stack, token: &str, model: &str, count: usize) -> (Vec<Reply>, usize) {
+pub async fn burst_held(
+    stack: &gateway_e2e::Stack,
+    token: &str,
+    model: &str,
+    count: usize,
+) -> (Vec<Reply>, usize) {
     let mock = &stack.mock(model).state;
     mock.clear_seen();
     mock.set_fault(Fault::HoldBeforeHeaders);
     let answered = Arc::new(AtomicUsize::new(0));
     let sends: Vec<_> = (0..count)
         .map(|_| {
-            let (http, base, token, answered) = (stack.http().clone(), stack.gateway_url.clone(), token.to_owned(), answered.clone());
+            let (http, base, token, answered) = (
+                stack.http().clone(),
+                stack.gateway_url.clone(),
+                token.to_owned(),
+                answered.clone(),
+            );
             let body = chat(model, 2, false);
             tokio::spawn(async move {
                 let reply = send(&http, &base, &token, &body).await;
@@ -121,14 +138,17 @@ pub async fn burst_held(stack: &gateway_e2e::Stack, token: &str, model: &str, co
         })
         .collect();
     let answered_ref = &answered;
-    let settled = eventually("every request answered or held at the upstream", WAIT, || async move {
-        let (done, held) = (answered_ref.load(Ordering::SeqCst), mock.seen().len());
-        Ok((done + held >= count).then_some(held))
-    })
-    .await;
+    let settled =
+        eventually("every request answered or held at the upstream", WAIT, || async move {
+            let (done, held) = (answered_ref.load(Ordering::SeqCst), mock.seen().len());
+            Ok((done + held >= count).then_some(held))
+        })
+        .await;
     let held = mock.seen().len();
     mock.set_fault(Fault::None);
-    settled.unwrap_or_else(|e| panic!("{e}: {} answered, {held} held", answered.load(Ordering::SeqCst)));
+    settled.unwrap_or_else(|e| {
+        panic!("{e}: {} answered, {held} held", answered.load(Ordering::SeqCst))
+    });
     let mut replies = Vec::new();
     for send in sends {
         replies.push(send.await.unwrap());
@@ -138,7 +158,8 @@ pub async fn burst_held(stack: &gateway_e2e::Stack, token: &str, model: &str, co
 
 /// The statuses of `replies`, counted: `(200s, 429s)`; panics on any other status.
 pub fn split(replies: &[Reply]) -> (usize, usize) {
-    let other: Vec<&Reply> = replies.iter().filter(|r| (r.status != 200 && r.status != 429) || r.broke).collect();
+    let other: Vec<&Reply> =
+        replies.iter().filter(|r| (r.status != 200 && r.status != 429) || r.broke).collect();
     assert!(other.is_empty(), "only whole 200s and 429s are expected: {other:#?}");
     let ok = replies.iter().filter(|r| r.status == 200).count();
     (ok, replies.len() - ok)
@@ -153,7 +174,10 @@ pub fn assert_limited(reply: &Reply, code: &str, mentions: &str, family: &str) {
     assert_eq!(error["code"], code, "{reply:?}");
     assert!(error["type"].is_string() && error.get("param").is_some(), "{reply:?}");
     let message = error["message"].as_str().unwrap_or_default().to_lowercase();
-    assert!(message.contains(&mentions.to_lowercase()), "the message names the limit ({mentions}): {reply:?}");
+    assert!(
+        message.contains(&mentions.to_lowercase()),
+        "the message names the limit ({mentions}): {reply:?}"
+    );
     let retry_after = reply.header("retry-after").and_then(|v| v.parse::<u64>().ok());
     assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After in whole seconds: {reply:?}");
     assert_rate_headers(reply, family);
@@ -204,20 +228,25 @@ pub async fn prometheus_sum(admin: std::net::SocketAddr, metric: &str, label: &s
 /// it (a higher count is returned too, for the caller to compare).
 pub async fn limited_total(admin: std::net::SocketAddr, reason: &str, count: f64) -> f64 {
     let label = format!("reason=\"{reason}\"");
-    let reached = eventually(&format!("{count} refusals by {reason} in Prometheus"), WAIT, || async {
-        let value = prometheus_sum(admin, "vllm_gateway_limited_total", &label).await;
-        Ok((value >= count).then_some(value))
-    })
-    .await;
+    let reached =
+        eventually(&format!("{count} refusals by {reason} in Prometheus"), WAIT, || async {
+            let value = prometheus_sum(admin, "vllm_gateway_limited_total", &label).await;
+            Ok((value >= count).then_some(value))
+        })
+        .await;
     match reached {
         Ok(value) => value,
-        Err(e) => panic!("{e}; the exposition has: {}", prometheus_sum(admin, "vllm_gateway_limited_total", "").await),
+        Err(e) => panic!(
+            "{e}; the exposition has: {}",
+            prometheus_sum(admin, "vllm_gateway_limited_total", "").await
+        ),
     }
 }
 
 /// Seconds into the current UTC minute.
 fn seconds_into_minute() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     now.as_secs() % 60
 }
 
@@ -234,7 +263,8 @@ pub async fn clear_of_minute_end() {
 /// An IANA zone (`Etc/GMT±h`) where it is now around noon, so that a daily budget's window does
 /// not end during a test (and budgets in a zone other than UTC are exercised).
 pub fn noon_time_zone() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let utc_hour = i64::try_from(now.as_secs() / 3600 % 24).unwrap_or(0);
     // Local = UTC + offset; `Etc/GMT-5` is UTC+5 (POSIX signs are inverted).
     let offset = (12 - utc_hour).clamp(-12, 14);

@@ -12,8 +12,9 @@ use mock_vllm::Fault;
 use serde_json::{json, Value};
 
 use super::support::{
-    assert_limited, assert_rate_headers, burst_held, chat, header_number, limited_total, noon_time_zone, prometheus_sum, rows_of, send, split, stack,
-    total_tokens, upstream_max_tokens, Reply, MODEL, OTHER, WAIT,
+    assert_limited, assert_rate_headers, burst_held, chat, header_number, limited_total,
+    noon_time_zone, prometheus_sum, rows_of, send, split, stack, total_tokens, upstream_max_tokens,
+    Reply, MODEL, OTHER, WAIT,
 };
 
 /// The daily budget of the budget test.
@@ -35,12 +36,18 @@ async fn assert_usage_matches_rows(stack: &Stack, app: i64, limit: i64, rows: &[
     .await;
     let standing = match caught_up {
         Ok(standing) => standing,
-        Err(e) => panic!("{e}: rows {logged}, {:?}", stack.limit_standing(app, false, "tokens_per_day", None).await),
+        Err(e) => panic!(
+            "{e}: rows {logged}, {:?}",
+            stack.limit_standing(app, false, "tokens_per_day", None).await
+        ),
     };
     let used = standing["used"].as_i64().unwrap();
     assert_eq!(standing["limit"], limit, "{standing}");
     assert!(used >= logged, "the ledger counts every token the rows show ({logged}): {standing}");
-    assert!(used <= limit.max(logged), "nothing beyond the limit but real overruns ({logged}): {standing}");
+    assert!(
+        used <= limit.max(logged),
+        "nothing beyond the limit but real overruns ({logged}): {standing}"
+    );
     assert_eq!(standing["remaining"], (limit - used).max(0), "{standing}");
     assert!(standing["windowStart"].is_string() && standing["windowEnd"].is_string(), "{standing}");
     standing
@@ -85,7 +92,10 @@ async fn a_daily_budget_lowers_max_tokens_to_what_remains_and_refuses_what_canno
             break;
         }
         let seen = upstream_max_tokens(&mock.seen()[0]).unwrap();
-        assert!(seen < 500 && seen as i64 <= BUDGET - spent, "lowered to at most what remains ({spent} spent): {seen}");
+        assert!(
+            seen < 500 && seen as i64 <= BUDGET - spent,
+            "lowered to at most what remains ({spent} spent): {seen}"
+        );
         assert_eq!(reply.json()["usage"]["completion_tokens"], seen, "{reply:?}");
         spent += reply.json()["usage"]["total_tokens"].as_i64().unwrap();
         lowered.push(seen);
@@ -114,18 +124,30 @@ async fn a_non_streamed_reply_past_its_grant_is_charged_as_it_was() {
     stack.mock(MODEL).state.set_fault(Fault::IgnoreMaxTokens { tokens: OVERRUN });
     let reply = send(stack.http(), &stack.gateway_url, &app.api_key, &chat(MODEL, 20, false)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.json()["usage"]["completion_tokens"], OVERRUN, "the reply passes as the upstream sent it");
+    assert_eq!(
+        reply.json()["usage"]["completion_tokens"],
+        OVERRUN,
+        "the reply passes as the upstream sent it"
+    );
 
     let rows = rows_of(&stack, app.id, false, 1).await;
     let row = &rows[0];
-    assert_eq!((row["completionTokens"].as_u64(), row["cutOff"].as_bool()), (Some(u64::from(OVERRUN)), Some(false)), "{row}");
+    assert_eq!(
+        (row["completionTokens"].as_u64(), row["cutOff"].as_bool()),
+        (Some(u64::from(OVERRUN)), Some(false)),
+        "{row}"
+    );
     let standing = assert_usage_matches_rows(&stack, app.id, 1000, &rows).await;
-    assert!(standing["used"].as_i64().unwrap() >= i64::from(OVERRUN), "the overrun is charged: {standing}");
+    assert!(
+        standing["used"].as_i64().unwrap() >= i64::from(OVERRUN),
+        "the overrun is charged: {standing}"
+    );
     stack.stop().await;
 }
 
 #[tokio::test]
-async fn a_stream_past_its_grant_is_cut_off_with_an_error_event_and_the_upstream_request_is_reset() {
+async fn a_stream_past_its_grant_is_cut_off_with_an_error_event_and_the_upstream_request_is_reset()
+{
     let stack = stack().await;
     let limits = json!({"tokensPerDay": 100_000, "timeZone": noon_time_zone()});
     let app = stack.create_app_with_limits("cut-off", limits).await.unwrap();
@@ -134,13 +156,22 @@ async fn a_stream_past_its_grant_is_cut_off_with_an_error_event_and_the_upstream
     // Slow enough that the upstream is still generating when the gateway resets it.
     mock.set_token_delay(Duration::from_millis(10));
     const GRANTED: u64 = 50;
-    let reply = send(stack.http(), &stack.gateway_url, &app.api_key, &chat(MODEL, GRANTED, true)).await;
+    let reply =
+        send(stack.http(), &stack.gateway_url, &app.api_key, &chat(MODEL, GRANTED, true)).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let events = reply.events();
     let error = &events.last().expect("events")["error"];
-    assert!(error["message"].is_string() && error["type"].is_string() && error["code"].is_string(), "the stream ends with an OpenAI error event: {}", reply.body);
+    assert!(
+        error["message"].is_string() && error["type"].is_string() && error["code"].is_string(),
+        "the stream ends with an OpenAI error event: {}",
+        reply.body
+    );
     let received = reply.content_events() as u64;
-    assert!((GRANTED..=GRANTED + 1).contains(&received), "cut within one chunk of the grant: {received} tokens reached the client: {}", reply.body);
+    assert!(
+        (GRANTED..=GRANTED + 1).contains(&received),
+        "cut within one chunk of the grant: {received} tokens reached the client: {}",
+        reply.body
+    );
     assert_eq!(upstream_max_tokens(&mock.seen()[0]), Some(GRANTED));
 
     let rows = rows_of(&stack, app.id, false, 1).await;
@@ -150,7 +181,10 @@ async fn a_stream_past_its_grant_is_cut_off_with_an_error_event_and_the_upstream
     assert_eq!(row["usageSource"], "reported", "{row}");
     // What the client got, and at most the chunk that came before the upstream was reset.
     let completion = row["completionTokens"].as_u64().unwrap();
-    assert!((received..=received + 1).contains(&completion), "the row counts what was generated ({received} sent on): {row}");
+    assert!(
+        (received..=received + 1).contains(&completion),
+        "the row counts what was generated ({received} sent on): {row}"
+    );
     let abandoned = eventually("the upstream seeing its request reset", WAIT, || async {
         let abandoned = mock.abandoned_streams();
         Ok((!abandoned.is_empty()).then_some(abandoned))
@@ -158,8 +192,16 @@ async fn a_stream_past_its_grant_is_cut_off_with_an_error_event_and_the_upstream
     .await
     .unwrap();
     assert_eq!(abandoned.len(), 1, "{abandoned:?}");
-    assert!((completion..u64::from(OVERRUN)).contains(&u64::from(abandoned[0])), "the upstream stopped before its end: {abandoned:?}");
-    let cut = prometheus_sum(stack.envoy_admin, "vllm_gateway_cut_off_total", "reason=\"tokens_per_day\"").await;
+    assert!(
+        (completion..u64::from(OVERRUN)).contains(&u64::from(abandoned[0])),
+        "the upstream stopped before its end: {abandoned:?}"
+    );
+    let cut = prometheus_sum(
+        stack.envoy_admin,
+        "vllm_gateway_cut_off_total",
+        "reason=\"tokens_per_day\"",
+    )
+    .await;
     assert_eq!(cut, 1.0, "vllm_gateway_cut_off_total counts the cut");
     stack.stop().await;
 }
@@ -178,6 +220,10 @@ async fn a_limit_on_one_model_leaves_the_other_unaffected() {
     assert_eq!((held, split(&free)), (10, (10, 0)), "the other model is not limited");
     let usage = stack.limit_usage(app.id, false).await.unwrap();
     assert_eq!(usage.len(), 1, "{usage:?}");
-    assert_eq!((&usage[0]["kind"], &usage[0]["model"]), (&json!("concurrent_requests"), &json!(MODEL)), "{usage:?}");
+    assert_eq!(
+        (&usage[0]["kind"], &usage[0]["model"]),
+        (&json!("concurrent_requests"), &json!(MODEL)),
+        "{usage:?}"
+    );
     stack.stop().await;
 }

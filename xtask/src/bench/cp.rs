@@ -7,9 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use envoy_types::pb::envoy::config::core::v3::RequestMethod;
-use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties};
+use envoy_types::pb::envoy::data::accesslog::v3::{
+    AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties,
+};
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{HttpAccessLogEntries, LogEntries};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+    HttpAccessLogEntries, LogEntries,
+};
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use envoy_types::pb::google::protobuf::{Any, BytesValue, Timestamp, UInt32Value};
 use gateway_e2e::process::ChildGuard;
@@ -39,7 +43,8 @@ impl ControlPlane {
     pub async fn start(binary: &Path, dir: &Path) -> Result<ControlPlane> {
         let db_url = format!("sqlite://{}", dir.join("bench.db").display());
         // Throw-away secrets for a loopback-only run (the control plane wants 16+ characters).
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
         let admin_token = format!("bench-admin-token-{}-{nanos:08x}", std::process::id());
         let state_token = format!("bench-state-token-{}-{nanos:08x}", std::process::id());
         let mut command = tokio::process::Command::new(binary);
@@ -49,12 +54,23 @@ impl ControlPlane {
             .env("GATEWAY_STATE_TOKEN", &state_token)
             .env("RUST_LOG", "warn,control_plane=info");
         let mut process = ChildGuard::spawn("control-plane", command, false)?;
-        let line = process.wait_for_line("control-plane listening ", Duration::from_secs(60)).await?;
+        let line =
+            process.wait_for_line("control-plane listening ", Duration::from_secs(60)).await?;
         let addr = |key: &str| -> Result<SocketAddr> {
-            let value = line.split_whitespace().find_map(|p| p.strip_prefix(key)).ok_or_else(|| anyhow!("no {key} in `{line}`"))?;
+            let value = line
+                .split_whitespace()
+                .find_map(|p| p.strip_prefix(key))
+                .ok_or_else(|| anyhow!("no {key} in `{line}`"))?;
             Ok(value.parse()?)
         };
-        Ok(ControlPlane { http: addr("http=")?, als: addr("als=")?, state_token, admin_token, db_url, process })
+        Ok(ControlPlane {
+            http: addr("http=")?,
+            als: addr("als=")?,
+            state_token,
+            admin_token,
+            db_url,
+            process,
+        })
     }
 
     /// Creates an app and returns its API key.
@@ -64,7 +80,10 @@ impl ControlPlane {
 
     /// Creates an app with `limits` (the admin API's `limits` object) and returns its API key.
     pub async fn create_limited_app_key(&self, limits: serde_json::Value) -> Result<String> {
-        self.create_app_key_with(json!({"orgName": "bench", "remark": "cargo xtask bench, limited", "limits": limits})).await
+        self.create_app_key_with(
+            json!({"orgName": "bench", "remark": "cargo xtask bench, limited", "limits": limits}),
+        )
+        .await
     }
 
     async fn create_app_key_with(&self, app: serde_json::Value) -> Result<String> {
@@ -101,12 +120,18 @@ fn entry(id: &str, now_ms: i64, n: i64) -> HttpAccessLogEntry {
         n + 256
     );
     let mut common = AccessLogCommon {
-        start_time: Some(Timestamp { seconds: now_ms / 1000, nanos: i32::try_from((now_ms % 1000) * 1_000_000).unwrap_or(0) }),
+        start_time: Some(Timestamp {
+            seconds: now_ms / 1000,
+            nanos: i32::try_from((now_ms % 1000) * 1_000_000).unwrap_or(0),
+        }),
         upstream_cluster: "model_0_bench_model".into(),
         ..Default::default()
     };
     let value = BytesValue { value: usage.into_bytes() }.encode_to_vec();
-    common.filter_state_objects.insert("wasm.gw_usage".into(), Any { type_url: "type.googleapis.com/google.protobuf.BytesValue".into(), value });
+    common.filter_state_objects.insert(
+        "wasm.gw_usage".into(),
+        Any { type_url: "type.googleapis.com/google.protobuf.BytesValue".into(), value },
+    );
     HttpAccessLogEntry {
         common_properties: Some(common),
         request: Some(HttpRequestProperties {
@@ -115,7 +140,11 @@ fn entry(id: &str, now_ms: i64, n: i64) -> HttpAccessLogEntry {
             path: "/v1/chat/completions".into(),
             ..Default::default()
         }),
-        response: Some(HttpResponseProperties { response_code: Some(UInt32Value { value: 200 }), response_body_bytes: 4096, ..Default::default() }),
+        response: Some(HttpResponseProperties {
+            response_code: Some(UInt32Value { value: 200 }),
+            response_body_bytes: 4096,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -139,12 +168,17 @@ async fn stored_rows(db: &sqlx::SqlitePool) -> Result<i64> {
 pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Result<()> {
     let db = cp.db().await?;
     let before = stored_rows(&db).await?;
-    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis())?;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis(),
+    )?;
     let batches: Vec<StreamAccessLogsMessage> = (0..rows.div_ceil(100))
         .map(|b| StreamAccessLogsMessage {
             identifier: None,
             log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
-                log_entry: (0..100).filter(|i| b * 100 + i < rows).map(|i| entry(&format!("als-{}", b * 100 + i), now_ms, i64::from(b * 100 + i))).collect(),
+                log_entry: (0..100)
+                    .filter(|i| b * 100 + i < rows)
+                    .map(|i| entry(&format!("als-{}", b * 100 + i), now_ms, i64::from(b * 100 + i)))
+                    .collect(),
             })),
         })
         .collect();
@@ -175,17 +209,25 @@ pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Re
     let cpu_us_per_row = cpu_before.per_request(&cp_cpu(cp)?, f64::from(rows)).control_plane;
     drop(tx);
     call.abort();
-    report.set("als_rows_per_s", f64::from(rows) / seconds, "rows/s", format!("{rows} entries, batches of 100, one gRPC stream, until all are in SQLite"));
+    report.set(
+        "als_rows_per_s",
+        f64::from(rows) / seconds,
+        "rows/s",
+        format!("{rows} entries, batches of 100, one gRPC stream, until all are in SQLite"),
+    );
     let how = format!("the control plane's user+system CPU (/proc/<pid>/stat) from the first entry sent until all {rows} rows are in SQLite, per row");
     report.set("ingest_cpu_us_per_row", cpu_us_per_row, "µs", how);
-    report.detail("als", json!({"rows": rows, "seconds": seconds, "cpu_us_per_row": cpu_us_per_row}));
+    report
+        .detail("als", json!({"rows": rows, "seconds": seconds, "cpu_us_per_row": cpu_us_per_row}));
     Ok(())
 }
 
 /// Seeds `rows` access-log rows in one transaction (one `INSERT … SELECT` over a recursive CTE).
 async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     let db = cp.db().await?;
-    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis())?;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis(),
+    )?;
     let started = Instant::now();
     sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
@@ -206,20 +248,37 @@ async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
 }
 
 /// (d) `GET /api/logs` first pages (unfiltered and by app) with `rows` rows, wrk at concurrency 1.
-pub async fn logs_query(cp: &ControlPlane, s: &Settings, rows: u32, report: &mut Report) -> Result<()> {
+pub async fn logs_query(
+    cp: &ControlPlane,
+    s: &Settings,
+    rows: u32,
+    report: &mut Report,
+) -> Result<()> {
     let seed_seconds = seed_logs(cp, rows).await?;
     let mut details = serde_json::Map::new();
     details.insert("rows".into(), json!(rows));
     details.insert("seed_seconds".into(), json!(seed_seconds));
-    let queries = [("first_page", "/api/logs?page=1&size=20"), ("by_app", "/api/logs?page=1&size=20&appId=7")];
+    let queries = [
+        ("first_page", "/api/logs?page=1&size=20"),
+        ("by_app", "/api/logs?page=1&size=20&appId=7"),
+    ];
     let mut worst_p99 = 0f64;
     for (name, path) in queries {
-        let load = Load { url: format!("http://{}{path}", cp.http), method: "GET", body: None, bearer: Some(cp.admin_token.clone()) };
+        let load = Load {
+            url: format!("http://{}{path}", cp.http),
+            method: "GET",
+            body: None,
+            bearer: Some(cp.admin_token.clone()),
+        };
         let run = wrk::run(&s.wrk, &s.dir, &load, 1, s.run_time)?;
         worst_p99 = worst_p99.max(run.p99_ms);
         details.insert(name.into(), run.json());
     }
-    let note = if rows == 1_000_000 { "worst p99 of the first page, unfiltered and by app, 1,000,000 rows".to_string() } else { format!("worst p99 of two queries, only {rows} rows (quick run)") };
+    let note = if rows == 1_000_000 {
+        "worst p99 of the first page, unfiltered and by app, 1,000,000 rows".to_string()
+    } else {
+        format!("worst p99 of two queries, only {rows} rows (quick run)")
+    };
     report.set("logs_query_p99_ms_1m", worst_p99, "ms", note);
     report.detail("logs_query", serde_json::Value::Object(details));
     Ok(())
@@ -229,7 +288,11 @@ pub async fn logs_query(cp: &ControlPlane, s: &Settings, rows: u32, report: &mut
 pub fn binary(release: bool) -> Result<PathBuf> {
     if release {
         let path = gateway_e2e::paths::target_dir().join("release").join("control-plane");
-        return if path.is_file() { Ok(path) } else { bail!("no release control plane at {}", path.display()) };
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            bail!("no release control plane at {}", path.display())
+        };
     }
     gateway_e2e::paths::control_plane_bin()
 }

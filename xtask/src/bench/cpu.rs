@@ -50,7 +50,8 @@ fn ticks(n: f64) -> Duration {
 
 /// User plus system time of a process, and of its waited-for children, from its stat line.
 fn times(pid: &str) -> Result<(Duration, Duration)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
     let fields = stat_fields(&stat);
     // utime (field 14 of proc(5)) is index 11 here; then stime, cutime, cstime.
     let own = field(&fields, 11)? + field(&fields, 12)?;
@@ -64,7 +65,9 @@ pub fn group_cpu(pgid: u32) -> Result<Duration> {
     let mut total = Duration::ZERO;
     for entry in std::fs::read_dir("/proc")? {
         let name = entry?.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
         // A process may end between the listing and the read.
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         let fields = stat_fields(&stat);
@@ -80,7 +83,12 @@ impl Snapshot {
     /// The CPU used so far by each process of `p`.
     pub fn take(p: Processes) -> Result<Snapshot> {
         let (mock, load_generator) = times("self")?;
-        Ok(Snapshot { envoy: times(&p.envoy.to_string())?.0, control_plane: times(&p.control_plane.to_string())?.0, mock, load_generator })
+        Ok(Snapshot {
+            envoy: times(&p.envoy.to_string())?.0,
+            control_plane: times(&p.control_plane.to_string())?.0,
+            mock,
+            load_generator,
+        })
     }
 
     /// Envoy's and the control plane's CPU so far: the gateway's whole stack.
@@ -90,7 +98,8 @@ impl Snapshot {
 
     /// Microseconds of CPU per request between `self` (before) and `after`, per process.
     pub fn per_request(&self, after: &Snapshot, requests: f64) -> CpuPerRequest {
-        let us = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() * 1e6 / requests.max(1.0);
+        let us =
+            |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() * 1e6 / requests.max(1.0);
         CpuPerRequest {
             envoy: us(after.envoy, self.envoy),
             control_plane: us(after.control_plane, self.control_plane),
@@ -140,8 +149,15 @@ impl CpuPerRequest {
     /// The request-weighted mean of several runs' figures.
     pub fn mean(runs: &[(CpuPerRequest, f64)]) -> CpuPerRequest {
         let requests: f64 = runs.iter().map(|(_, n)| n).sum::<f64>().max(1.0);
-        let sum = |f: fn(&CpuPerRequest) -> f64| runs.iter().map(|(c, n)| f(c) * n).sum::<f64>() / requests;
-        CpuPerRequest { envoy: sum(|c| c.envoy), control_plane: sum(|c| c.control_plane), mock: sum(|c| c.mock), load_generator: sum(|c| c.load_generator) }
+        let sum = |f: fn(&CpuPerRequest) -> f64| {
+            runs.iter().map(|(c, n)| f(c) * n).sum::<f64>() / requests
+        };
+        CpuPerRequest {
+            envoy: sum(|c| c.envoy),
+            control_plane: sum(|c| c.control_plane),
+            mock: sum(|c| c.mock),
+            load_generator: sum(|c| c.load_generator),
+        }
     }
 
     /// As JSON for the report's details.
@@ -170,8 +186,14 @@ mod tests {
     #[test]
     fn per_request_figures_divide_by_requests_and_weigh_runs() {
         let zero = Duration::ZERO;
-        let before = Snapshot { envoy: zero, control_plane: zero, mock: zero, load_generator: zero };
-        let after = Snapshot { envoy: Duration::from_millis(100), control_plane: Duration::from_millis(50), mock: zero, load_generator: Duration::from_millis(10) };
+        let before =
+            Snapshot { envoy: zero, control_plane: zero, mock: zero, load_generator: zero };
+        let after = Snapshot {
+            envoy: Duration::from_millis(100),
+            control_plane: Duration::from_millis(50),
+            mock: zero,
+            load_generator: Duration::from_millis(10),
+        };
         let c = before.per_request(&after, 1000.0);
         assert_eq!((c.envoy, c.control_plane, c.load_generator), (100.0, 50.0, 10.0));
         assert_eq!(c.total(), 160.0);

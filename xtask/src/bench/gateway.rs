@@ -14,10 +14,10 @@ use serde_json::{json, Value};
 
 use super::cp::ControlPlane;
 use super::cpu::{CpuPerRequest, Processes, Snapshot};
-use vllm_gateway_filter::config::DEFAULT_CLUSTER_HEADER;
 use super::report::Report;
 use super::wrk::{self, Load, Run};
 use super::Settings;
+use vllm_gateway_filter::config::DEFAULT_CLUSTER_HEADER;
 
 const MODEL: &str = "bench-model";
 
@@ -61,7 +61,10 @@ impl Arms {
             models: vec![format!("{MODEL}=http://{mock}").parse()?],
             state_token: cp.state_token.clone(),
             state_refresh_ms: 1000,
-            cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+            cors_origins: gateway_envoy::DEFAULT_CORS_ORIGINS
+                .iter()
+                .map(|o| o.to_string())
+                .collect(),
             default_model: None,
             upstream_keys: Default::default(),
             access_log_file: dir.join("access.jsonl"),
@@ -69,10 +72,17 @@ impl Arms {
         let with_filter = gateway_envoy::render(&spec)?;
         let cluster = gateway_envoy::cluster_name(0, MODEL);
         let without_filter = strip_filter(&with_filter, &cluster)?;
-        let floor_wasm = super::floor::build(DEFAULT_CLUSTER_HEADER, &cluster).context("building the floor filter")?;
+        let floor_wasm = super::floor::build(DEFAULT_CLUSTER_HEADER, &cluster)
+            .context("building the floor filter")?;
         let native_dir = gateway_e2e::paths::native_module_dir()?;
-        let native_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { filter: gateway_envoy::FilterBuild::Native(native_dir), ..spec.clone() })?;
-        let floor_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec { filter: gateway_envoy::FilterBuild::Wasm(floor_wasm), ..spec })?;
+        let native_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec {
+            filter: gateway_envoy::FilterBuild::Native(native_dir),
+            ..spec.clone()
+        })?;
+        let floor_filter = gateway_envoy::render(&gateway_envoy::GatewaySpec {
+            filter: gateway_envoy::FilterBuild::Wasm(floor_wasm),
+            ..spec
+        })?;
         let (filtered_envoy, filtered) = start_envoy(dir, "with-filter", &with_filter).await?;
         let (plain_envoy, plain) = start_envoy(dir, "without-filter", &without_filter).await?;
         let (floor_envoy, floor) = start_envoy(dir, "floor-filter", &floor_filter).await?;
@@ -86,7 +96,10 @@ impl Arms {
         wait_for_key(&native, &api_key).await?;
         let control_plane = cp.pid().context("the control plane has exited")?;
         let pid = |envoy: &ChildGuard| envoy.pid().context("an Envoy has exited");
-        let processes = (Processes { envoy: pid(&filtered_envoy)?, control_plane }, Processes { envoy: pid(&plain_envoy)?, control_plane });
+        let processes = (
+            Processes { envoy: pid(&filtered_envoy)?, control_plane },
+            Processes { envoy: pid(&plain_envoy)?, control_plane },
+        );
         let floor_process = Processes { envoy: pid(&floor_envoy)?, control_plane };
         let native_process = Processes { envoy: pid(&native_envoy)?, control_plane };
         Ok(Arms {
@@ -113,7 +126,12 @@ impl Arms {
 
     /// A load on `base` sending `key`.
     pub(super) fn load_as(&self, base: &str, body: &str, key: &str) -> Load {
-        Load { url: format!("{base}/v1/chat/completions"), method: "POST", body: Some(body.into()), bearer: Some(key.to_owned()) }
+        Load {
+            url: format!("{base}/v1/chat/completions"),
+            method: "POST",
+            body: Some(body.into()),
+            bearer: Some(key.to_owned()),
+        }
     }
 
     /// The arm with the filter: its URL and processes.
@@ -125,16 +143,24 @@ impl Arms {
 /// The same configuration without the wasm filter: the filter's block is cut out and the `/v1/`
 /// route goes to `cluster` instead of the cluster header the filter would have set.
 pub fn strip_filter(config: &str, cluster: &str) -> Result<String> {
-    let start = config.find("          - name: envoy.filters.http.wasm").context("no wasm filter in the rendered config")?;
-    let end = config[start..].find("          - name: envoy.filters.http.router").context("no router after the wasm filter")? + start;
+    let start = config
+        .find("          - name: envoy.filters.http.wasm")
+        .context("no wasm filter in the rendered config")?;
+    let end = config[start..]
+        .find("          - name: envoy.filters.http.router")
+        .context("no router after the wasm filter")?
+        + start;
     let mut out = format!("{}{}", &config[..start], &config[end..]);
-    let header_route = out.find("cluster_header:").context("no cluster_header route in the rendered config")?;
-    let line_end = out[header_route..].find('\n').context("unterminated route line")? + header_route;
+    let header_route =
+        out.find("cluster_header:").context("no cluster_header route in the rendered config")?;
+    let line_end =
+        out[header_route..].find('\n').context("unterminated route line")? + header_route;
     out.replace_range(header_route..line_end, &format!("cluster: {cluster}"));
     Ok(out)
 }
 
-async fn start_mock() -> Result<(SocketAddr, mock_vllm::MockState, tokio::sync::oneshot::Sender<()>)> {
+async fn start_mock() -> Result<(SocketAddr, mock_vllm::MockState, tokio::sync::oneshot::Sender<()>)>
+{
     // TCP_NODELAY on the listener is inherited by accepted sockets (Linux): without it, Nagle on
     // the mock's small SSE writes meets Envoy's delayed ACKs and stalls streams by ~40 ms, in
     // whichever arm it happens to hit, which would measure the kernel rather than the filter.
@@ -143,7 +169,10 @@ async fn start_mock() -> Result<(SocketAddr, mock_vllm::MockState, tokio::sync::
     socket.bind(([127, 0, 0, 1], 0).into())?;
     let listener = socket.listen(1024)?;
     let addr = listener.local_addr()?;
-    let state = mock_vllm::MockState::new(mock_vllm::MockConfig { models: vec![MODEL.into()], ..Default::default() });
+    let state = mock_vllm::MockState::new(mock_vllm::MockConfig {
+        models: vec![MODEL.into()],
+        ..Default::default()
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(mock_vllm::serve(listener, state.clone(), async move {
         let _ = stopped.await;
@@ -156,7 +185,8 @@ async fn start_envoy(dir: &Path, name: &str, config: &str) -> Result<(ChildGuard
     std::fs::create_dir_all(&sub)?;
     let path = sub.join("envoy.yaml");
     std::fs::write(&path, config)?;
-    let (guard, _admin, listener) = gateway_e2e::start_envoy_with(&path, sub, ([127, 0, 0, 1], 0).into(), 2, false).await?;
+    let (guard, _admin, listener) =
+        gateway_e2e::start_envoy_with(&path, sub, ([127, 0, 0, 1], 0).into(), 2, false).await?;
     Ok((guard, listener))
 }
 
@@ -183,24 +213,40 @@ pub(super) fn chat_body(stream: bool, max_tokens: u32) -> String {
 }
 
 /// Both arms' runs for one load shape, alternated ABBA over `settings.rounds`.
-fn alternate(arms: &Arms, s: &Settings, body: &str, connections: u32) -> Result<(Vec<Run>, Vec<Run>)> {
+fn alternate(
+    arms: &Arms,
+    s: &Settings,
+    body: &str,
+    connections: u32,
+) -> Result<(Vec<Run>, Vec<Run>)> {
     alternate_with(arms, (&arms.filtered, arms.processes.0), s, body, connections)
 }
 
 /// Runs of the arm `filter` (URL and processes) and of the plain arm, alternated ABBA.
-fn alternate_with(arms: &Arms, filter: (&String, Processes), s: &Settings, body: &str, connections: u32) -> Result<(Vec<Run>, Vec<Run>)> {
+fn alternate_with(
+    arms: &Arms,
+    filter: (&String, Processes),
+    s: &Settings,
+    body: &str,
+    connections: u32,
+) -> Result<(Vec<Run>, Vec<Run>)> {
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for round in 0..s.rounds {
         let filtered_first = round % 2 == 0;
         for filtered in [filtered_first, !filtered_first] {
             let (base, processes) = if filtered { filter } else { (&arms.plain, arms.processes.1) };
             let before = Snapshot::take(processes)?;
-            let mut run = wrk::run(&s.wrk, &s.dir, &arms.load(base, body), connections, s.run_time)?;
+            let mut run =
+                wrk::run(&s.wrk, &s.dir, &arms.load(base, body), connections, s.run_time)?;
             // Envoy flushes access-log entries every 0.2 s and the control plane writes them in
             // batches: let the run's last rows land before reading its CPU.
             std::thread::sleep(SETTLE);
             run.cpu = Some(before.per_request(&Snapshot::take(processes)?, run.requests));
-            if filtered { with.push(run) } else { without.push(run) }
+            if filtered {
+                with.push(run)
+            } else {
+                without.push(run)
+            }
         }
     }
     Ok((with, without))
@@ -249,8 +295,10 @@ pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()
     let mut details = serde_json::Map::new();
     for connections in [1u32, 32] {
         let (with, without) = alternate(arms, s, &body, connections)?;
-        let added_p50 = median(with.iter().map(|r| r.p50_ms).collect()) - median(without.iter().map(|r| r.p50_ms).collect());
-        let added_p99 = median(with.iter().map(|r| r.p99_ms).collect()) - median(without.iter().map(|r| r.p99_ms).collect());
+        let added_p50 = median(with.iter().map(|r| r.p50_ms).collect())
+            - median(without.iter().map(|r| r.p50_ms).collect());
+        let added_p99 = median(with.iter().map(|r| r.p99_ms).collect())
+            - median(without.iter().map(|r| r.p99_ms).collect());
         let ratio = total_rps(&with) / total_rps(&without);
         let mut d = summary(&with, &without);
         d["throughput_ratio"] = json!(ratio);
@@ -258,11 +306,26 @@ pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()
         d["added_p99_ms"] = json!(added_p99);
         details.insert(format!("concurrency_{connections}"), d);
         if connections == 1 {
-            report.set("added_p50_ms", added_p50, "ms", "non-streamed, concurrency 1, median of rounds");
-            report.set("added_p99_ms", added_p99, "ms", "non-streamed, concurrency 1, median of rounds");
+            report.set(
+                "added_p50_ms",
+                added_p50,
+                "ms",
+                "non-streamed, concurrency 1, median of rounds",
+            );
+            report.set(
+                "added_p99_ms",
+                added_p99,
+                "ms",
+                "non-streamed, concurrency 1, median of rounds",
+            );
             report.set("throughput_ratio_c1", ratio, "ratio", "non-streamed, concurrency 1");
         } else {
-            report.set("throughput_ratio", ratio, "ratio", "non-streamed, concurrency 32, with/without filter");
+            report.set(
+                "throughput_ratio",
+                ratio,
+                "ratio",
+                "non-streamed, concurrency 32, with/without filter",
+            );
             report.set("filter_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, with minus without the filter (non-streamed, concurrency 32)");
             let (stack, plain) = (cpu(&with), cpu(&without));
             report.set("stack_cpu_us_per_request", stack.stack(), "us", stack.stack_note(&plain));
@@ -276,9 +339,15 @@ pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()
 
 /// The floor: the minimal body-routing filter against the plain arm, non-streamed, concurrency 32.
 pub fn floor(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
-    let (with, without) = alternate_with(arms, (&arms.floor, arms.floor_process), s, &chat_body(false, 16), 32)?;
+    let (with, without) =
+        alternate_with(arms, (&arms.floor, arms.floor_process), s, &chat_body(false, 16), 32)?;
     report.set("floor_throughput_ratio", total_rps(&with) / total_rps(&without), "ratio", "a minimal proxy-wasm filter (pause, read body, set cluster) vs none: V8's own price, non-streamed, concurrency 32");
-    report.set("floor_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, minimal filter minus none");
+    report.set(
+        "floor_cpu_us_per_request",
+        filter_cpu_us(&with, &without),
+        "us",
+        "Envoy's CPU per request, minimal filter minus none",
+    );
     report.detail("floor", summary(&with, &without));
     Ok(())
 }
@@ -288,18 +357,40 @@ pub fn floor(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
 pub fn native(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
     let arm = (&arms.native, arms.native_process);
     let (with, without) = alternate_with(arms, arm, s, &chat_body(false, 16), 32)?;
-    report.set("native_throughput_ratio", total_rps(&with) / total_rps(&without), "ratio", "the native dynamic module vs no filter, non-streamed, concurrency 32");
-    report.set("native_cpu_us_per_request", filter_cpu_us(&with, &without), "us", "Envoy's CPU per request, native module minus no filter (non-streamed, concurrency 32)");
+    report.set(
+        "native_throughput_ratio",
+        total_rps(&with) / total_rps(&without),
+        "ratio",
+        "the native dynamic module vs no filter, non-streamed, concurrency 32",
+    );
+    report.set(
+        "native_cpu_us_per_request",
+        filter_cpu_us(&with, &without),
+        "us",
+        "Envoy's CPU per request, native module minus no filter (non-streamed, concurrency 32)",
+    );
     let (streams_with, streams_without) = alternate_with(arms, arm, s, &chat_body(true, 256), 8)?;
-    report.set("native_stream_throughput_ratio", total_rps(&streams_with) / total_rps(&streams_without), "ratio", "256-token streams, concurrency 8, native module / no filter");
-    report.set("native_cpu_us_per_stream", filter_cpu_us(&streams_with, &streams_without), "us", "Envoy's CPU per 256-token stream, native module minus no filter");
+    report.set(
+        "native_stream_throughput_ratio",
+        total_rps(&streams_with) / total_rps(&streams_without),
+        "ratio",
+        "256-token streams, concurrency 8, native module / no filter",
+    );
+    report.set(
+        "native_cpu_us_per_stream",
+        filter_cpu_us(&streams_with, &streams_without),
+        "us",
+        "Envoy's CPU per 256-token stream, native module minus no filter",
+    );
     report.detail("native", json!({"non_streamed": summary(&with, &without), "streamed_256": summary(&streams_with, &streams_without)}));
     Ok(())
 }
 
 /// How far the wasm filter is from the floor (a do-almost-nothing wasm filter), in the same run.
 pub fn floor_gap(report: &mut Report) {
-    if let (Some(floor), Some(ratio)) = (report.value("floor_throughput_ratio"), report.value("throughput_ratio")) {
+    if let (Some(floor), Some(ratio)) =
+        (report.value("floor_throughput_ratio"), report.value("throughput_ratio"))
+    {
         report.set("floor_gap", floor - ratio, "ratio", "floor_throughput_ratio minus throughput_ratio, same run: what the wasm filter costs beyond V8's own price");
     }
 }
@@ -310,10 +401,26 @@ pub fn streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
     let body = chat_body(true, 256);
     let (with, without) = alternate(arms, s, &body, 8)?;
     let ratio = total_rps(&with) / total_rps(&without);
-    report.set("stream_throughput_ratio", ratio, "ratio", "256-token streams, concurrency 8, with/without filter");
-    report.set("filter_cpu_us_per_stream", filter_cpu_us(&with, &without), "us", "Envoy's CPU per 256-token stream, with minus without the filter");
-    let total_added = median(with.iter().map(|r| r.p50_ms).collect()) - median(without.iter().map(|r| r.p50_ms).collect());
-    report.set("stream_total_added_p50_ms", total_added, "ms", "256-token stream, whole-response time, concurrency 8");
+    report.set(
+        "stream_throughput_ratio",
+        ratio,
+        "ratio",
+        "256-token streams, concurrency 8, with/without filter",
+    );
+    report.set(
+        "filter_cpu_us_per_stream",
+        filter_cpu_us(&with, &without),
+        "us",
+        "Envoy's CPU per 256-token stream, with minus without the filter",
+    );
+    let total_added = median(with.iter().map(|r| r.p50_ms).collect())
+        - median(without.iter().map(|r| r.p50_ms).collect());
+    report.set(
+        "stream_total_added_p50_ms",
+        total_added,
+        "ms",
+        "256-token stream, whole-response time, concurrency 8",
+    );
     let (ttft_with, ttft_without) = super::ttft::first_byte_times(arms, &body, s.ttft_samples)?;
     let ttft_added = median(ttft_with.clone()) - median(ttft_without.clone());
     report.set(
@@ -331,8 +438,14 @@ pub fn streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
 
 /// The mock's own capacity under the same non-streamed load at concurrency 32 (no Envoy).
 pub fn mock_capacity(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
-    let run = wrk::run(&s.wrk, &s.dir, &arms.load(&arms.mock, &chat_body(false, 16)), 32, s.run_time)?;
-    report.set("mock_rps_c32", run.rps(), "req/s", "the mock alone, non-streamed, concurrency 32 (must exceed the arms)");
+    let run =
+        wrk::run(&s.wrk, &s.dir, &arms.load(&arms.mock, &chat_body(false, 16)), 32, s.run_time)?;
+    report.set(
+        "mock_rps_c32",
+        run.rps(),
+        "req/s",
+        "the mock alone, non-streamed, concurrency 32 (must exceed the arms)",
+    );
     report.detail("mock_alone", run.json());
     Ok(())
 }
@@ -362,6 +475,9 @@ mod tests {
         assert!(!plain.contains("envoy.filters.http.wasm"));
         assert!(!plain.contains("cluster_header"));
         assert!(plain.contains("cluster: the_cluster"));
-        assert!(plain.contains("envoy.filters.http.router") && plain.contains("envoy.filters.http.cors"));
+        assert!(
+            plain.contains("envoy.filters.http.router")
+                && plain.contains("envoy.filters.http.cors")
+        );
     }
 }

@@ -8,8 +8,8 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::gateway::{arm_summary, chat_body, total_rps, Arms, SETTLE};
 use super::cpu::Snapshot;
+use super::gateway::{arm_summary, chat_body, total_rps, Arms, SETTLE};
 use super::report::Report;
 use super::wrk::{self, Run};
 use super::Settings;
@@ -24,7 +24,12 @@ pub fn generous() -> Value {
 }
 
 /// Runs of the filtered arm with the limited key and with the plain key, alternated ABBA.
-fn alternate(arms: &Arms, s: &Settings, body: &str, connections: u32) -> Result<(Vec<Run>, Vec<Run>)> {
+fn alternate(
+    arms: &Arms,
+    s: &Settings,
+    body: &str,
+    connections: u32,
+) -> Result<(Vec<Run>, Vec<Run>)> {
     let (base, processes) = arms.filtered_arm();
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for round in 0..s.rounds {
@@ -32,10 +37,15 @@ fn alternate(arms: &Arms, s: &Settings, body: &str, connections: u32) -> Result<
         for limited in [limited_first, !limited_first] {
             let key = if limited { &arms.limited_key } else { &arms.api_key };
             let before = Snapshot::take(processes)?;
-            let mut run = wrk::run(&s.wrk, &s.dir, &arms.load_as(base, body, key), connections, s.run_time)?;
+            let mut run =
+                wrk::run(&s.wrk, &s.dir, &arms.load_as(base, body, key), connections, s.run_time)?;
             std::thread::sleep(SETTLE);
             run.cpu = Some(before.per_request(&Snapshot::take(processes)?, run.requests));
-            if limited { with.push(run) } else { without.push(run) }
+            if limited {
+                with.push(run)
+            } else {
+                without.push(run)
+            }
         }
     }
     Ok((with, without))
@@ -45,7 +55,15 @@ fn alternate(arms: &Arms, s: &Settings, body: &str, connections: u32) -> Result<
 pub fn non_streamed(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()> {
     let (with, without) = alternate(arms, s, &chat_body(false, 16), 32)?;
     let ratio = total_rps(&with) / total_rps(&without);
-    report.set("limits_throughput_ratio", ratio, "ratio", "non-streamed, concurrency 32, the app with generous limits / without, same Envoy");
-    report.detail("limits", json!({"with_limits": arm_summary(&with), "without_limits": arm_summary(&without)}));
+    report.set(
+        "limits_throughput_ratio",
+        ratio,
+        "ratio",
+        "non-streamed, concurrency 32, the app with generous limits / without, same Envoy",
+    );
+    report.detail(
+        "limits",
+        json!({"with_limits": arm_summary(&with), "without_limits": arm_summary(&without)}),
+    );
     Ok(())
 }

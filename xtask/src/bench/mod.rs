@@ -105,9 +105,33 @@ pub struct Settings {
 impl Settings {
     fn new(quick: bool, peers: bool, wrk: PathBuf, dir: PathBuf) -> Self {
         if quick {
-            Settings { wrk, dir, rounds: 1, run_time: Duration::from_secs(1), ttft_samples: 5, als_rows: 5_000, log_rows: 20_000, sse_budget: Duration::from_millis(200), release: false, scale: scale::Sizes::new(true), peers }
+            Settings {
+                wrk,
+                dir,
+                rounds: 1,
+                run_time: Duration::from_secs(1),
+                ttft_samples: 5,
+                als_rows: 5_000,
+                log_rows: 20_000,
+                sse_budget: Duration::from_millis(200),
+                release: false,
+                scale: scale::Sizes::new(true),
+                peers,
+            }
         } else {
-            Settings { wrk, dir, rounds: 4, run_time: Duration::from_secs(5), ttft_samples: 100, als_rows: 100_000, log_rows: 1_000_000, sse_budget: Duration::from_secs(3), release: true, scale: scale::Sizes::new(false), peers }
+            Settings {
+                wrk,
+                dir,
+                rounds: 4,
+                run_time: Duration::from_secs(5),
+                ttft_samples: 100,
+                als_rows: 100_000,
+                log_rows: 1_000_000,
+                sse_budget: Duration::from_secs(3),
+                release: true,
+                scale: scale::Sizes::new(false),
+                peers,
+            }
         }
     }
 }
@@ -134,7 +158,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         crate::setup::run()?;
         crate::build::run()?;
         if !args.quick {
-            run_checked(cargo().args(["build", "--release", "--package", "control-plane", "--package", "xtask"]))?;
+            run_checked(cargo().args([
+                "build",
+                "--release",
+                "--package",
+                "control-plane",
+                "--package",
+                "xtask",
+            ]))?;
             let me = gateway_e2e::paths::target_dir().join("release").join("xtask");
             let mut again = std::process::Command::new(me);
             again.args(["bench", "--in-release"]);
@@ -160,18 +191,32 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// Runs every scenario (or only `only`; the peer arm only with `peers`), prints the table, writes
 /// the report to `out` and returns it.
-pub fn measure(quick: bool, only: Option<Only>, peers: bool, out: &std::path::Path) -> Result<serde_json::Value> {
+pub fn measure(
+    quick: bool,
+    only: Option<Only>,
+    peers: bool,
+    out: &std::path::Path,
+) -> Result<serde_json::Value> {
     let wrk = wrk::ensure()?;
     let scratch = tempfile::Builder::new().prefix("vllm-gateway-bench-").tempdir()?;
     let settings = Settings::new(quick, peers, wrk, scratch.path().to_path_buf());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut report = report::Report::default();
     match only {
         None => runtime.block_on(scenarios(&settings, &mut report))?,
-        Some(Only::Scale) => runtime.block_on(scale::measure(&settings, &mut report)).context("the scale scenario")?,
-        Some(Only::Limits) => runtime.block_on(limits_alone(&settings, &mut report)).context("the limits scenario")?,
-        Some(Only::Builds) => runtime.block_on(builds_alone(&settings, &mut report)).context("the builds scenario")?,
-        Some(Only::Peers) => runtime.block_on(peers_alone(&settings, &mut report)).context("the peer arm")?,
+        Some(Only::Scale) => runtime
+            .block_on(scale::measure(&settings, &mut report))
+            .context("the scale scenario")?,
+        Some(Only::Limits) => {
+            runtime.block_on(limits_alone(&settings, &mut report)).context("the limits scenario")?
+        }
+        Some(Only::Builds) => {
+            runtime.block_on(builds_alone(&settings, &mut report)).context("the builds scenario")?
+        }
+        Some(Only::Peers) => {
+            runtime.block_on(peers_alone(&settings, &mut report)).context("the peer arm")?
+        }
     }
     let json = report.to_json(quick);
     eprintln!("\n{}", report.table());
@@ -182,7 +227,9 @@ pub fn measure(quick: bool, only: Option<Only>, peers: bool, out: &std::path::Pa
 /// The two builds and the floor against no filter (`--only builds`), on their own control plane
 /// and Envoys.
 async fn builds_alone(s: &Settings, report: &mut report::Report) -> Result<()> {
-    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir).await.context("starting the control plane")?;
+    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir)
+        .await
+        .context("starting the control plane")?;
     let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the Envoys")?;
     gateway::non_streamed(&arms, s, report)?;
     gateway::floor(&arms, s, report)?;
@@ -193,14 +240,18 @@ async fn builds_alone(s: &Settings, report: &mut report::Report) -> Result<()> {
 
 /// The limits arm alone (`--only limits`), on its own control plane and Envoys.
 async fn limits_alone(s: &Settings, report: &mut report::Report) -> Result<()> {
-    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir).await.context("starting the control plane")?;
+    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir)
+        .await
+        .context("starting the control plane")?;
     let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the two Envoys")?;
     limits::non_streamed(&arms, s, report)
 }
 
 /// The peer arm alone (`--only peers`), on its own control plane and Envoys.
 async fn peers_alone(s: &Settings, report: &mut report::Report) -> Result<()> {
-    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir).await.context("starting the control plane")?;
+    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir)
+        .await
+        .context("starting the control plane")?;
     let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the two Envoys")?;
     peers::measure(&arms, s, report).await;
     Ok(())
@@ -208,13 +259,20 @@ async fn peers_alone(s: &Settings, report: &mut report::Report) -> Result<()> {
 
 async fn scenarios(s: &Settings, report: &mut report::Report) -> Result<()> {
     let wasm = gateway_e2e::paths::filter_wasm()?;
-    report.set("wasm_bytes", std::fs::metadata(&wasm)?.len() as f64, "bytes", "the filter, profile wasm (LTO, stripped)");
+    report.set(
+        "wasm_bytes",
+        std::fs::metadata(&wasm)?.len() as f64,
+        "bytes",
+        "the filter, profile wasm (LTO, stripped)",
+    );
     sse::native(s.sse_budget, report)?;
     if let Err(e) = sse_wasm::measure(&sse::stream_files()?, s.sse_budget, report) {
         eprintln!("xtask bench: the wasm parser was not measured: {e:#}");
         report.not_measured("sse_mb_per_s_wasm", "MB/s", format!("{e:#}"));
     }
-    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir).await.context("starting the control plane")?;
+    let cp = cp::ControlPlane::start(&cp::binary(s.release)?, &s.dir)
+        .await
+        .context("starting the control plane")?;
     cp::als_ingest(&cp, s.als_rows, report).await?;
     {
         let arms = gateway::Arms::start(&cp, &s.dir).await.context("starting the two Envoys")?;
@@ -250,9 +308,12 @@ mod tests {
         // Beside the real report, which a test run must not replace.
         let out = super::report_path().with_file_name("report-quick-test.json");
         let report = super::measure(true, None, false, &out).expect("the quick bench runs");
-        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         // Floats may differ in the last digit after a JSON round trip: compare the shape.
-        let keys = |v: &serde_json::Value| v["metrics"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+        let keys = |v: &serde_json::Value| {
+            v["metrics"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>())
+        };
         assert_eq!(keys(&written), keys(&report));
         assert_eq!(written["quick"], report["quick"]);
         assert_eq!(report["quick"], true);
@@ -262,14 +323,46 @@ mod tests {
             assert!(m.is_object(), "{key} missing from {metrics}");
             match m["value"].as_f64() {
                 Some(v) => assert!(v.is_finite(), "{key} is not finite"),
-                None => assert!(m["value"].is_null() && m["note"].as_str().unwrap_or("").starts_with("not measured"), "{key}: {m}"),
+                None => assert!(
+                    m["value"].is_null()
+                        && m["note"].as_str().unwrap_or("").starts_with("not measured"),
+                    "{key}: {m}"
+                ),
             }
             if target_of(key).is_some() {
                 assert!(m["target"]["value"].is_number(), "{key} has no target: {m}");
-                assert!(m["met"].is_boolean() || m["value"].is_null(), "{key}: met must be known when measured: {m}");
+                assert!(
+                    m["met"].is_boolean() || m["value"].is_null(),
+                    "{key}: met must be known when measured: {m}"
+                );
             }
         }
-        for key in ["throughput_ratio", "added_p50_ms", "added_p99_ms", "ttft_added_ms", "stream_throughput_ratio", "sse_mb_per_s_native", "als_rows_per_s", "logs_query_p99_ms_1m", "wasm_bytes", "mock_rps_c32", "first_byte_added_ms_unpaced", "filter_cpu_us_per_request", "stack_cpu_us_per_request", "filter_cpu_us_per_stream", "floor_throughput_ratio", "limits_throughput_ratio", "state_bytes_100k", "adopt_ms_100k", "rss_mib_per_worker_100k", "rss_mib_per_worker_100k_after_1000_changes", "change_p99_ratio_100k", "first_use_ms", "first_use_retries", "revocation_ms_p99"] {
+        for key in [
+            "throughput_ratio",
+            "added_p50_ms",
+            "added_p99_ms",
+            "ttft_added_ms",
+            "stream_throughput_ratio",
+            "sse_mb_per_s_native",
+            "als_rows_per_s",
+            "logs_query_p99_ms_1m",
+            "wasm_bytes",
+            "mock_rps_c32",
+            "first_byte_added_ms_unpaced",
+            "filter_cpu_us_per_request",
+            "stack_cpu_us_per_request",
+            "filter_cpu_us_per_stream",
+            "floor_throughput_ratio",
+            "limits_throughput_ratio",
+            "state_bytes_100k",
+            "adopt_ms_100k",
+            "rss_mib_per_worker_100k",
+            "rss_mib_per_worker_100k_after_1000_changes",
+            "change_p99_ratio_100k",
+            "first_use_ms",
+            "first_use_retries",
+            "revocation_ms_p99",
+        ] {
             assert!(metrics[key]["value"].is_number(), "{key} was not measured: {}", metrics[key]);
         }
     }

@@ -28,7 +28,11 @@ use super::wrk::{self, Load, Run};
 use super::Settings;
 
 /// The figures of this arm and their units.
-const KEYS: [(&str, &str); 3] = [("litellm_throughput_ratio", "ratio"), ("litellm_throughput_ratio_c1", "ratio"), ("litellm_added_p50_ms", "ms")];
+const KEYS: [(&str, &str); 3] = [
+    ("litellm_throughput_ratio", "ratio"),
+    ("litellm_throughput_ratio_c1", "ratio"),
+    ("litellm_added_p50_ms", "ms"),
+];
 
 /// How long LiteLLM may take to answer its first request (it imports for ~15 s per worker).
 const START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -57,7 +61,8 @@ async fn measure_or_fail(arms: &Arms, s: &Settings, report: &mut Report) -> Resu
     let body = chat_body(false, 16);
     let model: Value = serde_json::from_str(&body)?;
     let model = model["model"].as_str().context("the bench body names no model")?;
-    let mut litellm = Litellm::start(&bin, &s.dir, &arms.mock, model).await.context("starting LiteLLM")?;
+    let mut litellm =
+        Litellm::start(&bin, &s.dir, &arms.mock, model).await.context("starting LiteLLM")?;
     litellm.wait_ready(&body).await?;
     // Both workers past their first requests, as the Envoys are by now.
     wrk::run(&s.wrk, &s.dir, &litellm.load(&body), 32, s.run_time).context("warming LiteLLM up")?;
@@ -65,7 +70,11 @@ async fn measure_or_fail(arms: &Arms, s: &Settings, report: &mut Report) -> Resu
     let stack_cpu = move || -> Result<Duration> { Ok(Snapshot::take(stack_processes)?.stack()) };
     let litellm_cpu = || cpu::group_cpu(litellm.pgid);
     let turns = [
-        Arm { name: "stack", load: arms.load_as(stack_url, &body, &arms.api_key), cpu: Some(&stack_cpu) },
+        Arm {
+            name: "stack",
+            load: arms.load_as(stack_url, &body, &arms.api_key),
+            cpu: Some(&stack_cpu),
+        },
         Arm { name: "litellm", load: litellm.load(&body), cpu: Some(&litellm_cpu) },
         Arm { name: "plain", load: arms.load_as(&arms.plain, &body, &arms.api_key), cpu: None },
     ];
@@ -74,7 +83,13 @@ async fn measure_or_fail(arms: &Arms, s: &Settings, report: &mut Report) -> Resu
     for connections in [1u32, 32] {
         let runs = take_turns(&turns, s, connections)?;
         record(&runs, &litellm, connections, report);
-        details.insert(format!("concurrency_{connections}"), runs.iter().map(|(name, r)| ((*name).to_owned(), r.json())).collect::<serde_json::Map<_, _>>().into());
+        details.insert(
+            format!("concurrency_{connections}"),
+            runs.iter()
+                .map(|(name, r)| ((*name).to_owned(), r.json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        );
     }
     report.detail("peers", Value::Object(details));
     Ok(())
@@ -116,13 +131,19 @@ impl Runs {
 
 /// Every arm's runs at `connections`, in turn: forward on even rounds, backward on odd ones.
 fn take_turns(arms: &[Arm], s: &Settings, connections: u32) -> Result<Vec<(&'static str, Runs)>> {
-    let mut out: Vec<(&'static str, Runs)> = arms.iter().map(|a| (a.name, Runs::default())).collect();
+    let mut out: Vec<(&'static str, Runs)> =
+        arms.iter().map(|a| (a.name, Runs::default())).collect();
     for round in 0..s.rounds {
-        let order: Vec<usize> = if round % 2 == 0 { (0..arms.len()).collect() } else { (0..arms.len()).rev().collect() };
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..arms.len()).collect()
+        } else {
+            (0..arms.len()).rev().collect()
+        };
         for i in order {
             let arm = &arms[i];
             let before = arm.cpu.map(|f| f()).transpose()?;
-            let run = wrk::run(&s.wrk, &s.dir, &arm.load, connections, s.run_time).with_context(|| format!("the {} arm", arm.name))?;
+            let run = wrk::run(&s.wrk, &s.dir, &arm.load, connections, s.run_time)
+                .with_context(|| format!("the {} arm", arm.name))?;
             // As in the other scenarios: the stack's last access-log rows land before its CPU is
             // read, and before the next arm runs.
             std::thread::sleep(SETTLE);
@@ -148,12 +169,22 @@ fn record(runs: &[(&'static str, Runs)], litellm: &Litellm, connections: u32, re
         peer.cpu_us_per_request()
     );
     if connections == 1 {
-        report.set("litellm_throughput_ratio_c1", ratio, "ratio", format!("{what}, concurrency 1: {figures}"));
+        report.set(
+            "litellm_throughput_ratio_c1",
+            ratio,
+            "ratio",
+            format!("{what}, concurrency 1: {figures}"),
+        );
         let ours = stack.p50() - plain.p50();
         let note = format!("LiteLLM's p50 minus plain Envoy's, non-streamed, concurrency 1, median of rounds; ours (the stack's) in the same runs: {ours:.3} ms");
         report.set("litellm_added_p50_ms", peer.p50() - plain.p50(), "ms", note);
     } else {
-        report.set("litellm_throughput_ratio", ratio, "ratio", format!("{what}, concurrency {connections}: {figures}"));
+        report.set(
+            "litellm_throughput_ratio",
+            ratio,
+            "ratio",
+            format!("{what}, concurrency {connections}: {figures}"),
+        );
     }
 }
 
@@ -172,7 +203,8 @@ impl Litellm {
     async fn start(bin: &Path, dir: &Path, mock: &str, model: &str) -> Result<Litellm> {
         let sub = dir.join("litellm");
         std::fs::create_dir_all(&sub)?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
         let key = format!("sk-bench-{}-{nanos:08x}", std::process::id());
         let config = sub.join("config.yaml");
         std::fs::write(&config, config_yaml(model, mock, &key))?;
@@ -183,7 +215,14 @@ impl Litellm {
         command
             .arg("--config")
             .arg(&config)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--num_workers", &workers.to_string()])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--num_workers",
+                &workers.to_string(),
+            ])
             .current_dir(&sub)
             // Errors only (this also keeps uvicorn's access log off); the bundled model price
             // list instead of fetching one; never a database.
@@ -205,19 +244,35 @@ impl Litellm {
             if self.process.has_exited() {
                 bail!("LiteLLM exited:\n{}", self.process.output_text());
             }
-            let sent = client.post(self.load(body).url).bearer_auth(&self.key).header("content-type", "application/json").body(body.to_owned()).send().await;
+            let sent = client
+                .post(self.load(body).url)
+                .bearer_auth(&self.key)
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .send()
+                .await;
             match sent {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => last = format!("{}: {}", resp.status(), resp.text().await.unwrap_or_default()),
+                Ok(resp) => {
+                    last = format!("{}: {}", resp.status(), resp.text().await.unwrap_or_default())
+                }
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        bail!("LiteLLM did not answer a chat completion within {START_TIMEOUT:?} (last: {last})\n{}", self.process.output_text())
+        bail!(
+            "LiteLLM did not answer a chat completion within {START_TIMEOUT:?} (last: {last})\n{}",
+            self.process.output_text()
+        )
     }
 
     fn load(&self, body: &str) -> Load {
-        Load { url: format!("{}/v1/chat/completions", self.url), method: "POST", body: Some(body.into()), bearer: Some(self.key.clone()) }
+        Load {
+            url: format!("{}/v1/chat/completions", self.url),
+            method: "POST",
+            body: Some(body.into()),
+            bearer: Some(self.key.clone()),
+        }
     }
 
     fn version() -> &'static str {
@@ -237,7 +292,9 @@ impl Litellm {
 impl Drop for Litellm {
     fn drop(&mut self) {
         // The group is LiteLLM's own (`process_group(0)`): its parent, workers and helpers.
-        let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", self.pgid)]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.pgid)])
+            .status();
     }
 }
 
@@ -269,7 +326,10 @@ mod tests {
     fn the_config_routes_the_model_to_the_mock_with_a_master_key() {
         let yaml = config_yaml("m", "http://127.0.0.1:9", "sk-x");
         assert!(yaml.contains("model_name: m\n") && yaml.contains("model: openai/m\n"));
-        assert!(yaml.contains("api_base: http://127.0.0.1:9/v1\n") && yaml.contains("master_key: sk-x\n"));
+        assert!(
+            yaml.contains("api_base: http://127.0.0.1:9/v1\n")
+                && yaml.contains("master_key: sk-x\n")
+        );
         assert!(!yaml.contains("database_url"));
     }
 }

@@ -76,7 +76,9 @@ pub fn target_of(key: &str) -> Option<Target> {
         "als_rows_per_s" => Target::AtLeast(20_000.0),
         "logs_query_p99_ms_1m" => Target::AtMost(20.0),
         "wasm_bytes" => Target::AtMost(1024.0 * 1024.0),
-        "rss_mib_per_worker_100k" | "rss_mib_per_worker_100k_after_1000_changes" => Target::AtMost(64.0),
+        "rss_mib_per_worker_100k" | "rss_mib_per_worker_100k_after_1000_changes" => {
+            Target::AtMost(64.0)
+        }
         "change_p99_ratio_100k" => Target::AtMost(1.5),
         // The first request with a new key succeeds: no key needs a second one.
         "first_use_retries" => Target::AtMost(0.0),
@@ -125,7 +127,12 @@ impl Report {
 
     /// Records a figure that was not measured, and why.
     pub fn not_measured(&mut self, key: &str, unit: &'static str, why: impl Into<String>) {
-        self.put(Figure { key: key.into(), value: None, unit, note: format!("not measured: {}", why.into()) });
+        self.put(Figure {
+            key: key.into(),
+            value: None,
+            unit,
+            note: format!("not measured: {}", why.into()),
+        });
     }
 
     fn put(&mut self, figure: Figure) {
@@ -143,7 +150,12 @@ impl Report {
         let mut figures: Vec<Figure> = self.figures.clone();
         for key in REQUIRED_KEYS {
             if !figures.iter().any(|f| f.key == key) {
-                figures.push(Figure { key: key.into(), value: None, unit: "", note: "not measured: scenario did not run".into() });
+                figures.push(Figure {
+                    key: key.into(),
+                    value: None,
+                    unit: "",
+                    note: "not measured: scenario did not run".into(),
+                });
             }
         }
         let metrics: Map<String, Value> = figures
@@ -176,7 +188,10 @@ impl Report {
     /// The human table.
     pub fn table(&self) -> String {
         let width = self.figures.iter().map(|f| f.key.len()).max().unwrap_or(0).max(26);
-        let mut out = format!("{:<width$} {:>14} {:<10} {:<12} {}\n", "metric", "value", "unit", "target", "met");
+        let mut out = format!(
+            "{:<width$} {:>14} {:<10} {:<12} {}\n",
+            "metric", "value", "unit", "target", "met"
+        );
         for f in &self.figures {
             let target = target_of(&f.key);
             let value = f.value.map_or_else(|| "-".to_string(), format_value);
@@ -186,7 +201,10 @@ impl Report {
                 _ => "",
             };
             let target = target.map(Target::text).unwrap_or_default();
-            out.push_str(&format!("{:<width$} {:>14} {:<10} {:<12} {:<4} {}\n", f.key, value, f.unit, target, met, f.note));
+            out.push_str(&format!(
+                "{:<width$} {:>14} {:<10} {:<12} {:<4} {}\n",
+                f.key, value, f.unit, target, met, f.note
+            ));
         }
         out
     }
@@ -202,9 +220,12 @@ fn format_value(v: f64) -> String {
 
 /// What the figures were measured on.
 fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+    });
     json!({
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu,

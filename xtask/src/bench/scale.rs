@@ -91,16 +91,41 @@ impl Sizes {
     /// The issue's fleet for a full run; a small one, briefly, for `--quick`.
     pub fn new(quick: bool) -> Self {
         if quick {
-            Sizes { keys: 2_000, users: 200, changes: 30, change_pace: Duration::ZERO, run_time: Duration::from_secs(1), rounds: 1, first_uses: 5, revocations: 3, settle: Duration::from_millis(300) }
+            Sizes {
+                keys: 2_000,
+                users: 200,
+                changes: 30,
+                change_pace: Duration::ZERO,
+                run_time: Duration::from_secs(1),
+                rounds: 1,
+                first_uses: 5,
+                revocations: 3,
+                settle: Duration::from_millis(300),
+            }
         } else {
-            Sizes { keys: 100_000, users: 10_000, changes: 1_000, change_pace: Duration::from_millis(25), run_time: Duration::from_secs(15), rounds: 2, first_uses: 20, revocations: 20, settle: Duration::from_secs(1) }
+            Sizes {
+                keys: 100_000,
+                users: 10_000,
+                changes: 1_000,
+                change_pace: Duration::from_millis(25),
+                run_time: Duration::from_secs(15),
+                rounds: 2,
+                first_uses: 20,
+                revocations: 20,
+                settle: Duration::from_secs(1),
+            }
         }
     }
 
     /// How the figures' notes name the fleet.
     fn fleet(&self) -> String {
         let full = self.keys == 100_000 && self.users == 10_000;
-        format!("{} apps/keys, {} users{}", thousands(self.keys), thousands(self.users), if full { "" } else { " (quick run)" })
+        format!(
+            "{} apps/keys, {} users{}",
+            thousands(self.keys),
+            thousands(self.users),
+            if full { "" } else { " (quick run)" }
+        )
     }
 }
 
@@ -134,7 +159,11 @@ pub async fn measure(s: &Settings, report: &mut Report) -> Result<()> {
     options.db = Some(db_url.clone());
     options.control_plane_bin = Some(super::cp::binary(s.release)?);
     options.control_plane_als = als;
-    options.upstreams = Upstreams::Mock { models: vec![MODEL.into()], token_delay: Duration::ZERO, split_seed: None };
+    options.upstreams = Upstreams::Mock {
+        models: vec![MODEL.into()],
+        token_delay: Duration::ZERO,
+        split_seed: None,
+    };
     options.envoy_workers = WORKERS;
     options.state_refresh_ms = 1000;
     options.reconcile_interval_secs = 3600;
@@ -144,7 +173,15 @@ pub async fn measure(s: &Settings, report: &mut Report) -> Result<()> {
     result
 }
 
-async fn scenario(stack: &mut Stack, s: &Settings, sizes: &Sizes, dir: &Path, db_url: &str, als: SocketAddr, report: &mut Report) -> Result<()> {
+async fn scenario(
+    stack: &mut Stack,
+    s: &Settings,
+    sizes: &Sizes,
+    dir: &Path,
+    db_url: &str,
+    als: SocketAddr,
+    report: &mut Report,
+) -> Result<()> {
     let mut details = serde_json::Map::new();
     details.insert("keys".into(), json!(sizes.keys));
     details.insert("users".into(), json!(sizes.users));
@@ -159,10 +196,16 @@ async fn scenario(stack: &mut Stack, s: &Settings, sizes: &Sizes, dir: &Path, db
     details.insert("seed_seconds".into(), json!(seed(db_url, sizes).await?));
     stack.restart_control_plane().await?;
     // The stack's Envoy takes the seeded state now; let it finish before anything is timed.
-    eventually_adopted("the stack's Envoy", || stack.envoy_output(), Some(sizes.keys), WORKERS).await?;
+    eventually_adopted("the stack's Envoy", || stack.envoy_output(), Some(sizes.keys), WORKERS)
+        .await?;
 
     let (bytes, state_details) = state_document(stack, &state_token).await?;
-    report.set("state_bytes_100k", bytes as f64, "bytes", format!("GET /internal/state, {}", sizes.fleet()));
+    report.set(
+        "state_bytes_100k",
+        bytes as f64,
+        "bytes",
+        format!("GET /internal/state, {}", sizes.fleet()),
+    );
     details.insert("state_document".into(), state_details);
 
     let mut churn = Churn::new(sizes.keys);
@@ -172,7 +215,8 @@ async fn scenario(stack: &mut Stack, s: &Settings, sizes: &Sizes, dir: &Path, db
     // Only the stack's Envoy runs from here on while keys change under load.
     details.insert("change_p99".into(), change_ratio(stack, s, sizes, &mut churn, report).await?);
 
-    let (mut envoy, _) = Envoy::start(&setup.config, dir, "four-workers", REVOCATION_WORKERS).await?;
+    let (mut envoy, _) =
+        Envoy::start(&setup.config, dir, "four-workers", REVOCATION_WORKERS).await?;
     let timed = async {
         envoy.all_adopted(None, REVOCATION_WORKERS).await?;
         details.insert("first_use".into(), first_uses(stack, &setup, &envoy, report).await?);
@@ -219,7 +263,13 @@ async fn empty_state(setup: &Setup<'_>) -> Result<EmptyState> {
 
 /// An Envoy started against the seeded control plane: its start to serving, its memory once every
 /// VM holds the state, and again after `sizes.changes` changes. Returns the details of both.
-async fn seeded_envoy(stack: &Stack, setup: &Setup<'_>, empty: &EmptyState, churn: &mut Churn, report: &mut Report) -> Result<(Value, Value)> {
+async fn seeded_envoy(
+    stack: &Stack,
+    setup: &Setup<'_>,
+    empty: &EmptyState,
+    churn: &mut Churn,
+    report: &mut Report,
+) -> Result<(Value, Value)> {
     let sizes = setup.sizes;
     let (mut envoy, started) = Envoy::start(&setup.config, setup.dir, "seeded", WORKERS).await?;
     let measured = async {
@@ -280,11 +330,18 @@ struct Envoy {
 impl Envoy {
     /// Starts Envoy with `workers` in its own folder under `dir`; returns it and when it was
     /// started.
-    async fn start(config: &Path, dir: &Path, name: &str, workers: u16) -> Result<(Envoy, Instant)> {
+    async fn start(
+        config: &Path,
+        dir: &Path,
+        name: &str,
+        workers: u16,
+    ) -> Result<(Envoy, Instant)> {
         let sub = dir.join(format!("envoy-{name}"));
         std::fs::create_dir_all(&sub)?;
         let started = Instant::now();
-        let (guard, _admin, listener) = gateway_e2e::start_envoy_with(config, sub, ([127, 0, 0, 1], 0).into(), workers, false).await?;
+        let (guard, _admin, listener) =
+            gateway_e2e::start_envoy_with(config, sub, ([127, 0, 0, 1], 0).into(), workers, false)
+                .await?;
         let pid = guard.pid().context("Envoy exited at start")?;
         let ready_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok((Envoy { url: format!("http://{listener}"), pid, ready_ms, guard }, started))
@@ -329,12 +386,20 @@ fn adoptions(output: &str, keys: Option<u32>) -> usize {
 
 /// Waits until `output` shows a state of `keys` taken by each of `workers` VMs and the main
 /// thread's.
-async fn eventually_adopted(what: &str, output: impl Fn() -> String, keys: Option<u32>, workers: u16) -> Result<()> {
+async fn eventually_adopted(
+    what: &str,
+    output: impl Fn() -> String,
+    keys: Option<u32>,
+    workers: u16,
+) -> Result<()> {
     let vms = usize::from(workers) + 1;
     let deadline = Instant::now() + STEP_TIMEOUT;
     while adoptions(&output(), keys) < vms {
         if Instant::now() > deadline {
-            bail!("{what}: not every VM took a state of {keys:?} keys within {STEP_TIMEOUT:?}\n{}", output());
+            bail!(
+                "{what}: not every VM took a state of {keys:?} keys within {STEP_TIMEOUT:?}\n{}",
+                output()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -362,7 +427,8 @@ async fn no_new_state(output: impl Fn() -> String, window: Duration) -> Result<u
 
 /// The resident memory of a process, KiB (`VmRSS` in `/proc/<pid>/status`).
 fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
     parse_rss_kib(&status).context("no VmRSS in /proc/<pid>/status")
 }
 
@@ -372,15 +438,26 @@ fn parse_rss_kib(status: &str) -> Option<u64> {
 
 /// A client that opens a new connection per request, so that requests spread over the workers.
 fn fresh_connections() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(10)).build()?)
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()?)
 }
 
 /// Milliseconds from `started` until `GET /v1/models` with `key` answers `status`.
-async fn first_answer(client: &reqwest::Client, base: &str, key: &str, status: u16, started: Instant) -> Result<f64> {
+async fn first_answer(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    status: u16,
+    started: Instant,
+) -> Result<f64> {
     let mut last = String::new();
     while started.elapsed() < STEP_TIMEOUT {
         match client.get(format!("{base}/v1/models")).bearer_auth(key).send().await {
-            Ok(resp) if resp.status().as_u16() == status => return Ok(started.elapsed().as_secs_f64() * 1e3),
+            Ok(resp) if resp.status().as_u16() == status => {
+                return Ok(started.elapsed().as_secs_f64() * 1e3)
+            }
             Ok(resp) => last = resp.status().to_string(),
             Err(e) => last = e.to_string(),
         }
@@ -396,7 +473,11 @@ fn free_port() -> Result<SocketAddr> {
 
 /// The scale Envoys' configuration: the stack's control plane and mock, the stack's template.
 fn render(stack: &Stack, state_token: &str, als: SocketAddr, dir: &Path) -> Result<String> {
-    let models = stack.models.iter().map(|(name, url)| format!("{name}={url}").parse()).collect::<Result<Vec<_>, _>>()?;
+    let models = stack
+        .models
+        .iter()
+        .map(|(name, url)| format!("{name}={url}").parse())
+        .collect::<Result<Vec<_>, _>>()?;
     let spec = gateway_envoy::GatewaySpec {
         listen: ([127, 0, 0, 1], 0).into(),
         admin_port: 0,
@@ -421,7 +502,9 @@ fn render(stack: &Stack, state_token: &str, als: SocketAddr, dir: &Path) -> Resu
 async fn seed(db_url: &str, sizes: &Sizes) -> Result<f64> {
     let db = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(db_url).await?;
     let started = Instant::now();
-    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())?;
+    let now = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+    )?;
     let mut tx = db.begin().await?;
     sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
@@ -444,10 +527,14 @@ async fn seed(db_url: &str, sizes: &Sizes) -> Result<f64> {
     let apps: Vec<u32> = (1..=sizes.keys).collect();
     // 4 values a row, well under SQLite's 32,766 variables a statement.
     for chunk in apps.chunks(2_000) {
-        let mut insert = sqlx::QueryBuilder::new("INSERT INTO api_keys (app_id, hash, prefix, created_at) ");
+        let mut insert =
+            sqlx::QueryBuilder::new("INSERT INTO api_keys (app_id, hash, prefix, created_at) ");
         insert.push_values(chunk, |mut row, &n| {
             let key = seeded_key(n);
-            row.push_bind(i64::from(n)).push_bind(hash_key(&key)).push_bind(key[..12].to_owned()).push_bind(now);
+            row.push_bind(i64::from(n))
+                .push_bind(hash_key(&key))
+                .push_bind(key[..12].to_owned())
+                .push_bind(now);
         });
         insert.build().execute(&mut *tx).await.context("seeding keys")?;
     }
@@ -515,7 +602,9 @@ impl Churn {
 }
 
 async fn set_status(stack: &Stack, app: u32, status: &str) -> Result<()> {
-    let (code, body) = stack.admin(Method::PATCH, &format!("/api/apps/{app}/status"), Some(json!({"status": status}))).await?;
+    let (code, body) = stack
+        .admin(Method::PATCH, &format!("/api/apps/{app}/status"), Some(json!({"status": status})))
+        .await?;
     if code != 200 {
         bail!("setting app {app} {status} answered {code}: {body}");
     }
@@ -523,7 +612,13 @@ async fn set_status(stack: &Stack, app: u32, status: &str) -> Result<()> {
 }
 
 /// Quiet and changing runs on the stack's Envoy, alternated; the median p99 of each.
-async fn change_ratio(stack: &Stack, s: &Settings, sizes: &Sizes, churn: &mut Churn, report: &mut Report) -> Result<Value> {
+async fn change_ratio(
+    stack: &Stack,
+    s: &Settings,
+    sizes: &Sizes,
+    churn: &mut Churn,
+    report: &mut Report,
+) -> Result<Value> {
     let load = Load {
         url: format!("{}/v1/chat/completions", stack.gateway_url),
         method: "POST",
@@ -537,14 +632,20 @@ async fn change_ratio(stack: &Stack, s: &Settings, sizes: &Sizes, churn: &mut Ch
         for changes in [!quiet_first, quiet_first] {
             // No run starts while the last run's changes are still on their way.
             no_new_state(|| stack.envoy_output(), sizes.settle).await?;
-            let (wrk, dir, load, run_time) = (s.wrk.clone(), s.dir.clone(), load.clone(), sizes.run_time);
-            let mut run = tokio::task::spawn_blocking(move || wrk::run(&wrk, &dir, &load, CONNECTIONS, run_time));
+            let (wrk, dir, load, run_time) =
+                (s.wrk.clone(), s.dir.clone(), load.clone(), sizes.run_time);
+            let mut run = tokio::task::spawn_blocking(move || {
+                wrk::run(&wrk, &dir, &load, CONNECTIONS, run_time)
+            });
             if !changes {
                 quiet.push(run.await??);
                 continue;
             }
             let before = churn.made;
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_millis(500), Duration::from_secs(1));
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_millis(500),
+                Duration::from_secs(1),
+            );
             // A failed change stops the changes, not the run: wrk is waited for either way.
             let mut failed = None;
             let done = loop {
@@ -567,7 +668,9 @@ async fn change_ratio(stack: &Stack, s: &Settings, sizes: &Sizes, churn: &mut Ch
         "ratio",
         format!("wrk p99 while one key changes per second / quiet p99, non-streamed, concurrency {CONNECTIONS}, {} s runs, {}", sizes.run_time.as_secs(), sizes.fleet()),
     );
-    let rps = |runs: &[Run]| runs.iter().map(|r| r.requests).sum::<f64>() / runs.iter().map(|r| r.seconds).sum::<f64>();
+    let rps = |runs: &[Run]| {
+        runs.iter().map(|r| r.requests).sum::<f64>() / runs.iter().map(|r| r.seconds).sum::<f64>()
+    };
     let details = json!({
         "connections": CONNECTIONS,
         "quiet": {"p99_ms": p99(&quiet), "rps": rps(&quiet), "runs": quiet.iter().map(Run::json).collect::<Vec<_>>()},
@@ -579,7 +682,12 @@ async fn change_ratio(stack: &Stack, s: &Settings, sizes: &Sizes, churn: &mut Ch
 }
 
 /// New apps, each key used at once on a fresh connection to `envoy`.
-async fn first_uses(stack: &Stack, setup: &Setup<'_>, envoy: &Envoy, report: &mut Report) -> Result<Value> {
+async fn first_uses(
+    stack: &Stack,
+    setup: &Setup<'_>,
+    envoy: &Envoy,
+    report: &mut Report,
+) -> Result<Value> {
     let (base, client, sizes) = (&envoy.url, &setup.client, setup.sizes);
     let (mut times, mut attempts) = (Vec::new(), Vec::new());
     let body = chat_body(false, 16);
@@ -589,7 +697,13 @@ async fn first_uses(stack: &Stack, setup: &Setup<'_>, envoy: &Envoy, report: &mu
         let mut tries = 0u32;
         loop {
             tries += 1;
-            let resp = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&app.api_key).header("content-type", "application/json").body(body.clone()).send().await?;
+            let resp = client
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(&app.api_key)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await?;
             if resp.status().as_u16() == 200 {
                 break;
             }
@@ -604,12 +718,22 @@ async fn first_uses(stack: &Stack, setup: &Setup<'_>, envoy: &Envoy, report: &mu
     let retried = attempts.iter().filter(|&&n| n > 1).count();
     let details = json!({"keys": sizes.first_uses, "ms": times, "requests": attempts, "max_ms": times.iter().copied().fold(0.0, f64::max)});
     report.set("first_use_ms", median(times), "ms", format!("POST /api/apps to the first 200 with the new key, median of {} keys, {REVOCATION_WORKERS} workers, fresh connections", sizes.first_uses));
-    report.set("first_use_retries", retried as f64, "keys", format!("of {} new keys, how many needed more than one request", sizes.first_uses));
+    report.set(
+        "first_use_retries",
+        retried as f64,
+        "keys",
+        format!("of {} new keys, how many needed more than one request", sizes.first_uses),
+    );
     Ok(details)
 }
 
 /// Apps disabled one at a time, each timed until every worker of `envoy` refuses its key.
-async fn revocations(stack: &Stack, setup: &Setup<'_>, envoy: &Envoy, report: &mut Report) -> Result<Value> {
+async fn revocations(
+    stack: &Stack,
+    setup: &Setup<'_>,
+    envoy: &Envoy,
+    report: &mut Report,
+) -> Result<Value> {
     let (base, client, sizes) = (&envoy.url, &setup.client, setup.sizes);
     let mut times = Vec::new();
     let mut requests = Vec::new();
@@ -652,7 +776,9 @@ async fn revocations(stack: &Stack, setup: &Setup<'_>, envoy: &Envoy, report: &m
         "ms",
         format!("app disabled to the first of {REFUSALS_IN_A_ROW} refusals in a row, fresh connections, {REVOCATION_WORKERS} workers, p99 (nearest rank) of {}", sizes.revocations),
     );
-    Ok(json!({"apps": sizes.revocations, "ms": times, "requests": requests, "p50_ms": percentile(&times, 0.5)}))
+    Ok(
+        json!({"apps": sizes.revocations, "ms": times, "requests": requests, "p50_ms": percentile(&times, 0.5)}),
+    )
 }
 
 /// The nearest-rank percentile `p` (0..=1) of `values`; NaN when there are none.
@@ -699,7 +825,10 @@ mod tests {
 
     #[test]
     fn rss_percentiles_and_counts_read_as_expected() {
-        assert_eq!(parse_rss_kib("Name:\tenvoy\nVmRSS:\t  123456 kB\nVmData:\t1 kB\n"), Some(123_456));
+        assert_eq!(
+            parse_rss_kib("Name:\tenvoy\nVmRSS:\t  123456 kB\nVmData:\t1 kB\n"),
+            Some(123_456)
+        );
         assert_eq!(parse_rss_kib("Name:\tenvoy\n"), None);
         let values: Vec<f64> = (1..=20).map(f64::from).collect();
         assert_eq!(percentile(&values, 0.99), 20.0);

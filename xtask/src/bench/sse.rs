@@ -15,7 +15,11 @@ use super::report::Report;
 pub fn stream_files() -> Result<Vec<PathBuf>> {
     let dir = std::env::var_os("GATEWAY_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
         let beside = gateway_e2e::paths::workspace_root().join("../shared/fixtures");
-        if beside.is_dir() { beside } else { PathBuf::from("/work/shared/fixtures") }
+        if beside.is_dir() {
+            beside
+        } else {
+            PathBuf::from("/work/shared/fixtures")
+        }
     });
     let mut streams = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
@@ -57,7 +61,15 @@ pub fn native(budget: Duration, report: &mut Report) -> Result<()> {
     }
     let mb_per_s = bytes as f64 / 1e6 / seconds;
     let profile = if cfg!(debug_assertions) { "debug build (quick run)" } else { "release build" };
-    report.set("sse_mb_per_s_native", mb_per_s, "MB/s", format!("{} recorded streams, 512-byte pieces, {profile}", streams.len()));
-    report.detail("sse_native", json!({"bytes": bytes, "seconds": seconds, "streams": streams.len()}));
+    report.set(
+        "sse_mb_per_s_native",
+        mb_per_s,
+        "MB/s",
+        format!("{} recorded streams, 512-byte pieces, {profile}", streams.len()),
+    );
+    report.detail(
+        "sse_native",
+        json!({"bytes": bytes, "seconds": seconds, "streams": streams.len()}),
+    );
     Ok(())
 }

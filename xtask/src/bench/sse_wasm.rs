@@ -66,19 +66,36 @@ pub fn measure(streams: &[PathBuf], budget: Duration, report: &mut Report) -> Re
     let dir = wasm.parent().context("no folder")?;
     let runner = dir.join("runner.cjs");
     std::fs::write(&runner, RUNNER_JS)?;
-    let output = Command::new(node).arg(&runner).arg(&wasm).arg(budget.as_millis().to_string()).output()?;
+    let output =
+        Command::new(node).arg(&runner).arg(&wasm).arg(budget.as_millis().to_string()).output()?;
     if !output.status.success() {
         bail!("node failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let (bytes, seconds) = (result["bytes"].as_f64().unwrap_or(f64::NAN), result["seconds"].as_f64().unwrap_or(f64::NAN));
-    report.set("sse_mb_per_s_wasm", bytes / 1e6 / seconds, "MB/s", format!("{} recorded streams, 512-byte pieces, wasm32 release under Node {} (V8)", streams.len(), node_version()));
+    let (bytes, seconds) = (
+        result["bytes"].as_f64().unwrap_or(f64::NAN),
+        result["seconds"].as_f64().unwrap_or(f64::NAN),
+    );
+    report.set(
+        "sse_mb_per_s_wasm",
+        bytes / 1e6 / seconds,
+        "MB/s",
+        format!(
+            "{} recorded streams, 512-byte pieces, wasm32 release under Node {} (V8)",
+            streams.len(),
+            node_version()
+        ),
+    );
     report.detail("sse_wasm", json!({"bytes": bytes, "seconds": seconds}));
     Ok(())
 }
 
 fn node_version() -> String {
-    Command::new("node").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 fn build(streams: &[PathBuf]) -> Result<PathBuf> {
@@ -86,7 +103,12 @@ fn build(streams: &[PathBuf]) -> Result<PathBuf> {
         "[package]\nname = \"sse-wasm-bench\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\npath = \"src/lib.rs\"\n\n[dependencies]\nvllm-gateway-filter = {{ path = {:?} }}\n\n[profile.release]\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\n\n[workspace]\n",
         paths::workspace_root().join("filter").display().to_string()
     );
-    let includes: Vec<String> = streams.iter().map(|p| format!("include_bytes!({:?})", p.display().to_string())).collect();
-    let crate_ = GeneratedCrate { name: "sse-wasm", manifest: &manifest, lib_rs: &LIB_RS.replace("STREAMS_HERE", &includes.join(", ")) };
+    let includes: Vec<String> =
+        streams.iter().map(|p| format!("include_bytes!({:?})", p.display().to_string())).collect();
+    let crate_ = GeneratedCrate {
+        name: "sse-wasm",
+        manifest: &manifest,
+        lib_rs: &LIB_RS.replace("STREAMS_HERE", &includes.join(", ")),
+    };
     Ok(crate_.build("wasm32-unknown-unknown")?.join("sse_wasm_bench.wasm"))
 }

@@ -24,7 +24,12 @@ pub async fn paced(arms: &Arms, s: &Settings, report: &mut Report) -> Result<()>
     let measured = first_token_times(arms, s.ttft_samples).await;
     arms.mock_state.set_token_delay(Duration::ZERO);
     let (with, without) = measured?;
-    report.set("ttft_added_ms", median(with.clone()) - median(without.clone()), "ms", "first token of a paced stream (20 ms per token), median, one request at a time");
+    report.set(
+        "ttft_added_ms",
+        median(with.clone()) - median(without.clone()),
+        "ms",
+        "first token of a paced stream (20 ms per token), median, one request at a time",
+    );
     report.detail("ttft_paced", json!({"token_delay_ms": 20, "samples_per_arm": with.len(), "with_filter_p50_ms": median(with), "without_filter_p50_ms": median(without)}));
     Ok(())
 }
@@ -36,8 +41,14 @@ async fn first_token_times(arms: &Arms, samples: u32) -> Result<(Vec<f64>, Vec<f
     for i in 0..samples * 2 {
         let filtered = i % 2 == 0;
         let base = if filtered { &arms.filtered } else { &arms.plain };
-        let ms = first_token_ms(&client, &format!("{base}/v1/chat/completions"), &arms.api_key, &body).await?;
-        if filtered { with.push(ms) } else { without.push(ms) }
+        let ms =
+            first_token_ms(&client, &format!("{base}/v1/chat/completions"), &arms.api_key, &body)
+                .await?;
+        if filtered {
+            with.push(ms)
+        } else {
+            without.push(ms)
+        }
     }
     Ok((with, without))
 }
@@ -45,7 +56,13 @@ async fn first_token_times(arms: &Arms, samples: u32) -> Result<(Vec<f64>, Vec<f
 /// Milliseconds from sending a streamed request to the first event that carries content.
 async fn first_token_ms(client: &reqwest::Client, url: &str, key: &str, body: &str) -> Result<f64> {
     let started = std::time::Instant::now();
-    let mut response = client.post(url).bearer_auth(key).header("content-type", "application/json").body(body.to_owned()).send().await?;
+    let mut response = client
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await?;
     if !response.status().is_success() {
         bail!("a paced stream answered {}", response.status());
     }
@@ -65,9 +82,11 @@ fn has_first_token(stream: &[u8]) -> bool {
         Some(end) => &stream[..end],
         None => return false,
     };
-    String::from_utf8_lossy(complete).split("\"content\":\"").skip(1).any(|rest| !rest.starts_with('"'))
+    String::from_utf8_lossy(complete)
+        .split("\"content\":\"")
+        .skip(1)
+        .any(|rest| !rest.starts_with('"'))
 }
-
 
 /// Times to first byte with and without the filter, alternating, measured by curl.
 pub fn first_byte_times(arms: &Arms, body: &str, samples: u32) -> Result<(Vec<f64>, Vec<f64>)> {
@@ -76,7 +95,16 @@ pub fn first_byte_times(arms: &Arms, body: &str, samples: u32) -> Result<(Vec<f6
         let filtered = i % 2 == 0;
         let base = if filtered { &arms.filtered } else { &arms.plain };
         let output = Command::new("curl")
-            .args(["-sS", "-N", "-o", "/dev/null", "-w", "%{http_code} %{time_starttransfer}", "-H", "Content-Type: application/json"])
+            .args([
+                "-sS",
+                "-N",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{time_starttransfer}",
+                "-H",
+                "Content-Type: application/json",
+            ])
             .args(["-H", &format!("Authorization: Bearer {}", arms.api_key), "--data-binary", body])
             .arg(format!("{base}/v1/chat/completions"))
             .output()
@@ -84,14 +112,20 @@ pub fn first_byte_times(arms: &Arms, body: &str, samples: u32) -> Result<(Vec<f6
         let text = String::from_utf8_lossy(&output.stdout);
         let mut parts = text.split_whitespace();
         if parts.next() != Some("200") {
-            bail!("a streamed request answered `{text}`: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "a streamed request answered `{text}`: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let seconds: f64 = parts.next().context("no time from curl")?.parse()?;
-        if filtered { with.push(seconds * 1e3) } else { without.push(seconds * 1e3) }
+        if filtered {
+            with.push(seconds * 1e3)
+        } else {
+            without.push(seconds * 1e3)
+        }
     }
     Ok((with, without))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -99,7 +133,9 @@ mod tests {
 
     #[test]
     fn the_first_token_is_the_first_complete_event_with_content() {
-        let role = b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n".to_vec();
+        let role =
+            b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"
+                .to_vec();
         assert!(!has_first_token(&role));
         let mut partial = role.clone();
         partial.extend_from_slice(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}");

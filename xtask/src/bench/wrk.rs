@@ -79,7 +79,9 @@ pub fn ensure() -> Result<PathBuf> {
 fn script(load: &Load) -> String {
     let mut lua = format!("wrk.method = \"{}\"\n", load.method);
     if let Some(body) = &load.body {
-        lua.push_str(&format!("wrk.body = [==[{body}]==]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"));
+        lua.push_str(&format!(
+            "wrk.body = [==[{body}]==]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ));
     }
     if let Some(token) = &load.bearer {
         lua.push_str(&format!("wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"));
@@ -98,13 +100,26 @@ end
 
 /// Runs wrk for `duration` with `connections` (threads: at most 2, never more than connections).
 /// Fails when any request failed or answered >= 400: a fast error is not a measurement.
-pub fn run(wrk: &Path, dir: &Path, load: &Load, connections: u32, duration: Duration) -> Result<Run> {
+pub fn run(
+    wrk: &Path,
+    dir: &Path,
+    load: &Load,
+    connections: u32,
+    duration: Duration,
+) -> Result<Run> {
     let script_path = dir.join(format!("wrk-{}.lua", std::process::id()));
     std::fs::write(&script_path, script(load))?;
     let threads = connections.clamp(1, 2);
     let secs = duration.as_secs().max(1);
     let output = Command::new(wrk)
-        .args(["-t", &threads.to_string(), "-c", &connections.to_string(), "-d", &format!("{secs}s")])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{secs}s"),
+        ])
         .args(["--timeout", "10s", "-s"])
         .arg(&script_path)
         .arg(&load.url)
@@ -118,7 +133,10 @@ pub fn run(wrk: &Path, dir: &Path, load: &Load, connections: u32, duration: Dura
 }
 
 fn parse(stdout: &str) -> Result<Run> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix("WRK_JSON ")).with_context(|| format!("no summary in wrk's output:\n{stdout}"))?;
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("WRK_JSON "))
+        .with_context(|| format!("no summary in wrk's output:\n{stdout}"))?;
     let v: Value = serde_json::from_str(line)?;
     let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     if num("socket_errors") > 0.0 || num("bad_status") > 0.0 {
@@ -127,7 +145,14 @@ fn parse(stdout: &str) -> Result<Run> {
     if num("requests") < 1.0 {
         bail!("no request completed: {line}");
     }
-    Ok(Run { requests: num("requests"), seconds: num("duration_us") / 1e6, p50_ms: num("p50_us") / 1e3, p99_ms: num("p99_us") / 1e3, bytes: num("bytes"), cpu: None })
+    Ok(Run {
+        requests: num("requests"),
+        seconds: num("duration_us") / 1e6,
+        p50_ms: num("p50_us") / 1e3,
+        p99_ms: num("p99_us") / 1e3,
+        bytes: num("bytes"),
+        cpu: None,
+    })
 }
 
 #[cfg(test)]

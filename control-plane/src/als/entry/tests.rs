@@ -18,12 +18,16 @@ pub(crate) fn entry(request_id: &str, usage_json: Option<&str>) -> HttpAccessLog
                 ..Default::default()
             })),
         }),
-        response_flags: Some(ResponseFlags { upstream_connection_failure: true, ..Default::default() }),
+        response_flags: Some(ResponseFlags {
+            upstream_connection_failure: true,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     if let Some(json) = usage_json {
         let bytes = BytesValue { value: json.as_bytes().to_vec() }.encode_to_vec();
-        let any = Any { type_url: "type.googleapis.com/google.protobuf.BytesValue".into(), value: bytes };
+        let any =
+            Any { type_url: "type.googleapis.com/google.protobuf.BytesValue".into(), value: bytes };
         common.filter_state_objects.insert(USAGE_STATE_KEY.into(), any);
     }
     HttpAccessLogEntry {
@@ -51,13 +55,20 @@ fn envoy_facts_and_the_usage_record_make_one_row() {
     assert_eq!(row.started_at_ms, 1_700_000_000_250);
     assert_eq!(row.duration_ms, Some(1005));
     assert_eq!(row.method.as_deref(), Some("POST"));
-    assert_eq!(row.path.as_deref(), Some("/v1/chat/completions?x=1"), "the token never reaches the log");
+    assert_eq!(
+        row.path.as_deref(),
+        Some("/v1/chat/completions?x=1"),
+        "the token never reaches the log"
+    );
     assert_eq!(row.status, Some(200));
     assert_eq!(row.upstream_host.as_deref(), Some("127.0.0.1:7001"));
     assert_eq!(row.response_flags.as_deref(), Some("UF"));
     assert_eq!(row.bytes_sent, Some(1234));
     assert_eq!((row.app_id, row.key_id, row.user_id), (Some(3), Some(4), Some(9)));
-    assert_eq!((row.prompt_tokens, row.completion_tokens, row.total_tokens), (Some(5), Some(6), Some(11)));
+    assert_eq!(
+        (row.prompt_tokens, row.completion_tokens, row.total_tokens),
+        (Some(5), Some(6), Some(11))
+    );
     assert_eq!(row.usage_source.as_deref(), Some("reported"));
     assert_eq!(row.stream, Some(true));
     assert_eq!(row.ttft_ms, Some(12));
@@ -107,6 +118,8 @@ fn connections_cut_before_their_headers_get_one_row_each_with_the_file_logs_id()
         .collect();
     assert_eq!(ids, ["envoy-1700000000250-10.0.0.7:40001", "envoy-1700000000250-10.0.0.7:40002"]);
     let line = br#"{"request_id":null,"start_ms":"1700000000250","downstream_peer":"10.0.0.7:40001","status":408}"#;
-    let crate::file_log::line::Parsed::Row(facts) = crate::file_log::line::parse_line(line) else { panic!("not a row") };
+    let crate::file_log::line::Parsed::Row(facts) = crate::file_log::line::parse_line(line) else {
+        panic!("not a row")
+    };
     assert_eq!(facts.request_id, ids[0], "both paths name it alike");
 }

@@ -49,11 +49,17 @@ fn full(n: i64) -> AccessLog {
 }
 
 async fn stored(db: &Db) -> Vec<AccessLog> {
-    sqlx::query_as("SELECT * FROM access_logs ORDER BY started_at_ms, request_id").fetch_all(db).await.unwrap()
+    sqlx::query_as("SELECT * FROM access_logs ORDER BY started_at_ms, request_id")
+        .fetch_all(db)
+        .await
+        .unwrap()
 }
 
 async fn counted(db: &Db) -> i64 {
-    sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1").fetch_one(db).await.unwrap()
+    sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1")
+        .fetch_one(db)
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -105,7 +111,11 @@ async fn flagged_rows_count_only_when_they_are_new() {
     rows.push(flagged("f2"));
     let inserted = insert_batch(&db, &rows).await.unwrap();
     assert_eq!(inserted, Inserted { rows: 42, flagged: 2 });
-    let flagged_stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_logs WHERE anomaly IS NOT NULL").fetch_one(&db).await.unwrap();
+    let flagged_stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM access_logs WHERE anomaly IS NOT NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(flagged_stored, 2);
 }
 

@@ -6,9 +6,11 @@ use crate::feed::limits::{Caps, LimitKey, LimitKind, Limits, Subject};
 use crate::limits::{Grant, LimitRefusal, Standing};
 
 fn limited_exchange(host: &mut FakeHost, body: &str) -> Exchange {
-    let (mut ex, step) = start(host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-good")));
+    let (mut ex, step) =
+        start(host, &head("POST", "/v1/chat/completions", Some("Bearer sk-live-good")));
     assert_eq!(step, Step::ReadBody);
-    let limits = Limits { all: Caps { tokens_per_day: Some(1000), ..Caps::default() }, ..Limits::default() };
+    let limits =
+        Limits { all: Caps { tokens_per_day: Some(1000), ..Caps::default() }, ..Limits::default() };
     ex.limit_caller(Subject::App(7), Some(Rc::new(limits)));
     assert_eq!(ex.on_request_body(host, body.as_bytes()), Step::Continue);
     ex
@@ -20,7 +22,12 @@ fn grant(tokens: u64, prompt: u64) -> Grant {
         holds: vec![],
         tokens: Some(tokens),
         prompt_tokens: prompt,
-        standing: vec![Standing { kind: key.kind, limit: 1000, remaining: 400, resets_in_ms: 3_600_000 }],
+        standing: vec![Standing {
+            kind: key.kind,
+            limit: 1000,
+            remaining: 400,
+            resets_in_ms: 3_600_000,
+        }],
     }
 }
 
@@ -34,7 +41,11 @@ fn the_ask_estimates_the_prompt_and_takes_max_tokens_times_n() {
     assert_eq!(ask.model, "model-a");
     let mut host = FakeHost::default();
     let ex = limited_exchange(&mut host, r#"{"model":"model-a"}"#);
-    assert_eq!(ex.limit_ask().unwrap().completion_tokens, crate::config::DEFAULT_MAX_TOKENS, "the default");
+    assert_eq!(
+        ex.limit_ask().unwrap().completion_tokens,
+        crate::config::DEFAULT_MAX_TOKENS,
+        "the default"
+    );
 }
 
 #[test]
@@ -44,8 +55,14 @@ fn max_tokens_is_lowered_to_the_grant_and_set_when_absent() {
     ex.admitted(&mut host, grant(70, 10));
     let body: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
     assert_eq!(body["max_tokens"], 60);
-    assert_eq!(host.headers["content-length"].as_deref(), Some(&*host.body.as_ref().unwrap().len().to_string()));
-    assert!(ex.rate_headers().iter().any(|(n, v)| *n == "x-ratelimit-remaining-tokens" && v == "400"));
+    assert_eq!(
+        host.headers["content-length"].as_deref(),
+        Some(&*host.body.as_ref().unwrap().len().to_string())
+    );
+    assert!(ex
+        .rate_headers()
+        .iter()
+        .any(|(n, v)| *n == "x-ratelimit-remaining-tokens" && v == "400"));
 
     let mut host = FakeHost::default();
     let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_tokens":5}"#);
@@ -56,7 +73,11 @@ fn max_tokens_is_lowered_to_the_grant_and_set_when_absent() {
     let mut ex = limited_exchange(&mut host, r#"{"model":"model-a"}"#);
     ex.admitted(&mut host, grant(10 + crate::config::DEFAULT_MAX_TOKENS, 10));
     let body: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
-    assert_eq!(body["max_tokens"], crate::config::DEFAULT_MAX_TOKENS, "the upstream is never left uncapped");
+    assert_eq!(
+        body["max_tokens"],
+        crate::config::DEFAULT_MAX_TOKENS,
+        "the upstream is never left uncapped"
+    );
 }
 
 #[test]
@@ -72,7 +93,10 @@ fn a_refusal_is_recorded_with_its_limit() {
         standing: vec![],
     };
     let error = ex.limit_refused(refusal);
-    assert_eq!((error.status(), error.code(), error.retry_after_secs()), (429, "rate_limit_exceeded", Some(12)));
+    assert_eq!(
+        (error.status(), error.code(), error.retry_after_secs()),
+        (429, "rate_limit_exceeded", Some(12))
+    );
     let record = ex.finish(1_001, Ending::Complete).unwrap();
     assert_eq!((record.status, record.limited.as_deref()), (429, Some("requests_per_minute")));
 }
@@ -87,7 +111,8 @@ fn chunk(completion: u64) -> String {
 #[test]
 fn a_stream_past_its_grant_ends_with_an_error_event_and_is_reset() {
     let mut host = FakeHost::default();
-    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","stream":true,"max_tokens":500}"#);
+    let mut ex =
+        limited_exchange(&mut host, r#"{"model":"model-a","stream":true,"max_tokens":500}"#);
     ex.admitted(&mut host, grant(13, 10));
     ex.on_response_headers(200, Some("text/event-stream"), None);
     // Tokens 1 and 2 pass; the third is within the grant of 3; the fourth passes it, split
@@ -95,9 +120,13 @@ fn a_stream_past_its_grant_ends_with_an_error_event_and_is_reset() {
     let mut seen = Vec::new();
     let whole: String = (1..=4).map(chunk).collect();
     let (a, b) = whole.split_at(whole.len() - 7);
-    seen.extend(ex.on_response_body(a.as_bytes(), false, 1_002).unwrap_or_else(|| a.as_bytes().to_vec()));
+    seen.extend(
+        ex.on_response_body(a.as_bytes(), false, 1_002).unwrap_or_else(|| a.as_bytes().to_vec()),
+    );
     assert!(!ex.take_reset());
-    seen.extend(ex.on_response_body(b.as_bytes(), false, 1_003).unwrap_or_else(|| b.as_bytes().to_vec()));
+    seen.extend(
+        ex.on_response_body(b.as_bytes(), false, 1_003).unwrap_or_else(|| b.as_bytes().to_vec()),
+    );
     let text = String::from_utf8(seen).unwrap();
     // The caller did not ask for usage: the running usage is taken off each of the four events.
     let event = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
@@ -126,7 +155,8 @@ fn a_stream_within_its_grant_passes_untouched() {
     ex.admitted(&mut host, grant(15, 10));
     ex.on_response_headers(200, Some("text/event-stream"), None);
     let whole: String = (1..=5).map(chunk).collect::<String>() + "data: [DONE]\n\n";
-    let out = String::from_utf8(ex.on_response_body(whole.as_bytes(), true, 1_002).unwrap()).unwrap();
+    let out =
+        String::from_utf8(ex.on_response_body(whole.as_bytes(), true, 1_002).unwrap()).unwrap();
     assert_eq!(out.matches("data: ").count(), 6, "{out}");
     assert!(!out.contains("error") && !ex.take_reset());
     assert!(!ex.finish(1_003, Ending::Complete).unwrap().cut_off);
@@ -136,7 +166,10 @@ fn a_stream_within_its_grant_passes_untouched() {
 fn only_the_cap_the_upstream_honours_counts_and_a_doubtful_one_is_overwritten() {
     let mut host = FakeHost::default();
     // vLLM's chat takes max_completion_tokens over max_tokens: the ask is 40, not 1.
-    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_tokens":1,"max_completion_tokens":40}"#);
+    let mut ex = limited_exchange(
+        &mut host,
+        r#"{"model":"model-a","max_tokens":1,"max_completion_tokens":40}"#,
+    );
     assert_eq!(ex.limit_ask().unwrap().completion_tokens, 40);
     ex.admitted(&mut host, grant(50, 10));
     assert!(host.body.is_none(), "granted all it asked for, capped as the upstream reads it");
@@ -145,7 +178,10 @@ fn only_the_cap_the_upstream_honours_counts_and_a_doubtful_one_is_overwritten() 
     let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_output_tokens":1}"#);
     ex.admitted(&mut host, grant(30, 10));
     let body: serde_json::Value = serde_json::from_slice(host.body.as_ref().unwrap()).unwrap();
-    assert_eq!(body["max_tokens"], 20, "a member chat does not read caps nothing: the grant is written");
+    assert_eq!(
+        body["max_tokens"], 20,
+        "a member chat does not read caps nothing: the grant is written"
+    );
 
     let mut host = FakeHost::default();
     let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","max_tokens":"9"}"#);
@@ -157,7 +193,8 @@ fn only_the_cap_the_upstream_honours_counts_and_a_doubtful_one_is_overwritten() 
 #[test]
 fn a_prompt_larger_than_its_estimate_asks_for_more_or_is_cut_off() {
     let mut host = FakeHost::default();
-    let mut ex = limited_exchange(&mut host, r#"{"model":"model-a","stream":true,"max_tokens":500}"#);
+    let mut ex =
+        limited_exchange(&mut host, r#"{"model":"model-a","stream":true,"max_tokens":500}"#);
     ex.admitted(&mut host, grant(13, 5));
     ex.on_response_headers(200, Some("text/event-stream"), None);
     // The first chunk says the prompt was 10 tokens, not 5.

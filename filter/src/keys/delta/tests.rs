@@ -5,7 +5,15 @@ use crate::error::GatewayError;
 use crate::feed::{hash_key, Feed, FeedKey, FeedUser, PublishedKey, Status};
 
 fn key(name: &str, app_id: i64, status: Status) -> FeedKey {
-    FeedKey { hash: hash_key(name), app_id, key_id: app_id, status, expires_at: None, models: vec![], limits: None }
+    FeedKey {
+        hash: hash_key(name),
+        app_id,
+        key_id: app_id,
+        status,
+        expires_at: None,
+        models: vec![],
+        limits: None,
+    }
 }
 
 fn whole(version: i64, keys: Vec<FeedKey>) -> KeyState {
@@ -35,7 +43,11 @@ fn new_changed_and_removed_keys_and_users() {
         removed_keys: vec![hash_key("a")],
         users: vec![FeedUser { id: 2, status: Status::Enabled, token_version: 4, limits: None }],
         removed_users: vec![1],
-        jwt_keys: vec![PublishedKey { kid: "k".into(), alg: "EdDSA".into(), public_key_hex: "00".repeat(32) }],
+        jwt_keys: vec![PublishedKey {
+            kid: "k".into(),
+            alg: "EdDSA".into(),
+            public_key_hex: "00".repeat(32),
+        }],
         ..delta(5, 7)
     };
     assert_eq!(apply(&mut state, &d), Applied::Changed);
@@ -52,10 +64,20 @@ fn only_a_delta_that_follows_the_state_applies() {
     let mut state = whole(5, vec![key("a", 1, Status::Enabled)]);
     let gone = FeedDelta { removed_keys: vec![hash_key("a")], ..delta(6, 8) };
     assert_eq!(apply(&mut state, &gone), Applied::Gap, "starts after 5");
-    assert_eq!(apply(&mut state, &FeedDelta { epoch: "other".into(), ..delta(5, 8) }), Applied::Gap);
-    assert_eq!(apply(&mut state, &FeedDelta { removed_keys: vec![hash_key("a")], ..delta(2, 5) }), Applied::AlreadyHeld);
+    assert_eq!(
+        apply(&mut state, &FeedDelta { epoch: "other".into(), ..delta(5, 8) }),
+        Applied::Gap
+    );
+    assert_eq!(
+        apply(&mut state, &FeedDelta { removed_keys: vec![hash_key("a")], ..delta(2, 5) }),
+        Applied::AlreadyHeld
+    );
     assert_eq!((app_of(&state, "a"), state.position()), (Ok(1), ("e", 5)), "nothing applied");
-    assert_eq!(apply(&mut state, &FeedDelta { removed_keys: vec![hash_key("a")], ..delta(3, 6) }), Applied::Changed, "overlaps 5");
+    assert_eq!(
+        apply(&mut state, &FeedDelta { removed_keys: vec![hash_key("a")], ..delta(3, 6) }),
+        Applied::Changed,
+        "overlaps 5"
+    );
     assert_eq!(app_of(&state, "a"), Err(GatewayError::InvalidCredential));
     assert!(state.apply_delta(b"{\"since\":1}").is_err());
     assert_eq!(state.position(), ("e", 6));
@@ -81,7 +103,11 @@ fn many_keys_at_once_keep_the_table_sorted() {
 fn a_hash_both_live_and_removed_stays_live_and_twice_listed_keys_once() {
     let mut state = whole(1, vec![]);
     let d = FeedDelta {
-        keys: vec![key("a", 1, Status::Enabled), key("a", 1, Status::Enabled), FeedKey { hash: "x".into(), ..key("b", 2, Status::Enabled) }],
+        keys: vec![
+            key("a", 1, Status::Enabled),
+            key("a", 1, Status::Enabled),
+            FeedKey { hash: "x".into(), ..key("b", 2, Status::Enabled) },
+        ],
         removed_keys: vec![hash_key("a"), "not-a-hash".into()],
         ..delta(1, 2)
     };
@@ -96,7 +122,10 @@ fn a_chain_of_deltas_equals_the_whole_state_of_its_version() {
     let mut live = std::collections::BTreeMap::new();
     for (version, name) in (1..).zip(&names) {
         let app = version % 7;
-        let mut d = FeedDelta { keys: vec![key(name, app, Status::Enabled)], ..delta(version - 1, version) };
+        let mut d = FeedDelta {
+            keys: vec![key(name, app, Status::Enabled)],
+            ..delta(version - 1, version)
+        };
         live.insert(name.clone(), app);
         if version % 3 == 0 {
             let gone = &names[usize::try_from(version / 3).unwrap()];

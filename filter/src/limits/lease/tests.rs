@@ -1,5 +1,5 @@
-use super::*;
 use super::ledger;
+use super::*;
 use crate::feed::limits::{LimitKind, Subject};
 use crate::state_sync::testing::FakeShared;
 
@@ -22,7 +22,11 @@ fn the_call_posts_the_asks_under_the_state_paths_prefix() {
     let body: LeaseRequest = serde_json::from_slice(call.body.as_deref().unwrap()).unwrap();
     assert_eq!((body.instance.as_str(), body.items), ("envoy-1", vec![ask.clone()]));
     assert_eq!(call.headers(&feed())[0], (":method", "POST".to_owned()));
-    let answer = CallAnswer { status: Some(200), body: br#"{"items":[]}"#.to_vec(), ..CallAnswer::default() };
+    let answer = CallAnswer {
+        status: Some(200),
+        body: br#"{"items":[]}"#.to_vec(),
+        ..CallAnswer::default()
+    };
     assert!(matches!(read_answer(&answer, &[ask.clone()]), Err(LeaseError::Body(_))));
     let answer = CallAnswer { status: Some(500), ..CallAnswer::default() };
     assert_eq!(read_answer(&answer, &[ask]), Err(LeaseError::Status(Some(500))));
@@ -78,11 +82,17 @@ fn idle_units_go_back_and_a_failed_upkeep_call_is_undone() {
     let mut upkeep = Upkeep::default();
     upkeep.note(&[ask_of(50)]);
     apply(&mut shared, &[ask_of(50)], &[grant(50, Some(100), 50, 60)], 0);
-    ledger::update_entry(&mut shared, &day_key(), |e| e.map(|e| Entry { spent: 20, touched_ms: 0, ..e }));
+    ledger::update_entry(&mut shared, &day_key(), |e| {
+        e.map(|e| Entry { spent: 20, touched_ms: 0, ..e })
+    });
     assert!(upkeep.due(&mut shared, 1_000).is_empty(), "not idle yet");
     let due = upkeep.due(&mut shared, 3_000);
     assert_eq!((due.len(), due[0].give_back, due[0].window), (1, 30, Some(60)));
     assert_eq!(ledger::read_entry(&shared, &day_key()).unwrap().leased, 20, "taken off at once");
     undo(&mut shared, &due);
-    assert_eq!(ledger::read_entry(&shared, &day_key()).unwrap().leased, 50, "back when the call failed");
+    assert_eq!(
+        ledger::read_entry(&shared, &day_key()).unwrap().leased,
+        50,
+        "back when the call failed"
+    );
 }

@@ -59,17 +59,26 @@ impl Built {
         }
         if !completions.is_empty() {
             let (p, c): (u64, u64) = (prompts.values().sum(), completions.values().sum());
-            return (Usage { prompt_tokens: p, completion_tokens: c, total_tokens: p + c }, UsageSource::Reported);
+            return (
+                Usage { prompt_tokens: p, completion_tokens: c, total_tokens: p + c },
+                UsageSource::Reported,
+            );
         }
         match content {
             0 => (Usage::default(), UsageSource::None),
-            n => (Usage { prompt_tokens: 0, completion_tokens: n, total_tokens: n }, UsageSource::Estimated),
+            n => (
+                Usage { prompt_tokens: 0, completion_tokens: n, total_tokens: n },
+                UsageSource::Estimated,
+            ),
         }
     }
 }
 
 fn usage_json(prompt: u64, completion: u64) -> String {
-    format!(r#"{{"prompt_tokens":{prompt},"total_tokens":{},"completion_tokens":{completion}}}"#, prompt + completion)
+    format!(
+        r#"{{"prompt_tokens":{prompt},"total_tokens":{},"completion_tokens":{completion}}}"#,
+        prompt + completion
+    )
 }
 
 /// Every cut of `built` counts what the oracle says.
@@ -77,7 +86,11 @@ fn check_every_cut(built: &Built, layout: PromptLayout, prompt_of: impl Fn(u64) 
     for cut in 0..=built.bytes.len() {
         let (a, b) = built.bytes.split_at(cut);
         let whole = count_stream_as(layout, &[a, b]);
-        assert_eq!(whole.usage, built.expected(built.bytes.len(), &prompt_of).0, "whole stream, split at {cut}");
+        assert_eq!(
+            whole.usage,
+            built.expected(built.bytes.len(), &prompt_of).0,
+            "whole stream, split at {cut}"
+        );
         let cut_off = count_stream_as(layout, &[a]);
         let (usage, source) = built.expected(cut, &prompt_of);
         assert_eq!((cut_off.usage, cut_off.source), (usage, source), "cut after {cut} bytes");
@@ -96,12 +109,27 @@ fn chat_with_n(n: u64, tokens: u64, prompt: u64) -> Built {
     for t in 1..=tokens {
         for i in 0..n {
             let text = format!("{head}[{{\"index\":{i},\"delta\":{{\"content\":\"t{t}\"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":{}}}\n\n", usage_json(prompt, t));
-            built.event(&text, &[("}]", Fact::Content), (&usage_json(prompt, t), Fact::Choice(i, prompt, t))]);
+            built.event(
+                &text,
+                &[("}]", Fact::Content), (&usage_json(prompt, t), Fact::Choice(i, prompt, t))],
+            );
         }
     }
     let total = usage_json(prompt, n * tokens);
-    let text = format!("{head}[],\"usage\":{total},\"system_fingerprint\":\"vllm-0\"}}\n\ndata: [DONE]\n\n");
-    built.event(&text, &[(&total, Fact::Total(Usage { prompt_tokens: prompt, completion_tokens: n * tokens, total_tokens: prompt + n * tokens }))]);
+    let text = format!(
+        "{head}[],\"usage\":{total},\"system_fingerprint\":\"vllm-0\"}}\n\ndata: [DONE]\n\n"
+    );
+    built.event(
+        &text,
+        &[(
+            &total,
+            Fact::Total(Usage {
+                prompt_tokens: prompt,
+                completion_tokens: n * tokens,
+                total_tokens: prompt + n * tokens,
+            }),
+        )],
+    );
     built
 }
 
@@ -113,27 +141,40 @@ fn chat_with_n_choices_counts_every_choice_at_every_cut() {
     assert_eq!(whole.usage, Usage { prompt_tokens: 17, completion_tokens: 9, total_tokens: 26 });
     // Cut after the second token of every choice: 3 × 2 tokens, the prompt once.
     let cut = built.facts[3 + 2 * 3 * 2 - 1].0;
-    assert_eq!(count_stream_as(PromptLayout::Single, &[&built.bytes[..cut]]).usage, Usage { prompt_tokens: 17, completion_tokens: 6, total_tokens: 23 });
+    assert_eq!(
+        count_stream_as(PromptLayout::Single, &[&built.bytes[..cut]]).usage,
+        Usage { prompt_tokens: 17, completion_tokens: 6, total_tokens: 23 }
+    );
 }
 
 /// A completions stream for `prompts` (their token counts) with `n` choices each: choice index
 /// `prompt * n + output`, each chunk with that prompt's tokens and that choice's tokens so far.
 fn completions_batched(prompts: &[u64], n: u64, tokens: u64) -> Built {
     let mut built = Built::new();
-    let head = r#"data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":"#;
+    let head =
+        r#"data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":"#;
     for t in 1..=tokens {
         for (p, prompt) in prompts.iter().enumerate() {
             for o in 0..n {
                 let index = p as u64 * n + o;
                 let usage = usage_json(*prompt, t);
                 let text = format!("{head}[{{\"index\":{index},\"text\":\"é{t}\",\"logprobs\":null,\"finish_reason\":null,\"stop_reason\":null}}],\"usage\":{usage}}}\n\n");
-                built.event(&text, &[("}]", Fact::Content), (&usage, Fact::Choice(index, *prompt, t))]);
+                built.event(
+                    &text,
+                    &[("}]", Fact::Content), (&usage, Fact::Choice(index, *prompt, t))],
+                );
             }
         }
     }
     let (p, c) = (prompts.iter().sum::<u64>(), prompts.len() as u64 * n * tokens);
     let total = usage_json(p, c);
-    built.event(&format!("{head}[],\"usage\":{total}}}\n\ndata: [DONE]\n\n"), &[(&total, Fact::Total(Usage { prompt_tokens: p, completion_tokens: c, total_tokens: p + c }))]);
+    built.event(
+        &format!("{head}[],\"usage\":{total}}}\n\ndata: [DONE]\n\n"),
+        &[(
+            &total,
+            Fact::Total(Usage { prompt_tokens: p, completion_tokens: c, total_tokens: p + c }),
+        )],
+    );
     built
 }
 
@@ -143,7 +184,11 @@ fn batched_prompts_with_n_count_each_prompt_once_at_every_cut() {
     check_every_cut(&built, PromptLayout::Batched { n: 2 }, |i| i / 2);
     let before_total = built.facts[built.facts.len() - 2].0;
     let cut = count_stream_as(PromptLayout::Batched { n: 2 }, &[&built.bytes[..before_total]]);
-    assert_eq!(cut.usage, Usage { prompt_tokens: 16, completion_tokens: 8, total_tokens: 24 }, "all four choices, both prompts once");
+    assert_eq!(
+        cut.usage,
+        Usage { prompt_tokens: 16, completion_tokens: 8, total_tokens: 24 },
+        "all four choices, both prompts once"
+    );
 }
 
 #[test]
@@ -152,7 +197,10 @@ fn choices_past_the_cap_are_estimated_in_bounded_memory() {
     let count = MAX_TRACKED_CHOICES as u64 + extra;
     let mut stream = String::new();
     for index in 0..count {
-        stream += &format!("data: {{\"choices\":[{{\"index\":{index},\"text\":\"x\"}}],\"usage\":{}}}\n\n", usage_json(1, 2));
+        stream += &format!(
+            "data: {{\"choices\":[{{\"index\":{index},\"text\":\"x\"}}],\"usage\":{}}}\n\n",
+            usage_json(1, 2)
+        );
     }
     let mut acc = StreamAccounting::new(PromptLayout::Batched { n: 1 });
     acc.feed(stream.as_bytes());
@@ -160,7 +208,14 @@ fn choices_past_the_cap_are_estimated_in_bounded_memory() {
     let out = acc.finish();
     assert_eq!(out.source, UsageSource::Estimated);
     let tracked = MAX_TRACKED_CHOICES as u64;
-    assert_eq!(out.usage, Usage { prompt_tokens: tracked, completion_tokens: 2 * tracked + extra, total_tokens: 3 * tracked + extra });
+    assert_eq!(
+        out.usage,
+        Usage {
+            prompt_tokens: tracked,
+            completion_tokens: 2 * tracked + extra,
+            total_tokens: 3 * tracked + extra
+        }
+    );
 }
 
 /// A `/v1/responses` stream as vLLM writes it: `event:` lines, `data` whose `type` is the event
@@ -168,7 +223,11 @@ fn choices_past_the_cap_are_estimated_in_bounded_memory() {
 /// usage.
 fn responses_stream(deltas: &[&str], output_text: &str) -> Built {
     let mut built = Built::new();
-    let response = |status: &str, usage: &str| format!(r#"{{"id":"resp_1","object":"response","created_at":1,"model":"m","output":[],"status":"{status}","usage":{usage}}}"#);
+    let response = |status: &str, usage: &str| {
+        format!(
+            r#"{{"id":"resp_1","object":"response","created_at":1,"model":"m","output":[],"status":"{status}","usage":{usage}}}"#
+        )
+    };
     for (seq, kind) in ["response.created", "response.in_progress"].iter().enumerate() {
         let text = format!("event: {kind}\ndata: {{\"response\":{},\"sequence_number\":{seq},\"type\":\"{kind}\"}}\n\n", response("in_progress", "null"));
         built.event(&text, &[]);
@@ -179,13 +238,20 @@ fn responses_stream(deltas: &[&str], output_text: &str) -> Built {
         let text = format!("event: response.output_text.delta\ndata: {{\"content_index\":0,\"delta\":{quoted},\"item_id\":\"msg_1\",\"logprobs\":[],\"output_index\":0,\"sequence_number\":3,\"type\":\"response.output_text.delta\"}}\n\n");
         // The type comes last here: the event counts once its data is whole.
         let marker = "\"type\":\"response.output_text.delta\"";
-        let facts: Vec<(&str, Fact)> = if delta.is_empty() { vec![] } else { vec![(marker, Fact::Content)] };
+        let facts: Vec<(&str, Fact)> =
+            if delta.is_empty() { vec![] } else { vec![(marker, Fact::Content)] };
         built.event(&text, &facts);
     }
     let usage = r#"{"input_tokens":21,"input_tokens_details":{"cached_tokens":0},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":26}"#;
     let full = response("completed", usage).replace("\"output\":[]", &format!("\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":{}}}]}}]", serde_json::to_string(output_text).unwrap()));
     let text = format!("event: response.completed\ndata: {{\"response\":{full},\"sequence_number\":9,\"type\":\"response.completed\"}}\n\n");
-    built.event(&text, &[("\"type\":\"response.completed\"", Fact::Total(Usage { prompt_tokens: 21, completion_tokens: 5, total_tokens: 26 }))]);
+    built.event(
+        &text,
+        &[(
+            "\"type\":\"response.completed\"",
+            Fact::Total(Usage { prompt_tokens: 21, completion_tokens: 5, total_tokens: 26 }),
+        )],
+    );
     built
 }
 
@@ -194,7 +260,10 @@ fn responses_streams_count_at_every_cut() {
     let built = responses_stream(&["Hel", "", "lo ", "wö", "rld"], "Hello wörld");
     check_every_cut(&built, PromptLayout::default(), |i| i);
     let whole = count_stream(&[&built.bytes]);
-    assert_eq!((whole.usage.prompt_tokens, whole.usage.completion_tokens, whole.source), (21, 5, UsageSource::Reported));
+    assert_eq!(
+        (whole.usage.prompt_tokens, whole.usage.completion_tokens, whole.source),
+        (21, 5, UsageSource::Reported)
+    );
 }
 
 #[test]
@@ -210,7 +279,10 @@ fn a_huge_final_response_event_still_counts() {
 #[test]
 fn incomplete_responses_count_too() {
     let stream = b"event: response.incomplete\ndata: {\"type\":\"response.incomplete\",\"response\":{\"status\":\"incomplete\",\"usage\":{\"input_tokens\":4,\"output_tokens\":16,\"total_tokens\":20}}}\n\n";
-    assert_eq!(count_stream(&[stream]).usage, Usage { prompt_tokens: 4, completion_tokens: 16, total_tokens: 20 });
+    assert_eq!(
+        count_stream(&[stream]).usage,
+        Usage { prompt_tokens: 4, completion_tokens: 16, total_tokens: 20 }
+    );
     let reasoning = b"event: response.reasoning_text.delta\ndata: {\"type\":\"response.reasoning_text.delta\",\"delta\":\"hmm\"}\n\n";
     assert_eq!(count_stream(&[reasoning, reasoning]).usage.completion_tokens, 2);
 }
@@ -223,6 +295,9 @@ fn a_non_streamed_responses_body_reads_input_and_output_tokens() {
         let mut acc = BodyAccounting::new();
         acc.feed(a);
         acc.feed(b);
-        assert_eq!(acc.finish().usage, Usage { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 });
+        assert_eq!(
+            acc.finish().usage,
+            Usage { prompt_tokens: 12, completion_tokens: 2, total_tokens: 14 }
+        );
     }
 }
