@@ -17,7 +17,7 @@ fn the_call_posts_the_asks_under_the_state_paths_prefix() {
         take: 9,
         held: None,
     };
-    let call = call(&feed(), "envoy-1", &[ask.clone()]);
+    let call = call(&feed(), "envoy-1", std::slice::from_ref(&ask));
     assert_eq!(call.path, "/gw/internal/limits/lease");
     let body: LeaseRequest = serde_json::from_slice(call.body.as_deref().unwrap()).unwrap();
     assert_eq!((body.instance.as_str(), body.items), ("envoy-1", vec![ask.clone()]));
@@ -27,7 +27,7 @@ fn the_call_posts_the_asks_under_the_state_paths_prefix() {
         body: br#"{"items":[]}"#.to_vec(),
         ..CallAnswer::default()
     };
-    assert!(matches!(read_answer(&answer, &[ask.clone()]), Err(LeaseError::Body(_))));
+    assert!(matches!(read_answer(&answer, std::slice::from_ref(&ask)), Err(LeaseError::Body(_))));
     let answer = CallAnswer { status: Some(500), ..CallAnswer::default() };
     assert_eq!(read_answer(&answer, &[ask]), Err(LeaseError::Status(Some(500))));
 }
