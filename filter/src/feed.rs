@@ -150,6 +150,31 @@ pub enum Status {
     Disabled,
 }
 
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 2] = [Status::Enabled, Status::Disabled];
+
+    /// The status as serialised (and as the control plane stores it): `enabled`, `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    /// The status [`Status::as_str`] writes as `text`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not a status (enabled or disabled)"))
+    }
+}
+
 /// The SHA-256 of an API key, as bytes: how the filter keeps it (no hex `String` per key).
 pub type KeyHash = [u8; 32];
 

@@ -1,15 +1,18 @@
-//! What admins send to `/api/apps`: the bodies of create, update and status change, and their
-//! validation into the store's types. Every error names the offending field.
+//! What admins send to `/api/apps`: the bodies of create, update and status change (the last
+//! shared with `/api/users`), and their validation into the store's types. Every error names the
+//! offending field.
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use vllm_gateway_filter::feed::Status;
 
 use super::limits_input::{self, LimitsSchema};
 use super::ApiError;
-use crate::store::apps::{AppChanges, AppStatus, NewApp};
+use crate::store::apps::{AppChanges, NewApp};
+use crate::store::feed::StatusSchema;
 
 /// Most models an app may list.
 const MAX_MODELS: usize = 1000;
@@ -82,12 +85,13 @@ impl UpdateApp {
     }
 }
 
-/// `PATCH /api/apps/{id}/status` body.
+/// `PATCH /api/apps/{id}/status` and `PATCH /api/users/{id}/status` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
-    /// `enabled` or `disabled`.
-    pub status: AppStatus,
+    /// The new status.
+    #[schema(value_type = StatusSchema)]
+    pub status: Status,
 }
 
 /// A field that is present, even as `null`, becomes `Some(…)`; an absent one stays `None`

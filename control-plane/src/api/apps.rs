@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use vllm_gateway_filter::feed::Status;
 
 use super::app_input::{CreateApp, StatusChange, UpdateApp};
 use super::error::ErrorBody;
 use super::page::{Page, PageQuery};
 use super::{ApiError, AppState};
-use crate::store::apps::{self, App, AppFilter, AppStatus};
+use crate::store::apps::{self, App, AppFilter};
 
 /// An app together with its key's plaintext, returned once (creation, rotation).
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,12 +83,8 @@ pub async fn list(
 ) -> Result<Json<Page<App>>, ApiError> {
     let (page, size, offset) = paging.map_err(ApiError::from_query)?.resolve_offset()?;
     let Query(q) = filter.map_err(ApiError::from_query)?;
-    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some("enabled") => Some(AppStatus::Enabled),
-        Some("disabled") => Some(AppStatus::Disabled),
-        Some(_) => return Err(ApiError::invalid("status", "must be enabled or disabled")),
-    };
+    let status = q.status.filter(|s| !s.is_empty()).map(|s| s.parse::<Status>()).transpose();
+    let status = status.map_err(|why| ApiError::invalid("status", why))?;
     let filter = AppFilter { org_name: q.org_name.filter(|s| !s.is_empty()), status };
     let (records, total) = apps::list(state.db(), &filter, offset, size).await?;
     Ok(Json(Page { records, total, page, size }))

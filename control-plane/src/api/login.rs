@@ -19,6 +19,7 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use vllm_gateway_filter::feed::Status;
 
 use super::AppState;
 use crate::jwt;
@@ -148,7 +149,7 @@ async fn attempt(state: &AppState, account: &str, password: String) -> Outcome {
 
 /// The reply to a matching password: 403 for a disabled user, else a new JWT.
 async fn signed_in(state: &AppState, user: users::User) -> Response {
-    if user.status != "enabled" {
+    if user.status != Status::Enabled {
         return refused(StatusCode::FORBIDDEN, "user disabled");
     }
     match jwt::issue(state.db(), user.id, user.token_version, state.jwt_lifetime_secs()).await {

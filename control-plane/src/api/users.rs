@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::app_input::present;
+use super::app_input::{present, StatusChange};
 use super::error::ErrorBody;
 use super::limits_input::{self, LimitsSchema};
 use super::page::{Page, PageQuery};
@@ -49,13 +49,6 @@ pub struct UpdateUser {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<LimitsSchema>)]
     limits: Option<Option<Value>>,
-}
-
-/// `PATCH /api/users/{id}/status` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StatusChange {
-    status: String,
 }
 
 /// `POST /api/users`: creates a user (password stored as an Argon2id hash).
@@ -147,13 +140,10 @@ fn user_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
 pub async fn set_status(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    body: Result<Json<StatusChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<StatusChange>, JsonRejection>,
 ) -> Result<Json<User>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::invalid("body", e.body_text()))?;
-    if !matches!(body.status.as_str(), "enabled" | "disabled") {
-        return Err(ApiError::invalid("status", "must be \"enabled\" or \"disabled\""));
-    }
-    users::set_status(state.db(), id, &body.status).await?.map(Json).ok_or_else(|| no_user(id))
+    let Json(StatusChange { status }) = body.map_err(ApiError::from_json)?;
+    users::set_status(state.db(), id, status).await?.map(Json).ok_or_else(|| no_user(id))
 }
 
 /// `POST /api/users/{id}/revoke-tokens`: every JWT issued to the user before stops working.

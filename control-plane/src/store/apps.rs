@@ -2,30 +2,20 @@
 //! deletion and key rotation. Keys are stored as [`hash_key`] hashes, the function the filter
 //! looks them up with; what the filter is fed is read in [`super::feed`].
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, QueryBuilder, Row, Sqlite};
 use utoipa::ToSchema;
 use vllm_gateway_filter::feed::hash_key;
 use vllm_gateway_filter::feed::limits::Subject;
-use vllm_gateway_filter::feed::Limits;
+use vllm_gateway_filter::feed::{Limits, Status};
 
+use super::feed::{status_from_row, StatusSchema};
 use super::now_secs;
 use crate::api::LimitsSchema;
 use crate::ledger::usage::{usage, LimitUsage};
 use crate::secrets;
 use crate::Db;
-
-/// Whether an app's keys are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
-pub enum AppStatus {
-    /// Requests are served.
-    Enabled,
-    /// Requests are refused with 403.
-    Disabled,
-}
 
 /// An app as stored (never with a plaintext key).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -38,7 +28,8 @@ pub struct App {
     /// Free text.
     pub remark: String,
     /// Whether its key is served.
-    pub status: AppStatus,
+    #[schema(value_type = StatusSchema)]
+    pub status: Status,
     /// When the app expires, as given (RFC 3339 with offset); `null` for never.
     pub expire_time: Option<String>,
     /// Models the app may use; empty means every model.
@@ -62,7 +53,7 @@ impl FromRow<'_, SqliteRow> for App {
             id: row.try_get("id")?,
             org_name: row.try_get("org_name")?,
             remark: row.try_get("remark")?,
-            status: row.try_get("status")?,
+            status: status_from_row(row)?,
             expire_time: row.try_get("expire_time")?,
             models: models_from_row(row)?,
             limits: super::limits::from_row(row)?,
@@ -121,7 +112,7 @@ pub struct AppFilter {
     /// Part of the organisation name (case-insensitive for ASCII).
     pub org_name: Option<String>,
     /// Only apps with this status.
-    pub status: Option<AppStatus>,
+    pub status: Option<Status>,
 }
 
 const SELECT_APP: &str = "SELECT a.id, a.org_name, a.remark, a.status, a.expire_time, a.models, \
@@ -213,7 +204,7 @@ fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &AppFilter) {
         query.push(" AND a.org_name LIKE ").push_bind(format!("%{escaped}%")).push(" ESCAPE '\\'");
     }
     if let Some(status) = filter.status {
-        query.push(" AND a.status = ").push_bind(status);
+        query.push(" AND a.status = ").push_bind(status.as_str());
     }
 }
 
@@ -245,9 +236,9 @@ pub async fn update(db: &Db, id: i64, changes: &AppChanges) -> Result<Option<App
 }
 
 /// Enables or disables an app; `None` when it does not exist.
-pub async fn set_status(db: &Db, id: i64, status: AppStatus) -> Result<Option<App>, sqlx::Error> {
+pub async fn set_status(db: &Db, id: i64, status: Status) -> Result<Option<App>, sqlx::Error> {
     let done = sqlx::query("UPDATE apps SET status = ?, updated_at = ? WHERE id = ?")
-        .bind(status)
+        .bind(status.as_str())
         .bind(now_secs())
         .bind(id)
         .execute(db)

@@ -2,13 +2,17 @@
 //! ([`vllm_gateway_filter::feed`]): every live key and every user for the whole state, one key
 //! (by hash, through the `api_keys.hash` UNIQUE index) or one user (by id) for a lookup, and
 //! the state version counter (migration 0004) the feed's ETag is made of. What changed after a
-//! version (a delta) is read in [`super::feed_changes`].
+//! version (a delta) is read in [`super::feed_changes`]. An app's or a user's status is read
+//! ([`status_from_row`]) and documented ([`StatusSchema`]) here for the admin API as well: apps
+//! and users have the contract's [`Status`].
 //!
 //! Every function takes any executor, so a caller can read several of them in one transaction
 //! (one snapshot).
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteExecutor};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use vllm_gateway_filter::feed::{FeedKey, FeedUser, Status};
 
 use super::apps::models_from_row;
@@ -25,20 +29,42 @@ pub(super) fn feed_key(row: &SqliteRow) -> Result<FeedKey, sqlx::Error> {
         hash: row.try_get("hash")?,
         app_id: row.try_get("app_id")?,
         key_id: row.try_get("key_id")?,
-        status: status(row.try_get("status")?),
+        status: status_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
         models: models_from_row(row)?,
         limits: super::limits::from_row(row)?,
     })
 }
 
-/// A stored status (`enabled` or `disabled`, a CHECK constraint says); anything else would
-/// be refused rather than served.
-fn status(text: &str) -> Status {
-    if text == "enabled" {
-        Status::Enabled
-    } else {
-        Status::Disabled
+/// The `status` column of an app or user row, as the contract's [`Status`] (stored as
+/// [`Status::as_str`] writes it; a CHECK constraint allows nothing else). Anything else would
+/// read as disabled: refused rather than served.
+pub(super) fn status_from_row(row: &SqliteRow) -> Result<Status, sqlx::Error> {
+    let text: &str = row.try_get("status")?;
+    Ok(text.parse().unwrap_or(Status::Disabled))
+}
+
+/// The contract's [`Status`] in the OpenAPI document (the contract knows nothing of OpenAPI):
+/// a string, one of the statuses as the contract serialises them.
+pub struct StatusSchema;
+
+impl utoipa::PartialSchema for StatusSchema {
+    fn schema() -> RefOr<Schema> {
+        let names = Status::ALL.map(|status| serde_json::to_value(status).unwrap_or_default());
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(names))
+            .description(Some(
+                "Whether an app or a user may be used: `enabled` (requests are served) or \
+                 `disabled` (requests are refused with 403).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for StatusSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Status".into()
     }
 }
 
@@ -49,7 +75,7 @@ pub(super) const SELECT_USER: &str = "SELECT id, status, token_version, limits F
 pub(super) fn feed_user(row: &SqliteRow) -> Result<FeedUser, sqlx::Error> {
     Ok(FeedUser {
         id: row.try_get("id")?,
-        status: status(row.try_get("status")?),
+        status: status_from_row(row)?,
         token_version: row.try_get("token_version")?,
         limits: super::limits::from_row(row)?,
     })
@@ -113,6 +139,18 @@ mod tests {
             .await
             .unwrap();
         rows.iter().map(|r| r.get::<String, _>("detail")).collect()
+    }
+
+    #[test]
+    fn a_status_is_stored_and_documented_as_the_contract_serialises_it() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(StatusSchema::schema()).unwrap();
+        assert_eq!(schema["enum"], serde_json::json!(["enabled", "disabled"]));
+        for status in Status::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+        }
+        assert!("Enabled".parse::<Status>().is_err());
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row};
 use vllm_gateway_filter::feed::limits::Subject;
-use vllm_gateway_filter::feed::Limits;
+use vllm_gateway_filter::feed::{Limits, Status};
 
+use super::feed::{status_from_row, StatusSchema};
 use super::now_secs;
 use crate::api::LimitsSchema;
 use crate::ledger::usage::{usage, LimitUsage};
@@ -19,8 +20,9 @@ pub struct User {
     pub id: i64,
     /// Login e-mail, unique regardless of case.
     pub email: String,
-    /// `enabled` or `disabled`.
-    pub status: String,
+    /// Whether the user may log in and call with its JWTs.
+    #[schema(value_type = StatusSchema)]
+    pub status: Status,
     /// The version every valid JWT of this user carries as `ver`.
     pub token_version: i64,
     /// Unix seconds.
@@ -39,7 +41,7 @@ impl FromRow<'_, SqliteRow> for User {
         Ok(Self {
             id: row.try_get("id")?,
             email: row.try_get("email")?,
-            status: row.try_get("status")?,
+            status: status_from_row(row)?,
             token_version: row.try_get("token_version")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -137,9 +139,9 @@ pub async fn list(db: &Db, offset: i64, limit: i64) -> Result<(Vec<User>, i64), 
 }
 
 /// Enables or disables a user; `None` if there is no such user.
-pub async fn set_status(db: &Db, id: i64, status: &str) -> Result<Option<User>, sqlx::Error> {
+pub async fn set_status(db: &Db, id: i64, status: Status) -> Result<Option<User>, sqlx::Error> {
     sqlx::query("UPDATE users SET status = ?, updated_at = ? WHERE id = ?")
-        .bind(status)
+        .bind(status.as_str())
         .bind(now_secs())
         .bind(id)
         .execute(db)

@@ -123,6 +123,11 @@ async fn the_document_describes_the_shapes() {
     for schema in ["CreateUser", "UpdateUser"] {
         assert!(schemas[schema]["properties"].get("limits").is_some(), "{schema}.limits");
     }
+    assert_eq!(schemas["Status"]["enum"], json!(["enabled", "disabled"]));
+    for schema in ["App", "User", "StatusChange"] {
+        let status = &schemas[schema]["properties"]["status"]["$ref"];
+        assert_eq!(status, "#/components/schemas/Status", "{schema}.status");
+    }
     assert!(schemas["LimitUsage"]["properties"].get("remaining").is_some());
     let record = &schemas["ReconcileRecord"]["properties"];
     for field in

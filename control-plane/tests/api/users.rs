@@ -85,6 +85,43 @@ async fn bad_users_are_refused_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_status_change_reads_back_and_reaches_the_feed() {
+    let (state, _dir) = state().await;
+    let id = create_user(&state, "test@example.com").await["id"].as_i64().unwrap();
+    let uri = format!("/api/users/{id}/status");
+    let reply = admin(&state, "PATCH", &uri, Some(json!({"status": "disabled"}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["status"], "disabled");
+    assert_eq!(
+        admin(&state, "GET", &format!("/api/users/{id}"), None).await.json["status"],
+        "disabled"
+    );
+    assert_eq!(
+        admin(&state, "GET", "/api/users", None).await.json["records"][0]["status"],
+        "disabled"
+    );
+    let feed = call(&state, "GET", "/internal/state", Some(FEED), None).await;
+    assert_eq!(feed.json["users"][0]["status"], "disabled");
+
+    for (body, field) in [
+        (json!({"status": "Enabled"}), "status"),
+        (json!({"status": ""}), "status"),
+        (json!({}), "body"),
+        (json!({"status": "enabled", "role": "root"}), "body"),
+    ] {
+        assert_invalid(&admin(&state, "PATCH", &uri, Some(body)).await, field);
+    }
+    let stored: String = sqlx::query_scalar("SELECT status FROM users WHERE id = ?")
+        .bind(id)
+        .fetch_one(state.db())
+        .await
+        .unwrap();
+    assert_eq!(stored, "disabled", "a refused change changes nothing");
+    let reply = admin(&state, "PATCH", &uri, Some(json!({"status": "enabled"}))).await;
+    assert_eq!(reply.json["status"], "enabled");
+}
+
+#[tokio::test]
 async fn login_answers_like_the_replaced_gateway() {
     let (state, _dir) = state().await;
     let user = create_user(&state, "test@example.com").await;
