@@ -14,7 +14,7 @@
 use crate::error::GatewayError;
 use crate::feed::{key_digest, Status};
 use crate::jwt::JwtKeys;
-use crate::keys::{AppKey, KeyState, User};
+use crate::keys::{AppKey, Credentials, User};
 use crate::lookup::LookupKey;
 use crate::overlay::Overlay;
 
@@ -30,13 +30,13 @@ pub struct Refusal {
 /// What one worker knows about credentials: a full state, and the overlay over it.
 #[derive(Debug, Clone, Copy)]
 pub struct Authority<'a> {
-    state: &'a KeyState,
+    state: &'a Credentials,
     overlay: Option<&'a Overlay>,
 }
 
 impl<'a> Authority<'a> {
     /// `state`, with `overlay` over it.
-    pub fn new(state: &'a KeyState, overlay: Option<&'a Overlay>) -> Self {
+    pub fn new(state: &'a Credentials, overlay: Option<&'a Overlay>) -> Self {
         Self { state, overlay }
     }
 

@@ -42,7 +42,7 @@ impl std::error::Error for ConfigError {}
 pub struct PluginConfig {
     /// Model name (as clients send it in `model`) → where requests for it go.
     pub models: BTreeMap<String, ModelRoute>,
-    /// Where the key state comes from.
+    /// Where the credentials come from (the control plane's state feed).
     pub state: StateFeed,
     /// Request bodies larger than this are refused with 413.
     #[serde(default = "default_max_body")]
@@ -70,7 +70,7 @@ pub struct PluginConfig {
     /// and is a normalised path (no `?`, `#`, `//`, `/./`, `/../`); no entry is listed twice.
     #[serde(default = "default_endpoints")]
     pub endpoints: Vec<String>,
-    /// How callers' limits are enforced (the limits themselves come with the key state).
+    /// How callers' limits are enforced (the limits themselves come with the credentials).
     #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
     pub limits: LimitsConfig,
 }

@@ -1,5 +1,13 @@
 //! What the gateway refuses, as OpenAI-shaped error replies:
 //! `{"error":{"message":…,"type":…,"param":…,"code":…}}` with the matching HTTP status.
+//!
+//! [`GatewayError`] is the one policy of a refusal; nothing else keeps a list of its variants or
+//! codes. [`GatewayError::class`] sorts every refusal once (an authentication failure, a
+//! permission failure, a bad request, a limit, …), and its HTTP status, its OpenAI `type` and the
+//! metric it is counted in ([`GatewayError::tally`]) follow from the class; its `code` and message
+//! are said next to it, and so is whether newer credentials could lift it
+//! ([`GatewayError::may_be_stale`]). Those matches name every variant (no `_` arm): a new
+//! variant cannot be left out of any of them.
 
 use serde::Serialize;
 
@@ -13,7 +21,7 @@ pub enum GatewayError {
     MissingCredential,
     /// A credential that is not a known key (or is malformed).
     InvalidCredential,
-    /// The key's app has expired.
+    /// The API key's app has expired.
     ExpiredCredential,
     /// The JWT has expired.
     ExpiredToken,
@@ -23,7 +31,7 @@ pub enum GatewayError {
     UserDisabled,
     /// The key's app is disabled.
     AppDisabled,
-    /// No key state has arrived from the control plane yet.
+    /// No credentials have arrived from the control plane yet.
     NotReady,
     /// The body is not a JSON object.
     BadJson(String),
@@ -128,47 +136,140 @@ struct Body<'a> {
     code: &'a str,
 }
 
+/// What kind of refusal a [`GatewayError`] is: its HTTP status and OpenAI `type`, and the metric
+/// it is counted in, follow from its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The credential is missing, not known, expired or revoked: 401 `authentication_error`,
+    /// counted as an auth failure.
+    Authentication,
+    /// The caller is known but may not do this: 403 `permission_error`, counted as an auth
+    /// failure.
+    Permission,
+    /// The credential cannot be checked: no credentials have arrived from the control plane yet.
+    /// 503 `service_unavailable`, counted as an auth failure.
+    NotReady,
+    /// The request itself is wrong: `invalid_request_error` with this status (400, 404, 413).
+    InvalidRequest(u16),
+    /// The gateway cannot take the request now: 503 `server_error`.
+    Overloaded,
+    /// A limit of the caller refused the request (429), or cut its stream off; its `type` says
+    /// which kind of limit. Counted as limited, or cut off.
+    Limited {
+        /// Which limit.
+        kind: LimitKind,
+        /// The stream was cut off (rather than the request refused).
+        cut_off: bool,
+    },
+    /// The caller's limits cannot be checked now: 503 `server_error`, counted as limited.
+    LimitsUnavailable,
+}
+
+/// A metric a refusal is counted in besides the requests by status, with its `reason` label (a
+/// fixed name of the gateway's, never client input). [`crate::metrics`] names the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// An authentication or authorisation failure (`vllm_gateway_auth_failures_total`), by code.
+    AuthFailure(&'static str),
+    /// A request a limit refused (`vllm_gateway_limited_total`), by the limit kind's name, or
+    /// `limits_unavailable`.
+    Limited(&'static str),
+    /// A stream a limit cut off (`vllm_gateway_cut_off_total`), by the limit kind's name.
+    CutOff(&'static str),
+}
+
 impl GatewayError {
-    /// The HTTP status of the reply.
-    pub fn status(&self) -> u16 {
+    /// What kind of refusal this is (see [`Class`]).
+    pub fn class(&self) -> Class {
         match self {
             Self::MissingCredential
             | Self::InvalidCredential
             | Self::ExpiredCredential
             | Self::ExpiredToken
-            | Self::RevokedToken => 401,
-            Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => 403,
-            Self::NotReady | Self::Busy => 503,
+            | Self::RevokedToken => Class::Authentication,
+            Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => Class::Permission,
+            Self::NotReady => Class::NotReady,
             Self::BadJson(_)
             | Self::MissingModel
             | Self::InvalidType { .. }
-            | Self::Unsupported { .. } => 400,
-            Self::UnknownModel(_) | Self::UnknownPath(_) => 404,
-            Self::BodyTooLarge(_) => 413,
-            Self::Limited(_) => 429,
-            Self::LimitsUnavailable => 503,
+            | Self::Unsupported { .. } => Class::InvalidRequest(400),
+            Self::UnknownModel(_) | Self::UnknownPath(_) => Class::InvalidRequest(404),
+            Self::BodyTooLarge(_) => Class::InvalidRequest(413),
+            Self::Busy => Class::Overloaded,
+            Self::Limited(e) => Class::Limited { kind: e.kind, cut_off: e.cut_off },
+            Self::LimitsUnavailable => Class::LimitsUnavailable,
+        }
+    }
+
+    /// The HTTP status of the reply.
+    pub fn status(&self) -> u16 {
+        match self.class() {
+            Class::Authentication => 401,
+            Class::Permission => 403,
+            Class::InvalidRequest(status) => status,
+            Class::Limited { .. } => 429,
+            Class::NotReady | Class::Overloaded | Class::LimitsUnavailable => 503,
         }
     }
 
     /// The OpenAI error `type`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::MissingCredential
-            | Self::InvalidCredential
-            | Self::ExpiredCredential
-            | Self::ExpiredToken
-            | Self::RevokedToken => "authentication_error",
-            Self::AppDisabled | Self::UserDisabled | Self::ModelNotAllowed(_) => "permission_error",
-            Self::NotReady => "service_unavailable",
-            Self::Busy | Self::LimitsUnavailable => "server_error",
-            Self::Limited(e) if e.kind.is_budget() => "insufficient_quota",
-            Self::Limited(e) if e.kind.counts_tokens() => "tokens",
-            Self::Limited(_) => "requests",
-            _ => "invalid_request_error",
+        match self.class() {
+            Class::Authentication => "authentication_error",
+            Class::Permission => "permission_error",
+            Class::InvalidRequest(_) => "invalid_request_error",
+            Class::NotReady => "service_unavailable",
+            Class::Overloaded | Class::LimitsUnavailable => "server_error",
+            Class::Limited { kind, .. } if kind.is_budget() => "insufficient_quota",
+            Class::Limited { kind, .. } if kind.counts_tokens() => "tokens",
+            Class::Limited { .. } => "requests",
         }
     }
 
-    /// The machine-readable `code`, also used as the reason in logs and metrics.
+    /// The metric this refusal is counted in besides the requests by status, if any.
+    pub fn tally(&self) -> Option<Tally> {
+        match self.class() {
+            Class::Authentication | Class::Permission | Class::NotReady => {
+                Some(Tally::AuthFailure(self.code()))
+            }
+            Class::Limited { kind, cut_off: false } => Some(Tally::Limited(kind.name())),
+            Class::Limited { kind, cut_off: true } => Some(Tally::CutOff(kind.name())),
+            Class::LimitsUnavailable => Some(Tally::Limited(self.code())),
+            Class::InvalidRequest(_) | Class::Overloaded => None,
+        }
+    }
+
+    /// Whether newer credentials from the control plane could turn this refusal into an
+    /// acceptance (a key created, an app or user re-enabled, a token issued after a revocation
+    /// this worker has not seen yet a moment ago): the request then looks for them before it is
+    /// answered. Never for what is wrong with the request or the token itself (no credential, an
+    /// expired JWT), nor for what no credential changes.
+    pub fn may_be_stale(&self) -> bool {
+        match self {
+            Self::NotReady
+            | Self::InvalidCredential
+            | Self::ExpiredCredential
+            | Self::AppDisabled
+            | Self::UserDisabled
+            | Self::RevokedToken
+            | Self::ModelNotAllowed(_) => true,
+            Self::MissingCredential
+            | Self::ExpiredToken
+            | Self::BadJson(_)
+            | Self::MissingModel
+            | Self::UnknownModel(_)
+            | Self::BodyTooLarge(_)
+            | Self::Busy
+            | Self::UnknownPath(_)
+            | Self::InvalidType { .. }
+            | Self::Unsupported { .. }
+            | Self::Limited(_)
+            | Self::LimitsUnavailable => false,
+        }
+    }
+
+    /// The machine-readable `code`, also the reason in logs (the record's `gateway_error`) and
+    /// metrics.
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingCredential => "missing_api_key",
@@ -198,7 +299,20 @@ impl GatewayError {
         match self {
             Self::MissingModel | Self::UnknownModel(_) | Self::ModelNotAllowed(_) => Some("model"),
             Self::InvalidType { param, .. } | Self::Unsupported { param, .. } => Some(*param),
-            _ => None,
+            Self::MissingCredential
+            | Self::InvalidCredential
+            | Self::ExpiredCredential
+            | Self::ExpiredToken
+            | Self::RevokedToken
+            | Self::UserDisabled
+            | Self::AppDisabled
+            | Self::NotReady
+            | Self::BadJson(_)
+            | Self::BodyTooLarge(_)
+            | Self::Busy
+            | Self::UnknownPath(_)
+            | Self::Limited(_)
+            | Self::LimitsUnavailable => None,
         }
     }
 
@@ -265,100 +379,4 @@ impl GatewayError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_are_openai_shaped() {
-        let all = [
-            GatewayError::MissingCredential,
-            GatewayError::InvalidCredential,
-            GatewayError::ExpiredCredential,
-            GatewayError::ExpiredToken,
-            GatewayError::RevokedToken,
-            GatewayError::UserDisabled,
-            GatewayError::AppDisabled,
-            GatewayError::NotReady,
-            GatewayError::BadJson("eof".into()),
-            GatewayError::MissingModel,
-            GatewayError::UnknownModel("gpt-\"x\"".into()),
-            GatewayError::ModelNotAllowed("m".into()),
-            GatewayError::BodyTooLarge(10),
-            GatewayError::Busy,
-            GatewayError::UnknownPath("/v1/nope".into()),
-            GatewayError::InvalidType { param: "stream", message: "m".into() },
-            GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerDay))),
-            GatewayError::LimitsUnavailable,
-        ];
-        for e in all {
-            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
-            let obj = v["error"].as_object().unwrap();
-            assert_eq!(obj.len(), 4, "{v}");
-            assert!(obj["message"].is_string());
-            assert_eq!(obj["type"], e.kind());
-            assert_eq!(obj["code"], e.code());
-            assert!(obj.contains_key("param"));
-            assert!((400..600).contains(&e.status()));
-        }
-    }
-
-    fn limit_error(kind: LimitKind) -> LimitError {
-        LimitError {
-            kind,
-            subject: Subject::App(3),
-            model: None,
-            limit: 10,
-            remaining: 0,
-            needed: 1,
-            retry_after_secs: 6,
-            cut_off: false,
-        }
-    }
-
-    #[test]
-    fn limits_answer_as_openai_does() {
-        let rate = GatewayError::Limited(Box::new(limit_error(LimitKind::RequestsPerMinute)));
-        let v: serde_json::Value = serde_json::from_slice(&rate.body()).unwrap();
-        assert_eq!((rate.status(), rate.retry_after_secs()), (429, Some(6)));
-        assert_eq!(
-            (&v["error"]["type"], &v["error"]["code"]),
-            (&"requests".into(), &"rate_limit_exceeded".into())
-        );
-        assert!(v["error"]["message"].as_str().unwrap().contains("requests per minute"), "{v}");
-        let budget = GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerMonth)));
-        let v: serde_json::Value = serde_json::from_slice(&budget.body()).unwrap();
-        assert_eq!(
-            (&v["error"]["type"], &v["error"]["code"]),
-            (&"insufficient_quota".into(), &"insufficient_quota".into())
-        );
-        assert!(v["error"]["message"].as_str().unwrap().contains("tokens per month budget"), "{v}");
-        let tokens = GatewayError::Limited(Box::new(limit_error(LimitKind::TokensPerMinute)));
-        assert_eq!((tokens.kind(), tokens.code()), ("tokens", "rate_limit_exceeded"));
-    }
-
-    #[test]
-    fn statuses_follow_the_contract() {
-        assert_eq!(GatewayError::MissingCredential.status(), 401);
-        assert_eq!(GatewayError::AppDisabled.status(), 403);
-        assert_eq!(GatewayError::UnknownModel("m".into()).status(), 404);
-        assert_eq!(GatewayError::BodyTooLarge(1).status(), 413);
-        assert_eq!(GatewayError::NotReady.status(), 503);
-        assert_eq!(GatewayError::NotReady.message(), "gateway not ready");
-    }
-
-    #[test]
-    fn a_wrong_type_names_its_param() {
-        let e = GatewayError::InvalidType {
-            param: "stream",
-            message: "`stream` must be a boolean or null.".into(),
-        };
-        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
-        assert_eq!(e.status(), 400);
-        assert_eq!(
-            v,
-            serde_json::json!({"error": {
-                "message": "`stream` must be a boolean or null.", "type": "invalid_request_error", "param": "stream", "code": "invalid_type"
-            }})
-        );
-    }
-}
+mod tests;

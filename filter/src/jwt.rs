@@ -66,7 +66,9 @@ impl JwtKeys {
         self.by_kid.is_empty()
     }
 
-    /// Verifies a token at `now` (Unix seconds); see the module docs.
+    /// Verifies a token at `now` (Unix seconds); see the module docs. A token past its `exp` is
+    /// refused as [`GatewayError::ExpiredToken`] (log in again), anything else wrong with it as
+    /// [`GatewayError::InvalidCredential`].
     pub fn verify(&self, token: &str, now: i64) -> Result<JwtSubject, GatewayError> {
         let untrusted = UntrustedToken::new(token).map_err(|_| GatewayError::InvalidCredential)?;
         if !ALGORITHMS.contains(&untrusted.algorithm()) {
@@ -82,7 +84,7 @@ impl JwtKeys {
         let claims = token.claims();
         let expires = claims.expiration.ok_or(GatewayError::InvalidCredential)?.timestamp();
         if expires.saturating_add(LEEWAY_SECS) < now {
-            return Err(GatewayError::ExpiredCredential);
+            return Err(GatewayError::ExpiredToken);
         }
         if claims.not_before.is_some_and(|nbf| nbf.timestamp() > now.saturating_add(LEEWAY_SECS)) {
             return Err(GatewayError::InvalidCredential);

@@ -1,9 +1,9 @@
-//! The key state the control plane feeds to the filter — API keys by hash, users' status and
-//! token versions, the JWT verification keys — kept compact: the keys are one slice sorted by the
-//! 32 bytes of their SHA-256 (no hex `String` per key, no hash-table slack), and keys with the
-//! same models and limits share one copy of them. The feed's keys are read straight into that
-//! slice, one at a time ([`read`]), so a state of 100,000 keys never exists twice while it is
-//! parsed.
+//! The [`Credentials`] the control plane feeds to the filter — everything it authenticates callers
+//! with: API keys by hash (with their apps' rules), users' status and token versions, the JWT
+//! verification keys — kept compact: the keys are one slice sorted by the 32 bytes of their
+//! SHA-256 (no hex `String` per key, no hash-table slack), and keys with the same models and
+//! limits share one copy of them. The feed's keys are read straight into that slice, one at a
+//! time ([`read`]), so a state of 100,000 keys never exists twice while it is parsed.
 //! A delta of the control plane moves the state on in place ([`delta`]): what changed is
 //! replaced, nothing else is copied.
 //!
@@ -110,10 +110,12 @@ impl RuleSet {
     }
 }
 
-/// Every live key, by the SHA-256 of its plaintext; every user; the JWT keys; the version of the
-/// control plane's state they are.
+/// Everything the filter authenticates callers with, as the control plane feeds it: every live API
+/// key, by the SHA-256 of its plaintext; every user; the JWT verification keys; the version of the
+/// control plane's state they are. (What a caller presents is a [`crate::credential::Credential`];
+/// these are what it is checked against.)
 #[derive(Debug, Default)]
-pub struct KeyState {
+pub struct Credentials {
     /// The database the version counts in.
     epoch: String,
     /// The control plane's state version.
@@ -126,7 +128,7 @@ pub struct KeyState {
     rules: RuleSet,
 }
 
-impl KeyState {
+impl Credentials {
     /// Parses the control plane's state document (a [`crate::feed::Feed`]).
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         read::parse(bytes)

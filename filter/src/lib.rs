@@ -1,7 +1,7 @@
 //! The vllm-gateway filter: one core, two glues.
 //!
 //! Everything that decides something (configuration, credentials, routing, SSE parsing, usage
-//! accounting, limits, error bodies, how the workers keep their key state current, and how a
+//! accounting, limits, error bodies, how the workers keep their credentials current, and how a
 //! request is driven from host callbacks: [`request`]) lives in pure modules that never touch a
 //! host's types, so they are unit-tested natively. Two thin glues adapt a host to the core's
 //! traits ([`request::StreamHost`], [`request::Calls`], [`state_sync::SharedData`]):

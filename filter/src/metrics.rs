@@ -3,9 +3,11 @@
 //! Envoy's wasm metrics have no labels of their own: a name carries them as
 //! `base;label=value;label=value`, and the `stats_tags` of the reference Envoy configuration turn
 //! them into Prometheus labels. Label values come only from configured model names and fixed
-//! reason codes (never raw client input), so the number of series stays bounded.
+//! reason codes (never raw client input), so the number of series stays bounded. Which refusals
+//! are counted, and by which reason, is the error's to say ([`GatewayError::tally`]).
 
 use crate::config::PluginConfig;
+use crate::error::{GatewayError, Tally};
 use crate::lookup::LookupResult;
 use crate::record::UsageRecord;
 
@@ -53,21 +55,14 @@ impl Observation {
     }
 }
 
-/// Reasons counted as authentication or authorisation failures.
-const AUTH_REASONS: [&str; 9] = [
-    "missing_api_key",
-    "invalid_api_key",
-    "expired_api_key",
-    "expired_token",
-    "revoked_token",
-    "user_disabled",
-    "app_disabled",
-    "model_not_allowed",
-    "gateway_not_ready",
-];
-
-/// The observations of one finished request.
-pub fn observations(record: &UsageRecord, config: &PluginConfig) -> Vec<Observation> {
+/// The observations of one finished request: `error` is what the gateway answered it with (a
+/// refusal, or the error event of a stream it cut off), counted as the error says
+/// ([`GatewayError::tally`]).
+pub fn observations(
+    record: &UsageRecord,
+    error: Option<&GatewayError>,
+    config: &PluginConfig,
+) -> Vec<Observation> {
     let model = match record.model.as_deref() {
         Some(m) if config.models.contains_key(m) => label_value(m),
         Some(_) => "unknown".to_owned(),
@@ -83,14 +78,11 @@ pub fn observations(record: &UsageRecord, config: &PluginConfig) -> Vec<Observat
         ),
         1,
     )];
-    if let Some(reason) = record.gateway_error.as_deref().filter(|r| AUTH_REASONS.contains(r)) {
-        out.push(counter(format!("vllm_gateway_auth_failures_total;reason={reason}"), 1));
-    }
-    if let Some(reason) = limit_reason(record) {
-        let metric = if record.cut_off {
-            "vllm_gateway_cut_off_total"
-        } else {
-            "vllm_gateway_limited_total"
+    if let Some(tally) = error.and_then(GatewayError::tally) {
+        let (metric, reason) = match tally {
+            Tally::AuthFailure(reason) => ("vllm_gateway_auth_failures_total", reason),
+            Tally::Limited(reason) => ("vllm_gateway_limited_total", reason),
+            Tally::CutOff(reason) => ("vllm_gateway_cut_off_total", reason),
         };
         out.push(counter(format!("{metric};reason={reason}"), 1));
     }
@@ -126,17 +118,6 @@ pub fn credential_lookup(result: LookupResult) -> Observation {
         kind: MetricKind::Counter,
         value: 1,
     }
-}
-
-/// Why a limit refused the request or cut its stream (a limit kind's name), or
-/// `limits_unavailable`; only the gateway's own fixed names become label values.
-fn limit_reason(record: &UsageRecord) -> Option<&'static str> {
-    use crate::feed::limits::LimitKind;
-    if record.gateway_error.as_deref() == Some("limits_unavailable") {
-        return Some("limits_unavailable");
-    }
-    let limited = record.limited.as_deref()?;
-    LimitKind::ALL.iter().map(|k| k.name()).find(|name| *name == limited)
 }
 
 fn status_class(status: u16) -> String {
@@ -178,13 +159,15 @@ mod tests {
             ttft_ms: Some(5),
             duration_ms: Some(50),
             cluster: Some("c".into()),
-            gateway_error: Some("invalid_api_key".into()),
             usage: Usage { prompt_tokens: 3, completion_tokens: 4, ..Default::default() },
             ..Default::default()
         };
-        let mut all = observations(&record, &config());
+        let mut all = observations(&record, None, &config());
+        for error in tallied_errors() {
+            all.extend(observations(&record, Some(&error), &config()));
+        }
         all.push(credential_lookup(LookupResult::Found));
-        assert!(all.len() >= 6);
+        assert!(all.len() >= 9);
         for o in &all {
             assert!(declared(o), "{} is not declared in FAMILIES", o.name);
         }
@@ -192,7 +175,32 @@ mod tests {
 
     use super::*;
     use crate::config::{ModelRoute, StateFeed};
+    use crate::error::LimitError;
+    use crate::feed::limits::{LimitKind, Subject};
     use crate::usage::Usage;
+
+    fn limited(kind: LimitKind, cut_off: bool) -> GatewayError {
+        GatewayError::Limited(Box::new(LimitError {
+            kind,
+            subject: Subject::App(1),
+            model: None,
+            limit: 1,
+            remaining: 0,
+            needed: 1,
+            retry_after_secs: 1,
+            cut_off,
+        }))
+    }
+
+    /// An error of every tally.
+    fn tallied_errors() -> [GatewayError; 4] {
+        [
+            GatewayError::InvalidCredential,
+            limited(LimitKind::TokensPerDay, false),
+            limited(LimitKind::TokensPerMinute, true),
+            GatewayError::LimitsUnavailable,
+        ]
+    }
 
     fn config() -> PluginConfig {
         let mut models = BTreeMap::new();
@@ -232,7 +240,7 @@ mod tests {
             ..Default::default()
         };
         let names: Vec<(String, u64)> =
-            observations(&record, &config()).into_iter().map(|o| (o.name, o.value)).collect();
+            observations(&record, None, &config()).into_iter().map(|o| (o.name, o.value)).collect();
         assert_eq!(
             names,
             vec![
@@ -260,13 +268,14 @@ mod tests {
 
     #[test]
     fn refusals_count_their_reason_and_unknown_models_stay_unlabelled() {
+        let error = GatewayError::InvalidCredential;
         let record = UsageRecord {
             status: 401,
             gateway_error: Some("invalid_api_key".into()),
             ..Default::default()
         };
         let names: Vec<String> =
-            observations(&record, &config()).into_iter().map(|o| o.name).collect();
+            observations(&record, Some(&error), &config()).into_iter().map(|o| o.name).collect();
         assert_eq!(
             names,
             [
@@ -280,8 +289,30 @@ mod tests {
             gateway_error: Some("model_not_found".into()),
             ..Default::default()
         };
+        let error = GatewayError::UnknownModel("made-up-by-a-client".into());
         let names: Vec<String> =
-            observations(&record, &config()).into_iter().map(|o| o.name).collect();
+            observations(&record, Some(&error), &config()).into_iter().map(|o| o.name).collect();
         assert_eq!(names, ["vllm_gateway_requests_total;model=unknown;status_class=4xx"]);
+    }
+
+    #[test]
+    fn limits_count_what_they_refused_or_cut_off() {
+        let reasons: Vec<Vec<String>> = tallied_errors()
+            .iter()
+            .skip(1)
+            .map(|error| {
+                let record = UsageRecord { status: error.status(), ..Default::default() };
+                let all = observations(&record, Some(error), &config());
+                all.into_iter().skip(1).map(|o| o.name).collect()
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ["vllm_gateway_limited_total;reason=tokens_per_day"],
+                ["vllm_gateway_cut_off_total;reason=tokens_per_minute"],
+                ["vllm_gateway_limited_total;reason=limits_unavailable"],
+            ]
+        );
     }
 }

@@ -25,20 +25,6 @@ use crate::feed::limits::LeaseAsk;
 use crate::limits::{self, lease, Admission};
 use crate::lookup::LookupKey;
 
-/// Refusals that a newer key state could turn into an acceptance.
-fn may_be_stale(error: &GatewayError) -> bool {
-    matches!(
-        error,
-        GatewayError::NotReady
-            | GatewayError::InvalidCredential
-            | GatewayError::ExpiredCredential
-            | GatewayError::AppDisabled
-            | GatewayError::UserDisabled
-            | GatewayError::RevokedToken
-            | GatewayError::ModelNotAllowed(_)
-    )
-}
-
 /// What the request headers came to.
 pub enum Headers {
     /// What Envoy is to do with the request.
@@ -156,7 +142,7 @@ impl<H: StreamHost> Request<H> {
         self.head = head;
         self.body = (0, end_of_stream);
         let mut step = self.authenticate(worker);
-        if matches!(&step, Step::Refuse(e) if may_be_stale(e))
+        if matches!(&step, Step::Refuse(e) if e.may_be_stale())
             && adopt_shared(worker, self.host.shared())
         {
             // Another worker has a newer state (a key created or a user re-enabled a moment ago).
@@ -191,13 +177,10 @@ impl<H: StreamHost> Request<H> {
             return Flow::Continue;
         }
         if let Err(error) = self.exchange.check_body_size(body_size) {
-            self.reply(&error);
-            return Flow::Pause;
+            return self.refuse(&error);
         }
         if !self.reserve(body_size) {
-            self.exchange.note_refusal(&GatewayError::Busy);
-            self.reply(&GatewayError::Busy);
-            return Flow::Pause;
+            return self.refuse(&GatewayError::Busy);
         }
         if !end_of_stream {
             return Flow::Pause;
@@ -230,10 +213,7 @@ impl<H: StreamHost> Request<H> {
                 self.reading_body = true;
                 Flow::Pause
             }
-            Step::Refuse(error) => {
-                self.reply(&error);
-                Flow::Pause
-            }
+            Step::Refuse(error) => self.refuse(&error),
             Step::Answer(body) => {
                 self.record(Ending::Complete);
                 self.host.send_reply(200, &body, &[]);
@@ -261,14 +241,9 @@ impl<H: StreamHost> Request<H> {
             }
             Admission::Refused(refusal) => {
                 let error = self.exchange.limit_refused(refusal);
-                self.reply(&error);
-                Flow::Pause
+                self.refuse(&error)
             }
-            Admission::Unavailable => {
-                self.exchange.note_refusal(&GatewayError::LimitsUnavailable);
-                self.reply(&GatewayError::LimitsUnavailable);
-                Flow::Pause
-            }
+            Admission::Unavailable => self.refuse(&GatewayError::LimitsUnavailable),
             Admission::Lease(asks) => self.lease(asks),
         }
     }
@@ -308,19 +283,23 @@ impl<H: StreamHost> Request<H> {
         }
     }
 
-    /// Answers the request with `error` (with the caller's rate-limit headers, and `Retry-After`
-    /// when the error names one).
-    pub fn reply(&mut self, error: &GatewayError) {
+    /// Refuses the request with `error`: the one way a refusal reaches the caller, whatever
+    /// decided it. The exchange records it ([`Exchange::note_refusal`]: the record's status and
+    /// `gateway_error`, and how the metrics count it, are the error's); the reply has the caller's
+    /// rate-limit headers, and `Retry-After` when the error names one. The request stays paused.
+    pub fn refuse(&mut self, error: &GatewayError) -> Flow {
         self.reading_body = false;
         self.waiting = false;
         self.leasing = false;
         self.release();
+        self.exchange.note_refusal(error);
         self.record(Ending::Complete);
         let mut headers = self.exchange.rate_headers().to_vec();
         if let Some(secs) = error.retry_after_secs() {
             headers.push(("retry-after", secs.to_string()));
         }
         self.host.send_reply(error.status(), &error.body(), &headers);
+        Flow::Pause
     }
 
     /// Response headers; whether the body will be rewritten (its length changes).
@@ -407,7 +386,8 @@ impl<H: StreamHost> Request<H> {
         let now_ms = self.host.now_ms();
         if let Some(record) = self.exchange.finish(now_ms, ending) {
             self.host.store_record(&record.to_bytes());
-            self.host.emit(&crate::metrics::observations(&record, &self.config));
+            let error = self.exchange.error();
+            self.host.emit(&crate::metrics::observations(&record, error, &self.config));
         }
         let Ok(mut glue) = self.limits.try_borrow_mut() else {
             log::error!("the limits of a request are in use: its grant is not settled");
@@ -425,3 +405,6 @@ impl<H: StreamHost> Request<H> {
 fn adopt_shared<H>(worker: &SharedWorker<H>, shared: &dyn crate::state_sync::SharedData) -> bool {
     worker.try_borrow_mut().is_ok_and(|mut w| w.adopt_shared(shared))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,4 @@
-//! How the workers of one Envoy keep the key state current together, over Envoy's shared data
+//! How the workers of one Envoy keep their credentials current together, over Envoy's shared data
 //! ([`SharedData`]; the glue implements it with host calls, tests with a map). The layout in
 //! shared data is [`ring`]'s: the whole state once (the *base*), then a ring of changes.
 //!

@@ -6,14 +6,14 @@
 use crate::auth::Authority;
 use crate::config::StateFeed;
 use crate::control_plane::{CallAnswer, CallRequest};
-use crate::keys::KeyState;
+use crate::keys::Credentials;
 use crate::lookup::{read_answer, LookupKey, LookupResult, Lookups, Start};
 use crate::overlay::Overlay;
 use crate::state_sync::{SharedData, StateSync};
 
 /// See the module docs.
 pub struct Worker<W> {
-    sync: StateSync<KeyState>,
+    sync: StateSync<Credentials>,
     overlay: Overlay,
     lookups: Lookups<W>,
 }

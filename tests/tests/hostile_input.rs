@@ -3,7 +3,8 @@
 
 mod common;
 
-use gateway_e2e::{paths, StackOptions, Upstreams};
+use gateway_stack::{StackOptions, Upstreams};
+use gateway_workspace::paths;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -64,6 +65,18 @@ async fn a_body_over_the_limit_gets_an_openai_shaped_413() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "request_too_large");
     assert!(stack.mock("model-a").state.seen().is_empty());
+    // Recorded and counted as the 413 it is, like any refusal (not as a request without a status).
+    let row = stack
+        .wait_for_log("the refused body", |r| r["gatewayError"] == "request_too_large")
+        .await
+        .unwrap();
+    assert_eq!(row["status"], 413);
+    let metrics = gateway_stack::envoy::prometheus(stack.envoy_admin).await.unwrap();
+    assert!(
+        metrics.contains("vllm_gateway_requests_total{model=\"none\",status_class=\"4xx\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("status_class=\"none\""), "{metrics}");
     stack.stop().await;
 }
 
@@ -118,7 +131,7 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
         admin_port: 0,
         control_plane_http: "127.0.0.1:1".parse().unwrap(),
         control_plane_als: "127.0.0.1:2".parse().unwrap(),
-        filter: paths::filter_build().unwrap(),
+        filter: gateway_stack::filter_build::from_env().unwrap(),
         models: vec!["m=http://127.0.0.1:3".parse().unwrap()],
         state_token: "0123456789abcdef0123".into(),
         state_refresh_ms: 1000,

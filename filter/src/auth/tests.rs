@@ -22,7 +22,7 @@ fn feed_key(key: &str, status: Status, expires_at: Option<i64>) -> FeedKey {
     }
 }
 
-fn state() -> KeyState {
+fn state() -> Credentials {
     let doc = serde_json::json!({
         "keys": [
             {"hash": hash_key("sk-live-off"), "appId": 2, "keyId": 20, "status": "disabled", "expiresAt": null},
@@ -35,7 +35,7 @@ fn state() -> KeyState {
         ],
         "jwtKeys": [{"kid": "k1", "alg": "EdDSA", "publicKeyHex": KEY_A.1}]
     });
-    KeyState::parse(doc.to_string().as_bytes()).unwrap()
+    Credentials::parse(doc.to_string().as_bytes()).unwrap()
 }
 
 fn answer(keys: Vec<FeedKey>, users: Vec<FeedUser>, jwt_keys: Vec<PublishedKey>) -> Feed {
@@ -147,7 +147,11 @@ fn jwt_refusals_worth_a_lookup() {
         Refusal { error: GatewayError::InvalidCredential, lookup: user(42) }
     );
     let expired = sign(KEY_A.0, "k1", "42", Some(NOW - 600), None);
-    assert_eq!(auth.authorize_jwt(&expired, NOW).unwrap_err().lookup, None);
+    assert_eq!(
+        auth.authorize_jwt(&expired, NOW).unwrap_err(),
+        Refusal { error: GatewayError::ExpiredToken, lookup: None },
+        "an expired JWT is not an expired API key, and no lookup renews it"
+    );
     let forged = sign(KEY_B.0, "k1", "42", Some(NOW + 600), None);
     assert_eq!(auth.authorize_jwt(&forged, NOW).unwrap_err().lookup, None);
 }

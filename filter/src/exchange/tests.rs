@@ -60,13 +60,13 @@ fn config() -> Rc<PluginConfig> {
     })
 }
 
-fn keys() -> KeyState {
+fn keys() -> Credentials {
     let doc = serde_json::json!({"keys": [
         {"hash": hash_key("sk-live-good"), "appId": 7, "keyId": 70, "status": "enabled", "expiresAt": null},
         {"hash": hash_key("sk-live-off"), "appId": 8, "keyId": 80, "status": "disabled", "expiresAt": null},
         {"hash": hash_key("sk-live-only-a"), "appId": 9, "keyId": 90, "status": "enabled", "expiresAt": null, "models": ["model-a"]}
     ]});
-    KeyState::parse(doc.to_string().as_bytes()).unwrap()
+    Credentials::parse(doc.to_string().as_bytes()).unwrap()
 }
 
 fn head(method: &str, path: &str, auth: Option<&str>) -> RequestHead {
@@ -156,6 +156,7 @@ fn credentials_are_checked() {
         let mut host = FakeHost::default();
         let (mut ex, step) = start(&mut host, &head("POST", path, auth));
         assert_eq!(step, Step::Refuse(expected.clone()));
+        assert_eq!(ex.error(), Some(&expected), "what the metrics count");
         let record = ex.finish(1_001, Ending::Complete).unwrap();
         assert_eq!(record.status, expected.status());
         assert_eq!(record.gateway_error.as_deref(), Some(expected.code()));
@@ -203,9 +204,46 @@ fn bodies_that_cannot_route_are_refused() {
         assert_eq!(host.headers["x-gateway-cluster"], None, "never routed");
     }
     let mut host = FakeHost::default();
+    let (ex, _) = start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
+    assert_eq!(ex.check_body_size(65), Err(GatewayError::BodyTooLarge(64)));
+}
+
+#[test]
+fn a_body_over_the_limit_is_recorded_like_any_refusal() {
+    let mut host = FakeHost::default();
     let (mut ex, _) =
         start(&mut host, &head("POST", "/v1/completions", Some("Bearer sk-live-good")));
-    assert_eq!(ex.check_body_size(65), Err(GatewayError::BodyTooLarge(64)));
+    let body = format!(r#"{{"model":"model-a","prompt":"{}"}}"#, "x".repeat(64));
+    let step = ex.on_request_body(&mut host, body.as_bytes());
+    assert_eq!(step, Step::Refuse(GatewayError::BodyTooLarge(64)));
+    assert_eq!(ex.error(), Some(&GatewayError::BodyTooLarge(64)));
+    let record = ex.finish(1_001, Ending::Complete).unwrap();
+    assert_eq!(
+        (record.status, record.gateway_error.as_deref()),
+        (413, Some("request_too_large")),
+        "a status, not 0: counted as 4xx and logged as the 413 it is"
+    );
+    assert_eq!(host.headers["x-gateway-cluster"], None, "never routed");
+}
+
+#[test]
+fn an_expired_jwt_is_refused_as_an_expired_token() {
+    use crate::jwt::testing::{sign, KEY_A, NOW};
+    let doc = serde_json::json!({
+        "keys": [],
+        "users": [{"id": 42, "status": "enabled", "tokenVersion": 3}],
+        "jwtKeys": [{"kid": "k1", "alg": "EdDSA", "publicKeyHex": KEY_A.1}]
+    });
+    let credentials = Credentials::parse(doc.to_string().as_bytes()).unwrap();
+    let expired = sign(KEY_A.0, "k1", "42", Some(NOW - 600), None);
+    let mut host = FakeHost::default();
+    let mut ex = Exchange::new(config(), 1_000);
+    let h = head("POST", "/v1/completions", Some(&format!("Bearer {expired}")));
+    let step = ex.on_request_headers(&mut host, &h, Some(Authority::new(&credentials, None)), NOW);
+    assert_eq!(step, Step::Refuse(GatewayError::ExpiredToken));
+    assert_eq!(ex.credential_lookup(), None, "no newer credentials renew it");
+    let record = ex.finish(1_001, Ending::Complete).unwrap();
+    assert_eq!((record.status, record.gateway_error.as_deref()), (401, Some("expired_token")));
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Tokens signed with fixed keys, for the tests of the JWT checks (here and in
-//! [`crate::auth`]).
+//! Tokens signed with fixed keys, for the tests of the JWT checks (here, in [`crate::auth`] and
+//! in [`crate::exchange`]).
 
 use chrono::{DateTime, Utc};
 use jwt_compact::alg::Ed25519;

@@ -25,7 +25,7 @@ fn expiry_and_maturity_allow_only_the_leeway() {
     let token = sign(KEY_A.0, "k1", "42", Some(NOW - 10), None);
     assert!(keys().verify(&token, NOW).is_ok(), "within the leeway");
     let token = sign(KEY_A.0, "k1", "42", Some(NOW - 31), None);
-    assert_eq!(keys().verify(&token, NOW), Err(GatewayError::ExpiredCredential));
+    assert_eq!(keys().verify(&token, NOW), Err(GatewayError::ExpiredToken), "not an API key's");
     let token = sign(KEY_A.0, "k1", "42", None, None);
     assert_eq!(keys().verify(&token, NOW), Err(GatewayError::InvalidCredential), "exp is required");
     let token = sign(KEY_A.0, "k1", "42", Some(NOW + 600), Some(NOW + 120));
@@ -80,7 +80,7 @@ fn malformed_published_keys_are_skipped() {
 
 #[test]
 fn the_fed_user_state_decides_revocation_and_status() {
-    use crate::keys::KeyState;
+    use crate::keys::Credentials;
     let doc = serde_json::json!({
         "keys": [],
         "users": [
@@ -90,7 +90,7 @@ fn the_fed_user_state_decides_revocation_and_status() {
         ],
         "jwtKeys": [{"kid": "k1", "alg": "EdDSA", "publicKeyHex": KEY_A.1}]
     });
-    let state = KeyState::parse(doc.to_string().as_bytes()).unwrap();
+    let state = Credentials::parse(doc.to_string().as_bytes()).unwrap();
     assert_eq!(state.jwt_key_count(), 1);
     let token = |sub: &str| sign(KEY_A.0, "k1", sub, Some(NOW + 600), None);
     assert_eq!(state.authorize_jwt(&token("42"), NOW), Ok(42));

@@ -1,9 +1,9 @@
-//! Moving a [`KeyState`] on by one of the control plane's deltas ([`FeedDelta`]), in place: a
+//! Moving [`Credentials`] on by one of the control plane's deltas ([`FeedDelta`]), in place: a
 //! changed key is replaced where it is, a few new or removed keys are inserted or removed by
 //! binary search, many at once in one pass; users by id; the JWT keys replaced whole. A delta
 //! that does not follow the state held (see [`check`]) changes nothing.
 
-use super::{AppKey, KeyState, User};
+use super::{AppKey, Credentials, User};
 use crate::feed::{parse_key_hash, FeedDelta, KeyHash};
 use crate::jwt::JwtKeys;
 use crate::state_sync::{check, Applied, SyncedState};
@@ -11,7 +11,7 @@ use crate::state_sync::{check, Applied, SyncedState};
 /// Up to this many insertions or removals are done one by one; more in one pass.
 const ONE_BY_ONE: usize = 32;
 
-impl KeyState {
+impl Credentials {
     /// Applies a delta document: [`Applied::Changed`] when the state moved on to its version.
     pub fn apply_delta(&mut self, bytes: &[u8]) -> Result<Applied, serde_json::Error> {
         let delta: FeedDelta = serde_json::from_slice(bytes)?;
@@ -87,7 +87,7 @@ impl KeyState {
     }
 }
 
-impl SyncedState for KeyState {
+impl SyncedState for Credentials {
     type Error = serde_json::Error;
 
     fn read_whole(document: &[u8]) -> Result<Self, Self::Error> {
@@ -95,11 +95,11 @@ impl SyncedState for KeyState {
     }
 
     fn apply_delta(&mut self, delta: &[u8]) -> Result<Applied, Self::Error> {
-        KeyState::apply_delta(self, delta)
+        Credentials::apply_delta(self, delta)
     }
 
     fn position(&self) -> (&str, i64) {
-        KeyState::position(self)
+        Credentials::position(self)
     }
 }
 

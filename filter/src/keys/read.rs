@@ -1,4 +1,4 @@
-//! Reading a state document into a [`KeyState`]: the fields of [`crate::feed::Feed`] (a test keeps
+//! Reading a state document into [`Credentials`]: the fields of [`crate::feed::Feed`] (a test keeps
 //! them in step), with the keys read one [`FeedKey`] at a time into a slice sized up front (the
 //! document's `"hash"` members are counted first, so the slice never grows while it is filled),
 //! then sorted once. A key whose hash is not 64 hex digits is skipped, and a hash listed twice
@@ -9,12 +9,12 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{AppKey, KeyState, RuleSet, User};
+use super::{AppKey, Credentials, RuleSet, User};
 use crate::feed::{FeedKey, FeedUser, KeyHash, PublishedKey};
 use crate::jwt::JwtKeys;
 
 /// See the module docs.
-pub(super) fn parse(bytes: &[u8]) -> Result<KeyState, serde_json::Error> {
+pub(super) fn parse(bytes: &[u8]) -> Result<Credentials, serde_json::Error> {
     let key_capacity = memchr::memmem::find_iter(bytes, b"\"hash\"").count();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let state = Document { key_capacity }.deserialize(&mut deserializer)?;
@@ -28,21 +28,24 @@ struct Document {
 }
 
 impl<'de> DeserializeSeed<'de> for Document {
-    type Value = KeyState;
+    type Value = Credentials;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<KeyState, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Credentials, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for Document {
-    type Value = KeyState;
+    type Value = Credentials;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a state document")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyState, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Credentials, A::Error> {
         let mut keys = None;
         let mut users = HashMap::new();
         let mut jwt_keys: Vec<PublishedKey> = Vec::new();
@@ -67,7 +70,7 @@ impl<'de> Visitor<'de> for Document {
             }
         }
         let keys = keys.ok_or_else(|| <A::Error as de::Error>::missing_field("keys"))?;
-        Ok(KeyState { epoch, version, keys, users, jwt_keys: JwtKeys::new(jwt_keys), rules })
+        Ok(Credentials { epoch, version, keys, users, jwt_keys: JwtKeys::new(jwt_keys), rules })
     }
 }
 

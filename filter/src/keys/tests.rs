@@ -3,7 +3,7 @@
 use super::*;
 use crate::feed::{hash_key, Feed};
 
-fn state() -> KeyState {
+fn state() -> Credentials {
     let doc = serde_json::json!({
         "version": 1,
         "keys": [
@@ -14,7 +14,7 @@ fn state() -> KeyState {
             {"hash": "not-a-hash", "appId": 4, "keyId": 40, "status": "enabled", "expiresAt": null}
         ]
     });
-    KeyState::parse(doc.to_string().as_bytes()).unwrap()
+    Credentials::parse(doc.to_string().as_bytes()).unwrap()
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn keys_with_the_same_list_share_it() {
                                "status": "enabled", "expiresAt": null, "models": models})
         })
         .collect();
-    let s = KeyState::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+    let s = Credentials::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap();
     let models = |k: &str| s.authorize(k, 0).unwrap().rules.clone();
     assert!(Rc::ptr_eq(&models("k0"), &models("k2")));
     assert!(Rc::ptr_eq(&models("k1"), &models("k3")), "the empty list is shared too");
@@ -58,10 +58,10 @@ fn keys_with_the_same_list_share_it() {
 
 #[test]
 fn refuses_a_malformed_feed() {
-    assert!(KeyState::parse(b"{}").is_err());
-    assert!(KeyState::parse(br#"{"keys":[{"hash":"x"}]}"#).is_err());
-    assert!(KeyState::parse(br#"{"keys":{}}"#).is_err());
-    assert!(KeyState::parse(br#"{"keys":[]}"#).unwrap().is_empty());
+    assert!(Credentials::parse(b"{}").is_err());
+    assert!(Credentials::parse(br#"{"keys":[{"hash":"x"}]}"#).is_err());
+    assert!(Credentials::parse(br#"{"keys":{}}"#).is_err());
+    assert!(Credentials::parse(br#"{"keys":[]}"#).unwrap().is_empty());
 }
 
 #[test]
@@ -71,10 +71,10 @@ fn reads_every_field_of_the_feed() {
     let mut names: Vec<&str> = fields.as_object().unwrap().keys().map(String::as_str).collect();
     names.sort_unstable();
     assert_eq!(names, ["jwtKeys", "keys", "users", "version"], "epoch is left out when empty");
-    let s = KeyState::parse(br#"{"epoch":"e1","version":7,"keys":[]}"#).unwrap();
+    let s = Credentials::parse(br#"{"epoch":"e1","version":7,"keys":[]}"#).unwrap();
     assert_eq!(s.position(), ("e1", 7));
     let users = serde_json::json!({"keys": [], "users": [{"id": 5, "status": "disabled", "tokenVersion": 2}]});
-    let s = KeyState::parse(users.to_string().as_bytes()).unwrap();
+    let s = Credentials::parse(users.to_string().as_bytes()).unwrap();
     assert_eq!(s.user(5), Some(&User { status: Status::Disabled, token_version: 2, limits: None }));
     assert_eq!(s.user(6), None);
 }
@@ -84,7 +84,7 @@ fn every_key_of_a_large_state_is_found_and_no_other() {
     let keys: Vec<serde_json::Value> = (0..2_000)
         .map(|i| serde_json::json!({"hash": hash_key(&format!("sk-{i}")), "appId": i, "keyId": i, "status": "enabled", "expiresAt": null}))
         .collect();
-    let s = KeyState::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap();
+    let s = Credentials::parse(serde_json::json!({ "keys": keys }).to_string().as_bytes()).unwrap();
     assert_eq!(s.len(), 2_000);
     for i in 0..2_000 {
         assert_eq!(s.authorize(&format!("sk-{i}"), 0).unwrap().app_id, i);
@@ -98,17 +98,17 @@ fn a_hash_listed_twice_keeps_one_entry() {
         {"hash": hash_key("k"), "appId": 1, "keyId": 1, "status": "enabled", "expiresAt": null},
         {"hash": hash_key("k").to_uppercase(), "appId": 1, "keyId": 1, "status": "enabled", "expiresAt": null}
     ]});
-    let s = KeyState::parse(doc.to_string().as_bytes()).unwrap();
+    let s = Credentials::parse(doc.to_string().as_bytes()).unwrap();
     assert_eq!(s.len(), 1);
     assert!(s.authorize("k", 0).is_ok());
 }
 
 #[test]
 fn only_one_document_is_read() {
-    assert!(KeyState::parse(br#"{"keys":[]} {"keys":[]}"#).is_err());
-    assert!(KeyState::parse(br#"{"keys":[], "keys":[]}"#).is_ok());
-    assert!(KeyState::parse(br#"{"keys":[], "users": null}"#).is_err());
-    assert!(KeyState::parse(br#"[]"#).is_err());
+    assert!(Credentials::parse(br#"{"keys":[]} {"keys":[]}"#).is_err());
+    assert!(Credentials::parse(br#"{"keys":[], "keys":[]}"#).is_ok());
+    assert!(Credentials::parse(br#"{"keys":[], "users": null}"#).is_err());
+    assert!(Credentials::parse(br#"[]"#).is_err());
 }
 
 #[test]

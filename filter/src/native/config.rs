@@ -1,7 +1,7 @@
 //! One filter configuration, made and destroyed on Envoy's main thread: the parsed plugin
 //! configuration, the metrics, the Envoy's limits identity and upkeep, and the main thread's
 //! duties. A module thread posts a tick to the main thread every [`TICK`]; on it the main
-//! thread pulls the key state into the shared store (the workers follow it) and keeps the
+//! thread pulls the credentials into the shared store (the workers follow it) and keeps the
 //! Envoy's leases, with callouts made from the main thread and answered there.
 
 use std::ffi::c_void;
@@ -193,7 +193,7 @@ impl NativeConfig {
         })
     }
 
-    /// The main thread's tick: keep the leases, follow and pull the key state.
+    /// The main thread's tick: keep the leases, follow and pull the credentials.
     fn tick(&self) {
         let Ok(mut root) = self.root.lock() else { return };
         let root = &mut *root;

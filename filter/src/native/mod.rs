@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: one per filter configuration, on Envoy's main thread: parses the plugin
 //!   configuration, declares the metrics, and (on a tick a module thread posts to the main
-//!   thread) pulls the key state into [`store`] and keeps the Envoy's leases.
+//!   thread) pulls the credentials into [`store`] and keeps the Envoy's leases.
 //! - [`filter`]: one per HTTP stream, on its worker: hands each callback to the core's
 //!   [`crate::request::RequestContext`] over [`host::NativeStream`], with the worker's own key
 //!   state, body budget and limits ([`worker`]), as a wasm worker's VM has them.

@@ -22,7 +22,7 @@ pub struct Store {
 
 impl SharedData for Store {
     fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        // The copy is made outside the lock: a large value (the key state) never holds up a
+        // The copy is made outside the lock: a large value (the credentials) never holds up a
         // worker's ledger update.
         let found = match self.slots.lock() {
             Ok(slots) => slots.get(key).map(|s| (s.value.clone(), s.cas)),

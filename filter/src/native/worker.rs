@@ -1,4 +1,4 @@
-//! A worker thread's own parts, per configuration: its key state (adopted from the Envoy's
+//! A worker thread's own parts, per configuration: its credentials (adopted from the Envoy's
 //! shared store, which the main thread pulls into), its budget of buffered request bytes, and
 //! its side of the limits: what a wasm worker's VM holds, kept here in thread-locals.
 
@@ -13,7 +13,7 @@ use crate::limits::float::Float;
 use crate::request::{LimitsGlue, SharedBudget, SharedLimits, SharedWorker};
 use crate::worker::Worker;
 
-/// How often a worker looks for a newer shared key state, at most (when it has requests).
+/// How often a worker looks for newer shared credentials, at most (when it has requests).
 const ADOPT_EVERY_MS: u64 = 100;
 
 /// See the module docs.
@@ -43,7 +43,7 @@ impl WorkerParts {
         }
     }
 
-    /// Follows the shared key state if it was not looked at lately.
+    /// Follows the shared credentials if they were not looked at lately.
     pub fn follow_shared(&self, native: &NativeConfig) {
         let now_ms = host::now_ms();
         if now_ms.saturating_sub(self.adopted_ms.get()) < ADOPT_EVERY_MS {

@@ -74,8 +74,7 @@ impl<H: StreamHost + Clone> RequestContext<H> {
 
     /// Refuses the request now, answering for it in a request callback.
     fn refuse(&self, error: &GatewayError) -> Flow {
-        self.with_request((), |r| r.reply(error));
-        Flow::Pause
+        self.with_request(Flow::Pause, |r| r.refuse(error))
     }
 
     /// Looks `key` up before believing `refusal` (see [`crate::lookup`]).

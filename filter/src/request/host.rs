@@ -28,7 +28,7 @@ pub trait Calls {
     /// Sends a call to the control plane on the state cluster; its token, `None` if not sent.
     /// The answer comes to the context that sent it.
     fn dispatch(&mut self, feed: &StateFeed, call: &CallRequest) -> Option<u32>;
-    /// The Envoy's shared data (the key state, the limits' ledger).
+    /// The Envoy's shared data (the credentials, the limits' ledger).
     fn shared(&mut self) -> &mut dyn SharedData;
 }
 

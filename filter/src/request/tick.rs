@@ -1,5 +1,5 @@
 //! What a worker does on each tick, over any host ([`Calls`]): keep the Envoy's leases
-//! ([`Upkeep`]), follow the shared key state and pull it when due ([`crate::state_sync`]), send
+//! ([`Upkeep`]), follow the shared credentials and pull them when due ([`crate::state_sync`]), send
 //! again the lookups whose sender is gone and give up on those whose answer is lost. The wasm
 //! glue runs all of it in each worker's root context; the native glue runs the leases and the
 //! state on Envoy's main thread and the lookups on a worker's own requests.

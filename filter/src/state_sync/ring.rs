@@ -1,4 +1,4 @@
-//! The layout of the key state in Envoy's shared data: the whole state (the *base*), the ring of
+//! The layout of the credentials in Envoy's shared data: the whole state (the *base*), the ring of
 //! changes after it, and the *head* that says which change is the newest. Every record carries a
 //! [`Mark`] (ring sequence number, epoch, version, ETag) in a short text header, so that a reader
 //! decides from a few bytes whether the record is of use before reading or parsing more.

@@ -5,7 +5,7 @@
 //! upstream to see.
 
 use vllm_gateway_filter::credential::{self, Credential};
-use vllm_gateway_filter::keys::KeyState;
+use vllm_gateway_filter::keys::Credentials;
 
 use super::{outcome, Target};
 
@@ -72,6 +72,6 @@ fn run(input: &[u8]) -> u64 {
             2
         }
     };
-    let jwt = found.as_ref().is_some_and(|c| KeyState::is_jwt(c.token()));
+    let jwt = found.as_ref().is_some_and(|c| Credentials::is_jwt(c.token()));
     outcome(&[kind, u64::from(stripped.is_some()), u64::from(jwt)])
 }

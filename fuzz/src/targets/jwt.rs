@@ -1,5 +1,5 @@
-//! `jwt` and `jwt_claims`: verifying users' JWTs ([`JwtKeys::verify`], and through a key state,
-//! [`KeyState::authorize_jwt`]) against one published key (`kid` `k1`) and one user (42, token
+//! `jwt` and `jwt_claims`: verifying users' JWTs ([`JwtKeys::verify`], and through the credentials,
+//! [`Credentials::authorize_jwt`]) against one published key (`kid` `k1`) and one user (42, token
 //! version 3), at a fixed clock ([`NOW`]).
 //!
 //! `jwt` takes the input as the token itself. `jwt_claims` takes a header, a line end and the
@@ -14,7 +14,7 @@ use jwt_compact::alg::Ed25519;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use serde_json::Value;
 use vllm_gateway_filter::jwt::{JwtSubject, LEEWAY_SECS};
-use vllm_gateway_filter::keys::KeyState;
+use vllm_gateway_filter::keys::Credentials;
 
 use super::json::unique_object;
 use super::{outcome, Target};
@@ -90,7 +90,7 @@ pub enum Signer {
 
 thread_local! {
     /// The state the tokens are checked against.
-    static STATE: RefCell<Option<KeyState>> = const { RefCell::new(None) };
+    static STATE: RefCell<Option<Credentials>> = const { RefCell::new(None) };
 }
 
 /// A token with `header` and `claims` (any bytes), signed by `signer`.
@@ -137,7 +137,7 @@ fn check(token: &str) -> (Result<JwtSubject, String>, u64) {
         let unknown_key = state.jwt_keys().unknown_key_subject(token);
         let authorized = state.authorize_jwt(token, NOW);
         if let Ok(subject) = &verified {
-            assert!(KeyState::is_jwt(token), "a verified token would be checked as an API key");
+            assert!(Credentials::is_jwt(token), "a verified token would be checked as an API key");
             assert_eq!(unknown_key, None, "a verified token names an unknown key");
             if let Ok(user) = authorized {
                 assert_eq!(
@@ -191,13 +191,13 @@ fn check_claims(header: &[u8], claims: &[u8], subject: JwtSubject) {
 }
 
 /// The state: `k1` published, user 42 enabled at token version 3.
-fn key_state() -> KeyState {
+fn key_state() -> Credentials {
     let document = format!(
         r#"{{"epoch":"e","version":1,"keys":[],"users":[{{"id":42,"status":"enabled","tokenVersion":3}}],
             "jwtKeys":[{{"kid":"k1","alg":"EdDSA","publicKeyHex":"{}"}}]}}"#,
         PUBLISHED.1
     );
-    KeyState::parse(document.as_bytes()).expect("the fixed state parses")
+    Credentials::parse(document.as_bytes()).expect("the fixed state parses")
 }
 
 fn decode_hex(hex: &str) -> Vec<u8> {

@@ -1,9 +1,9 @@
-//! `key_state`: the state feed's parser ([`KeyState::parse`]) and deltas
-//! ([`KeyState::apply_delta`]) against a reference model. The input is a whole state document,
+//! `key_state`: the state feed's parser ([`Credentials::parse`]) and deltas
+//! ([`Credentials::apply_delta`]) against a reference model. The input is a whole state document,
 //! then any number of delta documents, each after a NUL byte (which JSON never holds).
 //!
 //! The model reads the same documents with the feed's plain serde types ([`Feed`],
-//! [`FeedDelta`]) into hash maps. What `KeyState` reads by hand must agree with it: an object
+//! [`FeedDelta`]) into hash maps. What `Credentials` reads by hand must agree with it: an object
 //! the feed types read is read (the hand-written reader may be more lenient, never stricter),
 //! with the same position, the same keys (each found by its hash, with its fields when the
 //! document lists it once; `len` equal), the same users, and a delta that does not apply changes
@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use vllm_gateway_filter::feed::{parse_key_hash, Feed, FeedDelta, FeedKey, FeedUser, KeyHash};
-use vllm_gateway_filter::keys::{AppKey, KeyState};
+use vllm_gateway_filter::keys::{AppKey, Credentials};
 use vllm_gateway_filter::state_sync::Applied;
 
 use super::{outcome, Target};
@@ -38,10 +38,10 @@ fn run(input: &[u8]) -> u64 {
     // Serde's derived readers also take a struct from an array; a state is an object.
     let is_object = whole.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let model = serde_json::from_slice::<Feed>(whole).ok().filter(|_| is_object).map(Model::of);
-    let mut state = match KeyState::parse(whole) {
+    let mut state = match Credentials::parse(whole) {
         Ok(state) => state,
         Err(e) => {
-            assert!(model.is_none(), "the feed types read a state that KeyState refuses: {e}");
+            assert!(model.is_none(), "the feed types read a state that Credentials refuses: {e}");
             return outcome(&[0]);
         }
     };
@@ -78,7 +78,7 @@ fn run(input: &[u8]) -> u64 {
 /// (then either entry may be the one kept).
 type ModelKey = Option<FeedKey>;
 
-/// The reference model of a [`KeyState`].
+/// The reference model of [`Credentials`].
 #[derive(Debug)]
 struct Model {
     position: (String, i64),
@@ -116,7 +116,7 @@ impl Model {
         self.position = (delta.epoch, delta.version);
     }
 
-    fn check(&self, state: &KeyState) {
+    fn check(&self, state: &Credentials) {
         assert_eq!(state.position(), (self.position.0.as_str(), self.position.1), "position");
         assert_eq!(state.len(), self.keys.len(), "number of keys");
         for (hash, expected) in &self.keys {

@@ -16,21 +16,21 @@ fn key(name: &str, app_id: i64, status: Status) -> FeedKey {
     }
 }
 
-fn whole(version: i64, keys: Vec<FeedKey>) -> KeyState {
+fn whole(version: i64, keys: Vec<FeedKey>) -> Credentials {
     let users = vec![FeedUser { id: 1, status: Status::Enabled, token_version: 1, limits: None }];
     let feed = Feed { epoch: "e".into(), version, keys, users, jwt_keys: vec![] };
-    KeyState::parse(&serde_json::to_vec(&feed).unwrap()).unwrap()
+    Credentials::parse(&serde_json::to_vec(&feed).unwrap()).unwrap()
 }
 
 fn delta(since: i64, version: i64) -> FeedDelta {
     FeedDelta { epoch: "e".into(), since, version, ..FeedDelta::default() }
 }
 
-fn apply(state: &mut KeyState, delta: &FeedDelta) -> Applied {
+fn apply(state: &mut Credentials, delta: &FeedDelta) -> Applied {
     state.apply_delta(&serde_json::to_vec(delta).unwrap()).unwrap()
 }
 
-fn app_of(state: &KeyState, name: &str) -> Result<i64, GatewayError> {
+fn app_of(state: &Credentials, name: &str) -> Result<i64, GatewayError> {
     state.authorize(name, 0).map(|k| k.app_id)
 }
 
