@@ -42,6 +42,8 @@ impl BodyBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn shares_grow_until_the_limit_and_come_back() {

@@ -16,11 +16,11 @@ use crate::config::{PluginConfig, UsageInjection};
 use crate::credential::{self, path_only, strip_token_param};
 use crate::error::GatewayError;
 use crate::feed::limits::Subject;
-use crate::inject::{inject_usage, StreamRewriter, UsageAsk};
-use crate::keys::{AppRules, KeyState};
+use crate::inject::{ask_for_usage, StreamRewrite, UsageAsk};
+use crate::keys::{AppRules, Credentials};
 use crate::lookup::LookupKey;
 use crate::record::UsageRecord;
-use crate::request_body::{self, RequestFacts};
+use crate::request_body::{self, BodyEdit, RequestFacts};
 use crate::usage::{Accounting, BodyAccounting, PromptLayout, StreamAccounting};
 
 /// The host's side of request editing.
@@ -98,11 +98,15 @@ pub struct Exchange {
     /// The request's `n` (choices per prompt).
     n: u64,
     record: UsageRecord,
+    /// What the gateway answered the exchange with: its refusal, or the error event that cut its
+    /// stream off (see [`Self::error`]).
+    error: Option<GatewayError>,
     started_ms: u64,
     counting: Option<Counting>,
     /// What the caller asked for, when usage was injected into its request.
     injected: Option<UsageAsk>,
-    rewriter: Option<StreamRewriter>,
+    /// The stream is rewritten for the caller (by its counting, with the same parse).
+    rewrites: bool,
     /// The models the caller's app may use (empty: all).
     rules: Rc<AppRules>,
     /// When the credential was refused: what a lookup could lift the refusal with.
@@ -121,10 +125,11 @@ impl Exchange {
             endpoint: Endpoint::Other,
             n: 1,
             record: UsageRecord::default(),
+            error: None,
             started_ms: now_ms,
             counting: None,
             injected: None,
-            rewriter: None,
+            rewrites: false,
             rules: Rc::default(),
             lookup: None,
             finished: false,
@@ -203,7 +208,7 @@ impl Exchange {
             .ok_or(GatewayError::MissingCredential)?;
         let keys = keys.ok_or(GatewayError::NotReady)?;
         let token = credential.token();
-        if KeyState::is_jwt(token) {
+        if Credentials::is_jwt(token) {
             let (user_id, user) =
                 keys.authorize_jwt(token, now_secs).map_err(|r| self.refused(r))?;
             self.record.user_id = Some(user_id);
@@ -247,11 +252,11 @@ impl Exchange {
         Step::Continue
     }
 
-    /// Whether a body of `size` bytes so far is still within the limit.
-    pub fn check_body_size(&mut self, size: usize) -> Result<(), GatewayError> {
+    /// Whether a body of `size` bytes so far is still within the limit (the caller refuses the
+    /// request with the error if not).
+    pub fn check_body_size(&self, size: usize) -> Result<(), GatewayError> {
         let limit = self.config.max_request_body_bytes;
         if size > limit {
-            self.record.gateway_error = Some(GatewayError::BodyTooLarge(limit).code().to_owned());
             return Err(GatewayError::BodyTooLarge(limit));
         }
         Ok(())
@@ -260,7 +265,7 @@ impl Exchange {
     /// The whole request body: route by its `model`.
     pub fn on_request_body(&mut self, host: &mut dyn Host, body: &[u8]) -> Step {
         if let Err(e) = self.check_body_size(body.len()) {
-            return Step::Refuse(e);
+            return self.refuse(e);
         }
         let facts = match request_body::read(body) {
             Ok(facts) => facts,
@@ -273,35 +278,30 @@ impl Exchange {
         if step != Step::Continue {
             return step;
         }
+        let mut edit = BodyEdit::default();
         // The Responses API has no `stream_options`: its streams always end with the usage.
-        let injected = if facts.stream && self.endpoint != Endpoint::Responses {
-            self.inject_usage(host, body, &facts)
-        } else {
-            None
-        };
-        self.note_limit_ask(injected.as_deref().unwrap_or(body), &facts);
+        if facts.stream && self.endpoint != Endpoint::Responses {
+            self.inject_usage(body, &facts, &mut edit);
+        }
+        if !edit.is_empty() {
+            let body = edit.apply(body, &facts.members);
+            host.set_request_body(&body);
+            host.set_request_header("content-length", Some(&body.len().to_string()));
+        }
+        self.note_limit_ask(body, &facts, &edit);
         Step::Continue
     }
 
-    /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]); the body as
-    /// forwarded, when it changed.
-    fn inject_usage(
-        &mut self,
-        host: &mut dyn Host,
-        body: &[u8],
-        facts: &RequestFacts,
-    ) -> Option<Vec<u8>> {
+    /// Makes a streamed request ask the upstream for usage (see [`crate::inject`]), as the
+    /// configuration says.
+    fn inject_usage(&mut self, body: &[u8], facts: &RequestFacts, edit: &mut BodyEdit) {
         let continuous = match self.config.usage_injection {
-            UsageInjection::Off => return None,
+            UsageInjection::Off => return,
             UsageInjection::Continuous => true,
             UsageInjection::Final => false,
         };
-        // `body` was just read as a JSON object, so this always succeeds.
-        let body = inject_usage(body, continuous)?;
+        ask_for_usage(body, &facts.members, continuous, edit);
         self.injected = Some(UsageAsk::of(facts));
-        host.set_request_body(&body);
-        host.set_request_header("content-length", Some(&body.len().to_string()));
-        Some(body)
     }
 
     /// Response headers from the upstream (or a local reply). Returns true when the body will be
@@ -319,25 +319,28 @@ impl Exchange {
         let encoded = content_encoding
             .is_some_and(|e| e.split(',').any(|e| !e.trim().eq_ignore_ascii_case("identity")));
         let cut_may_come = self.cut_may_come(is_sse);
-        self.rewriter = match self.injected {
-            _ if encoded || self.finished => None,
-            Some(ask) if is_sse && (ask.needs_rewrite() || cut_may_come) => {
-                Some(StreamRewriter::new(ask))
-            }
+        let rewrite = match self.injected {
+            _ if encoded || self.finished || !is_sse => None,
+            Some(ask) if ask.needs_rewrite() || cut_may_come => Some(StreamRewrite::new(ask)),
             // Passed unchanged, but whole events at a time: the stream may be cut between two.
             None if cut_may_come => {
-                Some(StreamRewriter::new(UsageAsk { include_usage: true, continuous: true }))
+                Some(StreamRewrite::new(UsageAsk { include_usage: true, continuous: true }))
             }
             _ => None,
         };
+        self.rewrites = rewrite.is_some();
         self.counting = Some(match (encoded, is_sse) {
             (true, _) => Counting::Opaque,
             (false, true) => {
-                Counting::Stream(Box::new(StreamAccounting::new(self.prompt_layout())))
+                let counting = StreamAccounting::new(self.prompt_layout());
+                Counting::Stream(Box::new(match rewrite {
+                    Some(rewrite) => counting.rewriting(rewrite),
+                    None => counting,
+                }))
             }
             (false, false) => Counting::Body(Box::default()),
         });
-        self.rewriter.is_some()
+        self.rewrites
     }
 
     /// How the stream's choices map to prompts, for counting a stream cut off half-way.
@@ -370,16 +373,22 @@ impl Exchange {
         if self.record.ttft_ms.is_none() && !chunk.is_empty() {
             self.record.ttft_ms = Some(now_ms.saturating_sub(self.started_ms));
         }
-        match &mut self.counting {
-            Some(Counting::Stream(acc)) => acc.feed(chunk),
-            Some(Counting::Body(acc)) => acc.feed(chunk),
-            Some(Counting::Opaque) | None => {}
+        let (rewritten, held) = match &mut self.counting {
+            Some(Counting::Stream(acc)) => {
+                let rewritten = acc.feed(chunk);
+                (rewritten, if end_of_stream { acc.finish_rewrite() } else { Vec::new() })
+            }
+            Some(Counting::Body(acc)) => {
+                acc.feed(chunk);
+                (None, Vec::new())
+            }
+            Some(Counting::Opaque) | None => (None, Vec::new()),
+        };
+        if !self.rewrites {
+            return None;
         }
-        let rewriter = self.rewriter.as_mut()?;
-        let mut out = rewriter.feed(chunk);
-        if end_of_stream {
-            out.extend(rewriter.finish());
-        }
+        let mut out = rewritten.unwrap_or_else(|| chunk.to_vec());
+        out.extend(held);
         if !self.check_grant(&mut out) {
             out.clear();
         }
@@ -414,16 +423,26 @@ impl Exchange {
         Some(self.record.clone())
     }
 
+    /// Refuses the request with `error` (see [`Self::note_refusal`]).
     fn refuse(&mut self, error: GatewayError) -> Step {
         self.note_refusal(&error);
         Step::Refuse(error)
     }
 
-    /// The glue refuses the request with `error` (the worker has no room for its body): the
-    /// record says so.
+    /// The request is refused with `error`: the one place a refusal is recorded, whoever decided
+    /// it (this exchange, or the driver answering for it: [`crate::request::Request::refuse`]).
+    /// The record's status and `gateway_error` are the error's, and the metrics count it as the
+    /// error says ([`Self::error`]).
     pub fn note_refusal(&mut self, error: &GatewayError) {
         self.record.gateway_error = Some(error.code().to_owned());
         self.record.status = error.status();
+        self.error = Some(error.clone());
+    }
+
+    /// What the gateway answered the exchange with, for the metrics: its refusal, or the error
+    /// event that cut its stream off; `None` when it was not refused.
+    pub fn error(&self) -> Option<&GatewayError> {
+        self.error.as_ref()
     }
 
     fn models_list(&self) -> Vec<u8> {

@@ -218,6 +218,8 @@ pub fn parse_key_hash(hex: &str) -> Option<KeyHash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn hashes_like_sha256sum() {

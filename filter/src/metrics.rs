@@ -178,6 +178,8 @@ mod tests {
     use crate::error::LimitError;
     use crate::feed::limits::{LimitKind, Subject};
     use crate::usage::Usage;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn limited(kind: LimitKind, cut_off: bool) -> GatewayError {
         GatewayError::Limited(Box::new(LimitError {

@@ -13,15 +13,17 @@
 //! it (`StreamOptions` in vLLM's `protocol.py`: `include_usage` defaults to true when
 //! `stream_options` is present; `should_include_usage` in its `api_utils.py`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
 pub mod completion;
+pub mod edit;
 
 use completion::{count_prompts, Cap, CompletionAsk};
-use serde_json::value::RawValue;
+pub use edit::{BodyEdit, MemberSpans};
 
 /// What the gateway reads from an OpenAI request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct RequestFacts {
     pub n: u64,
     /// The members that cap the completion, and the prompts.
     pub completion: CompletionAsk,
+    /// Where the members the gateway may edit sit in the body ([`BodyEdit`]).
+    pub members: MemberSpans,
 }
 
 /// The members routing looks at; values stay loosely typed so that a wrong type is reported as
@@ -51,20 +55,37 @@ struct Head<'a> {
     model: Option<Value>,
     #[serde(default)]
     stream: Option<Value>,
-    #[serde(default)]
-    stream_options: Option<Value>,
+    #[serde(default, borrow)]
+    stream_options: Raw<'a>,
     #[serde(default)]
     n: Option<Value>,
     #[serde(default)]
     background: Option<Value>,
-    #[serde(default)]
-    max_tokens: Option<Value>,
-    #[serde(default)]
-    max_completion_tokens: Option<Value>,
-    #[serde(default)]
-    max_output_tokens: Option<Value>,
+    #[serde(default, borrow)]
+    max_tokens: Raw<'a>,
+    #[serde(default, borrow)]
+    max_completion_tokens: Raw<'a>,
+    #[serde(default, borrow)]
+    max_output_tokens: Raw<'a>,
     #[serde(default, borrow)]
     prompt: Option<&'a RawValue>,
+}
+
+/// A member that may be edited: its value as written (`null` included), borrowed from the body.
+#[derive(Default, Clone, Copy)]
+struct Raw<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(deserializer).map(|raw| Raw(Some(raw)))
+    }
+}
+
+impl Raw<'_> {
+    /// The value, read (the small members only: options and numbers).
+    fn value(self) -> Option<Value> {
+        serde_json::from_str(self.0?.get()).ok()
+    }
 }
 
 /// Reads the routing facts of a JSON request body.
@@ -84,7 +105,7 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(wrong_type("stream", "`stream` must be a boolean or null.")),
     };
-    let (include_usage, continuous_usage_stats) = match head.stream_options {
+    let (include_usage, continuous_usage_stats) = match head.stream_options.value() {
         None | Some(Value::Null) => (false, false),
         Some(Value::Object(options)) => usage_options(&options)?,
         Some(_) => {
@@ -103,12 +124,24 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
     }
     let n = head.n.as_ref().and_then(Value::as_u64).filter(|n| *n >= 1).unwrap_or(1);
     let completion = CompletionAsk {
-        max_tokens: Cap::of(head.max_tokens.as_ref()),
-        max_completion_tokens: Cap::of(head.max_completion_tokens.as_ref()),
-        max_output_tokens: Cap::of(head.max_output_tokens.as_ref()),
+        max_tokens: Cap::of(head.max_tokens.value().as_ref()),
+        max_completion_tokens: Cap::of(head.max_completion_tokens.value().as_ref()),
+        max_output_tokens: Cap::of(head.max_output_tokens.value().as_ref()),
         prompts: head.prompt.map_or(1, |p| count_prompts(p.get().as_bytes())),
     };
-    Ok(RequestFacts { model, stream, include_usage, continuous_usage_stats, n, completion })
+    // In `edit::EDITABLE`'s order.
+    let editable =
+        [head.stream_options, head.max_tokens, head.max_completion_tokens, head.max_output_tokens];
+    let members = MemberSpans::of(body, editable.map(|raw| raw.0));
+    Ok(RequestFacts {
+        model,
+        stream,
+        include_usage,
+        continuous_usage_stats,
+        n,
+        completion,
+        members,
+    })
 }
 
 /// `include_usage` and `continuous_usage_stats` as vLLM applies them.
@@ -134,6 +167,8 @@ fn wrong_type(param: &'static str, message: &str) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn facts(body: &str) -> RequestFacts {
         read(body.as_bytes()).unwrap()
@@ -152,7 +187,8 @@ mod tests {
                 include_usage: true,
                 continuous_usage_stats: false,
                 n: 1,
-                completion: CompletionAsk { prompts: 1, ..CompletionAsk::default() }
+                completion: CompletionAsk { prompts: 1, ..CompletionAsk::default() },
+                members: f.members.clone(),
             }
         );
         let f = facts("{\"model\":\"模型\",\"prompt\":\"你好\"}");

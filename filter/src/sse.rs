@@ -8,7 +8,10 @@
 //! `data` lines of one event are joined with `\n`, as the SSE specification says. Nothing is held
 //! back: a `data` value is handed on piece by piece as it arrives, so an event of any size costs
 //! no memory here (the consumer decides what to keep), and the parser holds at most the chunk it
-//! was last fed.
+//! was last fed. Right after an [`SsePiece::End`] (or a [`SsePiece::NoEvent`]: a blank line after
+//! lines that make no event), [`SseParser::consumed`] says where in that chunk the bytes end (the
+//! blank line included), so that one parse of a stream serves both counting an event's data and
+//! passing on, or rewriting, its bytes.
 
 /// What the stream carries, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +20,9 @@ pub enum SsePiece<'a> {
     Data(&'a [u8]),
     /// The current event ended (only events with a `data` field end; others are not events).
     End,
+    /// A blank line ended lines that make no event (comments, fields other than `data`, or
+    /// nothing): their bytes are no event's.
+    NoEvent,
 }
 
 /// Where in a line the parser is.
@@ -75,6 +81,18 @@ impl SseParser {
         self.pending.len() - self.at.min(self.pending.len())
     }
 
+    /// How many bytes of the chunk last fed have been read. Right after an [`SsePiece::End`] or
+    /// [`SsePiece::NoEvent`]: where those bytes end in the chunk, the blank line included (the
+    /// LF of a CRLF too, unless the chunk ended between the two: see [`SseParser::owes_lf`]).
+    pub fn consumed(&self) -> usize {
+        self.at
+    }
+
+    /// Whether the last byte read was a CR, so that an LF starting the next chunk belongs to it.
+    pub fn owes_lf(&self) -> bool {
+        self.after_cr
+    }
+
     /// Adds bytes from the stream. Call [`SseParser::next`] until it returns `None` after each
     /// feed: that is what keeps memory bounded.
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -107,6 +125,9 @@ impl SseParser {
             if b == b'\r' || b == b'\n' {
                 self.after_cr = b == b'\r';
                 if let Some(piece) = self.end_line() {
+                    if matches!(piece, SsePiece::End | SsePiece::NoEvent) {
+                        self.take_crlf_tail();
+                    }
                     return Some(piece);
                 }
                 continue;
@@ -134,6 +155,14 @@ impl SseParser {
         let open = self.has_data;
         *self = Self::new();
         open.then_some(SsePiece::End)
+    }
+
+    /// An event ended on a CR: the LF of a CRLF, when it is there, is read with it.
+    fn take_crlf_tail(&mut self) {
+        if self.after_cr && self.pending.get(self.at) == Some(&b'\n') {
+            self.after_cr = false;
+            self.at += 1;
+        }
     }
 
     /// Where the value bytes of a `data` line run, up to its end (or the end of what was fed).
@@ -171,6 +200,7 @@ impl SseParser {
                 self.owes_newline = false;
                 Some(SsePiece::End)
             }
+            Line::Start => Some(SsePiece::NoEvent),
             // `data` alone on a line: a data field with an empty value.
             Line::Field { matched: Some(n) } if n == DATA.len() => {
                 self.start_data();

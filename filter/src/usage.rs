@@ -61,6 +61,21 @@ pub struct UpstreamError {
     pub kind: String,
 }
 
+/// What a streamed chunk's top-level `usage` member is: what the caller's view of the stream
+/// depends on when usage was injected into its request ([`crate::inject::StreamRewrite`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UsageMember {
+    /// There is none (or the event is not a chat or completions chunk).
+    #[default]
+    Absent,
+    /// `"usage": null`.
+    Null,
+    /// A usage on a chunk that carries choices: the running usage of continuous usage stats.
+    Running,
+    /// A usage on a chunk whose `choices` is an empty list: the usage-only chunk.
+    UsageOnly,
+}
+
 /// The outcome of counting one response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Accounting {

@@ -5,6 +5,8 @@ use super::*;
 use crate::feed::{hash_key, Feed, FeedKey, FeedUser, PublishedKey};
 use crate::jwt::testing::{sign, sign_at_version, KEY_A, KEY_B, NOW};
 use crate::lookup::LookupResult;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn published(kid: &str, public_hex: &str) -> PublishedKey {
     PublishedKey { kid: kid.into(), alg: "EdDSA".into(), public_key_hex: public_hex.into() }

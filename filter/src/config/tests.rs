@@ -1,6 +1,8 @@
 //! Defaults, and refusals that name the wrong field.
 
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn valid() -> serde_json::Value {
     serde_json::json!({

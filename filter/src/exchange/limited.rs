@@ -10,9 +10,8 @@ use std::rc::Rc;
 use super::{Counting, Endpoint, Exchange, Host};
 use crate::error::{GatewayError, LimitError};
 use crate::feed::limits::{LimitKind, Limits, Subject};
-use crate::inject::set_number_members;
 use crate::limits::{rate_headers, Ask, Grant, LimitRefusal};
-use crate::request_body::RequestFacts;
+use crate::request_body::{BodyEdit, MemberSpans, RequestFacts};
 use crate::usage::UsageSource;
 
 /// Bytes of request body per prompt token, for the estimate a grant is made with (corrected by
@@ -26,8 +25,8 @@ pub(super) struct Limited {
     caller: Option<(Subject, Rc<Limits>)>,
     /// What the request asks for, once its body is read.
     asked: Option<Asked>,
-    /// The body as forwarded, kept while `max_tokens` may have to be lowered.
-    body: Option<Vec<u8>>,
+    /// The body, kept while `max_tokens` may have to be lowered.
+    body: Option<HeldBody>,
     grant: Option<Grant>,
     /// The headers of every reply.
     headers: Vec<(&'static str, String)>,
@@ -91,6 +90,15 @@ impl Endpoint {
     }
 }
 
+/// A request body as the caller sent it, where its members sit and what the gateway changed in
+/// it: a later change is made on top, from the one read of the body.
+#[derive(Debug)]
+pub(super) struct HeldBody {
+    body: Vec<u8>,
+    members: MemberSpans,
+    edit: BodyEdit,
+}
+
 impl Exchange {
     /// The caller's limits (after its credential was accepted).
     pub(super) fn limit_caller(&mut self, subject: Subject, limits: Option<Rc<Limits>>) {
@@ -98,7 +106,8 @@ impl Exchange {
     }
 
     /// Notes what a routed request asks of its caller's limits.
-    pub(super) fn note_limit_ask(&mut self, body: &[u8], facts: &RequestFacts) {
+    /// `edit`: what the gateway changed in the body already (a later one is made on top).
+    pub(super) fn note_limit_ask(&mut self, body: &[u8], facts: &RequestFacts, edit: &BodyEdit) {
         let Some((_, limits)) = &self.limited.caller else { return };
         let prompt = u64::try_from(body.len()).unwrap_or(u64::MAX) / BYTES_PER_TOKEN + 1;
         let members = self.endpoint.max_token_members();
@@ -114,7 +123,8 @@ impl Exchange {
         if limits.applying_to(&facts.model).any(|(_, kind, _)| kind.counts_tokens())
             && !members.is_empty()
         {
-            self.limited.body = Some(body.to_vec());
+            let members = facts.members.clone();
+            self.limited.body = Some(HeldBody { body: body.to_vec(), members, edit: edit.clone() });
         }
         let capped = honoured.is_some();
         self.limited.asked =
@@ -140,8 +150,8 @@ impl Exchange {
     /// than it asked for (or it asked for none).
     pub fn admitted(&mut self, host: &mut dyn Host, grant: Grant) {
         self.limited.headers = rate_headers::headers(&grant.standing);
-        let body = self.limited.body.take();
-        if let (Some(body), Some(completion)) = (body, grant.completion_tokens()) {
+        let held = self.limited.body.take();
+        if let (Some(mut held), Some(completion)) = (held, grant.completion_tokens()) {
             let (asked, capped, choices) = self
                 .limited
                 .asked
@@ -149,12 +159,11 @@ impl Exchange {
                 .map_or((0, false, 1), |a| (a.completion, a.capped, a.choices));
             let per_choice = (completion / choices.max(1)).max(1);
             if completion < asked || !capped {
-                if let Some(body) =
-                    set_number_members(&body, self.endpoint.max_token_members(), per_choice)
-                {
-                    host.set_request_body(&body);
-                    host.set_request_header("content-length", Some(&body.len().to_string()));
-                }
+                let members = self.endpoint.max_token_members();
+                held.edit.set_number(members, per_choice, &held.members);
+                let body = held.edit.apply(&held.body, &held.members);
+                host.set_request_body(&body);
+                host.set_request_header("content-length", Some(&body.len().to_string()));
             }
         }
         self.limited.grant = Some(grant);
@@ -290,6 +299,7 @@ impl Exchange {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&error.body());
         out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+        self.error = Some(error);
     }
 }
 

@@ -6,6 +6,8 @@ use super::*;
 use crate::config::{ModelRoute, StateFeed};
 use crate::feed::hash_key;
 use crate::usage::UsageSource;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod accounting;
 mod endpoints;

@@ -307,6 +307,8 @@ pub struct LeaseGrant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn limits_read_flat_with_per_model_sets_and_round_trip() {

@@ -1,7 +1,11 @@
 //! Injection and the caller's view of the stream, over the recorded vLLM stream split at every
 //! byte boundary.
 
+use super::members::{member_span, top_level_members};
 use super::*;
+use crate::usage::StreamAccounting;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -15,12 +19,15 @@ const OPENAI_STREAMS: [&[u8]; 2] =
     [fixture!("openai-chat-stream-usage.sse"), fixture!("openai-chat-stream-tool-call-usage.sse")];
 
 fn rewrite_in(chunks: &[&[u8]], ask: UsageAsk) -> Vec<u8> {
-    let mut rewriter = StreamRewriter::new(ask);
+    let mut stream = StreamAccounting::default().rewriting(StreamRewrite::new(ask));
     let mut out = Vec::new();
     for chunk in chunks {
-        out.extend(rewriter.feed(chunk));
+        match stream.feed(chunk) {
+            Some(rewritten) => out.extend(rewritten),
+            None => out.extend_from_slice(chunk),
+        }
     }
-    out.extend(rewriter.finish());
+    out.extend(stream.finish_rewrite());
     out
 }
 
@@ -50,6 +57,23 @@ fn with_continuous_usage(stream: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The body as the gateway forwards a streamed request: usage asked for (`None` when the body is
+/// not a request).
+fn inject_usage(body: &[u8], continuous: bool) -> Option<Vec<u8>> {
+    let facts = crate::request_body::read(body).ok()?;
+    let mut edit = BodyEdit::default();
+    ask_for_usage(body, &facts.members, continuous, &mut edit);
+    Some(edit.apply(body, &facts.members))
+}
+
+/// The body with `names` set to `value` as the limits lower them.
+fn set_number_members(body: &[u8], names: &[&'static str], value: u64) -> Option<Vec<u8>> {
+    let facts = crate::request_body::read(body).ok()?;
+    let mut edit = BodyEdit::default();
+    edit.set_number(names, value, &facts.members);
+    Some(edit.apply(body, &facts.members))
+}
+
 fn inject(body: &str, continuous: bool) -> Value {
     let out = inject_usage(body.as_bytes(), continuous).unwrap();
     serde_json::from_slice(&out)
@@ -67,8 +91,6 @@ fn injection_adds_usage_options_and_keeps_the_rest() {
     assert_eq!(out["temperature"], 0.7);
     let out = inject(r#"{"model":"m","stream":true,"stream_options":null}"#, false);
     assert_eq!(out["stream_options"], serde_json::json!({"include_usage": true}));
-    let out = inject(r#"{"stream_options" : "odd" , "model":"m"}"#, false);
-    assert_eq!(out, serde_json::json!({"model": "m", "stream_options": {"include_usage": true}}));
 }
 
 #[test]
@@ -84,12 +106,13 @@ fn injection_copies_the_rest_of_the_body_byte_for_byte() {
         )
     );
     assert_eq!(
-        String::from_utf8(inject_usage(b"{}", false).unwrap()).unwrap(),
-        r#"{"stream_options":{"include_usage":true}}"#
+        String::from_utf8(inject_usage(br#"{"model":"m"}"#, false).unwrap()).unwrap(),
+        r#"{"stream_options":{"include_usage":true},"model":"m"}"#
     );
-    let with_options = r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":false},"z":0}"#;
+    let with_options =
+        r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":false},"model":"m"}"#;
     let out = String::from_utf8(inject_usage(with_options.as_bytes(), false).unwrap()).unwrap();
-    assert_eq!(out, r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":true},"z":0}"#);
+    assert_eq!(out, r#"{"a":[1,{"b":"}"}],"stream_options":{"include_usage":true},"model":"m"}"#);
     assert!(inject_usage(b"[1]", true).is_none());
     let escaped = r#"{"model":"m","stream\u005foptions":{"include_usage":false,"x":1}}"#;
     let out: Value =
@@ -188,7 +211,10 @@ fn a_caller_that_asked_for_usage_gets_exactly_vllms_stream() {
 
 #[test]
 fn member_spans_cut_cleanly() {
-    let span = |json: &[u8], name: &str| member_span(&top_level_members(json)?, name);
+    let span = |json: &[u8], name: &str| {
+        let members = top_level_members(json)?;
+        member_span(&members, members.iter().position(|m| m.key == name.as_bytes())?)
+    };
     let cut = |json: &str| {
         let (a, b) = span(json.as_bytes(), "usage").unwrap();
         format!("{}{}", &json[..a], &json[b..])
@@ -206,6 +232,17 @@ fn member_spans_cut_cleanly() {
 fn odd_events_pass_unchanged() {
     let stream = b": keep-alive\n\nevent: x\ndata: {\"usage\":1}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n";
     assert_eq!(rewrite_in(&[stream], UsageAsk::default()), stream.to_vec());
+    // Lines that make no event before a usage-only chunk do not keep it from being dropped.
+    let usage_only =
+        b": ping\r\n\r\nid: 7\n\ndata: {\"choices\":[],\"usage\":{\"total_tokens\":1}}\n\n";
+    for cut in 0..=usage_only.len() {
+        let (a, b) = usage_only.split_at(cut);
+        assert_eq!(
+            rewrite_in(&[a, b], UsageAsk::default()),
+            b": ping\r\n\r\nid: 7\n\n".to_vec(),
+            "split at {cut}"
+        );
+    }
     let crlf = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":1}}\r\n\r\ndata: [DONE]\r\n\r\n";
     assert_eq!(rewrite_in(&[crlf], UsageAsk::default()), b"data: [DONE]\r\n\r\n".to_vec());
     let unterminated = b"data: {\"choices\":[],\"usage\":{}}";
@@ -262,7 +299,7 @@ fn a_running_usage_is_removed_only_for_a_caller_that_did_not_ask_for_it() {
 }
 
 #[test]
-fn an_event_fed_a_byte_at_a_time_is_searched_once_and_rewritten_alike() {
+fn an_event_fed_a_byte_at_a_time_is_rewritten_alike() {
     // CR, LF and CRLF line ends, and a CR that ends a chunk (half of a CRLF, or not).
     let usage_only = br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"total_tokens":2,"completion_tokens":1}}"#;
     let mut stream = Vec::new();
@@ -278,17 +315,6 @@ fn an_event_fed_a_byte_at_a_time_is_searched_once_and_rewritten_alike() {
     let whole = rewrite_in(&[&stream], ask);
     let bytes: Vec<&[u8]> = stream.chunks(1).collect();
     assert_eq!(rewrite_in(&bytes, ask), whole);
-    let mut rewriter = StreamRewriter::new(ask);
-    let mut out = Vec::new();
-    for byte in stream.chunks(1) {
-        out.extend(rewriter.feed(byte));
-        assert!(
-            rewriter.scan.at <= rewriter.held.len(),
-            "the search never points past what is held"
-        );
-    }
-    out.extend(rewriter.finish());
-    assert_eq!(out, whole);
     assert!(
         !String::from_utf8_lossy(&whole).contains("usage"),
         "the usage-only chunk the caller did not ask for is gone"
@@ -297,7 +323,7 @@ fn an_event_fed_a_byte_at_a_time_is_searched_once_and_rewritten_alike() {
 
 #[test]
 fn max_tokens_is_lowered_in_place_or_added_first() {
-    let set = |body: &str, names: &[&str]| {
+    let set = |body: &str, names: &[&'static str]| {
         String::from_utf8(set_number_members(body.as_bytes(), names, 7).unwrap()).unwrap()
     };
     assert_eq!(
@@ -305,14 +331,16 @@ fn max_tokens_is_lowered_in_place_or_added_first() {
         r#"{"model":"m","max_tokens":7}"#
     );
     assert_eq!(set(r#"{"model":"m"}"#, &["max_tokens"]), r#"{"max_tokens":7,"model":"m"}"#);
-    assert_eq!(set("{}", &["max_tokens"]), r#"{"max_tokens":7}"#);
     assert_eq!(
         set(
-            r#"{"max_completion_tokens":50,"x":[1],"max_tokens":null}"#,
+            r#"{"max_completion_tokens":50,"x":[1],"max_tokens":null,"model":"m"}"#,
             &["max_tokens", "max_completion_tokens"]
         ),
-        r#"{"max_completion_tokens":7,"x":[1],"max_tokens":7}"#
+        r#"{"max_completion_tokens":7,"x":[1],"max_tokens":7,"model":"m"}"#
     );
-    assert_eq!(set(r#"{"max\u005ftokens": 90}"#, &["max_tokens"]), r#"{"max\u005ftokens": 7}"#);
+    assert_eq!(
+        set(r#"{"max\u005ftokens": 90, "model":"m"}"#, &["max_tokens"]),
+        r#"{"max\u005ftokens": 7, "model":"m"}"#
+    );
     assert!(set_number_members(b"[1]", &["max_tokens"], 1).is_none());
 }

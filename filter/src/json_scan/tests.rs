@@ -4,6 +4,8 @@
 use serde_json::Value;
 
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const PATHS: &[Path] = &[&["usage"], &["error"], &["response", "usage"], &["type"]];
 

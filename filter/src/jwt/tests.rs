@@ -3,6 +3,8 @@
 
 use super::testing::{b64url, sign, KEY_A, KEY_B, NOW};
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn keys() -> JwtKeys {
     JwtKeys::new(vec![PublishedKey {

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::feed::{hash_key, Feed};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn state() -> Credentials {
     let doc = serde_json::json!({

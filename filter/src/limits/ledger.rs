@@ -223,6 +223,8 @@ pub fn update_entry(
 mod tests {
     use super::*;
     use crate::state_sync::testing::FakeShared;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn key(kind: LimitKind) -> LimitKey {
         LimitKey { subject: Subject::User(4), model: Some("m".into()), kind }

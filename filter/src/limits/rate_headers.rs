@@ -45,6 +45,8 @@ pub fn duration(ms: u64) -> String {
 mod tests {
     use super::*;
     use crate::feed::limits::LimitKind;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn durations_read_like_openais() {

@@ -6,6 +6,8 @@ use super::lease::{apply, Upkeep};
 use super::*;
 use crate::feed::limits::{Caps, LeaseGrant};
 use crate::state_sync::testing::FakeShared;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const NOW: u64 = 1_000_000;
 const MINUTE_END: u64 = NOW + 30_000;

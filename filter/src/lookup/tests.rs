@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::feed::{hash_key, key_digest};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn feed(path: &str, per_second: u32, negative_ttl_ms: u64) -> StateFeed {
     serde_json::from_value(serde_json::json!({

@@ -17,6 +17,8 @@ use crate::record::UsageRecord;
 use crate::state_sync::testing::FakeShared;
 use crate::state_sync::SharedData;
 use crate::worker::Worker;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const KEY: &str = "sk-live-good";
 

@@ -111,6 +111,8 @@ pub fn count_prompts(raw: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn prompts(json: &str) -> u64 {
         count_prompts(json.as_bytes())

@@ -1,6 +1,8 @@
 //! The parser over hand-written streams split at every byte boundary.
 
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// The events of a stream fed in `chunks`, each assembled from its pieces.
 fn parse_in(chunks: &[&[u8]]) -> Vec<String> {
@@ -13,6 +15,9 @@ fn parse_in(chunks: &[&[u8]]) -> Vec<String> {
             data.extend_from_slice(bytes);
         }
         SsePiece::End => events.push(String::from_utf8(std::mem::take(data)).unwrap()),
+        SsePiece::NoEvent => {
+            assert!(data.is_empty(), "no data before a blank line ending no event")
+        }
     };
     for chunk in chunks {
         parser.feed(chunk);
@@ -87,6 +92,7 @@ fn a_huge_event_streams_through_without_being_held() {
             match piece {
                 SsePiece::Data(d) => total += d.len(),
                 SsePiece::End => ends += 1,
+                SsePiece::NoEvent => panic!("no blank line without data here"),
             }
         }
         assert_eq!(parser.buffered_bytes(), 0);
@@ -98,4 +104,60 @@ fn a_huge_event_streams_through_without_being_held() {
         }
     }
     assert_eq!((total, ends), ("small".len() + 10_000_000, 3));
+}
+
+/// The bytes of each event (true) and of each run of lines that make no event (false), as
+/// [`SseParser::consumed`] and [`SseParser::owes_lf`] mark them, of a stream fed in `chunks`;
+/// and the bytes after the last.
+fn raw_blocks_in(chunks: &[&[u8]]) -> (Vec<(bool, Vec<u8>)>, Vec<u8>) {
+    let mut parser = SseParser::new();
+    let (mut blocks, mut held): (Vec<(bool, Vec<u8>)>, Vec<u8>) = (Vec::new(), Vec::new());
+    let mut lf_owed = false;
+    for chunk in chunks {
+        let mut start = 0;
+        if chunk.is_empty() {
+            continue;
+        }
+        if std::mem::take(&mut lf_owed) && chunk.first() == Some(&b'\n') {
+            blocks.last_mut().unwrap().1.push(b'\n');
+            start = 1;
+        }
+        parser.feed(chunk);
+        while let Some(piece) = parser.next() {
+            if matches!(piece, SsePiece::End | SsePiece::NoEvent) {
+                let is_event = piece == SsePiece::End;
+                let end = parser.consumed();
+                held.extend_from_slice(&chunk[start..end]);
+                blocks.push((is_event, std::mem::take(&mut held)));
+                start = end;
+                lf_owed = parser.owes_lf() && end == chunk.len();
+            }
+        }
+        held.extend_from_slice(&chunk[start..]);
+    }
+    (blocks, held)
+}
+
+#[test]
+fn the_bytes_of_each_event_are_marked_whole_at_every_split() {
+    let stream: &[u8] = b": hi\n\ndata: {\"a\":1}\r\n\r\nevent: x\ndata: b\r\rid: 1\r\n\ndata: c\n\ndata: d\r\n\r\ndata: tail";
+    let expected: Vec<(bool, &[u8])> = vec![
+        (false, b": hi\n\n"),
+        (true, b"data: {\"a\":1}\r\n\r\n"),
+        (true, b"event: x\ndata: b\r\r"),
+        (false, b"id: 1\r\n\n"),
+        (true, b"data: c\n\n"),
+        (true, b"data: d\r\n\r\n"),
+    ];
+    let expected: Vec<(bool, Vec<u8>)> =
+        expected.into_iter().map(|(e, b)| (e, b.to_vec())).collect();
+    for cut in 0..=stream.len() {
+        let (a, b) = stream.split_at(cut);
+        for cut2 in cut..=stream.len() {
+            let (b1, b2) = b.split_at(cut2 - cut);
+            let (blocks, rest) = raw_blocks_in(&[a, b1, b2]);
+            assert_eq!(blocks, expected, "split at {cut} and {cut2}");
+            assert_eq!(rest, b"data: tail", "split at {cut} and {cut2}");
+        }
+    }
 }

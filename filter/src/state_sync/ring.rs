@@ -126,6 +126,8 @@ pub fn share_base(shared: &mut dyn SharedData, mark: &Mark, document: &[u8]) -> 
 mod tests {
     use super::*;
     use crate::state_sync::testing::FakeShared;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn mark(version: i64) -> Mark {
         Mark { seq: 0, epoch: "e".into(), version, etag: format!("\"v{version} x\"") }

@@ -5,6 +5,8 @@ use super::ring::{push_change, read_mark, share_base, RING};
 use super::testing::FakeShared;
 use super::*;
 use crate::control_plane::{CallAnswer, CallRequest};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// A state that is just its position; documents are `whole:<epoch>:<version>` and
 /// `delta:<epoch>:<since>:<version>`, anything else is malformed.

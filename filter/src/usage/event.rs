@@ -4,7 +4,7 @@
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::{parse_error, parse_str, parse_usage, UpstreamError, Usage};
+use super::{parse_error, parse_str, parse_usage, UpstreamError, Usage, UsageMember};
 use crate::json_scan::{Captured, Path, Scan};
 
 const USAGE: usize = 0;
@@ -48,6 +48,8 @@ pub(super) struct EventFacts {
     pub has_content: bool,
     /// An error, if the event is one.
     pub error: Option<UpstreamError>,
+    /// What its top-level `usage` member is.
+    pub usage_member: UsageMember,
 }
 
 /// What a chunk's `choices` say, read one choice at a time without keeping them.
@@ -206,6 +208,21 @@ fn chunk(scan: &Scan) -> EventFacts {
         choice,
         has_content,
         error: None,
+        usage_member: usage_member(scan),
+    }
+}
+
+/// What a chunk's top-level `usage` member is; a usage-only chunk has `"choices": []`.
+fn usage_member(scan: &Scan) -> UsageMember {
+    let no_choices = scan.value(CHOICES).is_some_and(|v| {
+        v.first() == Some(&b'[')
+            && v.iter().skip(1).find(|b| !b.is_ascii_whitespace()) == Some(&b']')
+    });
+    match scan.captured(USAGE) {
+        None => UsageMember::Absent,
+        Some(Captured::Value(v)) if v == b"null" => UsageMember::Null,
+        Some(_) if no_choices => UsageMember::UsageOnly,
+        Some(_) => UsageMember::Running,
     }
 }
 

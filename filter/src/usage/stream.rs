@@ -7,11 +7,16 @@
 //! prompt. A stream cut off anywhere therefore counts the sum over choices of their latest
 //! `completion_tokens`, and each prompt's tokens once ([`PromptLayout`]). The usage-only chunk
 //! (`"choices": []`, the sums) wins when it comes.
+//!
+//! The same one parse of the stream serves rewriting it for the caller, when usage options were
+//! injected into its request ([`StreamAccounting::rewriting`]): each event's end and what its
+//! `usage` member is go to a [`StreamRewrite`].
 
 use std::collections::BTreeMap;
 
 use super::event::{self, EventFacts};
-use super::{Accounting, UpstreamError, Usage, UsageSource, CAPTURE_BYTES};
+use super::{Accounting, UpstreamError, Usage, UsageMember, UsageSource, CAPTURE_BYTES};
+use crate::inject::StreamRewrite;
 use crate::json_scan::JsonScanner;
 use crate::sse::{SseParser, SsePiece};
 
@@ -66,6 +71,8 @@ pub struct StreamAccounting {
     unattributed: Option<Usage>,
     content_chunks: u64,
     error: Option<UpstreamError>,
+    /// What the caller gets, when that is not the stream as it comes.
+    rewrite: Option<StreamRewrite>,
 }
 
 impl Default for StreamAccounting {
@@ -88,7 +95,14 @@ impl StreamAccounting {
             unattributed: None,
             content_chunks: 0,
             error: None,
+            rewrite: None,
         }
+    }
+
+    /// Also rewrites the stream for the caller, with the same parse.
+    pub fn rewriting(mut self, rewrite: StreamRewrite) -> Self {
+        self.rewrite = Some(rewrite);
+        self
     }
 
     /// How many choices' running usage is tracked.
@@ -120,22 +134,47 @@ impl StreamAccounting {
         }
     }
 
-    /// Reads the next piece of the stream.
-    pub fn feed(&mut self, chunk: &[u8]) {
+    /// Reads the next piece of the stream. When rewriting: the bytes the caller gets instead of
+    /// `chunk` (whole events only), or `None` when that is `chunk` itself.
+    pub fn feed(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
         self.parser.feed(chunk);
+        if let Some(rewrite) = self.rewrite.as_mut() {
+            rewrite.begin(chunk);
+        }
         while let Some(piece) = self.parser.next() {
             match piece {
                 SsePiece::Data(bytes) => self.scanner.feed(bytes),
-                SsePiece::End => self.end_event(),
+                SsePiece::End => {
+                    let usage = self.end_event();
+                    self.rewrite_block(chunk, usage);
+                }
+                // Lines that make no event pass as they are.
+                SsePiece::NoEvent => self.rewrite_block(chunk, UsageMember::Absent),
             }
+        }
+        self.rewrite.as_mut()?.end_chunk(chunk)
+    }
+
+    /// The bytes of an event (or of lines that make none) have ended: they go to the rewrite.
+    fn rewrite_block(&mut self, chunk: &[u8], usage: UsageMember) {
+        if let Some(rewrite) = self.rewrite.as_mut() {
+            rewrite.event(chunk, self.parser.consumed(), usage, self.parser.owes_lf());
         }
     }
 
-    fn end_event(&mut self) {
+    /// The end of the stream, when rewriting: what is held goes on as it is.
+    pub fn finish_rewrite(&mut self) -> Vec<u8> {
+        self.rewrite.as_mut().map(StreamRewrite::finish).unwrap_or_default()
+    }
+
+    /// An event ended: it is counted; returns what its `usage` member is.
+    fn end_event(&mut self) -> UsageMember {
         let scan = self.scanner.finish();
         let facts = event::read(&scan);
         self.scanner.recycle(scan);
+        let usage = facts.usage_member;
         self.take_event(facts);
+        usage
     }
 
     fn take_event(&mut self, facts: EventFacts) {

@@ -2,6 +2,8 @@
 //! streams built in vLLM's shapes, split at every byte boundary.
 
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod built;
 

@@ -5,6 +5,8 @@ use super::*;
 use crate::error::GatewayError;
 use crate::feed::{hash_key, key_digest};
 use crate::state_sync::testing::FakeShared;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn feed() -> StateFeed {
     serde_json::from_value(serde_json::json!({"cluster": "cp", "token": "0123456789abcdef"}))

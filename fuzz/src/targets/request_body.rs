@@ -1,11 +1,12 @@
-//! `request_body`: reading a request body's routing facts ([`request_body::read`]) and adding
-//! the usage options to it ([`inject_usage`]). A refusal's error reply is valid JSON; a body that
-//! reads is injected into a body that still reads, with the same model, `stream` and `n`, usage
-//! asked for, and every other member unchanged.
+//! `request_body`: reading a request body's routing facts ([`request_body::read`]) and editing
+//! it with what that one read found ([`BodyEdit`]): the usage options added ([`ask_for_usage`])
+//! and `max_tokens` lowered. A refusal's error reply is valid JSON; a body that reads is edited
+//! into a body that still reads, with the same model, `stream` and `n`, usage asked for, the
+//! cap set, and every other member unchanged.
 
 use serde_json::Value;
-use vllm_gateway_filter::inject::inject_usage;
-use vllm_gateway_filter::request_body::{self, RequestFacts};
+use vllm_gateway_filter::inject::ask_for_usage;
+use vllm_gateway_filter::request_body::{self, BodyEdit, RequestFacts};
 
 use super::{outcome, Target};
 use crate::rng::hash_bytes;
@@ -29,6 +30,9 @@ pub const TARGET: Target = Target {
         b"\"background\":false",
         b"\"stream\\u005foptions\"",
         b"\"mod\\u0065l\"",
+        b"\"max_tokens\":5",
+        b"\"max_completion_tokens\":null",
+        b"\"max\\u005ftokens\"",
         b"\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]",
     ],
 };
@@ -53,11 +57,18 @@ fn run(input: &[u8]) -> u64 {
     ])
 }
 
+/// The members the check edits.
+const EDITED: [&str; 3] = ["stream_options", "max_tokens", "max_completion_tokens"];
+
 fn check_injection(body: &[u8], facts: &RequestFacts, continuous: bool) {
-    let injected = inject_usage(body, continuous)
-        .unwrap_or_else(|| panic!("a body that reads was not injected"));
+    let caps = ["max_tokens", "max_completion_tokens"];
+    let mut edit = BodyEdit::default();
+    ask_for_usage(body, &facts.members, continuous, &mut edit);
+    edit.set_number(&caps, 7, &facts.members);
+    let injected = edit.apply(body, &facts.members);
     let after = request_body::read(&injected)
-        .unwrap_or_else(|e| panic!("the injected body no longer reads: {e:?}"));
+        .unwrap_or_else(|e| panic!("the edited body no longer reads: {e:?}"));
+    assert_eq!(after.completion.honoured(&caps), Some(7), "the cap was not set");
     assert_eq!(
         (&after.model, after.stream, after.n),
         (&facts.model, facts.stream, facts.n),
@@ -68,11 +79,18 @@ fn check_injection(body: &[u8], facts: &RequestFacts, continuous: bool) {
         after.continuous_usage_stats || !continuous,
         "continuous usage not asked for after injection"
     );
-    // `read` skips the members it does not need without checking them (an invalid UTF-8 string
-    // there is the upstream's to refuse), so the body may not be a `Value`: then neither is the
-    // injected one.
+    // The edited members are compared apart: the body's own values of them may be what no
+    // `Value` reads (a number out of range, a key with a lone surrogate). `read` skips the
+    // members it does not need without checking them (an invalid UTF-8 string there is the
+    // upstream's to refuse), so the rest may not be a `Value` either: then neither is the edited
+    // body.
+    let mut neutral = BodyEdit::default();
+    for edited in EDITED {
+        neutral.set(edited, b"null".to_vec());
+    }
+    let before_edits = neutral.apply(body, &facts.members);
     let (mut before, mut after): (Value, Value) =
-        match (serde_json::from_slice(body), serde_json::from_slice(&injected)) {
+        match (serde_json::from_slice(&before_edits), serde_json::from_slice(&injected)) {
             (Ok(before), Ok(after)) => (before, after),
             (Err(_), Err(_)) => return,
             (before, after) => {
@@ -81,8 +99,10 @@ fn check_injection(body: &[u8], facts: &RequestFacts, continuous: bool) {
         };
     for value in [&mut before, &mut after] {
         if let Some(object) = value.as_object_mut() {
-            object.remove("stream_options");
+            for edited in EDITED {
+                object.remove(edited);
+            }
         }
     }
-    assert_eq!(before, after, "members other than `stream_options` changed");
+    assert_eq!(before, after, "members other than the edited ones changed");
 }

@@ -1,4 +1,5 @@
-//! `rewriter`: the stream rewriter of usage injection ([`StreamRewriter`]). For every ask the
+//! `rewriter`: the stream rewrite of usage injection ([`StreamRewrite`], driven by the counting's
+//! parse of the stream). For every ask the
 //! caller can make: the same output whichever way the stream is split, only bytes taken away,
 //! and the stream byte for byte for a caller who asked for continuous usage. An input that is a
 //! JSON object on one line is also sent as one `data:` event: the caller gets it dropped (only a
@@ -6,7 +7,8 @@
 //! ask for continuous usage), and always as valid JSON.
 
 use serde_json::{Map, Value};
-use vllm_gateway_filter::inject::{StreamRewriter, UsageAsk};
+use vllm_gateway_filter::inject::{StreamRewrite, UsageAsk};
+use vllm_gateway_filter::usage::StreamAccounting;
 
 use super::json::unique_object;
 use super::{outcome, Target};
@@ -58,12 +60,15 @@ fn run(input: &[u8]) -> u64 {
 
 /// What the caller gets for a stream fed in `pieces`.
 fn rewrite(ask: UsageAsk, pieces: &[&[u8]]) -> Vec<u8> {
-    let mut rewriter = StreamRewriter::new(ask);
+    let mut stream = StreamAccounting::default().rewriting(StreamRewrite::new(ask));
     let mut out = Vec::new();
     for piece in pieces {
-        out.extend(rewriter.feed(piece));
+        match stream.feed(piece) {
+            Some(rewritten) => out.extend(rewritten),
+            None => out.extend_from_slice(piece),
+        }
     }
-    out.extend(rewriter.finish());
+    out.extend(stream.finish_rewrite());
     out
 }
 

@@ -53,6 +53,9 @@ fn parse(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
             data.extend_from_slice(bytes);
         }
         SsePiece::End => events.push(std::mem::take(data)),
+        SsePiece::NoEvent => {
+            assert!(data.is_empty(), "data before a blank line that ends no event")
+        }
     };
     for piece in pieces {
         parser.feed(piece);

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::usage::Usage;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const OPENAI_STREAM: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -1,6 +1,8 @@
 //! The endpoint allow-list, `default_model`, and what happens to request headers.
 
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn with(change: impl FnOnce(&mut PluginConfig)) -> Rc<PluginConfig> {
     let mut cfg = (*config()).clone();

@@ -4,6 +4,8 @@
 use super::*;
 use crate::feed::limits::{Caps, LimitKey, LimitKind, Limits, Subject};
 use crate::limits::{Grant, LimitRefusal, Standing};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn limited_exchange(host: &mut FakeHost, body: &str) -> Exchange {
     let (mut ex, step) =

@@ -3,6 +3,8 @@
 use super::*;
 use crate::error::GatewayError;
 use crate::feed::{hash_key, Feed, FeedKey, FeedUser, PublishedKey, Status};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn key(name: &str, app_id: i64, status: Status) -> FeedKey {
     FeedKey {

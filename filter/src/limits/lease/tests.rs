@@ -2,6 +2,8 @@ use super::ledger;
 use super::*;
 use crate::feed::limits::{LimitKind, Subject};
 use crate::state_sync::testing::FakeShared;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn feed() -> StateFeed {
     serde_json::from_str(r#"{"cluster":"cp","token":"t","path":"/gw/internal/state?x=1"}"#).unwrap()

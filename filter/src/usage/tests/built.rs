@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// What one event reports, for the oracle.
 #[derive(Clone, Copy)]
