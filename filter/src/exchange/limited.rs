@@ -223,6 +223,13 @@ impl Exchange {
         is_sse && self.limited.grant.as_ref().is_some_and(|g| g.completion_tokens().is_some())
     }
 
+    /// Whether [`Self::check_grant`] may change what the caller gets: the stream was cut off
+    /// already, or it has a grant of completion tokens to pass.
+    pub(super) fn grant_watches(&self) -> bool {
+        self.limited.cut != Cut::Within
+            || self.limited.grant.as_ref().is_some_and(|g| g.completion_tokens().is_some())
+    }
+
     /// After a chunk was counted: when the stream passed its grant, `out` (the events so far)
     /// gets the error event and `[DONE]`, and the rest is dropped. Whether `out` is still
     /// what the caller gets (false: drop it all).
