@@ -17,6 +17,10 @@ pub const CLIENT_REQUEST_ID_HEADER: &str = "x-client-request-id";
 /// tracing only.
 pub const MAX_CLIENT_REQUEST_ID_BYTES: usize = 256;
 
+/// The `model` of a row is kept to this many bytes at most: a request for a model the gateway
+/// does not serve is logged with the caller's text (bounded only by the body's limit).
+pub const MAX_MODEL_BYTES: usize = 256;
+
 /// One request's facts as logged by Envoy, before normalisation: empty text and `-` (Envoy's
 /// "no value") are absent, a status of 0 is no status.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,7 +63,8 @@ pub fn to_row(facts: RequestFacts) -> AccessLog {
     let path = text(facts.path).map(|p| strip_token_param(&p).unwrap_or(p));
     let mut row = AccessLog {
         request_id: facts.request_id,
-        client_request_id: text(facts.client_request_id).map(truncate_client_id),
+        client_request_id: text(facts.client_request_id)
+            .map(|id| truncate(id, MAX_CLIENT_REQUEST_ID_BYTES)),
         started_at_ms: facts.started_at_ms,
         method: text(facts.method),
         path,
@@ -91,7 +96,7 @@ fn apply_usage(row: &mut AccessLog, usage: LoggedUsage) {
     row.app_id = r.app_id;
     row.key_id = r.key_id;
     row.user_id = r.user_id;
-    row.model = r.model;
+    row.model = r.model.map(|model| truncate(model, MAX_MODEL_BYTES));
     row.upstream_cluster = r.cluster.or(row.upstream_cluster.take());
     row.stream = Some(r.stream);
     row.prompt_tokens = counts.prompt;
@@ -116,15 +121,16 @@ fn text(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty() && v != "-")
 }
 
-fn truncate_client_id(mut id: String) -> String {
-    if id.len() > MAX_CLIENT_REQUEST_ID_BYTES {
-        let mut end = MAX_CLIENT_REQUEST_ID_BYTES;
-        while !id.is_char_boundary(end) {
+/// The caller's `text`, cut to at most `max` bytes on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
             end -= 1;
         }
-        id.truncate(end);
+        text.truncate(end);
     }
-    id
+    text
 }
 
 #[cfg(test)]
@@ -187,5 +193,18 @@ mod tests {
         let kept = row.client_request_id.unwrap();
         assert_eq!(kept.len(), MAX_CLIENT_REQUEST_ID_BYTES);
         assert!(kept.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_callers_long_model_is_cut_on_a_character_boundary() {
+        let model = format!("x{}", "模".repeat(10_000));
+        let record = format!(
+            r#"{{"model":"{model}","status":404,"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}"#
+        );
+        let usage = parse_usage(record.as_bytes());
+        let row = to_row(RequestFacts { request_id: "r".into(), usage, ..RequestFacts::default() });
+        let kept = row.model.unwrap();
+        assert!(kept.len() <= MAX_MODEL_BYTES && kept.len() > MAX_MODEL_BYTES - 3);
+        assert!(model.starts_with(&kept));
     }
 }

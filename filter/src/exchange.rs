@@ -1,7 +1,8 @@
 //! One request/response exchange through the gateway, as a pure state machine.
 //!
-//! The wasm glue calls one method per Envoy callback and does what the returned [`Step`] says;
-//! header edits go through the [`Host`] trait, so all of this runs (and is tested) natively.
+//! The request driver ([`crate::request`], for both glues) calls one method per Envoy callback
+//! and does what the returned [`Step`] says; header edits go through the [`Host`] trait, so all
+//! of this runs (and is tested) natively.
 //!
 //! A `/v1/*` request is tracked: its credential is checked, its `accept-encoding` removed (so the
 //! upstream answers uncompressed and the counter can read it; Envoy compresses towards the client

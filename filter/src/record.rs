@@ -7,12 +7,10 @@ use crate::usage::{Usage, UsageSource};
 
 /// Name of the filter-state property (Envoy logs it as `wasm.gw_usage`).
 pub const PROPERTY: &str = "gw_usage";
-/// The filter-state key the record is under, for Envoy's access logs: proxy-wasm puts a
-/// property under `wasm.` + [`PROPERTY`], and the native module uses the same key, so one
-/// access-log configuration serves both builds.
-pub const FILTER_STATE_KEY: &str = "wasm.gw_usage";
-/// The same, as Envoy's access loggers name it (`filter_state_objects_to_log`,
-/// `%FILTER_STATE(…)%`): Envoy prefixes a wasm filter's state with `wasm.`.
+/// The filter-state key the record is under, as Envoy's access loggers name it
+/// (`filter_state_objects_to_log`, `%FILTER_STATE(…)%`): proxy-wasm puts a property under
+/// `wasm.` + [`PROPERTY`], and the native module sets this same key, so one access-log
+/// configuration serves both builds.
 pub const LOG_KEY: &str = "wasm.gw_usage";
 
 /// What one request did, as the access log receives it. Absent facts (`null`, `false`) are left

@@ -293,7 +293,7 @@ impl StreamHost for NativeStream {
 
     fn store_record(&mut self, bytes: &[u8]) {
         let Some(envoy) = self.envoy() else { return };
-        let key = crate::record::FILTER_STATE_KEY.as_bytes();
+        let key = crate::record::LOG_KEY.as_bytes();
         // SAFETY: as in `body`; the buffers outlive the call.
         if !unsafe {
             abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
