@@ -231,7 +231,12 @@ async fn main() -> anyhow::Result<()> {
         .with_upstreams(cli.upstreams.clone(), Duration::from_secs(cli.reconcile_interval_secs));
     let tasks =
         control_plane::Tasks { retention: cli.retention(), access_log_file: cli.access_log_file() };
-    control_plane::serve(state, tasks, listeners, shutdown_signal()).await?;
+    let shutdown = gateway_os::shutdown_signal();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+    };
+    control_plane::serve(state, tasks, listeners, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -255,26 +260,6 @@ async fn bind(cli: &Cli) -> anyhow::Result<control_plane::Listeners> {
     }
     println!("{line}");
     Ok(control_plane::Listeners::new(http, als).with_admin(admin))
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -1,27 +1,15 @@
 //! Secrets: API keys, admin and feed tokens, their hashes, and comparing them in constant time.
 
+pub use gateway_os::{new_token, random_bytes};
 use sha2::{Digest, Sha256};
 
 /// Prefix of every API key (the replaced system's format: `sk-live-` + a UUID-shaped value).
 pub const API_KEY_PREFIX: &str = "sk-live-";
 
-/// `n` random bytes from the operating system.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    // The OS RNG failing means the machine cannot make secrets at all; there is no fallback.
-    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("the OS random source failed: {e}"));
-    bytes
-}
-
 /// A new API key: `sk-live-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, 128 random bits.
 pub fn new_api_key() -> String {
     let h = hex::encode(random_bytes::<16>());
     format!("{API_KEY_PREFIX}{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
-
-/// A new opaque token (admin token, feed secret): 256 random bits, hex.
-pub fn new_token() -> String {
-    hex::encode(random_bytes::<32>())
 }
 
 /// Hex SHA-256 of a token (admin token, signing-key ids). An API key is hashed with the

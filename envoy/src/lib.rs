@@ -82,8 +82,9 @@ pub enum FilterBuild {
     Native(PathBuf),
 }
 
-/// The name Envoy loads the native module by (`lib<name>.so`).
-pub const NATIVE_MODULE_NAME: &str = "vllm_gateway_filter";
+/// The name Envoy loads the native module by (`lib<name>.so`): the filter crate's library name,
+/// defined with the other facts about the workspace's built artifacts.
+pub use gateway_workspace::paths::NATIVE_MODULE_NAME;
 
 impl FilterBuild {
     /// The environment variable Envoy needs to find this build, if any.

@@ -67,30 +67,10 @@ async fn run(listen: SocketAddr, config: MockConfig) -> anyhow::Result<()> {
     writeln!(stdout, "mock-vllm listening on http://{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    mock_vllm::serve(listener, MockState::new(config), shutdown_signal()).await.context("serving")
-}
-
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    let shutdown = gateway_os::shutdown_signal();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+    mock_vllm::serve(listener, MockState::new(config), shutdown).await.context("serving")
 }

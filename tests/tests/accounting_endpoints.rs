@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use futures::StreamExt;
-use gateway_e2e::{Stack, StackOptions, Upstreams};
+use gateway_stack::{Stack, StackOptions, Upstreams};
 use serde_json::{json, Value};
 
 async fn post(stack: &Stack, key: &str, path: &str, body: &Value) -> (String, reqwest::Response) {
@@ -209,7 +209,7 @@ async fn a_non_streamed_request_whose_client_leaves_is_logged_and_marked() {
 /// (`shared/fixtures/openai-chat-stream-usage.sse`, with `"usage":null` on every chunk).
 async fn openai_replay() -> (std::net::SocketAddr, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fixture = gateway_e2e::paths::workspace_root()
+    let fixture = gateway_workspace::paths::workspace_root()
         .join("../shared/fixtures/openai-chat-stream-usage.sse");
     let body = std::fs::read(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -120,7 +120,7 @@ async fn unroutable_bodies_are_refused_before_any_upstream() {
 
 #[tokio::test]
 async fn upstreams_get_their_own_key_and_the_default_model_serves_listed_endpoints_only() {
-    let mut options = gateway_e2e::StackOptions::for_tests();
+    let mut options = gateway_stack::StackOptions::for_tests();
     options.upstream_keys.insert("model-b".into(), "vllm-server-key".into());
     options.default_model = Some("model-b".into());
     let (stack, app) = common::stack_with_app_using(options).await;
@@ -165,7 +165,8 @@ async fn upstreams_get_their_own_key_and_the_default_model_serves_listed_endpoin
 #[tokio::test]
 async fn app_changes_reach_the_gateway_within_the_propagation_window() {
     use reqwest::Method;
-    let stack = gateway_e2e::Stack::start(gateway_e2e::StackOptions::for_tests()).await.unwrap();
+    let stack =
+        gateway_stack::Stack::start(gateway_stack::StackOptions::for_tests()).await.unwrap();
     let (status, created) = stack
         .admin(Method::POST, "/api/apps", Some(json!({"orgName": "o", "models": ["model-a"]})))
         .await
@@ -217,7 +218,8 @@ async fn app_changes_reach_the_gateway_within_the_propagation_window() {
 #[tokio::test]
 async fn an_expired_app_gets_401_expired_api_key() {
     use reqwest::Method;
-    let stack = gateway_e2e::Stack::start(gateway_e2e::StackOptions::for_tests()).await.unwrap();
+    let stack =
+        gateway_stack::Stack::start(gateway_stack::StackOptions::for_tests()).await.unwrap();
     let (status, created) = stack
         .admin(
             Method::POST,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{anyhow, Result};
 use deploy_support::*;
-use gateway_e2e::paths;
+use gateway_workspace::paths;
 use serde_yaml::Value;
 use vllm_gateway_filter::config::PluginConfig;
 #[test]

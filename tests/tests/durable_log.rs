@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_e2e::{eventually, Stack};
+use gateway_e2e::eventually;
+use gateway_stack::Stack;
 use serde_json::{json, Value};
 
 /// What one request's row must say.

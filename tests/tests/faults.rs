@@ -10,7 +10,7 @@
 //!
 //! Tests that wait for a timeout run Envoy with its configured timeouts capped at
 //! [`support::SHORT_TIMEOUT`] (only timeouts the configuration sets: see
-//! `gateway_e2e::timeouts`), and a failure names the timeouts Envoy runs with.
+//! `gateway_stack::timeouts`), and a failure names the timeouts Envoy runs with.
 
 mod common;
 

@@ -8,7 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use gateway_e2e::{eventually, Stack, StackOptions};
+use gateway_e2e::eventually;
+use gateway_stack::{Stack, StackOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -134,7 +135,7 @@ async fn changes_reach_every_worker_as_deltas_not_whole_states() {
     // Every worker holds its first state, and the main thread its own: a wasm worker's VM takes
     // it on its first tick, a native worker with its first request (60 fresh connections reach
     // each of four workers but for a chance of 1 in 10^7).
-    if gateway_e2e::paths::runs_native() {
+    if gateway_stack::filter_build::runs_native() {
         for _ in 0..60 {
             assert_eq!(chat(&client, &stack, &app.api_key).await.0, 200);
         }

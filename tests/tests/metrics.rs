@@ -5,8 +5,8 @@ mod common;
 
 use serde_json::json;
 
-async fn prometheus(stack: &gateway_e2e::Stack) -> String {
-    gateway_e2e::envoy::prometheus(stack.envoy_admin).await.unwrap()
+async fn prometheus(stack: &gateway_stack::Stack) -> String {
+    gateway_stack::envoy::prometheus(stack.envoy_admin).await.unwrap()
 }
 
 fn value(text: &str, series: &str) -> Option<f64> {

@@ -30,7 +30,7 @@ fn request(
 }
 
 /// What the upstream itself answers to the same request, asked directly (not through the gateway).
-async fn direct(stack: &gateway_e2e::Stack, model: &str) -> Value {
+async fn direct(stack: &gateway_stack::Stack, model: &str) -> Value {
     let url = format!("http://{}/v1/chat/completions", stack.mock(model).addr);
     let body = json!({"model": model, "max_tokens": 12, "messages": [{"role": "user", "content": "你好, gateway"}]});
     let v = stack.http().post(url).json(&body).send().await.unwrap().json().await.unwrap();

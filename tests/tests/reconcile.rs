@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use gateway_e2e::{eventually, Stack};
+use gateway_e2e::eventually;
+use gateway_stack::Stack;
 use serde_json::{json, Value};
 
 /// Sends a chat completion to `base` (the gateway, or the upstream directly); returns its usage.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use gateway_e2e::{StackOptions, Upstreams};
+use gateway_stack::{StackOptions, Upstreams};
 use serde_json::{json, Value};
 
 #[tokio::test]

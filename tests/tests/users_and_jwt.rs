@@ -2,7 +2,7 @@
 //! gateway, call the API with the JWT (header and `?token=`), revoke or disable, and see 401/403
 //! within the propagation window; forged tokens never pass.
 
-use gateway_e2e::{Stack, StackOptions};
+use gateway_stack::{Stack, StackOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
 

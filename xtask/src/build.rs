@@ -1,11 +1,15 @@
 //! Builds both builds of the filter (the proxy-wasm filter for `wasm32-wasip1`, profile `wasm`:
 //! release, LTO, stripped; the native Envoy dynamic module, release, copied to
-//! `target/native/`) and the control plane.
+//! `target/native/`) and the control plane; and runs a binary of the workspace in place of
+//! xtask ([`become_bin`]: `up` and `bench` are binaries of their own crates).
 
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-use gateway_e2e::paths;
+use anyhow::{Context, Result};
+use gateway_workspace::command::{cargo, run_checked};
+use gateway_workspace::paths;
 
 /// Builds everything the stack runs.
 pub fn run() -> Result<()> {
@@ -36,7 +40,7 @@ pub fn run() -> Result<()> {
 
 /// Builds the native dynamic module and copies it to its own folder (`target/native/`): the
 /// library cargo leaves in `target/release/` is whichever build of the crate ran last.
-pub fn native_module() -> Result<std::path::PathBuf> {
+pub fn native_module() -> Result<PathBuf> {
     run_checked(cargo().args([
         "build",
         "--release",
@@ -46,7 +50,7 @@ pub fn native_module() -> Result<std::path::PathBuf> {
         "dynamic-module",
         "--lib",
     ]))?;
-    let name = format!("lib{}.so", gateway_envoy::NATIVE_MODULE_NAME);
+    let name = paths::native_module_file_name();
     let built = paths::target_dir().join("release").join(&name);
     let dir = paths::target_dir().join("native");
     std::fs::create_dir_all(&dir)?;
@@ -58,9 +62,10 @@ pub fn native_module() -> Result<std::path::PathBuf> {
     Ok(module)
 }
 
-/// Builds the control plane with the release profile (what `cargo xtask up` runs: a debug build
-/// cannot keep up with Envoy's access-log stream under load); returns the binary.
-pub fn release_control_plane() -> Result<std::path::PathBuf> {
+/// Builds the control plane with the release profile (what `cargo xtask up` and a full
+/// `cargo xtask bench` run: a debug build cannot keep up with Envoy's access-log stream under
+/// load); returns the binary.
+pub fn release_control_plane() -> Result<PathBuf> {
     run_checked(cargo().args([
         "build",
         "--release",
@@ -69,21 +74,78 @@ pub fn release_control_plane() -> Result<std::path::PathBuf> {
         "--bin",
         "control-plane",
     ]))?;
-    Ok(paths::target_dir().join("release").join("control-plane"))
+    Ok(paths::release_control_plane())
 }
 
-/// `cargo` as the one running xtask.
-pub fn cargo() -> Command {
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.current_dir(paths::workspace_root());
-    command
+/// The arguments of a task that is a binary of its own (`up`, `bench`), passed on as they are:
+/// the binary defines them (and answers `--help`).
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct Forwarded {
+    /// Passed on as they are; `--help` lists them.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
-/// Runs a command, failing with its exit status.
-pub fn run_checked(command: &mut Command) -> Result<()> {
-    let status = command.status().with_context(|| format!("running {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed: {status}");
+impl Forwarded {
+    /// Whether only the binary's help is asked for (nothing needs setting up or building).
+    pub fn asks_for_help(&self) -> bool {
+        self.args.iter().any(|a| a == "-h" || a == "--help")
     }
-    Ok(())
+}
+
+/// `cargo run`s binary `bin` of `package` (release when `release`) with `args` and `env`, in
+/// place of this process on Unix: Ctrl-C and SIGTERM then reach the binary itself, and its exit
+/// status is the task's.
+pub fn become_bin(
+    package: &str,
+    bin: &str,
+    release: bool,
+    args: &[String],
+    env: &[(&str, &OsStr)],
+) -> Result<()> {
+    let mut command = cargo();
+    command.args(["run", "--quiet", "--package", package, "--bin", bin]);
+    if release {
+        command.arg("--release");
+    }
+    command.arg("--").args(args);
+    command.envs(env.iter().copied());
+    exec(command)
+}
+
+#[cfg(unix)]
+fn exec(mut command: Command) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    // Returns only when the program could not be started.
+    let error = command.exec();
+    Err(anyhow::Error::new(error).context(format!("running {command:?}")))
+}
+
+#[cfg(not(unix))]
+fn exec(mut command: Command) -> Result<()> {
+    run_checked(&mut command)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        forwarded: Forwarded,
+    }
+
+    #[test]
+    fn flags_and_help_are_passed_on_as_they_are() {
+        let cli =
+            Cli::try_parse_from(["up", "--filter", "native", "--model=a=http://x", "-h"]).unwrap();
+        assert_eq!(cli.forwarded.args, ["--filter", "native", "--model=a=http://x", "-h"]);
+        assert!(cli.forwarded.asks_for_help());
+        let cli = Cli::try_parse_from(["bench", "--quick"]).unwrap();
+        assert!(!cli.forwarded.asks_for_help());
+    }
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::Result;
 use clap::Args;
 
-use crate::build::{cargo, run_checked};
+use gateway_workspace::command::{cargo, run_checked};
 
 /// Seconds per target in `cargo xtask test` (nine targets: under 20 s, plus a cold release build
 /// of about 30 s).

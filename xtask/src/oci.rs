@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use gateway_workspace::paths;
 use sha2::{Digest, Sha256};
 
 /// Media type of the wasm module layer.
@@ -27,12 +28,12 @@ pub struct OciArgs {
 
 /// Builds the filter if missing, then writes the layout and the tarball under `target/oci/`.
 pub fn run(args: &OciArgs) -> Result<()> {
-    let wasm = gateway_e2e::paths::target_dir().join("wasm32-wasip1/wasm/vllm_gateway_filter.wasm");
+    let wasm = paths::filter_wasm_path();
     if !wasm.is_file() {
         crate::setup::run()?;
         crate::build::run()?;
     }
-    let out = gateway_e2e::paths::target_dir().join("oci");
+    let out = paths::target_dir().join("oci");
     let module = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
     let manifest = write_layout(&module, &args.tag, &out.join("layout"))?;
     write_tar(&out.join("layout"), &out.join("vllm-gateway-filter.tar"))?;

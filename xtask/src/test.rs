@@ -1,8 +1,8 @@
 //! Runs every test: formatting (`cargo fmt --check`) and clippy with `-D warnings` over the
 //! whole workspace, the filter's no-panic lints on both builds (wasm and the native dynamic
-//! module), the filter's pure core compiled to `wasm32-unknown-unknown` under Node
-//! (wasm-bindgen-test), the native glue's own tests (its ABI against the installed Envoy's
-//! exports), then `cargo test` over the whole workspace, whose end-to-end tests start the real
+//! module), the unit tests of the filter's pure core compiled to `wasm32-unknown-unknown` and
+//! run under Node (wasm-bindgen-test), the native glue's own tests (its ABI against the
+//! installed Envoy's exports), then `cargo test` over the whole workspace, whose end-to-end tests start the real
 //! Envoy installed by set-up with the wasm filter, then the end-to-end suite again with the
 //! native module (`GATEWAY_FILTER_BUILD=native`), then a brief run of every fuzz target
 //! ([`crate::fuzz::brief`]).
@@ -12,9 +12,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Context, Result};
 use clap::Args;
-use gateway_e2e::paths;
-
-use crate::build::{cargo, run_checked};
+use gateway_workspace::command::{cargo, run_checked};
+use gateway_workspace::paths;
 
 /// `cargo xtask test` options.
 #[derive(Debug, Args)]
@@ -38,7 +37,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         cargo()
             .args(["test", "--package", "vllm-gateway-filter"])
             .args(["--target", "wasm32-unknown-unknown"])
-            .args(["--test", "wasm_core"])
+            .arg("--lib")
             .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", wasm_runner),
     )?;
     run_checked(
@@ -67,6 +66,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
 /// Formatting, then clippy with warnings denied: over the workspace, and over the filter as
 /// each build compiles it (wasm, and the native module's feature).
 fn lint() -> Result<()> {
+    crate::setup::ensure_lint_components()?;
     run_checked(cargo().args(["fmt", "--all", "--check"]))?;
     run_checked(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run_checked(

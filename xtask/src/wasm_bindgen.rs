@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use gateway_e2e::paths;
+use gateway_workspace::command::run_checked;
+use gateway_workspace::paths;
 
 /// The runner at the lock file's `wasm-bindgen` version, installed when missing or different.
 pub fn ensure_runner() -> Result<PathBuf> {
@@ -80,13 +81,13 @@ fn install(root: &Path, version: &str) -> Result<()> {
         root.display()
     );
     let install = |locked: bool| {
-        let mut command = crate::build::cargo();
+        let mut command = gateway_workspace::command::cargo();
         command.args(["install", "--force", "--root"]).arg(root);
         command.arg(format!("wasm-bindgen-cli@={version}"));
         if locked {
             command.arg("--locked");
         }
-        crate::build::run_checked(&mut command)
+        run_checked(&mut command)
     };
     install(true).or_else(|locked_error| {
         eprintln!("xtask: the --locked install failed ({locked_error:#}); retrying with dependencies resolved from the registry");

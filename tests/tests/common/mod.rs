@@ -1,6 +1,6 @@
 //! Shared set-up of the end-to-end tests: a stack with two mock models and one app.
 
-use gateway_e2e::{CreatedApp, Stack, StackOptions};
+use gateway_stack::{CreatedApp, Stack, StackOptions};
 
 /// A started stack and an app whose key the gateway already accepts.
 #[allow(dead_code)] // not every test binary uses it

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use gateway_e2e::paths;
 use gateway_envoy::{Endpoint, GatewaySpec, DEFAULT_CORS_ORIGINS};
+use gateway_workspace::paths;
 use serde::Deserialize;
 use serde_yaml::Value;
 use vllm_gateway_filter::config::PluginConfig;

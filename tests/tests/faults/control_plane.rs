@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use gateway_e2e::{eventually, FaultKnobs, Stack, StackOptions};
+use gateway_e2e::eventually;
+use gateway_stack::{FaultKnobs, Stack, StackOptions};
 use reqwest::Method;
 use serde_json::Value;
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_e2e::{eventually, Stack, StackOptions, Upstreams};
+use gateway_e2e::eventually;
+use gateway_stack::{Stack, StackOptions, Upstreams};
 use tokio::sync::Barrier;
 
 use super::support::{chat, Seen, WAIT};

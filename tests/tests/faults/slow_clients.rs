@@ -2,7 +2,8 @@
 //! cut off by Envoy's request timeouts (the body's with an OpenAI-shaped 408), while everyone
 //! else is served; the log holds what was cut off.
 
-use gateway_e2e::{eventually, Stack};
+use gateway_e2e::eventually;
+use gateway_stack::Stack;
 use serde_json::Value;
 
 use super::raw::{self, Ending};

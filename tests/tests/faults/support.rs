@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use gateway_e2e::eventually;
 use gateway_e2e::reply_body::read_body;
-use gateway_e2e::{eventually, CreatedApp, FaultKnobs, Stack, StackOptions};
+use gateway_stack::{CreatedApp, FaultKnobs, Stack, StackOptions};
 use serde_json::{json, Value};
 
 /// The longest a test waits for something the gateway should do (a timeout to fire, rows to
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// What fault tests cap every configured request and stream timeout at, so they can wait for
-/// one to fire ([`gateway_e2e::FaultKnobs::short_timeouts`]).
+/// one to fire ([`gateway_stack::FaultKnobs::short_timeouts`]).
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A stack whose configured timeouts are short, with an app.

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use gateway_e2e::{CreatedApp, Stack, StackOptions, Upstreams};
+use gateway_stack::{CreatedApp, Stack, StackOptions, Upstreams};
 use mock_vllm::{MockConfig, MockState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

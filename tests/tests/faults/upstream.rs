@@ -2,7 +2,7 @@
 //! sending mid-stream. The client sees what was generated and then a broken stream, or an
 //! OpenAI-shaped 504; the row holds the tokens generated so far and Envoy's flag for the failure.
 
-use gateway_e2e::{CreatedApp, Stack};
+use gateway_stack::{CreatedApp, Stack};
 use mock_vllm::Fault;
 
 use super::support::{

@@ -7,7 +7,8 @@ use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
     ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs,
 };
-use gateway_e2e::{eventually, Stack};
+use gateway_e2e::eventually;
+use gateway_stack::Stack;
 use mock_vllm::Fault;
 use serde_json::{json, Value};
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use gateway_e2e::eventually;
 use gateway_e2e::reply_body::read_body;
-use gateway_e2e::{eventually, Stack, StackOptions};
+use gateway_stack::{Stack, StackOptions};
 use mock_vllm::Fault;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
@@ -112,7 +113,7 @@ pub async fn burst(
 /// each request is either answered (refused) or held at the upstream, lets the held ones go.
 /// Returns the replies and how many the upstream held.
 pub async fn burst_held(
-    stack: &gateway_e2e::Stack,
+    stack: &gateway_stack::Stack,
     token: &str,
     model: &str,
     count: usize,
@@ -217,7 +218,7 @@ pub fn total_tokens(rows: &[Value]) -> i64 {
 /// The sum of the samples of `metric` whose labels include `label` (`reason="…"`), at the
 /// Prometheus endpoint of the Envoy whose admin is `admin`.
 pub async fn prometheus_sum(admin: std::net::SocketAddr, metric: &str, label: &str) -> f64 {
-    let text = gateway_e2e::envoy::prometheus(admin).await.unwrap();
+    let text = gateway_stack::envoy::prometheus(admin).await.unwrap();
     text.lines()
         .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
