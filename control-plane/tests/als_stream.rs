@@ -3,6 +3,8 @@
 //! see the ingestion in `/metrics`; a stream without the state token is refused and writes
 //! nothing; impossible token counts are stored corrected and flagged.
 
+mod common;
+
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::RequestMethod;
@@ -111,18 +113,25 @@ fn batch(entries: Vec<HttpAccessLogEntry>) -> StreamAccessLogsMessage {
     }
 }
 
-/// Waits until `sql` (a count) gives `want`; a deadline for eventual consistency, not a speed
-/// check. Returns the last count.
+/// How long a wait for eventual consistency may take (not a speed check).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until `sql` (a count) gives at least `want`; returns the count then.
 async fn count_until(db: &control_plane::Db, sql: &str, want: i64) -> i64 {
-    let mut count = -1;
-    for _ in 0..1200 {
-        count = sqlx::query_scalar(sql).fetch_one(db).await.unwrap();
-        if count == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    count
+    common::eventually(&format!("{want} from {sql}"), WAIT, || async {
+        let count: i64 = sqlx::query_scalar(sql).fetch_one(db).await.unwrap();
+        (count >= want).then_some(count)
+    })
+    .await
+}
+
+/// Waits until the control plane's `/metrics` at `http` has the line `line`; returns them.
+async fn metrics_with(http: std::net::SocketAddr, line: &str) -> String {
+    common::eventually(&format!("{line:?} in /metrics"), WAIT, || async {
+        let metrics = get(http, "/metrics").await;
+        metrics.lines().any(|l| l == line).then_some(metrics)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -159,14 +168,7 @@ async fn streamed_entries_become_rows_once_each() {
     assert_eq!(tokens, 345);
 
     // Ingestion shows in the metrics: 1,100 entries received, 1,000 new rows, 100 repeats.
-    let mut metrics = String::new();
-    for _ in 0..1200 {
-        metrics = get(http_addr, "/metrics").await;
-        if metrics.contains("gateway_access_log_rows_duplicate_total 100\n") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let metrics = metrics_with(http_addr, "gateway_access_log_rows_duplicate_total 100").await;
     for line in [
         "gateway_access_log_rows_received_total 1100",
         "gateway_access_log_rows_written_total 1000",
@@ -281,14 +283,7 @@ async fn impossible_counts_are_kept_flagged_and_never_break_the_usage_summary() 
     assert_eq!(usage["totals"]["requests"], 4, "{usage}");
     assert_eq!(usage["totals"]["promptTokens"], 4, "only the plain row's count: {usage}");
     // Counted just after the rows' commit: eventually, not necessarily by now.
-    let mut metrics = String::new();
-    for _ in 0..1200 {
-        metrics = get(running.http_addr, "/metrics").await;
-        if metrics.lines().any(|l| l == "gateway_access_log_rows_flagged_total 3") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let metrics = metrics_with(running.http_addr, "gateway_access_log_rows_flagged_total 3").await;
     assert!(metrics.lines().any(|l| l == "gateway_access_log_rows_flagged_total 3"), "{metrics}");
     stop(running).await;
 }

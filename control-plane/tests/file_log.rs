@@ -2,6 +2,8 @@
 //! path (file or gRPC) delivers a request first; partial and garbage lines; a cursor that
 //! survives a restart; rotation with a fake Envoy admin, the test playing Envoy's part.
 
+mod common;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -245,6 +247,7 @@ async fn rotates_past_the_limit_and_reads_the_renamed_file_until_envoy_switched(
     envoy.reopen();
     envoy.write(&lines(13..15));
     ingester.pass(&s.stop).await.unwrap();
+    // The renamed file stays unchanged longer than `idle` (100 ms): the time under test.
     tokio::time::sleep(Duration::from_millis(150)).await;
     ingester.pass(&s.stop).await.unwrap();
     assert_eq!(s.rows().await, 15);
@@ -311,15 +314,13 @@ async fn the_served_control_plane_ingests_the_file_and_shows_it_in_its_metrics()
             let _ = stop_rx.await;
         },
     ));
-    let mut metrics = String::new();
-    for _ in 0..500 {
-        metrics =
-            reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-        if metrics.contains("gateway_access_log_file_rows_inserted_total 7\n") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let metrics =
+        common::eventually("the file's 7 rows inserted", Duration::from_secs(10), || async {
+            let metrics =
+                reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+            metrics.contains("gateway_access_log_file_rows_inserted_total 7\n").then_some(metrics)
+        })
+        .await;
     for line in [
         "gateway_access_log_file_rows_read_total 7",
         "gateway_access_log_file_rows_inserted_total 7",

@@ -5,6 +5,8 @@
 //! state-feed long poll and an access-log stream's row is written: neither waits for logins.
 //! Then the permits are released and every login is answered, 401 or 429, none unbounded.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -24,11 +26,15 @@ use envoy_types::pb::google::protobuf::Timestamp;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use common::eventually;
+
 const ADMIN: &str = "storm-admin-token-0001";
 const STATE: &str = "storm-state-token-0001";
 const LOGINS: usize = 200;
 const PERMITS: usize = 2;
 const QUEUE: usize = 64;
+/// How long a wait for eventual consistency may take (not a speed check).
+const WAIT: Duration = Duration::from_secs(30);
 
 struct Running {
     db: control_plane::Db,
@@ -97,17 +103,6 @@ fn storm(
     rx
 }
 
-/// Waits for `done` (a deadline for eventual consistency, not a speed check).
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("never: {what}");
-}
-
 /// The state feed's current ETag.
 async fn etag(client: &reqwest::Client, http: SocketAddr) -> String {
     let response = client
@@ -155,9 +150,8 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
     }
     let answered = Arc::new(AtomicUsize::new(0));
     let mut statuses = storm(&client, cp.http, &answered);
-    let (checks, counted) = (Arc::clone(&cp.checks), Arc::clone(&answered));
-    eventually("every login answered or waiting for a check", || {
-        counted.load(SeqCst) + checks.waiting() == LOGINS
+    eventually("every login answered or waiting for a check", WAIT, || async {
+        (answered.load(SeqCst) + cp.checks.waiting() == LOGINS).then_some(())
     })
     .await;
     assert_eq!(cp.checks.waiting(), QUEUE, "the queue is full; the rest were answered at once");
@@ -184,20 +178,16 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
 
     // (b) An access-log row is written while the logins are in flight.
     stream_one_entry(cp.als, "during-the-storm").await;
-    let db = cp.db.clone();
-    let mut written = 0i64;
-    for _ in 0..1200 {
-        written = sqlx::query_scalar(
+    let written: i64 = eventually("the access-log row written", WAIT, || async {
+        let written: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM access_logs WHERE request_id = 'during-the-storm'",
         )
-        .fetch_one(&db)
+        .fetch_one(&cp.db)
         .await
         .unwrap();
-        if written == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        (written >= 1).then_some(written)
+    })
+    .await;
     assert_eq!(written, 1);
 
     assert_eq!(

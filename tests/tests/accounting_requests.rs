@@ -33,20 +33,21 @@ async fn a_replayed_request_id_never_drops_or_merges_a_row() {
         assert_eq!(seen.header("x-client-request-id"), Some("replayed-id"));
         ids.push(id);
     }
-    let mut logged = Vec::new();
-    for _ in 0..50 {
-        logged = stack
-            .logs()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|r| r["clientRequestId"] == "replayed-id")
-            .collect();
-        if logged.len() == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let logged = gateway_e2e::eventually(
+        "the rows of the three requests",
+        std::time::Duration::from_secs(10),
+        || async {
+            let logged: Vec<Value> = stack
+                .logs()
+                .await?
+                .into_iter()
+                .filter(|r| r["clientRequestId"] == "replayed-id")
+                .collect();
+            Ok((logged.len() >= 3).then_some(logged))
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(logged.len(), 3, "every request is its own row: {logged:#?}");
     let mut keys: Vec<&str> = logged.iter().map(|r| r["requestId"].as_str().unwrap()).collect();
     keys.sort_unstable();

@@ -33,29 +33,33 @@ async fn requests_tokens_latencies_and_auth_failures_are_exported() {
         .await
         .unwrap();
 
-    let mut logged_prompt = 0;
-    for _ in 0..50 {
-        let rows = stack.logs().await.unwrap();
-        let served: Vec<_> =
-            rows.iter().filter(|r| r["model"] == "model-b" && r["status"] == 200).collect();
-        if served.len() == 3 {
-            logged_prompt = served.iter().map(|r| r["promptTokens"].as_i64().unwrap()).sum::<i64>();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let logged_prompt = gateway_e2e::eventually(
+        "the rows of the three served requests",
+        std::time::Duration::from_secs(10),
+        || async {
+            let rows = stack.logs().await?;
+            let served: Vec<_> =
+                rows.iter().filter(|r| r["model"] == "model-b" && r["status"] == 200).collect();
+            Ok((served.len() == 3)
+                .then(|| served.iter().map(|r| r["promptTokens"].as_i64().unwrap()).sum::<i64>()))
+        },
+    )
+    .await
+    .unwrap();
     assert!(logged_prompt > 0);
 
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = prometheus(&stack).await;
-        if value(&text, "vllm_gateway_time_to_first_token_ms_count{model=\"model-b\"}")
-            .is_some_and(|c| c >= 3.0)
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let text = gateway_e2e::eventually(
+        "three time-to-first-token samples in Prometheus",
+        std::time::Duration::from_secs(10),
+        || async {
+            let text = prometheus(&stack).await;
+            let count =
+                value(&text, "vllm_gateway_time_to_first_token_ms_count{model=\"model-b\"}");
+            Ok(count.is_some_and(|c| c >= 3.0).then_some(text))
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         value(&text, "vllm_gateway_requests_total{model=\"model-b\",status_class=\"2xx\"}"),
         Some(3.0),

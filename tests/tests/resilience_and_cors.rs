@@ -60,9 +60,18 @@ async fn a_model_whose_server_is_down_gets_502_upstream_error() {
 #[tokio::test]
 async fn keys_keep_working_while_the_control_plane_is_down() {
     let (mut stack, app) = common::stack_with_app().await;
+    // What the filter prints for each pull that gets no good answer.
+    let failed_pulls = |stack: &gateway_stack::Stack| {
+        stack.envoy_output().matches("key state pull answered").count()
+    };
+    let before = failed_pulls(&stack);
     stack.stop_control_plane().await;
-    // Several pulls fail in this time; the last state keeps serving.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Several pulls fail; the last state keeps serving.
+    gateway_e2e::eventually("three failed pulls", std::time::Duration::from_secs(10), || async {
+        Ok((failed_pulls(&stack) >= before + 3).then_some(()))
+    })
+    .await
+    .unwrap();
     let resp = stack
         .http()
         .post(format!("{}/v1/completions", stack.gateway_url))

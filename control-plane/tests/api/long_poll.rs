@@ -43,6 +43,16 @@ fn hold(
     })
 }
 
+/// Waits until `n` polls are held (registered to be woken by a change or a stop).
+async fn held_polls(state: &AppState, n: usize) {
+    let line = format!("gateway_state_long_polls_waiting {n}");
+    crate::common::eventually(&format!("{n} polls held"), Duration::from_secs(10), || async {
+        let metrics = call(state, "GET", "/metrics", None, None).await.text;
+        metrics.lines().any(|l| l == line).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_held_poll_answers_the_new_state_promptly_after_a_key_is_created() {
     let (state, _dir) = state().await;
@@ -73,7 +83,7 @@ async fn a_change_no_handler_announces_wakes_the_poll_too() {
     let (state, _dir) = state().await;
     let (_, etag, _) = pull(&state, "", None).await;
     let held = hold(&state, &etag, 10_000);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    held_polls(&state, 1).await;
     let asked = Instant::now();
     control_plane::jwt::rotate(state.db()).await.unwrap();
     let ((status, _, body), answered) = held.await.unwrap();
@@ -126,7 +136,7 @@ async fn stopping_releases_held_polls_and_answers_later_ones_at_once() {
     let (state, _dir) = state().await;
     let (_, etag, _) = pull(&state, "", None).await;
     let held = hold(&state, &etag, 20_000);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    held_polls(&state, 1).await;
     let stopped = Instant::now();
     state.stop_long_polls();
     let ((status, _, _), answered) = held.await.unwrap();
@@ -162,7 +172,12 @@ async fn a_graceful_shutdown_does_not_wait_for_held_polls() {
         .header("if-none-match", etag)
         .send();
     let held = tokio::spawn(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = url.replace("/internal/state", "/metrics");
+    crate::common::eventually("the poll held", Duration::from_secs(10), || async {
+        let text = client.get(&metrics).send().await.unwrap().text().await.unwrap();
+        text.lines().any(|l| l == "gateway_state_long_polls_waiting 1").then_some(())
+    })
+    .await;
     let started = Instant::now();
     stop.send(()).unwrap();
     let served =

@@ -220,18 +220,15 @@ async fn the_background_task_samples_every_interval() {
     let task =
         control_plane::reconcile::spawn(scraper, state.db().clone(), state.metrics().clone(), stop)
             .unwrap();
-    let mut count = 0i64;
-    for _ in 0..200 {
-        count = sqlx::query_scalar("SELECT COUNT(*) FROM upstream_samples WHERE prompt_total = 7")
-            .fetch_one(state.db())
-            .await
-            .unwrap();
-        if count >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(count >= 2, "samples: {count}");
+    crate::common::eventually("two samples taken", Duration::from_secs(10), || async {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM upstream_samples WHERE prompt_total = 7")
+                .fetch_one(state.db())
+                .await
+                .unwrap();
+        (count >= 2).then_some(())
+    })
+    .await;
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
     assert!(control_plane::reconcile::spawn(
