@@ -3,8 +3,6 @@
 //! see the ingestion in `/metrics`; a stream without the state token is refused and writes
 //! nothing; impossible token counts are stored corrected and flagged.
 
-mod common;
-
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::RequestMethod;
@@ -118,20 +116,22 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until `sql` (a count) gives at least `want`; returns the count then.
 async fn count_until(db: &control_plane::Db, sql: &str, want: i64) -> i64 {
-    common::eventually(&format!("{want} from {sql}"), WAIT, || async {
+    gateway_stack::eventually(&format!("{want} from {sql}"), WAIT, || async {
         let count: i64 = sqlx::query_scalar(sql).fetch_one(db).await.unwrap();
-        (count >= want).then_some(count)
+        Ok((count >= want).then_some(count))
     })
     .await
+    .unwrap()
 }
 
 /// Waits until the control plane's `/metrics` at `http` has the line `line`; returns them.
 async fn metrics_with(http: std::net::SocketAddr, line: &str) -> String {
-    common::eventually(&format!("{line:?} in /metrics"), WAIT, || async {
+    gateway_stack::eventually(&format!("{line:?} in /metrics"), WAIT, || async {
         let metrics = get(http, "/metrics").await;
-        metrics.lines().any(|l| l == line).then_some(metrics)
+        Ok(metrics.lines().any(|l| l == line).then_some(metrics))
     })
     .await
+    .unwrap()
 }
 
 #[tokio::test]

@@ -2,8 +2,6 @@
 //! path (file or gRPC) delivers a request first; partial and garbage lines; a cursor that
 //! survives a restart; rotation with a fake Envoy admin, the test playing Envoy's part.
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -314,13 +312,19 @@ async fn the_served_control_plane_ingests_the_file_and_shows_it_in_its_metrics()
             let _ = stop_rx.await;
         },
     ));
-    let metrics =
-        common::eventually("the file's 7 rows inserted", Duration::from_secs(10), || async {
+    let metrics = gateway_stack::eventually(
+        "the file's 7 rows inserted",
+        Duration::from_secs(10),
+        || async {
             let metrics =
                 reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-            metrics.contains("gateway_access_log_file_rows_inserted_total 7\n").then_some(metrics)
-        })
-        .await;
+            Ok(metrics
+                .contains("gateway_access_log_file_rows_inserted_total 7\n")
+                .then_some(metrics))
+        },
+    )
+    .await
+    .unwrap();
     for line in [
         "gateway_access_log_file_rows_read_total 7",
         "gateway_access_log_file_rows_inserted_total 7",

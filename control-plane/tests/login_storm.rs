@@ -5,8 +5,6 @@
 //! state-feed long poll and an access-log stream's row is written: neither waits for logins.
 //! Then the permits are released and every login is answered, 401 or 429, none unbounded.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -25,8 +23,6 @@ use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use envoy_types::pb::google::protobuf::Timestamp;
 use serde_json::json;
 use tokio::net::TcpListener;
-
-use common::eventually;
 
 const ADMIN: &str = "storm-admin-token-0001";
 const STATE: &str = "storm-state-token-0001";
@@ -150,10 +146,11 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
     }
     let answered = Arc::new(AtomicUsize::new(0));
     let mut statuses = storm(&client, cp.http, &answered);
-    eventually("every login answered or waiting for a check", WAIT, || async {
-        (answered.load(SeqCst) + cp.checks.waiting() == LOGINS).then_some(())
+    gateway_stack::eventually("every login answered or waiting for a check", WAIT, || async {
+        Ok((answered.load(SeqCst) + cp.checks.waiting() == LOGINS).then_some(()))
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(cp.checks.waiting(), QUEUE, "the queue is full; the rest were answered at once");
 
     // (a) A key change reaches a held long poll while the logins are in flight.
@@ -178,16 +175,17 @@ async fn a_login_storm_starves_neither_the_state_feed_nor_log_ingest() {
 
     // (b) An access-log row is written while the logins are in flight.
     stream_one_entry(cp.als, "during-the-storm").await;
-    let written: i64 = eventually("the access-log row written", WAIT, || async {
+    let written: i64 = gateway_stack::eventually("the access-log row written", WAIT, || async {
         let written: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM access_logs WHERE request_id = 'during-the-storm'",
         )
         .fetch_one(&cp.db)
         .await
         .unwrap();
-        (written >= 1).then_some(written)
+        Ok((written >= 1).then_some(written))
     })
-    .await;
+    .await
+    .unwrap();
     assert_eq!(written, 1);
 
     assert_eq!(

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::stack::Stack;
 
+/// How long [`Stack::wait_for_log`] waits for a row.
+const LOG_WAIT: Duration = Duration::from_secs(10);
+
 /// A created app with its key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -85,20 +88,19 @@ impl Stack {
         Ok(reply["data"].clone())
     }
 
-    /// Waits until the gateway answers `GET /v1/models` with `token` by `status`.
+    /// Waits until the gateway answers `GET /v1/models` with `token` by `status` (10 s at most);
+    /// returns that answer's body.
     pub async fn wait_for_status(&self, token: &str, status: u16) -> Result<Value> {
         let url = format!("{}/v1/models", self.gateway_url);
-        let mut last = Value::Null;
-        for _ in 0..200 {
+        let what = format!("the gateway answering {status}");
+        crate::eventually(&what, Duration::from_secs(10), || async {
             let resp = self.http.get(&url).bearer_auth(token).send().await?;
             let got = resp.status().as_u16();
-            last = resp.json().await.unwrap_or(Value::Null);
-            if got == status {
-                return Ok(last);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(anyhow!("the gateway never answered {status}; last reply: {last}"))
+            let body = resp.json().await.unwrap_or(Value::Null);
+            anyhow::ensure!(got == status, "last reply: {got} {body}");
+            Ok(Some(body))
+        })
+        .await
     }
 
     /// Waits until the filter of the stack's Envoy accepts `api_key` (an API key or a JWT) on
@@ -149,15 +151,18 @@ impl Stack {
         Ok(rows)
     }
 
-    /// Waits for a log row matching `pred` (the access log is flushed on a short interval).
+    /// Waits for a log row matching `pred` (the access log is flushed on a short interval; 10 s
+    /// at most).
     pub async fn wait_for_log(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
-        for _ in 0..100 {
-            if let Some(row) = self.logs().await?.into_iter().find(|r| pred(r)) {
-                return Ok(row);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let found =
+            crate::eventually(&format!("an access-log row for {what}"), LOG_WAIT, || async {
+                Ok(self.logs().await?.into_iter().find(|r| pred(r)))
+            })
+            .await;
+        match found {
+            Ok(row) => Ok(row),
+            Err(e) => Err(anyhow!("{e:#}; rows: {:#?}", self.logs().await.unwrap_or_default())),
         }
-        Err(anyhow!("no access-log row for {what}; rows: {:#?}", self.logs().await?))
     }
 
     /// The sum of the samples of metric `name` at the control plane's `/metrics` (every label).

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use gateway_envoy::GatewaySpec;
 
 use crate::envoy_process::start_envoy;
@@ -19,8 +19,6 @@ use crate::stack::Stack;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a key may take to reach an Envoy's filter.
 const KEY_WAIT: Duration = Duration::from_secs(20);
-/// Pause between two tries of a key.
-const KEY_POLL: Duration = Duration::from_millis(50);
 
 /// A running Envoy with the filter; killed when dropped.
 pub struct Envoy {
@@ -166,16 +164,12 @@ pub async fn prometheus(admin: SocketAddr) -> Result<String> {
 pub async fn wait_for_key(gateway_url: &str, token: &str) -> Result<()> {
     let url = format!("{gateway_url}/v1/models");
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + KEY_WAIT;
-    loop {
-        let last = match client.get(&url).bearer_auth(token).send().await {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) => format!("{} {}", resp.status(), resp.text().await.unwrap_or_default()),
-            Err(e) => e.to_string(),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            bail!("the key did not reach {gateway_url} within {KEY_WAIT:?}; last answer: {last}");
-        }
-        tokio::time::sleep(KEY_POLL).await;
-    }
+    let what = format!("the key reaching {gateway_url}");
+    crate::eventually(&what, KEY_WAIT, || async {
+        let resp = client.get(&url).bearer_auth(token).send().await?;
+        let status = resp.status();
+        anyhow::ensure!(status.is_success(), "last answer: {status} {}", resp.text().await?);
+        Ok(Some(()))
+    })
+    .await
 }

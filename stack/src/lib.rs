@@ -17,6 +17,8 @@
 //! - [`filter_build`]: which build of the filter runs (`GATEWAY_FILTER_BUILD`).
 //! - [`timeouts`] and [`cp_proxy`]: what a fault test adds (shortened timeouts, a proxy that
 //!   garbles the state feed).
+//! - [`wait`]: waiting for something that happens a little later ([`eventually`]), the one
+//!   polling helper of the launcher and of every test.
 
 pub mod admin;
 pub mod control_plane;
@@ -30,6 +32,7 @@ pub mod process;
 pub mod stack;
 pub mod timeouts;
 pub mod upstreams;
+pub mod wait;
 
 pub use admin::CreatedApp;
 pub use cp_proxy::ControlPlaneProxy;
@@ -37,3 +40,4 @@ pub use envoy::Envoy;
 pub use envoy_process::start_envoy_with;
 pub use options::{FaultKnobs, StackOptions, Upstreams};
 pub use stack::Stack;
+pub use wait::eventually;

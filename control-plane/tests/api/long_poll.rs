@@ -46,11 +46,12 @@ fn hold(
 /// Waits until `n` polls are held (registered to be woken by a change or a stop).
 async fn held_polls(state: &AppState, n: usize) {
     let line = format!("gateway_state_long_polls_waiting {n}");
-    crate::common::eventually(&format!("{n} polls held"), Duration::from_secs(10), || async {
+    gateway_stack::eventually(&format!("{n} polls held"), Duration::from_secs(10), || async {
         let metrics = call(state, "GET", "/metrics", None, None).await.text;
-        metrics.lines().any(|l| l == line).then_some(())
+        Ok(metrics.lines().any(|l| l == line).then_some(()))
     })
-    .await;
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -173,11 +174,12 @@ async fn a_graceful_shutdown_does_not_wait_for_held_polls() {
         .send();
     let held = tokio::spawn(held);
     let metrics = url.replace("/internal/state", "/metrics");
-    crate::common::eventually("the poll held", Duration::from_secs(10), || async {
+    gateway_stack::eventually("the poll held", Duration::from_secs(10), || async {
         let text = client.get(&metrics).send().await.unwrap().text().await.unwrap();
-        text.lines().any(|l| l == "gateway_state_long_polls_waiting 1").then_some(())
+        Ok(text.lines().any(|l| l == "gateway_state_long_polls_waiting 1").then_some(()))
     })
-    .await;
+    .await
+    .unwrap();
     let started = Instant::now();
     stop.send(()).unwrap();
     let served =

@@ -1,9 +1,6 @@
 //! The admin API, the operations endpoints and the OpenAPI document, through the real router
 //! against a real SQLite file, every endpoint with its error cases.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod apps;
 mod feed;
 mod feed_delta;

@@ -220,15 +220,16 @@ async fn the_background_task_samples_every_interval() {
     let task =
         control_plane::reconcile::spawn(scraper, state.db().clone(), state.metrics().clone(), stop)
             .unwrap();
-    crate::common::eventually("two samples taken", Duration::from_secs(10), || async {
+    gateway_stack::eventually("two samples taken", Duration::from_secs(10), || async {
         let count: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM upstream_samples WHERE prompt_total = 7")
                 .fetch_one(state.db())
                 .await
                 .unwrap();
-        (count >= 2).then_some(())
+        Ok((count >= 2).then_some(()))
     })
-    .await;
+    .await
+    .unwrap();
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
     assert!(control_plane::reconcile::spawn(
