@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
+use crate::wrk::Run;
+
 /// Pause after each run before its CPU is read, so that the control plane's share of the run
 /// (Envoy flushes access-log entries every 0.2 s, the control plane writes them in batches) is
 /// not counted in the next one.
@@ -170,6 +172,33 @@ impl CpuPerRequest {
         let round = |v: f64| (v * 10.0).round() / 10.0;
         json!({"envoy": round(self.envoy), "control_plane": round(self.control_plane), "mock": round(self.mock), "load_generator": round(self.load_generator), "total": round(self.total())})
     }
+}
+
+/// Runs `run_one(true)` and `run_one(false)` alternated ABBA over `rounds` (so that a drift of
+/// the machine weighs on both alike), each with the CPU per request of the processes
+/// `processes` names for its side, read once Envoy has flushed the run's access-log entries and
+/// the control plane written them ([`SETTLE`]). Returns the `true` runs and the `false` runs.
+pub fn abba(
+    rounds: u32,
+    processes: impl Fn(bool) -> Processes,
+    mut run_one: impl FnMut(bool) -> Result<Run>,
+) -> Result<(Vec<Run>, Vec<Run>)> {
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let first = round % 2 == 0;
+        for side in [first, !first] {
+            let before = Snapshot::take(processes(side))?;
+            let mut run = run_one(side)?;
+            std::thread::sleep(SETTLE);
+            run.cpu = Some(before.per_request(&Snapshot::take(processes(side))?, run.requests));
+            if side {
+                with.push(run)
+            } else {
+                without.push(run)
+            }
+        }
+    }
+    Ok((with, without))
 }
 
 #[cfg(test)]

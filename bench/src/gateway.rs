@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::arms::{chat_body, Arm, Arms};
-use crate::cpu::{Snapshot, SETTLE};
+use crate::cpu::abba;
 use crate::report::Report;
 use crate::settings::Settings;
 use crate::summary::{cpu, filter_cpu_us, median, summary, total_rps};
@@ -31,26 +31,14 @@ fn alternate_with(
     body: &str,
     connections: u32,
 ) -> Result<(Vec<Run>, Vec<Run>)> {
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..s.rounds {
-        let filtered_first = round % 2 == 0;
-        for filtered in [filtered_first, !filtered_first] {
-            let arm = if filtered { filter } else { &arms.plain };
-            let before = Snapshot::take(arm.processes)?;
-            let mut run =
-                wrk::run(&s.wrk, &s.dir, &arms.load(&arm.url, body), connections, s.run_time)?;
-            // Envoy flushes access-log entries every 0.2 s and the control plane writes them in
-            // batches: let the run's last rows land before reading its CPU.
-            std::thread::sleep(SETTLE);
-            run.cpu = Some(before.per_request(&Snapshot::take(arm.processes)?, run.requests));
-            if filtered {
-                with.push(run)
-            } else {
-                without.push(run)
-            }
-        }
-    }
-    Ok((with, without))
+    let arm = |filtered: bool| if filtered { filter } else { &arms.plain };
+    abba(
+        s.rounds,
+        |filtered| arm(filtered).processes,
+        |filtered| {
+            wrk::run(&s.wrk, &s.dir, &arms.load(&arm(filtered).url, body), connections, s.run_time)
+        },
+    )
 }
 
 /// (a) Non-streamed chat completions at concurrency 1 and 32.

@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::arms::{chat_body, Arms};
-use crate::cpu::{Snapshot, SETTLE};
+use crate::cpu::abba;
 use crate::report::Report;
 use crate::settings::Settings;
 use crate::summary::{arm_summary, total_rps};
@@ -22,25 +22,15 @@ fn alternate(
     body: &str,
     connections: u32,
 ) -> Result<(Vec<Run>, Vec<Run>)> {
-    let (base, processes) = (&arms.filtered.url, arms.filtered.processes);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..s.rounds {
-        let limited_first = round % 2 == 0;
-        for limited in [limited_first, !limited_first] {
+    let base = &arms.filtered.url;
+    abba(
+        s.rounds,
+        |_| arms.filtered.processes,
+        |limited| {
             let key = if limited { &arms.limited_key } else { &arms.api_key };
-            let before = Snapshot::take(processes)?;
-            let mut run =
-                wrk::run(&s.wrk, &s.dir, &arms.load_as(base, body, key), connections, s.run_time)?;
-            std::thread::sleep(SETTLE);
-            run.cpu = Some(before.per_request(&Snapshot::take(processes)?, run.requests));
-            if limited {
-                with.push(run)
-            } else {
-                without.push(run)
-            }
-        }
-    }
-    Ok((with, without))
+            wrk::run(&s.wrk, &s.dir, &arms.load_as(base, body, key), connections, s.run_time)
+        },
+    )
 }
 
 /// Non-streamed chat completions at concurrency 32, with and without limits on the app.

@@ -88,6 +88,11 @@ impl Stack {
         Ok(reply["data"].clone())
     }
 
+    /// A `POST` to the gateway at `path` (`/v1/…`) with `token` as the bearer credential.
+    pub fn gateway_post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.gateway_url)).bearer_auth(token)
+    }
+
     /// Waits until the gateway answers `GET /v1/models` with `token` by `status` (10 s at most);
     /// returns that answer's body.
     pub async fn wait_for_status(&self, token: &str, status: u16) -> Result<Value> {
@@ -167,17 +172,17 @@ impl Stack {
 
     /// The sum of the samples of metric `name` at the control plane's `/metrics` (every label).
     pub async fn control_plane_metric(&self, name: &str) -> Result<f64> {
-        let text = self
-            .http
-            .get(format!("http://{}/metrics", self.control_plane))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = self.control_plane_metrics().await?;
         Ok(text
             .lines()
             .filter(|l| l.split([' ', '{']).next() == Some(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
+    }
+
+    /// The control plane's `/metrics` text.
+    pub async fn control_plane_metrics(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.control_plane);
+        Ok(self.http.get(url).send().await?.error_for_status()?.text().await?)
     }
 }

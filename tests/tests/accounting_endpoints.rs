@@ -59,14 +59,8 @@ async fn the_responses_api_is_counted_with_its_input_and_output_split() {
     let before = stack.mock("model-a").state.seen().len();
     let mut background = body.clone();
     background["background"] = json!(true);
-    let resp = stack
-        .http()
-        .post(format!("{}/v1/responses", stack.gateway_url))
-        .bearer_auth(&app.api_key)
-        .json(&background)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        stack.gateway_post("/v1/responses", &app.api_key).json(&background).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let error: Value = resp.json().await.unwrap();
     assert_eq!(
@@ -188,12 +182,7 @@ async fn a_non_streamed_request_whose_client_leaves_is_logged_and_marked() {
     let body = json!({"model": "slow", "max_tokens": 100, "messages": [{"role": "user", "content": "take your time"}]});
     let gone = tokio::time::timeout(
         Duration::from_millis(600),
-        stack
-            .http()
-            .post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key)
-            .json(&body)
-            .send(),
+        stack.gateway_post("/v1/chat/completions", &app.api_key).json(&body).send(),
     )
     .await;
     assert!(gone.is_err(), "the reply takes longer than the client waits");

@@ -16,9 +16,7 @@ async fn a_replayed_request_id_never_drops_or_merges_a_row() {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let resp = stack
-            .http()
-            .post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key)
+            .gateway_post("/v1/chat/completions", &app.api_key)
             .header("x-request-id", "replayed-id")
             .json(&chat("model-a"))
             .send()
@@ -79,9 +77,7 @@ async fn a_stream_flag_that_is_not_a_boolean_is_refused_before_the_upstream() {
             body["stream_options"] = options.clone();
         }
         let resp = stack
-            .http()
-            .post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key)
+            .gateway_post("/v1/chat/completions", &app.api_key)
             .json(&body)
             .send()
             .await
@@ -95,14 +91,8 @@ async fn a_stream_flag_that_is_not_a_boolean_is_refused_before_the_upstream() {
     // `null` is vLLM's default and stays accepted.
     let mut body = chat("model-a");
     body["stream"] = Value::Null;
-    let resp = stack
-        .http()
-        .post(format!("{}/v1/chat/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        stack.gateway_post("/v1/chat/completions", &app.api_key).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     stack.stop().await;
 }
@@ -154,9 +144,7 @@ async fn upstreams_answer_identity_and_envoy_compresses_towards_the_client() {
     let mut body = chat("model-a");
     body["max_tokens"] = json!(400);
     let resp = stack
-        .http()
-        .post(format!("{}/v1/chat/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
+        .gateway_post("/v1/chat/completions", &app.api_key)
         .header("accept-encoding", "gzip")
         .json(&body)
         .send()

@@ -125,9 +125,7 @@ async fn upstreams_get_their_own_key_and_the_default_model_serves_listed_endpoin
     options.default_model = Some("model-b".into());
     let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
-        .http()
-        .post(format!("{}/v1/chat/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
+        .gateway_post("/v1/chat/completions", &app.api_key)
         .json(&json!({"model": "model-b", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -177,9 +175,7 @@ async fn app_changes_reach_the_gateway_within_the_propagation_window() {
     stack.wait_for_key(&key).await.unwrap();
     let chat = |model: &'static str| {
         stack
-            .http()
-            .post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&key)
+            .gateway_post("/v1/chat/completions", &key)
             .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
             .send()
     };

@@ -52,14 +52,7 @@ async fn one_request(stack: &Stack, key: &str, i: usize) -> (String, Expected) {
         body["stream"] = json!(true);
         body["stream_options"] = json!({"include_usage": true});
     }
-    let resp = stack
-        .http()
-        .post(format!("{}/v1/chat/completions", stack.gateway_url))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp = stack.gateway_post("/v1/chat/completions", key).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
@@ -173,15 +166,7 @@ async fn under_load_every_request_is_recorded_once_and_drops_are_visible() {
     let sent = send(&stack, &app.api_key, 1000, 32).await;
     assert_recorded_once(&stack, &sent).await;
     // What the gRPC stream missed and the file filled is counted in the control plane's metrics.
-    let metrics = stack
-        .http()
-        .get(format!("http://{}/metrics", stack.control_plane))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.control_plane_metrics().await.unwrap();
     assert!(metrics.contains("gateway_access_log_file_rows_inserted_total"), "{metrics}");
     Arc::into_inner(stack).unwrap().stop().await;
 }

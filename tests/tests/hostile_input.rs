@@ -20,9 +20,7 @@ async fn streams_cut_at_random_bytes_are_passed_intact_and_counted_exactly() {
         let body = json!({"model": "split", "stream": true, "max_tokens": max_tokens,
                           "messages": [{"role": "user", "content": format!("多字节 {i}")}]});
         let via = stack
-            .http()
-            .post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key)
+            .gateway_post("/v1/chat/completions", &app.api_key)
             .json(&body)
             .send()
             .await
@@ -53,9 +51,7 @@ async fn a_body_over_the_limit_gets_an_openai_shaped_413() {
     let huge = "x".repeat(9 * 1024 * 1024);
     let body = json!({"model": "model-a", "prompt": huge}).to_string();
     let resp = stack
-        .http()
-        .post(format!("{}/v1/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
+        .gateway_post("/v1/completions", &app.api_key)
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -85,14 +81,8 @@ async fn upstream_errors_pass_unchanged_and_are_logged_with_their_type() {
     let (stack, app) = common::stack_with_app().await;
     let long_prompt = "word ".repeat(5000);
     let body = json!({"model": "model-a", "prompt": long_prompt});
-    let resp = stack
-        .http()
-        .post(format!("{}/v1/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        stack.gateway_post("/v1/completions", &app.api_key).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let via: Value = resp.json().await.unwrap();
     let direct: Value = stack

@@ -120,9 +120,7 @@ async fn the_caller_gets_exactly_the_stream_it_asked_for_while_usage_is_counted(
             body["stream_options"] = stream_options.clone();
         }
         let via_gateway = stack
-            .http()
-            .post(format!("{}/v1/chat/completions", stack.gateway_url))
-            .bearer_auth(&app.api_key)
+            .gateway_post("/v1/chat/completions", &app.api_key)
             .json(&body)
             .send()
             .await

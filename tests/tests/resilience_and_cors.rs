@@ -43,9 +43,7 @@ async fn a_model_whose_server_is_down_gets_502_upstream_error() {
         Upstreams::Real(vec![format!("down-model=http://127.0.0.1:{port}").parse().unwrap()]);
     let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
-        .http()
-        .post(format!("{}/v1/chat/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
+        .gateway_post("/v1/chat/completions", &app.api_key)
         .json(&json!({"model": "down-model", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -73,18 +71,14 @@ async fn keys_keep_working_while_the_control_plane_is_down() {
     .await
     .unwrap();
     let resp = stack
-        .http()
-        .post(format!("{}/v1/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
+        .gateway_post("/v1/completions", &app.api_key)
         .json(&json!({"model": "model-a", "prompt": "still here?"}))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     let resp = stack
-        .http()
-        .post(format!("{}/v1/completions", stack.gateway_url))
-        .bearer_auth("sk-live-unknown")
+        .gateway_post("/v1/completions", "sk-live-unknown")
         .json(&json!({"model": "model-a"}))
         .send()
         .await
@@ -104,9 +98,7 @@ async fn a_client_that_goes_away_mid_stream_is_logged_with_what_was_generated() 
     };
     let (stack, app) = common::stack_with_app_using(options).await;
     let resp = stack
-        .http()
-        .post(format!("{}/v1/chat/completions", stack.gateway_url))
-        .bearer_auth(&app.api_key)
+        .gateway_post("/v1/chat/completions", &app.api_key)
         .json(&json!({"model": "slow", "stream": true, "max_tokens": 200, "messages": [{"role": "user", "content": "long"}]}))
         .send()
         .await
