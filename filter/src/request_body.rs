@@ -82,9 +82,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
 }
 
 impl Raw<'_> {
-    /// The value, read (the small members only: options and numbers).
-    fn value(self) -> Option<Value> {
-        serde_json::from_str(self.0?.get()).ok()
+    /// The value, read (the small members only: options and numbers); an error for what is
+    /// valid JSON text but no value `serde_json` holds (a number out of range, a lone surrogate
+    /// in a key), as reading the whole body as values would have said.
+    fn value(self) -> Result<Option<Value>, serde_json::Error> {
+        self.0.map(|raw| serde_json::from_str(raw.get())).transpose()
+    }
+
+    /// A capping member as the body gives it: one no value holds never counts as a cap.
+    fn cap(self) -> Cap {
+        self.value().map_or(Cap::Other, |value| Cap::of(value.as_ref()))
     }
 }
 
@@ -105,7 +112,8 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(wrong_type("stream", "`stream` must be a boolean or null.")),
     };
-    let (include_usage, continuous_usage_stats) = match head.stream_options.value() {
+    let options = head.stream_options.value().map_err(|e| GatewayError::BadJson(e.to_string()))?;
+    let (include_usage, continuous_usage_stats) = match options {
         None | Some(Value::Null) => (false, false),
         Some(Value::Object(options)) => usage_options(&options)?,
         Some(_) => {
@@ -124,9 +132,9 @@ pub fn read(body: &[u8]) -> Result<RequestFacts, GatewayError> {
     }
     let n = head.n.as_ref().and_then(Value::as_u64).filter(|n| *n >= 1).unwrap_or(1);
     let completion = CompletionAsk {
-        max_tokens: Cap::of(head.max_tokens.value().as_ref()),
-        max_completion_tokens: Cap::of(head.max_completion_tokens.value().as_ref()),
-        max_output_tokens: Cap::of(head.max_output_tokens.value().as_ref()),
+        max_tokens: head.max_tokens.cap(),
+        max_completion_tokens: head.max_completion_tokens.cap(),
+        max_output_tokens: head.max_output_tokens.cap(),
         prompts: head.prompt.map_or(1, |p| count_prompts(p.get().as_bytes())),
     };
     // In `edit::EDITABLE`'s order.
@@ -200,6 +208,17 @@ mod tests {
         assert_eq!((f.model.as_str(), f.continuous_usage_stats), ("mé", true));
         assert!(!facts(r#"{"model":"m","stream_options":null,"stream":null}"#).include_usage);
         assert!(!facts(r#"{"model":"m","stream":null}"#).stream);
+    }
+
+    #[test]
+    fn members_no_value_holds_are_refused_or_never_a_cap() {
+        let e = read(br#"{"model":"m","stream":true,"stream_options":{"\ud83e":true}}"#);
+        assert!(matches!(e, Err(GatewayError::BadJson(_))), "{e:?}");
+        let f = facts(r#"{"model":"m","max_tokens":1e999,"max_completion_tokens":5}"#);
+        assert_eq!(
+            (f.completion.max_tokens, f.completion.max_completion_tokens),
+            (Cap::Other, Cap::Int(5))
+        );
     }
 
     #[test]
