@@ -85,17 +85,6 @@ async fn step(state: &AppState, feed: &mut Feed) -> FeedDelta {
     delta
 }
 
-async fn new_app(state: &AppState) -> (i64, String) {
-    let created = admin(
-        state,
-        "POST",
-        "/api/apps",
-        Some(json!({"orgName": "o", "limits": {"requestsPerMinute": 5}})),
-    )
-    .await;
-    (created.json["id"].as_i64().unwrap(), created.json["apiKey"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn the_whole_state_names_its_epoch_and_version_as_its_etag_does() {
     let (state, _dir) = state().await;

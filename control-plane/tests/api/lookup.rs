@@ -14,17 +14,6 @@ async fn lookup(state: &AppState, query: &str) -> (Reply, Feed) {
     (reply, feed)
 }
 
-async fn new_app(state: &AppState) -> (i64, String) {
-    let created = admin(
-        state,
-        "POST",
-        "/api/apps",
-        Some(json!({"orgName": "o", "limits": {"requestsPerMinute": 5}})),
-    )
-    .await;
-    (created.json["id"].as_i64().unwrap(), created.json["apiKey"].as_str().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn a_key_is_found_whatever_its_apps_status_and_is_gone_once_rotated_or_deleted() {
     let (state, _dir) = state().await;

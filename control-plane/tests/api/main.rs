@@ -71,6 +71,13 @@ pub async fn admin(state: &AppState, method: &str, uri: &str, body: Option<Value
     call(state, method, uri, Some(ADMIN), body).await
 }
 
+/// A new app with a limit (5 requests a minute): its id and API key.
+pub async fn new_app(state: &AppState) -> (i64, String) {
+    let body = serde_json::json!({"orgName": "o", "limits": {"requestsPerMinute": 5}});
+    let created = admin(state, "POST", "/api/apps", Some(body)).await;
+    (created.json["id"].as_i64().unwrap(), created.json["apiKey"].as_str().unwrap().to_owned())
+}
+
 /// Asserts a 400 naming `field`.
 #[track_caller]
 pub fn assert_invalid(reply: &Reply, field: &str) {
