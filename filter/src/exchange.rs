@@ -108,8 +108,6 @@ pub struct Exchange {
     counting: Option<Counting>,
     /// What the caller asked for, when usage was injected into its request.
     injected: Option<UsageAsk>,
-    /// The stream is rewritten for the caller (by its counting, with the same parse).
-    rewrites: bool,
     /// The models the caller's app may use (empty: all).
     rules: Rc<AppRules>,
     /// When the credential was refused: what a lookup could lift the refusal with.
@@ -132,7 +130,6 @@ impl Exchange {
             started_ms: now_ms,
             counting: None,
             injected: None,
-            rewrites: false,
             rules: Rc::default(),
             lookup: None,
             finished: false,

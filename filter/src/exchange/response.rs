@@ -32,7 +32,7 @@ impl Exchange {
             }
             _ => None,
         };
-        self.rewrites = rewrite.is_some();
+        let rewrites = rewrite.is_some();
         self.counting = Some(match (encoded, is_sse) {
             (true, _) => Counting::Opaque,
             (false, true) => {
@@ -44,7 +44,7 @@ impl Exchange {
             }
             (false, false) => Counting::Body(Box::default()),
         });
-        self.rewrites
+        rewrites
     }
 
     /// How the stream's choices map to prompts, for counting a stream cut off half-way.
@@ -78,18 +78,21 @@ impl Exchange {
             self.record.ttft_ms = Some(now_ms.saturating_sub(self.started_ms));
         }
         let (rewritten, held) = match &mut self.counting {
-            Some(Counting::Stream(acc)) => {
+            Some(Counting::Stream(acc)) if acc.rewrites() => {
                 let rewritten = acc.feed(chunk);
                 (rewritten, if end_of_stream { acc.finish_rewrite() } else { Vec::new() })
             }
+            Some(Counting::Stream(acc)) => {
+                acc.feed(chunk);
+                return None;
+            }
             Some(Counting::Body(acc)) => {
                 acc.feed(chunk);
-                (None, Vec::new())
+                return None;
             }
-            Some(Counting::Opaque) | None => (None, Vec::new()),
+            Some(Counting::Opaque) | None => return None,
         };
-        let unchanged = rewritten.is_none() && held.is_empty() && !self.grant_watches();
-        if !self.rewrites || unchanged {
+        if rewritten.is_none() && held.is_empty() && !self.grant_watches() {
             return None;
         }
         let mut out = rewritten.unwrap_or_else(|| chunk.to_vec());

@@ -162,6 +162,11 @@ impl StreamAccounting {
         }
     }
 
+    /// Whether the stream is rewritten for the caller ([`Self::rewriting`]).
+    pub fn rewrites(&self) -> bool {
+        self.rewrite.is_some()
+    }
+
     /// The end of the stream, when rewriting: what is held goes on as it is.
     pub fn finish_rewrite(&mut self) -> Vec<u8> {
         self.rewrite.as_mut().map(StreamRewrite::finish).unwrap_or_default()
