@@ -116,9 +116,14 @@ impl Stack {
 
     /// `GET /api/logs` rows (newest first).
     pub async fn logs(&self) -> Result<Vec<Value>> {
+        self.logs_page(format!("{}/api/logs?size=500", self.gateway_url)).await
+    }
+
+    /// The rows of one `GET /api/logs` page at `url`.
+    async fn logs_page(&self, url: String) -> Result<Vec<Value>> {
         let page: Value = self
             .http
-            .get(format!("{}/api/logs?size=500", self.gateway_url))
+            .get(url)
             .bearer_auth(&self.admin_token)
             .send()
             .await?
@@ -137,16 +142,7 @@ impl Stack {
         for page in 1.. {
             let url =
                 format!("http://{}/api/logs?size=500&page={page}&to={to}", self.control_plane);
-            let reply: Value = self
-                .http
-                .get(url)
-                .bearer_auth(&self.admin_token)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let records = reply["records"].as_array().cloned().unwrap_or_default();
+            let records = self.logs_page(url).await?;
             let done = records.len() < 500;
             rows.extend(records);
             if done {
