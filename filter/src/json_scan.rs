@@ -16,10 +16,22 @@
 //! overlap (one must not be a prefix of another). The scanner checks the grammar only where it
 //! reads member by member; a broken document stops the scan, and what was captured until then is
 //! kept.
+//!
+//! Most documents are small and come whole (a streamed event's data): those are read at once,
+//! without the byte-by-byte state machine, and a small one that comes in pieces (at most 8 KiB)
+//! is held until it ends (`whole.rs`); whatever that reading is unsure of goes to the incremental
+//! one, and both find the same. The scan also says where each top-level member it captured sits
+//! ([`MemberSpan`]), so that the stream rewrite cuts `usage` out without searching for it again.
 
 mod grammar;
+mod spans;
+mod whole;
 
 use grammar::is_delimiter;
+pub use spans::MemberSpan;
+use spans::TopLevel;
+pub(crate) use whole::quote_or_backslash;
+use whole::{Find, WHOLE_BYTES};
 
 /// Where a value sits: the object keys from the top-level object down to it.
 pub type Path = &'static [&'static str];
@@ -45,6 +57,9 @@ pub struct Scan {
     pub complete: bool,
     /// Per path (in the order the scanner was given them): what was found.
     pub values: Vec<Option<Captured>>,
+    /// Per path: where its member sits in the document, for a top-level member whose value was
+    /// found whole (when every reader must agree on that place: see [`MemberSpan`]'s module).
+    pub spans: Vec<Option<MemberSpan>>,
 }
 
 impl Scan {
@@ -59,6 +74,11 @@ impl Scan {
     /// What was found at the `index`-th path.
     pub fn captured(&self, index: usize) -> Option<&Captured> {
         self.values.get(index)?.as_ref()
+    }
+
+    /// Where the member at the `index`-th path sits in the document, when that is known.
+    pub fn span(&self, index: usize) -> Option<MemberSpan> {
+        *self.spans.get(index)?
     }
 }
 
@@ -110,6 +130,8 @@ struct Capture {
     path: usize,
     /// Open containers around the value.
     depth: usize,
+    /// Where its member starts in the document (a top-level one's).
+    start: usize,
     bytes: Vec<u8>,
 }
 
@@ -134,6 +156,10 @@ pub struct JsonScanner {
     paths: &'static [Path],
     cap: usize,
     status: Status,
+    /// Where in the document the next byte read is.
+    pos: usize,
+    /// The top-level members' places.
+    top: TopLevel,
     /// The top-level `{` was seen.
     opened: bool,
     /// Open containers, innermost last: true for an object.
@@ -153,6 +179,12 @@ pub struct JsonScanner {
     found: Vec<Option<Captured>>,
     /// Buffers of recycled scans, reused instead of allocating.
     spare: Vec<Vec<u8>>,
+    /// The beginning of a document none of which has been read yet, held to be read whole.
+    held: Vec<u8>,
+    /// How much is held at most (0: every byte is read as it comes).
+    whole_bytes: usize,
+    /// Scratch room for what a whole reading finds.
+    finds: Vec<Option<Find>>,
     spare_found: Option<Vec<Option<Captured>>>,
 }
 
@@ -164,6 +196,8 @@ impl JsonScanner {
             paths,
             cap,
             status: Status::Start,
+            pos: 0,
+            top: TopLevel::new(paths.len()),
             opened: false,
             stack: Vec::new(),
             keys: vec![0; levels],
@@ -177,16 +211,36 @@ impl JsonScanner {
             found: vec![None; paths.len()],
             spare: Vec::new(),
             spare_found: None,
+            held: Vec::new(),
+            whole_bytes: WHOLE_BYTES,
+            finds: vec![None; paths.len()],
         }
     }
 
-    /// Whether a value was copied out completely at the `index`-th path already.
+    /// A scanner that reads every byte as it comes, never a document at once: it finds the
+    /// same (the tests check that).
+    pub fn incremental(paths: &'static [Path], cap: usize) -> Self {
+        Self { whole_bytes: 0, ..Self::new(paths, cap) }
+    }
+
+    /// Whether a value was copied out completely at the `index`-th path already (a document's
+    /// beginning held to be read whole has not been read yet).
     pub fn has_value(&self, index: usize) -> bool {
         matches!(self.found.get(index), Some(Some(Captured::Value(_))))
     }
 
-    /// Reads the next piece of the document.
-    pub fn feed(&mut self, mut chunk: &[u8]) {
+    /// Reads the next piece of the document: at once when the document is whole in it (a small
+    /// document's pieces are held until it ends), else as it comes.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if self.whole_bytes > 0 && self.status == Status::Start && self.pos == 0 {
+            self.feed_whole(chunk);
+        } else {
+            self.feed_incremental(chunk);
+        }
+    }
+
+    /// Reads the next piece of the document byte by byte, as it comes.
+    fn feed_incremental(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
             if matches!(self.status, Status::Done | Status::Stopped) {
                 return;
@@ -204,14 +258,18 @@ impl JsonScanner {
                 _ => 0,
             };
             if let Some((bytes, rest)) = chunk.split_at_checked(run).filter(|_| run > 0) {
-                if self.keep_key && matches!(self.token, Token::Key { .. }) {
-                    self.push_key(bytes);
+                match self.token {
+                    Token::Key { .. } if self.keep_key => self.push_key(bytes),
+                    Token::Scalar if self.stack.len() == 1 => self.top.scalar(bytes),
+                    _ => {}
                 }
                 self.record_run(bytes);
+                self.pos += run;
                 chunk = rest;
             }
             if let Some((&b, rest)) = chunk.split_first() {
                 self.step(b);
+                self.pos += 1;
                 chunk = rest;
             }
         }
@@ -220,15 +278,21 @@ impl JsonScanner {
     /// Ends the document: what was found (values still open are dropped); the scanner is then
     /// ready for the next document.
     pub fn finish(&mut self) -> Scan {
+        if !self.held.is_empty() {
+            self.finish_held();
+        }
+        let complete = self.status == Status::Done;
         let scan = Scan {
             is_object: self.opened,
-            complete: self.status == Status::Done,
+            complete,
             values: std::mem::replace(
                 &mut self.found,
                 self.spare_found.take().unwrap_or_else(|| vec![None; self.paths.len()]),
             ),
+            spans: self.top.finish(complete),
         };
         self.status = Status::Start;
+        self.pos = 0;
         self.opened = false;
         self.stack.clear();
         self.keys.iter_mut().for_each(|k| *k = 0);
@@ -255,6 +319,7 @@ impl JsonScanner {
         if scan.values.len() == self.paths.len() {
             self.spare_found = Some(scan.values);
         }
+        self.top.recycle(scan.spans);
     }
 
     /// Skips through a container; returns how much of `chunk` it took.
@@ -298,9 +363,10 @@ impl JsonScanner {
             }
         }
         self.record_run(chunk.get(..at).unwrap_or_default());
+        self.pos += at;
         if closed {
             self.skip = None;
-            self.value_done();
+            self.value_done(self.pos);
         } else {
             self.skip = Some(skip);
         }

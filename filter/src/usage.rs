@@ -20,10 +20,14 @@
 use serde::{Deserialize, Serialize};
 
 mod body;
+mod choices;
 mod event;
+mod reader;
+mod reported;
 mod stream;
 
 pub use body::BodyAccounting;
+use reported::parse_usage;
 pub use stream::{PromptLayout, StreamAccounting, MAX_TRACKED_CHOICES};
 
 /// Values copied out of a reply are at most this large (64 KiB); a larger one is skipped.
@@ -92,31 +96,6 @@ impl Accounting {
     fn reported(usage: Usage, error: Option<UpstreamError>) -> Self {
         Self { usage, source: UsageSource::Reported, error }
     }
-}
-
-/// A `usage` object in either naming: chat/completions/embeddings (`prompt_tokens`,
-/// `completion_tokens`) or the Responses API (`input_tokens`, `output_tokens`).
-#[derive(Deserialize)]
-struct ReportedUsage {
-    #[serde(default, alias = "input_tokens")]
-    prompt_tokens: Option<u64>,
-    #[serde(default, alias = "output_tokens")]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    total_tokens: Option<u64>,
-}
-
-/// Reads a captured `usage` value; `None` for `null` or anything that is not a usage object.
-fn parse_usage(bytes: &[u8]) -> Option<Usage> {
-    let reported: Option<ReportedUsage> = serde_json::from_slice(bytes).ok()?;
-    let r = reported?;
-    let prompt = r.prompt_tokens.unwrap_or(0);
-    let completion = r.completion_tokens.unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: r.total_tokens.unwrap_or(prompt.saturating_add(completion)),
-    })
 }
 
 /// An error object's `type` (or, for the Responses API's errors, its `code`).

@@ -1,6 +1,9 @@
 //! A small scanner for the top-level members of a JSON object (strings and nesting only), for
 //! the one edit the stream rewrite makes in place: taking a chunk's `usage` out. Nothing is
-//! decoded or re-serialised except a key written with escapes.
+//! decoded or re-serialised except a key written with escapes. When the counting's scan has
+//! found the member already ([`MemberSpan`]), only its neighbouring bytes are read.
+
+use crate::json_scan::MemberSpan;
 
 /// Whether a member's key is `name`. A key spelled with escapes (`"stream\u005foptions"`) is
 /// still `stream_options` to the upstream, so keys are compared decoded; only that key is
@@ -21,6 +24,25 @@ pub(crate) fn member_span(members: &[Member<'_>], index: usize) -> Option<(usize
         (_, Some(next)) => Some((this.start, next.start)),
         (Some(prev), None) => Some((prev.end, this.end)),
         (None, None) => Some((this.start, this.end)),
+    }
+}
+
+/// What [`member_span`] gives for a top-level member whose place the counting's scan found
+/// (`span`, see [`MemberSpan`]), from the member's neighbouring bytes alone; `None` when those
+/// are not a comma or the object's bracket.
+pub(crate) fn member_cut(json: &[u8], span: MemberSpan) -> Option<(usize, usize)> {
+    let after = skip_ws(json, span.end);
+    match json.get(after)? {
+        b',' => Some((span.start, skip_ws(json, after + 1))),
+        b'}' => {
+            let before = skip_ws_back(json, span.start);
+            match json.get(before.checked_sub(1)?)? {
+                b',' => Some((skip_ws_back(json, before - 1), span.end)),
+                b'{' => Some((span.start, span.end)),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -66,6 +88,14 @@ pub(crate) fn top_level_members(json: &[u8]) -> Option<Vec<Member<'_>>> {
 fn skip_ws(json: &[u8], mut i: usize) -> usize {
     while json.get(i).is_some_and(u8::is_ascii_whitespace) {
         i += 1;
+    }
+    i
+}
+
+/// Where the whitespace that ends just before `i` starts.
+fn skip_ws_back(json: &[u8], mut i: usize) -> usize {
+    while i > 0 && json.get(i - 1).is_some_and(u8::is_ascii_whitespace) {
+        i -= 1;
     }
     i
 }
@@ -122,3 +152,6 @@ fn value_end(json: &[u8], i: usize) -> Option<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

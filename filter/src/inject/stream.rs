@@ -6,8 +6,9 @@
 //! held only until its closing blank line has arrived; one longer than 1 MiB is passed on as it
 //! is rather than held.
 
-use super::members::{key_is, member_span, top_level_members};
+use super::members::{key_is, member_cut, member_span, top_level_members};
 use super::UsageAsk;
+use crate::json_scan::MemberSpan;
 use crate::usage::UsageMember;
 
 /// Events longer than this are passed on unchanged rather than held (1 MiB).
@@ -26,17 +27,20 @@ pub struct StreamRewrite {
     /// The last event ended on a CR that ended its chunk: an LF starting the next chunk is its
     /// (sent on when the event was).
     lf_owed: Option<bool>,
+    /// Part of the event in progress was passed on unchanged (it was too long to hold).
+    passed_on: bool,
 }
 
 impl StreamRewrite {
     /// A rewrite for a caller that asked for `ask`.
     pub fn new(ask: UsageAsk) -> Self {
-        Self { ask, held: Vec::new(), out: Vec::new(), start: 0, lf_owed: None }
+        Self { ask, held: Vec::new(), out: Vec::new(), start: 0, lf_owed: None, passed_on: false }
     }
 
     /// A chunk of the stream is about to be read.
     pub(crate) fn begin(&mut self, chunk: &[u8]) {
         self.out.clear();
+        self.out.reserve(chunk.len());
         self.start = 0;
         if chunk.is_empty() {
             return;
@@ -52,9 +56,19 @@ impl StreamRewrite {
     }
 
     /// An event of the chunk ended at `end` (its blank line included); `usage` says what its
-    /// top-level `usage` member is; `owes_lf`: it ended on a CR.
-    pub(crate) fn event(&mut self, chunk: &[u8], end: usize, usage: UsageMember, owes_lf: bool) {
+    /// top-level `usage` member is, `span` where it sits in the event's data (when the counting's
+    /// scan could tell); `owes_lf`: it ended on a CR.
+    pub(crate) fn event(
+        &mut self,
+        chunk: &[u8],
+        end: usize,
+        usage: UsageMember,
+        span: Option<MemberSpan>,
+        owes_lf: bool,
+    ) {
         let tail = chunk.get(self.start..end).unwrap_or_default();
+        // The span is the whole event's: of no use for what is left of it.
+        let usage = (usage, span.filter(|_| !std::mem::take(&mut self.passed_on)));
         let kept = if self.held.is_empty() {
             rewrite_event(tail, usage, self.ask, &mut self.out)
         } else {
@@ -73,6 +87,7 @@ impl StreamRewrite {
         self.held.extend_from_slice(chunk.get(self.start..).unwrap_or_default());
         if self.held.len() > MAX_HELD_BYTES {
             self.out.append(&mut self.held);
+            self.passed_on = true;
         }
         (self.out != chunk).then(|| std::mem::take(&mut self.out))
     }
@@ -90,8 +105,14 @@ impl StreamRewrite {
 /// `include_usage`; a content chunk's `"usage": null` when it did not ask for `include_usage`
 /// (an upstream such as OpenAI writes it on every chunk once usage is asked for); a running usage
 /// when it did not ask for continuous usage. Anything else passes byte for byte, and so does an
-/// event that is not one `data:` line.
-fn rewrite_event(event: &[u8], usage: UsageMember, ask: UsageAsk, out: &mut Vec<u8>) -> bool {
+/// event that is not one `data:` line. The member is cut where the counting's scan found it, or
+/// else where a search of the event's members finds it.
+fn rewrite_event(
+    event: &[u8],
+    (usage, span): (UsageMember, Option<MemberSpan>),
+    ask: UsageAsk,
+    out: &mut Vec<u8>,
+) -> bool {
     let caused_by_injection = match usage {
         UsageMember::Absent => false,
         UsageMember::Null | UsageMember::UsageOnly => !ask.include_usage,
@@ -106,11 +127,12 @@ fn rewrite_event(event: &[u8], usage: UsageMember, ask: UsageAsk, out: &mut Vec<
         return false;
     }
     let json = event.get(prefix_len..prefix_len + json_len).unwrap_or_default();
-    let span = top_level_members(json).and_then(|members| {
+    let cut = span.and_then(|span| member_cut(json, span)).or_else(|| {
+        let members = top_level_members(json)?;
         let index = members.iter().position(|m| key_is(json, m, "usage"))?;
         member_span(&members, index)
     });
-    match span {
+    match cut {
         Some((start, end)) => {
             out.extend_from_slice(event.get(..prefix_len + start).unwrap_or_default());
             out.extend_from_slice(event.get(prefix_len + end..).unwrap_or_default());

@@ -229,6 +229,16 @@ fn member_spans_cut_cleanly() {
 }
 
 #[test]
+fn an_event_passed_on_in_part_is_not_cut_where_the_whole_one_would_be() {
+    // Too long to hold: its first part is passed on, and what is left of it looks like an event
+    // of its own, on which the place of `usage` in the whole event would cut the wrong bytes.
+    let head = format!(r#"data: {{"usage":1,"x":"{}"#, "y".repeat(1 << 20));
+    let tail = b"data: 0123456789,rest\"}\n\n";
+    let rewritten = rewrite_in(&[head.as_bytes(), tail], UsageAsk::default());
+    assert_eq!(rewritten, [head.as_bytes(), tail].concat());
+}
+
+#[test]
 fn odd_events_pass_unchanged() {
     let stream = b": keep-alive\n\nevent: x\ndata: {\"usage\":1}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n";
     assert_eq!(rewrite_in(&[stream], UsageAsk::default()), stream.to_vec());

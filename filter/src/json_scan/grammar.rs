@@ -10,10 +10,10 @@ impl JsonScanner {
         match self.token {
             Token::Str { escape } => return self.string_byte(b, escape),
             Token::Key { escape } => return self.key_byte(b, escape),
-            Token::Scalar if !is_delimiter(b) => return self.record(b),
+            Token::Scalar if !is_delimiter(b) => return self.scalar_byte(b),
             Token::Scalar => {
                 self.token = Token::None;
-                self.value_done();
+                self.value_done(self.pos);
             }
             Token::None => {}
         }
@@ -28,8 +28,15 @@ impl JsonScanner {
             self.token = Token::Str { escape: true };
         } else if b == b'"' {
             self.token = Token::None;
-            self.value_done();
+            self.value_done(self.pos + 1);
         }
+    }
+
+    fn scalar_byte(&mut self, b: u8) {
+        if self.stack.len() == 1 {
+            self.top.scalar(std::slice::from_ref(&b));
+        }
+        self.record(b);
     }
 
     fn key_byte(&mut self, b: u8, escape: bool) {
@@ -76,6 +83,9 @@ impl JsonScanner {
             b'}' | b']' => self.close(b),
             b'"' => match self.expect {
                 Expect::Key | Expect::KeyOrEnd => {
+                    if self.stack.len() == 1 {
+                        self.top.key(self.pos);
+                    }
                     self.record(b);
                     self.token = Token::Key { escape: false };
                     self.key.clear();
@@ -100,7 +110,7 @@ impl JsonScanner {
                 && self.status == Status::Open =>
             {
                 self.begin_value();
-                self.record(b);
+                self.scalar_byte(b);
                 self.token = Token::Scalar;
             }
             _ => self.stop(),
@@ -144,7 +154,7 @@ impl JsonScanner {
         }
         self.record(b);
         self.stack.pop();
-        self.value_done();
+        self.value_done(self.pos + 1);
     }
 
     /// The paths whose keys so far are those of the value starting here (a bit per path).
@@ -183,7 +193,8 @@ impl JsonScanner {
             }
             if path.len() == depth {
                 let bytes = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(128));
-                self.capture = Some(Capture { path: index, depth, bytes });
+                let start = if depth == 1 { self.top.value_begins(index) } else { 0 };
+                self.capture = Some(Capture { path: index, depth, start, bytes });
             } else if let Some(slot) = self.found.get_mut(index) {
                 // A later value replaces the object an earlier find sat in.
                 *slot = None;
@@ -191,9 +202,12 @@ impl JsonScanner {
         }
     }
 
-    /// A value ended at the current depth.
-    pub(super) fn value_done(&mut self) {
+    /// A value ended at the current depth, just before `end` in the document.
+    pub(super) fn value_done(&mut self, end: usize) {
         if let Some(capture) = self.capture.take_if(|c| c.depth == self.stack.len()) {
+            if capture.depth == 1 {
+                self.top.captured(capture.path, capture.start, end);
+            }
             if let Some(slot) = self.found.get_mut(capture.path) {
                 *slot = Some(Captured::Value(capture.bytes));
             }

@@ -9,12 +9,18 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const PATHS: &[Path] = &[&["usage"], &["error"], &["response", "usage"], &["type"]];
 
+/// Scans the pieces with a scanner that reads whole documents at once when it can, and checks
+/// that one that reads every byte as it comes finds the same.
 fn scan_in(chunks: &[&[u8]], cap: usize) -> Scan {
-    let mut scanner = JsonScanner::new(PATHS, cap);
-    for chunk in chunks {
-        scanner.feed(chunk);
-    }
-    scanner.finish()
+    let read = |mut scanner: JsonScanner| {
+        for chunk in chunks {
+            scanner.feed(chunk);
+        }
+        scanner.finish()
+    };
+    let scan = read(JsonScanner::new(PATHS, cap));
+    assert_eq!(scan, read(JsonScanner::incremental(PATHS, cap)), "read whole and incrementally");
+    scan
 }
 
 fn value_at(scan: &Scan, index: usize) -> Option<Value> {
@@ -143,7 +149,7 @@ fn a_cut_document_keeps_only_whole_values() {
 
 #[test]
 fn finish_resets_for_the_next_document() {
-    let mut scanner = JsonScanner::new(PATHS, 1024);
+    let mut scanner = JsonScanner::incremental(PATHS, 1024);
     scanner.feed(br#"{"usage":1,"#);
     assert!(scanner.has_value(0));
     let first = scanner.finish();
@@ -177,6 +183,74 @@ fn skipped_containers_keep_strings_with_brackets_and_escapes_apart() {
     let scan = at_every_split(doc.as_bytes());
     assert_eq!(value_at(&scan, 0).unwrap(), serde_json::json!({"s": "}]\\", "t": [{}]}));
     assert_eq!(value_at(&scan, 3).unwrap(), "t");
+}
+
+#[test]
+fn a_whole_document_is_read_at_once_and_a_split_one_when_it_has_ended() {
+    let doc = br#"{"id":"x","usage":{"prompt_tokens":3},"choices":[{"index":0}]}"#;
+    let mut scanner = JsonScanner::new(PATHS, 1024);
+    scanner.feed(doc);
+    assert_eq!(scanner.status, Status::Done, "read at once");
+    let (a, b) = doc.split_at(30);
+    scanner.finish();
+    scanner.feed(a);
+    scanner.feed(b);
+    assert_eq!((scanner.status, scanner.held.len()), (Status::Start, doc.len()), "held");
+    let scan = scanner.finish();
+    assert_eq!(value_at(&scan, 0).unwrap(), serde_json::json!({"prompt_tokens": 3}));
+    // A key with escapes is left to the incremental reading, from the start.
+    scanner.feed(br#"{"us\u0061ge":2}"#);
+    assert_eq!((scanner.status, scanner.pos), (Status::Done, 16));
+    assert_eq!(value_at(&scanner.finish(), 0).unwrap(), 2);
+}
+
+#[test]
+fn a_document_larger_than_what_is_held_is_read_as_it_comes() {
+    let doc = format!(r#"{{"x":"{}","usage":1}}"#, "y".repeat(WHOLE_BYTES));
+    let mut scanner = JsonScanner::new(PATHS, 1024);
+    for piece in doc.as_bytes().chunks(1000) {
+        scanner.feed(piece);
+        assert!(scanner.held.len() <= WHOLE_BYTES);
+    }
+    assert_eq!(value_at(&scanner.finish(), 0).unwrap(), 1);
+}
+
+/// Where the `usage` member of `doc` is said to sit, checked at every split.
+fn usage_span(doc: &str) -> Option<(usize, usize)> {
+    at_every_split(doc.as_bytes()).span(0).map(|s| (s.start, s.end))
+}
+
+#[test]
+fn a_top_level_member_found_whole_and_once_has_its_span() {
+    let doc = r#" { "a" : 1 , "usage" : {"x":[1]} , "type":"t"} "#;
+    let (start, end) = usage_span(doc).unwrap();
+    assert_eq!(&doc[start..end], r#""usage" : {"x":[1]}"#);
+    for (doc, member) in [
+        (r#"{"usage":null}"#, r#""usage":null"#),
+        (r#"{"a":"}","usage":-1.5e3}"#, r#""usage":-1.5e3"#),
+        (r#"{"b":true,"us\u0061ge":"u\"","c":[]}"#, r#""us\u0061ge":"u\"""#),
+    ] {
+        let (start, end) = usage_span(doc).unwrap();
+        assert_eq!(&doc[start..end], member, "{doc}");
+    }
+    let scan = at_every_split(br#"{"response":{"usage":1},"type":"x"}"#);
+    assert_eq!((scan.span(2), scan.span(3).is_some()), (None, true), "top-level members only");
+}
+
+#[test]
+fn no_span_where_readers_could_disagree_on_it() {
+    for doc in [
+        r#"{"usage":1,"usage":2}"#,              // which one
+        r#"{"usage":1,"us\u0061ge":2}"#,         // the same, decoded
+        "{\"a\":1\u{c},\"usage\":2}",            // a form feed: whitespace to some
+        r#"{"a":,,"usage":2}"#,                  // a scalar that is no token
+        r#"{"a":"\u00e9","usage":2,"x":tr"ue}"#, // a broken document
+        r#"{"usage":2"#,                         // a cut one
+    ] {
+        assert_eq!(usage_span(doc), None, "{doc}");
+    }
+    let large = format!(r#"{{"usage":"{}"}}"#, "x".repeat(100));
+    assert_eq!(scan_in(&[large.as_bytes()], 64).span(0), None, "a value too large");
 }
 
 /// A small deterministic generator (no dependency): random documents over a few keys, with
@@ -241,6 +315,7 @@ fn generated_documents_agree_with_serde_json_in_pieces_of_every_size() {
         let size = 1 + round % 17;
         let chunks: Vec<&[u8]> = doc.as_bytes().chunks(size).collect();
         let scan = scan_in(&chunks, 1 << 16);
+        assert_eq!(scan, scan_in(&[doc.as_bytes()], 1 << 16), "{doc}");
         assert!(scan.is_object && scan.complete, "{doc}");
         for (index, path) in PATHS.iter().enumerate() {
             assert_eq!(

@@ -1,11 +1,9 @@
 //! What one streamed event says about usage: a chat or completions chunk, or a Responses API
 //! event (`{"type":"response.output_text.delta",…}`, `{"type":"response.completed",…}`).
 
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-
+use super::choices::Choices;
 use super::{parse_error, parse_str, parse_usage, UpstreamError, Usage, UsageMember};
-use crate::json_scan::{Captured, Path, Scan};
+use crate::json_scan::{Captured, MemberSpan, Path, Scan};
 
 const USAGE: usize = 0;
 const ERROR: usize = 1;
@@ -50,128 +48,8 @@ pub(super) struct EventFacts {
     pub error: Option<UpstreamError>,
     /// What its top-level `usage` member is.
     pub usage_member: UsageMember,
-}
-
-/// What a chunk's `choices` say, read one choice at a time without keeping them.
-#[derive(Default)]
-struct Choices {
-    count: usize,
-    /// The first choice's `index`.
-    first: Option<u64>,
-    has_content: bool,
-}
-
-impl<'de> Deserialize<'de> for Choices {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ChoicesVisitor;
-        impl<'de> Visitor<'de> for ChoicesVisitor {
-            type Value = Choices;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a list of choices")
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Choices, E> {
-                Ok(Choices::default())
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Choices, A::Error> {
-                let mut choices = Choices::default();
-                while let Some(choice) = seq.next_element::<Choice>()? {
-                    if choices.count == 0 {
-                        choices.first = choice.index;
-                    }
-                    choices.count += 1;
-                    choices.has_content |= choice.has_content();
-                }
-                Ok(choices)
-            }
-        }
-        deserializer.deserialize_any(ChoicesVisitor)
-    }
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(default)]
-    delta: Option<Delta>,
-    #[serde(default)]
-    text: Option<Text>,
-}
-
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<Text>,
-    #[serde(default)]
-    reasoning_content: Option<Text>,
-    #[serde(default)]
-    reasoning: Option<Text>,
-    #[serde(default)]
-    tool_calls: Option<IgnoredAny>,
-}
-
-/// Generated text, of which only whether it is empty is kept (nothing is copied). It is a string,
-/// but read leniently: anything that is neither `null` nor `""` counts as content.
-struct Text {
-    empty: bool,
-}
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("text")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text { empty: v.is_empty() })
-            }
-            fn visit_unit<E: serde::de::Error>(self) -> Result<Text, E> {
-                Ok(Text { empty: true })
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Text, E> {
-                Ok(Text { empty: false })
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Text, E> {
-                Ok(Text { empty: false })
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Text, E> {
-                Ok(Text { empty: false })
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Text, E> {
-                Ok(Text { empty: false })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text, A::Error> {
-                let mut empty = true;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    empty = false;
-                }
-                Ok(Text { empty })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
-                let mut empty = true;
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
-                    empty = false;
-                }
-                Ok(Text { empty })
-            }
-        }
-        deserializer.deserialize_any(TextVisitor)
-    }
-}
-
-impl Choice {
-    fn has_content(&self) -> bool {
-        let non_empty = |t: &Option<Text>| t.as_ref().is_some_and(|t| !t.empty);
-        let delta = |d: &Delta| {
-            non_empty(&d.content)
-                || non_empty(&d.reasoning_content)
-                || non_empty(&d.reasoning)
-                || d.tool_calls.is_some()
-        };
-        non_empty(&self.text) || self.delta.as_ref().is_some_and(delta)
-    }
+    /// Where that member sits in the event's data, when the scan could tell.
+    pub usage_span: Option<MemberSpan>,
 }
 
 /// Reads the facts of one scanned event.
@@ -198,7 +76,7 @@ fn chunk(scan: &Scan) -> EventFacts {
         // Too large to read: it surely carries something, but which choice is unknown.
         Some(Captured::TooLarge) => (1, true, None),
         Some(Captured::Value(bytes)) => {
-            let choices: Choices = serde_json::from_slice(bytes).unwrap_or_default();
+            let choices = Choices::read(bytes);
             (choices.count, choices.has_content, choices.first)
         }
     };
@@ -209,6 +87,7 @@ fn chunk(scan: &Scan) -> EventFacts {
         has_content,
         error: None,
         usage_member: usage_member(scan),
+        usage_span: scan.span(USAGE),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Counting a streamed (SSE) response as it passes through.
 //!
 //! Each event's `data` goes straight into a [`JsonScanner`], so an event of any size is read
-//! without being held. With `n > 1` or batched prompts and `continuous_usage_stats`, vLLM puts on
+//! holding at most a few KiB of it. With `n > 1` or batched prompts and `continuous_usage_stats`, vLLM puts on
 //! each chunk the usage of *that* choice (verified in vLLM's `serving_chat.py` and
 //! `serving_completion.py`): `completion_tokens` so far for choice `index`, and the tokens of its
 //! prompt. A stream cut off anywhere therefore counts the sum over choices of their latest
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use super::event::{self, EventFacts};
 use super::{Accounting, UpstreamError, Usage, UsageMember, UsageSource, CAPTURE_BYTES};
 use crate::inject::StreamRewrite;
-use crate::json_scan::JsonScanner;
+use crate::json_scan::{JsonScanner, MemberSpan};
 use crate::sse::{SseParser, SsePiece};
 
 /// Distinct choices whose running usage is tracked. Past this, further choices are counted by
@@ -145,20 +145,21 @@ impl StreamAccounting {
             match piece {
                 SsePiece::Data(bytes) => self.scanner.feed(bytes),
                 SsePiece::End => {
-                    let usage = self.end_event();
-                    self.rewrite_block(chunk, usage);
+                    let (usage, span) = self.end_event();
+                    self.rewrite_block(chunk, usage, span);
                 }
                 // Lines that make no event pass as they are.
-                SsePiece::NoEvent => self.rewrite_block(chunk, UsageMember::Absent),
+                SsePiece::NoEvent => self.rewrite_block(chunk, UsageMember::Absent, None),
             }
         }
         self.rewrite.as_mut()?.end_chunk(chunk)
     }
 
-    /// The bytes of an event (or of lines that make none) have ended: they go to the rewrite.
-    fn rewrite_block(&mut self, chunk: &[u8], usage: UsageMember) {
+    /// The bytes of an event (or of lines that make none) have ended: they go to the rewrite,
+    /// with what its `usage` member is and where it sits in the event's data.
+    fn rewrite_block(&mut self, chunk: &[u8], usage: UsageMember, span: Option<MemberSpan>) {
         if let Some(rewrite) = self.rewrite.as_mut() {
-            rewrite.event(chunk, self.parser.consumed(), usage, self.parser.owes_lf());
+            rewrite.event(chunk, self.parser.consumed(), usage, span, self.parser.owes_lf());
         }
     }
 
@@ -172,12 +173,12 @@ impl StreamAccounting {
         self.rewrite.as_mut().map(StreamRewrite::finish).unwrap_or_default()
     }
 
-    /// An event ended: it is counted; returns what its `usage` member is.
-    fn end_event(&mut self) -> UsageMember {
+    /// An event ended: it is counted; returns what its `usage` member is, and where it sits.
+    fn end_event(&mut self) -> (UsageMember, Option<MemberSpan>) {
         let scan = self.scanner.finish();
         let facts = event::read(&scan);
         self.scanner.recycle(scan);
-        let usage = facts.usage_member;
+        let usage = (facts.usage_member, facts.usage_span);
         self.take_event(facts);
         usage
     }

@@ -79,9 +79,12 @@ fn run_stream(input: &[u8]) -> u64 {
 
 fn run_scan(input: &[u8]) -> u64 {
     let [whole, halves, chunks] = splittings(input);
+    // Whole documents take the scanner's one-pass path; the byte-by-byte reader must agree.
+    let incremental = scan(&mut JsonScanner::incremental(PATHS, CAP), &chunks);
     let scan = scan(&mut JsonScanner::new(PATHS, CAP), &whole);
     assert_eq!(scan_fresh(&halves), scan, "cut in two");
     assert_eq!(scan_fresh(&chunks), scan, "in chunks");
+    assert_eq!(incremental, scan, "read byte by byte");
     check_reuse(input, &scan);
     if let Some(object) = unique_object(input) {
         check_against_serde(&scan, &object);

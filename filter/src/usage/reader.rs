@@ -1,0 +1,269 @@
+//! A small allocation-free reader for the few JSON shapes counted on every streamed event (a
+//! chunk's `usage` and `choices`), so that the common event is read without serde.
+//!
+//! It reads strictly: every method returns `None` for anything it does not read exactly as
+//! `serde_json` would, and the caller then asks `serde_json` itself (the fast path only ever
+//! accepts what `serde_json` accepts, with the same meaning). So a key written with escapes or
+//! outside printable ASCII, a string with a `\u` escape, a float or a negative number where an
+//! integer is read, or nesting deeper than [`MAX_DEPTH`] all go to `serde_json`.
+
+use crate::json_scan::quote_or_backslash;
+
+/// Nesting deeper than this inside a skipped value is left to `serde_json`.
+const MAX_DEPTH: usize = 32;
+
+/// A cursor over one JSON value; see the module docs.
+pub(super) struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    /// The next byte after whitespace (JSON's: space, tab, LF, CR), not taken.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes.get(self.at) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// Takes `b` after whitespace.
+    fn eat(&mut self, b: u8) -> Option<()> {
+        (self.peek()? == b).then(|| self.at += 1)
+    }
+
+    /// Takes `null` when it comes next.
+    pub(super) fn null(&mut self) -> bool {
+        self.peek();
+        self.word(b"null")
+    }
+
+    fn word(&mut self, word: &[u8]) -> bool {
+        let found = self.bytes.get(self.at..).is_some_and(|rest| rest.starts_with(word));
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    /// Nothing but whitespace is left.
+    pub(super) fn end(&mut self) -> Option<()> {
+        self.peek().is_none().then_some(())
+    }
+
+    /// An object's members: `member` reads each value, given its key as written (without
+    /// escapes; a key it does not know it passes to [`Self::skip_member`]).
+    pub(super) fn members(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            self.eat(b'"')?;
+            let key = self.plain_key()?;
+            self.eat(b':')?;
+            member(self, key)?;
+            if self.next_or_end(b'}')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// After a member or an element: takes `,` (`Some(false)`) or `end` (`Some(true)`).
+    fn next_or_end(&mut self, end: u8) -> Option<bool> {
+        let b = self.peek().filter(|&b| b == b',' || b == end)?;
+        self.at += 1;
+        Some(b == end)
+    }
+
+    /// An array's elements, each read by `element`.
+    pub(super) fn elements(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            if self.next_or_end(b']')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// A key without escapes, after its opening quote (checked only when it is not one the
+    /// caller knows: [`Self::skip_member`]).
+    fn plain_key(&mut self) -> Option<&'a [u8]> {
+        let rest = self.bytes.get(self.at..)?;
+        let len = quote_or_backslash(rest)?;
+        (rest.get(len) == Some(&b'"')).then_some(())?;
+        self.at += len + 1;
+        rest.get(..len)
+    }
+
+    /// The value of a member whose `key` the caller does not know: the key must be printable
+    /// ASCII (serde checks a key it decodes), and the value is skipped.
+    pub(super) fn skip_member(&mut self, key: &[u8]) -> Option<()> {
+        key.iter().all(|b| matches!(b, 0x20..=0x7e)).then_some(())?;
+        self.skip_value()
+    }
+
+    /// `null` (`Some(None)`) or an unsigned integer that fits `u64`, written without fraction or
+    /// exponent.
+    pub(super) fn optional_u64(&mut self) -> Option<Option<u64>> {
+        if self.null() {
+            return Some(None);
+        }
+        let start = self.at;
+        let mut value = 0u64;
+        while let Some(digit) = self.bytes.get(self.at).filter(|b| b.is_ascii_digit()) {
+            value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+            self.at += 1;
+        }
+        let leading_zero = self.at - start > 1 && self.bytes.get(start) == Some(&b'0');
+        let fraction = matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E'));
+        (self.at > start && !leading_zero && !fraction).then_some(Some(value))
+    }
+
+    /// Generated text: `null` (`Some(None)`), else whether it is non-empty, read as the
+    /// accounting's lenient text is (a string, or `true` / `false`).
+    pub(super) fn optional_text(&mut self) -> Option<Option<bool>> {
+        match self.peek()? {
+            b'n' if self.word(b"null") => Some(None),
+            b't' if self.word(b"true") => Some(Some(true)),
+            b'f' if self.word(b"false") => Some(Some(true)),
+            b'"' => {
+                self.at += 1;
+                let text = self.string(Strict::Decoded)?;
+                Some(Some(!text.is_empty()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The raw bytes of a string, after its opening quote, checked as `serde_json` checks it:
+    /// no control characters, only known escapes; when `Decoded`, also valid UTF-8 and no `\u`
+    /// escape (whose surrogates serde_json would check).
+    fn string(&mut self, strict: Strict) -> Option<&'a [u8]> {
+        let rest = self.bytes.get(self.at..)?;
+        let mut i = 0;
+        loop {
+            match *rest.get(i)? {
+                b'"' => break,
+                b'\\' => i += escape_len(rest.get(i + 1..)?, strict)?,
+                0x00..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+        let raw = rest.get(..i)?;
+        if strict == Strict::Decoded && !raw.is_ascii() {
+            std::str::from_utf8(raw).ok()?;
+        }
+        self.at += i + 1;
+        Some(raw)
+    }
+
+    /// Any value, checked as `serde_json` checks a value it ignores.
+    pub(super) fn skip_value(&mut self) -> Option<()> {
+        self.skip_nested(0)
+    }
+
+    fn skip_nested(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => {
+                self.eat(b'{')?;
+                if self.eat(b'}').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.eat(b'"')?;
+                    self.string(Strict::Ignored)?;
+                    self.eat(b':')?;
+                    self.skip_nested(depth + 1)?;
+                    if self.next_or_end(b'}')? {
+                        return Some(());
+                    }
+                }
+            }
+            b'[' => self.elements(|r| r.skip_nested(depth + 1)),
+            b'"' => {
+                self.at += 1;
+                self.string(Strict::Ignored).map(|_| ())
+            }
+            b'n' => self.word(b"null").then_some(()),
+            b't' => self.word(b"true").then_some(()),
+            b'f' => self.word(b"false").then_some(()),
+            _ => self.number(),
+        }
+    }
+
+    /// A number in JSON's grammar: `-`? (`0` | [1-9][0-9]*) (`.` [0-9]+)? ([eE] [+-]? [0-9]+)?
+    fn number(&mut self) -> Option<()> {
+        self.word(b"-");
+        let leading_zero = self.bytes.get(self.at) == Some(&b'0');
+        let int = self.digits();
+        if int == 0 || (leading_zero && int > 1) {
+            return None;
+        }
+        if self.word(b".") && self.digits() == 0 {
+            return None;
+        }
+        if self.word(b"e") || self.word(b"E") {
+            let _sign = self.word(b"+") || self.word(b"-");
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// Takes a run of digits; returns how many.
+    fn digits(&mut self) -> usize {
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        let len = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+        self.at += len;
+        len
+    }
+}
+
+/// Sets a struct member's value; `None` when it came before (serde refuses a repeated field).
+pub(super) fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    slot.is_none().then(|| *slot = Some(value))
+}
+
+/// How a string is checked: as `serde_json` checks one it ignores, or one it decodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strict {
+    Ignored,
+    Decoded,
+}
+
+/// The length of the escape starting at the backslash before `rest` (backslash included).
+fn escape_len(rest: &[u8], strict: Strict) -> Option<usize> {
+    match rest.first()? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        b'u' if strict == Strict::Ignored => {
+            let hex = rest.get(1..5)?;
+            hex.iter().all(u8::is_ascii_hexdigit).then_some(6)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
