@@ -65,8 +65,8 @@ pub fn observations(
 ) -> Vec<Observation> {
     let model = match record.model.as_deref() {
         Some(m) if config.models.contains_key(m) => label_value(m),
-        Some(_) => "unknown".to_owned(),
-        None => "none".to_owned(),
+        Some(_) => UNKNOWN_MODEL.to_owned(),
+        None => NO_MODEL.to_owned(),
     };
     let counter = |name: String, value: u64| Observation { name, kind: MetricKind::Counter, value };
     let histogram =
@@ -120,11 +120,60 @@ pub fn credential_lookup(result: LookupResult) -> Observation {
     }
 }
 
+/// The `model` label of a request for a model no route serves.
+const UNKNOWN_MODEL: &str = "unknown";
+/// The `model` label of a request that named no model.
+const NO_MODEL: &str = "none";
+/// Every value of the `status_class` label ([`status_class`]).
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
 fn status_class(status: u16) -> String {
     match status {
         100..=599 => format!("{}xx", status / 100),
         _ => "none".to_owned(),
     }
+}
+
+/// The values a label can take when the configuration alone says them (`model`,
+/// `status_class`); `None` for the others (reasons, lookup results).
+fn known_values(label: &str, config: &PluginConfig) -> Option<Vec<String>> {
+    match label {
+        "model" => Some(
+            config
+                .models
+                .keys()
+                .map(|m| label_value(m))
+                .chain([UNKNOWN_MODEL.to_owned(), NO_MODEL.to_owned()])
+                .collect(),
+        ),
+        "status_class" => Some(STATUS_CLASSES.map(str::to_owned).to_vec()),
+        _ => None,
+    }
+}
+
+/// Every series (observation name and kind) of the families whose label values the
+/// configuration alone says: requests, tokens and latencies per model and status class — what
+/// every request adds. A host where a labelled observation costs more than a plain one (the
+/// native module: Envoy resolves a labelled stat's name on each call) declares these one by one
+/// up front; the other families stay labelled.
+pub fn known_series(config: &PluginConfig) -> Vec<(String, MetricKind)> {
+    let mut out = Vec::new();
+    for (family, kind, labels) in FAMILIES {
+        let Some(values) =
+            labels.iter().map(|l| known_values(l, config)).collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        let mut names = vec![family.to_owned()];
+        for (label, values) in labels.iter().zip(&values) {
+            names = names
+                .iter()
+                .flat_map(|name| values.iter().map(move |v| format!("{name};{label}={v}")))
+                .collect();
+        }
+        out.extend(names.into_iter().map(|name| (name, kind)));
+    }
+    out
 }
 
 /// A label value without the characters that separate labels in a metric name.
@@ -171,6 +220,41 @@ mod tests {
         for o in &all {
             assert!(declared(o), "{} is not declared in FAMILIES", o.name);
         }
+    }
+
+    #[test]
+    fn every_observation_of_a_known_family_is_a_known_series() {
+        let config = config();
+        let series = known_series(&config);
+        assert!(series
+            .iter()
+            .any(|(n, _)| n == "vllm_gateway_requests_total;model=none;status_class=none"));
+        let families: Vec<&str> =
+            series.iter().map(|(n, _)| n.split(';').next().unwrap_or("")).collect();
+        for status in [0, 101, 200, 302, 404, 429, 503, 700] {
+            for model in [Some("org/m;x=1"), Some("not-configured"), None] {
+                let record = UsageRecord {
+                    model: model.map(str::to_owned),
+                    status,
+                    ttft_ms: Some(5),
+                    duration_ms: Some(50),
+                    cluster: Some("c".into()),
+                    usage: Usage { prompt_tokens: 3, completion_tokens: 4, ..Default::default() },
+                    ..Default::default()
+                };
+                for o in observations(&record, None, &config) {
+                    let base = o.name.split(';').next().unwrap_or("");
+                    if families.contains(&base) {
+                        assert!(
+                            series.contains(&(o.name.clone(), o.kind)),
+                            "{} is not a known series",
+                            o.name
+                        );
+                    }
+                }
+            }
+        }
+        assert!(!families.contains(&"vllm_gateway_auth_failures_total"), "reasons stay labelled");
     }
 
     use super::*;

@@ -180,12 +180,13 @@ impl NativeConfig {
         worker.adopt_shared(&store);
         let calls = MainCalls { envoy, store: store.clone(), calls: Vec::new(), next_token: 0 };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let metrics = Arc::new(Metrics::declare(envoy, &plugin));
         log::info!("vllm-gateway configured with {} models (native module)", plugin.models.len());
         Some(Self {
             id,
             plugin,
             store,
-            metrics: Arc::new(Metrics::declare(envoy)),
+            metrics,
             instance,
             upkeep: Arc::new(Mutex::new(Upkeep::default())),
             root: Mutex::new(MainRoot { calls, worker, upkeep_call: None }),
