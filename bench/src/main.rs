@@ -80,6 +80,9 @@ enum Only {
     /// The wasm filter, the floor and the native module against no filter, non-streamed and
     /// streamed ([`gateway`]) alone.
     Builds,
+    /// The native module against no filter alone, non-streamed and streamed
+    /// ([`gateway::native`]).
+    Native,
     /// The peer arm ([`peers`]) alone (implies `--peers`).
     Peers,
 }
@@ -104,6 +107,7 @@ fn only_report_path(only: Only) -> PathBuf {
         Only::Scale => "scale",
         Only::Limits => "limits",
         Only::Builds => "builds",
+        Only::Native => "native",
         Only::Peers => "peers",
     };
     report_path().with_file_name(format!("report-{name}.json"))
@@ -127,6 +131,9 @@ fn measure(quick: bool, only: Option<Only>, peers: bool, out: &Path) -> Result<s
         }
         Some(Only::Builds) => {
             runtime.block_on(scenarios::builds_alone(&s, r)).context("the builds scenario")?
+        }
+        Some(Only::Native) => {
+            runtime.block_on(scenarios::native_alone(&s, r)).context("the native scenario")?
         }
         Some(Only::Peers) => {
             runtime.block_on(scenarios::peers_alone(&s, r)).context("the peer arm")?

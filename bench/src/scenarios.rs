@@ -63,6 +63,14 @@ pub async fn builds_alone(s: &Settings, report: &mut Report) -> Result<()> {
     gateway::streamed(&arms, s, report)
 }
 
+/// The native module against no filter alone (`--only native`), on its own control plane and
+/// Envoys.
+pub async fn native_alone(s: &Settings, report: &mut Report) -> Result<()> {
+    let cp = start_control_plane(s).await?;
+    let arms = Arms::start(&cp, &s.dir).await.context("starting the Envoys")?;
+    gateway::native(&arms, s, report)
+}
+
 /// The limits arm alone (`--only limits`), on its own control plane and Envoys.
 pub async fn limits_alone(s: &Settings, report: &mut Report) -> Result<()> {
     let cp = start_control_plane(s).await?;
