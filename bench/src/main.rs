@@ -83,6 +83,8 @@ enum Only {
     /// The native module against no filter alone, non-streamed and streamed
     /// ([`gateway::native`]).
     Native,
+    /// The control plane's access-log ingest ([`cp::als_ingest`]) alone.
+    Ingest,
     /// The peer arm ([`peers`]) alone (implies `--peers`).
     Peers,
 }
@@ -108,6 +110,7 @@ fn only_report_path(only: Only) -> PathBuf {
         Only::Limits => "limits",
         Only::Builds => "builds",
         Only::Native => "native",
+        Only::Ingest => "ingest",
         Only::Peers => "peers",
     };
     report_path().with_file_name(format!("report-{name}.json"))
@@ -134,6 +137,9 @@ fn measure(quick: bool, only: Option<Only>, peers: bool, out: &Path) -> Result<s
         }
         Some(Only::Native) => {
             runtime.block_on(scenarios::native_alone(&s, r)).context("the native scenario")?
+        }
+        Some(Only::Ingest) => {
+            runtime.block_on(scenarios::ingest_alone(&s, r)).context("the ingest scenario")?
         }
         Some(Only::Peers) => {
             runtime.block_on(scenarios::peers_alone(&s, r)).context("the peer arm")?

@@ -71,6 +71,12 @@ pub async fn native_alone(s: &Settings, report: &mut Report) -> Result<()> {
     gateway::native(&arms, s, report)
 }
 
+/// The control plane's access-log ingest alone (`--only ingest`), on its own control plane.
+pub async fn ingest_alone(s: &Settings, report: &mut Report) -> Result<()> {
+    let cp = start_control_plane(s).await?;
+    cp::als_ingest(&cp, s.als_rows, report).await
+}
+
 /// The limits arm alone (`--only limits`), on its own control plane and Envoys.
 pub async fn limits_alone(s: &Settings, report: &mut Report) -> Result<()> {
     let cp = start_control_plane(s).await?;
