@@ -151,14 +151,14 @@ fn known_values(label: &str, config: &PluginConfig) -> Option<Vec<String>> {
     }
 }
 
-/// Every series (observation name and kind) of the families whose label values the
-/// configuration alone says: requests, tokens and latencies per model and status class — what
+/// The families whose label values the configuration alone says, each with every one of its
+/// series (observation names): requests, tokens and latencies per model and status class — what
 /// every request adds. A host where a labelled observation costs more than a plain one (the
-/// native module: Envoy resolves a labelled stat's name on each call) declares these one by one
-/// up front; the other families stay labelled.
-pub fn known_series(config: &PluginConfig) -> Vec<(String, MetricKind)> {
+/// native module: Envoy resolves a labelled stat's name on each call) declares these series one
+/// by one up front; the other families stay labelled.
+pub fn known_series(config: &PluginConfig) -> Vec<(&'static str, Vec<String>)> {
     let mut out = Vec::new();
-    for (family, kind, labels) in FAMILIES {
+    for (family, _, labels) in FAMILIES {
         let Some(values) =
             labels.iter().map(|l| known_values(l, config)).collect::<Option<Vec<_>>>()
         else {
@@ -171,7 +171,7 @@ pub fn known_series(config: &PluginConfig) -> Vec<(String, MetricKind)> {
                 .flat_map(|name| values.iter().map(move |v| format!("{name};{label}={v}")))
                 .collect();
         }
-        out.extend(names.into_iter().map(|name| (name, kind)));
+        out.push((family, names));
     }
     out
 }
@@ -225,12 +225,12 @@ mod tests {
     #[test]
     fn every_observation_of_a_known_family_is_a_known_series() {
         let config = config();
-        let series = known_series(&config);
+        let known = known_series(&config);
+        let families: Vec<&str> = known.iter().map(|(family, _)| *family).collect();
+        let series: Vec<&String> = known.iter().flat_map(|(_, names)| names).collect();
         assert!(series
             .iter()
-            .any(|(n, _)| n == "vllm_gateway_requests_total;model=none;status_class=none"));
-        let families: Vec<&str> =
-            series.iter().map(|(n, _)| n.split(';').next().unwrap_or("")).collect();
+            .any(|n| *n == "vllm_gateway_requests_total;model=none;status_class=none"));
         for status in [0, 101, 200, 302, 404, 429, 503, 700] {
             for model in [Some("org/m;x=1"), Some("not-configured"), None] {
                 let record = UsageRecord {
@@ -245,11 +245,7 @@ mod tests {
                 for o in observations(&record, None, &config) {
                     let base = o.name.split(';').next().unwrap_or("");
                     if families.contains(&base) {
-                        assert!(
-                            series.contains(&(o.name.clone(), o.kind)),
-                            "{} is not a known series",
-                            o.name
-                        );
+                        assert!(series.contains(&&o.name), "{} is not a known series", o.name);
                     }
                 }
             }

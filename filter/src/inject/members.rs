@@ -3,7 +3,7 @@
 //! decoded or re-serialised except a key written with escapes. When the counting's scan has
 //! found the member already ([`MemberSpan`]), only its neighbouring bytes are read.
 
-use crate::json_scan::MemberSpan;
+use crate::json_scan::{self, MemberSpan};
 
 /// Whether a member's key is `name`. A key spelled with escapes (`"stream\u005foptions"`) is
 /// still `stream_options` to the upstream, so keys are compared decoded; only that key is
@@ -105,41 +105,14 @@ fn string_end(json: &[u8], i: usize) -> Option<usize> {
     if json.get(i) != Some(&b'"') {
         return None;
     }
-    let mut j = i + 1;
-    loop {
-        match json.get(j)? {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
-        }
-    }
+    json_scan::string_end(json, i + 1)
 }
 
 /// Just past the value starting at `i`.
 fn value_end(json: &[u8], i: usize) -> Option<usize> {
     match json.get(i)? {
         b'"' => string_end(json, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            loop {
-                match json.get(j)? {
-                    b'"' => {
-                        j = string_end(json, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-        }
+        b'{' | b'[' => json_scan::container_end(json, i),
         _ => {
             let mut j = i;
             while json

@@ -255,30 +255,14 @@ impl<'a> Reader<'a> {
 
     /// Just past the string whose opening quote is at the cursor.
     fn string_end(&mut self) -> Result<usize, Stop> {
-        self.at = string_end(self.doc, self.at + 1)?;
+        self.at = string_end(self.doc, self.at + 1).ok_or(Stop::Short)?;
         Ok(self.at)
     }
 
-    /// Just past the container opening at the cursor, by counting brackets outside strings.
+    /// Just past the container opening at the cursor.
     fn container_end(&mut self) -> Result<usize, Stop> {
-        let mut open = 0usize;
-        let mut at = self.at;
-        loop {
-            let b = self.doc.get(at).copied().ok_or(Stop::Short)?;
-            at += 1;
-            match b {
-                b'"' => at = string_end(self.doc, at)?,
-                b'{' | b'[' => open += 1,
-                b'}' | b']' => {
-                    open = open.saturating_sub(1);
-                    if open == 0 {
-                        self.at = at;
-                        return Ok(at);
-                    }
-                }
-                _ => {}
-            }
-        }
+        self.at = container_end(self.doc, self.at).ok_or(Stop::Short)?;
+        Ok(self.at)
     }
 }
 
@@ -290,15 +274,37 @@ fn may_end(bytes: &[u8]) -> bool {
     last.and_then(|i| bytes.get(i)) == Some(&b'}')
 }
 
-/// Just past the string whose contents start at `at` in `doc`.
-fn string_end(doc: &[u8], mut at: usize) -> Result<usize, Stop> {
+/// Just past the string whose contents start at `at` in `doc`; `None` when it does not end
+/// there.
+pub(crate) fn string_end(doc: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let rest = doc.get(at..).unwrap_or_default();
-        let i = quote_or_backslash(rest).ok_or(Stop::Short)?;
+        let i = quote_or_backslash(rest)?;
         if rest.get(i) == Some(&b'"') {
-            return Ok(at + i + 1);
+            return Some(at + i + 1);
         }
         at += i + 2; // a backslash and the byte it escapes
+    }
+}
+
+/// Just past the container whose opening bracket is at `at` in `doc`, by counting brackets
+/// outside strings; `None` when it does not end there.
+pub(crate) fn container_end(doc: &[u8], mut at: usize) -> Option<usize> {
+    let mut open = 0usize;
+    loop {
+        let b = doc.get(at).copied()?;
+        at += 1;
+        match b {
+            b'"' => at = string_end(doc, at)?,
+            b'{' | b'[' => open += 1,
+            b'}' | b']' => {
+                open = open.saturating_sub(1);
+                if open == 0 {
+                    return Some(at);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -37,20 +37,23 @@ impl Metrics {
     /// Declares the known series of `plugin` and every other family on the configuration
     /// `config` (in `config_new` only).
     pub fn declare(config: *mut c_void, plugin: &PluginConfig) -> Self {
+        let known = known_series(plugin);
         let mut series = HashMap::new();
-        for (name, kind) in known_series(plugin) {
-            if let Some(id) = define(config, &name, kind, &[]) {
-                series.insert(name, (kind, id));
-            }
-        }
         let mut families = Vec::with_capacity(FAMILIES.len());
         for (name, kind, labels) in FAMILIES {
-            let covered = series.keys().any(|s| s.split(';').next() == Some(name));
-            if covered {
-                continue;
-            }
-            if let Some(id) = define(config, name, kind, labels) {
-                families.push((name, kind, id));
+            match known.iter().find(|(family, _)| *family == name) {
+                Some((_, names)) => {
+                    for series_name in names {
+                        if let Some(id) = define(config, series_name, kind, &[]) {
+                            series.insert(series_name.clone(), (kind, id));
+                        }
+                    }
+                }
+                None => {
+                    if let Some(id) = define(config, name, kind, labels) {
+                        families.push((name, kind, id));
+                    }
+                }
             }
         }
         Self { series, families }
