@@ -155,15 +155,45 @@ fn now_ms() -> Result<i64> {
     )?)
 }
 
-/// `rows` entries in messages of 100 entries, as Envoy batches them.
+/// The `n`th entry's request id, shaped and spread as Envoy's are (random version-4 UUIDs: a
+/// store keyed by them alone would write each row to a random page), but the same every run.
+fn request_id(n: u32) -> String {
+    // splitmix64: two well-mixed words from `n`.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (mix(u64::from(n)), mix(u64::from(n) | 1 << 32));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Requests that start per millisecond in the replayed log (a gateway serving 32,000 requests
+/// a second): entries come in the order they started, as Envoy logs a saturated, uniform load.
+const STARTS_PER_MS: u32 = 32;
+
+/// `rows` entries in messages of 100 entries, as Envoy batches them, the last started at
+/// `now_ms`.
 fn batches(rows: u32, now_ms: i64) -> Vec<StreamAccessLogsMessage> {
+    let first_ms = now_ms - i64::from(rows / STARTS_PER_MS);
+    let started = |n: u32| first_ms + i64::from(n / STARTS_PER_MS);
     (0..rows.div_ceil(100))
         .map(|b| StreamAccessLogsMessage {
             identifier: None,
             log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
                 log_entry: (0..100)
                     .filter(|i| b * 100 + i < rows)
-                    .map(|i| entry(&format!("als-{}", b * 100 + i), now_ms, i64::from(b * 100 + i)))
+                    .map(|i| {
+                        let n = b * 100 + i;
+                        entry(&request_id(n), started(n), i64::from(n))
+                    })
                     .collect(),
             })),
         })

@@ -15,6 +15,9 @@ use control_plane::request_facts::{to_row, RequestFacts};
 use control_plane::Db;
 use tokio::sync::watch;
 
+/// When the requests of these lines started (the same on the gRPC path: one instant).
+const START_MS: i64 = 1_796_018_700_551;
+
 /// One line as Envoy writes it.
 fn line(id: &str, prompt: u64) -> String {
     let usage = format!(
@@ -23,7 +26,7 @@ fn line(id: &str, prompt: u64) -> String {
     );
     let usage = serde_json::to_string(&usage).unwrap();
     format!(
-        r#"{{"bytes_sent":2,"client_request_id":"c-{id}","duration_ms":0,"method":"POST","path":"/v1/chat/completions","request_id":"{id}","response_flags":"-","start_ms":"1796018700551","status":200,"upstream_cluster":"model_0_m","upstream_host":"127.0.0.1:4000","usage":{usage}}}"#
+        r#"{{"bytes_sent":2,"client_request_id":"c-{id}","duration_ms":0,"method":"POST","path":"/v1/chat/completions","request_id":"{id}","response_flags":"-","start_ms":"{START_MS}","status":200,"upstream_cluster":"model_0_m","upstream_host":"127.0.0.1:4000","usage":{usage}}}"#
     ) + "\n"
 }
 
@@ -106,6 +109,7 @@ async fn every_line_becomes_one_row_whichever_path_delivers_it_first() {
         sender
             .send(to_row(RequestFacts {
                 request_id: format!("req-{i}"),
+                started_at_ms: START_MS,
                 ..RequestFacts::default()
             }))
             .await
@@ -135,6 +139,7 @@ async fn every_line_becomes_one_row_whichever_path_delivers_it_first() {
         sender
             .send(to_row(RequestFacts {
                 request_id: format!("req-{i}"),
+                started_at_ms: START_MS,
                 ..RequestFacts::default()
             }))
             .await

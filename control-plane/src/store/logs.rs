@@ -16,7 +16,8 @@ use crate::Db;
 #[serde(rename_all = "camelCase")]
 pub struct AccessLog {
     /// The gateway's request id (Envoy generates one for every request; a client's
-    /// `x-request-id` is never used); one row per id.
+    /// `x-request-id` is never used); one row per request (its start and this id, migration
+    /// 0013).
     pub request_id: String,
     /// The client's own id (`x-client-request-id`), for tracing only; at most 256 bytes.
     pub client_request_id: Option<String>,
@@ -83,7 +84,8 @@ pub struct Inserted {
     pub flagged: u64,
 }
 
-/// Writes rows in one transaction; rows whose request id is already stored are ignored.
+/// Writes rows in one transaction; rows whose request (start and id) is already stored are
+/// ignored.
 /// Returns how many were new (and flagged).
 pub async fn insert_batch(db: &Db, rows: &[AccessLog]) -> Result<Inserted, sqlx::Error> {
     let mut tx = db.begin().await?;
@@ -104,9 +106,9 @@ pub async fn insert_batch_on(
     Ok(inserted)
 }
 
-/// Writes rows on `conn` (inside the caller's transaction); rows whose request id is already
-/// stored (or that repeat an earlier row of `rows`) are ignored: the first arrival of a request
-/// wins. Returns how many were new (and flagged).
+/// Writes rows on `conn` (inside the caller's transaction); rows whose request (start and
+/// request id) is already stored, or that repeat an earlier row of `rows`, are ignored: the
+/// first arrival of a request wins. Returns how many were new (and flagged).
 ///
 /// Rows go in multi-row statements of a few fixed sizes ([`CHUNK_ROWS`]), each statement's
 /// count of new rows read from SQLite (`changes()`); a flagged row goes alone, so whether it

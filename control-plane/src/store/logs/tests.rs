@@ -86,29 +86,45 @@ async fn repeats_are_ignored_and_counted_exactly_wherever_they_are() {
     let (db, _dir) = open().await;
     insert_batch(&db, &[row("stored", 1)]).await.unwrap();
     let mut rows: Vec<AccessLog> = (0..300).map(|i| row(&format!("r{i}"), 10 + i)).collect();
-    // A repeat of a row of the same statement, of a row of an earlier statement, of a stored row.
-    rows.insert(150, AccessLog { path: Some("/second".into()), ..row("r140", 9) });
-    rows.insert(200, row("r3", 9));
-    rows.insert(250, row("stored", 9));
+    // A repeat (same start, same id, other facts) of a row of the same statement, of a row of an
+    // earlier statement, of a stored row.
+    let second = |id: &str, started_at_ms| AccessLog {
+        path: Some("/second".into()),
+        ..row(id, started_at_ms)
+    };
+    rows.insert(150, second("r140", 150));
+    rows.insert(200, second("r3", 13));
+    rows.insert(250, second("stored", 1));
     let inserted = insert_batch(&db, &rows).await.unwrap();
     assert_eq!(inserted, Inserted { rows: 300, flagged: 0 });
     let all = stored(&db).await;
     assert_eq!(all.len(), 301);
     assert_eq!(counted(&db).await, 301);
-    assert!(all.iter().all(|r| r.started_at_ms != 9), "the first arrival of each request id wins");
+    assert!(all.iter().all(|r| r.path.is_none()), "the first arrival of each request wins");
+}
+
+#[tokio::test]
+async fn a_request_is_its_start_and_its_id() {
+    let (db, _dir) = open().await;
+    let rows = [row("same", 1), row("same", 2), row("other", 1), row("same", 1)];
+    assert_eq!(insert_batch(&db, &rows).await.unwrap(), Inserted { rows: 3, flagged: 0 });
+    assert_eq!(counted(&db).await, 3);
 }
 
 #[tokio::test]
 async fn flagged_rows_count_only_when_they_are_new() {
     let (db, _dir) = open().await;
     insert_batch(&db, &[row("old", 1)]).await.unwrap();
-    let flagged = |id: &str| AccessLog { anomaly: Some("prompt_tokens < 0".into()), ..row(id, 2) };
+    let flagged = |id: &str, started_at_ms| AccessLog {
+        anomaly: Some("prompt_tokens < 0".into()),
+        ..row(id, started_at_ms)
+    };
     let mut rows: Vec<AccessLog> = (0..40).map(|i| row(&format!("r{i}"), 10 + i)).collect();
-    rows.insert(5, flagged("f1"));
-    rows.insert(20, flagged("old"));
-    rows.insert(21, flagged("r7"));
-    rows.insert(30, flagged("f1"));
-    rows.push(flagged("f2"));
+    rows.insert(5, flagged("f1", 2));
+    rows.insert(20, flagged("old", 1));
+    rows.insert(21, flagged("r7", 17));
+    rows.insert(30, flagged("f1", 2));
+    rows.push(flagged("f2", 2));
     let inserted = insert_batch(&db, &rows).await.unwrap();
     assert_eq!(inserted, Inserted { rows: 42, flagged: 2 });
     let flagged_stored: i64 =
@@ -124,4 +140,60 @@ async fn an_empty_batch_writes_nothing() {
     let (db, _dir) = open().await;
     assert_eq!(insert_batch(&db, &[]).await.unwrap(), Inserted::default());
     assert_eq!(counted(&db).await, 0);
+}
+
+#[tokio::test]
+async fn migration_0013_keeps_every_row_its_rowid_and_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+    let old = sqlx::SqlitePool::connect_with(options.create_if_missing(true)).await.unwrap();
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations =
+        before.migrations.iter().filter(|m| m.version < 13).cloned().collect::<Vec<_>>().into();
+    before.run(&old).await.unwrap();
+    let rows: Vec<AccessLog> = (0..40).map(full).collect();
+    insert_rows(&mut *old.acquire().await.unwrap(), &rows).await.unwrap();
+    sqlx::query("DELETE FROM access_logs WHERE request_id = 'full-3'").execute(&old).await.unwrap();
+    let rowids = |db| async move {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT rowid, request_id FROM access_logs ORDER BY rowid",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap()
+    };
+    let kept = rowids(&old).await;
+    old.close().await;
+    let db = crate::db::open(&url).await.unwrap();
+    assert_eq!(rowids(&db).await, kept);
+    let expected: Vec<AccessLog> = rows.into_iter().filter(|r| r.request_id != "full-3").collect();
+    assert_eq!(stored(&db).await, expected);
+    assert_eq!(counted(&db).await, 39);
+    insert_batch(&db, &[full(1), full(3)]).await.unwrap();
+    assert_eq!(counted(&db).await, 40, "a repeat is still ignored, the triggers still count");
+}
+
+/// The query plan's details for `sql` (its `?` bound to 1).
+async fn plan(db: &Db, sql: &str) -> String {
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sql);
+    for _ in 0..sql.matches('?').count() {
+        query = query.bind(1i64);
+    }
+    let rows = query.fetch_all(db).await.unwrap();
+    rows.into_iter().map(|(_, _, _, detail)| detail).collect::<Vec<_>>().join("; ")
+}
+
+#[tokio::test]
+async fn the_request_key_serves_time_order_and_ranges() {
+    let (db, _dir) = open().await;
+    let listing = "EXPLAIN QUERY PLAN SELECT * FROM access_logs WHERE 1 = 1 \
+                   ORDER BY started_at_ms DESC, rowid DESC LIMIT ? OFFSET ?";
+    let range = "EXPLAIN QUERY PLAN SELECT * FROM access_logs WHERE 1 = 1 \
+                 AND started_at_ms >= ? AND started_at_ms < ? ORDER BY started_at_ms DESC, rowid DESC LIMIT ?";
+    for sql in [listing, range] {
+        let plan = plan(&db, sql).await;
+        assert!(plan.contains("access_logs_request"), "{plan}");
+        assert!(!plan.contains("USE TEMP B-TREE FOR ORDER BY"), "no sort of every row: {plan}");
+    }
 }
