@@ -153,7 +153,7 @@ async fn migration_0013_keeps_every_row_its_rowid_and_the_count() {
         before.migrations.iter().filter(|m| m.version < 13).cloned().collect::<Vec<_>>().into();
     before.run(&old).await.unwrap();
     let rows: Vec<AccessLog> = (0..40).map(full).collect();
-    insert_rows(&mut *old.acquire().await.unwrap(), &rows).await.unwrap();
+    insert_rows(&mut old.acquire().await.unwrap(), &rows).await.unwrap();
     sqlx::query("DELETE FROM access_logs WHERE request_id = 'full-3'").execute(&old).await.unwrap();
     let rowids = |db| async move {
         sqlx::query_as::<_, (i64, String)>(
