@@ -255,12 +255,14 @@ pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Re
     Ok(())
 }
 
-/// Seeds `rows` access-log rows in one transaction (one `INSERT … SELECT` over a recursive CTE).
+/// Seeds `rows` access-log rows in one transaction (one `INSERT … SELECT` over a recursive CTE),
+/// and adds them to the row count, as the control plane's writer does.
 async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     let db = cp.db().await?;
     let now = now_ms()?;
     let started = Instant::now();
-    sqlx::query(
+    let mut tx = db.begin().await?;
+    let seeded = sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
          INSERT INTO access_logs (request_id, started_at_ms, method, path, status, duration_ms, upstream_cluster,
              upstream_host, bytes_sent, app_id, key_id, model, stream, prompt_tokens, completion_tokens,
@@ -272,9 +274,15 @@ async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     )
     .bind(i64::from(rows))
     .bind(now - 60_000)
-    .execute(&db)
+    .execute(&mut *tx)
     .await
-    .context("seeding access_logs")?;
+    .context("seeding access_logs")?
+    .rows_affected();
+    sqlx::query("UPDATE access_log_count SET rows = rows + ? WHERE id = 1")
+        .bind(i64::try_from(seeded)?)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(started.elapsed().as_secs_f64())
 }
 

@@ -117,7 +117,7 @@ pub async fn prune(
         deleted += delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;
     }
     if retention.max_rows > 0 {
-        // Kept by triggers (migration 0005): no count over every row.
+        // Kept as rows are written and deleted (`store::logs`): no count over every row.
         let rows = count(db, "SELECT rows FROM access_log_count WHERE id = 1").await?;
         let excess = rows.saturating_sub(retention.max_rows);
         let junk = delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;

@@ -129,7 +129,21 @@ pub async fn insert_rows(
         inserted.flagged += new;
         rest = tail;
     }
+    count_inserted(conn, inserted.rows).await?;
     Ok(inserted)
+}
+
+/// Adds `rows` to the stored row count (`access_log_count`, which an unfiltered listing and
+/// retention read instead of counting every row): inserts are counted here, once per write,
+/// deletes by a trigger (migrations 0005 and 0014).
+async fn count_inserted(conn: &mut SqliteConnection, rows: u64) -> Result<(), sqlx::Error> {
+    if rows > 0 {
+        sqlx::query("UPDATE access_log_count SET rows = rows + ? WHERE id = 1")
+            .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The columns an insert writes, in the order [`bind_row`] binds them.
@@ -319,7 +333,7 @@ pub async fn page(
     page.push(" OFFSET ").push_bind(offset);
     let records = page.build_query_as().fetch_all(db).await?;
     if filter.is_empty() {
-        // Kept by triggers (migration 0005): no count over every row.
+        // Kept as rows are written and deleted ([`count_inserted`]): no count over every row.
         let total = sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1")
             .fetch_one(db)
             .await?;
