@@ -133,6 +133,24 @@ fn set_owner_only(file: &Path) -> std::io::Result<()> {
     std::fs::metadata(file).map(|_| ())
 }
 
+/// A database at `url` (a file in a test's folder) migrated only up to, not including,
+/// `version`: what an older control plane left, for tests of the migrations after it.
+#[cfg(test)]
+pub(crate) async fn migrated_before(url: &str, version: i64) -> SqlitePool {
+    let options: SqliteConnectOptions = url.parse().expect("a sqlite:// URL");
+    let pool = SqlitePool::connect_with(options.create_if_missing(true)).await.expect("opened");
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.expect("the older migrations ran");
+    pool
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -77,12 +77,7 @@ mod tests {
     async fn migration_0012_moves_the_two_per_minute_limits_into_the_set() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-        let old = sqlx::SqlitePool::connect_with(options.create_if_missing(true)).await.unwrap();
-        let mut before = sqlx::migrate!("./migrations");
-        before.migrations =
-            before.migrations.iter().filter(|m| m.version < 12).cloned().collect::<Vec<_>>().into();
-        before.run(&old).await.unwrap();
+        let old = crate::db::migrated_before(&url, 12).await;
         for (rpm, tpm) in [(Some(60), Some(1000)), (None, Some(5)), (None, None)] {
             sqlx::query("INSERT INTO apps (org_name, requests_per_minute, tokens_per_minute, created_at, updated_at) VALUES ('o', ?, ?, 0, 0)")
                 .bind(rpm)

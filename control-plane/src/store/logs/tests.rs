@@ -146,12 +146,7 @@ async fn an_empty_batch_writes_nothing() {
 async fn migrations_0013_and_0014_keep_every_row_its_rowid_and_the_count() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-    let old = sqlx::SqlitePool::connect_with(options.create_if_missing(true)).await.unwrap();
-    let mut before = sqlx::migrate!("./migrations");
-    before.migrations =
-        before.migrations.iter().filter(|m| m.version < 13).cloned().collect::<Vec<_>>().into();
-    before.run(&old).await.unwrap();
+    let old = crate::db::migrated_before(&url, 13).await;
     let rows: Vec<AccessLog> = (0..40).map(full).collect();
     insert_rows(&mut old.acquire().await.unwrap(), &rows).await.unwrap();
     sqlx::query("DELETE FROM access_logs WHERE request_id = 'full-3'").execute(&old).await.unwrap();
