@@ -117,8 +117,7 @@ pub async fn prune(
         deleted += delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;
     }
     if retention.max_rows > 0 {
-        // Kept as rows are written and deleted (`store::logs`): no count over every row.
-        let rows = count(db, "SELECT rows FROM access_log_count WHERE id = 1").await?;
+        let rows = u64::try_from(crate::store::logs::row_count(db).await?).unwrap_or(0);
         let excess = rows.saturating_sub(retention.max_rows);
         let junk = delete_oldest(db, retention, &oldest_unauthenticated(), excess, metrics).await?;
         deleted += junk + delete_oldest(db, retention, OLDEST, excess - junk, metrics).await?;

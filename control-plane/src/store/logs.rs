@@ -133,6 +133,12 @@ pub async fn insert_rows(
     Ok(inserted)
 }
 
+/// How many rows are stored, as kept by [`count_inserted`] and the delete trigger (no count
+/// over every row).
+pub async fn row_count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1").fetch_one(db).await
+}
+
 /// Adds `rows` to the stored row count (`access_log_count`, which an unfiltered listing and
 /// retention read instead of counting every row): inserts are counted here, once per write,
 /// deletes by a trigger (migrations 0005 and 0014).
@@ -333,11 +339,7 @@ pub async fn page(
     page.push(" OFFSET ").push_bind(offset);
     let records = page.build_query_as().fetch_all(db).await?;
     if filter.is_empty() {
-        // Kept as rows are written and deleted ([`count_inserted`]): no count over every row.
-        let total = sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1")
-            .fetch_one(db)
-            .await?;
-        return Ok((records, total));
+        return Ok((records, row_count(db).await?));
     }
     let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM access_logs");
     filter.push_where(&mut count);

@@ -56,10 +56,7 @@ async fn stored(db: &Db) -> Vec<AccessLog> {
 }
 
 async fn counted(db: &Db) -> i64 {
-    sqlx::query_scalar("SELECT rows FROM access_log_count WHERE id = 1")
-        .fetch_one(db)
-        .await
-        .unwrap()
+    row_count(db).await.unwrap()
 }
 
 #[test]
