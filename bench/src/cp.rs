@@ -256,12 +256,13 @@ pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Re
 }
 
 /// Seeds `rows` access-log rows in one transaction (one `INSERT … SELECT` over a recursive CTE),
-/// and adds them to the row count, as the control plane's writer does.
+/// and accounts for them (row count, usage by minute) as the control plane's writer does.
 async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     let db = cp.db().await?;
     let now = now_ms()?;
     let started = Instant::now();
     let mut tx = db.begin().await?;
+    let before = control_plane::store::usage::last_rowid(&mut tx).await?;
     let seeded = sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
          INSERT INTO access_logs (request_id, started_at_ms, method, path, status, duration_ms, upstream_cluster,
@@ -278,10 +279,7 @@ async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     .await
     .context("seeding access_logs")?
     .rows_affected();
-    sqlx::query("UPDATE access_log_count SET rows = rows + ? WHERE id = 1")
-        .bind(i64::try_from(seeded)?)
-        .execute(&mut *tx)
-        .await?;
+    control_plane::store::logs::account_written(&mut tx, before, seeded).await?;
     tx.commit().await?;
     Ok(started.elapsed().as_secs_f64())
 }

@@ -112,12 +112,14 @@ pub async fn insert_batch_on(
 ///
 /// Rows go in multi-row statements of a few fixed sizes ([`CHUNK_ROWS`]), each statement's
 /// count of new rows read from SQLite (`changes()`); a flagged row goes alone, so whether it
-/// was new is known exactly. The order of `rows` is kept.
+/// was new is known exactly. The order of `rows` is kept. The new rows are added to the row
+/// count and to their minutes' usage ([`super::usage::add_written`]) in the same transaction.
 pub async fn insert_rows(
     conn: &mut SqliteConnection,
     rows: &[AccessLog],
 ) -> Result<Inserted, sqlx::Error> {
     let mut inserted = Inserted::default();
+    let before = super::usage::last_rowid(conn).await?;
     let mut rest = rows;
     while !rest.is_empty() {
         let plain = rest.iter().position(|r| r.anomaly.is_some()).unwrap_or(rest.len());
@@ -129,8 +131,24 @@ pub async fn insert_rows(
         inserted.flagged += new;
         rest = tail;
     }
-    count_inserted(conn, inserted.rows).await?;
+    account_written(conn, before, inserted.rows).await?;
     Ok(inserted)
+}
+
+/// Accounts for the `rows` rows just written after the rowid `before` (the last one before the
+/// write, [`super::usage::last_rowid`]), in the writer's transaction: adds them to the row
+/// count and to their minutes' usage. [`insert_rows`] does so; so must any other writer of
+/// rows (the bench's seed).
+pub async fn account_written(
+    conn: &mut SqliteConnection,
+    before: i64,
+    rows: u64,
+) -> Result<(), sqlx::Error> {
+    if rows > 0 {
+        count_inserted(conn, rows).await?;
+        super::usage::add_written(conn, before).await?;
+    }
+    Ok(())
 }
 
 /// How many rows are stored, as kept by [`count_inserted`] and the delete trigger (no count
@@ -143,12 +161,10 @@ pub async fn row_count(db: &Db) -> Result<i64, sqlx::Error> {
 /// retention read instead of counting every row): inserts are counted here, once per write,
 /// deletes by a trigger (migrations 0005 and 0014).
 async fn count_inserted(conn: &mut SqliteConnection, rows: u64) -> Result<(), sqlx::Error> {
-    if rows > 0 {
-        sqlx::query("UPDATE access_log_count SET rows = rows + ? WHERE id = 1")
-            .bind(i64::try_from(rows).unwrap_or(i64::MAX))
-            .execute(conn)
-            .await?;
-    }
+    sqlx::query("UPDATE access_log_count SET rows = rows + ? WHERE id = 1")
+        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

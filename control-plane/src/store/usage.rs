@@ -1,13 +1,15 @@
 //! Usage summaries read from the access log: tokens and requests per app, model and UTC day
-//! over a time range (the `access_logs_daily` index covers the query), and per model with how
-//! the usage was known, for reconciliation with vLLM's counters.
+//! over a time range (from the per-minute sums the log writer keeps beside the rows,
+//! [`add_written`]), and per model with how the usage was known, for reconciliation with
+//! vLLM's counters.
 //!
 //! Token sums never fail: they are added as floating point (`TOTAL`, exact below 2^53) and
 //! cast back, which saturates at `i64::MAX`, so rows stored before counts were checked (see
-//! [`crate::usage_check`]) cannot make a summary overflow.
+//! [`crate::usage_check`]) cannot make a summary overflow; a minute's sum that would overflow
+//! becomes floating point in SQLite rather than an error.
 
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{FromRow, SqliteConnection};
 use utoipa::ToSchema;
 
 use crate::Db;
@@ -34,30 +36,105 @@ pub struct UsageRow {
 
 /// Usage in `[from_ms, to_ms)` (Unix milliseconds), by day, then app, then model.
 ///
-/// The day is `started_at_ms / 86400000` written exactly as in the `access_logs_daily` index,
-/// so SQLite groups in index order, reading the index alone.
+/// The whole minutes of the range are read from their sums (`usage_minutes`, migration 0015),
+/// the rows of the partial minutes at its ends from the log itself (through its time index);
+/// both are grouped by day as `started_at_ms / 86400000` would be.
 pub async fn by_app_model_day(
     db: &Db,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Vec<UsageRow>, sqlx::Error> {
+    let whole = WholeMinutes::of(from_ms, to_ms);
+    let [head, tail] = whole.partial(from_ms, to_ms);
     sqlx::query_as(
-        "SELECT app_id, model, date(started_at_ms / 86400000 * 86400, 'unixepoch') AS day, \
-         COUNT(*) AS requests, CAST(TOTAL(prompt_tokens) AS INTEGER) AS prompt_tokens, \
+        "WITH parts (day, app_id, model, requests, prompt_tokens, completion_tokens, total_tokens) AS ( \
+           SELECT minute / 1440, app_id, model, requests, prompt_tokens, completion_tokens, total_tokens \
+           FROM usage_minutes WHERE minute >= ?1 AND minute < ?2 \
+           UNION ALL \
+           SELECT started_at_ms / 86400000, app_id, model, 1, prompt_tokens, completion_tokens, total_tokens \
+           FROM access_logs WHERE started_at_ms >= ?3 AND started_at_ms < ?4 \
+           UNION ALL \
+           SELECT started_at_ms / 86400000, app_id, model, 1, prompt_tokens, completion_tokens, total_tokens \
+           FROM access_logs WHERE started_at_ms >= ?5 AND started_at_ms < ?6) \
+         SELECT app_id, model, date(day * 86400, 'unixepoch') AS day, \
+         CAST(TOTAL(requests) AS INTEGER) AS requests, \
+         CAST(TOTAL(prompt_tokens) AS INTEGER) AS prompt_tokens, \
          CAST(TOTAL(completion_tokens) AS INTEGER) AS completion_tokens, \
          CAST(TOTAL(total_tokens) AS INTEGER) AS total_tokens \
-         FROM access_logs \
-         WHERE started_at_ms / 86400000 BETWEEN ? / 86400000 AND ? / 86400000 \
-           AND started_at_ms >= ? AND started_at_ms < ? \
-         GROUP BY started_at_ms / 86400000, app_id, model \
-         ORDER BY started_at_ms / 86400000, app_id, model",
+         FROM parts GROUP BY parts.day, app_id, model ORDER BY parts.day, app_id, model",
     )
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(from_ms)
-    .bind(to_ms)
+    .bind(whole.first)
+    .bind(whole.end)
+    .bind(head.0)
+    .bind(head.1)
+    .bind(tail.0)
+    .bind(tail.1)
     .fetch_all(db)
     .await
+}
+
+/// Milliseconds in a minute.
+const MINUTE_MS: i64 = 60_000;
+
+/// The minutes `[first, end)` that lie wholly inside a range; none (`first == end`) when it
+/// spans no whole minute. Minutes before minute 1 never count as whole: SQLite's division
+/// rounds toward zero, so its minute 0 holds the milliseconds on both sides of 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WholeMinutes {
+    first: i64,
+    end: i64,
+}
+
+impl WholeMinutes {
+    fn of(from_ms: i64, to_ms: i64) -> Self {
+        let first = from_ms.div_euclid(MINUTE_MS) + i64::from(from_ms.rem_euclid(MINUTE_MS) > 0);
+        let first = first.max(1);
+        let end = to_ms.div_euclid(MINUTE_MS);
+        if end > first {
+            Self { first, end }
+        } else {
+            Self { first: 0, end: 0 }
+        }
+    }
+
+    /// The two stretches of `[from_ms, to_ms)` outside the whole minutes, read row by row:
+    /// before them and after them (all of it and nothing, when there are none).
+    fn partial(self, from_ms: i64, to_ms: i64) -> [(i64, i64); 2] {
+        if self.end > self.first {
+            [(from_ms, self.first * MINUTE_MS), (self.end * MINUTE_MS, to_ms)]
+        } else {
+            [(from_ms, to_ms), (to_ms, to_ms)]
+        }
+    }
+}
+
+/// Adds the access-log rows written after `rowid` (this write's: the writer holds the write
+/// lock, and SQLite gives a new row the next rowid) to the sums of their minutes, in the
+/// caller's transaction.
+pub async fn add_written(conn: &mut SqliteConnection, rowid: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO usage_minutes \
+           (minute, app_id, model, requests, prompt_tokens, completion_tokens, total_tokens) \
+         SELECT started_at_ms / 60000, app_id, model, COUNT(*), \
+           CAST(TOTAL(prompt_tokens) AS INTEGER), CAST(TOTAL(completion_tokens) AS INTEGER), \
+           CAST(TOTAL(total_tokens) AS INTEGER) \
+         FROM access_logs WHERE rowid > ? GROUP BY started_at_ms / 60000, app_id, model \
+         ON CONFLICT (minute, IFNULL(app_id, x''), IFNULL(model, x'')) DO UPDATE SET \
+           requests = requests + excluded.requests, \
+           prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+           completion_tokens = completion_tokens + excluded.completion_tokens, \
+           total_tokens = total_tokens + excluded.total_tokens",
+    )
+    .bind(rowid)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The rowid of the last access-log row (0 when there is none): what [`add_written`] is given
+/// before a write.
+pub async fn last_rowid(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT IFNULL(MAX(rowid), 0) FROM access_logs").fetch_one(conn).await
 }
 
 /// What the gateway logged for one model over a range, beside vLLM's counters in a
@@ -104,3 +181,6 @@ pub async fn by_model(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<ModelTota
     .fetch_all(db)
     .await
 }
+
+#[cfg(test)]
+mod tests;

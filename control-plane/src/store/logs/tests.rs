@@ -145,7 +145,8 @@ async fn migrations_0013_and_0014_keep_every_row_its_rowid_and_the_count() {
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     let old = crate::db::migrated_before(&url, 13).await;
     let rows: Vec<AccessLog> = (0..40).map(full).collect();
-    insert_rows(&mut old.acquire().await.unwrap(), &rows).await.unwrap();
+    // The rows alone: today's writer also keeps the usage of 0015, not there yet.
+    insert_run(&mut old.acquire().await.unwrap(), &rows).await.unwrap();
     sqlx::query("DELETE FROM access_logs WHERE request_id = 'full-3'").execute(&old).await.unwrap();
     // Today's writer counts its rows itself; before 0014 a trigger did so too.
     sqlx::query("UPDATE access_log_count SET rows = (SELECT COUNT(*) FROM access_logs)")
