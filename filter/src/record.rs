@@ -16,8 +16,11 @@ pub const LOG_KEY: &str = "wasm.gw_usage";
 /// What one request did, as the access log receives it. Absent facts (`null`, `false`) are left
 /// out of the JSON, which keeps what Envoy copies and logs per request short; a reader takes a
 /// missing member as its default.
+///
+/// Read through [`FlatRecord`]: a flattened member makes serde buffer every member of the
+/// document before reading it, which was most of the control plane's cost of reading a record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, from = "FlatRecord")]
 pub struct UsageRecord {
     /// The app whose key was used.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +75,58 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// [`UsageRecord`] as its JSON is laid out (token counts beside the other facts), read without
+/// a flattened member.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FlatRecord {
+    app_id: Option<i64>,
+    key_id: Option<i64>,
+    user_id: Option<i64>,
+    model: Option<String>,
+    cluster: Option<String>,
+    stream: bool,
+    status: u16,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    usage_source: UsageSource,
+    ttft_ms: Option<u64>,
+    duration_ms: Option<u64>,
+    client_disconnected: bool,
+    gateway_error: Option<String>,
+    upstream_error: Option<String>,
+    limited: Option<String>,
+    cut_off: bool,
+}
+
+impl From<FlatRecord> for UsageRecord {
+    fn from(f: FlatRecord) -> Self {
+        Self {
+            app_id: f.app_id,
+            key_id: f.key_id,
+            user_id: f.user_id,
+            model: f.model,
+            cluster: f.cluster,
+            stream: f.stream,
+            status: f.status,
+            usage: Usage {
+                prompt_tokens: f.prompt_tokens,
+                completion_tokens: f.completion_tokens,
+                total_tokens: f.total_tokens,
+            },
+            usage_source: f.usage_source,
+            ttft_ms: f.ttft_ms,
+            duration_ms: f.duration_ms,
+            client_disconnected: f.client_disconnected,
+            gateway_error: f.gateway_error,
+            upstream_error: f.upstream_error,
+            limited: f.limited,
+            cut_off: f.cut_off,
+        }
+    }
+}
+
 impl UsageRecord {
     /// The JSON bytes stored in the filter state.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -121,5 +176,11 @@ mod tests {
             (older.app_id, older.stream, older.ttft_ms, older.client_disconnected),
             (Some(1), true, Some(4), false)
         );
+        assert_eq!(older.usage, Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+        let unknown =
+            r#"{"status":200,"total_tokens":7,"later_fact":{"x":[1]},"usage_source":"estimated"}"#;
+        let read: UsageRecord = serde_json::from_str(unknown).unwrap();
+        assert_eq!((read.status, read.usage.total_tokens), (200, 7), "unknown members are skipped");
+        assert_eq!(read.usage_source, UsageSource::Estimated);
     }
 }
