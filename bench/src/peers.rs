@@ -2,12 +2,15 @@
 //! ([`crate::litellm::LITELLM_PACKAGE`] from PyPI, in a venv under `.tools/litellm`) in front of
 //! the same mock vLLM as the other arms, in its best configuration on this machine: one uvicorn
 //! worker per core, no database, a master key (its calls carry a key as ours do), logging at
-//! errors only. Three arms take turns under the same `wrk` load and body (A-B-C-C-B-A over the
-//! rounds): the whole stack (the filtered Envoy with its real key, access logs flowing to the
-//! control plane), LiteLLM, and plain Envoy (router only), at concurrency 1 and 32:
+//! errors only. The arms take turns under the same `wrk` load and body (A-B-C-C-B-A over the
+//! rounds): the whole stack as `cargo xtask up` runs it (the Envoy with the build of the filter
+//! `up` picks for it, [`gateway_stack::filter_build::best_for`], its real key, access logs
+//! flowing to the control plane), LiteLLM, plain Envoy (router only), and, when `up` picks the
+//! native module, the same stack with the wasm filter, at concurrency 1 and 32:
 //!
 //! - `litellm_throughput_ratio`: the stack's requests per second over LiteLLM's, concurrency 32;
-//! - `litellm_throughput_ratio_c1`: the same at concurrency 1;
+//! - `litellm_throughput_ratio_wasm`: the same with the wasm filter;
+//! - `litellm_throughput_ratio_c1`: the stack's at concurrency 1;
 //! - `litellm_added_p50_ms`: LiteLLM's p50 minus plain Envoy's at concurrency 1, with ours (the
 //!   stack's minus plain Envoy's, same runs) in the note.
 //!
@@ -28,8 +31,9 @@ use crate::summary::{median, total_rps};
 use crate::wrk::{self, Load, Run};
 
 /// The figures of this arm and their units.
-const KEYS: [(&str, &str); 3] = [
+const KEYS: [(&str, &str); 4] = [
     ("litellm_throughput_ratio", "ratio"),
+    ("litellm_throughput_ratio_wasm", "ratio"),
     ("litellm_throughput_ratio_c1", "ratio"),
     ("litellm_added_p50_ms", "ms"),
 ];
@@ -63,13 +67,16 @@ async fn measure_or_fail(arms: &Arms, s: &Settings, report: &mut Report) -> Resu
     litellm.wait_ready(&body).await?;
     // Both workers past their first requests, as the Envoys are by now.
     wrk::run(&s.wrk, &s.dir, &litellm.load(&body), 32, s.run_time).context("warming LiteLLM up")?;
-    let (stack_url, stack_processes) = (&arms.filtered.url, arms.filtered.processes);
-    let stack_cpu = move || -> Result<Duration> { Ok(Snapshot::take(stack_processes)?.stack()) };
+    let build = gateway_stack::filter_build::best_for(&gateway_workspace::paths::envoy_bin()?)?;
+    let up_runs_native = matches!(build, gateway_envoy::FilterBuild::Native(_));
+    let stack = if up_runs_native { &arms.native } else { &arms.filtered };
+    let stack_cpu = || -> Result<Duration> { Ok(Snapshot::take(stack.processes)?.stack()) };
+    let wasm_cpu = || -> Result<Duration> { Ok(Snapshot::take(arms.filtered.processes)?.stack()) };
     let litellm_cpu = || cpu::group_cpu(litellm.pgid);
-    let turns = [
+    let mut turns = vec![
         Turn {
             name: "stack",
-            load: arms.load_as(stack_url, &body, &arms.api_key),
+            load: arms.load_as(&stack.url, &body, &arms.api_key),
             cpu: Some(&stack_cpu),
         },
         Turn { name: "litellm", load: litellm.load(&body), cpu: Some(&litellm_cpu) },
@@ -79,11 +86,19 @@ async fn measure_or_fail(arms: &Arms, s: &Settings, report: &mut Report) -> Resu
             cpu: None,
         },
     ];
+    if up_runs_native {
+        turns.push(Turn {
+            name: "stack_wasm",
+            load: arms.load_as(&arms.filtered.url, &body, &arms.api_key),
+            cpu: Some(&wasm_cpu),
+        });
+    }
     let mut details = serde_json::Map::new();
     details.insert("litellm".into(), litellm.describe());
+    details.insert("stack_filter".into(), build.describe().into());
     for connections in [1u32, 32] {
         let runs = take_turns(&turns, s, connections)?;
-        record(&runs, &litellm, connections, report);
+        record(&runs, &litellm, build.describe(), connections, report);
         details.insert(
             format!("concurrency_{connections}"),
             runs.iter()
@@ -157,11 +172,18 @@ fn take_turns(turns: &[Turn], s: &Settings, connections: u32) -> Result<Vec<(&'s
     Ok(out)
 }
 
-/// The figures of one concurrency from its runs (stack, LiteLLM, plain).
-fn record(runs: &[(&'static str, Runs)], litellm: &Litellm, connections: u32, report: &mut Report) {
-    let [(_, stack), (_, peer), (_, plain)] = runs else { return };
+/// The figures of one concurrency from its runs (stack, LiteLLM, plain, and the wasm stack when
+/// the stack runs the native module); `filter`: the stack's build.
+fn record(
+    runs: &[(&'static str, Runs)],
+    litellm: &Litellm,
+    filter: &str,
+    connections: u32,
+    report: &mut Report,
+) {
+    let [(_, stack), (_, peer), (_, plain), rest @ ..] = runs else { return };
     let ratio = total_rps(&stack.runs) / total_rps(&peer.runs);
-    let what = format!("the whole stack (filtered Envoy, real key, access logs to the control plane) / {}, non-streamed", litellm.label());
+    let what = format!("the whole stack as `cargo xtask up` runs it ({filter}, real key, access logs to the control plane) / {}, non-streamed", litellm.label());
     let figures = format!(
         "{:.0} / {:.0} req/s, CPU {:.0} / {:.0} us per request",
         total_rps(&stack.runs),
@@ -185,6 +207,16 @@ fn record(runs: &[(&'static str, Runs)], litellm: &Litellm, connections: u32, re
             ratio,
             "ratio",
             format!("{what}, concurrency {connections}: {figures}"),
+        );
+        let (wasm, note) = match rest {
+            [(_, wasm)] => (wasm, format!("the same stack with the proxy-wasm filter, same runs: {:.0} req/s, CPU {:.0} us per request", total_rps(&wasm.runs), wasm.cpu_us_per_request())),
+            _ => (stack, "the stack runs the proxy-wasm filter: the same figure".to_owned()),
+        };
+        report.set(
+            "litellm_throughput_ratio_wasm",
+            total_rps(&wasm.runs) / total_rps(&peer.runs),
+            "ratio",
+            format!("{note}, concurrency {connections}"),
         );
     }
 }

@@ -86,7 +86,19 @@ pub enum FilterBuild {
 /// defined with the other facts about the workspace's built artifacts.
 pub use gateway_workspace::paths::NATIVE_MODULE_NAME;
 
+/// The Envoy release whose dynamic-module ABI (`v0.2.0`) the native module is written against;
+/// no other is supported (Envoy only warns when a module's ABI differs).
+pub const NATIVE_ENVOY_RELEASE: &str = "1.40";
+
 impl FilterBuild {
+    /// What the build is, in words (`cargo xtask up`'s banner).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            FilterBuild::Wasm(_) => "proxy-wasm filter (V8)",
+            FilterBuild::Native(_) => "native dynamic module",
+        }
+    }
+
     /// The environment variable Envoy needs to find this build, if any.
     pub fn envoy_env(&self) -> Option<(&'static str, &std::path::Path)> {
         match self {

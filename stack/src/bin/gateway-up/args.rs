@@ -50,15 +50,17 @@ pub struct UpArgs {
     /// Delay between the mock's streamed tokens, in milliseconds.
     #[arg(long, default_value_t = 40)]
     pub mock_token_delay_ms: u64,
-    /// Which build of the filter Envoy runs: the proxy-wasm filter (`wasm`) or the native
-    /// dynamic module (`native`).
-    #[arg(long, env = "GATEWAY_FILTER_BUILD", value_enum, default_value_t = Build::Wasm)]
+    /// Which build of the filter Envoy runs: the proxy-wasm filter (`wasm`), the native
+    /// dynamic module (`native`), or `auto`: the native module when Envoy is the release it is
+    /// written for (1.40, the one `cargo xtask setup` installs), else the wasm filter.
+    #[arg(long, env = "GATEWAY_FILTER_BUILD", value_enum, default_value_t = Build::Auto)]
     pub filter: Build,
 }
 
 /// A build of the filter (`--filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Build {
+    Auto,
     Wasm,
     Native,
 }

@@ -27,6 +27,7 @@ async fn main() -> Result<()> {
     let mut shutdown = std::pin::pin!(gateway_os::shutdown_signal());
     let options = stack_options(&args)?;
     let admin_token = options.admin_token.clone();
+    let filter = options.filter.as_ref().map_or("", FilterBuild::describe);
     let (stack, api_key) = tokio::select! {
         started = start(options) => started?,
         () = &mut shutdown => {
@@ -34,7 +35,7 @@ async fn main() -> Result<()> {
             return Ok(());
         }
     };
-    print_welcome(&stack, &admin_token, &api_key);
+    print_welcome(&stack, filter, &admin_token, &api_key);
     shutdown.await;
     eprintln!("gateway-up: stopping");
     stack.stop().await;
@@ -72,6 +73,7 @@ fn stack_options(args: &UpArgs) -> Result<StackOptions> {
         reconcile_interval_secs: 15,
         envoy_workers: 2,
         filter: Some(match args.filter {
+            Build::Auto => gateway_stack::filter_build::best_for(&paths::envoy_bin()?)?,
             Build::Wasm => FilterBuild::Wasm(paths::filter_wasm()?),
             Build::Native => FilterBuild::Native(paths::native_module_dir()?),
         }),
@@ -79,7 +81,7 @@ fn stack_options(args: &UpArgs) -> Result<StackOptions> {
 }
 
 /// What is running and how to try it.
-fn print_welcome(stack: &Stack, admin_token: &str, api_key: &str) {
+fn print_welcome(stack: &Stack, filter: &str, admin_token: &str, api_key: &str) {
     let gw = &stack.gateway_url;
     let model = stack.models.first().map_or("<your model>", |(name, _)| name.as_str());
     let kind = if stack.mocks.is_empty() { "vLLM" } else { "built-in mock vLLM" };
@@ -91,6 +93,7 @@ fn print_welcome(stack: &Stack, admin_token: &str, api_key: &str) {
          \n  admin token   {admin_token}\
          \n  demo API key  {api_key}\
          \n  Envoy admin   http://{}\
+         \n  filter        {filter} (`--filter wasm|native` to choose)\
          \n  access log    {} (ingested by the control plane too)\
          \n  models        {}\
          \n\nStream a chat completion:\n\
