@@ -298,7 +298,6 @@ async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     let now = now_ms()?;
     let started = Instant::now();
     let mut tx = db.begin().await?;
-    let before = control_plane::store::usage::last_rowid(&mut tx).await?;
     let seeded = sqlx::query(
         "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?1)
          INSERT INTO access_logs (request_id, started_at_ms, method, path, status, duration_ms, upstream_cluster,
@@ -315,7 +314,7 @@ async fn seed_logs(cp: &ControlPlane, rows: u32) -> Result<f64> {
     .await
     .context("seeding access_logs")?
     .rows_affected();
-    control_plane::store::logs::account_written(&mut tx, before, seeded).await?;
+    control_plane::store::logs::account_written(&mut tx, seeded).await?;
     tx.commit().await?;
     Ok(started.elapsed().as_secs_f64())
 }

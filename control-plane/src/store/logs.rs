@@ -119,7 +119,6 @@ pub async fn insert_rows(
     rows: &[AccessLog],
 ) -> Result<Inserted, sqlx::Error> {
     let mut inserted = Inserted::default();
-    let before = super::usage::last_rowid(conn).await?;
     let mut rest = rows;
     while !rest.is_empty() {
         let plain = rest.iter().position(|r| r.anomaly.is_some()).unwrap_or(rest.len());
@@ -131,22 +130,24 @@ pub async fn insert_rows(
         inserted.flagged += new;
         rest = tail;
     }
-    account_written(conn, before, inserted.rows).await?;
+    account_written(conn, inserted.rows).await?;
     Ok(inserted)
 }
 
-/// Accounts for the `rows` rows just written after the rowid `before` (the last one before the
-/// write, [`super::usage::last_rowid`]), in the writer's transaction: adds them to the row
-/// count and to their minutes' usage. [`insert_rows`] does so; so must any other writer of
-/// rows (the bench's seed).
-pub async fn account_written(
-    conn: &mut SqliteConnection,
-    before: i64,
-    rows: u64,
-) -> Result<(), sqlx::Error> {
+/// Accounts for the `rows` rows the caller's transaction has just written: adds them to the row
+/// count and to their minutes' usage ([`super::usage::add_written`]). [`insert_rows`] does so;
+/// so must any other writer of rows (the bench's seed).
+///
+/// The rows are found as the newest ones: SQLite gives each new row the next rowid, and the
+/// transaction holds the write lock, so they are the last `rows` rowids. They are read after the
+/// writes, not before: a read first would start the transaction on a snapshot that another
+/// writer's commit could make stale by the time it writes (`SQLITE_BUSY_SNAPSHOT`).
+pub async fn account_written(conn: &mut SqliteConnection, rows: u64) -> Result<(), sqlx::Error> {
     if rows > 0 {
         count_inserted(conn, rows).await?;
-        super::usage::add_written(conn, before).await?;
+        let last = super::usage::last_rowid(conn).await?;
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        super::usage::add_written(conn, last.saturating_sub(rows)).await?;
     }
     Ok(())
 }

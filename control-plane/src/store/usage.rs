@@ -108,9 +108,9 @@ impl WholeMinutes {
     }
 }
 
-/// Adds the access-log rows written after `rowid` (this write's: the writer holds the write
-/// lock, and SQLite gives a new row the next rowid) to the sums of their minutes, in the
-/// caller's transaction.
+/// Adds the access-log rows after `rowid` (a write's own: see
+/// [`crate::store::logs::account_written`]) to the sums of their minutes, in the caller's
+/// transaction.
 pub async fn add_written(conn: &mut SqliteConnection, rowid: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO usage_minutes \
@@ -131,9 +131,8 @@ pub async fn add_written(conn: &mut SqliteConnection, rowid: i64) -> Result<(), 
     Ok(())
 }
 
-/// The rowid of the last access-log row (0 when there is none): what [`add_written`] is given
-/// before a write.
-pub async fn last_rowid(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+/// The rowid of the newest access-log row (0 when there is none).
+pub(crate) async fn last_rowid(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT IFNULL(MAX(rowid), 0) FROM access_logs").fetch_one(conn).await
 }
 

@@ -190,3 +190,26 @@ fn whole_minutes_are_those_wholly_inside_the_range() {
     assert_eq!(of(-5 * MINUTE, 2 * MINUTE).0, 1, "minute 0 and before are never whole");
     assert_eq!(of(T0 + 1, T0 + 2), (0, 0, [(T0 + 1, T0 + 2), (T0 + 2, T0 + 2)]));
 }
+
+#[tokio::test]
+async fn writers_on_two_connections_never_collide_and_sum_exactly() {
+    // The access-log writer and the file-log ingest write at the same time on connections of
+    // their own: neither may fail because the other committed while it was writing.
+    let (db, _dir) = open().await;
+    let mut dice = Dice(99);
+    let rows = rows(&mut dice, 2000);
+    let (a, b) = rows.split_at(1000);
+    let write = |part: &[AccessLog]| {
+        let (db, part) = (db.clone(), part.to_vec());
+        tokio::spawn(async move {
+            let mut conn = db.acquire().await.unwrap();
+            for batch in part.chunks(5) {
+                crate::store::logs::insert_batch_on(&mut conn, batch).await.unwrap();
+            }
+        })
+    };
+    let (one, other) = (write(a), write(b));
+    one.await.unwrap();
+    other.await.unwrap();
+    assert_sums_match_rows(&db, &mut dice).await;
+}
