@@ -144,10 +144,9 @@ pub async fn insert_rows(
 /// writer's commit could make stale by the time it writes (`SQLITE_BUSY_SNAPSHOT`).
 pub async fn account_written(conn: &mut SqliteConnection, rows: u64) -> Result<(), sqlx::Error> {
     if rows > 0 {
-        count_inserted(conn, rows).await?;
-        let last = super::usage::last_rowid(conn).await?;
         let rows = i64::try_from(rows).unwrap_or(i64::MAX);
-        super::usage::add_written(conn, last.saturating_sub(rows)).await?;
+        count_inserted(conn, rows).await?;
+        super::usage::add_written(conn, rows).await?;
     }
     Ok(())
 }
@@ -161,9 +160,9 @@ pub async fn row_count(db: &Db) -> Result<i64, sqlx::Error> {
 /// Adds `rows` to the stored row count (`access_log_count`, which an unfiltered listing and
 /// retention read instead of counting every row): inserts are counted here, once per write,
 /// deletes by a trigger (migrations 0005 and 0014).
-async fn count_inserted(conn: &mut SqliteConnection, rows: u64) -> Result<(), sqlx::Error> {
+async fn count_inserted(conn: &mut SqliteConnection, rows: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE access_log_count SET rows = rows + ? WHERE id = 1")
-        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+        .bind(rows)
         .execute(conn)
         .await?;
     Ok(())

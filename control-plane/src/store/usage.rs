@@ -108,32 +108,28 @@ impl WholeMinutes {
     }
 }
 
-/// Adds the access-log rows after `rowid` (a write's own: see
+/// Adds the newest `rows` access-log rows (a write's own: see
 /// [`crate::store::logs::account_written`]) to the sums of their minutes, in the caller's
 /// transaction.
-pub async fn add_written(conn: &mut SqliteConnection, rowid: i64) -> Result<(), sqlx::Error> {
+pub async fn add_written(conn: &mut SqliteConnection, rows: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO usage_minutes \
            (minute, app_id, model, requests, prompt_tokens, completion_tokens, total_tokens) \
          SELECT started_at_ms / 60000, app_id, model, COUNT(*), \
            CAST(TOTAL(prompt_tokens) AS INTEGER), CAST(TOTAL(completion_tokens) AS INTEGER), \
            CAST(TOTAL(total_tokens) AS INTEGER) \
-         FROM access_logs WHERE rowid > ? GROUP BY started_at_ms / 60000, app_id, model \
+         FROM access_logs WHERE rowid > (SELECT IFNULL(MAX(rowid), 0) FROM access_logs) - ? \
+         GROUP BY started_at_ms / 60000, app_id, model \
          ON CONFLICT (minute, IFNULL(app_id, x''), IFNULL(model, x'')) DO UPDATE SET \
            requests = requests + excluded.requests, \
            prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
            completion_tokens = completion_tokens + excluded.completion_tokens, \
            total_tokens = total_tokens + excluded.total_tokens",
     )
-    .bind(rowid)
+    .bind(rows)
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The rowid of the newest access-log row (0 when there is none).
-pub(crate) async fn last_rowid(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT IFNULL(MAX(rowid), 0) FROM access_logs").fetch_one(conn).await
 }
 
 /// What the gateway logged for one model over a range, beside vLLM's counters in a
