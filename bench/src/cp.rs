@@ -25,6 +25,7 @@ use serde_json::json;
 use crate::cpu::{Processes, Snapshot};
 use crate::report::Report;
 use crate::settings::Settings;
+use crate::summary::median;
 use crate::wrk::{self, Load};
 
 /// A control-plane process on its own database.
@@ -233,13 +234,8 @@ pub async fn als_ingest(cp: &ControlPlane, rows: u32, report: &mut Report) -> Re
     for round in 0..INGEST_ROUNDS {
         rounds.push(ingest_round(cp, &db, rows, round).await?);
     }
-    let median = |pick: fn(&IngestRound) -> f64| {
-        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let rows_per_s = median(|r| f64::from(r.rows) / r.seconds);
-    let cpu_us_per_row = median(|r| r.cpu_us_per_row);
+    let rows_per_s = median(rounds.iter().map(|r| f64::from(r.rows) / r.seconds).collect());
+    let cpu_us_per_row = median(rounds.iter().map(|r| r.cpu_us_per_row).collect());
     report.set(
         "als_rows_per_s",
         rows_per_s,
