@@ -7,20 +7,42 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use gateway_envoy::{FilterBuild, NATIVE_ENVOY_RELEASE};
 use gateway_workspace::paths;
 
-/// The build `GATEWAY_FILTER_BUILD` names: the native dynamic module for `native`, the one
-/// [`best_for`] the Envoy binary for `auto` (as `cargo xtask up` takes it), else the wasm
-/// filter; an error when it is not built.
-pub fn from_env() -> Result<FilterBuild> {
-    match std::env::var("GATEWAY_FILTER_BUILD").as_deref() {
-        Ok("native") => Ok(FilterBuild::Native(paths::native_module_dir()?)),
-        Ok("auto") => best_for(&paths::envoy_bin()?),
-        Ok("wasm") | Err(_) => Ok(FilterBuild::Wasm(paths::filter_wasm()?)),
-        Ok(other) => bail!("GATEWAY_FILTER_BUILD={other}: expected `wasm`, `native` or `auto`"),
+/// A build of the filter as a person names it (`--filter` of `cargo xtask up`,
+/// `GATEWAY_FILTER_BUILD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// The one [`best_for`] the Envoy binary.
+    Auto,
+    /// The proxy-wasm filter.
+    Wasm,
+    /// The native dynamic module.
+    Native,
+}
+
+impl Choice {
+    /// The build chosen; an error when it is not built.
+    pub fn build(self) -> Result<FilterBuild> {
+        match self {
+            Choice::Auto => best_for(&paths::envoy_bin()?),
+            Choice::Wasm => Ok(FilterBuild::Wasm(paths::filter_wasm()?)),
+            Choice::Native => Ok(FilterBuild::Native(paths::native_module_dir()?)),
+        }
     }
+}
+
+/// The build `GATEWAY_FILTER_BUILD` names ([`Choice`]); the wasm filter when it is not set.
+pub fn from_env() -> Result<FilterBuild> {
+    let choice = match std::env::var("GATEWAY_FILTER_BUILD") {
+        Err(_) => Choice::Wasm,
+        Ok(name) => <Choice as clap::ValueEnum>::from_str(&name, false).map_err(|_| {
+            anyhow!("GATEWAY_FILTER_BUILD={name}: expected `wasm`, `native` or `auto`")
+        })?,
+    };
+    choice.build()
 }
 
 /// Whether `GATEWAY_FILTER_BUILD` asks for the native build (see [`from_env`]).

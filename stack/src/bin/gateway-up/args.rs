@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use gateway_envoy::ModelUpstream;
+use gateway_stack::filter_build::Choice;
 use gateway_stack::Upstreams;
 use gateway_workspace::paths;
 
@@ -53,16 +54,8 @@ pub struct UpArgs {
     /// Which build of the filter Envoy runs: the proxy-wasm filter (`wasm`), the native
     /// dynamic module (`native`), or `auto`: the native module when Envoy is the release it is
     /// written for (1.40, the one `cargo xtask setup` installs), else the wasm filter.
-    #[arg(long, env = "GATEWAY_FILTER_BUILD", value_enum, default_value_t = Build::Auto)]
-    pub filter: Build,
-}
-
-/// A build of the filter (`--filter`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Build {
-    Auto,
-    Wasm,
-    Native,
+    #[arg(long, env = "GATEWAY_FILTER_BUILD", value_enum, default_value_t = Choice::Auto)]
+    pub filter: Choice,
 }
 
 impl UpArgs {
@@ -140,7 +133,7 @@ mod tests {
         let relative = parse(&["--db", "sqlite://.data/g.db"]).database_url();
         assert!(relative.ends_with("/.data/g.db") && relative.starts_with("sqlite:///"));
         let native = parse(&["--filter", "native", "--mock-token-delay-ms", "5"]);
-        assert_eq!(native.filter, Build::Native);
+        assert_eq!(native.filter, Choice::Native);
         let mock = native.upstreams().unwrap();
         assert!(matches!(mock, Upstreams::Mock { models, .. } if models.len() == 2));
     }

@@ -18,7 +18,7 @@ use gateway_envoy::FilterBuild;
 use gateway_stack::{Stack, StackOptions};
 use gateway_workspace::paths;
 
-use crate::args::{Build, UpArgs};
+use crate::args::UpArgs;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -72,11 +72,7 @@ fn stack_options(args: &UpArgs) -> Result<StackOptions> {
         control_plane_bin: Some(paths::control_plane_bin()?),
         reconcile_interval_secs: 15,
         envoy_workers: 2,
-        filter: Some(match args.filter {
-            Build::Auto => gateway_stack::filter_build::best_for(&paths::envoy_bin()?)?,
-            Build::Wasm => FilterBuild::Wasm(paths::filter_wasm()?),
-            Build::Native => FilterBuild::Native(paths::native_module_dir()?),
-        }),
+        filter: Some(args.filter.build()?),
     })
 }
 
