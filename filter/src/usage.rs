@@ -1,7 +1,8 @@
 //! Token accounting: what the upstream reported about usage and errors, from a streamed response
 //! ([`StreamAccounting`], fed chunk by chunk) or a whole JSON body ([`BodyAccounting`]). Both read
 //! with the incremental [`crate::json_scan`] scanner and keep bounded memory however long the
-//! response is.
+//! response is; a streamed chunk whose data comes whole is read in one pass instead (`chunk.rs`),
+//! which finds the same.
 //!
 //! What counts, per endpoint (the shapes are vLLM's, read from its server code):
 //! - `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, not streamed: the body's
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 mod body;
 mod choices;
+mod chunk;
 mod event;
 mod reader;
 mod reported;

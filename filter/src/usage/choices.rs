@@ -34,8 +34,17 @@ impl Choices {
 /// [`Choices::read`] without serde, for the shapes vLLM writes; `None` when unsure.
 pub(super) fn fast(bytes: &[u8]) -> Option<Choices> {
     let mut reader = Reader::new(bytes);
+    let (choices, _) = read_at(&mut reader)?;
+    reader.end()?;
+    Some(choices)
+}
+
+/// The `choices` value at the reader's cursor, as [`fast`] reads a whole one, and whether it is
+/// a list (not `null`); the cursor ends just past it.
+pub(super) fn read_at(reader: &mut Reader<'_>) -> Option<(Choices, bool)> {
     let mut choices = Choices::default();
-    if !reader.null() {
+    let list = !reader.null();
+    if list {
         reader.elements(|r| {
             let (index, has_content) = fast_choice(r)?;
             if choices.count == 0 {
@@ -46,8 +55,7 @@ pub(super) fn fast(bytes: &[u8]) -> Option<Choices> {
             Some(())
         })?;
     }
-    reader.end()?;
-    Some(choices)
+    Some((choices, list))
 }
 
 /// One choice: its `index` and whether it carries content (as [`Choice::has_content`]).

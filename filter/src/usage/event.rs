@@ -2,8 +2,9 @@
 //! event (`{"type":"response.output_text.delta",…}`, `{"type":"response.completed",…}`).
 
 use super::choices::Choices;
+use super::CAPTURE_BYTES;
 use super::{parse_error, parse_str, parse_usage, UpstreamError, Usage, UsageMember};
-use crate::json_scan::{Captured, MemberSpan, Path, Scan};
+use crate::json_scan::{Captured, JsonScanner, MemberSpan, Path, Scan};
 
 const USAGE: usize = 0;
 const ERROR: usize = 1;
@@ -138,4 +139,54 @@ fn error_of(scan: &Scan, kind: Option<&str>) -> Option<UpstreamError> {
     (kind == Some("error")).then(|| UpstreamError {
         kind: scan.value(CODE).and_then(parse_str).unwrap_or_else(|| "error".to_owned()),
     })
+}
+
+/// Reads each event's data into its facts: in one pass when its data comes whole ([`super::chunk`]),
+/// else with the scanner.
+#[derive(Debug)]
+pub(super) struct EventReader {
+    scanner: JsonScanner,
+    /// Whole events are read in one pass (else every event by the scanner).
+    pub(super) one_pass: bool,
+    /// Some of the current event's data has come.
+    in_event: bool,
+    /// The current event's facts, when its data's first piece was read in one pass: the rest of
+    /// its data is then ignored, as the scanner ignores what follows a whole object.
+    read_whole: Option<EventFacts>,
+}
+
+impl EventReader {
+    pub(super) fn new() -> Self {
+        Self {
+            scanner: JsonScanner::new(PATHS, CAPTURE_BYTES),
+            one_pass: true,
+            in_event: false,
+            read_whole: None,
+        }
+    }
+
+    /// More of the current event's data.
+    pub(super) fn data(&mut self, bytes: &[u8]) {
+        if self.read_whole.is_some() {
+            return;
+        }
+        if !std::mem::replace(&mut self.in_event, true) && self.one_pass {
+            self.read_whole = super::chunk::read(bytes);
+            if self.read_whole.is_some() {
+                return;
+            }
+        }
+        self.scanner.feed(bytes);
+    }
+
+    /// The current event ended: its facts.
+    pub(super) fn end(&mut self) -> EventFacts {
+        self.in_event = false;
+        self.read_whole.take().unwrap_or_else(|| {
+            let scan = self.scanner.finish();
+            let facts = read(&scan);
+            self.scanner.recycle(scan);
+            facts
+        })
+    }
 }

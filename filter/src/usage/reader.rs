@@ -58,21 +58,42 @@ impl<'a> Reader<'a> {
         self.peek().is_none().then_some(())
     }
 
+    /// Where the next value starts (whitespace before it is taken).
+    pub(super) fn value_start(&mut self) -> usize {
+        self.peek();
+        self.at
+    }
+
+    /// Where the cursor is: how many bytes of the value have been read.
+    pub(super) fn position(&self) -> usize {
+        self.at
+    }
+
     /// An object's members: `member` reads each value, given its key as written (without
     /// escapes; a key it does not know it passes to [`Self::skip_member`]).
     pub(super) fn members(
         &mut self,
         mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
     ) -> Option<()> {
+        self.members_at(|r, key, _| member(r, key))
+    }
+
+    /// [`Self::members`], also giving where each member starts (its key's opening quote).
+    pub(super) fn members_at(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &[u8], usize) -> Option<()>,
+    ) -> Option<()> {
         self.eat(b'{')?;
         if self.eat(b'}').is_some() {
             return Some(());
         }
         loop {
+            self.peek()?;
+            let start = self.at;
             self.eat(b'"')?;
             let key = self.plain_key()?;
             self.eat(b':')?;
-            member(self, key)?;
+            member(self, key, start)?;
             if self.next_or_end(b'}')? {
                 return Some(());
             }
@@ -160,11 +181,11 @@ impl<'a> Reader<'a> {
         let rest = self.bytes.get(self.at..)?;
         let mut i = 0;
         loop {
+            i += plain_run(rest.get(i..)?);
             match *rest.get(i)? {
                 b'"' => break,
                 b'\\' => i += escape_len(rest.get(i + 1..)?, strict)?,
-                0x00..=0x1f => return None,
-                _ => i += 1,
+                _ => return None, // a control character
             }
         }
         let raw = rest.get(..i)?;
@@ -239,6 +260,32 @@ impl<'a> Reader<'a> {
         self.at += len;
         len
     }
+}
+
+/// How many bytes at the start of `bytes` are plain string content: none of them `"`, `\\` or a
+/// control character. Eight bytes at a time.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte that is zero (`"` or `\\` after the xor) or below 0x20;
+        // exact for the lowest such byte, which is the only one used.
+        let special = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let special = special & HIGH;
+        if special != 0 {
+            return at + (special.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let tail = words.remainder();
+    at + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
 }
 
 /// Sets a struct member's value; `None` when it came before (serde refuses a repeated field).

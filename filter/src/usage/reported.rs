@@ -34,8 +34,15 @@ pub(super) fn parse_with_serde(bytes: &[u8]) -> Option<Usage> {
 /// [`parse_usage`] without serde: `None` when unsure, else what serde reads.
 pub(super) fn fast(bytes: &[u8]) -> Option<Option<Usage>> {
     let mut reader = Reader::new(bytes);
+    let usage = read_at(&mut reader)?;
+    reader.end()?;
+    Some(usage)
+}
+
+/// The usage value at the reader's cursor, as [`fast`] reads a whole one; the cursor ends just
+/// past it.
+pub(super) fn read_at(reader: &mut Reader<'_>) -> Option<Option<Usage>> {
     if reader.null() {
-        reader.end()?;
         return Some(None);
     }
     let (mut prompt, mut completion, mut total) = (None, None, None);
@@ -48,7 +55,6 @@ pub(super) fn fast(bytes: &[u8]) -> Option<Option<Usage>> {
         };
         once(slot, r.optional_u64()?)
     })?;
-    reader.end()?;
     Some(Some(usage_of(prompt.flatten(), completion.flatten(), total.flatten())))
 }
 

@@ -14,10 +14,10 @@
 
 use std::collections::BTreeMap;
 
-use super::event::{self, EventFacts};
-use super::{Accounting, UpstreamError, Usage, UsageMember, UsageSource, CAPTURE_BYTES};
+use super::event::{EventFacts, EventReader};
+use super::{Accounting, UpstreamError, Usage, UsageMember, UsageSource};
 use crate::inject::StreamRewrite;
-use crate::json_scan::{JsonScanner, MemberSpan};
+use crate::json_scan::MemberSpan;
 use crate::sse::{SseParser, SsePiece};
 
 /// Distinct choices whose running usage is tracked. Past this, further choices are counted by
@@ -57,7 +57,7 @@ impl PromptLayout {
 #[derive(Debug)]
 pub struct StreamAccounting {
     parser: SseParser,
-    scanner: JsonScanner,
+    events: EventReader,
     layout: PromptLayout,
     /// The last usage that covers the whole request.
     total: Option<Usage>,
@@ -86,7 +86,7 @@ impl StreamAccounting {
     pub fn new(layout: PromptLayout) -> Self {
         Self {
             parser: SseParser::new(),
-            scanner: JsonScanner::new(event::PATHS, CAPTURE_BYTES),
+            events: EventReader::new(),
             layout,
             total: None,
             completions: BTreeMap::new(),
@@ -97,6 +97,13 @@ impl StreamAccounting {
             error: None,
             rewrite: None,
         }
+    }
+
+    /// Reads every event with the scanner, none in one pass: the same counts and rewrite (the
+    /// tests and the fuzz target check that).
+    pub fn scanner_only(mut self) -> Self {
+        self.events.one_pass = false;
+        self
     }
 
     /// Also rewrites the stream for the caller, with the same parse.
@@ -143,7 +150,7 @@ impl StreamAccounting {
         }
         while let Some(piece) = self.parser.next() {
             match piece {
-                SsePiece::Data(bytes) => self.scanner.feed(bytes),
+                SsePiece::Data(bytes) => self.events.data(bytes),
                 SsePiece::End => {
                     let (usage, span) = self.end_event();
                     self.rewrite_block(chunk, usage, span);
@@ -175,9 +182,7 @@ impl StreamAccounting {
 
     /// An event ended: it is counted; returns what its `usage` member is, and where it sits.
     fn end_event(&mut self) -> (UsageMember, Option<MemberSpan>) {
-        let scan = self.scanner.finish();
-        let facts = event::read(&scan);
-        self.scanner.recycle(scan);
+        let facts = self.events.end();
         let usage = (facts.usage_member, facts.usage_span);
         self.take_event(facts);
         usage

@@ -2,6 +2,7 @@
 //! streams built in vLLM's shapes, split at every byte boundary.
 
 use super::*;
+use crate::inject::{StreamRewrite, UsageAsk};
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -58,6 +59,66 @@ fn every_recorded_stream_counts_the_same_at_every_split() {
             assert_eq!(count_stream(&chunks).usage, expected, "chunks of {size}");
         }
     }
+}
+
+/// A chat stream with continuous usage and two choices, as vLLM writes it when the gateway
+/// asks for usage on every chunk.
+fn continuous_stream() -> Vec<u8> {
+    let mut stream = String::new();
+    let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":"#;
+    for k in 1..=6u64 {
+        let (index, text) = (k % 2, if k == 3 { "é\"\\" } else { "tok" });
+        let choice = format!(
+            r#"[{{"index":{index},"delta":{{"content":"{text}"}},"logprobs":null,"finish_reason":null}}]"#
+        );
+        let usage = format!(
+            r#"{{"prompt_tokens":5,"total_tokens":{},"completion_tokens":{}}}"#,
+            5 + k,
+            k.div_ceil(2)
+        );
+        stream += &format!("data: {chunk}{choice},\"usage\":{usage}}}\n\n");
+    }
+    stream += &format!("data: {chunk}[],\"usage\":{{\"prompt_tokens\":5,\"total_tokens\":11,\"completion_tokens\":6}}}}\n\ndata: [DONE]\n\n");
+    stream.into_bytes()
+}
+
+/// What a stream fed in `pieces` counts, and what the caller gets for `ask`.
+fn count_and_rewrite(
+    accounting: StreamAccounting,
+    ask: UsageAsk,
+    pieces: &[&[u8]],
+) -> (Accounting, Vec<u8>) {
+    let mut accounting = accounting.rewriting(StreamRewrite::new(ask));
+    let mut out = Vec::new();
+    for piece in pieces {
+        match accounting.feed(piece) {
+            Some(rewritten) => out.extend(rewritten),
+            None => out.extend_from_slice(piece),
+        }
+    }
+    out.extend(accounting.finish_rewrite());
+    (accounting.finish(), out)
+}
+
+#[test]
+fn events_read_in_one_pass_count_and_rewrite_as_the_scanner_does() {
+    let continuous = continuous_stream();
+    let asks = [(false, false), (true, false), (true, true)]
+        .map(|(include_usage, continuous)| UsageAsk { include_usage, continuous });
+    for stream in [VLLM_STREAM, OPENAI_STREAM, OPENAI_TOOL_STREAM, &continuous] {
+        for ask in asks {
+            let scanner = StreamAccounting::default().scanner_only();
+            let expected = count_and_rewrite(scanner, ask, &[stream]);
+            assert_eq!(expected.0.source, UsageSource::Reported);
+            for cut in 0..=stream.len() {
+                let (a, b) = stream.split_at(cut);
+                let got = count_and_rewrite(StreamAccounting::default(), ask, &[a, b]);
+                assert_eq!(got, expected, "{ask:?}, split at {cut}");
+            }
+        }
+    }
+    let usage = count_and_rewrite(StreamAccounting::default(), asks[0], &[&continuous]).0.usage;
+    assert_eq!(usage, Usage { prompt_tokens: 5, completion_tokens: 6, total_tokens: 11 });
 }
 
 #[test]

@@ -60,7 +60,11 @@ fn run(input: &[u8]) -> u64 {
 
 /// What the caller gets for a stream fed in `pieces`.
 fn rewrite(ask: UsageAsk, pieces: &[&[u8]]) -> Vec<u8> {
-    let mut stream = StreamAccounting::default().rewriting(StreamRewrite::new(ask));
+    rewrite_with(StreamAccounting::default(), ask, pieces)
+}
+
+fn rewrite_with(stream: StreamAccounting, ask: UsageAsk, pieces: &[&[u8]]) -> Vec<u8> {
+    let mut stream = stream.rewriting(StreamRewrite::new(ask));
     let mut out = Vec::new();
     for piece in pieces {
         match stream.feed(piece) {
@@ -77,6 +81,8 @@ fn check_stream(ask: UsageAsk, input: &[u8]) -> Vec<u8> {
     let output = rewrite(ask, &whole);
     assert_eq!(rewrite(ask, &halves), output, "{ask:?}: cut in two");
     assert_eq!(rewrite(ask, &chunks), output, "{ask:?}: in chunks");
+    let scanned = rewrite_with(StreamAccounting::default().scanner_only(), ask, &whole);
+    assert_eq!(scanned, output, "{ask:?}: events read by the scanner alone");
     assert!(is_subsequence(&output, input), "{ask:?}: bytes added");
     if !ask.needs_rewrite() {
         assert_eq!(output, input, "{ask:?}: the stream must pass unchanged");

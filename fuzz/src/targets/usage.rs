@@ -1,7 +1,8 @@
 //! `usage_stream` and `json_scan`: token accounting and the incremental JSON scanner under it.
 //!
 //! `usage_stream` counts the input as a streamed reply ([`StreamAccounting`], with a prompt
-//! layout the input's hash picks): the same count whichever way the stream is split.
+//! layout the input's hash picks): the same count whichever way the stream is split, and the
+//! same when every event is read by the scanner instead of in one pass.
 //!
 //! `json_scan` scans the input as one JSON document ([`JsonScanner`], with a small cap so that
 //! values are also skipped as too large) and counts it as a whole body ([`BodyAccounting`]): the
@@ -74,6 +75,9 @@ fn run_stream(input: &[u8]) -> u64 {
     let counted = count_stream(layout, &whole);
     assert_eq!(count_stream(layout, &halves), counted, "{layout:?}: cut in two");
     assert_eq!(count_stream(layout, &chunks), counted, "{layout:?}: in chunks");
+    // Whole events are read in one pass; the scanner alone must count the same.
+    let scanned = count(StreamAccounting::new(layout).scanner_only(), &whole);
+    assert_eq!(scanned, counted, "{layout:?}: the scanner alone");
     accounting_outcome(&counted)
 }
 
@@ -107,7 +111,10 @@ fn run_scan(input: &[u8]) -> u64 {
 }
 
 fn count_stream(layout: PromptLayout, pieces: &[&[u8]]) -> Accounting {
-    let mut accounting = StreamAccounting::new(layout);
+    count(StreamAccounting::new(layout), pieces)
+}
+
+fn count(mut accounting: StreamAccounting, pieces: &[&[u8]]) -> Accounting {
     for piece in pieces {
         accounting.feed(piece);
     }

@@ -1,0 +1,154 @@
+//! The one-pass reading against the scanner's: it must read the chunks vLLM writes itself, and
+//! on anything (every event of the recorded streams, tricky events, then generated mutations of
+//! real ones) it must find what the scanner finds, or leave the event to it.
+
+use super::super::event::{self, EventFacts};
+use super::*;
+use crate::json_scan::JsonScanner;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// Chunks in the shapes vLLM writes: continuous usage, the usage-only chunk, `"usage": null`,
+/// completions, several choices, tool calls, reasoning, the end of a choice.
+const VLLM_CHUNKS: &[&[u8]] = &[
+    br#"{"id":"chatcmpl-e0e2","object":"chat.completion.chunk","created":1796084438,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":{"prompt_tokens":3,"total_tokens":3,"completion_tokens":0},"prompt_token_ids":null,"prompt_text":null}"#,
+    br#"{"id":"chatcmpl-e0e2","object":"chat.completion.chunk","created":1796084438,"model":"m","choices":[{"index":0,"delta":{"content":" \"q\"\n\\"},"logprobs":null,"finish_reason":null,"token_ids":null}],"usage":{"prompt_tokens":3,"total_tokens":7,"completion_tokens":4}}"#,
+    "{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":1,\"delta\":{\"content\":\" 你好\"},\"logprobs\":null,\"finish_reason\":\"stop\",\"stop_reason\":null}],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":9,\"completion_tokens\":6}}".as_bytes(),
+    br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"total_tokens":9,"completion_tokens":6,"prompt_tokens_details":null}}"#,
+    br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"a"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+    br#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":3,"text":" x","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":{"prompt_tokens":5,"total_tokens":6,"completion_tokens":1}}"#,
+    br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\": 1}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+    br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning_content":"think"},"logprobs":{"content":[{"token":"t","logprob":-0.25,"bytes":[116],"top_logprobs":[]}]},"finish_reason":null}]}"#,
+    br#" { "choices" : [ ] , "usage" : { "prompt_tokens" : 1 , "completion_tokens" : 2 } } "#,
+];
+
+/// Events it must leave to the scanner: errors, Responses API events, keys with escapes, a
+/// member twice, not an object, cut off.
+const DECLINED: &[&[u8]] = &[
+    br#"{"error":{"object":"error","message":"boom","type":"BadRequestError","code":400}}"#,
+    br#"{"object":"error","message":"boom","type":"BadRequestError","code":400}"#,
+    br#"{"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":2}}}"#,
+    br#"{"type":"response.output_text.delta","delta":"x"}"#,
+    br#"{"choices":[],"us\u0061ge":{"prompt_tokens":1}}"#,
+    br#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}}"#,
+    br#"{"choices":[],"choices":[{"index":0}]}"#,
+    br#"{"object":"x","object":"y"}"#,
+    br#"{"usage":{"prompt_tokens":1.5}}"#,
+    br#"{"choices":[{"index":-1}]}"#,
+    br#"{"usage":5}"#,
+    b"[DONE]",
+    br#"{"choices":[{"index":0}]"#,
+    br#"{"choices":[{"index":0}]} x"#,
+    b"{\"id\":\"a\x01\"}",
+    b"",
+];
+
+/// Events whose reading only has to agree.
+const TRICKY: &[&[u8]] = &[
+    br#"{"choices":[{"index":0,"delta":{"content":"\u4f60\u597d"}}],"usage":{"prompt_tokens":3}}"#,
+    br#"{"object":"\u0065rror","choices":[]}"#,
+    br#"{"object":"error "}"#,
+    br#"{"object":["error"],"usage":null}"#,
+    br#"{"choices":null,"usage":{}}"#,
+    br#"{"choices":[{"index":0,"delta":null,"text":true}],"usage":{"prompt_tokens":null}}"#,
+    br#"{"delta":"x","code":"y","usage":{"input_tokens":3,"output_tokens":4}}"#,
+    br#"{"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+    br#"{"x":{"y":"\ud800"},"choices":[]}"#,
+    br#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":1}}"#,
+    b"{\"id\":\"caf\xc3\xa9\",\"choices\":[{\"delta\":{\"content\":\"\xff\"}}]}",
+    b"{}",
+    b"\t{}\r\n",
+];
+
+/// The facts the scanner and [`event::read`] find in `data`, read byte by byte.
+fn by_scanner(data: &[u8]) -> EventFacts {
+    let mut scanner = JsonScanner::incremental(event::PATHS, CAPTURE_BYTES);
+    scanner.feed(data);
+    event::read(&scanner.finish())
+}
+
+/// Whether `data` was read in one pass (and then alike).
+fn check(data: &[u8]) -> bool {
+    let one_pass = read(data);
+    if let Some(facts) = &one_pass {
+        assert_eq!(facts, &by_scanner(data), "{}", data.escape_ascii());
+    }
+    one_pass.is_some()
+}
+
+fn recorded_events() -> Vec<&'static [u8]> {
+    [
+        &include_bytes!("../../../../../shared/fixtures/vllm-chat-stream-include-usage.sse")[..],
+        include_bytes!("../../../../../shared/fixtures/openai-chat-stream-usage.sse"),
+        include_bytes!("../../../../../shared/fixtures/openai-chat-stream-tool-call-usage.sse"),
+    ]
+    .into_iter()
+    .flat_map(|stream| stream.split(|&b| b == b'\n'))
+    .filter_map(|line| line.strip_prefix(b"data: "))
+    .collect()
+}
+
+#[test]
+fn the_chunks_vllm_writes_are_read_in_one_pass_and_alike() {
+    for chunk in VLLM_CHUNKS {
+        assert!(check(chunk), "left to the scanner: {}", chunk.escape_ascii());
+    }
+    let events = recorded_events();
+    assert!(events.len() > 20);
+    for data in events.iter().filter(|d| *d != b"[DONE]") {
+        assert!(check(data), "left to the scanner: {}", data.escape_ascii());
+    }
+    let facts = read(VLLM_CHUNKS[3]).unwrap();
+    assert_eq!(facts.usage_member, UsageMember::UsageOnly);
+    assert!(facts.usage_is_total);
+    let span = facts.usage_span.unwrap();
+    assert!(VLLM_CHUNKS[3][span.start..span.end].starts_with(b"\"usage\":{"));
+    assert!(VLLM_CHUNKS[3][span.start..span.end].ends_with(b"null}"));
+}
+
+#[test]
+fn errors_responses_events_and_odd_keys_are_left_to_the_scanner() {
+    for data in DECLINED {
+        assert!(!check(data), "read in one pass: {}", data.escape_ascii());
+    }
+    let large = format!(r#"{{"id":"{}","choices":[]}}"#, "x".repeat(CAPTURE_BYTES));
+    assert!(!check(large.as_bytes()));
+}
+
+#[test]
+fn tricky_events_are_read_as_the_scanner_reads_them() {
+    for data in TRICKY {
+        check(data);
+    }
+}
+
+/// Mutations of real events: bytes replaced, inserted or removed, from a set that makes JSON
+/// and these members tricky.
+#[test]
+fn mutated_events_are_read_as_the_scanner_reads_them() {
+    const BYTES: &[u8] = b"\"\\{}[],: 0123456789-+.eEnulltruefalsx\n\t\x01\xc3\xa9\xff";
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |below: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize % below
+    };
+    let bases: Vec<&[u8]> = VLLM_CHUNKS.iter().chain(DECLINED).chain(TRICKY).copied().collect();
+    let (mut one_pass, mut total) = (0, 0);
+    for _ in 0..20_000 {
+        let mut input = bases[next(bases.len())].to_vec();
+        for _ in 0..1 + next(3) {
+            let at = next(input.len() + 1);
+            let b = BYTES[next(BYTES.len())];
+            match next(3) {
+                0 if at < input.len() => input[at] = b,
+                1 if at < input.len() => {
+                    input.remove(at);
+                }
+                _ => input.insert(at, b),
+            }
+        }
+        one_pass += usize::from(check(&input));
+        total += 1;
+    }
+    assert!(one_pass > total / 10, "only {one_pass} of {total} read in one pass");
+}
