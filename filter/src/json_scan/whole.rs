@@ -310,7 +310,7 @@ pub(crate) fn container_end(doc: &[u8], mut at: usize) -> Option<usize> {
 
 /// Where the first `"` or `\` in `bytes` is: eight bytes at a time at first (most strings in an
 /// event are short, and a vectorised search costs more to set up), then with `memchr`.
-pub(crate) fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     let head = bytes.get(..SHORT_STRING).unwrap_or(bytes);
     let mut words = head.chunks_exact(8);
     let mut at = 0;

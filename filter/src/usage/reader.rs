@@ -7,8 +7,6 @@
 //! outside printable ASCII, a string with a `\u` escape, a float or a negative number where an
 //! integer is read, or nesting deeper than [`MAX_DEPTH`] all go to `serde_json`.
 
-use crate::json_scan::quote_or_backslash;
-
 /// Nesting deeper than this inside a skipped value is left to `serde_json`.
 const MAX_DEPTH: usize = 32;
 
@@ -124,20 +122,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A key without escapes, after its opening quote (checked only when it is not one the
-    /// caller knows: [`Self::skip_member`]).
+    /// A key of printable ASCII without escapes, after its opening quote. Every key the callers
+    /// know is one, and for any other such key serde's checks of a key it decodes pass; a key
+    /// that is not one is left to serde.
     fn plain_key(&mut self) -> Option<&'a [u8]> {
         let rest = self.bytes.get(self.at..)?;
-        let len = quote_or_backslash(rest)?;
+        let len = run_before(rest, true);
         (rest.get(len) == Some(&b'"')).then_some(())?;
         self.at += len + 1;
         rest.get(..len)
     }
 
-    /// The value of a member whose `key` the caller does not know: the key must be printable
-    /// ASCII (serde checks a key it decodes), and the value is skipped.
-    pub(super) fn skip_member(&mut self, key: &[u8]) -> Option<()> {
-        key.iter().all(|b| matches!(b, 0x20..=0x7e)).then_some(())?;
+    /// The value of a member whose key the caller does not know: skipped (the key was checked
+    /// when it was read).
+    pub(super) fn skip_member(&mut self, _key: &[u8]) -> Option<()> {
         self.skip_value()
     }
 
@@ -181,7 +179,7 @@ impl<'a> Reader<'a> {
         let rest = self.bytes.get(self.at..)?;
         let mut i = 0;
         loop {
-            i += plain_run(rest.get(i..)?);
+            i += run_before(rest.get(i..)?, false);
             match *rest.get(i)? {
                 b'"' => break,
                 b'\\' => i += escape_len(rest.get(i + 1..)?, strict)?,
@@ -263,21 +261,23 @@ impl<'a> Reader<'a> {
 }
 
 /// How many bytes at the start of `bytes` are plain string content: none of them `"`, `\\` or a
-/// control character. Eight bytes at a time.
-fn plain_run(bytes: &[u8]) -> usize {
+/// control character, nor, when `ascii`, outside printable ASCII. Eight bytes at a time.
+pub(super) fn run_before(bytes: &[u8], ascii: bool) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
+    // The high bit of each byte of `w` that is zero; exact for the lowest such byte.
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w;
     let mut words = bytes.chunks_exact(8);
     let mut at = 0;
     for word in words.by_ref() {
         let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let backslash = w ^ (ONES * u64::from(b'\\'));
-        // The high bit of each byte that is zero (`"` or `\\` after the xor) or below 0x20;
-        // exact for the lowest such byte, which is the only one used.
-        let special = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let mut special = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w); // below 0x20
+        if ascii {
+            special |= w | zero(w ^ (ONES * 0x7f)); // from 0x80, and DEL
+        }
+        // Only the lowest marked byte is used: the marks are exact up to it.
         let special = special & HIGH;
         if special != 0 {
             return at + (special.trailing_zeros() / 8) as usize;
@@ -285,7 +285,12 @@ fn plain_run(bytes: &[u8]) -> usize {
         at += 8;
     }
     let tail = words.remainder();
-    at + tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(tail.len())
+    at + tail.iter().position(|&b| stops_run(b, ascii)).unwrap_or(tail.len())
+}
+
+/// Whether `b` ends a [`run_before`].
+pub(super) fn stops_run(b: u8, ascii: bool) -> bool {
+    matches!(b, b'"' | b'\\' | 0..=0x1f) || (ascii && b >= 0x7f)
 }
 
 /// Sets a struct member's value; `None` when it came before (serde refuses a repeated field).
