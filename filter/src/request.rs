@@ -167,10 +167,10 @@ impl<H: StreamHost> Request<H> {
     }
 
     pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
+        self.body = (body_size, end_of_stream);
         if self.waiting {
             // Buffered until the lookup ends (its timeout bounds how long); then
             // [`Self::proceed`] reads it if it is complete.
-            self.body = (body_size, end_of_stream);
             return Flow::Pause;
         }
         if !self.reading_body {
@@ -190,6 +190,22 @@ impl<H: StreamHost> Request<H> {
         let body = self.host.request_body(body_size);
         let step = self.exchange.on_request_body(&mut self.host, &body);
         self.carry_out(step)
+    }
+
+    /// Request trailers: the body before them is whole. A request reading it reads it now; one
+    /// waiting for a lookup reads it when the lookup ends; one waiting for a lease stays paused
+    /// (its body was read). Envoy would otherwise pass an undecided request through, or, paused,
+    /// hold it until its timeout: no body callback with the end of the stream comes after them.
+    pub fn on_trailers(&mut self) -> Flow {
+        self.body.1 = true;
+        if self.reading_body && !self.waiting {
+            return self.on_body(self.body.0, true);
+        }
+        if self.is_held() {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
     }
 
     /// Carries out a step of the request headers: a body already complete is routed at once.

@@ -1,5 +1,6 @@
 //! Ugly input through the real Envoy: streams re-cut at random byte positions, huge bodies,
-//! upstream errors, bytes that are not UTF-8, and a plugin configuration Envoy must refuse.
+//! upstream errors, bytes that are not UTF-8, a body ended by HTTP/2 trailers, and a plugin
+//! configuration Envoy must refuse.
 
 mod common;
 
@@ -158,4 +159,61 @@ async fn envoy_refuses_an_invalid_plugin_configuration_and_says_which_field() {
     );
     assert!(!refused.status.success(), "Envoy accepted it:\n{log}");
     assert!(log.contains("state.refresh_ms"), "the log names the field:\n{log}");
+}
+
+/// Sends `body` over HTTP/2 in two DATA frames and ends the request with trailers (as gRPC-style
+/// clients and some proxies do): no DATA frame ends the stream. Returns the status and the body.
+async fn post_with_trailers(gateway_url: &str, key: &str, body: &[u8]) -> (u16, Value) {
+    let addr = gateway_url.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("{gateway_url}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let (first, second) = body.split_at(body.len() / 2);
+    send.send_data(bytes::Bytes::copy_from_slice(first), false).unwrap();
+    send.send_data(bytes::Bytes::copy_from_slice(second), false).unwrap();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-body-checksum", http::HeaderValue::from_static("0"));
+    send.send_trailers(trailers).unwrap();
+    // Envoy's route timeout is far longer: a request held until it would fail here.
+    let wait = std::time::Duration::from_secs(10);
+    let response = tokio::time::timeout(wait, response).await.expect("an answer in time").unwrap();
+    let status = response.status().as_u16();
+    let mut received = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(data) = received.data().await {
+        let data = data.unwrap();
+        received.flow_control().release_capacity(data.len()).unwrap();
+        bytes.extend_from_slice(&data);
+    }
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn a_body_ended_by_http2_trailers_is_routed_counted_or_refused_at_once() {
+    let (stack, app) = common::stack_with_app().await;
+    let body = json!({"model": "model-a", "max_tokens": 6,
+                      "messages": [{"role": "user", "content": "trailers"}]});
+    let (status, reply) =
+        post_with_trailers(&stack.gateway_url, &app.api_key, body.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model"], "model-a");
+    assert_eq!(reply["usage"]["completion_tokens"], 6);
+    let id = reply["id"].as_str().unwrap().to_owned();
+    let row = stack.wait_for_log("the request with trailers", |r| r["completionTokens"] == 6).await;
+    assert_eq!(row.unwrap()["model"], "model-a", "{id}");
+    let (status, reply) = post_with_trailers(&stack.gateway_url, &app.api_key, b"{not json").await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("invalid_json")), "{reply}");
+    // A key the filter has not seen yet: its body and trailers come while it is looked up.
+    let fresh = stack.create_app("trailers-first-use").await.unwrap();
+    let (status, reply) =
+        post_with_trailers(&stack.gateway_url, &fresh.api_key, body.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{reply}");
+    stack.stop().await;
 }

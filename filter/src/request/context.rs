@@ -144,15 +144,10 @@ impl<H: StreamHost + Clone> RequestContext<H> {
         self.with_request(Flow::Pause, |r| r.on_body(body_size, end_of_stream))
     }
 
-    /// Request trailers: a request still undecided stays paused (Envoy would otherwise let it
-    /// through); a request whose body ends with trailers is refused by the body-size check or
-    /// Envoy's timeout, never forwarded unread.
+    /// Request trailers: the body before them is whole, and is read now (see
+    /// [`Request::on_trailers`]).
     pub fn on_request_trailers(&mut self) -> Flow {
-        if self.with_request(false, |r| r.is_held()) {
-            Flow::Pause
-        } else {
-            Flow::Continue
-        }
+        self.with_request(Flow::Continue, Request::on_trailers)
     }
 
     pub fn on_response_headers(&mut self, head: &ResponseHead, end_of_stream: bool) -> Flow {

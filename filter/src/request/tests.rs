@@ -29,10 +29,18 @@ struct FakeStream {
     replies: Vec<(u16, serde_json::Value)>,
     records: Vec<UsageRecord>,
     counted: Vec<String>,
+    /// The request body Envoy holds (spaces when empty).
+    body: Vec<u8>,
+    /// The cluster the request was routed to.
+    cluster: Option<String>,
 }
 
 impl Host for FakeStream {
-    fn set_request_header(&mut self, _: &str, _: Option<&str>) {}
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        if name == crate::config::DEFAULT_CLUSTER_HEADER {
+            self.cluster = value.map(str::to_owned);
+        }
+    }
     fn clear_route_cache(&mut self) {}
     fn set_request_body(&mut self, _: &[u8]) {}
 }
@@ -57,7 +65,10 @@ impl StreamHost for FakeStream {
         true
     }
     fn request_body(&mut self, len: usize) -> Vec<u8> {
-        vec![b' '; len]
+        match self.body.get(..len) {
+            Some(body) if !body.is_empty() => body.to_vec(),
+            _ => vec![b' '; len],
+        }
     }
     fn response_body(&mut self, _: usize) -> Vec<u8> {
         Vec::new()
@@ -170,4 +181,36 @@ fn an_authentication_failure_is_counted_as_the_error_says() {
     assert!(matches!(request.on_headers(&worker, post(None), false), Headers::Done(Flow::Pause)));
     assert_refused(&request.host, 401, "missing_api_key");
     assert_eq!(request.host.counted[1], "vllm_gateway_auth_failures_total;reason=missing_api_key");
+}
+
+/// A body that ends with trailers (HTTP/2 or chunked): no body callback with the end of the
+/// stream comes, so the trailers end it and the request is routed then, not held until Envoy's
+/// timeout.
+#[test]
+fn a_body_ended_by_trailers_is_read_and_routed() {
+    let (request, worker) = request(1_000);
+    let mut request = request.borrow_mut();
+    request.host.body = br#"{"model":"model-a","prompt":"hi"}"#.to_vec();
+    let head = post(Some(&format!("Bearer {KEY}")));
+    assert!(matches!(request.on_headers(&worker, head, false), Headers::Done(Flow::Pause)));
+    assert_eq!(request.on_body(10, false), Flow::Pause);
+    let whole = request.host.body.len();
+    assert_eq!(request.on_body(whole, false), Flow::Pause);
+    assert_eq!(request.on_trailers(), Flow::Continue);
+    assert_eq!(request.host.cluster.as_deref(), Some("cluster_a"));
+    assert!(request.host.replies.is_empty(), "{:?}", request.host.replies);
+    assert_eq!(request.on_trailers(), Flow::Continue, "decided: later trailers pass");
+}
+
+/// Trailers after a body that is not JSON: refused as any such body is, at once.
+#[test]
+fn a_bad_body_ended_by_trailers_is_refused_at_once() {
+    let (request, worker) = request(1_000);
+    let mut request = request.borrow_mut();
+    let head = post(Some(&format!("Bearer {KEY}")));
+    assert!(matches!(request.on_headers(&worker, head, false), Headers::Done(Flow::Pause)));
+    assert_eq!(request.on_body(8, false), Flow::Pause);
+    request.on_trailers();
+    let [(status, _)] = &request.host.replies[..] else { panic!("{:?}", request.host.replies) };
+    assert_eq!(*status, 400);
 }
