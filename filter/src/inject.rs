@@ -69,4 +69,4 @@ fn with_usage_options(options: Option<Value>, continuous: bool) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

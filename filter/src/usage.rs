@@ -131,4 +131,6 @@ fn parse_str(bytes: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
+mod mutations;
+#[cfg(test)]
 mod tests;

@@ -19,7 +19,17 @@ const OPENAI_STREAMS: [&[u8]; 2] =
     [fixture!("openai-chat-stream-usage.sse"), fixture!("openai-chat-stream-tool-call-usage.sse")];
 
 fn rewrite_in(chunks: &[&[u8]], ask: UsageAsk) -> Vec<u8> {
-    let mut stream = StreamAccounting::default().rewriting(StreamRewrite::new(ask));
+    rewrite_with(StreamAccounting::default(), ask, chunks).0
+}
+
+/// What the caller gets for a stream fed in `chunks` to `stream` rewriting for `ask`, and the
+/// stream's accounting after it.
+pub(crate) fn rewrite_with(
+    stream: StreamAccounting,
+    ask: UsageAsk,
+    chunks: &[&[u8]],
+) -> (Vec<u8>, StreamAccounting) {
+    let mut stream = stream.rewriting(StreamRewrite::new(ask));
     let mut out = Vec::new();
     for chunk in chunks {
         match stream.feed(chunk) {
@@ -28,7 +38,7 @@ fn rewrite_in(chunks: &[&[u8]], ask: UsageAsk) -> Vec<u8> {
         }
     }
     out.extend(stream.finish_rewrite());
-    out
+    (out, stream)
 }
 
 fn events(stream: &[u8]) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! streams built in vLLM's shapes, split at every byte boundary.
 
 use super::*;
-use crate::inject::{StreamRewrite, UsageAsk};
+use crate::inject::UsageAsk;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -88,15 +88,7 @@ fn count_and_rewrite(
     ask: UsageAsk,
     pieces: &[&[u8]],
 ) -> (Accounting, Vec<u8>) {
-    let mut accounting = accounting.rewriting(StreamRewrite::new(ask));
-    let mut out = Vec::new();
-    for piece in pieces {
-        match accounting.feed(piece) {
-            Some(rewritten) => out.extend(rewritten),
-            None => out.extend_from_slice(piece),
-        }
-    }
-    out.extend(accounting.finish_rewrite());
+    let (out, mut accounting) = crate::inject::tests::rewrite_with(accounting, ask, pieces);
     (accounting.finish(), out)
 }
 
