@@ -14,12 +14,11 @@
 //! `metrics_namespace: vllm_gateway` puts it back, and Envoy's Prometheus exposition prefixes
 //! `envoy_` (`envoy_vllm_gateway_requests_total`).
 
-use std::collections::HashMap;
 use std::ffi::c_void;
 
 use super::abi::{self, ModuleBuffer};
 use crate::config::PluginConfig;
-use crate::metrics::{known_series, MetricKind, Observation, FAMILIES};
+use crate::metrics::{known_series, ByName, MetricKind, Observation, FAMILIES};
 
 /// What the configuration's `metrics_namespace` (`vllm_gateway`) stands for in a name.
 const NAMESPACE_PREFIX: &str = "vllm_gateway_";
@@ -28,7 +27,7 @@ const NAMESPACE_PREFIX: &str = "vllm_gateway_";
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Series declared without labels, by observation name.
-    series: HashMap<String, (MetricKind, usize)>,
+    series: ByName<(MetricKind, usize)>,
     /// Families declared with labels, by base name.
     families: Vec<(&'static str, MetricKind, usize)>,
 }
@@ -38,7 +37,7 @@ impl Metrics {
     /// `config` (in `config_new` only).
     pub fn declare(config: *mut c_void, plugin: &PluginConfig) -> Self {
         let known = known_series(plugin);
-        let mut series = HashMap::new();
+        let mut series = ByName::default();
         let mut families = Vec::with_capacity(FAMILIES.len());
         for (name, kind, labels) in FAMILIES {
             match known.iter().find(|(family, _)| *family == name) {

@@ -2,15 +2,14 @@
 //! its id; the same name from every worker's VM adds up to one Envoy stat.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::metrics::{MetricKind, Observation};
+use crate::metrics::{ByName, MetricKind, Observation};
 
 thread_local! {
-    static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    static IDS: RefCell<ByName<u32>> = RefCell::new(ByName::default());
 }
 
 fn id_of(name: &str, kind: MetricKind) -> Option<u32> {
