@@ -30,7 +30,7 @@ mod whole;
 use grammar::is_delimiter;
 pub use spans::MemberSpan;
 use spans::TopLevel;
-pub(crate) use whole::{container_end, string_end};
+pub(crate) use whole::{container_end, has_byte, string_end};
 use whole::{Find, WHOLE_BYTES};
 
 /// Where a value sits: the object keys from the top-level object down to it.

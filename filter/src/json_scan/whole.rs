@@ -331,7 +331,7 @@ fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
 
 /// The high bit of each byte of `word` that is `b` (exact for the lowest such byte; one above it
 /// may be marked falsely, so only the lowest is used).
-fn has_byte(word: u64, b: u8) -> u64 {
+pub(crate) fn has_byte(word: u64, b: u8) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     let x = word ^ (ONES * u64::from(b));
     x.wrapping_sub(ONES) & !x & (ONES << 7)

@@ -65,7 +65,7 @@ fn fast_choice(reader: &mut Reader<'_>) -> Option<(Option<u64>, bool)> {
         b"index" => once(&mut index, r.optional_u64()?),
         b"text" => once(&mut text, r.optional_text()?),
         b"delta" => once(&mut delta, if r.null() { None } else { Some(fast_delta(r)?) }),
-        _ => r.skip_member(key),
+        _ => r.skip_value(),
     })?;
     let has_content = text.flatten() == Some(true) || delta.flatten() == Some(true);
     Some((index.flatten(), has_content))
@@ -86,7 +86,7 @@ fn fast_delta(reader: &mut Reader<'_>) -> Option<bool> {
             }
             once(&mut tool_calls, present)
         }
-        _ => r.skip_member(key),
+        _ => r.skip_value(),
     })?;
     let text = |t: Option<Option<bool>>| t.flatten() == Some(true);
     Some(text(content) || text(reasoning_content) || text(reasoning) || tool_calls == Some(true))

@@ -58,7 +58,7 @@ impl Found {
             }
             // An error, or a Responses API event: left to the scanner.
             b"error" | b"type" | b"response" => None,
-            _ => r.skip_member(key),
+            _ => r.skip_value(),
         }
     }
 

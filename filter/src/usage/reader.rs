@@ -7,6 +7,8 @@
 //! outside printable ASCII, a string with a `\u` escape, a float or a negative number where an
 //! integer is read, or nesting deeper than [`MAX_DEPTH`] all go to `serde_json`.
 
+use crate::json_scan::has_byte;
+
 /// Nesting deeper than this inside a skipped value is left to `serde_json`.
 const MAX_DEPTH: usize = 32;
 
@@ -67,8 +69,9 @@ impl<'a> Reader<'a> {
         self.at
     }
 
-    /// An object's members: `member` reads each value, given its key as written (without
-    /// escapes; a key it does not know it passes to [`Self::skip_member`]).
+    /// An object's members: `member` reads each value, given its key as written (printable
+    /// ASCII without escapes: [`Self::plain_key`]; a key it does not know it skips with
+    /// [`Self::skip_value`]).
     pub(super) fn members(
         &mut self,
         mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
@@ -131,12 +134,6 @@ impl<'a> Reader<'a> {
         (rest.get(len) == Some(&b'"')).then_some(())?;
         self.at += len + 1;
         rest.get(..len)
-    }
-
-    /// The value of a member whose key the caller does not know: skipped (the key was checked
-    /// when it was read).
-    pub(super) fn skip_member(&mut self, _key: &[u8]) -> Option<()> {
-        self.skip_value()
     }
 
     /// `null` (`Some(None)`) or an unsigned integer that fits `u64`, written without fraction or
@@ -265,20 +262,16 @@ impl<'a> Reader<'a> {
 pub(super) fn run_before(bytes: &[u8], ascii: bool) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
-    // The high bit of each byte of `w` that is zero; exact for the lowest such byte.
-    let zero = |w: u64| w.wrapping_sub(ONES) & !w;
     let mut words = bytes.chunks_exact(8);
     let mut at = 0;
     for word in words.by_ref() {
         let w = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
-        let mut special = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w); // below 0x20
+        let mut special =
+            has_byte(w, b'"') | has_byte(w, b'\\') | (w.wrapping_sub(ONES * 0x20) & !w & HIGH); // below 0x20
         if ascii {
-            special |= w | zero(w ^ (ONES * 0x7f)); // from 0x80, and DEL
+            special |= (w & HIGH) | has_byte(w, 0x7f); // from 0x80, and DEL
         }
         // Only the lowest marked byte is used: the marks are exact up to it.
-        let special = special & HIGH;
         if special != 0 {
             return at + (special.trailing_zeros() / 8) as usize;
         }

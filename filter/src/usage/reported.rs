@@ -51,7 +51,7 @@ pub(super) fn read_at(reader: &mut Reader<'_>) -> Option<Option<Usage>> {
             b"prompt_tokens" | b"input_tokens" => &mut prompt,
             b"completion_tokens" | b"output_tokens" => &mut completion,
             b"total_tokens" => &mut total,
-            _ => return r.skip_member(key),
+            _ => return r.skip_value(),
         };
         once(slot, r.optional_u64()?)
     })?;
