@@ -78,8 +78,8 @@ pub fn observations(
     let histogram =
         |name: String, value: u64| Observation { name, kind: MetricKind::Histogram, value };
     let mut out = Vec::with_capacity(6);
-    let requests =
-        [&per_model("vllm_gateway_requests_total"), ";status_class=", status_class(record.status)];
+    let class = status_class(record.status);
+    let requests = ["vllm_gateway_requests_total;model=", &model, ";status_class=", class];
     out.push(counter(requests.concat(), 1));
     if let Some(tally) = error.and_then(GatewayError::tally) {
         let (metric, reason) = match tally {

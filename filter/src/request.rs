@@ -119,12 +119,6 @@ impl<H: StreamHost> Request<H> {
         self.waiting
     }
 
-    /// Whether the request is held undecided (reading its body, or waiting for a lookup or a
-    /// lease): trailers must not let it through.
-    pub fn is_held(&self) -> bool {
-        self.reading_body || self.waiting || self.leasing
-    }
-
     /// Checks the credential against the worker's state (as it is now) from a fresh exchange.
     fn authenticate(&mut self, worker: &SharedWorker<H>) -> Step {
         self.exchange = Exchange::new(self.config.clone(), self.exchange.started_ms());
@@ -198,11 +192,11 @@ impl<H: StreamHost> Request<H> {
     /// (its body was read). Envoy would otherwise pass an undecided request through, or, paused,
     /// hold it until its timeout: no body callback with the end of the stream comes after them.
     pub fn on_trailers(&mut self) -> Flow {
-        self.body.1 = true;
-        if self.reading_body && !self.waiting {
+        if self.reading_body || self.waiting {
+            // The body as its last callback left it, now known whole.
             return self.on_body(self.body.0, true);
         }
-        if self.is_held() {
+        if self.leasing {
             Flow::Pause
         } else {
             Flow::Continue
