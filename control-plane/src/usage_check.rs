@@ -41,7 +41,7 @@ pub struct CheckedCounts {
 /// record whose counts are negative, fractional or beyond `u64` is still read (see
 /// [`LoggedUsage`]).
 pub fn parse(bytes: &[u8]) -> Option<LoggedUsage> {
-    if let Ok(record) = serde_json::from_slice::<UsageRecord>(bytes) {
+    if let Ok(record) = UsageRecord::from_json(bytes) {
         return Some(LoggedUsage { record, negative: Vec::new() });
     }
     let read = serde_json::from_slice::<Value>(bytes).and_then(|mut value| {

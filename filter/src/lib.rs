@@ -34,6 +34,7 @@ pub mod error;
 pub mod exchange;
 pub mod feed;
 pub mod inject;
+mod json_reader;
 pub mod json_scan;
 pub mod jwt;
 pub mod keys;

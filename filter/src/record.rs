@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::usage::{Usage, UsageSource};
 
+mod plain;
+
 /// Name of the filter-state property (Envoy logs it as `wasm.gw_usage`).
 pub const PROPERTY: &str = "gw_usage";
 /// The filter-state key the record is under, as Envoy's access loggers name it
@@ -128,6 +130,12 @@ impl From<FlatRecord> for UsageRecord {
 }
 
 impl UsageRecord {
+    /// The record in `bytes`, read exactly as `serde_json` reads it: without serde when it is
+    /// written plainly, as the filter writes it ([`plain`]), else by serde.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Self> {
+        plain::read(bytes).map_or_else(|| serde_json::from_slice(bytes), Ok)
+    }
+
     /// The JSON bytes stored in the filter state.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

@@ -24,7 +24,6 @@ mod body;
 mod choices;
 mod chunk;
 mod event;
-mod reader;
 mod reported;
 mod stream;
 
@@ -130,7 +129,5 @@ fn parse_str(bytes: &[u8]) -> Option<String> {
     serde_json::from_slice(bytes).ok()
 }
 
-#[cfg(test)]
-mod mutations;
 #[cfg(test)]
 mod tests;

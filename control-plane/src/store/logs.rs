@@ -113,7 +113,8 @@ pub async fn insert_batch_on(
 /// Rows go in multi-row statements of a few fixed sizes ([`CHUNK_ROWS`]), each statement's
 /// count of new rows read from SQLite (`changes()`); a flagged row goes alone, so whether it
 /// was new is known exactly. The order of `rows` is kept. The new rows are added to the row
-/// count and to their minutes' usage ([`super::usage::add_written`]) in the same transaction.
+/// count and to their minutes' usage in the same transaction: summed from `rows` when every
+/// one was new ([`super::usage::add_rows`]), else read back ([`account_written`]).
 pub async fn insert_rows(
     conn: &mut SqliteConnection,
     rows: &[AccessLog],
@@ -130,7 +131,14 @@ pub async fn insert_rows(
         inserted.flagged += new;
         rest = tail;
     }
-    account_written(conn, inserted.rows).await?;
+    if inserted.rows == rows.len() as u64 {
+        if !rows.is_empty() {
+            count_inserted(conn, inserted.rows.try_into().unwrap_or(i64::MAX)).await?;
+            super::usage::add_rows(conn, rows).await?;
+        }
+    } else {
+        account_written(conn, inserted.rows).await?;
+    }
     Ok(inserted)
 }
 

@@ -8,10 +8,13 @@
 //! [`crate::usage_check`]) cannot make a summary overflow; a minute's sum that would overflow
 //! becomes floating point in SQLite rather than an error.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 use utoipa::ToSchema;
 
+use crate::store::logs::AccessLog;
 use crate::Db;
 
 /// One app's use of one model on one day (UTC).
@@ -108,28 +111,80 @@ impl WholeMinutes {
     }
 }
 
+/// What adding to a minute's sums does when the minute, app and model already have some: the
+/// end of both upserts into `usage_minutes` ([`add_written`], [`add_rows`]).
+macro_rules! add_to_stored_minute {
+    () => {
+        " ON CONFLICT (minute, IFNULL(app_id, x''), IFNULL(model, x'')) DO UPDATE SET \
+           requests = requests + excluded.requests, \
+           prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+           completion_tokens = completion_tokens + excluded.completion_tokens, \
+           total_tokens = total_tokens + excluded.total_tokens"
+    };
+}
+
 /// Adds the newest `rows` access-log rows (a write's own: see
 /// [`crate::store::logs::account_written`]) to the sums of their minutes, in the caller's
-/// transaction.
+/// transaction: they are read back and summed by SQLite.
 pub async fn add_written(conn: &mut SqliteConnection, rows: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query(concat!(
         "INSERT INTO usage_minutes \
            (minute, app_id, model, requests, prompt_tokens, completion_tokens, total_tokens) \
          SELECT started_at_ms / 60000, app_id, model, COUNT(*), \
            CAST(TOTAL(prompt_tokens) AS INTEGER), CAST(TOTAL(completion_tokens) AS INTEGER), \
            CAST(TOTAL(total_tokens) AS INTEGER) \
          FROM access_logs WHERE rowid > (SELECT IFNULL(MAX(rowid), 0) FROM access_logs) - ? \
-         GROUP BY started_at_ms / 60000, app_id, model \
-         ON CONFLICT (minute, IFNULL(app_id, x''), IFNULL(model, x'')) DO UPDATE SET \
-           requests = requests + excluded.requests, \
-           prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-           completion_tokens = completion_tokens + excluded.completion_tokens, \
-           total_tokens = total_tokens + excluded.total_tokens",
-    )
+         GROUP BY started_at_ms / 60000, app_id, model",
+        add_to_stored_minute!()
+    ))
     .bind(rows)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Adds `rows`, every one of which the caller's transaction has just written, to the sums of
+/// their minutes: summed here, without reading them back, and sent as one JSON array of
+/// `[minute, app, model, requests, prompt, completion, total]` that one statement reads with
+/// `json_each` (the sums of a write's rows are few: its minutes times its apps and models).
+pub async fn add_rows(conn: &mut SqliteConnection, rows: &[AccessLog]) -> Result<(), sqlx::Error> {
+    let sums = serde_json::to_string(&sums_by_minute(rows))
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(concat!(
+        "INSERT INTO usage_minutes \
+           (minute, app_id, model, requests, prompt_tokens, completion_tokens, total_tokens) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+           value ->> 6 \
+         FROM json_each(?) WHERE true",
+        add_to_stored_minute!()
+    ))
+    .bind(sums)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A minute (`started_at_ms / 60000`, as SQLite divides), an app and a model.
+type MinuteKey<'r> = (i64, Option<i64>, Option<&'r str>);
+
+/// A minute, app and model with its requests, prompt, completion and total tokens.
+type MinuteSums<'r> = (i64, Option<i64>, Option<&'r str>, i64, i64, i64, i64);
+
+/// The sums of `rows` by minute, app and model, as `add_written` would have SQLite make them
+/// (unknown counts add nothing; sums saturate instead of overflowing).
+fn sums_by_minute(rows: &[AccessLog]) -> Vec<MinuteSums<'_>> {
+    let mut sums: HashMap<MinuteKey<'_>, [i64; 4]> = HashMap::new();
+    for row in rows {
+        let key = (row.started_at_ms / MINUTE_MS, row.app_id, row.model.as_deref());
+        let counts = [Some(1), row.prompt_tokens, row.completion_tokens, row.total_tokens];
+        let sum = sums.entry(key).or_default();
+        for (total, count) in sum.iter_mut().zip(counts) {
+            *total = total.saturating_add(count.unwrap_or(0));
+        }
+    }
+    sums.into_iter()
+        .map(|((minute, app, model), [r, p, c, t])| (minute, app, model, r, p, c, t))
+        .collect()
 }
 
 /// What the gateway logged for one model over a range, beside vLLM's counters in a

@@ -6,7 +6,7 @@
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::reader::{once, Reader};
+use crate::json_reader::{once, Reader};
 
 /// What a chunk's `choices` say, read one choice at a time without keeping them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@
 
 use super::choices::{self, Choices};
 use super::event::EventFacts;
-use super::reader::{once, Reader};
 use super::{reported, Usage, UsageMember, CAPTURE_BYTES};
+use crate::json_reader::{once, Reader};
 use crate::json_scan::MemberSpan;
 
 /// The facts of one event whose whole data is `data`; `None` when unsure (see the module docs).

@@ -6,8 +6,8 @@
 
 use serde::Deserialize;
 
-use super::reader::{once, Reader};
 use super::Usage;
+use crate::json_reader::{once, Reader};
 
 #[derive(Deserialize)]
 struct ReportedUsage {

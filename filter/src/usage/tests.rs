@@ -7,6 +7,7 @@ use crate::inject::UsageAsk;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 mod built;
+mod readers;
 
 macro_rules! fixture {
     ($name:literal) => {

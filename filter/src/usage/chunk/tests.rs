@@ -3,8 +3,8 @@
 //! real ones) it must find what the scanner finds, or leave the event to it.
 
 use super::super::event::{self, EventFacts};
-use super::super::mutations::mutations;
 use super::*;
+use crate::json_reader::mutations::mutations;
 use crate::json_scan::JsonScanner;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -8,7 +8,7 @@
 const BYTES: &[u8] = b"\"\\{}[],: 0123456789-+.eEnulltruefalsx\n\t\x01\xc3\xa9\xff";
 
 /// `count` inputs, each one of `bases` with one to three mutations.
-pub(super) fn mutations(bases: &[&[u8]], count: usize, seed: u64) -> Vec<Vec<u8>> {
+pub(crate) fn mutations(bases: &[&[u8]], count: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut state = seed;
     let mut next = |below: usize| {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

@@ -2,9 +2,9 @@
 //! serde, and on anything (tricky inputs, then generated mutations of real ones) they must
 //! read what serde reads, or leave it to serde.
 
-use super::super::choices::{self, Choices};
-use super::super::mutations::mutations;
-use super::super::reported;
+use crate::json_reader::mutations::mutations;
+use crate::usage::choices::{self, Choices};
+use crate::usage::reported;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -157,31 +157,4 @@ fn mutated_inputs_are_read_as_serde_reads_them() {
     let fast = usages.iter().filter(|input| check_usage(input)).count()
         + choices.iter().filter(|input| check_choices(input)).count();
     assert!(fast > 2_000, "only {fast} of 20,000 read without serde");
-}
-
-/// The word-at-a-time search for the end of a string's plain run finds, for every byte value at
-/// every place in words and tails, what a byte-by-byte search finds, also behind a byte that
-/// marks its neighbours falsely (a zero or a control byte borrows from the next).
-#[test]
-fn the_end_of_a_plain_run_is_found_as_byte_by_byte() {
-    let by_byte = |bytes: &[u8], ascii: bool| {
-        bytes.iter().position(|&b| super::stops_run(b, ascii)).unwrap_or(bytes.len())
-    };
-    for len in 0..20 {
-        for at in 0..len {
-            for b in 0..=255u8 {
-                for filler in [b'a', b' ', 0x7e, 0x80, 0x21] {
-                    let mut bytes = vec![filler; len];
-                    bytes[at] = b;
-                    if at + 1 < len {
-                        bytes[at + 1] = 0; // a true stop right behind: must not hide `b`
-                    }
-                    for ascii in [false, true] {
-                        let want = by_byte(&bytes, ascii);
-                        assert_eq!(super::run_before(&bytes, ascii), want, "{bytes:?} {ascii}");
-                    }
-                }
-            }
-        }
-    }
 }

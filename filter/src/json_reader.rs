@@ -1,5 +1,7 @@
-//! A small allocation-free reader for the few JSON shapes counted on every streamed event (a
-//! chunk's `usage` and `choices`), so that the common event is read without serde.
+//! A small allocation-free reader for the few JSON shapes read on every request: a streamed
+//! chunk's `usage` and `choices` (counted on every event) and the filter's own usage record (read
+//! by the control plane for every access-log row), so that the common shapes are read without
+//! serde.
 //!
 //! It reads strictly: every method returns `None` for anything it does not read exactly as
 //! `serde_json` would, and the caller then asks `serde_json` itself (the fast path only ever
@@ -13,13 +15,13 @@ use crate::json_scan::has_byte;
 const MAX_DEPTH: usize = 32;
 
 /// A cursor over one JSON value; see the module docs.
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, at: 0 }
     }
 
@@ -40,7 +42,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes `null` when it comes next.
-    pub(super) fn null(&mut self) -> bool {
+    pub(crate) fn null(&mut self) -> bool {
         self.peek();
         self.word(b"null")
     }
@@ -54,25 +56,25 @@ impl<'a> Reader<'a> {
     }
 
     /// Nothing but whitespace is left.
-    pub(super) fn end(&mut self) -> Option<()> {
+    pub(crate) fn end(&mut self) -> Option<()> {
         self.peek().is_none().then_some(())
     }
 
     /// Where the next value starts (whitespace before it is taken).
-    pub(super) fn value_start(&mut self) -> usize {
+    pub(crate) fn value_start(&mut self) -> usize {
         self.peek();
         self.at
     }
 
     /// Where the cursor is: how many bytes of the value have been read.
-    pub(super) fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.at
     }
 
     /// An object's members: `member` reads each value, given its key as written (printable
     /// ASCII without escapes: [`Self::plain_key`]; a key it does not know it skips with
     /// [`Self::skip_value`]).
-    pub(super) fn members(
+    pub(crate) fn members(
         &mut self,
         mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>,
     ) -> Option<()> {
@@ -80,7 +82,7 @@ impl<'a> Reader<'a> {
     }
 
     /// [`Self::members`], also giving where each member starts (its key's opening quote).
-    pub(super) fn members_at(
+    pub(crate) fn members_at(
         &mut self,
         mut member: impl FnMut(&mut Self, &[u8], usize) -> Option<()>,
     ) -> Option<()> {
@@ -109,7 +111,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array's elements, each read by `element`.
-    pub(super) fn elements(
+    pub(crate) fn elements(
         &mut self,
         mut element: impl FnMut(&mut Self) -> Option<()>,
     ) -> Option<()> {
@@ -138,7 +140,7 @@ impl<'a> Reader<'a> {
 
     /// `null` (`Some(None)`) or an unsigned integer that fits `u64`, written without fraction or
     /// exponent.
-    pub(super) fn optional_u64(&mut self) -> Option<Option<u64>> {
+    pub(crate) fn optional_u64(&mut self) -> Option<Option<u64>> {
         if self.null() {
             return Some(None);
         }
@@ -155,7 +157,7 @@ impl<'a> Reader<'a> {
 
     /// Generated text: `null` (`Some(None)`), else whether it is non-empty, read as the
     /// accounting's lenient text is (a string, or `true` / `false`).
-    pub(super) fn optional_text(&mut self) -> Option<Option<bool>> {
+    pub(crate) fn optional_text(&mut self) -> Option<Option<bool>> {
         match self.peek()? {
             b'n' if self.word(b"null") => Some(None),
             b't' if self.word(b"true") => Some(Some(true)),
@@ -167,6 +169,31 @@ impl<'a> Reader<'a> {
             }
             _ => None,
         }
+    }
+
+    /// `true` or `false`.
+    pub(crate) fn boolean(&mut self) -> Option<bool> {
+        self.peek();
+        if self.word(b"true") {
+            Some(true)
+        } else {
+            self.word(b"false").then_some(false)
+        }
+    }
+
+    /// `null` (`Some(None)`) or a string without escapes or control characters (its text is
+    /// then its bytes, which must be UTF-8).
+    pub(crate) fn optional_plain_str(&mut self) -> Option<Option<&'a str>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.eat(b'"')?;
+        let rest = self.bytes.get(self.at..)?;
+        let len = run_before(rest, false);
+        (rest.get(len) == Some(&b'"')).then_some(())?;
+        let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+        self.at += len + 1;
+        Some(Some(text))
     }
 
     /// The raw bytes of a string, after its opening quote, checked as `serde_json` checks it:
@@ -192,7 +219,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Any value, checked as `serde_json` checks a value it ignores.
-    pub(super) fn skip_value(&mut self) -> Option<()> {
+    pub(crate) fn skip_value(&mut self) -> Option<()> {
         self.skip_nested(0)
     }
 
@@ -259,7 +286,7 @@ impl<'a> Reader<'a> {
 
 /// How many bytes at the start of `bytes` are plain string content: none of them `"`, `\\` or a
 /// control character, nor, when `ascii`, outside printable ASCII. Eight bytes at a time.
-pub(super) fn run_before(bytes: &[u8], ascii: bool) -> usize {
+pub(crate) fn run_before(bytes: &[u8], ascii: bool) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let mut words = bytes.chunks_exact(8);
@@ -282,12 +309,12 @@ pub(super) fn run_before(bytes: &[u8], ascii: bool) -> usize {
 }
 
 /// Whether `b` ends a [`run_before`].
-pub(super) fn stops_run(b: u8, ascii: bool) -> bool {
+pub(crate) fn stops_run(b: u8, ascii: bool) -> bool {
     matches!(b, b'"' | b'\\' | 0..=0x1f) || (ascii && b >= 0x7f)
 }
 
 /// Sets a struct member's value; `None` when it came before (serde refuses a repeated field).
-pub(super) fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+pub(crate) fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     slot.is_none().then(|| *slot = Some(value))
 }
 
@@ -310,5 +337,7 @@ fn escape_len(rest: &[u8], strict: Strict) -> Option<usize> {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod mutations;
 #[cfg(test)]
 mod tests;
