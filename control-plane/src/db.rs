@@ -177,6 +177,19 @@ mod tests {
         }
     }
 
+    /// `.cargo/config.toml` builds the bundled SQLite without memory statistics (a mutex per
+    /// allocation); a build without that setting fails here.
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_statistics() {
+        let db = open("sqlite::memory:").await.unwrap();
+        let options: Vec<String> =
+            sqlx::query_scalar("SELECT compile_options FROM pragma_compile_options")
+                .fetch_all(&db)
+                .await
+                .unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    }
+
     #[tokio::test]
     async fn an_existing_database_is_tightened() {
         let dir = tempfile::tempdir().unwrap();
