@@ -1,15 +1,14 @@
 //! Turning one Envoy HTTP access-log entry into the [`RequestFacts`] every access-log row is
 //! made from: Envoy's own facts (request id, the client's `x-client-request-id`, method, path,
 //! status, timings, upstream, response flags) plus the filter's usage record, carried in the
-//! filter state `wasm.gw_usage`.
+//! filter state `wasm.gw_usage`. Entries are read as [`wire`](super::wire) types.
 
-use envoy_types::pb::envoy::config::core::v3::{address, socket_address, RequestMethod};
-use envoy_types::pb::envoy::data::accesslog::v3::{
-    AccessLogCommon, HttpAccessLogEntry, ResponseFlags,
-};
-use envoy_types::pb::google::protobuf::{Any, BytesValue, Duration, StringValue, Timestamp};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, RequestMethod};
+use envoy_types::pb::envoy::data::accesslog::v3::ResponseFlags;
+use envoy_types::pb::google::protobuf::{Duration, Timestamp};
 use prost::Message;
 
+use super::wire::{AnyValue, Common, HttpEntry, WrappedBytes};
 use crate::request_facts::{self, RequestFacts, CLIENT_REQUEST_ID_HEADER};
 use crate::store::logs::AccessLog;
 use crate::usage_check::LoggedUsage;
@@ -18,7 +17,7 @@ use crate::usage_check::LoggedUsage;
 pub const USAGE_STATE_KEY: &str = vllm_gateway_filter::record::LOG_KEY;
 
 /// The row for one entry (see [`request_facts::to_row`]).
-pub fn to_row(entry: HttpAccessLogEntry) -> AccessLog {
+pub fn to_row(entry: HttpEntry) -> AccessLog {
     request_facts::to_row(facts(entry))
 }
 
@@ -27,8 +26,8 @@ pub fn to_row(entry: HttpAccessLogEntry) -> AccessLog {
 /// its headers were complete) get a stable id made from their start time and the client's
 /// address and port ([`request_facts::fallback_request_id`], the same the file log makes), so a
 /// replay still maps to the same row and two such connections never share one.
-pub fn facts(entry: HttpAccessLogEntry) -> RequestFacts {
-    let mut common = entry.common_properties.unwrap_or_default();
+pub fn facts(entry: HttpEntry) -> RequestFacts {
+    let common = entry.common.unwrap_or_default();
     let request = entry.request.unwrap_or_default();
     let response = entry.response.unwrap_or_default();
     let started_at_ms = common.start_time.as_ref().map_or(0, timestamp_ms);
@@ -42,8 +41,8 @@ pub fn facts(entry: HttpAccessLogEntry) -> RequestFacts {
     let client_request_id = request
         .request_headers
         .into_iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(CLIENT_REQUEST_ID_HEADER))
-        .map(|(_, value)| value);
+        .find(|header| header.name.eq_ignore_ascii_case(CLIENT_REQUEST_ID_HEADER))
+        .map(|header| header.value);
     let method = RequestMethod::try_from(request.request_method)
         .ok()
         .filter(|m| *m != RequestMethod::MethodUnspecified)
@@ -56,23 +55,31 @@ pub fn facts(entry: HttpAccessLogEntry) -> RequestFacts {
         path: Some(request.path),
         status: response.response_code.map(|c| i64::from(c.value)),
         duration_ms: common.duration.as_ref().map(duration_ms),
-        upstream_host: upstream_host(&common),
+        upstream_host: socket_text(common.upstream_remote_address.as_ref()),
         response_flags: common.response_flags.as_ref().and_then(flag_codes),
         bytes_sent: i64::try_from(response.response_body_bytes).ok(),
-        usage: common.filter_state_objects.remove(USAGE_STATE_KEY).and_then(usage_record),
+        usage: usage_state(&common).and_then(usage_record),
         upstream_cluster: Some(common.upstream_cluster),
     }
 }
 
+/// The filter's record among the entry's filter state (the last one under its key, as a map
+/// would keep it).
+fn usage_state(common: &Common) -> Option<&AnyValue> {
+    let key = USAGE_STATE_KEY.as_bytes();
+    common.filter_state_objects.iter().rev().find(|state| state.key == key)?.value.as_ref()
+}
+
 /// The filter's record from the filter-state `Any` (a `BytesValue`; a `StringValue` or raw JSON
 /// is accepted too).
-pub fn usage_record(any: Any) -> Option<LoggedUsage> {
-    let bytes = if any.type_url.ends_with("google.protobuf.BytesValue") {
-        BytesValue::decode(any.value.as_slice()).ok()?.value
-    } else if any.type_url.ends_with("google.protobuf.StringValue") {
-        StringValue::decode(any.value.as_slice()).ok()?.value.into_bytes()
+pub fn usage_record(any: &AnyValue) -> Option<LoggedUsage> {
+    let type_url = any.type_url.as_ref();
+    let wrapped = type_url.ends_with(b"google.protobuf.BytesValue")
+        || type_url.ends_with(b"google.protobuf.StringValue");
+    let bytes = if wrapped {
+        WrappedBytes::decode(any.value.clone()).ok()?.value
     } else {
-        any.value
+        any.value.clone()
     };
     request_facts::parse_usage(&bytes)
 }
@@ -89,14 +96,8 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-fn upstream_host(common: &AccessLogCommon) -> Option<String> {
-    socket_text(common.upstream_remote_address.as_ref())
-}
-
 /// An address as Envoy's access-log formatters write it: `ip:port`, `[ipv6]:port`.
-fn socket_text(
-    address: Option<&envoy_types::pb::envoy::config::core::v3::Address>,
-) -> Option<String> {
+fn socket_text(address: Option<&Address>) -> Option<String> {
     let address::Address::SocketAddress(socket) = address?.address.as_ref()? else { return None };
     let ip = if socket.address.contains(':') {
         format!("[{}]", socket.address)

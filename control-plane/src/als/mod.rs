@@ -1,6 +1,7 @@
 //! The access-log sink: Envoy's `envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs`
-//! over gRPC. Each HTTP entry becomes an [`AccessLog`](crate::store::logs::AccessLog) row
-//! (see [`entry`]) queued to the batching writer.
+//! over gRPC ([`grpc`]), its messages read as [`wire`] types. Each HTTP entry becomes an
+//! [`AccessLog`](crate::store::logs::AccessLog) row (see [`entry`]) queued to the batching
+//! writer.
 //!
 //! Only Envoy may write: a stream must carry the state feed's shared secret as gRPC metadata
 //! `authorization: Bearer <state token>` (Envoy's `grpc_service.initial_metadata`), compared in
@@ -8,14 +9,10 @@
 //! so it can neither write usage nor take a request id before Envoy's own entry.
 
 pub mod entry;
+pub mod grpc;
+pub mod wire;
 
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
-    AccessLogService, AccessLogServiceServer,
-};
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
-use envoy_types::pb::envoy::service::accesslog::v3::{
-    StreamAccessLogsMessage, StreamAccessLogsResponse,
-};
+use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsResponse;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -23,6 +20,8 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use self::grpc::AccessLogServer;
+use self::wire::LogsMessage;
 use crate::log_writer::LogSender;
 use crate::metrics::Metrics;
 use crate::secrets;
@@ -46,8 +45,8 @@ pub fn service(
     stopping: watch::Receiver<bool>,
     state_token: String,
     metrics: Arc<Metrics>,
-) -> AccessLogServiceServer<Sink> {
-    AccessLogServiceServer::new(Sink { writer, stopping, state_token, metrics })
+) -> AccessLogServer {
+    AccessLogServer::new(Sink { writer, stopping, state_token, metrics })
 }
 
 impl Sink {
@@ -63,13 +62,11 @@ impl Sink {
         );
         Err(Status::unauthenticated("send the state token: authorization: Bearer <state token>"))
     }
-}
 
-#[tonic::async_trait]
-impl AccessLogService for Sink {
+    /// One stream, until Envoy ends it or the control plane stops.
     async fn stream_access_logs(
         &self,
-        request: Request<Streaming<StreamAccessLogsMessage>>,
+        request: Request<Streaming<LogsMessage>>,
     ) -> Result<Response<StreamAccessLogsResponse>, Status> {
         self.authenticate(request.metadata())?;
         let mut stream = request.into_inner();
@@ -80,7 +77,7 @@ impl AccessLogService for Sink {
                 _ = stopping.wait_for(|stop| *stop) => None,
             };
             let Some(message) = message else { break };
-            let Some(LogEntries::HttpLogs(http)) = message.log_entries else {
+            let Some(http) = message.http_logs else {
                 continue;
             };
             for entry in http.log_entry {

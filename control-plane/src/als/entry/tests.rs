@@ -1,10 +1,20 @@
 //! Entry decoding, including the filter state as Envoy sends it (`Any` wrapping `BytesValue`).
+//! Entries are built as `envoy-types`' full messages and read off their encoding, as the sink
+//! reads Envoy's.
 
-use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
-use envoy_types::pb::envoy::data::accesslog::v3::{HttpRequestProperties, HttpResponseProperties};
-use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::pb::envoy::config::core::v3::SocketAddress;
+use envoy_types::pb::envoy::data::accesslog::v3::{
+    AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties,
+};
+use envoy_types::pb::google::protobuf::{Any, BytesValue, StringValue, UInt32Value};
 
+use super::super::wire::LogsMessage;
 use super::*;
+
+/// The row the sink makes of `entry` as Envoy would send it.
+fn to_row(entry: HttpAccessLogEntry) -> AccessLog {
+    super::to_row(HttpEntry::decode(entry.encode_to_vec().as_slice()).unwrap())
+}
 
 pub(crate) fn entry(request_id: &str, usage_json: Option<&str>) -> HttpAccessLogEntry {
     let mut common = AccessLogCommon {
@@ -122,4 +132,66 @@ fn connections_cut_before_their_headers_get_one_row_each_with_the_file_logs_id()
         panic!("not a row")
     };
     assert_eq!(facts.request_id, ids[0], "both paths name it alike");
+}
+
+/// A message as Envoy sends it, with every field the rows are not made from set too (they are
+/// skipped), the record wrapped as a `StringValue` and a second, unrelated filter state: the
+/// sink's wire types read the same facts `envoy-types`' full messages carry.
+#[test]
+fn a_full_message_is_read_for_the_facts_a_row_is_made_of() {
+    use envoy_types::pb::envoy::data::accesslog::v3::TlsProperties;
+    use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+        HttpAccessLogEntries, Identifier, LogEntries, TcpAccessLogEntries,
+    };
+    use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+
+    let usage =
+        r#"{"app_id":3,"model":"m","status":200,"total_tokens":11,"usage_source":"reported"}"#;
+    let mut e = entry("req-9", None);
+    let common = e.common_properties.as_mut().unwrap();
+    common.sample_rate = 1.0;
+    common.tls_properties =
+        Some(TlsProperties { tls_sni_hostname: "gw".into(), ..Default::default() });
+    common.route_name = "to_models".into();
+    common.stream_id = "stream-1".into();
+    let wrapped = StringValue { value: usage.into() }.encode_to_vec();
+    let any = |type_url: &str, value: Vec<u8>| Any { type_url: type_url.into(), value };
+    common.filter_state_objects.insert(
+        USAGE_STATE_KEY.into(),
+        any("type.googleapis.com/google.protobuf.StringValue", wrapped),
+    );
+    common.filter_state_objects.insert("other".into(), any("x", b"{}".to_vec()));
+    let request = e.request.as_mut().unwrap();
+    request.user_agent = "openai-python/1.0".into();
+    request.authority = "gateway".into();
+    request.request_headers.insert("X-Client-Request-Id".into(), "mine".into());
+    request.request_headers.insert("user-agent".into(), "x".into());
+    let response = e.response.as_mut().unwrap();
+    response.response_headers.insert("content-type".into(), "application/json".into());
+    response.response_code_details = "via_upstream".into();
+    let message = |entries| StreamAccessLogsMessage {
+        identifier: Some(Identifier { log_name: "vllm-gateway".into(), node: None }),
+        log_entries: Some(entries),
+    };
+    let http = message(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: vec![e] }));
+    let read = LogsMessage::decode(http.encode_to_vec().as_slice()).unwrap();
+    let [entry] = <[HttpEntry; 1]>::try_from(read.http_logs.unwrap().log_entry).unwrap();
+    let row = super::to_row(entry);
+    assert_eq!(
+        (row.request_id.as_str(), row.status, row.bytes_sent),
+        ("req-9", Some(200), Some(1234))
+    );
+    assert_eq!(row.client_request_id.as_deref(), Some("mine"));
+    assert_eq!(
+        (row.app_id, row.model.as_deref(), row.total_tokens),
+        (Some(3), Some("m"), Some(11))
+    );
+    assert_eq!(
+        (row.upstream_host.as_deref(), row.response_flags.as_deref()),
+        (Some("127.0.0.1:7001"), Some("UF"))
+    );
+    let tcp =
+        message(LogEntries::TcpLogs(TcpAccessLogEntries { log_entry: vec![Default::default()] }));
+    let read = LogsMessage::decode(tcp.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(read.http_logs, None, "TCP entries are skipped");
 }
