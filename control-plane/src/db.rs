@@ -60,10 +60,24 @@ fn url_of(url: &str) -> String {
 /// The file of the database at `url` (`sqlite://path` or a path); `None` for an in-memory
 /// database or an unreadable URL.
 pub fn file_path(url: &str) -> Option<PathBuf> {
-    let options = SqliteConnectOptions::from_str(&url_of(url)).ok()?;
+    let url = url_of(url);
+    if in_memory(&url) {
+        // sqlx names such a database `file:sqlx-in-memory-<n>`, which is no file.
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(&url).ok()?;
     let path = options.get_filename();
     let on_disk = !path.as_os_str().is_empty() && !path.to_string_lossy().starts_with(':');
     on_disk.then(|| path.to_path_buf())
+}
+
+/// Whether the `sqlite:` URL names an in-memory database: `sqlite::memory:` (with or without
+/// `//`), or `mode=memory`.
+fn in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:");
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
 }
 
 /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path` or a path).
@@ -188,6 +202,17 @@ mod tests {
                 .await
                 .unwrap();
         assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    }
+
+    #[test]
+    fn in_memory_databases_have_no_file() {
+        for url in
+            ["sqlite::memory:", "sqlite://:memory:", "sqlite://x.db?mode=memory&cache=shared"]
+        {
+            assert_eq!(file_path(url), None, "{url}");
+        }
+        assert_eq!(file_path("data/g.db"), Some(PathBuf::from("data/g.db")));
+        assert_eq!(file_path("sqlite://data/g.db?mode=rwc"), Some(PathBuf::from("data/g.db")));
     }
 
     #[tokio::test]
