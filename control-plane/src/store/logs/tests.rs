@@ -195,3 +195,28 @@ async fn the_request_key_serves_time_order_and_ranges() {
         assert!(!plan.contains("USE TEMP B-TREE FOR ORDER BY"), "no sort of every row: {plan}");
     }
 }
+
+/// A listing by user, app or model reads its index (partial: only rows that have one, migration
+/// 0016) in time order, without a sort.
+#[tokio::test]
+async fn listings_by_user_app_or_model_read_their_partial_indexes() {
+    let (db, _dir) = open().await;
+    for (column, index) in [
+        ("user_id", "access_logs_user"),
+        ("app_id", "access_logs_app"),
+        ("model", "access_logs_model"),
+    ] {
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT * FROM access_logs WHERE 1 = 1 AND {column} = ? \
+             ORDER BY started_at_ms DESC, rowid DESC LIMIT ? OFFSET ?"
+        );
+        let listing = plan(&db, &sql).await;
+        assert!(listing.contains(index), "{listing}");
+        assert!(!listing.contains("USE TEMP B-TREE"), "no sort: {listing}");
+        let count = format!(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM access_logs WHERE 1 = 1 AND {column} = ?"
+        );
+        let counting = plan(&db, &count).await;
+        assert!(counting.contains(index), "{counting}");
+    }
+}
