@@ -7,6 +7,7 @@ mod credential;
 mod json;
 mod jwt;
 mod key_state;
+mod record;
 mod request_body;
 mod rewriter;
 mod sse;
@@ -38,6 +39,7 @@ pub const TARGETS: &[Target] = &[
     key_state::TARGET,
     usage::STREAM_TARGET,
     usage::SCAN_TARGET,
+    record::TARGET,
 ];
 
 /// The target named `name`.
