@@ -132,14 +132,24 @@ pub async fn insert_rows(
         rest = tail;
     }
     if inserted.rows == rows.len() as u64 {
-        if !rows.is_empty() {
-            count_inserted(conn, inserted.rows.try_into().unwrap_or(i64::MAX)).await?;
-            super::usage::add_rows(conn, rows).await?;
-        }
+        account_new_rows(conn, rows).await?;
     } else {
         account_written(conn, inserted.rows).await?;
     }
     Ok(inserted)
+}
+
+/// [`account_written`] for a write whose every row was new: their minutes' usage is summed from
+/// `rows` themselves ([`super::usage::add_rows`]) instead of read back.
+async fn account_new_rows(
+    conn: &mut SqliteConnection,
+    rows: &[AccessLog],
+) -> Result<(), sqlx::Error> {
+    if !rows.is_empty() {
+        count_inserted(conn, i64::try_from(rows.len()).unwrap_or(i64::MAX)).await?;
+        super::usage::add_rows(conn, rows).await?;
+    }
+    Ok(())
 }
 
 /// Accounts for the `rows` rows the caller's transaction has just written: adds them to the row

@@ -1,12 +1,12 @@
 //! Usage summaries read from the access log: tokens and requests per app, model and UTC day
 //! over a time range (from the per-minute sums the log writer keeps beside the rows,
-//! [`add_written`]), and per model with how the usage was known, for reconciliation with
-//! vLLM's counters.
+//! [`add_rows`] or [`add_written`]), and per model with how the usage was known, for
+//! reconciliation with vLLM's counters.
 //!
-//! Token sums never fail: they are added as floating point (`TOTAL`, exact below 2^53) and
-//! cast back, which saturates at `i64::MAX`, so rows stored before counts were checked (see
-//! [`crate::usage_check`]) cannot make a summary overflow; a minute's sum that would overflow
-//! becomes floating point in SQLite rather than an error.
+//! Token sums never fail: rows are summed saturating at `i64::MAX` (by [`add_rows`]) or as
+//! floating point (`TOTAL`, exact below 2^53) cast back, which saturates too, so rows stored
+//! before counts were checked (see [`crate::usage_check`]) cannot make a summary overflow; a
+//! minute's sum that would overflow becomes floating point in SQLite rather than an error.
 
 use std::collections::HashMap;
 
