@@ -131,8 +131,14 @@ impl<'a> Reader<'a> {
     /// know is one, and for any other such key serde's checks of a key it decodes pass; a key
     /// that is not one is left to serde.
     fn plain_key(&mut self) -> Option<&'a [u8]> {
+        self.unescaped(true)
+    }
+
+    /// A string's content with nothing to decode (no escape, no control character; when
+    /// `ascii`, printable ASCII only), after its opening quote; its closing quote is taken.
+    fn unescaped(&mut self, ascii: bool) -> Option<&'a [u8]> {
         let rest = self.bytes.get(self.at..)?;
-        let len = run_before(rest, true);
+        let len = run_before(rest, ascii);
         (rest.get(len) == Some(&b'"')).then_some(())?;
         self.at += len + 1;
         rest.get(..len)
@@ -188,12 +194,7 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         self.eat(b'"')?;
-        let rest = self.bytes.get(self.at..)?;
-        let len = run_before(rest, false);
-        (rest.get(len) == Some(&b'"')).then_some(())?;
-        let text = std::str::from_utf8(rest.get(..len)?).ok()?;
-        self.at += len + 1;
-        Some(Some(text))
+        std::str::from_utf8(self.unescaped(false)?).ok().map(Some)
     }
 
     /// The raw bytes of a string, after its opening quote, checked as `serde_json` checks it:
