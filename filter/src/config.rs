@@ -332,5 +332,41 @@ fn is_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Configurations for the core's tests.
+#[cfg(test)]
+impl PluginConfig {
+    /// `models` routed, request bodies capped at `body_bytes` (read and buffered), clusters named
+    /// in `cluster_header`, the state feed at `state_path` (refreshed each second); everything
+    /// else as configured by default.
+    pub(crate) fn for_tests(
+        models: BTreeMap<String, ModelRoute>,
+        body_bytes: usize,
+        cluster_header: &str,
+        state_path: &str,
+    ) -> Self {
+        Self {
+            models,
+            state: StateFeed {
+                cluster: "cp".into(),
+                authority: "cp".into(),
+                path: state_path.into(),
+                token: "0123456789abcdef".into(),
+                refresh_ms: 1000,
+                timeout_ms: 1000,
+                long_poll_ms: DEFAULT_LONG_POLL_MS,
+                lookup_negative_ttl_ms: DEFAULT_LOOKUP_NEGATIVE_TTL_MS,
+                lookups_per_second: DEFAULT_LOOKUPS_PER_SECOND,
+            },
+            max_request_body_bytes: body_bytes,
+            max_buffered_request_bytes: body_bytes,
+            cluster_header: cluster_header.into(),
+            usage_injection: Default::default(),
+            default_model: None,
+            endpoints: default_endpoints(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

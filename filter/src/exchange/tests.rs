@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::{ModelRoute, StateFeed};
+use crate::config::ModelRoute;
 use crate::feed::hash_key;
 use crate::usage::UsageSource;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
@@ -39,27 +39,7 @@ fn config() -> Rc<PluginConfig> {
         "model-b".to_owned(),
         ModelRoute { cluster: "cluster_b".into(), api_key: Some("upstream-secret".into()) },
     );
-    Rc::new(PluginConfig {
-        models,
-        state: StateFeed {
-            cluster: "cp".into(),
-            authority: "cp".into(),
-            path: "/internal/state".into(),
-            token: "0123456789abcdef".into(),
-            refresh_ms: 1000,
-            timeout_ms: 1000,
-            long_poll_ms: crate::config::DEFAULT_LONG_POLL_MS,
-            lookup_negative_ttl_ms: crate::config::DEFAULT_LOOKUP_NEGATIVE_TTL_MS,
-            lookups_per_second: crate::config::DEFAULT_LOOKUPS_PER_SECOND,
-        },
-        max_request_body_bytes: 64,
-        max_buffered_request_bytes: 64,
-        cluster_header: "x-gateway-cluster".into(),
-        usage_injection: Default::default(),
-        default_model: None,
-        endpoints: crate::config::default_endpoints(),
-        limits: crate::config::LimitsConfig::default(),
-    })
+    Rc::new(PluginConfig::for_tests(models, 64, "x-gateway-cluster", "/internal/state"))
 }
 
 fn keys() -> Credentials {

@@ -68,7 +68,7 @@ fn every_observation_of_a_known_family_is_a_known_series() {
 }
 
 use super::*;
-use crate::config::{ModelRoute, StateFeed};
+use crate::config::ModelRoute;
 use crate::error::LimitError;
 use crate::feed::limits::{LimitKind, Subject};
 use crate::usage::Usage;
@@ -101,27 +101,7 @@ fn tallied_errors() -> [GatewayError; 4] {
 fn config() -> PluginConfig {
     let mut models = BTreeMap::new();
     models.insert("org/m;x=1".to_owned(), ModelRoute { cluster: "c".into(), api_key: None });
-    PluginConfig {
-        models,
-        state: StateFeed {
-            cluster: "cp".into(),
-            authority: "cp".into(),
-            path: "/s".into(),
-            token: "0123456789abcdef".into(),
-            refresh_ms: 1000,
-            timeout_ms: 1000,
-            long_poll_ms: crate::config::DEFAULT_LONG_POLL_MS,
-            lookup_negative_ttl_ms: crate::config::DEFAULT_LOOKUP_NEGATIVE_TTL_MS,
-            lookups_per_second: crate::config::DEFAULT_LOOKUPS_PER_SECOND,
-        },
-        max_request_body_bytes: 1,
-        max_buffered_request_bytes: 1,
-        cluster_header: "x".into(),
-        usage_injection: Default::default(),
-        default_model: None,
-        endpoints: crate::config::default_endpoints(),
-        limits: crate::config::LimitsConfig::default(),
-    }
+    PluginConfig::for_tests(models, 1, "x", "/s")
 }
 
 #[test]
