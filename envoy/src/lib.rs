@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use vllm_gateway_filter::config::{
     self, ModelRoute, PluginConfig, StateFeed, DEFAULT_CLUSTER_HEADER,
 };
+use vllm_gateway_filter::record;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use upstream::{ModelUpstream, Upstream, UpstreamError};
@@ -238,6 +239,7 @@ pub fn render_with_control_plane(
         ("MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
         ("STATE_TOKEN", yaml_double_quoted(&plugin.state.token)),
         ("CLUSTER_HEADER", plugin.cluster_header.clone()),
+        ("ACCESS_LOG_BATCH_BYTES", record::ACCESS_LOG_BATCH_BYTES.to_string()),
         ("GATEWAY_FILTER", spec.filter.yaml(&plugin_json)),
         ("ACCESS_LOG_FILE", yaml_double_quoted(&spec.access_log_file.to_string_lossy())),
         ("CONTROL_PLANE_HTTP_HOST", http.host.clone()),

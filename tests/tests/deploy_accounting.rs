@@ -190,3 +190,29 @@ fn every_shipped_config_compresses_after_the_filter_has_counted() -> Result<()> 
     }
     Ok(())
 }
+
+/// Every shipped gRPC access logger sends its entries in messages of the agreed size (Envoy's
+/// default, 16 KiB, costs Envoy and the sink several µs per request under load), which the
+/// sink's message limit is checked against (`control_plane::als::grpc::MAX_MESSAGE_BYTES`).
+#[test]
+fn every_shipped_config_sends_access_logs_in_large_messages() -> Result<()> {
+    let istio = yaml("deploy/istio/envoyfilter-als.yaml")?;
+    let istio_logger = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
+        ["access_log"][0]["typed_config"];
+    let mut loggers = vec![("the Istio patch", istio_logger.clone())];
+    for (name, config) in [
+        ("the template", reference()?),
+        (COMPOSE_ENVOY, yaml(COMPOSE_ENVOY)?),
+        (EXISTING_ENVOY, yaml(EXISTING_ENVOY)?),
+    ] {
+        loggers.push((name, access_logger(&config, "envoy.access_loggers.http_grpc")?.clone()));
+    }
+    for (name, logger) in loggers {
+        assert_eq!(
+            logger["common_config"]["buffer_size_bytes"].as_u64(),
+            Some(vllm_gateway_filter::record::ACCESS_LOG_BATCH_BYTES),
+            "{name}"
+        );
+    }
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! The sink as a gRPC service of its own, so that it decodes the stream's messages as
 //! [`LogsMessage`] (only the fields a row is made from) rather than as `envoy-types`' full
 //! messages, which its generated server would. The same service name, method and codec
-//! (tonic's prost codec, its default 4 MiB message limit); any other method is unimplemented.
+//! (tonic's prost codec, with a 4 MiB message limit); any other method is unimplemented.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,12 +13,20 @@ use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{ClientStreamingService, Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
+use vllm_gateway_filter::record::ACCESS_LOG_BATCH_BYTES;
 
 use super::wire::LogsMessage;
 use super::Sink;
 
 /// The service's full name.
 pub const SERVICE_NAME: &str = "envoy.service.accesslog.v3.AccessLogService";
+/// The largest message the sink takes in (tonic's default, said here so that it is checked
+/// against the batches the rendered Envoy sends: a batch is at most
+/// [`ACCESS_LOG_BATCH_BYTES`] plus one entry, whose headers the rendered configuration caps
+/// at 64 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+const _: () = assert!(ACCESS_LOG_BATCH_BYTES * 8 <= MAX_MESSAGE_BYTES as u64);
+
 /// The path of its one method.
 const STREAM_ACCESS_LOGS: &str = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs";
 
@@ -59,7 +67,8 @@ where
         let method = StreamMethod(self.0.clone());
         Box::pin(async move {
             let codec = ProstCodec::<StreamAccessLogsResponse, LogsMessage>::default();
-            Ok(Grpc::new(codec).client_streaming(method, request).await)
+            let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_MESSAGE_BYTES);
+            Ok(grpc.client_streaming(method, request).await)
         })
     }
 }
