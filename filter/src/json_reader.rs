@@ -25,6 +25,12 @@ impl<'a> Reader<'a> {
         Self { bytes, at: 0 }
     }
 
+    /// A reader whose cursor is `at` bytes into `bytes` (where [`Self::remaining_members`]
+    /// goes on from).
+    pub(crate) fn at(bytes: &'a [u8], at: usize) -> Self {
+        Self { bytes, at }
+    }
+
     /// The next byte after whitespace (JSON's: space, tab, LF, CR), not taken.
     fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.bytes.get(self.at) {
@@ -84,12 +90,21 @@ impl<'a> Reader<'a> {
     /// [`Self::members`], also giving where each member starts (its key's opening quote).
     pub(crate) fn members_at(
         &mut self,
-        mut member: impl FnMut(&mut Self, &[u8], usize) -> Option<()>,
+        member: impl FnMut(&mut Self, &[u8], usize) -> Option<()>,
     ) -> Option<()> {
         self.eat(b'{')?;
         if self.eat(b'}').is_some() {
             return Some(());
         }
+        self.remaining_members(member)
+    }
+
+    /// The rest of an object's members, as [`Self::members_at`] reads them, from a cursor at the
+    /// next member (after the object's `{` or a `,`).
+    pub(crate) fn remaining_members(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &[u8], usize) -> Option<()>,
+    ) -> Option<()> {
         loop {
             self.peek()?;
             let start = self.at;

@@ -17,16 +17,75 @@ use super::{reported, Usage, UsageMember, CAPTURE_BYTES};
 use crate::json_reader::{once, Reader};
 use crate::json_scan::MemberSpan;
 
-/// The facts of one event whose whole data is `data`; `None` when unsure (see the module docs).
+/// The start of the last event read in one pass, up to its first member that tells something
+/// ([`tells`]). The chunks of one stream start alike (`{"id":…,"object":…,"created":…,"model":…,`),
+/// so an event that starts with these same bytes is read from there: how those members read
+/// depends on their bytes alone, and they were read already.
+#[derive(Debug, Default)]
+pub(super) struct Prefix {
+    bytes: Vec<u8>,
+    /// `object` is among its members (and may not come again).
+    object: bool,
+}
+
+impl Prefix {
+    /// Keeps the start of `data` up to the member at `start`, when at least one member comes
+    /// before it (the bytes then end with a `,` and any whitespace: where a member goes on).
+    fn remember(&mut self, data: &[u8], start: usize, object: bool) {
+        let before = data.get(..start).unwrap_or_default();
+        if before.trim_ascii_end().last() == Some(&b',') {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(before);
+            self.object = object;
+        }
+    }
+}
+
+/// The facts of one event whose whole data is `data`, read on its own; `None` when unsure (see
+/// the module docs).
+#[cfg(test)]
 pub(super) fn read(data: &[u8]) -> Option<EventFacts> {
+    read_after(data, &mut Prefix::default())
+}
+
+/// [`read`], going on after `prefix` when `data` starts with it; a whole event read from its
+/// start leaves its own prefix there.
+pub(super) fn read_after(data: &[u8], prefix: &mut Prefix) -> Option<EventFacts> {
     if data.len() > CAPTURE_BYTES {
         return None; // the scanner would skip a member this large
     }
-    let mut reader = Reader::new(data);
+    let resume = !prefix.bytes.is_empty() && data.starts_with(&prefix.bytes);
     let mut found = Found::default();
-    reader.members_at(|r, key, start| found.member(data, r, key, start))?;
+    let mut reader = if resume {
+        found.object = prefix.object.then_some(());
+        Reader::at(data, prefix.bytes.len())
+    } else {
+        Reader::new(data)
+    };
+    let mut telling = None;
+    let member = |r: &mut Reader<'_>, key: &[u8], start: usize| {
+        if telling.is_none() && tells(key) {
+            telling = Some((start, found.object.is_some()));
+        }
+        found.member(data, r, key, start)
+    };
+    if resume {
+        reader.remaining_members(member)?;
+    } else {
+        reader.members_at(member)?;
+    }
     reader.end()?;
+    if let (false, Some((start, object))) = (resume, telling) {
+        prefix.remember(data, start, object);
+    }
     Some(found.facts())
+}
+
+/// Whether a member with `key` tells something about the event (every key [`Found::member`]
+/// reads other than `object`, which it only checks): the members before the first such one are
+/// the part chunks share.
+fn tells(key: &[u8]) -> bool {
+    matches!(key, b"usage" | b"choices" | b"error" | b"type" | b"response")
 }
 
 /// The members read so far.

@@ -153,6 +153,8 @@ pub(super) struct EventReader {
     /// The current event's facts, when its data's first piece was read in one pass: the rest of
     /// its data is then ignored, as the scanner ignores what follows a whole object.
     read_whole: Option<EventFacts>,
+    /// The start the stream's chunks share, read once ([`super::chunk::Prefix`]).
+    prefix: super::chunk::Prefix,
 }
 
 impl EventReader {
@@ -162,6 +164,7 @@ impl EventReader {
             one_pass: true,
             in_event: false,
             read_whole: None,
+            prefix: Default::default(),
         }
     }
 
@@ -171,7 +174,7 @@ impl EventReader {
             return;
         }
         if !std::mem::replace(&mut self.in_event, true) && self.one_pass {
-            self.read_whole = super::chunk::read(bytes);
+            self.read_whole = super::chunk::read_after(bytes, &mut self.prefix);
             if self.read_whole.is_some() {
                 return;
             }

@@ -131,3 +131,86 @@ fn mutated_events_are_read_as_the_scanner_reads_them() {
     let one_pass = inputs.iter().filter(|input| check(input)).count();
     assert!(one_pass > 2_000, "only {one_pass} of 20,000 read in one pass");
 }
+
+/// Reads `data` after `previous` (whose start is then the prefix): it must read as `data` read on
+/// its own; whether it went on after the prefix.
+fn check_after(previous: &[u8], data: &[u8]) -> bool {
+    let mut prefix = Prefix::default();
+    read_after(previous, &mut prefix);
+    let resumed = !prefix.bytes.is_empty() && data.starts_with(&prefix.bytes);
+    let after = read_after(data, &mut prefix);
+    assert_eq!(after, read(data), "{} after {}", data.escape_ascii(), previous.escape_ascii());
+    if let Some(facts) = &after {
+        assert_eq!(facts, &by_scanner(data), "{}", data.escape_ascii());
+    }
+    resumed
+}
+
+#[test]
+fn a_streams_chunks_are_read_on_from_the_start_they_share() {
+    for stream in [
+        &include_bytes!("../../../../../shared/fixtures/vllm-chat-stream-include-usage.sse")[..],
+        include_bytes!("../../../../../shared/fixtures/openai-chat-stream-usage.sse"),
+    ] {
+        let events: Vec<&[u8]> = stream
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_prefix(b"data: "))
+            .filter(|d| *d != b"[DONE]")
+            .collect();
+        let mut prefix = Prefix::default();
+        for (i, data) in events.iter().enumerate() {
+            let facts = read_after(data, &mut prefix);
+            assert_eq!(facts, read(data), "event {i}");
+            assert!(facts.is_some(), "event {i} left to the scanner");
+        }
+        // The shared start runs up to `choices`, past `id`, `object`, `created` and `model`.
+        let shared = String::from_utf8_lossy(&prefix.bytes).into_owned();
+        assert!(shared.contains("\"model\":") && shared.ends_with(','), "{shared}");
+        assert!(prefix.object);
+        assert!(events.iter().skip(1).all(|d| d.starts_with(&prefix.bytes)));
+    }
+}
+
+/// What follows a shared start is read as it would be on its own: a second `object` (refused),
+/// `usage` or `choices` twice, an error, a different start.
+#[test]
+fn what_follows_a_shared_start_is_read_as_on_its_own() {
+    let previous = VLLM_CHUNKS[0];
+    let start = br#"{"id":"chatcmpl-e0e2","object":"chat.completion.chunk","created":1796084438,"model":"m","#;
+    for rest in [
+        &br#""object":"x","choices":[]}"#[..],
+        br#""choices":[],"choices":[]}"#,
+        br#""usage":null,"usage":null}"#,
+        br#""error":{"message":"boom"}}"#,
+        br#""type":"response.completed"}"#,
+        br#" "choices" : [ ] }"#,
+        br#"}"#,
+        br#""choices":[{"index":2,"delta":{"content":"x"}}],"usage":{"prompt_tokens":1}}"#,
+    ] {
+        let data = [&start[..], rest].concat();
+        assert!(check_after(previous, &data), "not read on: {}", data.escape_ascii());
+    }
+    assert!(!check_after(previous, br#"{"id":"chatcmpl-e0e3","choices":[]}"#));
+    // The shared start ends at the first member that tells something, whichever comes first.
+    for (previous, data) in [
+        (
+            &br#"{"id":"c","usage":{"prompt_tokens":5},"choices":[]}"#[..],
+            &br#"{"id":"c","usage":{"prompt_tokens":5},"choices":[{"index":1}]}"#[..],
+        ),
+        (br#"{"id":"c","choices":[],"usage":null}"#, br#"{"id":"c","choices":[],"usage":{}}"#),
+    ] {
+        assert!(check_after(previous, data), "not read on: {}", data.escape_ascii());
+    }
+}
+
+/// Mutations of real events, each read after the event it was made from.
+#[test]
+fn mutated_events_read_after_their_original_are_read_as_on_their_own() {
+    let mut resumed = 0;
+    for base in VLLM_CHUNKS {
+        for input in mutations(&[base], 2_000, 0x9e37_79b9_7f4a_7c15) {
+            resumed += usize::from(check_after(base, &input));
+        }
+    }
+    assert!(resumed > 5_000, "only {resumed} mutations read on after their original's start");
+}
