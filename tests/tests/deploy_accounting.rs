@@ -33,6 +33,15 @@ fn reference() -> Result<Value> {
     Ok(serde_yaml::from_str(&render_compose()?)?)
 }
 
+/// The Istio patch that adds the gRPC access logger.
+const ISTIO_ALS: &str = "deploy/istio/envoyfilter-als.yaml";
+
+/// The gRPC access logger's `typed_config` in the Istio patch.
+fn istio_access_logger(istio: &Value) -> &Value {
+    &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["access_log"][0]
+        ["typed_config"]
+}
+
 fn access_logger<'a>(envoy: &'a Value, name: &str) -> Result<&'a Value> {
     hcm(envoy)["access_log"]
         .as_sequence()
@@ -127,9 +136,8 @@ fn every_shipped_config_writes_the_durable_log_and_logs_the_client_id() -> Resul
             "{name}"
         );
     }
-    let istio = yaml("deploy/istio/envoyfilter-als.yaml")?;
-    let als = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["access_log"][0]
-        ["typed_config"];
+    let istio = yaml(ISTIO_ALS)?;
+    let als = istio_access_logger(&istio);
     assert_eq!(strings(&als["additional_request_headers_to_log"]), ["x-client-request-id"]);
     // No access log prints a query string (`?token=` is a credential).
     for (name, text) in
@@ -196,10 +204,8 @@ fn every_shipped_config_compresses_after_the_filter_has_counted() -> Result<()> 
 /// sink's message limit is checked against (`control_plane::als::grpc::MAX_MESSAGE_BYTES`).
 #[test]
 fn every_shipped_config_sends_access_logs_in_large_messages() -> Result<()> {
-    let istio = yaml("deploy/istio/envoyfilter-als.yaml")?;
-    let istio_logger = &istio["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]
-        ["access_log"][0]["typed_config"];
-    let mut loggers = vec![("the Istio patch", istio_logger.clone())];
+    let istio = yaml(ISTIO_ALS)?;
+    let mut loggers = vec![("the Istio patch", istio_access_logger(&istio).clone())];
     for (name, config) in [
         ("the template", reference()?),
         (COMPOSE_ENVOY, yaml(COMPOSE_ENVOY)?),

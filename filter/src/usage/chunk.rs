@@ -29,6 +29,11 @@ pub(super) struct Prefix {
 }
 
 impl Prefix {
+    /// Whether `data` starts with the kept start (and there is one).
+    fn starts(&self, data: &[u8]) -> bool {
+        !self.bytes.is_empty() && data.starts_with(&self.bytes)
+    }
+
     /// Keeps the start of `data` up to the member at `start`, when at least one member comes
     /// before it (the bytes then end with a `,` and any whitespace: where a member goes on).
     fn remember(&mut self, data: &[u8], start: usize, object: bool) {
@@ -54,7 +59,7 @@ pub(super) fn read_after(data: &[u8], prefix: &mut Prefix) -> Option<EventFacts>
     if data.len() > CAPTURE_BYTES {
         return None; // the scanner would skip a member this large
     }
-    let resume = !prefix.bytes.is_empty() && data.starts_with(&prefix.bytes);
+    let resume = prefix.starts(data);
     let mut found = Found::default();
     let mut reader = if resume {
         found.object = prefix.object.then_some(());

@@ -77,6 +77,11 @@ fn check(data: &[u8]) -> bool {
     one_pass.is_some()
 }
 
+/// The data of each event of a recorded stream.
+fn events_of(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
+    stream.split(|&b| b == b'\n').filter_map(|line| line.strip_prefix(b"data: "))
+}
+
 fn recorded_events() -> Vec<&'static [u8]> {
     [
         &include_bytes!("../../../../../shared/fixtures/vllm-chat-stream-include-usage.sse")[..],
@@ -84,8 +89,7 @@ fn recorded_events() -> Vec<&'static [u8]> {
         include_bytes!("../../../../../shared/fixtures/openai-chat-stream-tool-call-usage.sse"),
     ]
     .into_iter()
-    .flat_map(|stream| stream.split(|&b| b == b'\n'))
-    .filter_map(|line| line.strip_prefix(b"data: "))
+    .flat_map(events_of)
     .collect()
 }
 
@@ -137,7 +141,7 @@ fn mutated_events_are_read_as_the_scanner_reads_them() {
 fn check_after(previous: &[u8], data: &[u8]) -> bool {
     let mut prefix = Prefix::default();
     read_after(previous, &mut prefix);
-    let resumed = !prefix.bytes.is_empty() && data.starts_with(&prefix.bytes);
+    let resumed = prefix.starts(data);
     let after = read_after(data, &mut prefix);
     assert_eq!(after, read(data), "{} after {}", data.escape_ascii(), previous.escape_ascii());
     if let Some(facts) = &after {
@@ -152,11 +156,7 @@ fn a_streams_chunks_are_read_on_from_the_start_they_share() {
         &include_bytes!("../../../../../shared/fixtures/vllm-chat-stream-include-usage.sse")[..],
         include_bytes!("../../../../../shared/fixtures/openai-chat-stream-usage.sse"),
     ] {
-        let events: Vec<&[u8]> = stream
-            .split(|&b| b == b'\n')
-            .filter_map(|line| line.strip_prefix(b"data: "))
-            .filter(|d| *d != b"[DONE]")
-            .collect();
+        let events: Vec<&[u8]> = events_of(stream).filter(|d| *d != b"[DONE]").collect();
         let mut prefix = Prefix::default();
         for (i, data) in events.iter().enumerate() {
             let facts = read_after(data, &mut prefix);
