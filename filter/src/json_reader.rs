@@ -10,6 +10,9 @@
 //! integer is read, or nesting deeper than [`MAX_DEPTH`] all go to `serde_json`.
 
 use crate::json_scan::has_byte;
+use shape::HoleKind;
+
+pub(crate) use shape::{Hole, Shape, COUNTS};
 
 /// Nesting deeper than this inside a skipped value is left to `serde_json`.
 const MAX_DEPTH: usize = 32;
@@ -18,17 +21,20 @@ const MAX_DEPTH: usize = 32;
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Where the values that may vary were read, when recording ([`Self::recording`]); `None`
+    /// also once there were too many.
+    holes: Option<Vec<Hole>>,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
+        Self { bytes, at: 0, holes: None }
     }
 
     /// A reader whose cursor is `at` bytes into `bytes` (where [`Self::remaining_members`]
     /// goes on from).
     pub(crate) fn at(bytes: &'a [u8], at: usize) -> Self {
-        Self { bytes, at }
+        Self { bytes, at, holes: None }
     }
 
     /// The next byte after whitespace (JSON's: space, tab, LF, CR), not taken.
@@ -185,8 +191,10 @@ impl<'a> Reader<'a> {
             b'f' if self.word(b"false") => Some(Some(true)),
             b'"' => {
                 self.at += 1;
-                let text = self.string(Strict::Decoded)?;
-                Some(Some(!text.is_empty()))
+                let start = self.at;
+                let empty = self.string(Strict::Decoded)?.is_empty();
+                self.hole(start, self.at - 1, HoleKind::Text { empty });
+                Some(Some(!empty))
             }
             _ => None,
         }
@@ -262,12 +270,20 @@ impl<'a> Reader<'a> {
             b'[' => self.elements(|r| r.skip_nested(depth + 1)),
             b'"' => {
                 self.at += 1;
-                self.string(Strict::Ignored).map(|_| ())
+                let start = self.at;
+                self.string(Strict::Ignored)?;
+                self.hole(start, self.at - 1, HoleKind::Ignored);
+                Some(())
             }
             b'n' => self.word(b"null").then_some(()),
             b't' => self.word(b"true").then_some(()),
             b'f' => self.word(b"false").then_some(()),
-            _ => self.number(),
+            _ => {
+                let start = self.at;
+                self.number()?;
+                self.hole(start, self.at, HoleKind::Number);
+                Some(())
+            }
         }
     }
 
@@ -355,5 +371,6 @@ fn escape_len(rest: &[u8], strict: Strict) -> Option<usize> {
 
 #[cfg(test)]
 pub(crate) mod mutations;
+mod shape;
 #[cfg(test)]
 mod tests;

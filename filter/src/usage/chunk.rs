@@ -14,18 +14,36 @@
 use super::choices::{self, Choices};
 use super::event::EventFacts;
 use super::{reported, Usage, UsageMember, CAPTURE_BYTES};
-use crate::json_reader::{once, Reader};
+use crate::json_reader::{once, Hole, Reader, Shape};
 use crate::json_scan::MemberSpan;
 
 /// The start of the last event read in one pass, up to its first member that tells something
 /// ([`tells`]). The chunks of one stream start alike (`{"id":…,"object":…,"created":…,"model":…,`),
 /// so an event that starts with these same bytes is read from there: how those members read
-/// depends on their bytes alone, and they were read already.
+/// depends on their bytes alone, and they were read already. What follows the start is alike
+/// too but for the text and the counts, so the last event read on from it is kept as a
+/// [`Rest`]: an event whose rest has its shape is not read at all.
 #[derive(Debug, Default)]
 pub(super) struct Prefix {
     bytes: Vec<u8>,
     /// `object` is among its members (and may not come again).
     object: bool,
+    /// The rest of the last event read on from this start.
+    rest: Option<Rest>,
+    /// The holes of the last reading, kept for the next (no allocation per event).
+    holes: Vec<Hole>,
+}
+
+/// What follows the start in the last event read on from it: its shape, and what it said with
+/// the counts left out.
+#[derive(Debug, Default)]
+struct Rest {
+    shape: Shape,
+    facts: EventFacts,
+    /// It had a usage object (whose counts are the shape's).
+    usage: bool,
+    /// Where its `usage` member sat, in the shape's bytes.
+    usage_span: Option<MemberSpan>,
 }
 
 impl Prefix {
@@ -42,7 +60,45 @@ impl Prefix {
             self.bytes.clear();
             self.bytes.extend_from_slice(before);
             self.object = object;
+            self.rest = None;
         }
+    }
+
+    /// Keeps the rest of `data`, just read on from this start with `holes` noted and found to
+    /// say `facts`, for the next event to fit ([`Rest::fit`]).
+    fn learn_rest(&mut self, data: &[u8], holes: Option<Vec<Hole>>, facts: &EventFacts) {
+        let Some(holes) = holes else {
+            self.rest = None; // too many holes to be worth it
+            return;
+        };
+        let from = self.bytes.len();
+        let rest = self.rest.get_or_insert_with(Rest::default);
+        rest.shape.learn(data, from, &holes);
+        rest.facts = EventFacts { usage: None, ..facts.clone() };
+        rest.usage = facts.usage.is_some();
+        rest.usage_span = facts.usage_span.map(|span| MemberSpan {
+            start: span.start.saturating_sub(from),
+            end: span.end.saturating_sub(from),
+        });
+        self.holes = holes;
+    }
+}
+
+impl Rest {
+    /// What `data`, which starts with `prefix`, says when its rest has this one's shape: what
+    /// this one said, with the counts and the place of `usage` as they are in `data`.
+    fn fit(&self, data: &[u8], prefix: &Prefix) -> Option<EventFacts> {
+        let from = prefix.bytes.len();
+        let span = self.usage_span.unwrap_or(MemberSpan { start: 0, end: 0 });
+        let (counts, [start, end]) = self.shape.fit(data.get(from..)?, [span.start, span.end])?;
+        let [prompt, completion, total] = counts;
+        Some(EventFacts {
+            usage: self.usage.then(|| reported::usage_of(prompt, completion, total)),
+            usage_span: self
+                .usage_span
+                .map(|_| MemberSpan { start: start + from, end: end + from }),
+            ..self.facts.clone()
+        })
     }
 }
 
@@ -53,17 +109,22 @@ pub(super) fn read(data: &[u8]) -> Option<EventFacts> {
     read_after(data, &mut Prefix::default())
 }
 
-/// [`read`], going on after `prefix` when `data` starts with it; a whole event read from its
-/// start leaves its own prefix there.
+/// [`read`], going on after `prefix` when `data` starts with it (or only fitting its rest to
+/// the last one's, [`Rest`]); a whole event read from its start leaves its own prefix there.
 pub(super) fn read_after(data: &[u8], prefix: &mut Prefix) -> Option<EventFacts> {
     if data.len() > CAPTURE_BYTES {
         return None; // the scanner would skip a member this large
     }
     let resume = prefix.starts(data);
+    if resume {
+        if let Some(facts) = prefix.rest.as_ref().and_then(|rest| rest.fit(data, prefix)) {
+            return Some(facts);
+        }
+    }
     let mut found = Found::default();
     let mut reader = if resume {
         found.object = prefix.object.then_some(());
-        Reader::at(data, prefix.bytes.len())
+        Reader::at(data, prefix.bytes.len()).recording(std::mem::take(&mut prefix.holes))
     } else {
         Reader::new(data)
     };
@@ -74,16 +135,19 @@ pub(super) fn read_after(data: &[u8], prefix: &mut Prefix) -> Option<EventFacts>
         }
         found.member(data, r, key, start)
     };
-    if resume {
-        reader.remaining_members(member)?;
-    } else {
-        reader.members_at(member)?;
+    let read = if resume { reader.remaining_members(member) } else { reader.members_at(member) };
+    let holes = reader.take_holes();
+    if read.and_then(|()| reader.end()).is_none() {
+        prefix.holes = holes.unwrap_or_default();
+        return None;
     }
-    reader.end()?;
-    if let (false, Some((start, object))) = (resume, telling) {
-        prefix.remember(data, start, object);
+    let facts = found.facts();
+    match (resume, telling) {
+        (true, _) => prefix.learn_rest(data, holes, &facts),
+        (false, Some((start, object))) => prefix.remember(data, start, object),
+        (false, None) => {}
     }
-    Some(found.facts())
+    Some(facts)
 }
 
 /// Whether a member with `key` tells something about the event (every key [`Found::member`]
@@ -115,7 +179,7 @@ impl Found {
             b"choices" => once(&mut self.choices, choices::read_at(r)?),
             b"object" => {
                 let value = r.value_start();
-                r.skip_value()?;
+                r.skip_fixed_value()?;
                 let is_error = data.get(value..r.position()) == Some(&b"\"error\""[..]);
                 (!is_error).then_some(())?;
                 once(&mut self.object, ())

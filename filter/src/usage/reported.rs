@@ -31,6 +31,12 @@ pub(super) fn parse_with_serde(bytes: &[u8]) -> Option<Usage> {
     Some(usage_of(r.prompt_tokens, r.completion_tokens, r.total_tokens))
 }
 
+/// The slots ([`Reader::count`]) of the counts [`read_at`] reads, in [`usage_of`]'s order.
+const PROMPT: usize = 0;
+const COMPLETION: usize = 1;
+const TOTAL: usize = 2;
+const _: () = assert!(TOTAL < crate::json_reader::COUNTS);
+
 /// [`parse_usage`] without serde: `None` when unsure, else what serde reads.
 pub(super) fn fast(bytes: &[u8]) -> Option<Option<Usage>> {
     let mut reader = Reader::new(bytes);
@@ -47,19 +53,19 @@ pub(super) fn read_at(reader: &mut Reader<'_>) -> Option<Option<Usage>> {
     }
     let (mut prompt, mut completion, mut total) = (None, None, None);
     reader.members(|r, key| {
-        let slot = match key {
-            b"prompt_tokens" | b"input_tokens" => &mut prompt,
-            b"completion_tokens" | b"output_tokens" => &mut completion,
-            b"total_tokens" => &mut total,
+        let (slot, count) = match key {
+            b"prompt_tokens" | b"input_tokens" => (&mut prompt, PROMPT),
+            b"completion_tokens" | b"output_tokens" => (&mut completion, COMPLETION),
+            b"total_tokens" => (&mut total, TOTAL),
             _ => return r.skip_value(),
         };
-        once(slot, r.optional_u64()?)
+        once(slot, r.count(count)?)
     })?;
     Some(Some(usage_of(prompt.flatten(), completion.flatten(), total.flatten())))
 }
 
 /// The counts of a usage object's members (a missing total is the sum).
-fn usage_of(prompt: Option<u64>, completion: Option<u64>, total: Option<u64>) -> Usage {
+pub(super) fn usage_of(prompt: Option<u64>, completion: Option<u64>, total: Option<u64>) -> Usage {
     let prompt_tokens = prompt.unwrap_or(0);
     let completion_tokens = completion.unwrap_or(0);
     Usage {
