@@ -1,17 +1,17 @@
 //! An incremental Server-Sent Events parser that streams each event's `data` as it arrives:
-//! [`SseParser::feed`] bytes, take [`SsePiece`]s with [`SseParser::next`], and
+//! [`SseParser::feed`] a chunk, take its [`SsePiece`]s with [`SseChunk::next`] until `None`, and
 //! [`SseParser::finish`] at the end of the stream.
 //!
 //! It accepts any split of the byte stream (mid-event, mid-line, a CRLF cut in two, a multi-byte
-//! UTF-8 character cut in two: it works on bytes), LF, CRLF and CR line ends, comment lines, other
+//! UTF-8 character cut in two: it works on bytes), LF, CR and CRLF line ends, comment lines, other
 //! fields (`event:`, `id:`), several events per chunk and one event over many chunks. Several
 //! `data` lines of one event are joined with `\n`, as the SSE specification says. Nothing is held
-//! back: a `data` value is handed on piece by piece as it arrives, so an event of any size costs
-//! no memory here (the consumer decides what to keep), and the parser holds at most the chunk it
-//! was last fed. Right after an [`SsePiece::End`] (or a [`SsePiece::NoEvent`]: a blank line after
-//! lines that make no event), [`SseParser::consumed`] says where in that chunk the bytes end (the
-//! blank line included), so that one parse of a stream serves both counting an event's data and
-//! passing on, or rewriting, its bytes.
+//! back or copied: a `data` value is handed on piece by piece, borrowed from the chunk it came in,
+//! so an event of any size costs no memory here (the consumer decides what to keep); between
+//! chunks the parser keeps only where in a line it is. Right after an [`SsePiece::End`] (or a
+//! [`SsePiece::NoEvent`]: a blank line after lines that make no event), [`SseChunk::consumed`]
+//! says where in the chunk the bytes end (the blank line included), so that one parse of a stream
+//! serves both counting an event's data and passing on, or rewriting, its bytes.
 
 /// What the stream carries, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +42,9 @@ enum Line {
 
 const DATA: &[u8] = b"data";
 
-/// The incremental parser; see the module docs.
-#[derive(Debug)]
+/// The incremental parser; see the module docs. It holds no bytes: only where the stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SseParser {
-    pending: Vec<u8>,
-    /// How much of `pending` is parsed.
-    at: usize,
     line: Line,
     /// The current event has had a `data` field.
     has_data: bool,
@@ -66,88 +63,13 @@ impl Default for SseParser {
 impl SseParser {
     /// A parser at the start of a stream.
     pub fn new() -> Self {
-        Self {
-            pending: Vec::new(),
-            at: 0,
-            line: Line::Start,
-            has_data: false,
-            owes_newline: false,
-            after_cr: false,
-        }
+        Self { line: Line::Start, has_data: false, owes_newline: false, after_cr: false }
     }
 
-    /// Bytes currently held (at most the last chunk fed).
-    pub fn buffered_bytes(&self) -> usize {
-        self.pending.len() - self.at.min(self.pending.len())
-    }
-
-    /// How many bytes of the chunk last fed have been read. Right after an [`SsePiece::End`] or
-    /// [`SsePiece::NoEvent`]: where those bytes end in the chunk, the blank line included (the
-    /// LF of a CRLF too, unless the chunk ended between the two: see [`SseParser::owes_lf`]).
-    pub fn consumed(&self) -> usize {
-        self.at
-    }
-
-    /// Whether the last byte read was a CR, so that an LF starting the next chunk belongs to it.
-    pub fn owes_lf(&self) -> bool {
-        self.after_cr
-    }
-
-    /// Adds bytes from the stream. Call [`SseParser::next`] until it returns `None` after each
-    /// feed: that is what keeps memory bounded.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.pending.drain(..self.at.min(self.pending.len()));
-        self.at = 0;
-        self.pending.extend_from_slice(chunk);
-    }
-
-    /// The next piece of the stream, if the bytes fed so far hold one.
-    // The project's feed/next/finish parser convention: `None` means "feed me more", not "done",
-    // so this is deliberately not an `Iterator`.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<SsePiece<'_>> {
-        while let Some(&b) = self.pending.get(self.at) {
-            if std::mem::take(&mut self.after_cr) && b == b'\n' {
-                self.at += 1;
-                continue;
-            }
-            if self.line == Line::Data {
-                if std::mem::take(&mut self.owes_newline) {
-                    return Some(SsePiece::Data(b"\n"));
-                }
-                let (start, end) = self.data_run();
-                if end > start {
-                    return Some(SsePiece::Data(self.pending.get(start..end).unwrap_or_default()));
-                }
-                continue;
-            }
-            self.at += 1;
-            if b == b'\r' || b == b'\n' {
-                self.after_cr = b == b'\r';
-                if let Some(piece) = self.end_line() {
-                    if matches!(piece, SsePiece::End | SsePiece::NoEvent) {
-                        self.take_crlf_tail();
-                    }
-                    return Some(piece);
-                }
-                continue;
-            }
-            self.line = match self.line {
-                Line::Start if b == b':' => Line::Skip,
-                Line::Start => Line::Field { matched: advance(Some(0), b) },
-                Line::Field { matched } if b == b':' => self.after_field_name(matched),
-                Line::Field { matched } => Line::Field { matched: advance(matched, b) },
-                Line::DataStart if b == b' ' => Line::Data,
-                Line::DataStart => {
-                    self.at -= 1;
-                    Line::Data
-                }
-                other => other,
-            };
-        }
-        self.pending.clear();
-        self.at = 0;
-        None
+    /// Starts reading the next chunk of the stream: take its pieces with [`SseChunk::next`]
+    /// until it returns `None` (what is not taken of a chunk is not read).
+    pub fn feed<'p, 'c>(&'p mut self, chunk: &'c [u8]) -> SseChunk<'p, 'c> {
+        SseChunk { parser: self, chunk, at: 0 }
     }
 
     /// Ends the stream: an event still open (no closing blank line) ends here.
@@ -155,26 +77,6 @@ impl SseParser {
         let open = self.has_data;
         *self = Self::new();
         open.then_some(SsePiece::End)
-    }
-
-    /// An event ended on a CR: the LF of a CRLF, when it is there, is read with it.
-    fn take_crlf_tail(&mut self) {
-        if self.after_cr && self.pending.get(self.at) == Some(&b'\n') {
-            self.after_cr = false;
-            self.at += 1;
-        }
-    }
-
-    /// Where the value bytes of a `data` line run, up to its end (or the end of what was fed).
-    fn data_run(&mut self) -> (usize, usize) {
-        let rest = self.pending.get(self.at..).unwrap_or_default();
-        let len = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
-        let start = self.at;
-        self.at += len;
-        if self.pending.get(self.at).is_some() {
-            self.line = Line::Skip; // the line end itself is read by `next`
-        }
-        (start, self.at)
     }
 
     fn after_field_name(&mut self, matched: Option<usize>) -> Line {
@@ -214,6 +116,96 @@ impl SseParser {
     /// An empty `data` value after another one still adds its `\n`.
     fn owed_newline(&mut self) -> Option<SsePiece<'static>> {
         std::mem::take(&mut self.owes_newline).then_some(SsePiece::Data(b"\n"))
+    }
+}
+
+/// One chunk of the stream being read; see [`SseParser::feed`].
+#[derive(Debug)]
+pub struct SseChunk<'p, 'c> {
+    parser: &'p mut SseParser,
+    chunk: &'c [u8],
+    /// How much of `chunk` is read.
+    at: usize,
+}
+
+impl<'c> SseChunk<'_, 'c> {
+    /// How many bytes of the chunk have been read. Right after an [`SsePiece::End`] or
+    /// [`SsePiece::NoEvent`]: where those bytes end in the chunk, the blank line included (the
+    /// LF of a CRLF too, unless the chunk ended between the two: see [`SseChunk::owes_lf`]).
+    pub fn consumed(&self) -> usize {
+        self.at
+    }
+
+    /// Whether the last byte read was a CR, so that an LF starting the next chunk belongs to it.
+    pub fn owes_lf(&self) -> bool {
+        self.parser.after_cr
+    }
+
+    /// The next piece of the chunk, or `None` once it is all read.
+    // The project's feed/next/finish parser convention: `None` means "feed me more", not "done",
+    // so this is deliberately not an `Iterator`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<SsePiece<'c>> {
+        while let Some(&b) = self.chunk.get(self.at) {
+            let parser = &mut *self.parser;
+            if std::mem::take(&mut parser.after_cr) && b == b'\n' {
+                self.at += 1;
+                continue;
+            }
+            if parser.line == Line::Data {
+                if std::mem::take(&mut parser.owes_newline) {
+                    return Some(SsePiece::Data(b"\n"));
+                }
+                let run = self.data_run();
+                if !run.is_empty() {
+                    return Some(SsePiece::Data(run));
+                }
+                continue;
+            }
+            self.at += 1;
+            if b == b'\r' || b == b'\n' {
+                parser.after_cr = b == b'\r';
+                if let Some(piece) = parser.end_line() {
+                    if matches!(piece, SsePiece::End | SsePiece::NoEvent) {
+                        self.take_crlf_tail();
+                    }
+                    return Some(piece);
+                }
+                continue;
+            }
+            parser.line = match parser.line {
+                Line::Start if b == b':' => Line::Skip,
+                Line::Start => Line::Field { matched: advance(Some(0), b) },
+                Line::Field { matched } if b == b':' => parser.after_field_name(matched),
+                Line::Field { matched } => Line::Field { matched: advance(matched, b) },
+                Line::DataStart if b == b' ' => Line::Data,
+                Line::DataStart => {
+                    self.at -= 1;
+                    Line::Data
+                }
+                other => other,
+            };
+        }
+        None
+    }
+
+    /// An event ended on a CR: the LF of a CRLF, when it is there, is read with it.
+    fn take_crlf_tail(&mut self) {
+        if self.parser.after_cr && self.chunk.get(self.at) == Some(&b'\n') {
+            self.parser.after_cr = false;
+            self.at += 1;
+        }
+    }
+
+    /// The value bytes of a `data` line, up to its end (or the end of the chunk).
+    fn data_run(&mut self) -> &'c [u8] {
+        let rest = self.chunk.get(self.at..).unwrap_or_default();
+        let len = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+        self.at += len;
+        if len < rest.len() {
+            self.parser.line = Line::Skip; // the line end itself is read by `next`
+        }
+        rest.get(..len).unwrap_or_default()
     }
 }
 

@@ -20,11 +20,11 @@ fn parse_in(chunks: &[&[u8]]) -> Vec<String> {
         }
     };
     for chunk in chunks {
-        parser.feed(chunk);
-        while let Some(piece) = parser.next() {
+        let mut pieces = parser.feed(chunk);
+        while let Some(piece) = pieces.next() {
             take(piece, &mut data);
         }
-        assert_eq!(parser.buffered_bytes(), 0, "everything fed is parsed");
+        assert_eq!(pieces.consumed(), chunk.len(), "everything fed is parsed");
     }
     if let Some(piece) = parser.finish() {
         take(piece, &mut data);
@@ -83,22 +83,30 @@ fn finish_ends_an_unterminated_event() {
 #[test]
 fn a_huge_event_streams_through_without_being_held() {
     let mut parser = SseParser::new();
-    parser.feed(b"data: small\n\ndata: ");
+    let mut pieces = parser.feed(b"data: small\n\ndata: ");
     let mut total = 0;
     let mut ends = 0;
+    while let Some(piece) = pieces.next() {
+        match piece {
+            SsePiece::Data(d) => total += d.len(),
+            SsePiece::End => ends += 1,
+            SsePiece::NoEvent => panic!("no blank line without data here"),
+        }
+    }
+    let chunk = [b'x'; 1000];
     for _ in 0..10_000 {
-        parser.feed(&[b'x'; 1000]);
-        while let Some(piece) = parser.next() {
+        let mut pieces = parser.feed(&chunk);
+        while let Some(piece) = pieces.next() {
             match piece {
                 SsePiece::Data(d) => total += d.len(),
                 SsePiece::End => ends += 1,
                 SsePiece::NoEvent => panic!("no blank line without data here"),
             }
         }
-        assert_eq!(parser.buffered_bytes(), 0);
+        assert_eq!(pieces.consumed(), chunk.len());
     }
-    parser.feed(b"\n\ndata: after\n\n");
-    while let Some(piece) = parser.next() {
+    let mut pieces = parser.feed(b"\n\ndata: after\n\n");
+    while let Some(piece) = pieces.next() {
         if piece == SsePiece::End {
             ends += 1;
         }
@@ -107,7 +115,7 @@ fn a_huge_event_streams_through_without_being_held() {
 }
 
 /// The bytes of each event (true) and of each run of lines that make no event (false), as
-/// [`SseParser::consumed`] and [`SseParser::owes_lf`] mark them, of a stream fed in `chunks`;
+/// [`SseChunk::consumed`] and [`SseChunk::owes_lf`] mark them, of a stream fed in `chunks`;
 /// and the bytes after the last.
 fn raw_blocks_in(chunks: &[&[u8]]) -> (Vec<(bool, Vec<u8>)>, Vec<u8>) {
     let mut parser = SseParser::new();
@@ -122,15 +130,15 @@ fn raw_blocks_in(chunks: &[&[u8]]) -> (Vec<(bool, Vec<u8>)>, Vec<u8>) {
             blocks.last_mut().unwrap().1.push(b'\n');
             start = 1;
         }
-        parser.feed(chunk);
-        while let Some(piece) = parser.next() {
+        let mut pieces = parser.feed(chunk);
+        while let Some(piece) = pieces.next() {
             if matches!(piece, SsePiece::End | SsePiece::NoEvent) {
                 let is_event = piece == SsePiece::End;
-                let end = parser.consumed();
+                let end = pieces.consumed();
                 held.extend_from_slice(&chunk[start..end]);
                 blocks.push((is_event, std::mem::take(&mut held)));
                 start = end;
-                lf_owed = parser.owes_lf() && end == chunk.len();
+                lf_owed = pieces.owes_lf() && end == chunk.len();
             }
         }
         held.extend_from_slice(&chunk[start..]);

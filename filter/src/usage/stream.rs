@@ -144,30 +144,29 @@ impl StreamAccounting {
     /// Reads the next piece of the stream. When rewriting: the bytes the caller gets instead of
     /// `chunk` (whole events only), or `None` when that is `chunk` itself.
     pub fn feed(&mut self, chunk: &[u8]) -> Option<Vec<u8>> {
-        self.parser.feed(chunk);
         if let Some(rewrite) = self.rewrite.as_mut() {
             rewrite.begin(chunk);
         }
-        while let Some(piece) = self.parser.next() {
-            match piece {
-                SsePiece::Data(bytes) => self.events.data(bytes),
-                SsePiece::End => {
-                    let (usage, span) = self.end_event();
-                    self.rewrite_block(chunk, usage, span);
+        // The parser is a few bytes of state: it is read out while the chunk is, so that each
+        // event's end can be taken by `self` as it comes.
+        let mut parser = self.parser;
+        let mut pieces = parser.feed(chunk);
+        while let Some(piece) = pieces.next() {
+            let usage = match piece {
+                SsePiece::Data(bytes) => {
+                    self.events.data(bytes);
+                    continue;
                 }
+                SsePiece::End => self.end_event(),
                 // Lines that make no event pass as they are.
-                SsePiece::NoEvent => self.rewrite_block(chunk, UsageMember::Absent, None),
+                SsePiece::NoEvent => (UsageMember::Absent, None),
+            };
+            if let Some(rewrite) = self.rewrite.as_mut() {
+                rewrite.event(chunk, pieces.consumed(), usage.0, usage.1, pieces.owes_lf());
             }
         }
+        self.parser = parser;
         self.rewrite.as_mut()?.end_chunk(chunk)
-    }
-
-    /// The bytes of an event (or of lines that make none) have ended: they go to the rewrite,
-    /// with what its `usage` member is and where it sits in the event's data.
-    fn rewrite_block(&mut self, chunk: &[u8], usage: UsageMember, span: Option<MemberSpan>) {
-        if let Some(rewrite) = self.rewrite.as_mut() {
-            rewrite.event(chunk, self.parser.consumed(), usage, span, self.parser.owes_lf());
-        }
     }
 
     /// Whether the stream is rewritten for the caller ([`Self::rewriting`]).

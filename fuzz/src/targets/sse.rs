@@ -58,11 +58,11 @@ fn parse(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
         }
     };
     for piece in pieces {
-        parser.feed(piece);
-        while let Some(next) = parser.next() {
+        let mut chunk = parser.feed(piece);
+        while let Some(next) = chunk.next() {
             take(next, &mut data);
         }
-        assert_eq!(parser.buffered_bytes(), 0, "bytes left buffered after a feed");
+        assert_eq!(chunk.consumed(), piece.len(), "bytes of a chunk left unread");
     }
     if let Some(end) = parser.finish() {
         take(end, &mut data);
