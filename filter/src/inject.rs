@@ -16,6 +16,7 @@ use crate::request_body::{BodyEdit, MemberSpans, RequestFacts};
 mod members;
 mod stream;
 
+pub(crate) use stream::EventEnd;
 pub use stream::StreamRewrite;
 
 /// What the caller itself asked for in `stream_options`.

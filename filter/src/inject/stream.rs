@@ -14,6 +14,29 @@ use crate::usage::UsageMember;
 /// Events longer than this are passed on unchanged rather than held (1 MiB).
 const MAX_HELD_BYTES: usize = 1024 * 1024;
 
+/// How an event of the chunk being read ended, as the counting's one parse of the stream saw it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventEnd {
+    /// Where its bytes end in the chunk (its blank line included).
+    pub end: usize,
+    /// What its top-level `usage` member is.
+    pub usage: UsageMember,
+    /// Where that member sits in its data, when the counting's scan could tell.
+    pub span: Option<MemberSpan>,
+    /// How many bytes its data has (the values of its `data` lines, joined).
+    pub data_len: usize,
+    /// It ended on a CR: an LF starting the next chunk is its.
+    pub owes_lf: bool,
+}
+
+/// What the counting read of a whole event.
+#[derive(Debug, Clone, Copy)]
+struct EventRead {
+    usage: UsageMember,
+    span: Option<MemberSpan>,
+    data_len: usize,
+}
+
 /// Rewrites a streamed reply for the caller, event by event; see the module docs.
 #[derive(Debug)]
 pub struct StreamRewrite {
@@ -55,30 +78,22 @@ impl StreamRewrite {
         }
     }
 
-    /// An event of the chunk ended at `end` (its blank line included); `usage` says what its
-    /// top-level `usage` member is, `span` where it sits in the event's data (when the counting's
-    /// scan could tell); `owes_lf`: it ended on a CR.
-    pub(crate) fn event(
-        &mut self,
-        chunk: &[u8],
-        end: usize,
-        usage: UsageMember,
-        span: Option<MemberSpan>,
-        owes_lf: bool,
-    ) {
-        let tail = chunk.get(self.start..end).unwrap_or_default();
+    /// An event of the chunk ended ([`EventEnd`]).
+    pub(crate) fn event(&mut self, chunk: &[u8], ended: EventEnd) {
+        let tail = chunk.get(self.start..ended.end).unwrap_or_default();
         // The span is the whole event's: of no use for what is left of it.
-        let usage = (usage, span.filter(|_| !std::mem::take(&mut self.passed_on)));
+        let span = ended.span.filter(|_| !std::mem::take(&mut self.passed_on));
+        let read = EventRead { usage: ended.usage, span, data_len: ended.data_len };
         let kept = if self.held.is_empty() {
-            rewrite_event(tail, usage, self.ask, &mut self.out)
+            rewrite_event(tail, read, self.ask, &mut self.out)
         } else {
             self.held.extend_from_slice(tail);
-            let kept = rewrite_event(&self.held, usage, self.ask, &mut self.out);
+            let kept = rewrite_event(&self.held, read, self.ask, &mut self.out);
             self.held.clear();
             kept
         };
-        self.start = end;
-        self.lf_owed = (owes_lf && end == chunk.len()).then_some(kept);
+        self.start = ended.end;
+        self.lf_owed = (ended.owes_lf && ended.end == chunk.len()).then_some(kept);
     }
 
     /// The chunk has been read: the bytes the caller gets instead of it, or `None` when they are
@@ -107,18 +122,14 @@ impl StreamRewrite {
 /// when it did not ask for continuous usage. Anything else passes byte for byte, and so does an
 /// event that is not one `data:` line. The member is cut where the counting's scan found it, or
 /// else where a search of the event's members finds it.
-fn rewrite_event(
-    event: &[u8],
-    (usage, span): (UsageMember, Option<MemberSpan>),
-    ask: UsageAsk,
-    out: &mut Vec<u8>,
-) -> bool {
+fn rewrite_event(event: &[u8], read: EventRead, ask: UsageAsk, out: &mut Vec<u8>) -> bool {
+    let EventRead { usage, span, data_len } = read;
     let caused_by_injection = match usage {
         UsageMember::Absent => false,
         UsageMember::Null | UsageMember::UsageOnly => !ask.include_usage,
         UsageMember::Running => !ask.continuous,
     };
-    let data = caused_by_injection.then(|| single_data_line(event)).flatten();
+    let data = caused_by_injection.then(|| single_data_line(event, data_len)).flatten();
     let Some((prefix_len, json_len)) = data else {
         out.extend_from_slice(event);
         return true;
@@ -142,18 +153,21 @@ fn rewrite_event(
     true
 }
 
-/// For an event made of one `data:` line: where its JSON starts and how long it is.
-fn single_data_line(event: &[u8]) -> Option<(usize, usize)> {
-    let prefix = if event.starts_with(b"data: ") {
+/// For an event made of one `data:` line whose value is `data_len` bytes (what the parse of the
+/// stream counted of its data): where its JSON starts and how long it is. Any other line in the
+/// event adds more bytes than it adds to the data (a line break and a field name against at most
+/// the one `\n` that joins two values), so the event is one line exactly when its line's break and
+/// the blank line's are all that follow the value.
+fn single_data_line(event: &[u8], data_len: usize) -> Option<(usize, usize)> {
+    let prefix: usize = if event.starts_with(b"data: ") {
         6
     } else if event.starts_with(b"data:") {
         5
     } else {
         return None;
     };
-    let line_end = memchr::memchr2(b'\n', b'\r', event)?;
-    let is_one_line = is_two_line_breaks(event.get(line_end..)?);
-    (is_one_line && line_end >= prefix).then_some((prefix, line_end - prefix))
+    let rest = event.get(prefix.checked_add(data_len)?..)?;
+    is_two_line_breaks(rest).then_some((prefix, data_len))
 }
 
 /// Whether `rest` is the line's break and the blank line's (the blank line's CR may be all of

@@ -319,6 +319,42 @@ fn a_running_usage_is_removed_only_for_a_caller_that_did_not_ask_for_it() {
 }
 
 #[test]
+fn only_an_event_of_one_data_line_is_cut() {
+    let usage = r#""usage":{"prompt_tokens":1,"total_tokens":2,"completion_tokens":1}"#;
+    let choices = r#"{"choices":[{"index":0,"delta":{"content":"a"}}]"#;
+    // Its data is the same JSON each time, but only the one-line events are the upstream's.
+    let one_line = [("data: ", "\n\n"), ("data:", "\r\n\r\n"), ("data: ", "\r\r")];
+    for (prefix, ends) in one_line {
+        let event = format!("{prefix}{choices},{usage}}}{ends}");
+        let cut = format!("{prefix}{choices}}}{ends}");
+        for at in 0..=event.len() {
+            let (a, b) = event.as_bytes().split_at(at);
+            assert_eq!(
+                rewrite_in(&[a, b], UsageAsk::default()),
+                cut.as_bytes(),
+                "{event:?} at {at}"
+            );
+        }
+    }
+    let several_lines = [
+        format!("data: {choices},\ndata: {usage}}}\n\n"),
+        format!("data: {choices},{usage}}}\n: a comment\n\n"),
+        format!("data: {choices},{usage}}}\nid: 1\r\n\r\n"),
+        format!("data: {choices},{usage}}}\ndata\n\n"),
+    ];
+    for event in several_lines {
+        for at in 0..=event.len() {
+            let (a, b) = event.as_bytes().split_at(at);
+            assert_eq!(
+                rewrite_in(&[a, b], UsageAsk::default()),
+                event.as_bytes(),
+                "{event:?} at {at}"
+            );
+        }
+    }
+}
+
+#[test]
 fn an_event_fed_a_byte_at_a_time_is_rewritten_alike() {
     // CR, LF and CRLF line ends, and a CR that ends a chunk (half of a CRLF, or not).
     let usage_only = br#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"total_tokens":2,"completion_tokens":1}}"#;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use super::event::{EventFacts, EventReader};
 use super::{Accounting, UpstreamError, Usage, UsageMember, UsageSource};
-use crate::inject::StreamRewrite;
+use crate::inject::{EventEnd, StreamRewrite};
 use crate::json_scan::MemberSpan;
 use crate::sse::{SseParser, SsePiece};
 
@@ -58,6 +58,8 @@ impl PromptLayout {
 pub struct StreamAccounting {
     parser: SseParser,
     events: EventReader,
+    /// How many bytes of data the event in progress has had.
+    event_data_len: usize,
     layout: PromptLayout,
     /// The last usage that covers the whole request.
     total: Option<Usage>,
@@ -87,6 +89,7 @@ impl StreamAccounting {
         Self {
             parser: SseParser::new(),
             events: EventReader::new(),
+            event_data_len: 0,
             layout,
             total: None,
             completions: BTreeMap::new(),
@@ -154,6 +157,7 @@ impl StreamAccounting {
         while let Some(piece) = pieces.next() {
             let usage = match piece {
                 SsePiece::Data(bytes) => {
+                    self.event_data_len += bytes.len();
                     self.events.data(bytes);
                     continue;
                 }
@@ -161,8 +165,11 @@ impl StreamAccounting {
                 // Lines that make no event pass as they are.
                 SsePiece::NoEvent => (UsageMember::Absent, None),
             };
+            let data_len = std::mem::take(&mut self.event_data_len);
             if let Some(rewrite) = self.rewrite.as_mut() {
-                rewrite.event(chunk, pieces.consumed(), usage.0, usage.1, pieces.owes_lf());
+                let (usage, span) = usage;
+                let (end, owes_lf) = (pieces.consumed(), pieces.owes_lf());
+                rewrite.event(chunk, EventEnd { end, usage, span, data_len, owes_lf });
             }
         }
         self.parser = parser;
