@@ -130,10 +130,11 @@ pub(super) fn read_after(data: &[u8], prefix: &mut Prefix) -> Option<EventFacts>
     };
     let mut telling = None;
     let member = |r: &mut Reader<'_>, key: &[u8], start: usize| {
-        if telling.is_none() && tells(key) {
+        let member = Member::of(key);
+        if telling.is_none() && member.tells() {
             telling = Some((start, found.object.is_some()));
         }
-        found.member(data, r, key, start)
+        found.member(data, r, member, start)
     };
     let read = if resume { reader.remaining_members(member) } else { reader.members_at(member) };
     let holes = reader.take_holes();
@@ -150,11 +151,35 @@ pub(super) fn read_after(data: &[u8], prefix: &mut Prefix) -> Option<EventFacts>
     Some(facts)
 }
 
-/// Whether a member with `key` tells something about the event (every key [`Found::member`]
-/// reads other than `object`, which it only checks): the members before the first such one are
-/// the part chunks share.
-fn tells(key: &[u8]) -> bool {
-    matches!(key, b"usage" | b"choices" | b"error" | b"type" | b"response")
+/// What a top-level member of a chunk is to [`Found::member`], by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Usage,
+    Choices,
+    /// Only checked (not `"error"`), read once.
+    Object,
+    /// An error, or a Responses API event: left to the scanner.
+    ForTheScanner,
+    /// Skipped.
+    Other,
+}
+
+impl Member {
+    fn of(key: &[u8]) -> Self {
+        match key {
+            b"usage" => Self::Usage,
+            b"choices" => Self::Choices,
+            b"object" => Self::Object,
+            b"error" | b"type" | b"response" => Self::ForTheScanner,
+            _ => Self::Other,
+        }
+    }
+
+    /// Whether it tells something about the event: the members before the first such one are
+    /// the part chunks share.
+    fn tells(self) -> bool {
+        !matches!(self, Self::Object | Self::Other)
+    }
 }
 
 /// The members read so far.
@@ -169,24 +194,29 @@ struct Found {
 }
 
 impl Found {
-    /// Reads the member `key` starting at `start` in `data`, the reader's cursor at its value.
-    fn member(&mut self, data: &[u8], r: &mut Reader<'_>, key: &[u8], start: usize) -> Option<()> {
-        match key {
-            b"usage" => {
+    /// Reads `member`, which starts at `start` in `data`, the reader's cursor at its value.
+    fn member(
+        &mut self,
+        data: &[u8],
+        r: &mut Reader<'_>,
+        member: Member,
+        start: usize,
+    ) -> Option<()> {
+        match member {
+            Member::Usage => {
                 let usage = reported::read_at(r)?;
                 once(&mut self.usage, (usage, MemberSpan { start, end: r.position() }))
             }
-            b"choices" => once(&mut self.choices, choices::read_at(r)?),
-            b"object" => {
+            Member::Choices => once(&mut self.choices, choices::read_at(r)?),
+            Member::Object => {
                 let value = r.value_start();
                 r.skip_fixed_value()?;
                 let is_error = data.get(value..r.position()) == Some(&b"\"error\""[..]);
                 (!is_error).then_some(())?;
                 once(&mut self.object, ())
             }
-            // An error, or a Responses API event: left to the scanner.
-            b"error" | b"type" | b"response" => None,
-            _ => r.skip_value(),
+            Member::ForTheScanner => None,
+            Member::Other => r.skip_value(),
         }
     }
 
