@@ -41,6 +41,14 @@ pub(crate) fn rewrite_with(
     (out, stream)
 }
 
+/// Asserts that `stream`, cut in two at every byte, comes out for `ask` as `expected`.
+fn assert_rewritten_at_every_split(stream: &[u8], ask: UsageAsk, expected: &[u8]) {
+    for cut in 0..=stream.len() {
+        let (a, b) = stream.split_at(cut);
+        assert_eq!(rewrite_in(&[a, b], ask), expected, "split at {cut}");
+    }
+}
+
 fn events(stream: &[u8]) -> Vec<String> {
     String::from_utf8(stream.to_vec()).unwrap().split("\n\n").map(str::to_owned).collect()
 }
@@ -77,10 +85,7 @@ fn a_caller_that_asked_nothing_gets_no_usage_at_any_split() {
         .join("\n\n")
         .into_bytes();
     assert!(!String::from_utf8_lossy(&expected).contains("usage"));
-    for cut in 0..=upstream.len() {
-        let (a, b) = upstream.split_at(cut);
-        assert_eq!(rewrite_in(&[a, b], UsageAsk::default()), expected, "split at {cut}");
-    }
+    assert_rewritten_at_every_split(&upstream, UsageAsk::default(), &expected);
     let bytes: Vec<&[u8]> = upstream.chunks(1).collect();
     assert_eq!(rewrite_in(&bytes, UsageAsk::default()), expected);
 }
@@ -89,10 +94,7 @@ fn a_caller_that_asked_nothing_gets_no_usage_at_any_split() {
 fn a_caller_that_asked_for_usage_gets_exactly_vllms_stream() {
     let upstream = with_continuous_usage(VLLM_STREAM);
     let ask = UsageAsk { include_usage: true, continuous: false };
-    for cut in 0..=upstream.len() {
-        let (a, b) = upstream.split_at(cut);
-        assert_eq!(rewrite_in(&[a, b], ask), VLLM_STREAM, "split at {cut}");
-    }
+    assert_rewritten_at_every_split(&upstream, ask, VLLM_STREAM);
 }
 
 #[test]
@@ -131,14 +133,7 @@ fn odd_events_pass_unchanged() {
     // Lines that make no event before a usage-only chunk do not keep it from being dropped.
     let usage_only =
         b": ping\r\n\r\nid: 7\n\ndata: {\"choices\":[],\"usage\":{\"total_tokens\":1}}\n\n";
-    for cut in 0..=usage_only.len() {
-        let (a, b) = usage_only.split_at(cut);
-        assert_eq!(
-            rewrite_in(&[a, b], UsageAsk::default()),
-            b": ping\r\n\r\nid: 7\n\n".to_vec(),
-            "split at {cut}"
-        );
-    }
+    assert_rewritten_at_every_split(usage_only, UsageAsk::default(), b": ping\r\n\r\nid: 7\n\n");
     let crlf = b"data: {\"choices\":[],\"usage\":{\"total_tokens\":1}}\r\n\r\ndata: [DONE]\r\n\r\n";
     assert_eq!(rewrite_in(&[crlf], UsageAsk::default()), b"data: [DONE]\r\n\r\n".to_vec());
     let unterminated = b"data: {\"choices\":[],\"usage\":{}}";
@@ -150,10 +145,7 @@ fn null_usage_from_an_upstream_reaches_a_caller_that_asked_for_usage_byte_for_by
     let ask = UsageAsk { include_usage: true, continuous: false };
     for stream in OPENAI_STREAMS {
         assert!(String::from_utf8_lossy(stream).matches("\"usage\":null").count() >= 3);
-        for cut in 0..=stream.len() {
-            let (a, b) = stream.split_at(cut);
-            assert_eq!(rewrite_in(&[a, b], ask), stream, "split at {cut}");
-        }
+        assert_rewritten_at_every_split(stream, ask, stream);
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(rewrite_in(&bytes, ask), stream);
         let continuous = UsageAsk { include_usage: true, continuous: true };
@@ -171,14 +163,7 @@ fn null_usage_is_removed_only_for_a_caller_that_did_not_ask_for_usage() {
             .collect::<Vec<_>>()
             .join("\n\n");
         assert!(!expected.contains("usage"));
-        for cut in 0..=stream.len() {
-            let (a, b) = stream.split_at(cut);
-            assert_eq!(
-                String::from_utf8(rewrite_in(&[a, b], UsageAsk::default())).unwrap(),
-                expected,
-                "split at {cut}"
-            );
-        }
+        assert_rewritten_at_every_split(stream, UsageAsk::default(), expected.as_bytes());
     }
 }
 
@@ -203,14 +188,7 @@ fn only_an_event_of_one_data_line_is_cut() {
     for (prefix, ends) in one_line {
         let event = format!("{prefix}{choices},{usage}}}{ends}");
         let cut = format!("{prefix}{choices}}}{ends}");
-        for at in 0..=event.len() {
-            let (a, b) = event.as_bytes().split_at(at);
-            assert_eq!(
-                rewrite_in(&[a, b], UsageAsk::default()),
-                cut.as_bytes(),
-                "{event:?} at {at}"
-            );
-        }
+        assert_rewritten_at_every_split(event.as_bytes(), UsageAsk::default(), cut.as_bytes());
     }
     let several_lines = [
         format!("data: {choices},\ndata: {usage}}}\n\n"),
@@ -219,14 +197,8 @@ fn only_an_event_of_one_data_line_is_cut() {
         format!("data: {choices},{usage}}}\ndata\n\n"),
     ];
     for event in several_lines {
-        for at in 0..=event.len() {
-            let (a, b) = event.as_bytes().split_at(at);
-            assert_eq!(
-                rewrite_in(&[a, b], UsageAsk::default()),
-                event.as_bytes(),
-                "{event:?} at {at}"
-            );
-        }
+        let event = event.as_bytes();
+        assert_rewritten_at_every_split(event, UsageAsk::default(), event);
     }
 }
 
