@@ -29,14 +29,6 @@ pub(crate) struct EventEnd {
     pub owes_lf: bool,
 }
 
-/// What the counting read of a whole event.
-#[derive(Debug, Clone, Copy)]
-struct EventRead {
-    usage: UsageMember,
-    span: Option<MemberSpan>,
-    data_len: usize,
-}
-
 /// Rewrites a streamed reply for the caller, event by event; see the module docs.
 #[derive(Debug)]
 pub struct StreamRewrite {
@@ -83,7 +75,7 @@ impl StreamRewrite {
         let tail = chunk.get(self.start..ended.end).unwrap_or_default();
         // The span is the whole event's: of no use for what is left of it.
         let span = ended.span.filter(|_| !std::mem::take(&mut self.passed_on));
-        let read = EventRead { usage: ended.usage, span, data_len: ended.data_len };
+        let read = EventEnd { span, ..ended };
         let kept = if self.held.is_empty() {
             rewrite_event(tail, read, self.ask, &mut self.out)
         } else {
@@ -122,8 +114,8 @@ impl StreamRewrite {
 /// when it did not ask for continuous usage. Anything else passes byte for byte, and so does an
 /// event that is not one `data:` line. The member is cut where the counting's scan found it, or
 /// else where a search of the event's members finds it.
-fn rewrite_event(event: &[u8], read: EventRead, ask: UsageAsk, out: &mut Vec<u8>) -> bool {
-    let EventRead { usage, span, data_len } = read;
+fn rewrite_event(event: &[u8], read: EventEnd, ask: UsageAsk, out: &mut Vec<u8>) -> bool {
+    let EventEnd { usage, span, data_len, .. } = read;
     let caused_by_injection = match usage {
         UsageMember::Absent => false,
         UsageMember::Null | UsageMember::UsageOnly => !ask.include_usage,

@@ -155,7 +155,7 @@ impl StreamAccounting {
         let mut parser = self.parser;
         let mut pieces = parser.feed(chunk);
         while let Some(piece) = pieces.next() {
-            let usage = match piece {
+            let (usage, span) = match piece {
                 SsePiece::Data(bytes) => {
                     self.event_data_len += bytes.len();
                     self.events.data(bytes);
@@ -167,7 +167,6 @@ impl StreamAccounting {
             };
             let data_len = std::mem::take(&mut self.event_data_len);
             if let Some(rewrite) = self.rewrite.as_mut() {
-                let (usage, span) = usage;
                 let (end, owes_lf) = (pieces.consumed(), pieces.owes_lf());
                 rewrite.event(chunk, EventEnd { end, usage, span, data_len, owes_lf });
             }
